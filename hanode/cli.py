@@ -1,0 +1,136 @@
+"""The ``hanode`` command: argument parsing and one small function per verb.
+
+Each verb imports the module that owns its work lazily, so ``hanode config
+check`` does not pay for trio or gRPC.  Operator mistakes (a bad config, an
+unknown node) print one line and exit 2; nothing here lets a traceback out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from hanode import config as config_mod
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An operator mistake, phrased for the operator; exit status 2."""
+
+
+def _load(path: str | None) -> config_mod.Config:
+    return config_mod.load(path or config_mod.DEFAULT_PATH)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from hanode import agent
+    return agent.main(_load(args.config))
+
+
+def cmd_smb(args: argparse.Namespace) -> int:
+    from smb import worker
+    return worker.main(_load(args.config))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hanode import status
+    return status.main(args)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from hanode import users
+    return users.main(args)
+
+
+def cmd_switchover(args: argparse.Namespace) -> int:
+    from hanode import switchover
+    return switchover.main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hanode import demo
+    return demo.main(args)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    print(f"{cfg.source}: ok (cluster {cfg.cluster.name}, node {cfg.node.name}, "
+          f"{len(cfg.vips)} VIP(s), {len(cfg.shares)} share(s))")
+    return 0
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """Where to find etcd: a config file, or --etcd/--cluster from any machine."""
+    p.add_argument("--config", help=f"config file (default {config_mod.DEFAULT_PATH})")
+    p.add_argument("--etcd", action="append", metavar="URL",
+                   help="etcd endpoint (repeatable); overrides the config")
+    p.add_argument("--cluster", help="cluster name; overrides the config")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hanode", description="High-availability SMB file service.")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = verb("agent", cmd_agent, "run this node's agent (foreground; SIGTERM stops it)")
+    p.add_argument("--config", required=True)
+
+    p = verb("smb", cmd_smb, "run only this node's SMB workers (no election, no VIP)")
+    p.add_argument("--config", required=True)
+
+    p = verb("status", cmd_status, "the cluster at a glance; exit 1 when degraded")
+    _add_cluster_args(p)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--watch", action="store_true", help="redraw every second")
+
+    p = verb("user", cmd_user, "manage SMB users (their NT hashes live in etcd)")
+    _add_cluster_args(p)
+    user_verbs = p.add_subparsers(dest="user_verb", metavar="ACTION", required=True)
+    add = user_verbs.add_parser("add", help="add a user or change its password")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", required=True,
+                     help="read the password from standard input")
+    delete = user_verbs.add_parser("del", help="delete a user")
+    delete.add_argument("name")
+    user_verbs.add_parser("list", help="list users")
+
+    p = verb("switchover", cmd_switchover, "planned move of the VIP to another node")
+    _add_cluster_args(p)
+    p.add_argument("--to", metavar="NODE", help="target node (default: the healthiest standby)")
+
+    p = verb("demo", cmd_demo, "the failover experiment on this machine (network namespaces)")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--clients", type=int, default=3)
+    p.add_argument("--size", default="256M", help="bytes each client copies (K/M/G suffixes)")
+    p.add_argument("--kill", choices=["hard", "graceful", "partition", "switchover"], default="hard")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+
+    p = verb("config", lambda a: 0, "configuration tools")
+    config_verbs = p.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
+    check = config_verbs.add_parser("check", help="validate a config without starting anything")
+    check.add_argument("--config", required=True)
+    check.set_defaults(fn=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (config_mod.ConfigError, UserError) as exc:
+        print(f"hanode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

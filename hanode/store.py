@@ -1,0 +1,274 @@
+"""The only module that talks to etcd: key layout, leases, transactions.
+
+Every method here blocks (the etcd3 client is gRPC and synchronous); trio
+code calls them through ``trio.to_thread.run_sync``.  Every etcd failure
+surfaces as :class:`StoreUnavailable`, so callers handle one exception
+and never see gRPC's.
+
+Key layout under ``/hanode/<cluster>/``:
+
+    leader                          JSON {"node", "since"}; on the leader's lease;
+                                    its create revision is the term
+    nodes/<node>                    JSON node record; on the node's lease
+    conns/<vip>/<client-ip>:<port>  JSON {"node", "time"}; no lease (outlives its writer)
+    durable/<persistent-id>         JSON durable-handle record
+    workers/<node>/<worker>         worker liveness; on the worker's lease
+    users/<name>                    JSON {"nt_hash"}; never the password
+    switchover                      JSON {"to", "from", "time"}; a planned move request
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+# etcd3 0.12 ships protobuf modules generated for protobuf 3; pyproject pins
+# protobuf<4.  Should a newer protobuf be installed anyway, its pure-Python
+# mode still loads them.
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+import etcd3  # noqa: E402
+import etcd3.exceptions  # noqa: E402
+import grpc  # noqa: E402
+
+from hanode.config import ClusterConfig  # noqa: E402
+
+DEFAULT_TIMEOUT = 1.0
+
+
+class StoreUnavailable(Exception):
+    """etcd could not be reached, or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: Any  # decoded JSON
+    create_revision: int
+    mod_revision: int
+    lease: int
+
+
+def _translate(exc: BaseException) -> StoreUnavailable:
+    if isinstance(exc, grpc.RpcError):
+        return StoreUnavailable(f"etcd error: {exc.code().name}")  # type: ignore[attr-defined]
+    return StoreUnavailable(str(exc) or type(exc).__name__)
+
+
+_TRANSIENT = (etcd3.exceptions.Etcd3Exception, grpc.RpcError, ValueError, OSError)
+
+
+class Store:
+    """A handle on one cluster's keys in etcd, failing over between endpoints."""
+
+    def __init__(
+        self,
+        endpoints: list[str] | tuple[str, ...],
+        cluster: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ):
+        if not endpoints:
+            raise ValueError("no etcd endpoints")
+        self.endpoints = tuple(endpoints)
+        self.cluster = cluster
+        self.prefix = f"/hanode/{cluster}/"
+        self.timeout = timeout
+        self._tls = (ca_file, cert_file, key_file)
+        self._auth = (user, password)
+        self._clients: dict[str, etcd3.Etcd3Client] = {}
+        self._current = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cluster: ClusterConfig, endpoints: tuple[str, ...] | None = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> "Store":
+        return cls(endpoints or cluster.etcd, cluster.name, timeout=timeout,
+                   ca_file=cluster.ca_file, cert_file=cluster.cert_file,
+                   key_file=cluster.key_file, user=cluster.user, password=cluster.password)
+
+    # -- keys ---------------------------------------------------------------
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + "/".join(parts)
+
+    @property
+    def leader_key(self) -> str:
+        return self.key("leader")
+
+    def node_key(self, node: str) -> str:
+        return self.key("nodes", node)
+
+    def conn_prefix(self, vip: str) -> str:
+        return self.key("conns", vip) + "/"
+
+    def conn_key(self, vip: str, client_ip: str, client_port: int) -> str:
+        return self.conn_prefix(vip) + f"{client_ip}:{client_port}"
+
+    @staticmethod
+    def parse_conn_key(key: str) -> tuple[str, int]:
+        """The (client ip, client port) at the end of a connection key."""
+        ip, _, port = key.rsplit("/", 1)[1].rpartition(":")
+        return ip, int(port)
+
+    def durable_key(self, persistent_id: int) -> str:
+        return self.key("durable", f"{persistent_id:016x}")
+
+    def worker_key(self, node: str, worker: str) -> str:
+        return self.key("workers", node, worker)
+
+    def user_key(self, name: str) -> str:
+        return self.key("users", name)
+
+    @property
+    def switchover_key(self) -> str:
+        return self.key("switchover")
+
+    # -- connection handling -------------------------------------------------
+
+    def _client(self, endpoint: str) -> etcd3.Etcd3Client:
+        client = self._clients.get(endpoint)
+        if client is None:
+            url = urlparse(endpoint)
+            ca, cert, key = self._tls
+            user, password = self._auth
+            client = etcd3.client(
+                host=url.hostname, port=url.port or 2379, timeout=self.timeout,
+                ca_cert=ca if url.scheme == "https" or ca else None,
+                cert_cert=cert, cert_key=key, user=user, password=password,
+            )
+            self._clients[endpoint] = client
+        return client
+
+    def _call(self, fn_name: str, *args: Any, stream: bool = False, **kwargs: Any) -> Any:
+        """Run one etcd3 client method, trying each endpoint once.
+
+        stream: the method returns a generator; drain it here, inside the
+        error handling, and return a list.
+        """
+        last: BaseException | None = None
+        n = len(self.endpoints)
+        for attempt in range(n):
+            with self._lock:
+                index = (self._current + attempt) % n
+                endpoint = self.endpoints[index]
+            try:
+                client = self._client(endpoint)
+                result = getattr(client, fn_name)(*args, **kwargs)
+                if stream:
+                    result = list(result)
+                if attempt:
+                    with self._lock:
+                        self._current = index
+                return result
+            except _TRANSIENT as exc:
+                last = exc
+                with self._lock:
+                    stale = self._clients.pop(endpoint, None)
+                if stale is not None:
+                    stale.close()
+        assert last is not None
+        raise _translate(last) from None
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    # -- plain keys ----------------------------------------------------------
+
+    @staticmethod
+    def _entry(value: bytes, meta: Any) -> Entry:
+        try:
+            decoded = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            decoded = None
+        return Entry(key=meta.key.decode(), value=decoded,
+                     create_revision=meta.create_revision,
+                     mod_revision=meta.mod_revision, lease=meta.lease_id)
+
+    def get(self, key: str) -> Entry | None:
+        value, meta = self._call("get", key)
+        return None if meta is None else self._entry(value, meta)
+
+    def get_prefix(self, prefix: str) -> list[Entry]:
+        return [self._entry(v, m) for v, m in self._call("get_prefix", prefix)]
+
+    def put(self, key: str, value: Any, lease: int | None = None) -> None:
+        self._call("put", key, json.dumps(value, separators=(",", ":")), lease=lease)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call("delete", key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        self._call("delete_prefix", prefix)
+
+    def create(self, key: str, value: Any, lease: int | None = None) -> tuple[bool, int]:
+        """Create key only if absent; returns (created, create revision of the key now)."""
+        txn = self._call(
+            "transaction",
+            compare=[etcd3.transactions.Create(key) == 0],
+            success=[etcd3.transactions.Put(
+                key, json.dumps(value, separators=(",", ":")), lease=lease)],
+            failure=[etcd3.transactions.Get(key)],
+        )
+        succeeded, responses = txn
+        if succeeded:
+            entry = self.get(key)
+            return True, entry.create_revision if entry else 0
+        kvs = responses[0] if responses else []
+        return False, (kvs[0][1].create_revision if kvs else 0)
+
+    def delete_if_created(self, key: str, create_revision: int) -> bool:
+        """Delete key only if it is still the incarnation created at create_revision."""
+        succeeded, _ = self._call(
+            "transaction",
+            compare=[etcd3.transactions.Create(key) == create_revision],
+            success=[etcd3.transactions.Delete(key)],
+            failure=[],
+        )
+        return bool(succeeded)
+
+    # -- leases --------------------------------------------------------------
+
+    def grant_lease(self, ttl: int) -> int:
+        return self._call("lease", ttl).id
+
+    def keepalive(self, lease_id: int) -> int:
+        """Refresh a lease; returns the TTL etcd granted, 0 when the lease is gone."""
+        responses = self._call("refresh_lease", lease_id, stream=True)
+        return int(responses[0].TTL) if responses else 0
+
+    def lease_ttl_left(self, lease_id: int) -> int:
+        """Seconds left on a lease; -1 when it no longer exists."""
+        return int(self._call("get_lease_info", lease_id).TTL)
+
+    def revoke_lease(self, lease_id: int) -> None:
+        self._call("revoke_lease", lease_id)
+
+    # -- cluster health ------------------------------------------------------
+
+    def endpoint_health(self) -> dict[str, bool]:
+        """Ask every endpoint on its own for its status."""
+        health = {}
+        for endpoint in self.endpoints:
+            try:
+                self._client(endpoint).status()
+                health[endpoint] = True
+            except _TRANSIENT:
+                with self._lock:
+                    stale = self._clients.pop(endpoint, None)
+                if stale is not None:
+                    stale.close()
+                health[endpoint] = False
+        return health

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what hanode, its demo and its tests need on Debian 12, as root:
+# the Debian packages and the Python package (with test extras) in ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-testsuite
+              python3-venv tcpdump)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged etcd and smbd at install; hanode starts its own.
+for unit in etcd smbd nmbd samba-ad-dc; do
+  systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e ".[test]"

@@ -1,0 +1,93 @@
+"""The contract between the dispatcher and the command handlers.
+
+The connection layer (negotiate, session setup, signing, encryption, credits,
+compounds) owns the TCP stream and turns each SMB2 command into a
+:class:`Request`.  A handler for one command turns it into a :class:`Reply`.
+Handlers never see signing, encryption, credits or message framing, and the
+connection layer never sees files; that split is what lets each side be tested
+on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+
+from smb.wire.header import Header, Status
+
+if TYPE_CHECKING:
+    from hanode.config import Config
+
+
+@dataclass
+class Request:
+    header: Header
+    # This command's bytes after its 64-byte header, up to NextCommand (or the end).
+    body: memoryview
+    # This command's bytes from its header's first byte: MS-SMB2 buffer offsets
+    # (e.g. a CREATE name's NameOffset) count from there.
+    message: memoryview
+    # In a related compound: the FileId the previous command's reply produced,
+    # to stand in for the all-0xFF FileId (MS-SMB2 3.3.5.2.7.2).
+    related_file_id: bytes | None = None
+
+
+@dataclass
+class Reply:
+    status: int = Status.SUCCESS
+    # The response body after the header (for errors, smb.wire.header.error_body()).
+    body: bytes = b""
+    # Sent after body without being copied into it (e.g. READ data).
+    payload: bytes | memoryview = b""
+    # For CREATE replies: the FileId a following related command inherits.
+    file_id: bytes | None = None
+
+
+@dataclass
+class ConnectionInfo:
+    """What handlers may read about the transport connection."""
+
+    dialect: int = 0
+    client_guid: bytes = b"\x00" * 16
+    server_guid: bytes = b"\x00" * 16
+    max_transact_size: int = 8 * 1024 * 1024
+    max_read_size: int = 8 * 1024 * 1024
+    max_write_size: int = 8 * 1024 * 1024
+    client_address: tuple[str, int] = ("", 0)
+    security_mode: int = 0
+    client_capabilities: int = 0
+    server_capabilities: int = 0
+    client_security_mode: int = 0
+    client_dialects: tuple[int, ...] = ()
+
+
+@dataclass
+class SessionInfo:
+    """An authenticated session, as handlers see it."""
+
+    session_id: int
+    user: str
+    is_guest: bool = False
+    encrypt_data: bool = False
+    # tree_id -> whatever the tree-connect handler keeps per tree connect.
+    trees: dict[int, Any] = field(default_factory=dict)
+
+
+class CommandContext(Protocol):
+    config: "Config"
+    connection: ConnectionInfo
+    # None only for commands that need no session (NEGOTIATE, SESSION_SETUP, ECHO).
+    session: SessionInfo | None
+
+    async def go_async(self) -> int:
+        """Send the interim STATUS_PENDING response now; returns the AsyncId.
+
+        A handler that is about to wait (a lock, an oplock break) calls this
+        first; its final reply then goes out as an async response.
+        """
+
+    def is_cancelled(self) -> bool:
+        """True once the client sent CANCEL for this request."""
+
+
+Handler = Callable[[CommandContext, Request], Awaitable[Reply]]
