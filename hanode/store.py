@@ -10,6 +10,8 @@ Key layout under ``/hanode/<cluster>/``:
     leader                          JSON {"node", "since"}; on the leader's lease;
                                     its create revision is the term
     nodes/<node>                    JSON node record; on the node's lease
+    members/<node>                  JSON {"first_seen", "last_seen"}; no lease, so a
+                                    node whose record expired shows as down
     conns/<vip>/<client-ip>:<port>  JSON {"node", "time"}; no lease (outlives its writer)
     durable/<persistent-id>         JSON durable-handle record
     workers/<node>/<worker>         worker liveness; on the worker's lease
@@ -107,6 +109,9 @@ class Store:
 
     def node_key(self, node: str) -> str:
         return self.key("nodes", node)
+
+    def member_key(self, node: str) -> str:
+        return self.key("members", node)
 
     def conn_prefix(self, vip: str) -> str:
         return self.key("conns", vip) + "/"
