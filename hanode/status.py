@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from hanode import config as config_mod
 from hanode.cli import UserError
+from hanode.store import Store, StoreUnavailable
 
 EXIT_HEALTHY = 0
 EXIT_DEGRADED = 1
@@ -65,10 +66,8 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def take_snapshot(store, vips: tuple[str, ...] | None) -> Snapshot:
+def take_snapshot(store: Store, vips: tuple[str, ...] | None) -> Snapshot:
     """Read everything status shows; vips: the configured VIPs, or None to take the nodes' word."""
-    from hanode.store import StoreUnavailable
-
     health = store.endpoint_health()
     base = dict(cluster=store.cluster, endpoints=store.endpoints, etcd_health=health,
                 vips=vips or ())
@@ -299,7 +298,7 @@ def _target(args: argparse.Namespace) -> tuple[config_mod.ClusterConfig, tuple[s
     return cluster, endpoints, vips
 
 
-def _show(store, vips: tuple[str, ...] | None, as_json: bool, redraw: bool) -> int:
+def _show(store: Store, vips: tuple[str, ...] | None, as_json: bool, redraw: bool) -> int:
     rep = report(take_snapshot(store, vips))
     if as_json:
         text = json.dumps(rep, separators=(",", ":") if redraw else None,
@@ -312,8 +311,6 @@ def _show(store, vips: tuple[str, ...] | None, as_json: bool, redraw: bool) -> i
 
 def main(args: argparse.Namespace) -> int:
     """0 healthy, 1 degraded (etcd unreachable included), 2 usage or config error."""
-    from hanode.store import Store
-
     cluster, endpoints, vips = _target(args)
     store = Store.from_config(cluster, endpoints)
     try:
