@@ -1,0 +1,304 @@
+"""The node-wide oplock and lease state machine: what a second opener gets, breaks, acks."""
+
+import pytest
+
+from smb.oplocks import (
+    FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_DATA, GENERIC_READ,
+    LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II,
+    OPLOCK_LEASE, OPLOCK_NONE, SHARE_READ, SHARE_WRITE, SHARE_DELETE, SYNCHRONIZE,
+    LeaseBreak, LeaseRequest, NodeOplocks, OpenRequest, OplockBreak, Outcome, share_conflict,
+)
+from smb.wire.header import Status
+
+R, W, H = LEASE_READ, LEASE_WRITE, LEASE_HANDLE
+RW_ACCESS = FILE_READ_DATA | FILE_WRITE_DATA
+SHARE_ALL = SHARE_READ | SHARE_WRITE | SHARE_DELETE
+C1, C2 = b"\x01" * 16, b"\x02" * 16
+K1, K2 = b"\x11" * 16, b"\x22" * 16
+F = ("dev", 42)
+
+
+def oplock(oid, level, client=C1, access=RW_ACCESS, share=SHARE_ALL, disposition=1):
+    return OpenRequest(oid, client, access, share, disposition, oplock_level=level)
+
+
+def leased(oid, key, state, client=C1, epoch=0, version=2, access=RW_ACCESS, share=SHARE_ALL,
+           disposition=1):
+    return OpenRequest(oid, client, access, share, disposition, oplock_level=OPLOCK_LEASE,
+                       lease=LeaseRequest(key, state, epoch, version))
+
+
+@pytest.fixture
+def node():
+    return NodeOplocks()
+
+
+# -- oplocks -------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", [OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_NONE])
+def test_first_opener_gets_what_it_asks(node, level):
+    d = node.open(F, oplock(1, level))
+    assert d.outcome is Outcome.GRANT and d.oplock_level == level and not d.breaks
+
+
+def test_second_opener_breaks_batch_to_level2_and_waits_for_the_ack(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2))
+    assert d.outcome is Outcome.WAIT and d.status == Status.PENDING
+    (brk,) = d.breaks
+    assert isinstance(brk, OplockBreak) and (brk.open_id, brk.new_level, brk.ack_required) == (1, OPLOCK_II, True)
+    # Retried before the ack: still waiting, and no second break is sent.
+    again = node.open(F, oplock(2, OPLOCK_BATCH, client=C2), first_attempt=False)
+    assert again.outcome is Outcome.WAIT and not again.breaks
+    assert node.ack_oplock(1, OPLOCK_II).status == Status.SUCCESS
+    d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_II
+    assert node.oplock_level(1) == OPLOCK_II
+
+
+def test_exclusive_is_also_broken_to_level2(node):
+    node.open(F, oplock(1, OPLOCK_EXCLUSIVE))
+    d = node.open(F, oplock(2, OPLOCK_EXCLUSIVE))
+    assert d.outcome is Outcome.WAIT and d.breaks[0].new_level == OPLOCK_II
+
+
+def test_overwrite_breaks_batch_to_none(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    d = node.open(F, oplock(2, OPLOCK_BATCH, disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.WAIT and d.breaks[0].new_level == OPLOCK_NONE
+    node.ack_oplock(1, OPLOCK_NONE)
+    d = node.open(F, oplock(2, OPLOCK_BATCH, disposition=FILE_OVERWRITE_IF), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_II
+
+
+def test_level2_holders_are_broken_to_none_without_ack_and_without_waiting(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    node.open(F, oplock(2, OPLOCK_BATCH))
+    node.ack_oplock(1, OPLOCK_II)
+    assert node.open(F, oplock(2, OPLOCK_BATCH), first_attempt=False).oplock_level == OPLOCK_II
+    d = node.open(F, oplock(3, OPLOCK_BATCH, disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.GRANT
+    assert sorted((b.open_id, b.new_level, b.ack_required) for b in d.breaks) == [
+        (1, OPLOCK_NONE, False), (2, OPLOCK_NONE, False)]
+    assert node.oplock_level(1) == node.oplock_level(2) == OPLOCK_NONE
+
+
+def test_sharing_violation_against_exclusive_is_immediate(node):
+    node.open(F, oplock(1, OPLOCK_EXCLUSIVE, share=0))
+    d = node.open(F, oplock(2, OPLOCK_BATCH))
+    assert d.outcome is Outcome.REFUSE and d.status == Status.SHARING_VIOLATION and not d.breaks
+
+
+def test_sharing_violation_against_batch_breaks_first_then_fails(node):
+    node.open(F, oplock(1, OPLOCK_BATCH, share=0))
+    d = node.open(F, oplock(2, OPLOCK_BATCH))
+    assert d.outcome is Outcome.WAIT and d.breaks[0].new_level == OPLOCK_II
+    node.ack_oplock(1, OPLOCK_II)
+    d = node.open(F, oplock(2, OPLOCK_BATCH), first_attempt=False)
+    assert d.outcome is Outcome.REFUSE and d.status == Status.SHARING_VIOLATION
+
+
+def test_sharing_violation_when_holder_closed_during_break_succeeds(node):
+    node.open(F, oplock(1, OPLOCK_BATCH, share=0))
+    assert node.open(F, oplock(2, OPLOCK_BATCH)).outcome is Outcome.WAIT
+    node.close(1)  # a batch holder usually answers a break by closing
+    d = node.open(F, oplock(2, OPLOCK_BATCH), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_BATCH
+
+
+def test_stat_open_breaks_nothing(node):
+    node.open(F, oplock(1, OPLOCK_BATCH, share=0))
+    d = node.open(F, oplock(2, OPLOCK_NONE, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE))
+    assert d.outcome is Outcome.GRANT and not d.breaks and node.oplock_level(1) == OPLOCK_BATCH
+
+
+def test_break_timeout_drops_oplock_to_none_and_stale_timer_is_ignored(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    (brk,) = node.open(F, oplock(2, OPLOCK_BATCH)).breaks
+    assert node.break_timed_out(brk) == ()
+    assert node.oplock_level(1) == OPLOCK_NONE
+    assert node.open(F, oplock(2, OPLOCK_BATCH), first_attempt=False).oplock_level == OPLOCK_II
+    # A second break later; the first break's timer firing late changes nothing.
+    node.open(F, oplock(3, OPLOCK_NONE, disposition=FILE_OVERWRITE_IF))
+    node.break_timed_out(brk)
+    assert node.oplock_level(2) == OPLOCK_NONE  # broken by the overwrite, not the timer
+
+
+def test_oplock_ack_errors(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    assert node.ack_oplock(99, OPLOCK_NONE).status == Status.FILE_CLOSED
+    assert node.ack_oplock(1, OPLOCK_NONE).status == Status.INVALID_OPLOCK_PROTOCOL  # no break
+    node.open(F, oplock(2, OPLOCK_NONE, disposition=FILE_OVERWRITE_IF))
+    result = node.ack_oplock(1, OPLOCK_II)  # broken to none, acked with level II
+    assert result.status == Status.INVALID_OPLOCK_PROTOCOL and node.oplock_level(1) == OPLOCK_NONE
+
+
+# -- leases --------------------------------------------------------------------
+
+def test_first_lease_is_granted_with_epoch_plus_one(node):
+    d = node.open(F, leased(1, K1, R | W | H, epoch=4))
+    assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_LEASE
+    assert (d.lease.state, d.lease.epoch, d.lease.flags) == (R | W | H, 5, 0)
+
+
+@pytest.mark.parametrize("asked, got", [(H, 0), (W, 0), (W | H, 0), (R, R), (R | H, R | H),
+                                        (R | W, R | W), (R | W | H, R | W | H)])
+def test_lease_states_that_can_be_granted(node, asked, got):
+    assert node.open(F, leased(1, K1, asked)).lease.state == got
+
+
+def test_same_lease_key_shares_the_lease_without_breaking(node):
+    node.open(F, leased(1, K1, R | W | H))
+    d = node.open(F, leased(2, K1, R | W | H))
+    assert d.outcome is Outcome.GRANT and not d.breaks and d.lease.state == R | W | H
+
+
+def test_other_lease_breaks_write_and_gets_read_handle(node):
+    node.open(F, leased(1, K1, R | W | H, epoch=0))
+    d = node.open(F, leased(2, K2, R | W | H, client=C2))
+    assert d.outcome is Outcome.WAIT
+    (brk,) = d.breaks
+    assert isinstance(brk, LeaseBreak)
+    assert (brk.key, brk.current_state, brk.new_state, brk.new_epoch, brk.ack_required) == (
+        K1, R | W | H, R | H, 2, True)
+    assert node.lease_state(C1, K1) == (R | W | H, 2, True)
+    assert node.ack_lease(C1, K1, R | H).status == Status.SUCCESS
+    d = node.open(F, leased(2, K2, R | W | H, client=C2), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.lease.state == R | H
+    assert node.lease_state(C1, K1) == (R | H, 2, False)
+
+
+def test_read_lease_breaks_to_none_without_ack(node):
+    node.open(F, leased(1, K1, R))
+    d = node.open(F, leased(2, K2, R, disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.GRANT
+    (brk,) = d.breaks
+    assert (brk.new_state, brk.ack_required, brk.flags) == (0, False, 0)
+    assert node.lease_state(C1, K1)[0] == 0
+
+
+def test_v1_lease_breaks_keep_epoch_zero(node):
+    node.open(F, leased(1, K1, R | W | H, version=1))
+    (brk,) = node.open(F, leased(2, K2, R, client=C2)).breaks
+    assert brk.version == 1 and brk.new_epoch == 1  # v1: epoch as granted, not counted up
+
+
+def test_lease_ack_rules(node):
+    node.open(F, leased(1, K1, R | W | H))
+    assert node.ack_lease(C1, K2, 0).status == Status.OBJECT_NAME_NOT_FOUND
+    assert node.ack_lease(C1, K1, R).status == Status.UNSUCCESSFUL  # nothing breaking
+    node.open(F, leased(2, K2, R, client=C2))
+    assert node.ack_lease(C1, K1, R | W | H).status == Status.REQUEST_NOT_ACCEPTED
+    assert node.ack_lease(C1, K1, R).status == Status.SUCCESS  # less than asked is fine
+    assert node.lease_state(C1, K1)[0] == R
+
+
+def test_deeper_break_while_breaking_is_sent_after_the_ack(node):
+    node.open(F, leased(1, K1, R | W | H))
+    node.open(F, leased(2, K2, R, client=C2))
+    d = node.open(F, leased(3, K2, R, client=C2, disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.WAIT and not d.breaks  # the lease is already breaking
+    ack = node.ack_lease(C1, K1, R | H)
+    assert ack.status == Status.SUCCESS
+    (again,) = ack.breaks
+    assert (again.current_state, again.new_state, again.ack_required) == (R | H, 0, True)
+
+
+def test_lease_break_timeout_applies_the_break(node):
+    node.open(F, leased(1, K1, R | W | H))
+    (brk,) = node.open(F, leased(2, K2, R | H, client=C2)).breaks
+    assert node.break_timed_out(brk) == ()
+    assert node.lease_state(C1, K1)[:2:] == (R | H, 2) and not node.lease_state(C1, K1)[2]
+    assert node.break_timed_out(brk) == ()  # stale now
+
+
+def test_lease_upgrade_only_to_a_superset(node):
+    node.open(F, leased(1, K1, R, epoch=0))
+    d = node.open(F, leased(2, K1, R | W | H))
+    assert (d.lease.state, d.lease.epoch) == (R | W | H, 2)
+    d = node.open(F, leased(3, K1, R))
+    assert (d.lease.state, d.lease.epoch) == (R | W | H, 2)
+
+
+def test_lease_open_while_its_lease_breaks_reports_break_in_progress(node):
+    node.open(F, leased(1, K1, R | W | H))
+    node.open(F, leased(2, K2, R, client=C2))
+    d = node.open(F, leased(3, K1, R | W | H))
+    assert d.outcome is Outcome.GRANT and d.lease.flags == 0x2 and d.lease.state == R | W | H
+
+
+def test_lease_key_on_another_file_is_invalid(node):
+    node.open(F, leased(1, K1, R))
+    d = node.open(("dev", 43), leased(2, K1, R))
+    assert d.outcome is Outcome.REFUSE and d.status == Status.INVALID_PARAMETER
+    # Another client may use the same key value.
+    assert node.open(("dev", 43), leased(3, K1, R, client=C2)).outcome is Outcome.GRANT
+
+
+def test_oplock_after_handle_lease_gets_none(node):
+    node.open(F, leased(1, K1, R | W | H))
+    d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2))
+    assert d.outcome is Outcome.WAIT and d.breaks[0].new_state == R | H
+    node.ack_lease(C1, K1, R | H)
+    d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_NONE
+
+
+def test_lease_after_oplock_gets_no_handle_caching(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    d = node.open(F, leased(2, K2, R | W | H, client=C2))
+    assert d.outcome is Outcome.WAIT and d.breaks[0].new_level == OPLOCK_II
+    node.ack_oplock(1, OPLOCK_II)
+    d = node.open(F, leased(2, K2, R | W | H, client=C2), first_attempt=False)
+    assert d.lease.state == R
+
+
+def test_lease_stat_open_breaks_no_lease(node):
+    node.open(F, leased(1, K1, R | W | H, share=0))
+    d = node.open(F, oplock(2, OPLOCK_NONE, access=FILE_READ_ATTRIBUTES))
+    assert d.outcome is Outcome.GRANT and not d.breaks
+
+
+def test_close_of_last_open_drops_the_lease(node):
+    node.open(F, leased(1, K1, R | H))
+    node.open(F, leased(2, K1, R | H))
+    node.close(1)
+    assert node.lease_state(C1, K1) is not None
+    node.close(2)
+    assert node.lease_state(C1, K1) is None
+    # The key is free for another file now.
+    assert node.open(("dev", 43), leased(3, K1, R)).outcome is Outcome.GRANT
+
+
+# -- disconnected durable opens ------------------------------------------------
+
+def test_disconnected_durable_batch_is_purged_by_a_conflicting_open(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    node.set_disconnected(1, True)
+    d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2))
+    assert d.outcome is Outcome.GRANT and d.purged == (1,) and d.oplock_level == OPLOCK_BATCH
+    assert node.ack_oplock(1, OPLOCK_NONE).status == Status.FILE_CLOSED
+
+
+def test_disconnected_durable_lease_survives_a_stat_open_and_its_own_reconnect(node):
+    node.open(F, leased(1, K1, R | W | H))
+    node.set_disconnected(1, True)
+    assert node.open(F, oplock(2, OPLOCK_NONE, access=FILE_READ_ATTRIBUTES)).purged == ()
+    node.close(2)
+    node.set_disconnected(1, False)
+    assert node.lease_state(C1, K1)[0] == R | W | H
+
+
+# -- share modes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("a, sa, b, sb, conflict", [
+    (FILE_READ_DATA, SHARE_READ, FILE_READ_DATA, SHARE_READ, False),
+    (FILE_READ_DATA, SHARE_READ, FILE_WRITE_DATA, SHARE_ALL, True),
+    (FILE_WRITE_DATA, SHARE_ALL, FILE_READ_DATA, SHARE_READ, True),
+    (GENERIC_READ, SHARE_READ | SHARE_WRITE, FILE_WRITE_DATA, SHARE_ALL, False),
+    (FILE_READ_ATTRIBUTES, 0, RW_ACCESS, 0, False),
+    (0x10000, SHARE_READ, FILE_READ_DATA, SHARE_READ, True),  # DELETE needs SHARE_DELETE
+])
+def test_share_conflicts(a, sa, b, sb, conflict):
+    assert share_conflict(a, sa, b, sb) is conflict
+    assert share_conflict(b, sb, a, sa) is conflict
