@@ -472,6 +472,30 @@ class NodeOplocks:
             lease.epoch += 1
         return lease
 
+    # -- writes --------------------------------------------------------------
+
+    def contend_write(self, open_id: OpenId) -> tuple[Break, ...]:
+        """Breaks a WRITE (or a byte-range lock, or a size change) through open_id causes.
+
+        Read caches of the other opens turn stale: level II oplocks and read
+        leases are broken to none.  The write itself never waits for that.
+        A writer holding write caching is alone on the file: nothing to do.
+        """
+        file = self._open_file.get(open_id)
+        if file is None:
+            return ()
+        f = self._files[file]
+        me = f.opens[open_id]
+        own = f.leases.get(me.lease_id) if me.lease_id else None
+        mine = own.state if own is not None else _OPLOCK_AS_LEASE[me.oplock]
+        if mine & LEASE_WRITE:
+            return ()
+        breaks: list[Break] = []
+        for h in self._holders(f, me.lease_id):
+            if h.cached & LEASE_READ and open_id not in h.open_ids:
+                breaks.extend(self._start_break(f, h, LEASE_NONE))
+        return tuple(breaks)
+
     # -- closes and durable disconnects ----------------------------------------
 
     def close(self, open_id: OpenId) -> None:

@@ -270,6 +270,39 @@ def test_close_of_last_open_drops_the_lease(node):
     assert node.open(("dev", 43), leased(3, K1, R)).outcome is Outcome.GRANT
 
 
+# -- writes --------------------------------------------------------------------
+
+def test_write_breaks_other_level2_oplocks_to_none_without_waiting(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    node.open(F, oplock(2, OPLOCK_BATCH, client=C2))
+    node.ack_oplock(1, OPLOCK_II)
+    node.open(F, oplock(2, OPLOCK_BATCH, client=C2), first_attempt=False)  # level II
+    breaks = node.contend_write(2)
+    assert [(b.open_id, b.new_level, b.ack_required) for b in breaks] == [(1, OPLOCK_NONE, False)]
+    assert node.oplock_level(1) == OPLOCK_NONE
+    assert node.oplock_level(2) == OPLOCK_II  # the writer keeps its own cache
+
+
+def test_write_breaks_other_read_leases_to_none(node):
+    node.open(F, leased(1, K1, R | H))
+    node.open(F, leased(2, K2, R, client=C2))
+    writer = leased(3, b"\x33" * 16, R | W, client=b"\x03" * 16)
+    assert node.open(F, writer).lease.state == R  # others around: no write caching
+    breaks = {b.key: b for b in node.contend_write(3)}
+    assert set(breaks) == {K1, K2}
+    assert (breaks[K1].new_state, breaks[K1].ack_required) == (0, True)  # held H
+    assert (breaks[K2].new_state, breaks[K2].ack_required) == (0, False)
+    assert node.lease_state(C2, K2)[0] == 0
+    assert node.ack_lease(C1, K1, 0).status == Status.SUCCESS
+
+
+def test_write_by_the_write_cache_holder_breaks_nothing(node):
+    node.open(F, leased(1, K1, R | W | H))
+    node.open(F, leased(2, K1, R | W | H))
+    assert node.contend_write(1) == ()
+    assert node.contend_write(99) == ()
+
+
 # -- disconnected durable opens ------------------------------------------------
 
 def test_disconnected_durable_batch_is_purged_by_a_conflicting_open(node):
