@@ -305,24 +305,25 @@ class NodeOplocks:
         breaks: list[Break] = []
         delay = False
         got_handle = got_oplock = other_lease = False
-        if not _is_stat_open(req.desired_access, _OPLOCK_STAT_BITS):
-            for target in self._holders(f, lease_id):
-                cached, is_lease, lease = target.cached, target.lease is not None, target.lease
-                got_handle |= bool(cached & LEASE_HANDLE)
-                got_oplock |= not is_lease
-                other_lease = True
-                if is_lease and _is_stat_open(req.desired_access, _LEASE_STAT_BITS):
-                    continue
-                wanted = self._break_to(cached, req, sharing_violation, is_lease)
-                if wanted is None:
-                    if lease is not None and lease.breaking:
-                        delay = True
-                    continue
-                breaks.extend(self._start_break(f, target, wanted))
-                delay_mask = LEASE_HANDLE if sharing_violation else LEASE_WRITE
-                if cached & delay_mask or (lease is not None and lease.breaking
-                                           and not first_attempt):
+        stat_open = _is_stat_open(req.desired_access, _OPLOCK_STAT_BITS)
+        for target in self._holders(f, lease_id):
+            cached, is_lease, lease = target.cached, target.lease is not None, target.lease
+            # Even a stat open that breaks nothing must not get caching others exclude.
+            got_handle |= bool(cached & LEASE_HANDLE)
+            got_oplock |= not is_lease
+            other_lease = True
+            if stat_open or is_lease and _is_stat_open(req.desired_access, _LEASE_STAT_BITS):
+                continue
+            wanted = self._break_to(cached, req, sharing_violation, is_lease)
+            if wanted is None:
+                if lease is not None and lease.breaking:
                     delay = True
+                continue
+            breaks.extend(self._start_break(f, target, wanted))
+            delay_mask = LEASE_HANDLE if sharing_violation else LEASE_WRITE
+            if cached & delay_mask or (lease is not None and lease.breaking
+                                       and not first_attempt):
+                delay = True
         if delay or sharing_violation:
             if not f.opens:
                 del self._files[file]

@@ -76,6 +76,8 @@ def parse_chain(buf: bytes | memoryview) -> list[CreateContext] | ContextError:
     """
     view = memoryview(buf)
     contexts: list[CreateContext] = []
+    if not len(view):
+        return contexts  # CreateContextsLength 0: no contexts
     offset = 0
     while True:
         remaining = len(view) - offset

@@ -148,3 +148,37 @@ def test_valid_combinations():
     intent = ok(durability_request([dh(b"DH2Q", 32), dh(b"RqLs", 32), dh(b"MxAc", 0)]))
     assert isinstance(intent.durable, DurableV2Request) and intent.lease.version == 1
     assert ok(durability_request([dh(b"MxAc", 0)])) == DurabilityIntent(None, None)
+
+
+def test_empty_chain_is_no_contexts():
+    assert parse_chain(b"") == []
+
+
+# -- properties ----------------------------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+names = st.sampled_from([b"DHnQ", b"DHnC", b"DH2Q", b"DH2C", b"RqLs", b"MxAc", b"QFid",
+                         bytes(range(16))])
+contexts = st.lists(st.builds(CreateContext, names, st.binary(max_size=80)), min_size=1, max_size=6)
+
+
+@given(contexts)
+def test_pack_then_parse_is_identity(ctxs):
+    assert parse_chain(pack_chain(ctxs)) == ctxs
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(raw):
+    result = parse_chain(raw)
+    if not isinstance(result, ContextError):
+        assert sum(len(c.name) + len(c.data) for c in result) <= len(raw)
+        intent = durability_request(result)
+        assert isinstance(intent, (DurabilityIntent, ContextError))
+
+
+@given(contexts, st.integers(0, 200), st.integers(0, 255))
+def test_any_corrupted_byte_yields_a_value_not_an_exception(ctxs, pos, value):
+    raw = bytearray(pack_chain(ctxs))
+    raw[pos % len(raw)] = value
+    assert isinstance(parse_chain(bytes(raw)), (list, ContextError))

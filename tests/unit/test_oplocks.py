@@ -270,6 +270,58 @@ def test_close_of_last_open_drops_the_lease(node):
     assert node.open(("dev", 43), leased(3, K1, R)).outcome is Outcome.GRANT
 
 
+# -- the second-opener table ----------------------------------------------------
+
+B, X, II, NO = OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_NONE
+
+
+def first(spec):
+    return oplock(1, spec) if isinstance(spec, int) else leased(1, K1, LEASE_BITS[spec])
+
+
+def second(spec):
+    return (oplock(2, spec, client=C2) if isinstance(spec, int)
+            else leased(2, K2, LEASE_BITS[spec], client=C2))
+
+
+LEASE_BITS = {"R": R, "RH": R | H, "RW": R | W, "RWH": R | W | H}
+
+
+@pytest.mark.parametrize("holder, asks, broken_to, gets", [
+    # oplock holder, oplock opener
+    (B, B, II, II), (B, X, II, II), (B, II, II, II), (B, NO, II, NO),
+    (X, B, II, II), (II, B, None, II), (NO, B, None, II),
+    # lease holder, lease opener (another client's key)
+    ("RWH", "RWH", "RH", "RH"), ("RW", "RWH", "R", "RH"), ("RH", "RWH", None, "RH"),
+    ("R", "RWH", None, "RH"), ("RWH", "R", "RH", "R"),
+    # lease holder, oplock opener: no oplock next to handle caching
+    ("RWH", B, "RH", NO), ("RH", B, None, NO), ("R", B, None, II),
+    # oplock holder, lease opener: no handle caching next to an oplock
+    (B, "RWH", II, "R"), (II, "RWH", None, "R"), (NO, "RWH", None, "R"),
+])
+def test_what_a_second_opener_gets(node, holder, asks, broken_to, gets):
+    d = node.open(F, first(holder))
+    assert d.outcome is Outcome.GRANT
+    d = node.open(F, second(asks))
+    if broken_to is None:
+        assert not d.breaks and d.outcome is Outcome.GRANT
+    else:
+        (brk,) = d.breaks
+        assert d.outcome is Outcome.WAIT
+        if isinstance(brk, OplockBreak):
+            assert brk.new_level == broken_to
+            node.ack_oplock(1, brk.new_level)
+        else:
+            assert brk.new_state == LEASE_BITS[broken_to]
+            node.ack_lease(C1, K1, brk.new_state)
+        d = node.open(F, second(asks), first_attempt=False)
+        assert d.outcome is Outcome.GRANT
+    if isinstance(gets, int):
+        assert d.oplock_level == gets
+    else:
+        assert d.oplock_level == OPLOCK_LEASE and d.lease.state == LEASE_BITS[gets]
+
+
 # -- writes --------------------------------------------------------------------
 
 def test_write_breaks_other_level2_oplocks_to_none_without_waiting(node):
@@ -335,3 +387,83 @@ def test_disconnected_durable_lease_survives_a_stat_open_and_its_own_reconnect(n
 def test_share_conflicts(a, sa, b, sb, conflict):
     assert share_conflict(a, sa, b, sb) is conflict
     assert share_conflict(b, sb, a, sa) is conflict
+
+
+# -- properties: random interleavings keep the caching invariants ---------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from smb.oplocks import OPLOCK_LEASE as _LEASE  # noqa: E402
+
+CLIENTS = [C1, C2, b"\x03" * 16]
+KEYS = [K1, K2]
+STATES = [R, R | H, R | W, R | W | H]
+LEVELS = [OPLOCK_NONE, OPLOCK_II, OPLOCK_EXCLUSIVE, OPLOCK_BATCH]
+ACCESS = [RW_ACCESS, FILE_READ_DATA, FILE_READ_ATTRIBUTES]
+SHARES = [SHARE_ALL, SHARE_READ, 0]
+
+events = st.lists(st.one_of(
+    st.tuples(st.just("oplock"), st.sampled_from(LEVELS), st.sampled_from(CLIENTS),
+              st.sampled_from(ACCESS), st.sampled_from(SHARES), st.booleans()),
+    st.tuples(st.just("lease"), st.sampled_from(STATES), st.sampled_from(CLIENTS),
+              st.sampled_from(KEYS), st.sampled_from(ACCESS), st.booleans()),
+    st.tuples(st.just("close"), st.integers(0, 20)),
+    st.tuples(st.just("ack"), st.integers(0, 20)),
+    st.tuples(st.just("timeout"), st.integers(0, 20)),
+), max_size=40)
+
+
+def check_invariants(node):
+    for file in node._files.values():
+        writers = [lid for lid, lease in file.leases.items() if lease.state & W]
+        writers += [oid for oid, o in file.opens.items()
+                    if o.lease_id is None and o.oplock in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)]
+        assert len(writers) <= 1, writers
+        if writers:
+            # Write caching means alone on the file, but for stat opens and the lease's own opens.
+            for oid, o in file.opens.items():
+                if o.lease_id is not None and o.lease_id in writers or oid in writers:
+                    continue
+                assert not o.access & (FILE_READ_DATA | FILE_WRITE_DATA), (writers, oid)
+        if any(lease.state & H for lease in file.leases.values()):
+            # Handle caching and oplocks exclude each other (either order of arrival).
+            assert all(o.oplock == OPLOCK_NONE for o in file.opens.values() if o.lease_id is None)
+        for lid in file.leases:
+            assert any(o.lease_id == lid for o in file.opens.values())
+        for o in file.opens.values():
+            assert (o.oplock == _LEASE) == (o.lease_id is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_random_event_sequences_keep_invariants(seq):
+    node = NodeOplocks()
+    pending = []  # breaks still owed an ack
+    opens = []
+    for n, ev in enumerate(seq):
+        kind = ev[0]
+        if kind in ("oplock", "lease"):
+            if kind == "oplock":
+                _, level, client, access, share, overwrite = ev
+                req = oplock(n, level, client=client, access=access, share=share,
+                             disposition=FILE_OVERWRITE_IF if overwrite else 1)
+            else:
+                _, state, client, key, access, overwrite = ev
+                req = leased(n, key, state, client=client, access=access, share=SHARE_ALL,
+                             disposition=FILE_OVERWRITE_IF if overwrite else 1)
+            d = node.open(F, req)
+            if d.outcome is Outcome.GRANT:
+                opens.append(n)
+            pending.extend(b for b in d.breaks if b.ack_required)
+        elif kind == "close" and opens:
+            node.close(opens.pop(ev[1] % len(opens)))
+        elif kind in ("ack", "timeout") and pending:
+            brk = pending.pop(ev[1] % len(pending))
+            if kind == "timeout":
+                pending.extend(node.break_timed_out(brk))
+            elif isinstance(brk, OplockBreak):
+                node.ack_oplock(brk.open_id, brk.new_level)
+            else:
+                result = node.ack_lease(brk.client_guid, brk.key, brk.new_state)
+                pending.extend(b for b in result.breaks if b.ack_required)
+        check_invariants(node)
