@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Hashable, Iterator
 
+from smb.wire.create_contexts import (
+    LEASE_FLAG_BREAK_IN_PROGRESS, LEASE_FLAG_PARENT_LEASE_KEY_SET, CreateContext, LeaseContext,
+)
 from smb.wire.header import Status
 
 OPLOCK_NONE = 0x00
@@ -40,7 +43,6 @@ LEASE_HANDLE = 0x2
 LEASE_WRITE = 0x4
 
 LEASE_BREAK_ACK_REQUIRED = 0x1     # Flags of a LEASE_BREAK notification (2.2.23.2)
-LEASE_FLAG_BREAK_IN_PROGRESS = 0x2  # Flags of a lease in a CREATE response
 
 BREAK_TIMEOUT_S = 35.0             # what Windows waits for an acknowledgement
 
@@ -131,6 +133,11 @@ class LeaseRequest:
     version: int = 2
     parent_key: bytes | None = None
 
+    @classmethod
+    def from_context(cls, ctx: LeaseContext) -> "LeaseRequest":
+        return cls(ctx.key, ctx.state, ctx.epoch, ctx.version,
+                   ctx.parent_key if ctx.has_parent else None)
+
 
 @dataclass(frozen=True)
 class OpenRequest:
@@ -185,6 +192,12 @@ class LeaseGrant:
     version: int
     parent_key: bytes | None
     flags: int  # LEASE_FLAG_BREAK_IN_PROGRESS while the lease is being broken
+
+    def response_context(self) -> CreateContext:
+        """The RqLs of the CREATE response, in the version the client asked in."""
+        flags = self.flags | (LEASE_FLAG_PARENT_LEASE_KEY_SET if self.parent_key else 0)
+        return LeaseContext(self.key, self.state, flags, self.version,
+                            self.parent_key or bytes(16), self.epoch).context()
 
 
 class Outcome(Enum):

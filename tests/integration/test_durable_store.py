@@ -80,7 +80,8 @@ async def test_writer_stores_every_record_in_few_transactions(store):
     async def one(r):
         await writer.put(r)
         # Acknowledged means readable from etcd, right now.
-        assert store.get(store.durable_key(r.persistent_id)) is not None
+        key = store.durable_key(r.persistent_id)
+        assert await trio.to_thread.run_sync(store.get, key) is not None
 
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)

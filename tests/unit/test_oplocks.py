@@ -270,6 +270,19 @@ def test_close_of_last_open_drops_the_lease(node):
     assert node.open(("dev", 43), leased(3, K1, R)).outcome is Outcome.GRANT
 
 
+def test_lease_contexts_in_and_out(node):
+    from smb.wire.create_contexts import LeaseContext, parse_lease
+    ctx = LeaseContext(K1, R | W | H, flags=0x4, version=2, parent_key=K2, epoch=7)
+    req = LeaseRequest.from_context(ctx)
+    assert (req.key, req.state, req.epoch, req.version, req.parent_key) == (K1, R | W | H, 7, 2, K2)
+    d = node.open(F, OpenRequest(1, C1, RW_ACCESS, SHARE_ALL, 1, OPLOCK_LEASE, req))
+    out = parse_lease(d.lease.response_context().data)
+    assert (out.key, out.state, out.flags, out.parent_key, out.epoch) == (K1, R | W | H, 0x4, K2, 8)
+    v1 = LeaseRequest.from_context(LeaseContext(K2, R, version=1))
+    d = node.open(("dev", 7), OpenRequest(2, C1, RW_ACCESS, SHARE_ALL, 1, OPLOCK_LEASE, v1))
+    assert len(d.lease.response_context().data) == 32
+
+
 # -- the second-opener table ----------------------------------------------------
 
 B, X, II, NO = OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_NONE
