@@ -466,7 +466,10 @@ def plan_scavenge(stored: Sequence[Stored], live_workers: frozenset[str] | set[s
     A worker that died could not write when its open disconnected, so the
     first scavenger round that sees its liveness key gone stamps the time; the
     handle then lives its full timeout from there.  A record whose worker is
-    alive and that is still connected is never touched.
+    alive and that is still connected is never touched.  A live worker expires
+    its own disconnected opens (it holds their files); the scavenger deletes
+    such a record only ``grace`` later, as a backstop, so none outlives its
+    timeout by more than a scavenger period plus grace.
     """
     stamp: list[Stored] = []
     expire: list[Stored] = []
