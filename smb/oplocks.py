@@ -418,17 +418,27 @@ class NodeOplocks:
         return [self._lease_break(lease, to, token, h.open_ids)]
 
     @staticmethod
-    def _lease_break(lease: _Lease, to: int, token: int, open_ids: tuple[OpenId, ...]) -> LeaseBreak:
+    def _lease_break(lease: _Lease, to: int, token: int, open_ids: tuple[OpenId, ...], *,
+                     required: int | None = None) -> LeaseBreak:
+        """Start breaking a lease to ``to`` (``required`` may be lower: see _settle_lease).
+
+        A v2 lease's epoch counts up once per break episode, not for the
+        follow-up breaks of one episode (smb2.lease.v2_breaking3).  Breaking
+        a lease that caches neither writes nor handles needs no ack.
+        """
         current = lease.state
-        if lease.version == 2:
+        if lease.version == 2 and not lease.breaking:
             lease.epoch += 1
         ack = bool(current & (LEASE_WRITE | LEASE_HANDLE))
         if ack:
-            lease.breaking, lease.breaking_to, lease.breaking_to_required = True, to, to
+            lease.breaking, lease.breaking_to = True, to
+            lease.breaking_to_required = to if required is None else required
             lease.token = token
         else:
-            lease.state = to
-        return LeaseBreak(lease.client_guid, lease.key, current, to, lease.epoch,
+            lease.state, lease.breaking = to, False
+            lease.breaking_to = lease.breaking_to_required = 0
+        return LeaseBreak(lease.client_guid, lease.key, current, to,
+                          lease.epoch if lease.version == 2 else 0,
                           lease.version, ack, token, open_ids)
 
     def _grant(self, file: Hashable, f: _File, req: OpenRequest,
@@ -568,13 +578,21 @@ class NodeOplocks:
         return AckResult(Status.SUCCESS, state, self._settle_lease(f, lease, state))
 
     def _settle_lease(self, f: _File, lease: _Lease, state: int) -> tuple[Break, ...]:
+        """Apply an acknowledged (or timed out) lease state; break on if opens need less.
+
+        Windows steps down: a lease still caching handles or writes is first
+        broken to keep only read caching, and only then to what is required
+        (smb2.lease.breaking3 expects RH -> R -> none, one ack at a time).
+        """
         required = lease.breaking_to_required
-        lease.state, lease.breaking = state, False
-        lease.breaking_to = lease.breaking_to_required = 0
+        lease.state = state
         if not state & ~required:
+            lease.breaking = False
+            lease.breaking_to = lease.breaking_to_required = 0
             return ()
+        step = required | (state & LEASE_READ if state & (LEASE_WRITE | LEASE_HANDLE) else 0)
         ids = tuple(i for i, o in f.opens.items() if o.lease_id == (lease.client_guid, lease.key))
-        return (self._lease_break(lease, required, next(self._tokens), ids),)
+        return (self._lease_break(lease, step, next(self._tokens), ids, required=required),)
 
     def break_timed_out(self, brk: Break) -> tuple[Break, ...]:
         """The 35 s acknowledgement timer of ``brk`` fired.

@@ -180,7 +180,7 @@ def test_read_lease_breaks_to_none_without_ack(node):
 def test_v1_lease_breaks_keep_epoch_zero(node):
     node.open(F, leased(1, K1, R | W | H, version=1))
     (brk,) = node.open(F, leased(2, K2, R, client=C2)).breaks
-    assert brk.version == 1 and brk.new_epoch == 1  # v1: epoch as granted, not counted up
+    assert brk.version == 1 and brk.new_epoch == 0  # v1 breaks carry no epoch
 
 
 def test_lease_ack_rules(node):
@@ -193,15 +193,51 @@ def test_lease_ack_rules(node):
     assert node.lease_state(C1, K1)[0] == R
 
 
-def test_deeper_break_while_breaking_is_sent_after_the_ack(node):
-    node.open(F, leased(1, K1, R | W | H))
-    node.open(F, leased(2, K2, R, client=C2))
-    d = node.open(F, leased(3, K2, R, client=C2, disposition=FILE_OVERWRITE_IF))
-    assert d.outcome is Outcome.WAIT and not d.breaks  # the lease is already breaking
+def test_breaks_during_a_break_step_down_one_ack_at_a_time(node):
+    """The sequence smb2.lease.v2_breaking3 walks through."""
+    node.open(F, leased(1, K1, R | W | H, epoch=0x11))
+    opener = oplock(2, OPLOCK_NONE, client=C2)
+    d = node.open(F, opener)
+    (brk,) = d.breaks
+    assert d.outcome is Outcome.WAIT
+    assert (brk.current_state, brk.new_state, brk.new_epoch, brk.ack_required) == (
+        R | W | H, R | H, 0x13, True)
+    same = node.open(F, leased(3, K1, R | W | H))
+    assert (same.lease.state, same.lease.flags, same.lease.epoch) == (R | W | H, 0x2, 0x13)
+    overwriter = oplock(4, OPLOCK_NONE, client=C2, disposition=FILE_OVERWRITE_IF)
+    d = node.open(F, overwriter)
+    assert d.outcome is Outcome.WAIT and not d.breaks  # no second break while one is out
+
     ack = node.ack_lease(C1, K1, R | H)
-    assert ack.status == Status.SUCCESS
-    (again,) = ack.breaks
-    assert (again.current_state, again.new_state, again.ack_required) == (R | H, 0, True)
+    (step,) = ack.breaks
+    assert ack.status == Status.SUCCESS and ack.level == R | H
+    assert (step.current_state, step.new_state, step.new_epoch, step.ack_required) == (
+        R | H, R, 0x13, True)
+    for req in (opener, overwriter):
+        assert node.open(F, req, first_attempt=False).outcome is Outcome.WAIT
+    same = node.open(F, leased(5, K1, R | W | H))
+    assert (same.lease.state, same.lease.flags) == (R | H, 0x2)
+
+    ack = node.ack_lease(C1, K1, R)
+    (last,) = ack.breaks
+    assert (last.current_state, last.new_state, last.ack_required) == (R, 0, False)
+    for req in (opener, overwriter):
+        d = node.open(F, req, first_attempt=False)
+        assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_NONE
+    assert node.ack_lease(C1, K1, 0).status == Status.UNSUCCESSFUL  # nothing left to ack
+
+
+def test_handle_lease_broken_by_overwrite_does_not_block_it(node):
+    """smb2.lease.breaking4: RH to none needs an ack, but nobody waits for it."""
+    node.open(F, leased(1, K1, R | H))
+    d = node.open(F, oplock(2, OPLOCK_NONE, client=C2, disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.GRANT
+    assert [(b.new_state, b.ack_required) for b in d.breaks] == [(0, True)]
+    d = node.open(F, oplock(3, OPLOCK_NONE, client=C2, disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.GRANT and not d.breaks
+    query = node.open(F, leased(4, K1, 0))
+    assert (query.lease.state, query.lease.flags) == (R | H, 0x2)
+    assert node.ack_lease(C1, K1, 0).status == Status.SUCCESS
 
 
 def test_lease_break_timeout_applies_the_break(node):
