@@ -16,7 +16,9 @@ what smbtorture's smb2.oplock and smb2.lease suites expect:
 - an overwriting open breaks everything to none;
 - only one open (or one lease) may hold write caching; no lease gets H
   while a non-lease open exists, no oplock while someone holds H;
-- stat opens (attributes only) break nothing.
+- stat opens (only attributes, security descriptor or synchronize access,
+  and not truncating) break no lease, and no oplock unless they ask for
+  READ_CONTROL; later opens do not see them, so they never get an oplock.
 """
 
 from __future__ import annotations
@@ -148,6 +150,13 @@ class OpenRequest:
     disposition: int = 1  # FILE_OPEN
     oplock_level: int = OPLOCK_NONE
     lease: LeaseRequest | None = None
+
+    @property
+    def access(self) -> int:
+        """The access the open really exercises: truncating the file writes it."""
+        if self.disposition in _OVERWRITING:
+            return self.desired_access | FILE_WRITE_DATA
+        return self.desired_access
 
 
 # -- outputs -------------------------------------------------------------------
@@ -312,20 +321,20 @@ class NodeOplocks:
         purged = self._purge_disconnected(f, req, lease_id)
         self._files[file] = f  # purging the last open may have dropped it
         sharing_violation = any(
-            share_conflict(o.access, o.share, req.desired_access, req.share_access)
+            share_conflict(o.access, o.share, req.access, req.share_access)
             for o in f.opens.values())
 
         breaks: list[Break] = []
         delay = False
         got_handle = got_oplock = other_lease = False
-        stat_open = _is_stat_open(req.desired_access, _OPLOCK_STAT_BITS)
+        stat_open = _is_stat_open(req.access, _OPLOCK_STAT_BITS)
         for target in self._holders(f, lease_id):
             cached, is_lease, lease = target.cached, target.lease is not None, target.lease
             # Even a stat open that breaks nothing must not get caching others exclude.
             got_handle |= bool(cached & LEASE_HANDLE)
             got_oplock |= not is_lease
             other_lease = True
-            if stat_open or is_lease and _is_stat_open(req.desired_access, _LEASE_STAT_BITS):
+            if stat_open or is_lease and _is_stat_open(req.access, _LEASE_STAT_BITS):
                 continue
             wanted = self._break_to(cached, req, sharing_violation, is_lease)
             if wanted is None:
@@ -357,7 +366,7 @@ class NodeOplocks:
             ids = tuple(i for i, o in f.opens.items() if o.lease_id == lid)
             holders.append(_Holder(lease.state, lease, ids))
         for oid, o in f.opens.items():
-            if o.lease_id is None:
+            if o.lease_id is None and not _is_stat_open(o.access, _LEASE_STAT_BITS):
                 holders.append(_Holder(_OPLOCK_AS_LEASE[o.oplock], None, (oid,)))
         return holders
 
@@ -365,7 +374,7 @@ class NodeOplocks:
     def _break_to(cached: int, req: OpenRequest, sharing_violation: bool,
                   is_lease: bool) -> int | None:
         """The state a holder must be broken to for this open; None if nothing to break."""
-        if is_lease and _is_stat_open(req.desired_access, _LEASE_STAT_BITS):
+        if is_lease and _is_stat_open(req.access, _LEASE_STAT_BITS):
             return None
         overwrite = req.disposition in _OVERWRITING
         keep = cached & ~(LEASE_HANDLE if sharing_violation else LEASE_WRITE)
@@ -389,8 +398,8 @@ class NodeOplocks:
             if not o.disconnected or (lease_id is not None and o.lease_id == lease_id):
                 continue
             cached = (f.leases[o.lease_id].state if o.lease_id else _OPLOCK_AS_LEASE[o.oplock])
-            conflict = share_conflict(o.access, o.share, req.desired_access, req.share_access)
-            needs_break = (not _is_stat_open(req.desired_access, _OPLOCK_STAT_BITS)
+            conflict = share_conflict(o.access, o.share, req.access, req.share_access)
+            needs_break = (not _is_stat_open(req.access, _OPLOCK_STAT_BITS)
                            and self._break_to(cached, req, conflict, o.lease_id is not None)
                            is not None)
             if conflict or needs_break:
@@ -462,7 +471,7 @@ class NodeOplocks:
                 granted &= ~LEASE_HANDLE
             lease = self._grant_lease(f, lease_id, req.lease, granted)
             self._lease_file[lease_id] = file
-            f.opens[req.open_id] = _Open(req.client_guid, req.desired_access,
+            f.opens[req.open_id] = _Open(req.client_guid, req.access,
                                          req.share_access, OPLOCK_LEASE, lease_id)
             self._open_file[req.open_id] = file
             grant = LeaseGrant(lease.key, lease.state, lease.epoch, lease.version,
@@ -470,10 +479,10 @@ class NodeOplocks:
                                LEASE_FLAG_BREAK_IN_PROGRESS if lease.breaking else 0)
             return OpenDecision(Outcome.GRANT, oplock_level=OPLOCK_LEASE, lease=grant,
                                 breaks=tuple(breaks), purged=purged)
-        if got_handle:
-            granted = LEASE_NONE
+        if got_handle or _is_stat_open(req.access, _LEASE_STAT_BITS):
+            granted = LEASE_NONE  # stat opens are not seen by others, so they cannot cache
         level = _lease_as_oplock(granted)
-        f.opens[req.open_id] = _Open(req.client_guid, req.desired_access, req.share_access,
+        f.opens[req.open_id] = _Open(req.client_guid, req.access, req.share_access,
                                      level, None)
         self._open_file[req.open_id] = file
         return OpenDecision(Outcome.GRANT, oplock_level=level, breaks=tuple(breaks),

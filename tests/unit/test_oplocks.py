@@ -3,7 +3,8 @@
 import pytest
 
 from smb.oplocks import (
-    FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_DATA, GENERIC_READ,
+    FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_ATTRIBUTES,
+    FILE_WRITE_DATA, GENERIC_READ,
     LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II,
     OPLOCK_LEASE, OPLOCK_NONE, SHARE_READ, SHARE_WRITE, SHARE_DELETE, SYNCHRONIZE,
     LeaseBreak, LeaseRequest, NodeOplocks, OpenRequest, OplockBreak, Outcome, share_conflict,
@@ -369,6 +370,87 @@ def test_what_a_second_opener_gets(node, holder, asks, broken_to, gets):
         assert d.oplock_level == gets
     else:
         assert d.oplock_level == OPLOCK_LEASE and d.lease.state == LEASE_BITS[gets]
+
+
+# What smb2.lease.oplock asserts: a lease held, an oplock asked for (by the
+# same client, on a file opened with default share modes), and the reverse.
+LEASE_THEN_OPLOCK = [(held, asked, broken, got)
+                     for held, broken, got in [("R", "R", II), ("RH", "RH", NO),
+                                               ("RW", "R", II), ("RWH", "RH", NO)]
+                     for asked in (II, X, B)]
+OPLOCK_THEN_LEASE = [(held, asked, II, "R") for held in (II, X, B)
+                     for asked in ("R", "RH", "RW", "RWH")]
+
+
+@pytest.mark.parametrize("held, asked, broken, got", LEASE_THEN_OPLOCK)
+def test_lease_oplock_matrix_lease_held(node, held, asked, broken, got):
+    node.open(F, leased(1, K1, LEASE_BITS[held]))
+    d = node.open(F, oplock(2, asked))
+    if broken != held:
+        (brk,) = d.breaks
+        assert brk.new_state == LEASE_BITS[broken]
+        if brk.ack_required:
+            node.ack_lease(C1, K1, brk.new_state)
+            d = node.open(F, oplock(2, asked), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.oplock_level == got
+    assert node.lease_state(C1, K1)[0] == LEASE_BITS[broken]
+
+
+@pytest.mark.parametrize("held, asked, broken, got", OPLOCK_THEN_LEASE)
+def test_lease_oplock_matrix_oplock_held(node, held, asked, broken, got):
+    node.open(F, oplock(1, held))
+    d = node.open(F, leased(2, K1, LEASE_BITS[asked]))
+    if held != broken:
+        (brk,) = d.breaks
+        assert brk.new_level == broken
+        node.ack_oplock(1, brk.new_level)
+        d = node.open(F, leased(2, K1, LEASE_BITS[asked]), first_attempt=False)
+    assert d.outcome is Outcome.GRANT and d.lease.state == LEASE_BITS[got]
+    assert node.oplock_level(1) == broken
+
+
+STAT = FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | SYNCHRONIZE
+
+
+def test_stat_open_gets_no_oplock_next_to_an_exclusive_one(node):
+    """smb2.oplock.exclusive4."""
+    node.open(F, oplock(1, X))
+    d = node.open(F, oplock(2, X, client=C2, access=STAT))
+    assert d.outcome is Outcome.GRANT and d.oplock_level == NO and not d.breaks
+    assert node.oplock_level(1) == X
+
+
+def test_truncating_stat_open_is_not_a_stat_open(node):
+    """smb2.oplock.exclusive5: OVERWRITE_IF with attribute access still breaks."""
+    node.open(F, oplock(1, X))
+    req = oplock(2, II, client=C2, access=STAT, disposition=FILE_OVERWRITE_IF)
+    (brk,) = node.open(F, req).breaks
+    assert brk.new_level == NO
+    node.ack_oplock(1, NO)
+    assert node.open(F, req, first_attempt=False).oplock_level == II
+
+
+@pytest.mark.parametrize("access, is_stat", [
+    (FILE_READ_DATA, False), (FILE_WRITE_DATA, False), (0x8, False), (0x10, False),  # EAs
+    (0x20, False), (0x10000, False), (0x40000, False), (0x80000, False),  # exec, DELETE, DAC, owner
+    (FILE_READ_ATTRIBUTES, True), (FILE_WRITE_ATTRIBUTES, True), (0x20000, True),
+    (SYNCHRONIZE, True),
+])
+def test_which_opens_are_stat_opens_for_a_lease(node, access, is_stat):
+    """smb2.lease.statopen4: only stat opens leave an RWH lease alone."""
+    node.open(F, leased(1, K1, R | W | H))
+    d = node.open(F, oplock(2, NO, client=C2, access=access))
+    assert bool(d.breaks) is not is_stat
+    if is_stat:
+        # ... and do not stop the lease's own client from reopening with RWH.
+        assert node.open(F, leased(3, K1, R | W | H)).lease.state == R | W | H
+
+
+def test_lease_after_a_stat_open_gets_everything(node):
+    """smb2.lease.statopen3."""
+    node.open(F, oplock(1, NO, access=FILE_READ_ATTRIBUTES))
+    d = node.open(F, leased(2, K1, R | W | H, access=FILE_WRITE_DATA))
+    assert d.lease.state == R | W | H
 
 
 # -- writes --------------------------------------------------------------------
