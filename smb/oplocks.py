@@ -510,9 +510,10 @@ class NodeOplocks:
     def contend_write(self, open_id: OpenId) -> tuple[Break, ...]:
         """Breaks a WRITE (or a byte-range lock, or a size change) through open_id causes.
 
-        Read caches of the other opens turn stale: level II oplocks and read
-        leases are broken to none.  The write itself never waits for that.
-        A writer holding write caching is alone on the file: nothing to do.
+        Read caches turn stale: every level II oplock, the writer's own
+        included (smb2.oplock.batch1 and batch6 expect that self break), and
+        every other lease caching reads is broken to none.  The write never
+        waits for that.  A writer holding write caching is alone: nothing to do.
         """
         file = self._open_file.get(open_id)
         if file is None:
@@ -525,7 +526,7 @@ class NodeOplocks:
             return ()
         breaks: list[Break] = []
         for h in self._holders(f, me.lease_id):
-            if h.cached & LEASE_READ and open_id not in h.open_ids:
+            if h.cached & LEASE_READ:
                 breaks.extend(self._start_break(f, h, LEASE_NONE))
         return tuple(breaks)
 

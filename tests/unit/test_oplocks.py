@@ -455,15 +455,31 @@ def test_lease_after_a_stat_open_gets_everything(node):
 
 # -- writes --------------------------------------------------------------------
 
-def test_write_breaks_other_level2_oplocks_to_none_without_waiting(node):
+def test_write_breaks_every_level2_oplock_to_none_without_waiting(node):
+    """smb2.oplock.batch6: both level II holders, the writer too, hear of it."""
     node.open(F, oplock(1, OPLOCK_BATCH))
     node.open(F, oplock(2, OPLOCK_BATCH, client=C2))
     node.ack_oplock(1, OPLOCK_II)
     node.open(F, oplock(2, OPLOCK_BATCH, client=C2), first_attempt=False)  # level II
-    breaks = node.contend_write(2)
-    assert [(b.open_id, b.new_level, b.ack_required) for b in breaks] == [(1, OPLOCK_NONE, False)]
-    assert node.oplock_level(1) == OPLOCK_NONE
-    assert node.oplock_level(2) == OPLOCK_II  # the writer keeps its own cache
+    breaks = node.contend_write(1)
+    assert sorted((b.open_id, b.new_level, b.ack_required) for b in breaks) == [
+        (1, OPLOCK_NONE, False), (2, OPLOCK_NONE, False)]
+    assert node.oplock_level(1) == node.oplock_level(2) == OPLOCK_NONE
+    assert node.contend_write(1) == ()  # nothing cached any more
+
+
+def test_unlink_against_batch_then_self_write(node):
+    """smb2.oplock.batch1: the unlinker breaks batch to II and still fails; a write
+    through the holder then breaks its own level II to none."""
+    node.open(F, oplock(1, OPLOCK_BATCH, share=0))
+    unlink = oplock(2, OPLOCK_NONE, client=C2, access=0x10000)  # DELETE
+    (brk,) = node.open(F, unlink).breaks
+    assert brk.new_level == OPLOCK_II
+    node.ack_oplock(1, OPLOCK_II)
+    d = node.open(F, unlink, first_attempt=False)
+    assert d.status == Status.SHARING_VIOLATION and not d.breaks
+    assert node.open(F, unlink).status == Status.SHARING_VIOLATION  # 2nd unlink: no break
+    assert [(b.open_id, b.new_level) for b in node.contend_write(1)] == [(1, OPLOCK_NONE)]
 
 
 def test_write_breaks_other_read_leases_to_none(node):
