@@ -296,3 +296,36 @@ async def test_memory_store_unavailable_raises_store_unavailable():
 
 def test_module_constants_match_the_issue():
     assert durable.V1_TIMEOUT_MS == 960_000 and durable.V2_MAX_TIMEOUT_MS == 300_000
+
+
+# -- what smb2.durable-v2-open.open-oplock / open-lease expect -----------------
+
+from smb.oplocks import (  # noqa: E402
+    OPLOCK_EXCLUSIVE, OPLOCK_NONE, LeaseRequest, NodeOplocks, OpenRequest,
+)
+
+SHARE_MODES = range(8)  # every combination of read, write, delete sharing
+
+
+@pytest.mark.parametrize("level, durable_expected", [
+    (OPLOCK_NONE, False), (OPLOCK_II, False), (OPLOCK_EXCLUSIVE, False), (OPLOCK_BATCH, True)])
+@pytest.mark.parametrize("share", SHARE_MODES)
+def test_first_open_is_durable_only_with_batch(level, durable_expected, share):
+    node = NodeOplocks()
+    d = node.open("f", OpenRequest(1, CLIENT, 0x12019F, share, 1, oplock_level=level))
+    grant = grant_durability(V2, is_directory=False, oplock_level=d.oplock_level,
+                             lease_state=None)
+    assert (grant is not None) is durable_expected
+
+
+@pytest.mark.parametrize("state, durable_expected", [
+    (LEASE_READ, False), (LEASE_READ | LEASE_HANDLE, True), (LEASE_READ | LEASE_WRITE, False),
+    (LEASE_READ | LEASE_WRITE | LEASE_HANDLE, True)])
+@pytest.mark.parametrize("share", SHARE_MODES)
+def test_first_open_is_durable_only_with_a_handle_lease(state, durable_expected, share):
+    node = NodeOplocks()
+    d = node.open("f", OpenRequest(1, CLIENT, 0x12019F, share, 1, oplock_level=OPLOCK_LEASE,
+                                   lease=LeaseRequest(KEY, state)))
+    grant = grant_durability(V2, is_directory=False, oplock_level=d.oplock_level,
+                             lease_state=d.lease.state)
+    assert (grant is not None) is durable_expected
