@@ -109,6 +109,12 @@ def _is_stat_open(mask: int, stat_bits: int) -> bool:
     return bool(mask & stat_bits) and not mask & ~stat_bits
 
 
+def _breaks_nothing(req: "OpenRequest", holder_is_lease: bool) -> bool:
+    """Stat opens leave caches alone: oplocks unless READ_CONTROL is asked, leases always."""
+    bits = _LEASE_STAT_BITS if holder_is_lease else _OPLOCK_STAT_BITS
+    return _is_stat_open(req.access, bits)
+
+
 def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> bool:
     """Whether two opens of one file exclude each other by their share modes (MS-FSA 2.1.5.1.2)."""
     a, b = data_access(access_a), data_access(access_b)
@@ -327,14 +333,13 @@ class NodeOplocks:
         breaks: list[Break] = []
         delay = False
         got_handle = got_oplock = other_lease = False
-        stat_open = _is_stat_open(req.access, _OPLOCK_STAT_BITS)
         for target in self._holders(f, lease_id):
             cached, is_lease, lease = target.cached, target.lease is not None, target.lease
             # Even a stat open that breaks nothing must not get caching others exclude.
             got_handle |= bool(cached & LEASE_HANDLE)
             got_oplock |= not is_lease
             other_lease = True
-            if stat_open or is_lease and _is_stat_open(req.access, _LEASE_STAT_BITS):
+            if _breaks_nothing(req, is_lease):
                 continue
             wanted = self._break_to(cached, req, sharing_violation, is_lease)
             if wanted is None:
@@ -374,8 +379,6 @@ class NodeOplocks:
     def _break_to(cached: int, req: OpenRequest, sharing_violation: bool,
                   is_lease: bool) -> int | None:
         """The state a holder must be broken to for this open; None if nothing to break."""
-        if is_lease and _is_stat_open(req.access, _LEASE_STAT_BITS):
-            return None
         overwrite = req.disposition in _OVERWRITING
         keep = cached & ~(LEASE_HANDLE if sharing_violation else LEASE_WRITE)
         if overwrite:
@@ -399,9 +402,9 @@ class NodeOplocks:
                 continue
             cached = (f.leases[o.lease_id].state if o.lease_id else _OPLOCK_AS_LEASE[o.oplock])
             conflict = share_conflict(o.access, o.share, req.access, req.share_access)
-            needs_break = (not _is_stat_open(req.access, _OPLOCK_STAT_BITS)
-                           and self._break_to(cached, req, conflict, o.lease_id is not None)
-                           is not None)
+            is_lease = o.lease_id is not None
+            needs_break = (not _breaks_nothing(req, is_lease)
+                           and self._break_to(cached, req, conflict, is_lease) is not None)
             if conflict or needs_break:
                 self._remove_open(f, oid)
                 purged.append(oid)
