@@ -7,6 +7,19 @@ may this reconnect adopt that record, is it disconnected, has it expired) are
 pure functions over a record and request facts, so every MS-SMB2 rule is
 unit-tested without a server; the thin async parts (stores, batched writer,
 scavenger) only move records.
+
+How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
+- DH2Q/DHnQ: open the file, let NodeOplocks.open() grant an oplock or lease,
+  then grant_durability(); if it grants, build a DurableRecord with a
+  new_persistent_id() as FileId.Persistent and ``await writer.put(record)``
+  before answering with Grant.response_context().  StoreUnavailable from
+  put() means: answer the open without durability.
+- DH2C/DHnC: ``stored = await store.get(pid)``, then check_reconnect() with
+  is_disconnected(stored.record, await store.live_workers()); on SUCCESS,
+  ``await store.replace(stored, adopt(stored.record, my_worker_key))`` and
+  reopen the recorded path; losing that compare-and-swap is NOT_FOUND.
+- Connection lost: replace() each durable record with disconnected_since set.
+  CLOSE: ``await writer.delete(pid)``.  Leader agent: ``await scavenge(...)``.
 """
 
 from __future__ import annotations

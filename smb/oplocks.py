@@ -469,7 +469,7 @@ class NodeOplocks:
         if other_lease:
             granted &= ~LEASE_WRITE
 
-        if req.oplock_level == OPLOCK_LEASE and req.lease is not None and lease_id is not None:
+        if req.oplock_level == OPLOCK_LEASE and req.lease is not None and lease_id:
             if got_oplock:
                 granted &= ~LEASE_HANDLE
             lease = self._grant_lease(f, lease_id, req.lease, granted)
