@@ -73,6 +73,15 @@ class LeaseInfo:
     parent_key: bytes | None = None
 
 
+@dataclass(frozen=True)
+class LockRange:
+    """One byte-range lock the open holds, to be re-established on reconnect."""
+
+    offset: int
+    length: int
+    exclusive: bool
+
+
 class RecordError(ValueError):
     """A stored value that is not a durable record."""
 
@@ -83,6 +92,8 @@ class DurableRecord:
 
     worker is the owning worker's liveness key in etcd: while that key exists
     (it sits on the worker's lease) the open is attached to a live worker.
+    locks are the byte-range locks granted through this open: a LOCK on a
+    durable open is answered only after the record carrying it is stored.
     disconnected_since is wall-clock seconds, set when the connection closed
     or when the scavenger first saw the worker gone; timeouts run from it.
     create_guid is all zeros for a v1 (DHnQ) handle.
@@ -102,6 +113,7 @@ class DurableRecord:
     lease: LeaseInfo | None
     timeout_ms: int
     worker: str
+    locks: tuple[LockRange, ...] = ()
     disconnected_since: float | None = None
 
     def evolve(self, **changes: Any) -> "DurableRecord":
@@ -120,6 +132,7 @@ class DurableRecord:
             "desired_access": self.desired_access, "share_access": self.share_access,
             "create_options": self.create_options, "oplock_level": self.oplock_level,
             "lease": lease, "timeout_ms": self.timeout_ms, "worker": self.worker,
+            "locks": [[lk.offset, lk.length, lk.exclusive] for lk in self.locks],
             "disconnected_since": self.disconnected_since,
         }
 
@@ -143,6 +156,7 @@ class DurableRecord:
                 create_options=int(value["create_options"]),
                 oplock_level=int(value["oplock_level"]), lease=lease,
                 timeout_ms=int(value["timeout_ms"]), worker=str(value["worker"]),
+                locks=tuple(LockRange(int(o), int(n), bool(x)) for o, n, x in value["locks"]),
                 disconnected_since=None if since is None else float(since),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -9,7 +9,7 @@ import trio.testing
 from hanode.store import StoreUnavailable
 from smb import durable
 from smb.durable import (
-    DurableRecord, DurableWriter, LeaseInfo, MemoryDurableStore, ReconnectRequest, RecordError,
+    DurableRecord, DurableWriter, LeaseInfo, LockRange, MemoryDurableStore, ReconnectRequest, RecordError,
     Stored, adopt, check_reconnect, grant_durability, is_disconnected, new_persistent_id,
     plan_scavenge, scavenge,
 )
@@ -52,6 +52,7 @@ def test_persistent_ids_random_and_never_reserved(monkeypatch):
 
 def test_record_json_roundtrip():
     for r in (record(), leased_record(disconnected_since=1700000000.5),
+              record(locks=(LockRange(0, 10, True), LockRange(1 << 40, 1, False))),
               record(lease=LeaseInfo(KEY, 7, 1, 2, b"\x99" * 16))):
         assert DurableRecord.from_json(r.to_json()) == r
     assert record(pid=0xFFFF_FFFF_FFFF_FFFE).to_json()["persistent_id"] == "fffffffffffffffe"
