@@ -330,3 +330,53 @@ def test_first_open_is_durable_only_with_a_handle_lease(state, durable_expected,
     grant = grant_durability(V2, is_directory=False, oplock_level=d.oplock_level,
                              lease_state=d.lease.state)
     assert (grant is not None) is durable_expected
+
+
+# -- the writer under random interleavings and outages ---------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+ops_per_client = st.lists(st.sampled_from(["put", "delete"]), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ops_per_client, min_size=1, max_size=12),
+       st.lists(st.floats(0.001, 0.05), min_size=1, max_size=8),
+       st.integers(1, 5))
+def test_writer_state_is_each_callers_last_acknowledged_change(clients, outages, max_batch):
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store, max_batch=max_batch)
+    expected: dict[int, DurableRecord | None] = {}
+
+    async def client(pid, ops):
+        for n, op in enumerate(ops):
+            rec = record(pid=pid, path=f"v{n}")
+            try:
+                if op == "put":
+                    await writer.put(rec)
+                else:
+                    await writer.delete(pid)
+            except StoreUnavailable:
+                continue
+            expected[pid] = rec if op == "put" else None
+
+    async def flaky_etcd():
+        for pause in outages:
+            await trio.sleep(pause)
+            store.available = not store.available
+        store.available = True
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            nursery.start_soon(flaky_etcd)
+            async with trio.open_nursery() as callers:
+                for pid, ops in enumerate(clients, start=1):
+                    callers.start_soon(client, pid, ops)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    for pid in range(1, len(clients) + 1):
+        stored = store.records.get(pid)
+        want = expected.get(pid)
+        assert (stored[0] if stored else None) == want, pid
