@@ -18,6 +18,8 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
   is_disconnected(stored.record, await store.live_workers()); on SUCCESS,
   ``await store.replace(stored, adopt(stored.record, my_worker_key))`` and
   reopen the recorded path; losing that compare-and-swap is NOT_FOUND.
+- Taking over (worker start, new leader): NodeOplocks.restore() every record,
+  disconnected, before serving, so conflicting opens purge them as before.
 - Connection lost: replace() each durable record with disconnected_since set.
   CLOSE: ``await writer.delete(pid)``.  Leader agent: ``await scavenge(...)``.
 """
@@ -32,7 +34,7 @@ from typing import Any, Protocol, Sequence
 import trio
 
 from hanode.store import Store, StoreUnavailable
-from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH
+from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, Lease
 from smb.wire.create_contexts import (
     CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
     LeaseContext, durable_v1_response, durable_v2_response,
@@ -63,15 +65,6 @@ def new_persistent_id() -> int:
 
 
 # -- the record ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    key: bytes
-    state: int
-    epoch: int = 0
-    version: int = 2
-    parent_key: bytes | None = None
-
 
 @dataclass(frozen=True)
 class LockRange:
@@ -110,7 +103,7 @@ class DurableRecord:
     share_access: int
     create_options: int
     oplock_level: int
-    lease: LeaseInfo | None
+    lease: Lease | None
     timeout_ms: int
     worker: str
     locks: tuple[LockRange, ...] = ()
@@ -142,7 +135,7 @@ class DurableRecord:
             lease = value["lease"]
             if lease is not None:
                 parent = lease["parent_key"]
-                lease = LeaseInfo(bytes.fromhex(lease["key"]), int(lease["state"]),
+                lease = Lease(bytes.fromhex(lease["key"]), int(lease["state"]),
                                   int(lease["epoch"]), int(lease["version"]),
                                   bytes.fromhex(parent) if parent else None)
             since = value["disconnected_since"]

@@ -134,7 +134,9 @@ OpenId = Hashable
 
 
 @dataclass(frozen=True)
-class LeaseRequest:
+class Lease:
+    """A lease as a client asks for it, or as a durable record says it is held."""
+
     key: bytes
     state: int
     epoch: int = 0
@@ -142,7 +144,7 @@ class LeaseRequest:
     parent_key: bytes | None = None
 
     @classmethod
-    def from_context(cls, ctx: LeaseContext) -> "LeaseRequest":
+    def from_context(cls, ctx: LeaseContext) -> "Lease":
         return cls(ctx.key, ctx.state, ctx.epoch, ctx.version,
                    ctx.parent_key if ctx.has_parent else None)
 
@@ -155,7 +157,7 @@ class OpenRequest:
     share_access: int
     disposition: int = 1  # FILE_OPEN
     oplock_level: int = OPLOCK_NONE
-    lease: LeaseRequest | None = None
+    lease: Lease | None = None
 
     @property
     def access(self) -> int:
@@ -492,7 +494,7 @@ class NodeOplocks:
                             purged=purged)
 
     @staticmethod
-    def _grant_lease(f: _File, lease_id: tuple[bytes, bytes], req: LeaseRequest,
+    def _grant_lease(f: _File, lease_id: tuple[bytes, bytes], req: Lease,
                      granted: int) -> _Lease:
         """A new lease, or the client's existing one, upgraded only to a strict superset."""
         lease = f.leases.get(lease_id)
@@ -532,6 +534,31 @@ class NodeOplocks:
             if h.cached & LEASE_READ:
                 breaks.extend(self._start_break(f, h, LEASE_NONE))
         return tuple(breaks)
+
+    # -- durable opens taken over -----------------------------------------------
+
+    def restore(self, file: Hashable, open_id: OpenId, client_guid: bytes, access: int,
+                share: int, oplock_level: int, lease: Lease | None, *,
+                disconnected: bool = True) -> None:
+        """Register a durable open this node learns from its etcd record.
+
+        A node taking over loads every durable record this way (disconnected)
+        before it serves, so that a conflicting open purges or breaks it as
+        it would have on the old node; the reconnect then just attaches it
+        (set_disconnected).  The recorded caching is taken as is: lease.state
+        and lease.epoch are what the record says the client holds.  A lease
+        the node already knows (another open of it) keeps its current state.
+        """
+        lease_id = (client_guid, lease.key) if lease is not None else None
+        f = self._files.setdefault(file, _File())
+        if lease is not None and lease_id not in f.leases:
+            f.leases[lease_id] = _Lease(client_guid, lease.key, lease.state, lease.epoch,
+                                        lease.version, lease.parent_key)
+            self._lease_file[lease_id] = file
+        level = OPLOCK_LEASE if lease is not None else oplock_level
+        f.opens[open_id] = _Open(client_guid, access, share, level, lease_id,
+                                 disconnected=disconnected)
+        self._open_file[open_id] = file
 
     # -- closes and durable disconnects ----------------------------------------
 

@@ -7,10 +7,10 @@ import trio
 
 from hanode.store import Store, StoreUnavailable
 from smb.durable import (
-    DurableRecord, DurableWriter, EtcdDurableStore, LeaseInfo, adopt, is_disconnected,
-    new_persistent_id, scavenge,
+    DurableRecord, DurableWriter, EtcdDurableStore, adopt, is_disconnected, new_persistent_id,
+    scavenge,
 )
-from smb.oplocks import LEASE_HANDLE, LEASE_READ, OPLOCK_LEASE
+from smb.oplocks import LEASE_HANDLE, LEASE_READ, OPLOCK_LEASE, Lease
 
 
 def record(store: Store, pid: int, worker: str, **kw) -> DurableRecord:
@@ -18,7 +18,7 @@ def record(store: Store, pid: int, worker: str, **kw) -> DurableRecord:
                 client_guid=b"\xc1" * 16, owner="alice", share="test", path=f"f{pid:x}.bin",
                 desired_access=0x12019F, share_access=7, create_options=0x40,
                 oplock_level=OPLOCK_LEASE,
-                lease=LeaseInfo(b"\x4b" * 16, LEASE_READ | LEASE_HANDLE, 1, 2, None),
+                lease=Lease(b"\x4b" * 16, LEASE_READ | LEASE_HANDLE, 1, 2, None),
                 timeout_ms=60_000, worker=worker)
     base.update(kw)
     return DurableRecord(**base)

@@ -9,11 +9,14 @@ import trio.testing
 from hanode.store import StoreUnavailable
 from smb import durable
 from smb.durable import (
-    DurableRecord, DurableWriter, LeaseInfo, LockRange, MemoryDurableStore, ReconnectRequest, RecordError,
+    DurableRecord, DurableWriter, LockRange, MemoryDurableStore, ReconnectRequest, RecordError,
     Stored, adopt, check_reconnect, grant_durability, is_disconnected, new_persistent_id,
     plan_scavenge, scavenge,
 )
-from smb.oplocks import LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_II, OPLOCK_LEASE
+from smb.oplocks import (
+    LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_LEASE,
+    OPLOCK_NONE, Lease, NodeOplocks, OpenRequest,
+)
 from smb.wire.create_contexts import (
     CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
     FileId, LeaseContext,
@@ -37,7 +40,7 @@ def record(pid=0x1234, **kw):
 
 def leased_record(**kw):
     return record(oplock_level=OPLOCK_LEASE,
-                  lease=LeaseInfo(KEY, LEASE_READ | LEASE_HANDLE, 3, 2, None), **kw)
+                  lease=Lease(KEY, LEASE_READ | LEASE_HANDLE, 3, 2, None), **kw)
 
 
 # -- ids and records -----------------------------------------------------------
@@ -53,7 +56,7 @@ def test_persistent_ids_random_and_never_reserved(monkeypatch):
 def test_record_json_roundtrip():
     for r in (record(), leased_record(disconnected_since=1700000000.5),
               record(locks=(LockRange(0, 10, True), LockRange(1 << 40, 1, False))),
-              record(lease=LeaseInfo(KEY, 7, 1, 2, b"\x99" * 16))):
+              record(lease=Lease(KEY, 7, 1, 2, b"\x99" * 16))):
         assert DurableRecord.from_json(r.to_json()) == r
     assert record(pid=0xFFFF_FFFF_FFFF_FFFE).to_json()["persistent_id"] == "fffffffffffffffe"
 
@@ -301,10 +304,6 @@ def test_module_constants_match_the_issue():
 
 # -- what smb2.durable-v2-open.open-oplock / open-lease expect -----------------
 
-from smb.oplocks import (  # noqa: E402
-    OPLOCK_EXCLUSIVE, OPLOCK_NONE, LeaseRequest, NodeOplocks, OpenRequest,
-)
-
 SHARE_MODES = range(8)  # every combination of read, write, delete sharing
 
 
@@ -326,7 +325,7 @@ def test_first_open_is_durable_only_with_batch(level, durable_expected, share):
 def test_first_open_is_durable_only_with_a_handle_lease(state, durable_expected, share):
     node = NodeOplocks()
     d = node.open("f", OpenRequest(1, CLIENT, 0x12019F, share, 1, oplock_level=OPLOCK_LEASE,
-                                   lease=LeaseRequest(KEY, state)))
+                                   lease=Lease(KEY, state)))
     grant = grant_durability(V2, is_directory=False, oplock_level=d.oplock_level,
                              lease_state=d.lease.state)
     assert (grant is not None) is durable_expected

@@ -7,7 +7,7 @@ from smb.oplocks import (
     FILE_WRITE_DATA, GENERIC_READ,
     LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II,
     OPLOCK_LEASE, OPLOCK_NONE, SHARE_READ, SHARE_WRITE, SHARE_DELETE, SYNCHRONIZE,
-    LeaseBreak, LeaseRequest, NodeOplocks, OpenRequest, OplockBreak, Outcome, share_conflict,
+    LeaseBreak, Lease, NodeOplocks, OpenRequest, OplockBreak, Outcome, share_conflict,
 )
 from smb.wire.header import Status
 
@@ -26,7 +26,7 @@ def oplock(oid, level, client=C1, access=RW_ACCESS, share=SHARE_ALL, disposition
 def leased(oid, key, state, client=C1, epoch=0, version=2, access=RW_ACCESS, share=SHARE_ALL,
            disposition=1):
     return OpenRequest(oid, client, access, share, disposition, oplock_level=OPLOCK_LEASE,
-                       lease=LeaseRequest(key, state, epoch, version))
+                       lease=Lease(key, state, epoch, version))
 
 
 @pytest.fixture
@@ -310,12 +310,12 @@ def test_close_of_last_open_drops_the_lease(node):
 def test_lease_contexts_in_and_out(node):
     from smb.wire.create_contexts import LeaseContext, parse_lease
     ctx = LeaseContext(K1, R | W | H, flags=0x4, version=2, parent_key=K2, epoch=7)
-    req = LeaseRequest.from_context(ctx)
+    req = Lease.from_context(ctx)
     assert (req.key, req.state, req.epoch, req.version, req.parent_key) == (K1, R | W | H, 7, 2, K2)
     d = node.open(F, OpenRequest(1, C1, RW_ACCESS, SHARE_ALL, 1, OPLOCK_LEASE, req))
     out = parse_lease(d.lease.response_context().data)
     assert (out.key, out.state, out.flags, out.parent_key, out.epoch) == (K1, R | W | H, 0x4, K2, 8)
-    v1 = LeaseRequest.from_context(LeaseContext(K2, R, version=1))
+    v1 = Lease.from_context(LeaseContext(K2, R, version=1))
     d = node.open(("dev", 7), OpenRequest(2, C1, RW_ACCESS, SHARE_ALL, 1, OPLOCK_LEASE, v1))
     assert len(d.lease.response_context().data) == 32
 
@@ -519,6 +519,19 @@ def test_disconnected_durable_lease_survives_a_stat_open_and_its_own_reconnect(n
     node.close(2)
     node.set_disconnected(1, False)
     assert node.lease_state(C1, K1)[0] == R | W | H
+
+
+def test_restored_durable_open_is_purged_or_reattached_like_a_local_one(node):
+    node.restore(F, 7, C1, RW_ACCESS, SHARE_ALL, OPLOCK_BATCH, None)
+    d = node.open(F, oplock(8, OPLOCK_BATCH, client=C2))
+    assert d.purged == (7,) and d.oplock_level == OPLOCK_BATCH
+    node.restore(("dev", 9), 10, C1, RW_ACCESS, SHARE_ALL, OPLOCK_LEASE,
+                 Lease(K1, R | W | H, epoch=4))
+    assert node.lease_state(C1, K1) == (R | W | H, 4, False)
+    node.set_disconnected(10, False)
+    d = node.open(("dev", 9), leased(11, K2, R | H, client=C2))
+    (brk,) = d.breaks  # now connected: broken, not purged
+    assert d.outcome is Outcome.WAIT and brk.new_state == R | H and brk.new_epoch == 5
 
 
 # -- share modes ---------------------------------------------------------------
