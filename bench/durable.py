@@ -64,7 +64,8 @@ async def run_load(open_op: Op, close_op: Op, worker: str, clients: int,
     return len(latencies), latencies
 
 
-async def measure(store: Store, clients: int, seconds: float) -> dict[str, tuple[float, float, float]]:
+async def measure(store: Store, clients: int,
+                  seconds: float) -> dict[str, tuple[float, float, float]]:
     worker = store.worker_key("bench", "w0")
     limiter = trio.CapacityLimiter(max(clients, 1))
 

@@ -503,7 +503,8 @@ def plan_scavenge(stored: Sequence[Stored], live_workers: frozenset[str] | set[s
     return ScavengePlan(stamp, expire)
 
 
-async def scavenge(store: DurableStore, now: float, grace: float = SCAVENGE_GRACE_S) -> ScavengePlan:
+async def scavenge(store: DurableStore, now: float,
+                   grace: float = SCAVENGE_GRACE_S) -> ScavengePlan:
     """One scavenger cycle (the leader agent calls it periodically); returns what it did.
 
     Every change is a compare-and-swap, so a reconnect that adopts a record

@@ -95,7 +95,8 @@ def test_dh2q_and_dh2c_bytes():
 
 def test_responses_bytes():
     assert durable_v1_response() == CreateContext(b"DHnQ", bytes(8))
-    assert durable_v2_response(300000, 0) == CreateContext(b"DH2Q", bytes.fromhex("e0930400") + bytes(4))
+    assert durable_v2_response(300000, 0) == CreateContext(
+        b"DH2Q", bytes.fromhex("e0930400") + bytes(4))
 
 
 def test_lease_v1_and_v2_by_size():
@@ -105,14 +106,16 @@ def test_lease_v1_and_v2_by_size():
     assert lease.pack() == v1 and len(lease.pack()) == 32
     v2 = KEY + struct.pack("<IIQ", 0x3, 4, 0) + PARENT + struct.pack("<HH", 5, 0)
     lease2 = ok(parse_lease(v2))
-    assert (lease2.version, lease2.parent_key, lease2.epoch, lease2.has_parent) == (2, PARENT, 5, True)
+    assert (lease2.version, lease2.parent_key, lease2.epoch, lease2.has_parent) == (
+        2, PARENT, 5, True)
     assert lease2.pack() == v2 and len(v2) == 52
     assert isinstance(parse_lease(v1 + bytes(4)), ContextError)
 
 
 def test_lease_v2_response_with_break_in_progress():
     resp = LeaseContext(KEY, state=0x7, flags=0x2, version=2, epoch=3)
-    assert resp.context().data == KEY + bytes.fromhex("07000000" "02000000") + bytes(8) + bytes(16) + b"\x03\x00\x00\x00"
+    state_flags = bytes.fromhex("07000000" "02000000")
+    assert resp.context().data == KEY + state_flags + bytes(8) + bytes(16) + b"\x03\x00\x00\x00"
 
 
 def dh(name, size):

@@ -47,7 +47,8 @@ def test_second_opener_breaks_batch_to_level2_and_waits_for_the_ack(node):
     d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2))
     assert d.outcome is Outcome.WAIT and d.status == Status.PENDING
     (brk,) = d.breaks
-    assert isinstance(brk, OplockBreak) and (brk.open_id, brk.new_level, brk.ack_required) == (1, OPLOCK_II, True)
+    assert isinstance(brk, OplockBreak)
+    assert (brk.open_id, brk.new_level, brk.ack_required) == (1, OPLOCK_II, True)
     # Retried before the ack: still waiting, and no second break is sent.
     again = node.open(F, oplock(2, OPLOCK_BATCH, client=C2), first_attempt=False)
     assert again.outcome is Outcome.WAIT and not again.breaks
