@@ -218,34 +218,31 @@ def check_reconnect(record: DurableRecord | None, req: ReconnectRequest, *,
                     disconnected: bool) -> Status:
     """The status a reconnect gets; SUCCESS means the record may be adopted.
 
-    The checks run in the order of 3.3.5.9.7 (DHnC) and 3.3.5.9.12 (DH2C);
-    the first that fails decides.  Persistent and "not durable" checks never
-    fire here: every record is durable and none is persistent.
+    The checks of 3.3.5.9.7 (DHnC) and 3.3.5.9.12 (DH2C), first failure
+    decides: the open exists; a leased open is reclaimed by its own client
+    GUID; (DH2C) the create GUID matches; the open is disconnected; the
+    lease key matches (a leased open without a lease, or the reverse, is
+    NOT_FOUND whatever the name, as smb2.durable-open.reopen2-lease expects);
+    the user is the owner (ACCESS_DENIED); a leased open has the same name
+    (INVALID_PARAMETER).  Persistent and "not durable" checks never fire
+    here: every record is durable and none is persistent.
     """
     if record is None or record.persistent_id != req.reconnect.file_id.persistent:
         return Status.OBJECT_NAME_NOT_FOUND
     if record.lease is not None and record.client_guid != req.client_guid:
         return Status.OBJECT_NAME_NOT_FOUND
-    lease_mismatch = (record.lease is None) != (req.lease is None) or (
-        record.lease is not None and req.lease is not None and record.lease.key != req.lease.key)
-    name_mismatch = record.lease is not None and not _same_name(record.path, req.path)
-
-    if isinstance(req.reconnect, DurableV1Reconnect):
-        if name_mismatch:
-            return Status.INVALID_PARAMETER
-        if not disconnected or lease_mismatch:
-            return Status.OBJECT_NAME_NOT_FOUND
-        if record.owner != req.user:
-            return Status.ACCESS_DENIED
-        return Status.SUCCESS
-
-    if record.create_guid != req.reconnect.create_guid:
+    if (isinstance(req.reconnect, DurableV2Reconnect)
+            and record.create_guid != req.reconnect.create_guid):
         return Status.OBJECT_NAME_NOT_FOUND
-    if not disconnected or lease_mismatch:
+    if not disconnected:
+        return Status.OBJECT_NAME_NOT_FOUND
+    if (record.lease is None) != (req.lease is None) or (
+            record.lease is not None and req.lease is not None
+            and record.lease.key != req.lease.key):
         return Status.OBJECT_NAME_NOT_FOUND
     if record.owner != req.user:
         return Status.ACCESS_DENIED
-    if name_mismatch:
+    if record.lease is not None and not _same_name(record.path, req.path):
         return Status.INVALID_PARAMETER
     return Status.SUCCESS
 

@@ -164,10 +164,14 @@ def v1req(**kw):
     (None, v1req(), True, Status.OBJECT_NAME_NOT_FOUND),
     (record(), v1req(), False, Status.OBJECT_NAME_NOT_FOUND),
     (record(), v1req(user="bob"), True, Status.ACCESS_DENIED),
-    # DHnC: the leased name check comes before "still connected".
-    (leased_record(), v1req(lease=LEASE_CTX, path="x"), False, Status.INVALID_PARAMETER),
+    (leased_record(), v1req(lease=LEASE_CTX, path="x"), True, Status.INVALID_PARAMETER),
     (leased_record(), v1req(lease=LEASE_CTX, path="dir/file.txt"), True, Status.SUCCESS),
+    # smb2.durable-open.reopen2-lease: no lease on the reconnect is NOT_FOUND, any name.
+    (leased_record(), v1req(path=""), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v1req(path="__non_existing_fname__"), True, Status.OBJECT_NAME_NOT_FOUND),
     (leased_record(), v1req(path="dir/file.txt"), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v1req(path="dir/file.txt", lease=LeaseContext(b"\x01" * 16, 7)), True,
+     Status.OBJECT_NAME_NOT_FOUND),
 ])
 def test_dhnc_checks_in_order(rec, req, disconnected, status):
     assert check_reconnect(rec, req, disconnected=disconnected) == status
