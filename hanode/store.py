@@ -25,6 +25,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -246,6 +247,37 @@ class Store:
             success=[etcd3.transactions.Delete(key)],
             failure=[],
         )
+        return bool(succeeded)
+
+    # etcd's default --max-txn-ops; callers batching writes stay under it.
+    MAX_TXN_OPS = 128
+
+    def apply(self, puts: Sequence[tuple[str, Any]], deletes: Sequence[str] = ()) -> None:
+        """Write many keys and delete others in one transaction: all or nothing.
+
+        One round trip (and one fsync on the etcd side) for the whole batch is
+        what lets a writer acknowledge thousands of records a second.  Keys
+        must be distinct and at most MAX_TXN_OPS in all.
+        """
+        ops = [etcd3.transactions.Put(k, json.dumps(v, separators=(",", ":"))) for k, v in puts]
+        ops += [etcd3.transactions.Delete(k) for k in deletes]
+        if len(ops) > self.MAX_TXN_OPS:
+            raise ValueError(f"{len(ops)} operations in one transaction (max {self.MAX_TXN_OPS})")
+        if ops:
+            self._call("transaction", compare=[], success=ops, failure=[])
+
+    def replace_if(self, key: str, mod_revision: int, value: Any | None) -> bool:
+        """Put value (or delete the key, for None) only if the key is still at mod_revision.
+
+        The compare-and-swap for records several parties may change at once,
+        e.g. a reconnecting worker adopting a durable handle while the
+        scavenger expires it: exactly one of them wins.
+        """
+        op = (etcd3.transactions.Delete(key) if value is None else
+              etcd3.transactions.Put(key, json.dumps(value, separators=(",", ":"))))
+        succeeded, _ = self._call(
+            "transaction", compare=[etcd3.transactions.Mod(key) == mod_revision],
+            success=[op], failure=[])
         return bool(succeeded)
 
     # -- leases --------------------------------------------------------------

@@ -1,0 +1,515 @@
+"""Durable handles: the record kept in etcd, its stores, and the decisions about it.
+
+A durable open must outlive its TCP connection, its worker process and its
+node, so everything needed to take it back lives in one record under
+``/hanode/<cluster>/durable/<persistent-id>``.  The decisions (grant or not,
+may this reconnect adopt that record, is it disconnected, has it expired) are
+pure functions over a record and request facts, so every MS-SMB2 rule is
+unit-tested without a server; the thin async parts (stores, batched writer,
+scavenger) only move records.
+
+How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
+- DH2Q/DHnQ: open the file, let NodeOplocks.open() grant an oplock or lease,
+  then grant_durability(); if it grants, build a DurableRecord with a
+  new_persistent_id() as FileId.Persistent and ``await writer.put(record)``
+  before answering with Grant.response_context().  StoreUnavailable from
+  put() means: answer the open without durability.
+- DH2C/DHnC: ``stored = await store.get(pid)``, then check_reconnect() with
+  is_disconnected(stored.record, await store.live_workers()); on SUCCESS,
+  ``await store.replace(stored, adopt(stored.record, my_worker_key))`` and
+  reopen the recorded path; losing that compare-and-swap is NOT_FOUND.
+- Taking over (worker start, new leader): NodeOplocks.restore() every record,
+  disconnected, before serving, so conflicting opens purge them as before.
+- Connection lost: replace() each durable record with disconnected_since set.
+  CLOSE: ``await writer.delete(pid)``.  Leader agent: ``await scavenge(...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, Sequence
+
+import trio
+
+from hanode.store import Store, StoreUnavailable
+from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, Lease
+from smb.wire.create_contexts import (
+    CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
+    LeaseContext, durable_v1_response, durable_v2_response,
+)
+from smb.wire.header import Status
+
+log = logging.getLogger(__name__)
+
+V1_TIMEOUT_MS = 16 * 60 * 1000      # what Windows and Samba give DHnQ handles
+V2_DEFAULT_TIMEOUT_MS = 60_000      # DH2Q with Timeout 0
+V2_MAX_TIMEOUT_MS = 300_000         # DH2Q cap (0xFFFFFFFF comes back as this)
+SCAVENGE_GRACE_S = 2.0              # slack for clock skew between nodes
+
+_ALL_ONES = (1 << 64) - 1
+
+
+def new_persistent_id() -> int:
+    """A random 64-bit FileId.Persistent: unguessable, never 0 or all-ones.
+
+    All-ones is the related-compound placeholder and 0 reads as "no file" to
+    some clients; randomness (not a counter) keeps one client from guessing
+    another's handle and makes ids unique across workers without coordination.
+    """
+    while True:
+        pid = secrets.randbits(64)
+        if pid not in (0, _ALL_ONES):
+            return pid
+
+
+# -- the record ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LockRange:
+    """One byte-range lock the open holds, to be re-established on reconnect."""
+
+    offset: int
+    length: int
+    exclusive: bool
+
+
+class RecordError(ValueError):
+    """A stored value that is not a durable record."""
+
+
+@dataclass(frozen=True)
+class DurableRecord:
+    """Everything another worker needs to take a durable open back.
+
+    worker is the owning worker's liveness key in etcd: while that key exists
+    (it sits on the worker's lease) the open is attached to a live worker.
+    locks are the byte-range locks granted through this open: a LOCK on a
+    durable open is answered only after the record carrying it is stored.
+    disconnected_since is wall-clock seconds, set when the connection closed
+    or when the scavenger first saw the worker gone; timeouts run from it.
+    create_guid is all zeros for a v1 (DHnQ) handle.
+    """
+
+    persistent_id: int
+    version: int
+    create_guid: bytes
+    client_guid: bytes
+    owner: str
+    share: str
+    path: str
+    desired_access: int
+    share_access: int
+    create_options: int
+    oplock_level: int
+    lease: Lease | None
+    timeout_ms: int
+    worker: str
+    locks: tuple[LockRange, ...] = ()
+    disconnected_since: float | None = None
+
+    def evolve(self, **changes: Any) -> "DurableRecord":
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        lease = None
+        if self.lease is not None:
+            lease = {"key": self.lease.key.hex(), "state": self.lease.state,
+                     "epoch": self.lease.epoch, "version": self.lease.version,
+                     "parent_key": self.lease.parent_key.hex() if self.lease.parent_key else None}
+        return {
+            "persistent_id": f"{self.persistent_id:016x}", "version": self.version,
+            "create_guid": self.create_guid.hex(), "client_guid": self.client_guid.hex(),
+            "owner": self.owner, "share": self.share, "path": self.path,
+            "desired_access": self.desired_access, "share_access": self.share_access,
+            "create_options": self.create_options, "oplock_level": self.oplock_level,
+            "lease": lease, "timeout_ms": self.timeout_ms, "worker": self.worker,
+            "locks": [[lk.offset, lk.length, lk.exclusive] for lk in self.locks],
+            "disconnected_since": self.disconnected_since,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> "DurableRecord":
+        try:
+            lease = value["lease"]
+            if lease is not None:
+                parent = lease["parent_key"]
+                lease = Lease(bytes.fromhex(lease["key"]), int(lease["state"]),
+                                  int(lease["epoch"]), int(lease["version"]),
+                                  bytes.fromhex(parent) if parent else None)
+            since = value["disconnected_since"]
+            return cls(
+                persistent_id=int(value["persistent_id"], 16), version=int(value["version"]),
+                create_guid=bytes.fromhex(value["create_guid"]),
+                client_guid=bytes.fromhex(value["client_guid"]),
+                owner=str(value["owner"]), share=str(value["share"]), path=str(value["path"]),
+                desired_access=int(value["desired_access"]),
+                share_access=int(value["share_access"]),
+                create_options=int(value["create_options"]),
+                oplock_level=int(value["oplock_level"]), lease=lease,
+                timeout_ms=int(value["timeout_ms"]), worker=str(value["worker"]),
+                locks=tuple(LockRange(int(o), int(n), bool(x)) for o, n, x in value["locks"]),
+                disconnected_since=None if since is None else float(since),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RecordError(f"not a durable record: {exc!r}") from None
+
+
+# -- pure decisions ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Grant:
+    version: int
+    timeout_ms: int
+
+    def response_context(self) -> CreateContext:
+        """The context the CREATE response carries (never on a reconnect)."""
+        if self.version == 1:
+            return durable_v1_response()
+        return durable_v2_response(self.timeout_ms, 0)
+
+
+def grant_durability(request: DurableV1Request | DurableV2Request | None, *,
+                     is_directory: bool, oplock_level: int,
+                     lease_state: int | None, store_available: bool = True) -> Grant | None:
+    """Whether an open that succeeded becomes durable, and for how long.
+
+    3.3.5.9.6 / 3.3.5.9.10: only with a batch oplock or a lease holding
+    handle caching (what was granted, not what was asked), never for a
+    directory.  Persistent handles are never granted (no CA shares), so the
+    PERSISTENT flag is simply not echoed.  Without etcd the open is answered
+    without durability rather than with a promise that could not be kept.
+    """
+    if request is None or is_directory or not store_available:
+        return None
+    handle_cached = lease_state is not None and bool(lease_state & LEASE_HANDLE)
+    if not (oplock_level == OPLOCK_BATCH or handle_cached):
+        return None
+    if isinstance(request, DurableV1Request):
+        return Grant(1, V1_TIMEOUT_MS)
+    timeout = request.timeout_ms or V2_DEFAULT_TIMEOUT_MS
+    return Grant(2, min(timeout, V2_MAX_TIMEOUT_MS))
+
+
+def is_disconnected(record: DurableRecord, live_workers: frozenset[str] | set[str]) -> bool:
+    """An open is disconnected once its connection closed or its worker's liveness key is gone."""
+    return record.disconnected_since is not None or record.worker not in live_workers
+
+
+def _same_name(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        return p.replace("\\", "/").strip("/").casefold()
+    return norm(a) == norm(b)
+
+
+@dataclass(frozen=True)
+class ReconnectRequest:
+    """The facts of a CREATE carrying DHnC or DH2C that the checks look at."""
+
+    reconnect: DurableV1Reconnect | DurableV2Reconnect
+    client_guid: bytes
+    user: str
+    path: str
+    lease: LeaseContext | None
+
+
+def check_reconnect(record: DurableRecord | None, req: ReconnectRequest, *,
+                    disconnected: bool) -> Status:
+    """The status a reconnect gets; SUCCESS means the record may be adopted.
+
+    The checks of 3.3.5.9.7 (DHnC) and 3.3.5.9.12 (DH2C), first failure
+    decides: the open exists; a leased open is reclaimed by its own client
+    GUID; (DH2C) the create GUID matches; the open is disconnected; the
+    lease key matches (a leased open without a lease, or the reverse, is
+    NOT_FOUND whatever the name, as smb2.durable-open.reopen2-lease expects);
+    the user is the owner (ACCESS_DENIED); a leased open has the same name
+    (INVALID_PARAMETER).  Persistent and "not durable" checks never fire
+    here: every record is durable and none is persistent.
+    """
+    if record is None or record.persistent_id != req.reconnect.file_id.persistent:
+        return Status.OBJECT_NAME_NOT_FOUND
+    if record.lease is not None and record.client_guid != req.client_guid:
+        return Status.OBJECT_NAME_NOT_FOUND
+    if (isinstance(req.reconnect, DurableV2Reconnect)
+            and record.create_guid != req.reconnect.create_guid):
+        return Status.OBJECT_NAME_NOT_FOUND
+    if not disconnected:
+        return Status.OBJECT_NAME_NOT_FOUND
+    if (record.lease is None) != (req.lease is None) or (
+            record.lease is not None and req.lease is not None
+            and record.lease.key != req.lease.key):
+        return Status.OBJECT_NAME_NOT_FOUND
+    if record.owner != req.user:
+        return Status.ACCESS_DENIED
+    if record.lease is not None and not _same_name(record.path, req.path):
+        return Status.INVALID_PARAMETER
+    return Status.SUCCESS
+
+
+def adopt(record: DurableRecord, worker: str) -> DurableRecord:
+    """The record as it reads once a reconnect on ``worker`` has taken it over."""
+    return record.evolve(worker=worker, disconnected_since=None)
+
+
+# -- stores --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stored:
+    """A record as read, with the revision a compare-and-swap must match."""
+
+    record: DurableRecord
+    revision: int
+
+
+class DurableStore(Protocol):
+    """Where durable records live: etcd in production, memory in unit tests."""
+
+    async def write(self, puts: Sequence[DurableRecord], deletes: Sequence[int]) -> None:
+        """Store and delete records in one atomic step (StoreUnavailable on failure)."""
+
+    async def get(self, persistent_id: int) -> Stored | None: ...
+
+    async def list(self) -> list[Stored]: ...
+
+    async def replace(self, old: Stored, new: DurableRecord | None) -> bool:
+        """Swap old for new (or delete, for None) only if nobody changed it since it was read."""
+
+    async def live_workers(self) -> frozenset[str]:
+        """The liveness keys of every worker still alive anywhere in the cluster."""
+
+
+class MemoryDurableStore:
+    """A DurableStore in a dict, with etcd's revision semantics, for unit tests.
+
+    ``available`` False makes every call fail as an unreachable etcd does;
+    ``latency`` makes write() take that long, so batching is observable.
+    """
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.records: dict[int, tuple[DurableRecord, int]] = {}
+        self.workers: set[str] = set()
+        self.available = True
+        self.latency = latency
+        self.writes = 0
+        self._revision = 0
+
+    def _check(self) -> None:
+        if not self.available:
+            raise StoreUnavailable("memory store switched off")
+
+    def _bump(self) -> int:
+        self._revision += 1
+        return self._revision
+
+    async def write(self, puts: Sequence[DurableRecord], deletes: Sequence[int]) -> None:
+        self._check()
+        if self.latency:
+            await trio.sleep(self.latency)
+        self._check()
+        self.writes += 1
+        revision = self._bump()
+        for record in puts:
+            self.records[record.persistent_id] = (record, revision)
+        for pid in deletes:
+            self.records.pop(pid, None)
+
+    async def get(self, persistent_id: int) -> Stored | None:
+        self._check()
+        found = self.records.get(persistent_id)
+        return None if found is None else Stored(*found)
+
+    async def list(self) -> list[Stored]:
+        self._check()
+        return [Stored(r, rev) for r, rev in self.records.values()]
+
+    async def replace(self, old: Stored, new: DurableRecord | None) -> bool:
+        self._check()
+        pid = old.record.persistent_id
+        current = self.records.get(pid)
+        if current is None or current[1] != old.revision:
+            return False
+        if new is None:
+            del self.records[pid]
+        else:
+            self.records[pid] = (new, self._bump())
+        return True
+
+    async def live_workers(self) -> frozenset[str]:
+        self._check()
+        return frozenset(self.workers)
+
+
+class EtcdDurableStore:
+    """DurableStore on etcd, through hanode.store (blocking calls moved to threads)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def write(self, puts: Sequence[DurableRecord], deletes: Sequence[int]) -> None:
+        key = self.store.durable_key
+        await trio.to_thread.run_sync(
+            self.store.apply, [(key(r.persistent_id), r.to_json()) for r in puts],
+            [key(pid) for pid in deletes])
+
+    def _decode(self, entry: Any) -> Stored | None:
+        try:
+            return Stored(DurableRecord.from_json(entry.value), entry.mod_revision)
+        except RecordError as exc:
+            log.warning("ignoring %s: %s", entry.key, exc)
+            return None
+
+    async def get(self, persistent_id: int) -> Stored | None:
+        entry = await trio.to_thread.run_sync(self.store.get, self.store.durable_key(persistent_id))
+        return None if entry is None else self._decode(entry)
+
+    async def list(self) -> list[Stored]:
+        entries = await trio.to_thread.run_sync(self.store.get_prefix,
+                                                self.store.key("durable") + "/")
+        return [s for s in map(self._decode, entries) if s is not None]
+
+    async def replace(self, old: Stored, new: DurableRecord | None) -> bool:
+        return await trio.to_thread.run_sync(
+            self.store.replace_if, self.store.durable_key(old.record.persistent_id),
+            old.revision, None if new is None else new.to_json())
+
+    async def live_workers(self) -> frozenset[str]:
+        entries = await trio.to_thread.run_sync(self.store.get_prefix,
+                                                self.store.key("workers") + "/")
+        return frozenset(e.key for e in entries)
+
+
+# -- the batched writer --------------------------------------------------------
+
+class _Op:
+    __slots__ = ("pid", "record", "done", "error", "taken")
+
+    def __init__(self, pid: int, record: DurableRecord | None) -> None:
+        self.pid = pid
+        self.record = record
+        self.done = trio.Event()
+        self.error: str | None = None
+        self.taken = False
+
+
+class DurableWriter:
+    """Group commit for durable records: many callers, one etcd transaction per round.
+
+    Each caller's put() or delete() returns only once the transaction holding
+    its record has been stored, so a grant is never acknowledged early; while
+    one transaction is in flight the next callers queue, and all of them go in
+    the following one.  Throughput is therefore batch size / etcd latency
+    instead of 1 / etcd latency.  Several changes to one record in the same
+    round collapse into the last one (etcd refuses a key twice in a txn).
+    """
+
+    def __init__(self, store: DurableStore, max_batch: int = Store.MAX_TXN_OPS) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._pending: list[_Op] = []
+        self._ready = trio.Event()
+
+    async def put(self, record: DurableRecord) -> None:
+        """Store a record; StoreUnavailable if it could not be stored.
+
+        If the caller is cancelled after its record was handed to etcd, the
+        record may or may not be stored; the caller must then treat the open
+        as its own (delete it on close) or delete the record.
+        """
+        await self._submit(record.persistent_id, record)
+
+    async def delete(self, persistent_id: int) -> None:
+        await self._submit(persistent_id, None)
+
+    async def _submit(self, pid: int, record: DurableRecord | None) -> None:
+        op = _Op(pid, record)
+        self._pending.append(op)
+        self._ready.set()
+        try:
+            await op.done.wait()
+        except trio.Cancelled:
+            if not op.taken:
+                self._pending.remove(op)
+            raise
+        if op.error is not None:
+            raise StoreUnavailable(op.error)
+
+    def _take_batch(self) -> tuple[dict[int, DurableRecord | None], list[_Op]]:
+        final: dict[int, DurableRecord | None] = {}
+        taken: list[_Op] = []
+        rest: list[_Op] = []
+        for op in self._pending:
+            if op.pid in final or len(final) < self.max_batch:
+                final[op.pid] = op.record
+                op.taken = True
+                taken.append(op)
+            else:
+                rest.append(op)
+        self._pending = rest
+        return final, taken
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task; lives as long as the worker's nursery."""
+        task_status.started()
+        while True:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            while self._pending:
+                final, taken = self._take_batch()
+                puts = [r for r in final.values() if r is not None]
+                deletes = [pid for pid, r in final.items() if r is None]
+                error: str | None = None
+                try:
+                    await self.store.write(puts, deletes)
+                except StoreUnavailable as exc:
+                    error = str(exc) or "etcd unavailable"
+                for op in taken:
+                    op.error = error
+                    op.done.set()
+
+
+# -- the scavenger -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScavengePlan:
+    stamp: list[Stored]    # orphaned by a dead worker: start their timeout now
+    expire: list[Stored]   # disconnected for longer than timeout + grace
+
+
+def plan_scavenge(stored: Sequence[Stored], live_workers: frozenset[str] | set[str],
+                  now: float, grace: float = SCAVENGE_GRACE_S) -> ScavengePlan:
+    """Which records to stamp as disconnected and which to delete.
+
+    A worker that died could not write when its open disconnected, so the
+    first scavenger round that sees its liveness key gone stamps the time; the
+    handle then lives its full timeout from there.  A record whose worker is
+    alive and that is still connected is never touched.  A live worker expires
+    its own disconnected opens (it holds their files); the scavenger deletes
+    such a record only ``grace`` later, as a backstop, so none outlives its
+    timeout by more than a scavenger period plus grace.
+    """
+    stamp: list[Stored] = []
+    expire: list[Stored] = []
+    for s in stored:
+        r = s.record
+        if r.disconnected_since is None:
+            if r.worker not in live_workers:
+                stamp.append(s)
+        elif now >= r.disconnected_since + r.timeout_ms / 1000 + grace:
+            expire.append(s)
+    return ScavengePlan(stamp, expire)
+
+
+async def scavenge(store: DurableStore, now: float,
+                   grace: float = SCAVENGE_GRACE_S) -> ScavengePlan:
+    """One scavenger cycle (the leader agent calls it periodically); returns what it did.
+
+    Every change is a compare-and-swap, so a reconnect that adopts a record
+    in the meantime wins and the scavenger leaves that record alone.
+    """
+    live = await store.live_workers()
+    plan = plan_scavenge(await store.list(), live, now, grace)
+    stamped = [s for s in plan.stamp
+               if await store.replace(s, s.record.evolve(disconnected_since=now))]
+    expired = [s for s in plan.expire if await store.replace(s, None)]
+    return ScavengePlan(stamped, expired)

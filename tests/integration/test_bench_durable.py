@@ -1,0 +1,20 @@
+"""bench/durable.py runs end to end against the test etcd and reports both paths."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "durable.py"
+
+
+def test_bench_prints_a_row_per_client_count(etcd_server):
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--etcd", etcd_server.url, "--seconds", "0.3",
+         "--clients", "1,16"],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [line for line in out.splitlines() if re.match(r"\s+\d+ \|", line)]
+    assert [int(r.split("|")[0]) for r in rows] == [1, 16]
+    for row in rows:
+        plain, batched = (float(part.split()[0]) for part in row.split("|")[1:3])
+        assert plain > 0 and batched > 0, row

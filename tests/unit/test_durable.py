@@ -1,0 +1,385 @@
+"""Durable records, the grant and reconnect rules, the batched writer and the scavenger."""
+
+import secrets
+
+import pytest
+import trio
+import trio.testing
+
+from hanode.store import StoreUnavailable
+from smb import durable
+from smb.durable import (
+    DurableRecord, DurableWriter, LockRange, MemoryDurableStore, ReconnectRequest, RecordError,
+    Stored, adopt, check_reconnect, grant_durability, is_disconnected, new_persistent_id,
+    plan_scavenge, scavenge,
+)
+from smb.oplocks import (
+    LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_LEASE,
+    OPLOCK_NONE, Lease, NodeOplocks, OpenRequest,
+)
+from smb.wire.create_contexts import (
+    CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
+    FileId, LeaseContext,
+)
+from smb.wire.header import Status
+
+CREATE_GUID = bytes(range(16))
+CLIENT = b"\xc1" * 16
+KEY = b"\x4b" * 16
+WORKER = "/hanode/t/workers/node1/w1"
+
+
+def record(pid=0x1234, **kw):
+    base = dict(persistent_id=pid, version=2, create_guid=CREATE_GUID, client_guid=CLIENT,
+                owner="alice", share="test", path="dir/file.txt", desired_access=0x12019F,
+                share_access=7, create_options=0x40, oplock_level=OPLOCK_BATCH, lease=None,
+                timeout_ms=60_000, worker=WORKER)
+    base.update(kw)
+    return DurableRecord(**base)
+
+
+def leased_record(**kw):
+    return record(oplock_level=OPLOCK_LEASE,
+                  lease=Lease(KEY, LEASE_READ | LEASE_HANDLE, 3, 2, None), **kw)
+
+
+# -- ids and records -----------------------------------------------------------
+
+def test_persistent_ids_random_and_never_reserved(monkeypatch):
+    ids = {new_persistent_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    draws = iter([0, (1 << 64) - 1, 77])
+    monkeypatch.setattr(secrets, "randbits", lambda bits: next(draws))
+    assert new_persistent_id() == 77
+
+
+def test_record_json_roundtrip():
+    for r in (record(), leased_record(disconnected_since=1700000000.5),
+              record(locks=(LockRange(0, 10, True), LockRange(1 << 40, 1, False))),
+              record(lease=Lease(KEY, 7, 1, 2, b"\x99" * 16))):
+        assert DurableRecord.from_json(r.to_json()) == r
+    assert record(pid=0xFFFF_FFFF_FFFF_FFFE).to_json()["persistent_id"] == "fffffffffffffffe"
+
+
+@pytest.mark.parametrize("bad", [None, {}, {"persistent_id": "zz"}, [1, 2]])
+def test_record_from_garbage_is_a_record_error(bad):
+    with pytest.raises(RecordError):
+        DurableRecord.from_json(bad)
+
+
+# -- grant ---------------------------------------------------------------------
+
+V2 = DurableV2Request(0, 0, CREATE_GUID)
+
+
+@pytest.mark.parametrize("req, timeout", [
+    (DurableV2Request(0, 0, CREATE_GUID), 60_000),
+    (DurableV2Request(0xFFFFFFFF, 0, CREATE_GUID), 300_000),
+    (DurableV2Request(300_001, 0, CREATE_GUID), 300_000),
+    (DurableV2Request(1_000, 2, CREATE_GUID), 1_000),
+    (DurableV1Request(), 16 * 60 * 1000),
+])
+def test_grant_timeouts(req, timeout):
+    grant = grant_durability(req, is_directory=False, oplock_level=OPLOCK_BATCH, lease_state=None)
+    assert grant.timeout_ms == timeout
+
+
+@pytest.mark.parametrize("kw", [
+    dict(oplock_level=OPLOCK_II, lease_state=None),
+    dict(oplock_level=OPLOCK_LEASE, lease_state=LEASE_READ | LEASE_WRITE),
+    dict(oplock_level=OPLOCK_BATCH, lease_state=None, is_directory=True),
+    dict(oplock_level=OPLOCK_BATCH, lease_state=None, store_available=False),
+])
+def test_no_grant(kw):
+    kw.setdefault("is_directory", False)
+    assert grant_durability(V2, **kw) is None
+
+
+def test_grant_with_handle_lease_and_response_contexts():
+    grant = grant_durability(V2, is_directory=False, oplock_level=OPLOCK_LEASE,
+                             lease_state=LEASE_READ | LEASE_HANDLE)
+    assert grant.response_context() == CreateContext(b"DH2Q", bytes.fromhex("60ea0000") + bytes(4))
+    v1 = grant_durability(DurableV1Request(), is_directory=False, oplock_level=OPLOCK_BATCH,
+                          lease_state=None)
+    assert v1.response_context() == CreateContext(b"DHnQ", bytes(8))
+    assert grant_durability(None, is_directory=False, oplock_level=OPLOCK_BATCH,
+                            lease_state=None) is None
+
+
+# -- disconnected and reconnect ------------------------------------------------
+
+def test_disconnected_when_connection_closed_or_worker_gone():
+    r = record()
+    assert not is_disconnected(r, {WORKER})
+    assert is_disconnected(r, set())
+    assert is_disconnected(r.evolve(disconnected_since=1.0), {WORKER})
+
+
+def v2req(**kw):
+    base = dict(reconnect=DurableV2Reconnect(FileId(0x1234, 5), CREATE_GUID, 0),
+                client_guid=CLIENT, user="alice", path="", lease=None)
+    base.update(kw)
+    return ReconnectRequest(**base)
+
+
+LEASE_CTX = LeaseContext(KEY, LEASE_READ | LEASE_HANDLE)
+
+
+@pytest.mark.parametrize("rec, req, disconnected, status", [
+    (record(), v2req(), True, Status.SUCCESS),
+    (None, v2req(), True, Status.OBJECT_NAME_NOT_FOUND),
+    (record(pid=9), v2req(), True, Status.OBJECT_NAME_NOT_FOUND),
+    # Leased and another client GUID: not found, even before the user check.
+    (leased_record(), v2req(client_guid=b"\x00" * 16, user="bob", lease=LEASE_CTX,
+                            path="dir/file.txt"), True, Status.OBJECT_NAME_NOT_FOUND),
+    # Oplock: the client GUID does not matter.
+    (record(), v2req(client_guid=b"\x00" * 16), True, Status.SUCCESS),
+    (record(), v2req(reconnect=DurableV2Reconnect(FileId(0x1234, 5), b"\x00" * 16, 0)), True,
+     Status.OBJECT_NAME_NOT_FOUND),
+    (record(), v2req(), False, Status.OBJECT_NAME_NOT_FOUND),
+    # Create GUID is checked before "still connected" and before the user.
+    (record(), v2req(user="bob", reconnect=DurableV2Reconnect(FileId(0x1234, 5), b"\x01" * 16, 0)),
+     False, Status.OBJECT_NAME_NOT_FOUND),
+    (record(), v2req(lease=LEASE_CTX), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v2req(path="dir/file.txt"), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v2req(path="dir/file.txt", lease=LeaseContext(b"\x01" * 16, 3)), True,
+     Status.OBJECT_NAME_NOT_FOUND),
+    (record(), v2req(user="bob"), True, Status.ACCESS_DENIED),
+    (leased_record(), v2req(lease=LEASE_CTX, path="DIR\\File.TXT"), True, Status.SUCCESS),
+    (leased_record(), v2req(lease=LEASE_CTX, path="other.txt"), True, Status.INVALID_PARAMETER),
+    # Another user with a leased open under another name: the user check comes first.
+    (leased_record(), v2req(lease=LEASE_CTX, path="other.txt", user="bob"), True,
+     Status.ACCESS_DENIED),
+])
+def test_dh2c_checks_in_order(rec, req, disconnected, status):
+    assert check_reconnect(rec, req, disconnected=disconnected) == status
+
+
+def v1req(**kw):
+    return v2req(reconnect=DurableV1Reconnect(FileId(0x1234, 5)), **kw)
+
+
+@pytest.mark.parametrize("rec, req, disconnected, status", [
+    (record(version=1, create_guid=bytes(16)), v1req(), True, Status.SUCCESS),
+    (None, v1req(), True, Status.OBJECT_NAME_NOT_FOUND),
+    (record(), v1req(), False, Status.OBJECT_NAME_NOT_FOUND),
+    (record(), v1req(user="bob"), True, Status.ACCESS_DENIED),
+    (leased_record(), v1req(lease=LEASE_CTX, path="x"), True, Status.INVALID_PARAMETER),
+    (leased_record(), v1req(lease=LEASE_CTX, path="dir/file.txt"), True, Status.SUCCESS),
+    # smb2.durable-open.reopen2-lease: no lease on the reconnect is NOT_FOUND, any name.
+    (leased_record(), v1req(path=""), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v1req(path="__non_existing_fname__"), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v1req(path="dir/file.txt"), True, Status.OBJECT_NAME_NOT_FOUND),
+    (leased_record(), v1req(path="dir/file.txt", lease=LeaseContext(b"\x01" * 16, 7)), True,
+     Status.OBJECT_NAME_NOT_FOUND),
+])
+def test_dhnc_checks_in_order(rec, req, disconnected, status):
+    assert check_reconnect(rec, req, disconnected=disconnected) == status
+
+
+def test_adopt_moves_the_record_to_the_new_worker():
+    r = adopt(record(disconnected_since=5.0), "/hanode/t/workers/node2/w0")
+    assert r.worker.endswith("node2/w0") and r.disconnected_since is None
+
+
+# -- the batched writer --------------------------------------------------------
+
+async def test_writer_batches_concurrent_puts_and_acks_only_after_store():
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store)
+    acked: list[int] = []
+
+    async def one(pid):
+        await writer.put(record(pid=pid))
+        assert pid in store.records  # never acknowledged before it is stored
+        acked.append(pid)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        async with trio.open_nursery() as clients:
+            for pid in range(1, 301):
+                clients.start_soon(one, pid)
+        nursery.cancel_scope.cancel()
+    assert sorted(acked) == list(range(1, 301))
+    assert store.writes <= 6  # 300 records, at most 128 per transaction, plus the first alone
+
+
+async def test_writer_reports_failure_to_every_waiter_and_recovers():
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store)
+    failures = []
+
+    async def one(pid):
+        try:
+            await writer.put(record(pid=pid))
+        except StoreUnavailable:
+            failures.append(pid)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        store.available = False
+        async with trio.open_nursery() as clients:
+            for pid in range(1, 11):
+                clients.start_soon(one, pid)
+        assert sorted(failures) == list(range(1, 11)) and not store.records
+        store.available = True
+        await writer.put(record(pid=99))
+        assert 99 in store.records
+        nursery.cancel_scope.cancel()
+
+
+async def test_writer_collapses_changes_to_one_record_within_a_round():
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store, max_batch=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        async with trio.open_nursery() as clients:
+            # Each submission is queued before the next starts (trio shuffles
+            # tasks started together).
+            for op, arg in [(writer.put, record(pid=1)),   # goes alone, first round
+                            (writer.put, record(pid=2)),
+                            (writer.delete, 2),             # same round: the delete wins
+                            (writer.put, record(pid=3)),
+                            (writer.put, record(pid=4))]:   # over max_batch: next round
+                clients.start_soon(op, arg)
+                await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert set(store.records) == {1, 3, 4} and store.writes == 3
+
+
+async def test_cancelled_put_that_was_not_yet_taken_is_never_written():
+    store = MemoryDurableStore(latency=0.05)
+    writer = DurableWriter(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        nursery.start_soon(writer.put, record(pid=1))
+        await trio.sleep(0.01)  # pid 1 in flight
+        with trio.move_on_after(0.01):
+            await writer.put(record(pid=2))  # queued behind it, then cancelled
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert set(store.records) == {1}
+
+
+# -- the scavenger -------------------------------------------------------------
+
+def test_plan_scavenge():
+    live = {WORKER}
+    connected = Stored(record(pid=1), 1)
+    orphan = Stored(record(pid=2, worker="/hanode/t/workers/dead/w0"), 2)
+    fresh = Stored(record(pid=3, disconnected_since=100.0, timeout_ms=10_000), 3)
+    stale = Stored(record(pid=4, disconnected_since=100.0, timeout_ms=1_000), 4)
+    plan = plan_scavenge([connected, orphan, fresh, stale], live, now=103.5, grace=2.0)
+    assert plan.stamp == [orphan] and plan.expire == [stale]
+
+
+async def test_scavenge_stamps_orphans_then_expires_them_and_loses_to_adoption():
+    store = MemoryDurableStore()
+    store.workers = {WORKER}
+    await store.write([record(pid=1, timeout_ms=1_000),
+                       record(pid=2, worker="/hanode/t/workers/dead/w0", timeout_ms=1_000),
+                       record(pid=3, worker="/hanode/t/workers/dead/w1", timeout_ms=1_000)], [])
+    done = await scavenge(store, now=1000.0, grace=0.5)
+    assert sorted(s.record.persistent_id for s in done.stamp) == [2, 3] and not done.expire
+    assert store.records[2][0].disconnected_since == 1000.0
+    # Before expiry a reconnect adopts pid 3 (a compare-and-swap on what it read).
+    three = await store.get(3)
+    assert await store.replace(three, adopt(three.record, WORKER))
+    assert not (await scavenge(store, now=1001.0, grace=0.5)).expire
+    done = await scavenge(store, now=1001.6, grace=0.5)
+    assert [s.record.persistent_id for s in done.expire] == [2]
+    assert set(store.records) == {1, 3}
+    # A stale read loses against a newer write.
+    assert not await store.replace(three, None)
+
+
+async def test_memory_store_unavailable_raises_store_unavailable():
+    store = MemoryDurableStore()
+    store.available = False
+    with pytest.raises(StoreUnavailable):
+        await store.list()
+    with pytest.raises(StoreUnavailable):
+        await scavenge(store, now=0.0)
+
+
+def test_module_constants_match_the_issue():
+    assert durable.V1_TIMEOUT_MS == 960_000 and durable.V2_MAX_TIMEOUT_MS == 300_000
+
+
+# -- what smb2.durable-v2-open.open-oplock / open-lease expect -----------------
+
+SHARE_MODES = range(8)  # every combination of read, write, delete sharing
+
+
+@pytest.mark.parametrize("level, durable_expected", [
+    (OPLOCK_NONE, False), (OPLOCK_II, False), (OPLOCK_EXCLUSIVE, False), (OPLOCK_BATCH, True)])
+@pytest.mark.parametrize("share", SHARE_MODES)
+def test_first_open_is_durable_only_with_batch(level, durable_expected, share):
+    node = NodeOplocks()
+    d = node.open("f", OpenRequest(1, CLIENT, 0x12019F, share, 1, oplock_level=level))
+    grant = grant_durability(V2, is_directory=False, oplock_level=d.oplock_level,
+                             lease_state=None)
+    assert (grant is not None) is durable_expected
+
+
+@pytest.mark.parametrize("state, durable_expected", [
+    (LEASE_READ, False), (LEASE_READ | LEASE_HANDLE, True), (LEASE_READ | LEASE_WRITE, False),
+    (LEASE_READ | LEASE_WRITE | LEASE_HANDLE, True)])
+@pytest.mark.parametrize("share", SHARE_MODES)
+def test_first_open_is_durable_only_with_a_handle_lease(state, durable_expected, share):
+    node = NodeOplocks()
+    d = node.open("f", OpenRequest(1, CLIENT, 0x12019F, share, 1, oplock_level=OPLOCK_LEASE,
+                                   lease=Lease(KEY, state)))
+    grant = grant_durability(V2, is_directory=False, oplock_level=d.oplock_level,
+                             lease_state=d.lease.state)
+    assert (grant is not None) is durable_expected
+
+
+# -- the writer under random interleavings and outages ---------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+ops_per_client = st.lists(st.sampled_from(["put", "delete"]), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ops_per_client, min_size=1, max_size=12),
+       st.lists(st.floats(0.001, 0.05), min_size=1, max_size=8),
+       st.integers(1, 5))
+def test_writer_state_is_each_callers_last_acknowledged_change(clients, outages, max_batch):
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store, max_batch=max_batch)
+    expected: dict[int, DurableRecord | None] = {}
+
+    async def client(pid, ops):
+        for n, op in enumerate(ops):
+            rec = record(pid=pid, path=f"v{n}")
+            try:
+                if op == "put":
+                    await writer.put(rec)
+                else:
+                    await writer.delete(pid)
+            except StoreUnavailable:
+                continue
+            expected[pid] = rec if op == "put" else None
+
+    async def flaky_etcd():
+        for pause in outages:
+            await trio.sleep(pause)
+            store.available = not store.available
+        store.available = True
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            nursery.start_soon(flaky_etcd)
+            async with trio.open_nursery() as callers:
+                for pid, ops in enumerate(clients, start=1):
+                    callers.start_soon(client, pid, ops)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    for pid in range(1, len(clients) + 1):
+        stored = store.records.get(pid)
+        want = expected.get(pid)
+        assert (stored[0] if stored else None) == want, pid
