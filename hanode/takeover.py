@@ -1,0 +1,120 @@
+"""Claiming and letting go of the VIPs: netlink, announcements, tickles, resets.
+
+Claiming happens at once and the first announce/tickle round goes out before
+claim() returns, so the log line can say how many clients were tickled; rounds
+two and three and the periodic refresh run in a cancel scope that release()
+cancels, so nothing announces a VIP this node no longer holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Callable, TypeVar
+
+import trio
+from pyroute2.netlink.exceptions import NetlinkError
+
+from hanode.config import Config, VipConfig
+from hanode.conns import Client, ConnList
+from hanode.net import announce, tickle
+from hanode.net import vip as netvip
+from hanode.store import StoreUnavailable
+
+log = logging.getLogger("hanode.takeover")
+
+T = TypeVar("T")
+
+ANNOUNCE_ROUNDS = 3
+ROUND_INTERVAL = 1.0
+
+
+class VipOwner:
+    """The VIP side of the elector (implements election.VipEffects)."""
+
+    def __init__(self, me: str, cfg: Config, conns: ConnList, nursery: trio.Nursery):
+        self.me = me
+        self.vips = cfg.vips
+        self.port = cfg.smb.port
+        self.refresh = cfg.cluster.announce_refresh
+        self.conns = conns
+        self._nursery = nursery
+        self._rounds = trio.CancelScope()
+        self._held: list[VipConfig] = []
+
+    def held_vips(self) -> list[VipConfig]:
+        """The VIPs this node added and has not released (for the connection list)."""
+        return list(self._held)
+
+    async def _net(self, what: str, fn: Callable[..., T], *args: object) -> T | None:
+        """A failed netlink or raw-socket call is logged and skipped, never fatal."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args)
+        except (OSError, NetlinkError) as exc:
+            log.warning("%s: %s failed: %s", self.me, what, exc)
+            return None
+
+    async def held(self) -> bool:
+        for vip in self.vips:
+            if await self._net(f"reading addresses of {vip.interface}", netvip.holds_vip, vip):
+                return True
+        return False
+
+    async def claim(self, term: int) -> None:
+        self._rounds.cancel()
+        for vip in self.vips:
+            await self._net(f"adding {vip.address} to {vip.interface}", netvip.add_vip, vip)
+        self._held = list(self.vips)
+        clients: dict[VipConfig, list[tuple[str, Client]]] = {}
+        for vip in self.vips:
+            try:
+                clients[vip] = await self.conns.others(vip)
+            except StoreUnavailable as exc:
+                log.warning("%s: cannot read the connection list of %s: %s", self.me, vip.ip, exc)
+                clients[vip] = []
+        tickled = await self._round(clients)
+        ips = ", ".join(v.ip for v in self.vips) or "(none configured)"
+        log.info("%s: leader (term %d), VIP %s claimed, %d clients tickled",
+                 self.me, term, ips, tickled)
+        self._rounds = trio.CancelScope()
+        self._nursery.start_soon(self._after_claim, self._rounds, clients)
+
+    async def _round(self, clients: dict[VipConfig, list[tuple[str, Client]]]) -> int:
+        """One announcement per VIP, then one tickle to each client others served."""
+        tickled = 0
+        for vip in self.vips:
+            await self._net(f"announcing {vip.ip}", announce.send_announcement, vip)
+            family = ipaddress.ip_address(vip.ip).version
+            targets = [c for _, c in clients.get(vip, [])
+                       if ipaddress.ip_address(c[0]).version == family]
+            if targets:
+                tickled += await self._net(f"tickling clients of {vip.ip}", tickle.send_tickles,
+                                           vip.ip, self.port, targets) or 0
+        return tickled
+
+    async def _after_claim(self, scope: trio.CancelScope,
+                           clients: dict[VipConfig, list[tuple[str, Client]]]) -> None:
+        with scope:
+            for _ in range(ANNOUNCE_ROUNDS - 1):
+                await trio.sleep(ROUND_INTERVAL)
+                await self._round(clients)
+            try:
+                await self.conns.forget(key for entries in clients.values() for key, _ in entries)
+            except StoreUnavailable:
+                pass  # the next leader tickles them once more; harmless
+            if self.refresh <= 0:
+                return
+            while True:
+                await trio.sleep(self.refresh)
+                await self._round({})
+
+    async def release(self, reset_clients: bool) -> None:
+        self._rounds.cancel()
+        self._held = []
+        for vip in self.vips:
+            await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)
+            if reset_clients:
+                reset = await self._net(f"resetting clients of {vip.ip}",
+                                        tickle.reset_local_connections, vip.ip, self.port)
+                if reset:
+                    log.info("%s: %d clients of %s reset", self.me, reset, vip.ip)
