@@ -240,11 +240,19 @@ port = {self.port}
         return node.agent
 
     def kill_node(self, name: str) -> None:
-        """Hard death: every process of the node SIGKILLed, then its cable pulled."""
+        """Hard death: the cable pulled, then every process of the node SIGKILLed.
+
+        In that order, so that the FINs the kernel sends for the killed
+        processes' sockets never reach anyone, as after a power cut.
+        """
         node = self.nodes[name]
-        self._kill_all(node.ns)
         _run("ip", "-n", self.switch_ns, "link", "set", name, "down")
         _run("ip", "-n", node.ns, "link", "set", "eth0", "down")
+        self._kill_all(node.ns)
+
+    def add_vip_by_hand(self, name: str) -> None:
+        """Put the VIP on a node's interface behind its agent's back (a crash leftover)."""
+        _run("ip", "-n", self.nodes[name].ns, "addr", "add", self.vip, "dev", "eth0")
 
     def cut_from_etcd(self, name: str) -> None:
         """Drop the node's traffic to and from etcd only (nftables in its namespace)."""
@@ -290,6 +298,14 @@ table inet hnfence {{
         """An idle TCP connection from the client to VIP:port."""
         return IdleClient(self.popen(self.client_ns, "-u", "-m", "hanode.lab", "hold", VIP,
                                      str(self.port)))
+
+    def read_etcd(self, prefix: str = "") -> dict[str, object]:
+        """The lab cluster's keys under /hanode/<cluster>/<prefix>, read from the client namespace."""
+        script = (f"import json; from hanode.store import Store; "
+                  f"s = Store([{self.etcd_url!r}], {self.cluster!r}); "
+                  f"print(json.dumps({{e.key[len(s.prefix):]: e.value "
+                  f"for e in s.get_prefix(s.prefix + {prefix!r})}}))")
+        return json.loads(_run("ip", "netns", "exec", self.client_ns, sys.executable, "-c", script))
 
     def status(self, *args: str) -> subprocess.CompletedProcess:
         """``hanode status`` run from the client namespace against the lab's etcd."""

@@ -13,11 +13,10 @@ import logging
 from typing import Callable, TypeVar
 
 import trio
-from pyroute2.netlink.exceptions import NetlinkError
 
 from hanode.config import Config, VipConfig
 from hanode.conns import Client, ConnList
-from hanode.net import announce, tickle
+from hanode.net import NetError, announce, tickle
 from hanode.net import vip as netvip
 from hanode.store import StoreUnavailable
 
@@ -50,7 +49,7 @@ class VipOwner:
         """A failed netlink or raw-socket call is logged and skipped, never fatal."""
         try:
             return await trio.to_thread.run_sync(fn, *args)
-        except (OSError, NetlinkError) as exc:
+        except NetError as exc:
             log.warning("%s: %s failed: %s", self.me, what, exc)
             return None
 
@@ -112,9 +111,10 @@ class VipOwner:
         self._rounds.cancel()
         self._held = []
         for vip in self.vips:
-            await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)
+            # Reset while the address is still there: the kernel needs it to route the RSTs.
             if reset_clients:
                 reset = await self._net(f"resetting clients of {vip.ip}",
                                         tickle.reset_local_connections, vip.ip, self.port)
                 if reset:
                     log.info("%s: %d clients of %s reset", self.me, reset, vip.ip)
+            await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)

@@ -1,0 +1,132 @@
+"""Real agents in network namespaces on a bridge, a real etcd in its own namespace.
+
+Every scenario watches the VIP on all nodes every 20 ms and fails on any
+moment with two holders.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hanode.lab import Lab, wait_for
+
+pytestmark = pytest.mark.cluster
+
+TTL = 2
+POLL = 0.02
+
+
+class Watch:
+    """Poll the holders among `nodes` every POLL seconds; remember every sample."""
+
+    def __init__(self, lab: Lab, nodes: list[str] | None = None):
+        self.lab = lab
+        self.nodes = nodes or list(lab.nodes)
+        self.samples: list[tuple[float, list[str]]] = []
+
+    def until(self, done, timeout: float) -> float:
+        """Poll until done(holders) is true; the monotonic time of that sample."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            holders = [n for n in self.nodes if self.lab.holds_vip(n)]
+            self.samples.append((now, holders))
+            assert len(holders) <= 1, f"two holders of the VIP at once: {holders}"
+            if done(holders):
+                return now
+            if now > deadline:
+                raise AssertionError(f"not done after {timeout}s; last holders {holders}")
+            time.sleep(max(0.0, now + POLL - time.monotonic()))
+
+    def hold(self, seconds: float) -> None:
+        """Keep polling for a while (still failing on two holders)."""
+        end = time.monotonic() + seconds
+        self.until(lambda h: time.monotonic() >= end, seconds + 1)
+
+    def first_time(self, pred) -> float:
+        return next(t for t, holders in self.samples if pred(holders))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with Lab(3, workdir=tmp_path, lease_ttl=TTL) as lab:
+        yield lab
+
+
+def test_hard_death_moves_vip_resets_client_and_updates_arp(lab):
+    leader = lab.start_agents()
+    client = lab.hold_connection()
+    try:
+        # The connection list holds the client before the leader dies.
+        wait_for(lambda: lab.read_etcd("conns/"), 5, "the client in the connection list")
+        assert lab.client_arp() == lab.mac(leader)
+        # A dead node's address does not count: nothing can reach it.
+        watch = Watch(lab, [n for n in lab.nodes if n != leader])
+        killed = time.monotonic()
+        lab.kill_node(leader)
+        claimed = watch.until(lambda h: len(h) == 1, TTL + 1)
+        new = watch.samples[-1][1][0]
+        assert claimed - killed <= TTL + 1
+        reset = client.wait_reset(TTL + 1.5 - (time.monotonic() - killed))
+        assert reset - killed <= TTL + 1.5
+        wait_for(lambda: lab.client_arp() == lab.mac(new), 1, "the client's ARP entry to move")
+        # It stays there: no survivor contests it.
+        watch.hold(0.5)
+        nodes = lab.read_etcd("nodes/")
+        assert set(nodes) == {f"nodes/{n}" for n in lab.nodes if n != leader}
+        assert nodes[f"nodes/{new}"]["state"] == "leader"
+        assert set(lab.read_etcd("members/")) == {f"members/{n}" for n in lab.nodes}
+    finally:
+        client.close()
+
+
+def test_sigterm_hands_over_within_half_a_second(lab):
+    leader = lab.start_agents()
+    client = lab.hold_connection()
+    try:
+        wait_for(lambda: lab.read_etcd("conns/"), 5, "the client in the connection list")
+        watch = Watch(lab)
+        sent = time.monotonic()
+        proc = lab.terminate_agent(leader)
+        claimed = watch.until(lambda h: len(h) == 1 and h[0] != leader, 2)
+        assert claimed - sent < 0.5
+        assert proc.wait(timeout=2) == 0
+        assert time.monotonic() - sent < 2.0
+        # The old leader reset its client itself, at once.
+        assert client.wait_reset(1) - sent < 1.0
+        # The lease was revoked: its node record is gone at once, not after the TTL.
+        assert f"nodes/{leader}" not in lab.read_etcd("nodes/")
+    finally:
+        client.close()
+
+
+def test_restart_removes_a_vip_left_on_the_interface(lab):
+    leader = lab.start_agents()
+    # A crash left the VIP on a standby's interface; its agent must remove it at start.
+    standby = next(n for n in lab.nodes if n != leader)
+    lab.terminate_agent(standby).wait(timeout=2)
+    lab.add_vip_by_hand(standby)
+    assert set(lab.holders()) == {leader, standby}
+    lab.start_agent(standby)
+    wait_for(lambda: lab.holders() == [leader], 5, "the stray VIP to go")
+
+
+def test_leader_cut_from_etcd_lets_go_before_anyone_claims(lab):
+    leader = lab.start_agents()
+    watch = Watch(lab)
+    cut = time.monotonic()
+    lab.cut_from_etcd(leader)
+    new_claim = watch.until(lambda h: len(h) == 1 and h[0] != leader, TTL + 2)
+    released = watch.first_time(lambda h: leader not in h)
+    # It let go first, with time to spare, and within the TTL of the cut.
+    assert released < new_claim
+    assert released - cut < TTL
+    # Healed, it comes back as a standby and leaves the VIP where it is.
+    lab.reconnect_to_etcd(leader)
+    new = watch.samples[-1][1][0]
+    wait_for(lambda: lab.read_etcd(f"nodes/{leader}").get(f"nodes/{leader}", {}).get("state")
+             == "standby", TTL + 5, "the old leader to rejoin as standby")
+    watch.hold(0.5)
+    assert lab.holders() == [new]
