@@ -70,7 +70,6 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
             nursery.cancel_scope.cancel()
     finally:
         store.close()
-    log.info("%s: stopped", me)
 
 
 def main(cfg: Config) -> int:

@@ -181,7 +181,7 @@ class VipEffects(Protocol):
     """What the elector needs from the VIP side (hanode.takeover implements it)."""
 
     async def claim(self, term: int) -> None: ...
-    async def release(self, reset_clients: bool) -> None: ...
+    async def release(self, reset_clients: bool) -> int: ...
     async def held(self) -> bool: ...
 
 
@@ -251,15 +251,15 @@ class Elector:
             facts = obs.facts(trio.current_time())
             new, actions = decide(self.me, self.state, facts, self.timing)
             if new.role == "stopped":
+                notes = []
                 with trio.move_on_after(stop_budget):
                     for action in actions:
-                        await self._apply(action)
-                self._set_state(new)
+                        notes.append(await self._apply(action))
+                self._set_state(new, notes, facts)
                 return
-            for action in actions:
-                await self._apply(action)
+            notes = [await self._apply(action) for action in actions]
             if new != self.state:
-                self._set_state(new)
+                self._set_state(new, notes, facts)
             wait = LEADER_POLL_INTERVAL
             deadline = fence_deadline(facts, self.timing)
             if self.state.role == "leader" and deadline is not None:
@@ -267,38 +267,45 @@ class Elector:
             with trio.move_on_after(wait):
                 await obs.changed.wait()
 
-    def _set_state(self, new: State) -> None:
+    def _set_state(self, new: State, notes: list[str | None], facts: Facts) -> None:
+        """One log line per change of role; the leader's own line comes from the claim."""
         old, self.state = self.state, new
         if old.role != new.role:
             self.state_since = time.time()
-        if old.role != new.role and new.role in ("standby", "stopped", "fenced"):
-            log.info("%s: %s", self.me, new.role if new.role != "fenced"
-                     else f"fenced (term {old.term}): VIP released, clients reset")
+            if new.role != "leader":
+                what = f"{new.role} (term {old.term})" if new.role == "fenced" else new.role
+                seen = facts.leader
+                if new.role == "standby" and seen is not None and seen.node != self.me:
+                    what += f" (leader {seen.node}, term {seen.term})"
+                details = "; ".join(n for n in notes if n)
+                log.info("%s: %s%s", self.me, what, f": {details}" if details else "")
         self.state_changed.set()
         self.state_changed = trio.Event()
 
-    async def _apply(self, action: Action) -> None:
+    async def _apply(self, action: Action) -> str | None:
+        """Carry out one action; returns a note for the state-change log line."""
         if isinstance(action, Campaign):
             await self._campaign()
         elif isinstance(action, ClaimVip):
             await self.vips.claim(action.term)
             self._obs.vip_held = True
         elif isinstance(action, ReleaseVip):
-            if self.state.role == "leader":
-                log.info("%s: releasing VIP (term %s): %s", self.me, self.state.term, action.reason)
-            await self.vips.release(action.reset_clients)
+            reset = await self.vips.release(action.reset_clients)
             self._obs.vip_held = False
+            return f"{action.reason}, VIP released, {reset} clients reset"
         elif isinstance(action, Resign):
             try:
                 await self._etcd(self.store.delete_if_created, self.store.leader_key, action.term)
             except StoreUnavailable:
-                pass  # the key is on our lease: it expires with it
+                return "leader key left to expire"
         elif isinstance(action, RevokeLease):
             try:
                 await self._etcd(self.store.revoke_lease, action.lease_id)
             except StoreUnavailable:
-                pass  # it expires on its own
-            self._obs.lease_id = None
+                return "lease left to expire"
+            finally:
+                self._obs.lease_id = None
+        return None
 
     async def _campaign(self) -> None:
         lease = self._obs.lease_id

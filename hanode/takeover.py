@@ -61,18 +61,18 @@ class VipOwner:
 
     async def claim(self, term: int) -> None:
         self._rounds.cancel()
-        for vip in self.vips:
-            await self._net(f"adding {vip.address} to {vip.interface}", netvip.add_vip, vip)
-        self._held = list(self.vips)
+        self._held = [vip for vip in self.vips
+                      if await self._net(f"adding {vip.address} to {vip.interface}",
+                                         netvip.add_vip, vip) is not None]
         clients: dict[VipConfig, list[tuple[str, Client]]] = {}
-        for vip in self.vips:
+        for vip in self._held:
             try:
                 clients[vip] = await self.conns.others(vip)
             except StoreUnavailable as exc:
                 log.warning("%s: cannot read the connection list of %s: %s", self.me, vip.ip, exc)
                 clients[vip] = []
         tickled = await self._round(clients)
-        ips = ", ".join(v.ip for v in self.vips) or "(none configured)"
+        ips = ", ".join(v.ip for v in self._held) or "(none)"
         log.info("%s: leader (term %d), VIP %s claimed, %d clients tickled",
                  self.me, term, ips, tickled)
         self._rounds = trio.CancelScope()
@@ -81,7 +81,7 @@ class VipOwner:
     async def _round(self, clients: dict[VipConfig, list[tuple[str, Client]]]) -> int:
         """One announcement per VIP, then one tickle to each client others served."""
         tickled = 0
-        for vip in self.vips:
+        for vip in self._held:
             await self._net(f"announcing {vip.ip}", announce.send_announcement, vip)
             family = ipaddress.ip_address(vip.ip).version
             targets = [c for _, c in clients.get(vip, [])
@@ -107,14 +107,15 @@ class VipOwner:
                 await trio.sleep(self.refresh)
                 await self._round({})
 
-    async def release(self, reset_clients: bool) -> None:
+    async def release(self, reset_clients: bool) -> int:
+        """Let go of every VIP; returns how many client connections were reset."""
         self._rounds.cancel()
         self._held = []
+        total = 0
         for vip in self.vips:
             # Reset while the address is still there: the kernel needs it to route the RSTs.
             if reset_clients:
-                reset = await self._net(f"resetting clients of {vip.ip}",
-                                        tickle.reset_local_connections, vip.ip, self.port)
-                if reset:
-                    log.info("%s: %d clients of %s reset", self.me, reset, vip.ip)
+                total += await self._net(f"resetting clients of {vip.ip}",
+                                         tickle.reset_local_connections, vip.ip, self.port) or 0
             await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)
+        return total

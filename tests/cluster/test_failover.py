@@ -130,3 +130,37 @@ def test_leader_cut_from_etcd_lets_go_before_anyone_claims(lab):
              == "standby", TTL + 5, "the old leader to rejoin as standby")
     watch.hold(0.5)
     assert lab.holders() == [new]
+
+
+def test_etcd_unreachable_at_start_and_later_never_crashes(lab):
+    names = list(lab.nodes)
+    for name in names:
+        lab.cut_from_etcd(name)
+        lab.start_agent(name)
+    Watch(lab).hold(2.0)
+    assert lab.holders() == []
+    assert all(lab.nodes[n].agent.poll() is None for n in names)
+    for name in names:
+        lab.reconnect_to_etcd(name)
+    # Retries back off to at most 2 s, so a leader follows soon after etcd is back.
+    leader = wait_for(lab.sole_holder, 4, "a leader once etcd is back")
+
+    # etcd gone for everyone: the leader fences itself, nobody crashes.
+    for name in names:
+        lab.cut_from_etcd(name)
+    watch = Watch(lab)
+    watch.until(lambda h: not h, TTL)
+    watch.hold(1.0)
+    assert all(lab.nodes[n].agent.poll() is None for n in names)
+    # A stop while etcd is unreachable still exits 0 within 2 s.
+    standby = next(n for n in names if n != leader)
+    stopped = time.monotonic()
+    assert lab.terminate_agent(standby).wait(timeout=2) == 0
+    assert time.monotonic() - stopped < 2
+    for name in names:
+        lab.reconnect_to_etcd(name)
+    wait_for(lab.sole_holder, 6, "a leader once etcd is back again")
+    for name in names:
+        lines = [line for line in lab.nodes[name].log.read_text().splitlines()
+                 if "etcd unreachable" in line]
+        assert len(lines) == 2, f"{name}: one line per outage expected, got {lines}"
