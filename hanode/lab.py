@@ -250,6 +250,16 @@ port = {self.port}
         _run("ip", "-n", node.ns, "link", "set", "eth0", "down")
         self._kill_all(node.ns)
 
+    def reboot_node(self, name: str) -> None:
+        """Bring a hard-killed node back as after a reboot: no VIP, cable in, listener and agent up."""
+        node = self.nodes[name]
+        subprocess.run(["ip", "-n", node.ns, "addr", "del", self.vip, "dev", "eth0"],
+                       capture_output=True)  # gone already if the node had not held it
+        _run("ip", "-n", node.ns, "link", "set", "eth0", "up")
+        _run("ip", "-n", self.switch_ns, "link", "set", name, "up")
+        node.listener = self.popen(node.ns, "-m", "hanode.lab", "listen", str(self.port))
+        self.start_agent(name)
+
     def add_vip_by_hand(self, name: str) -> None:
         """Put the VIP on a node's interface behind its agent's back (a crash leftover)."""
         _run("ip", "-n", self.nodes[name].ns, "addr", "add", self.vip, "dev", "eth0")
