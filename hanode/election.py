@@ -221,6 +221,7 @@ class Elector:
         self._obs = _Observed()
         self._etcd_up: bool | None = None
         self.state_changed = trio.Event()
+        self._campaign_scope = trio.CancelScope()
 
     # -- what others read -------------------------------------------------------
 
@@ -230,6 +231,7 @@ class Elector:
 
     def stop(self) -> None:
         self._obs.stopping = True
+        self._campaign_scope.cancel()  # a campaign stuck on a slow etcd must not delay the exit
         self._obs.poke()
 
     # -- main loop ---------------------------------------------------------------
@@ -285,7 +287,9 @@ class Elector:
     async def _apply(self, action: Action) -> str | None:
         """Carry out one action; returns a note for the state-change log line."""
         if isinstance(action, Campaign):
-            await self._campaign()
+            with trio.CancelScope() as self._campaign_scope:
+                if not self._obs.stopping:
+                    await self._campaign()
         elif isinstance(action, ClaimVip):
             await self.vips.claim(action.term)
             self._obs.vip_held = True

@@ -1,9 +1,8 @@
 """Claiming and letting go of the VIPs: netlink, announcements, tickles, resets.
 
-Claiming happens at once and the first announce/tickle round goes out before
-claim() returns, so the log line can say how many clients were tickled; rounds
-two and three and the periodic refresh run in a cancel scope that release()
-cancels, so nothing announces a VIP this node no longer holds.
+Claiming adds the addresses at once; the announce/tickle rounds and the
+periodic refresh run in a cancel scope that release() cancels, so nothing
+announces a VIP this node no longer holds.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ T = TypeVar("T")
 
 ANNOUNCE_ROUNDS = 3
 ROUND_INTERVAL = 1.0
+# How long releasing may spend resetting clients before it removes the address anyway.
+RESET_BUDGET = 0.25
 
 
 class VipOwner:
@@ -45,10 +46,11 @@ class VipOwner:
         """The VIPs this node added and has not released (for the connection list)."""
         return list(self._held)
 
-    async def _net(self, what: str, fn: Callable[..., T], *args: object) -> T | None:
+    async def _net(self, what: str, fn: Callable[..., T], *args: object,
+                   abandon: bool = False) -> T | None:
         """A failed netlink or raw-socket call is logged and skipped, never fatal."""
         try:
-            return await trio.to_thread.run_sync(fn, *args)
+            return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=abandon)
         except NetError as exc:
             log.warning("%s: %s failed: %s", self.me, what, exc)
             return None
@@ -60,23 +62,17 @@ class VipOwner:
         return False
 
     async def claim(self, term: int) -> None:
+        """Add the VIPs now; announcing and tickling continue in the background.
+
+        Returns as soon as netlink is done, so that the elector keeps watching
+        the fencing deadline even if etcd stalls while the list is read.
+        """
         self._rounds.cancel()
         self._held = [vip for vip in self.vips
                       if await self._net(f"adding {vip.address} to {vip.interface}",
                                          netvip.add_vip, vip) is not None]
-        clients: dict[VipConfig, list[tuple[str, Client]]] = {}
-        for vip in self._held:
-            try:
-                clients[vip] = await self.conns.others(vip)
-            except StoreUnavailable as exc:
-                log.warning("%s: cannot read the connection list of %s: %s", self.me, vip.ip, exc)
-                clients[vip] = []
-        tickled = await self._round(clients)
-        ips = ", ".join(v.ip for v in self._held) or "(none)"
-        log.info("%s: leader (term %d), VIP %s claimed, %d clients tickled",
-                 self.me, term, ips, tickled)
         self._rounds = trio.CancelScope()
-        self._nursery.start_soon(self._after_claim, self._rounds, clients)
+        self._nursery.start_soon(self._announce, self._rounds, term)
 
     async def _round(self, clients: dict[VipConfig, list[tuple[str, Client]]]) -> int:
         """One announcement per VIP, then one tickle to each client others served."""
@@ -91,9 +87,20 @@ class VipOwner:
                                            vip.ip, self.port, targets) or 0
         return tickled
 
-    async def _after_claim(self, scope: trio.CancelScope,
-                           clients: dict[VipConfig, list[tuple[str, Client]]]) -> None:
+    async def _announce(self, scope: trio.CancelScope, term: int) -> None:
+        """Three rounds about a second apart, then a refresh every announce_refresh s."""
         with scope:
+            clients: dict[VipConfig, list[tuple[str, Client]]] = {}
+            for vip in self._held:
+                try:
+                    clients[vip] = await self.conns.others(vip)
+                except StoreUnavailable as exc:
+                    log.warning("%s: cannot read the connection list of %s: %s",
+                                self.me, vip.ip, exc)
+            tickled = await self._round(clients)
+            ips = ", ".join(v.ip for v in self._held) or "(none)"
+            log.info("%s: leader (term %d), VIP %s claimed, %d clients tickled",
+                     self.me, term, ips, tickled)
             for _ in range(ANNOUNCE_ROUNDS - 1):
                 await trio.sleep(ROUND_INTERVAL)
                 await self._round(clients)
@@ -114,8 +121,11 @@ class VipOwner:
         total = 0
         for vip in self.vips:
             # Reset while the address is still there: the kernel needs it to route the RSTs.
+            # Bounded: removing the address is what the fencing deadline depends on.
             if reset_clients:
-                total += await self._net(f"resetting clients of {vip.ip}",
-                                         tickle.reset_local_connections, vip.ip, self.port) or 0
+                with trio.move_on_after(RESET_BUDGET):
+                    total += await self._net(f"resetting clients of {vip.ip}",
+                                             tickle.reset_local_connections, vip.ip, self.port,
+                                             abandon=True) or 0
             await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)
         return total

@@ -134,21 +134,28 @@ def test_leader_cut_from_etcd_lets_go_before_anyone_claims(lab):
 
 def test_etcd_unreachable_at_start_and_later_never_crashes(lab):
     names = list(lab.nodes)
+
+    def unreachable_lines(name: str) -> list[str]:
+        return [line for line in lab.nodes[name].log.read_text().splitlines()
+                if "etcd unreachable" in line]
+
     for name in names:
         lab.cut_from_etcd(name)
         lab.start_agent(name)
-    Watch(lab).hold(2.0)
+    watch = Watch(lab)
+    watch.until(lambda h: all(unreachable_lines(n) for n in names), 10)
+    watch.hold(1.0)
     assert lab.holders() == []
     assert all(lab.nodes[n].agent.poll() is None for n in names)
     for name in names:
         lab.reconnect_to_etcd(name)
     # Retries back off to at most 2 s, so a leader follows soon after etcd is back.
     leader = wait_for(lab.sole_holder, 4, "a leader once etcd is back")
+    wait_for(lambda: len(lab.read_etcd("nodes/")) == len(names), 4, "every node back in etcd")
 
     # etcd gone for everyone: the leader fences itself, nobody crashes.
     for name in names:
         lab.cut_from_etcd(name)
-    watch = Watch(lab)
     watch.until(lambda h: not h, TTL)
     watch.hold(1.0)
     assert all(lab.nodes[n].agent.poll() is None for n in names)
@@ -161,6 +168,5 @@ def test_etcd_unreachable_at_start_and_later_never_crashes(lab):
         lab.reconnect_to_etcd(name)
     wait_for(lab.sole_holder, 6, "a leader once etcd is back again")
     for name in names:
-        lines = [line for line in lab.nodes[name].log.read_text().splitlines()
-                 if "etcd unreachable" in line]
+        lines = unreachable_lines(name)
         assert len(lines) == 2, f"{name}: one line per outage expected, got {lines}"
