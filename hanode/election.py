@@ -120,7 +120,7 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
     if facts.stopping:
         actions: list[Action] = []
         if state.role == "leader" or facts.vip_held:
-            actions.append(ReleaseVip(reset_clients=True, reason="stopping"))
+            actions.append(ReleaseVip(reset_clients=True, reason="graceful stop"))
         if state.term is not None:
             actions.append(Resign(state.term))
         if facts.lease_id is not None:

@@ -180,21 +180,27 @@ class Lab:
             raise LabError(f"etcd in {self.etcd_ns} did not become healthy: "
                            f"{proc.stderr.strip().splitlines()[-1:]}")
 
+    def pids(self, ns: str) -> list[int]:
+        """The processes running in namespace ns."""
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
     def _kill_all(self, ns: str) -> None:
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-        for pid in pids.split():
+        for pid in self.pids(ns):
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
     # -- processes ----------------------------------------------------------------
 
-    def node_config(self, node: Node) -> str:
+    def node_config(self, node: Node, etcd: list[str] | None = None) -> str:
+        """The node's TOML; etcd=[] asks for the agent's embedded trial etcd."""
+        urls = [self.etcd_url] if etcd is None else etcd
         return f"""\
 [cluster]
 name = "{self.cluster}"
-etcd = ["{self.etcd_url}"]
+etcd = {json.dumps(urls)}
 lease_ttl = {self.lease_ttl}
 fence_margin = {self.fence_margin}
 

@@ -90,6 +90,7 @@ class VipOwner:
     async def _announce(self, scope: trio.CancelScope, term: int) -> None:
         """Three rounds about a second apart, then a refresh every announce_refresh s."""
         with scope:
+            await trio.lowlevel.checkpoint()  # release() may have come before this task ran
             clients: dict[VipConfig, list[tuple[str, Client]]] = {}
             for vip in self._held:
                 try:

@@ -170,3 +170,16 @@ def test_etcd_unreachable_at_start_and_later_never_crashes(lab):
     for name in names:
         lines = unreachable_lines(name)
         assert len(lines) == 2, f"{name}: one line per outage expected, got {lines}"
+
+
+def test_embedded_etcd_when_no_endpoints_configured(tmp_path):
+    with Lab(1, workdir=tmp_path, lease_ttl=TTL) as lab:
+        node = lab.nodes["n1"]
+        node.config.write_text(lab.node_config(node, etcd=[]))
+        lab.start_agent("n1")
+        wait_for(lambda: lab.holds_vip("n1"), 20, "n1 to claim the VIP on its embedded etcd")
+        assert (tmp_path / "n1" / "etcd").is_dir()
+        assert lab.terminate_agent("n1").wait(timeout=5) == 0
+        # The agent took its etcd down with it: only the stand-in listener is left.
+        assert lab.pids(node.ns) == [node.listener.pid]
+        assert not lab.holds_vip("n1")
