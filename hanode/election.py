@@ -313,7 +313,6 @@ class Elector:
 
     async def _campaign(self) -> None:
         lease = self._obs.lease_id
-        started = trio.current_time()
         value = {"node": self.me, "since": time.time()}
         try:
             won, term = await self._etcd(self.store.create, self.store.leader_key, value, lease)
@@ -321,11 +320,14 @@ class Elector:
         except StoreUnavailable as exc:
             self._note_etcd(exc)
             return
+        # Stamped with the time of the answer: a poll that began before it may
+        # have been served before our create and must not count as newer.
+        answered = trio.current_time()
         if won:
             assert lease is not None
-            self._see_leader(LeaderSeen(self.me, term, lease), started)
+            self._see_leader(LeaderSeen(self.me, term, lease), answered)
         else:
-            self._see_leader(_leader_from(entry), started)
+            self._see_leader(_leader_from(entry), answered)
 
     # -- fact gatherers -----------------------------------------------------------
 
@@ -342,12 +344,17 @@ class Elector:
                 log.warning("%s: etcd unreachable (%s); retrying", self.me, error)
             self._etcd_up = up
 
-    def _see_leader(self, leader: LeaderSeen | None, started: float) -> None:
-        """Keep the newest read: a poll that began before a campaign must not undo it."""
+    def _see_leader(self, leader: LeaderSeen | None, as_of: float) -> None:
+        """Keep the newest read: a poll that began before a campaign ended must not undo it.
+
+        as_of: for a poll, when it began (it was served later); for a campaign,
+        when its answer came (it was served earlier).  etcd reads are
+        linearizable, so a poll begun after a campaign's answer sees its result.
+        """
         obs = self._obs
-        if started < obs.leader_read_at:
+        if as_of < obs.leader_read_at:
             return
-        obs.leader_read_at = started
+        obs.leader_read_at = as_of
         if leader != obs.leader or not obs.leader_known:
             obs.leader = leader
             obs.leader_known = True
