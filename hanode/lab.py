@@ -135,7 +135,7 @@ class Lab:
             node.config.write_text(self.node_config(node))
         self._start_etcd()
         for node in self.nodes.values():
-            node.listener = self.popen(node.ns, "-m", "hanode.lab", "listen", str(self.port))
+            self._start_listener(node)
 
     def down(self) -> None:
         for ns in reversed(self._namespaces):
@@ -217,16 +217,18 @@ port = {self.port}
 """
 
     def popen(self, ns: str, *python_args: str, log: Path | None = None) -> subprocess.Popen:
-        """This Python, in namespace ns."""
-        out = open(log, "ab") if log else subprocess.DEVNULL
-        try:
-            return subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, *python_args],
-                stdout=subprocess.PIPE if log is None else out, stderr=out,
-                stdin=subprocess.DEVNULL, text=log is None)
-        finally:
-            if log:
-                out.close()
+        """This Python in namespace ns; output to log, or readable from .stdout without one."""
+        cmd = ["ip", "netns", "exec", ns, sys.executable, *python_args]
+        if log is None:
+            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL, text=True)
+        with open(log, "ab") as out:
+            return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+
+    def _start_listener(self, node: Node) -> None:
+        node.listener = self.popen(node.ns, "-m", "hanode.lab", "listen", str(self.port),
+                                   log=self.workdir / f"{node.name}-listener.log")
 
     def start_agent(self, name: str) -> None:
         node = self.nodes[name]
@@ -263,7 +265,7 @@ port = {self.port}
                        capture_output=True)  # gone already if the node had not held it
         _run("ip", "-n", node.ns, "link", "set", "eth0", "up")
         _run("ip", "-n", self.switch_ns, "link", "set", name, "up")
-        node.listener = self.popen(node.ns, "-m", "hanode.lab", "listen", str(self.port))
+        self._start_listener(node)
         self.start_agent(name)
 
     def add_vip_by_hand(self, name: str) -> None:
