@@ -11,11 +11,13 @@ the lab's namespaces and deletes them, also after a failure.
     <tag>-n1..  one agent each (eth0 10.77.0.11, .12, ...), plus a stand-in TCP
                 listener on the service port until SMB workers exist
     <tag>-cl    the client, 10.77.0.100
+    (each member also has fd77::<host>/64; the VIP is 10.77.0.50/24, or
+    fd77::50/64 for an IPv6 lab)
 
 Run as a module it also provides the two tiny helper processes:
 ``python -m hanode.lab listen PORT`` accepts TCP connections and keeps them
 open; ``python -m hanode.lab hold IP PORT`` opens one idle connection and
-prints ``connected <t>`` and then ``reset <t>`` or ``closed <t>`` (t is
+prints ``connected <t> <ip> <port>`` and then ``reset <t>`` or ``closed <t>`` (t is
 CLOCK_MONOTONIC, comparable across processes).
 """
 
@@ -39,9 +41,10 @@ from hanode import embedded_etcd
 
 SUBNET = "10.77.0"
 PREFIX = 24
+SUBNET6 = "fd77::"  # every member also gets SUBNET6 + its host number, /64
+PREFIX6 = 64
 ETCD_IP = f"{SUBNET}.2"
 CLIENT_IP = f"{SUBNET}.100"
-VIP = f"{SUBNET}.50"
 ETCD_PORT = 2379
 
 T = TypeVar("T")
@@ -86,7 +89,7 @@ class Lab:
 
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
-                 cluster: str = "lab"):
+                 cluster: str = "lab", ipv6: bool = False):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
         self.tag = "hn" + secrets.token_hex(3)
@@ -100,7 +103,9 @@ class Lab:
         self.etcd_ns = f"{self.tag}-etcd"
         self.client_ns = f"{self.tag}-cl"
         self.etcd_url = f"http://{ETCD_IP}:{ETCD_PORT}"
-        self.vip = f"{VIP}/{PREFIX}"
+        # The VIP: 10.77.0.50/24, or fd77::50/64 with ipv6 (the client then uses IPv6 too).
+        self.vip_ip = f"{SUBNET6}50" if ipv6 else f"{SUBNET}.50"
+        self.vip = f"{self.vip_ip}/{PREFIX6 if ipv6 else PREFIX}"
         self.nodes = {
             f"n{i}": Node(name=f"n{i}", ns=f"{self.tag}-n{i}", ip=f"{SUBNET}.{10 + i}",
                           config=self.workdir / f"n{i}.toml", log=self.workdir / f"n{i}.log")
@@ -165,6 +170,9 @@ class Lab:
              "peer", "name", "eth0", "netns", ns)
         _run("ip", "-n", self.switch_ns, "link", "set", port_name, "master", "br0", "up")
         _run("ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX}", "dev", "eth0")
+        # No duplicate address detection: the address is usable at once.
+        _run("ip", "-n", ns, "addr", "add", f"{SUBNET6}{ip.rsplit('.', 1)[1]}/{PREFIX6}",
+             "dev", "eth0", "nodad")
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
 
     def _start_etcd(self) -> None:
@@ -292,9 +300,10 @@ table inet hnfence {{
     # -- observations ---------------------------------------------------------------
 
     def holds_vip(self, name: str) -> bool:
-        out = json.loads(_run("ip", "-n", self.nodes[name].ns, "-j", "-4", "addr", "show",
+        out = json.loads(_run("ip", "-n", self.nodes[name].ns, "-j", "addr", "show",
                               "dev", "eth0") or "[]")
-        return any(a.get("local") == VIP for link in out for a in link.get("addr_info", []))
+        return any(a.get("local") == self.vip_ip
+                   for link in out for a in link.get("addr_info", []))
 
     def holders(self) -> list[str]:
         return [name for name in self.nodes if self.holds_vip(name)]
@@ -309,13 +318,21 @@ table inet hnfence {{
 
     def client_arp(self) -> str | None:
         """The client's neighbour entry for the VIP (its MAC), if it has one."""
-        entries = json.loads(_run("ip", "-n", self.client_ns, "-j", "neigh", "show", VIP) or "[]")
+        entries = json.loads(_run("ip", "-n", self.client_ns, "-j", "neigh", "show",
+                                  self.vip_ip) or "[]")
         return entries[0].get("lladdr") if entries else None
 
     def hold_connection(self) -> "IdleClient":
-        """An idle TCP connection from the client to VIP:port."""
-        return IdleClient(self.popen(self.client_ns, "-u", "-m", "hanode.lab", "hold", VIP,
-                                     str(self.port)))
+        """An idle TCP connection from the client to VIP:port, once the leader has listed it."""
+        client = IdleClient(self.popen(self.client_ns, "-u", "-m", "hanode.lab", "hold",
+                                       self.vip_ip, str(self.port)))
+        try:
+            key = f"conns/{self.vip_ip}/{client.address[0]}:{client.address[1]}"
+            wait_for(lambda: key in self.read_etcd(key), 5, f"{key} in etcd", interval=0.1)
+        except BaseException:
+            client.close()
+            raise
+        return client
 
     def read_etcd(self, prefix: str = "") -> dict[str, object]:
         """The lab cluster's keys under /hanode/<cluster>/<prefix>, read from the client namespace."""
@@ -338,9 +355,12 @@ class IdleClient:
 
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
-        self.connected_at = self._expect("connected", 10)
+        at, ip, port = self._expect("connected", 10)
+        self.connected_at = float(at)
+        self.address = (ip, int(port))  # the client's end of the connection
 
-    def _expect(self, word: str, timeout: float) -> float:
+    def _expect(self, word: str, timeout: float) -> list[str]:
+        """The fields after `word` on the helper's next line."""
         assert self.proc.stdout is not None
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -352,11 +372,11 @@ class IdleClient:
         line = self.proc.stdout.readline().split()
         if not line or line[0] != word:
             raise LabError(f"client: expected '{word}', got {line or 'end of output'}")
-        return float(line[1])
+        return line[1:]
 
     def wait_reset(self, timeout: float) -> float:
         """The monotonic time the connection was reset; LabError if it was not."""
-        return self._expect("reset", timeout)
+        return float(self._expect("reset", timeout)[0])
 
     def close(self) -> None:
         self.proc.kill()
@@ -382,7 +402,8 @@ async def _hold(ip: str, port: int) -> None:
     import trio
 
     stream = await trio.open_tcp_stream(ip, port)
-    print("connected", time.monotonic(), flush=True)
+    local_ip, local_port = stream.socket.getsockname()[:2]
+    print("connected", time.monotonic(), local_ip, local_port, flush=True)
     try:
         data = await stream.receive_some(4096)
         print("closed" if not data else "data", time.monotonic(), flush=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from hanode.lab import VIP, Lab, LabError, wait_for
+from hanode.lab import Lab, LabError, wait_for
 
 
 def show_status(lab: Lab) -> None:
@@ -28,8 +28,8 @@ def main() -> int:
                   + f", VIP {lab.vip}, client in namespace {lab.client_ns}")
             leader = lab.start_agents()
             client = lab.hold_connection()
-            wait_for(lambda: lab.read_etcd("conns/"), 5, "the client in the connection list")
-            print(f"{leader} holds VIP {VIP}; the client has an idle connection to {VIP}:{lab.port}")
+            print(f"{leader} holds VIP {lab.vip_ip}; "
+                  f"the client has an idle connection to {lab.vip_ip}:{lab.port}")
             show_status(lab)
 
             survivor = next(n for n in lab.nodes if n != leader)
@@ -42,9 +42,9 @@ def main() -> int:
             reset = client.wait_reset(10) - killed
             client.close()
             arp = lab.client_arp()
-            print(f"VIP {VIP} moved to {survivor} after {claimed:.2f} s; "
+            print(f"VIP {lab.vip_ip} moved to {survivor} after {claimed:.2f} s; "
                   f"the client's connection was reset after {reset:.2f} s; "
-                  f"its ARP entry for {VIP} is {arp} "
+                  f"its ARP entry for {lab.vip_ip} is {arp} "
                   f"({'= ' + survivor if arp == lab.mac(survivor) else 'NOT ' + survivor})")
             # Let the dead node's record expire with its lease, so status shows it down.
             time.sleep(lab.lease_ttl)
