@@ -76,7 +76,13 @@ def test_hard_death_moves_vip_resets_client_and_updates_arp(lab):
         watch.hold(0.5)
         nodes = lab.read_etcd("nodes/")
         assert set(nodes) == {f"nodes/{n}" for n in lab.nodes if n != leader}
-        assert nodes[f"nodes/{new}"]["state"] == "leader"
+        record = nodes[f"nodes/{new}"]
+        assert set(record) == {"name", "state", "term", "since", "updated", "lease_id",
+                               "lease_ttl", "vips", "workers", "connections",
+                               "durable_handles", "version"}
+        assert record["state"] == "leader" and isinstance(record["term"], int)
+        assert record["vips"] == [lab.vip_ip] and record["lease_ttl"] == TTL
+        assert lab.read_etcd("leader")["leader"]["node"] == new
         assert set(lab.read_etcd("members/")) == {f"members/{n}" for n in lab.nodes}
     finally:
         client.close()
