@@ -220,7 +220,6 @@ class Elector:
         self.state_since = time.time()
         self._obs = _Observed()
         self._etcd_up: bool | None = None
-        self.state_changed = trio.Event()
         self._campaign_scope = trio.CancelScope()
 
     # -- what others read -------------------------------------------------------
@@ -281,8 +280,6 @@ class Elector:
                     what += f" (leader {seen.node}, term {seen.term})"
                 details = "; ".join(n for n in notes if n)
                 log.info("%s: %s%s", self.me, what, f": {details}" if details else "")
-        self.state_changed.set()
-        self.state_changed = trio.Event()
 
     async def _apply(self, action: Action) -> str | None:
         """Carry out one action; returns a note for the state-change log line."""
