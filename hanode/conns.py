@@ -28,7 +28,7 @@ RECONCILE_INTERVAL = 1.0
 
 
 def _plain_ip(ip: str) -> str:
-    """An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; the list keys it as a.b.c.d."""
+    """A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d; the list keys it as a.b.c.d."""
     addr = ipaddress.ip_address(ip)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)

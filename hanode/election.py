@@ -81,9 +81,15 @@ class ClaimVip:
 
 @dataclass(frozen=True)
 class ReleaseVip:
-    """Remove the VIPs; with reset_clients, RST our own connections on them."""
-    reset_clients: bool
+    """Remove the VIPs and reset our own connections on them.
+
+    urgent: another node may claim the VIP any moment now (fencing deadline,
+    leader key gone, a stray VIP), so the address goes first; otherwise (a
+    graceful stop) the clients are reset first, while the address still lets
+    the kernel route the RSTs.
+    """
     reason: str
+    urgent: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
     if facts.stopping:
         actions: list[Action] = []
         if state.role == "leader" or facts.vip_held:
-            actions.append(ReleaseVip(reset_clients=True, reason="graceful stop"))
+            actions.append(ReleaseVip(reason="graceful stop", urgent=False))
         if state.term is not None:
             actions.append(Resign(state.term))
         if facts.lease_id is not None:
@@ -133,15 +139,14 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
         if facts.lease_id != state.lease_id:
             return (State(role="fenced", term=state.term, lease_id=state.lease_id,
                           fenced_at=facts.now),
-                    [ReleaseVip(reset_clients=True, reason="lease lost")])
+                    [ReleaseVip(reason="lease lost")])
         if not valid:
             return (State(role="fenced", term=state.term, lease_id=state.lease_id,
                           fenced_at=facts.now),
-                    [ReleaseVip(reset_clients=True, reason="no keepalive from etcd in time")])
+                    [ReleaseVip(reason="no keepalive from etcd in time")])
         ours = facts.leader is not None and facts.leader.term == state.term
         if facts.leader_known and not ours:
-            return State(role="standby"), [ReleaseVip(reset_clients=True,
-                                                      reason="leader key gone")]
+            return State(role="standby"), [ReleaseVip(reason="leader key gone")]
         return state, []
 
     if state.role == "fenced":
@@ -171,7 +176,7 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
 def _drop_stray(facts: Facts) -> list[Action]:
     """A VIP on our interface while we do not lead (left by a crash) must go."""
     if facts.vip_held:
-        return [ReleaseVip(reset_clients=True, reason="not leader")]
+        return [ReleaseVip(reason="not leader")]
     return []
 
 
@@ -181,7 +186,7 @@ class VipEffects(Protocol):
     """What the elector needs from the VIP side (hanode.takeover implements it)."""
 
     async def claim(self, term: int) -> None: ...
-    async def release(self, reset_clients: bool) -> int: ...
+    async def release(self, urgent: bool) -> int: ...
     async def held(self) -> bool: ...
 
 
@@ -291,7 +296,7 @@ class Elector:
             await self.vips.claim(action.term)
             self._obs.vip_held = True
         elif isinstance(action, ReleaseVip):
-            reset = await self.vips.release(action.reset_clients)
+            reset = await self.vips.release(action.urgent)
             self._obs.vip_held = False
             return f"{action.reason}, VIP released, {reset} clients reset"
         elif isinstance(action, Resign):
@@ -380,8 +385,9 @@ class Elector:
                 delay = ttl / 4
             except StoreUnavailable as exc:
                 self._note_etcd(exc)
-                lease_may_live = obs.lease_sent is not None and trio.current_time() < obs.lease_sent + ttl
-                if lease_may_live:
+                sent_last = obs.lease_sent
+                if sent_last is not None and trio.current_time() < sent_last + ttl:
+                    # The lease may still live: keep trying at the keepalive pace.
                     delay = ttl / 4
                 else:
                     delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX)

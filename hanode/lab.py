@@ -267,7 +267,7 @@ port = {self.port}
         self._kill_all(node.ns)
 
     def reboot_node(self, name: str) -> None:
-        """Bring a hard-killed node back as after a reboot: no VIP, cable in, listener and agent up."""
+        """Bring a hard-killed node back as after a reboot: no VIP, cable in, processes up."""
         node = self.nodes[name]
         subprocess.run(["ip", "-n", node.ns, "addr", "del", self.vip, "dev", "eth0"],
                        capture_output=True)  # gone already if the node had not held it
@@ -335,7 +335,7 @@ table inet hnfence {{
         return client
 
     def read_etcd(self, prefix: str = "") -> dict[str, object]:
-        """The lab cluster's keys under /hanode/<cluster>/<prefix>, read from the client namespace."""
+        """The lab's keys under /hanode/<cluster>/<prefix>, read from the client namespace."""
         script = (f"import json; from hanode.store import Store; "
                   f"s = Store([{self.etcd_url!r}], {self.cluster!r}); "
                   f"print(json.dumps({{e.key[len(s.prefix):]: e.value "

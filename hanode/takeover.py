@@ -115,18 +115,27 @@ class VipOwner:
                 await trio.sleep(self.refresh)
                 await self._round({})
 
-    async def release(self, reset_clients: bool) -> int:
-        """Let go of every VIP; returns how many client connections were reset."""
+    async def release(self, urgent: bool) -> int:
+        """Let go of every VIP and reset our clients on it; returns how many were reset.
+
+        urgent: take the address off first (another node may claim it now);
+        the reset then only drops our sockets, and the successor's tickles
+        reach the clients.  Otherwise reset first, so the RSTs can be routed.
+        """
         self._rounds.cancel()
         self._held = []
         total = 0
         for vip in self.vips:
-            # Reset while the address is still there: the kernel needs it to route the RSTs.
-            # Bounded: removing the address is what the fencing deadline depends on.
-            if reset_clients:
-                with trio.move_on_after(RESET_BUDGET):
-                    total += await self._net(f"resetting clients of {vip.ip}",
-                                             tickle.reset_local_connections, vip.ip, self.port,
-                                             abandon=True) or 0
-            await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)
+            if urgent:
+                await self._remove(vip)
+            # Bounded: a stuck reset must never hold up the address removal.
+            with trio.move_on_after(RESET_BUDGET):
+                total += await self._net(f"resetting clients of {vip.ip}",
+                                         tickle.reset_local_connections, vip.ip, self.port,
+                                         abandon=True) or 0
+            if not urgent:
+                await self._remove(vip)
         return total
+
+    async def _remove(self, vip: VipConfig) -> None:
+        await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)

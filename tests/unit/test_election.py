@@ -97,7 +97,7 @@ def test_self_fencing_exactly_at_sent_plus_ttl_minus_margin():
     state, actions = steps[2]
     assert state.role == "fenced" and state.term == 42 and state.fenced_at == 11.5
     assert len(actions) == 1 and isinstance(actions[0], ReleaseVip)
-    assert actions[0].reset_clients
+    assert actions[0].urgent
 
 
 def test_self_fence_counts_from_send_time_not_answer_time():
@@ -172,6 +172,7 @@ def test_stop_as_leader_releases_then_resigns_then_revokes():
                                                       stopping=True), T)
     assert state.role == "stopped"
     assert [type(a) for a in actions] == [ReleaseVip, Resign, RevokeLease]
+    assert not actions[0].urgent  # clients are reset while the address can still route RSTs
     assert actions[1] == Resign(42) and actions[2] == RevokeLease(LEASE)
     assert decide(ME, state, facts(3.1), T) == (state, [])
 
