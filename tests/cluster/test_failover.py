@@ -120,6 +120,7 @@ def test_restart_removes_a_vip_left_on_the_interface(lab):
 
 def test_leader_cut_from_etcd_lets_go_before_anyone_claims(lab):
     leader = lab.start_agents()
+    client = lab.hold_connection()
     watch = Watch(lab)
     cut = time.monotonic()
     lab.cut_from_etcd(leader)
@@ -128,6 +129,11 @@ def test_leader_cut_from_etcd_lets_go_before_anyone_claims(lab):
     # It let go first, with time to spare, and within the TTL of the cut.
     assert released < new_claim
     assert released - cut < TTL
+    # Its client learns from the new leader's tickle.
+    try:
+        assert client.wait_reset(1.5) - new_claim < 1.5
+    finally:
+        client.close()
     # Healed, it comes back as a standby and leaves the VIP where it is.
     lab.reconnect_to_etcd(leader)
     new = watch.samples[-1][1][0]
