@@ -249,10 +249,10 @@ port = {self.port}
             self.start_agent(name)
         return wait_for(self.sole_holder, 20, "a leader holding the VIP")
 
-    def terminate_agent(self, name: str) -> subprocess.Popen:
+    def terminate_agent(self, name: str, signum: int = signal.SIGTERM) -> subprocess.Popen:
         node = self.nodes[name]
         assert node.agent is not None
-        node.agent.send_signal(signal.SIGTERM)
+        node.agent.send_signal(signum)
         return node.agent
 
     def kill_node(self, name: str) -> None:

@@ -6,6 +6,7 @@ moment with two holders.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -88,13 +89,14 @@ def test_hard_death_moves_vip_resets_client_and_updates_arp(lab):
         client.close()
 
 
-def test_sigterm_hands_over_within_half_a_second(lab):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_sigterm_hands_over_within_half_a_second(lab, signum):
     leader = lab.start_agents()
     client = lab.hold_connection()
     try:
         watch = Watch(lab)
         sent = time.monotonic()
-        proc = lab.terminate_agent(leader)
+        proc = lab.terminate_agent(leader, signum)
         claimed = watch.until(lambda h: len(h) == 1 and h[0] != leader, 2)
         assert claimed - sent < 0.5
         assert proc.wait(timeout=2) == 0
