@@ -41,6 +41,7 @@ class VipOwner:
         self._nursery = nursery
         self._rounds = trio.CancelScope()
         self._held: list[VipConfig] = []
+        self._held_error: str | None = None
 
     def held_vips(self) -> list[VipConfig]:
         """The VIPs this node added and has not released (for the connection list)."""
@@ -56,10 +57,23 @@ class VipOwner:
             return None
 
     async def held(self) -> bool:
+        """Whether any VIP is on its interface; asked every second, so a failure
+        (a missing interface, say) is logged once, not every time."""
+        errors = []
+        held = False
         for vip in self.vips:
-            if await self._net(f"reading addresses of {vip.interface}", netvip.holds_vip, vip):
-                return True
-        return False
+            try:
+                held = held or await trio.to_thread.run_sync(netvip.holds_vip, vip)
+            except NetError as exc:
+                errors.append(str(exc))
+        error = "; ".join(errors) or None
+        if error != self._held_error:
+            if error:
+                log.warning("%s: %s", self.me, error)
+            else:
+                log.info("%s: VIP interfaces readable again", self.me)
+            self._held_error = error
+        return held
 
     async def claim(self, term: int) -> None:
         """Add the VIPs now; announcing and tickling continue in the background.
