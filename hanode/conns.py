@@ -108,5 +108,7 @@ class ConnList:
                     total += await self.reconcile(vip)
                 except StoreUnavailable:
                     pass  # the elector already reports etcd's state
+                except psutil.Error as exc:
+                    log.warning("%s: cannot list the connections on %s: %s", self.me, vip.ip, exc)
             self.count = total
             await trio.sleep(RECONCILE_INTERVAL)
