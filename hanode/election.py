@@ -301,9 +301,11 @@ class Elector:
             return f"{action.reason}, VIP released, {reset} clients reset"
         elif isinstance(action, Resign):
             try:
-                await self._etcd(self.store.delete_if_created, self.store.leader_key, action.term)
+                deleted = await self._etcd(self.store.delete_if_created, self.store.leader_key,
+                                           action.term)
             except StoreUnavailable:
                 return "leader key left to expire"
+            return f"leader key of term {action.term} deleted" if deleted else None
         elif isinstance(action, RevokeLease):
             try:
                 await self._etcd(self.store.revoke_lease, action.lease_id)

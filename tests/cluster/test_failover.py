@@ -197,3 +197,16 @@ def test_embedded_etcd_when_no_endpoints_configured(tmp_path):
         # The agent took its etcd down with it: only the stand-in listener is left.
         assert lab.pids(node.ns) == [node.listener.pid]
         assert not lab.holds_vip("n1")
+
+
+def test_brief_etcd_hiccup_fences_then_converges_on_one_holder(lab):
+    leader = lab.start_agents()
+    watch = Watch(lab)
+    lab.cut_from_etcd(leader)
+    # Heal as soon as it has let go, likely before etcd expired its lease: it then
+    # gives up its key itself and the election starts over.
+    watch.until(lambda h: leader not in h, TTL)
+    lab.reconnect_to_etcd(leader)
+    watch.until(lambda h: len(h) == 1, TTL + 2)
+    watch.hold(1.0)
+    assert "fenced" in lab.nodes[leader].log.read_text()
