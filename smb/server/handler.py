@@ -41,8 +41,8 @@ class Reply:
     payload: bytes | memoryview = b""
     # For CREATE replies: the FileId a following related command inherits.
     file_id: bytes | None = None
-    # For TREE_CONNECT replies: the TreeId the response header carries (the
-    # handler allocates it and keeps the tree in SessionInfo.trees).
+    # For TREE_CONNECT replies: the TreeId the response header carries (and a
+    # following related command inherits); None keeps the request's TreeId.
     tree_id: int | None = None
 
 
