@@ -31,6 +31,8 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
     if share.users and (session.is_guest or session.user.lower()
                         not in (u.lower() for u in share.users)):
         return _error(Status.ACCESS_DENIED)
+    if share.encrypt and ctx.connection.dialect < 0x0300:
+        return _error(Status.ACCESS_DENIED)  # the client cannot encrypt
     if len(session.trees) >= MAX_TREES_PER_SESSION:
         return _error(Status.INSUFFICIENT_RESOURCES)
     try:
@@ -43,6 +45,9 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
         tree_id = secrets.randbelow(0xFFFFFFFE) + 1
     maximal = share_maximal_access(share.read_only)
     encrypt = share.encrypt or session.encrypt_data
+    # The connection layer enforces encryption per session: an encrypted
+    # share makes the whole session encrypted from here on.
+    session.encrypt_data = encrypt
     session.trees[tree_id] = TreeConnect(
         tree_id=tree_id, share=share, root=root, read_only=share.read_only,
         encrypt_data=encrypt, maximal_access=maximal, node=node)
