@@ -67,7 +67,11 @@ def _unsigned(v: int) -> int:
 
 
 def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> bool:
-    """Whether two opens of one file exclude each other by their share modes."""
+    """Whether two opens of one file exclude each other by their share modes.
+
+    An open that touches neither data nor the name (attributes, security)
+    takes no part in sharing at all (MS-FSA 2.1.5.1.2.1).
+    """
     def needs(access: int) -> int:
         n = 0
         if access & (FILE_READ_DATA | FILE_EXECUTE):
@@ -77,7 +81,10 @@ def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> 
         if access & DELETE:
             n |= FILE_SHARE_DELETE
         return n
-    return bool(needs(access_a) & ~share_b) or bool(needs(access_b) & ~share_a)
+    need_a, need_b = needs(access_a), needs(access_b)
+    if not need_a or not need_b:
+        return False
+    return bool(need_a & ~share_b) or bool(need_b & ~share_a)
 
 
 def _overlap(a_start: int, a_len: int, b_start: int, b_len: int) -> bool:
