@@ -115,6 +115,8 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
     want_write = bool(granted & _DATA_WRITE)
     if where.st is not None:
         is_dir = stat_mod.S_ISDIR(where.st.st_mode)
+        if not is_dir and not stat_mod.S_ISREG(where.st.st_mode):
+            raise CommandError(Status.ACCESS_DENIED)  # symlinks, devices, FIFOs
         if c.disposition == Disposition.CREATE:
             raise CommandError(Status.OBJECT_NAME_COLLISION)
         if is_dir and c.options & CreateOptions.NON_DIRECTORY_FILE:
