@@ -64,6 +64,12 @@ def _handlers() -> dict[int, Handler]:
     return importlib.import_module("smb.server.commands").HANDLERS
 
 
+async def _release_session(info: SessionInfo) -> None:
+    """Let the file side close the trees and opens of a session that ended."""
+    if importlib.util.find_spec("smb.server.commands") is not None:
+        await importlib.import_module("smb.server.commands").session_closed(info)
+
+
 @dataclass
 class _Out:
     """One response of a (possibly compound) reply, not yet signed or framed."""
@@ -163,6 +169,9 @@ class Connection:
             pass
         finally:
             with trio.CancelScope(shield=True):
+                for session in list(self._sessions.values()):
+                    await _release_session(session.info)
+                self._sessions.clear()
                 await self._stream.aclose()
 
     async def _read_exactly(self, n: int) -> bytearray | None:
@@ -299,6 +308,7 @@ class Connection:
         assert session is not None
         if command == Command.LOGOFF:
             self._sessions.pop(session.id, None)
+            await _release_session(session.info)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
             return next_chain
 
