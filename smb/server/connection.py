@@ -184,12 +184,12 @@ class Connection:
                         if frame is None:
                             break
                         await self._handle_frame(frame)
+                except _Disconnect as exc:
+                    log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
                 finally:
                     nursery.cancel_scope.cancel()
-        except _Disconnect as exc:
-            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
         finally:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
