@@ -88,10 +88,12 @@ def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> 
 
 
 def _overlap(a_start: int, a_len: int, b_start: int, b_len: int) -> bool:
-    """Zero-length ranges overlap nothing, as in Windows."""
-    if a_len == 0 or b_len == 0:
-        return False
-    return a_start < b_start + b_len and b_start < a_start + a_len
+    """Whether two byte ranges collide.
+
+    A zero-length range at X collides only with a range that holds X and
+    starts before it, which is how Windows (and Samba's brlock) treat them.
+    """
+    return not (a_start >= b_start + b_len or b_start >= a_start + a_len)
 
 
 @dataclass(frozen=True)
@@ -267,8 +269,15 @@ class NodeLocal:
         return not (key == open_key and not want.exclusive)
 
     def lock(self, open_key: str, dev: int, ino: int, ranges: list[Range]) -> int:
-        """Take all ``ranges`` or none of them; returns an NT status."""
+        """Take all ``ranges`` or none of them; returns an NT status.
+
+        An open that was closed meanwhile (a waiting lock outlived its
+        handle) gets nothing: its locks would never be released.
+        """
         def run() -> int:
+            if self._db.execute("SELECT 1 FROM opens WHERE open_key = ?",
+                                (open_key,)).fetchone() is None:
+                return Status.FILE_CLOSED
             held = self._file_locks(dev, ino)
             for want in ranges:
                 if any(self._lock_conflict(open_key, want, k, h) for k, h in held):
@@ -282,21 +291,21 @@ class NodeLocal:
         return self._txn(run)
 
     def unlock(self, open_key: str, dev: int, ino: int, ranges: list[Range]) -> int:
-        """Release exactly-matching locks of this open, one per range."""
+        """Release exactly-matching locks of this open, one per range, in order.
+
+        Like Windows, the unlocks before a failing one stay done.
+        """
         def run() -> int:
             for r in ranges:
                 row = self._db.execute(
                     "SELECT rowid FROM locks WHERE open_key = ? AND start = ? AND length = ?"
-                    " ORDER BY exclusive ASC LIMIT 1",
+                    " ORDER BY exclusive DESC, rowid ASC LIMIT 1",
                     (open_key, _signed(r.start), _signed(r.length))).fetchone()
                 if row is None:
-                    raise _RangeNotLocked()
+                    return Status.RANGE_NOT_LOCKED
                 self._db.execute("DELETE FROM locks WHERE rowid = ?", (row[0],))
             return Status.SUCCESS
-        try:
-            return self._txn(run)
-        except _RangeNotLocked:
-            return Status.RANGE_NOT_LOCKED
+        return self._txn(run)
 
     def io_allowed(self, open_key: str, dev: int, ino: int, start: int, length: int,
                    write: bool) -> bool:
@@ -318,7 +327,3 @@ class NodeLocal:
                     return False
             return True
         return self._txn(run)
-
-
-class _RangeNotLocked(Exception):
-    pass

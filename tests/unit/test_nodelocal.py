@@ -86,7 +86,13 @@ def test_locks_between_processes(holder, table):
     assert table.io_allowed("me", DEV, INO, 10, 5, write=True)  # my own exclusive lock
 
 
+def _opened(table, *keys):
+    for key in keys:
+        assert table.open_file(key, DEV, INO, 0x3, 0x7) == Status.SUCCESS
+
+
 def test_unlock_must_match_exactly(table):
+    _opened(table, "me", "you")
     assert table.lock("me", DEV, INO, [Range(0, 10, True)]) == Status.SUCCESS
     assert table.unlock("me", DEV, INO, [Range(0, 5)]) == Status.RANGE_NOT_LOCKED
     assert table.unlock("you", DEV, INO, [Range(0, 10)]) == Status.RANGE_NOT_LOCKED
@@ -95,6 +101,7 @@ def test_unlock_must_match_exactly(table):
 
 
 def test_full_64_bit_lock_offsets(table):
+    _opened(table, "me", "you")
     top = (1 << 64) - 1
     assert table.lock("me", DEV, INO, [Range(top, 1, True)]) == Status.SUCCESS
     assert table.lock("you", DEV, INO, [Range(top, 1, False)]) == Status.LOCK_NOT_GRANTED
@@ -107,11 +114,48 @@ def test_crashed_process_entries_are_dropped(holder, table):
         assert t.lock('other', {DEV}, {INO}, [Range(0, 100, True)]) == 0
     """)
     assert table.open_file("me", DEV, INO, FILE_READ_DATA, 0x7) == Status.SHARING_VIOLATION
-    assert table.lock("me", DEV, INO, [Range(0, 1, True)]) == Status.LOCK_NOT_GRANTED
+    assert table.open_file("attr", DEV, INO, 0x80, 0x7) == Status.SUCCESS
+    assert table.lock("attr", DEV, INO, [Range(0, 1, True)]) == Status.LOCK_NOT_GRANTED
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert table.open_file("me", DEV, INO, FILE_READ_DATA, 0x7) == Status.SUCCESS
     assert table.lock("me", DEV, INO, [Range(0, 1, True)]) == Status.SUCCESS
+
+
+def test_lock_for_a_closed_open_is_refused(table):
+    """A waiting lock whose handle was closed must not leave a lock behind."""
+    _opened(table, "me")
+    assert table.close_file("me", DEV, INO) is False
+    assert table.lock("me", DEV, INO, [Range(0, 1, True)]) == Status.FILE_CLOSED
+    _opened(table, "other")
+    assert table.lock("other", DEV, INO, [Range(0, 1, True)]) == Status.SUCCESS
+
+
+@pytest.mark.parametrize("first, second, granted", [
+    (Range(10, 0, True), Range(10, 0, True), True),
+    (Range(10, 0, True), Range(9, 1, True), True),
+    (Range(10, 0, True), Range(10, 2, True), True),
+    (Range(10, 0, True), Range(9, 2, True), False),
+    (Range(9, 3, True), Range(10, 0, True), False),
+    (Range(100, 10, True), Range(102, 0, True), False),
+])
+def test_zero_length_locks(table, first, second, granted):
+    _opened(table, "a", "b")
+    assert table.lock("a", DEV, INO, [first]) == Status.SUCCESS
+    want = Status.SUCCESS if granted else Status.LOCK_NOT_GRANTED
+    assert table.lock("b", DEV, INO, [second]) == want
+
+
+def test_unlock_prefers_the_exclusive_lock_and_keeps_earlier_unlocks(table):
+    _opened(table, "me", "you")
+    assert table.lock("me", DEV, INO, [Range(0, 10, True)]) == Status.SUCCESS
+    assert table.lock("me", DEV, INO, [Range(0, 10, False)]) == Status.SUCCESS
+    assert table.unlock("me", DEV, INO, [Range(0, 10)]) == Status.SUCCESS
+    # What is left is the shared lock: another open may share, not write.
+    assert table.lock("you", DEV, INO, [Range(0, 1, False)]) == Status.SUCCESS
+    assert not table.io_allowed("you", DEV, INO, 0, 1, write=True)
+    assert table.unlock("me", DEV, INO, [Range(0, 10), Range(50, 1)]) == Status.RANGE_NOT_LOCKED
+    assert table.unlock("me", DEV, INO, [Range(0, 10)]) == Status.RANGE_NOT_LOCKED
 
 
 def test_purge_on_start_counts_dead_owners(tmp_path, holder):
