@@ -366,11 +366,17 @@ class Connection:
             if header.is_signed:
                 if session.can_sign and not crypto.verify(
                         session.signing_key, self._signing_alg, element):
+                    log.info("bad signature on %s from %s", Command(header.command).name,
+                             self.info.client_address[0])
                     return Status.ACCESS_DENIED
             elif session.signing_required and session.can_sign and \
                     header.command not in _UNSIGNED_OK:
+                log.info("unsigned %s on a signed session from %s",
+                         Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
             if session.info.encrypt_data:
+                log.info("unencrypted %s on an encrypted session from %s",
+                         Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
         return Status.SUCCESS
 
@@ -505,6 +511,9 @@ class Connection:
         if dialect == Dialect.WILDCARD:
             self._wildcard = True
         else:
+            # What the client will claim in FSCTL_VALIDATE_NEGOTIATE_INFO: no
+            # capabilities, GUID or security mode (SMB1 carried none), one dialect.
+            self.info.client_dialects = (dialect,)
             self._set_dialect(dialect, negotiate.Choice(dialect))
         request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
         body = self._negotiate_body(dialect, None, negotiate.Choice(dialect))
