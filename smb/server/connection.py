@@ -324,15 +324,15 @@ class Connection:
             return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
 
         session = self._sessions.get(header.session_id)
-        if command != Command.ECHO or header.session_id:
-            status = self._check_session(session, element, header, encrypted)
-            if status != Status.SUCCESS:
-                if status == Status.USER_SESSION_DELETED:
-                    next_chain.inherited_status = Status.INVALID_PARAMETER
-                return self._fail(outs, header, status, next_chain, session)
-        if command == Command.ECHO:
-            self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
+        if command == Command.ECHO:  # needs no session; signed when its session signs
+            usable = session if session is not None and session.valid else None
+            self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), usable)
             return next_chain
+        status = self._check_session(session, element, header, encrypted)
+        if status != Status.SUCCESS:
+            if status == Status.USER_SESSION_DELETED:
+                next_chain.inherited_status = Status.INVALID_PARAMETER
+            return self._fail(outs, header, status, next_chain, session)
         assert session is not None
         if command == Command.LOGOFF:
             self._sessions.pop(session.id, None)
