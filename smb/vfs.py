@@ -41,9 +41,12 @@ FILE_ATTRIBUTE_SYSTEM = 0x04
 FILE_ATTRIBUTE_DIRECTORY = 0x10
 FILE_ATTRIBUTE_ARCHIVE = 0x20
 FILE_ATTRIBUTE_NORMAL = 0x80
+FILE_ATTRIBUTE_TEMPORARY = 0x100
+FILE_ATTRIBUTE_NOT_CONTENT_INDEXED = 0x2000
 # The attributes a client may set; the rest are derived from the file.
 SETTABLE_ATTRIBUTES = (FILE_ATTRIBUTE_READONLY | FILE_ATTRIBUTE_HIDDEN
-                       | FILE_ATTRIBUTE_SYSTEM | FILE_ATTRIBUTE_ARCHIVE)
+                       | FILE_ATTRIBUTE_SYSTEM | FILE_ATTRIBUTE_ARCHIVE
+                       | FILE_ATTRIBUTE_TEMPORARY | FILE_ATTRIBUTE_NOT_CONTENT_INDEXED)
 
 _EPOCH_AS_FILETIME = 116444736000000000
 
@@ -279,6 +282,11 @@ class Share:
                     raise _os_error(exc, final=True) from None
                 return new.parts[:-1] + (target,)
 
+    def parent_stat(self, parts: tuple[str, ...]) -> os.stat_result:
+        """The directory that holds ``parts``."""
+        with self.lookup(parts) as where:
+            return os.fstat(where.parent_fd)
+
     def exists(self, parts: tuple[str, ...]) -> os.stat_result | None:
         with self.lookup(parts) as where:
             return where.st
@@ -307,9 +315,10 @@ def parent_stat(dir_fd: int) -> os.stat_result:
 # -- DOS attributes and creation time, kept in an extended attribute ---------
 
 
-def _read_dos(fd: int) -> tuple[int, int] | None:
+def _read_dos(target: int | str) -> tuple[int, int] | None:
     try:
-        raw = os.getxattr(fd, _DOS_XATTR)
+        raw = (os.getxattr(target, _DOS_XATTR) if isinstance(target, int)
+               else os.getxattr(target, _DOS_XATTR, follow_symlinks=False))
     except OSError:
         return None
     if len(raw) != _DOS_FORMAT.size:
@@ -317,13 +326,20 @@ def _read_dos(fd: int) -> tuple[int, int] | None:
     return _DOS_FORMAT.unpack(raw)
 
 
-def dos_info(fd: int | None, st: os.stat_result, *, name: str = "") -> tuple[int, int]:
-    """(attributes, creation FILETIME) of a file.
+def dos_info(fd: int | None, st: os.stat_result, *, name: str = "",
+             dir_fd: int | None = None) -> tuple[int, int]:
+    """(attributes, creation FILETIME) of a file, by its fd or by name in ``dir_fd``.
 
-    ``fd`` may be None for directory entries, whose xattr is then not read
-    (listings stay one stat per entry); they fall back to derived values.
+    Listing entries are read through /proc/self/fd/<dir_fd>/<name>: xattr
+    calls take no dir_fd, and that path cannot leave the open directory (the
+    name is a single entry and the last step does not follow symlinks).
     """
-    stored = _read_dos(fd) if fd is not None else None
+    if fd is not None:
+        stored = _read_dos(fd)
+    elif dir_fd is not None and name not in (".", ".."):
+        stored = _read_dos(f"/proc/self/fd/{dir_fd}/{name}")
+    else:
+        stored = None
     is_dir = stat_mod.S_ISDIR(st.st_mode)
     if stored is not None:
         attrs, created = stored

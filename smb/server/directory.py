@@ -29,8 +29,8 @@ def _snapshot(op: Open, pattern: str) -> DirectoryScan:
     return DirectoryScan(pattern, entries)
 
 
-def _entry(info_class: int, name: str, st: os.stat_result) -> bytes:
-    attrs, created = vfs.dos_info(None, st, name=name)
+def _entry(info_class: int, name: str, st: os.stat_result, dir_fd: int) -> bytes:
+    attrs, created = vfs.dos_info(None, st, name=name, dir_fd=dir_fd)
     is_dir = stat_mod.S_ISDIR(st.st_mode)
     return wire.encode_entry(info_class, wire.EntryInfo(
         name=name, creation=created, last_access=vfs.filetime(st.st_atime_ns),
@@ -55,7 +55,7 @@ def _fill(op: Open, q: wire.QueryDirectoryRequest, limit: int) -> tuple[int, byt
     single = q.flags & QueryDirectoryFlags.RETURN_SINGLE_ENTRY
     while scan.next_index < len(scan.entries):
         name, st = scan.entries[scan.next_index]
-        entry = _entry(q.info_class, name, st)
+        entry = _entry(q.info_class, name, st, op.fd)
         need = (used + 7) & ~7
         if need + len(entry) > limit:
             break

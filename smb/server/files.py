@@ -87,7 +87,8 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
                   access=granted, share_access=c.share_access, dev=st.st_dev, ino=st.st_ino)
-        status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access)
+        status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access,
+                                     op.node_path)
         if status != Status.SUCCESS:
             raise CommandError(status)
     except BaseException:
@@ -96,8 +97,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     try:
         if truncate:
             vfs.truncate(fd, 0)
-            if c.file_attributes:
-                vfs.set_dos_info(fd, st, attrs=c.file_attributes)
+            vfs.set_dos_info(fd, st, attrs=c.file_attributes | vfs.FILE_ATTRIBUTE_ARCHIVE)
         if c.options & CreateOptions.DELETE_ON_CLOSE:
             if not is_dir and vfs.dos_info(fd, st)[0] & vfs.FILE_ATTRIBUTE_READONLY:
                 raise CommandError(Status.CANNOT_DELETE)
@@ -144,9 +144,10 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         raise CommandError(Status.ACCESS_DENIED)
     is_dir = bool(c.options & CreateOptions.DIRECTORY_FILE)
     fd = tree.root.open(where, write=not is_dir, create=True, directory=is_dir)
+    # New files get ARCHIVE ("changed since the last backup"), as on Windows.
+    attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
     try:
-        vfs.set_dos_info(fd, os.fstat(fd), attrs=c.file_attributes,
-                         created=vfs.filetime(time.time_ns()))
+        vfs.set_dos_info(fd, os.fstat(fd), attrs=attrs, created=vfs.filetime(time.time_ns()))
     except BaseException:
         os.close(fd)
         raise

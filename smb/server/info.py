@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 
 import trio
 
@@ -39,7 +40,8 @@ def _volume_facts(op: Open) -> wire.VolumeFacts:
     return wire.VolumeFacts(
         block_size=sv.f_frsize, total_blocks=sv.f_blocks, free_blocks=sv.f_bfree,
         available_blocks=sv.f_bavail, serial=(root.st_dev ^ root.st_ino) & 0xFFFFFFFF,
-        label=op.tree.share.name, created=vfs.filetime(root.st_ctime_ns))
+        label=op.tree.share.name, created=vfs.filetime(root.st_ctime_ns),
+        object_id=struct.pack("<QQ", root.st_dev, root.st_ino))
 
 
 def _security(op: Open, which: int) -> bytes:
@@ -104,9 +106,11 @@ def _set_basic(op: Open, data: memoryview) -> None:
     _need(op, acc.FILE_WRITE_ATTRIBUTES)
     b = wire.parse_basic(data)
     if b.attributes & ~(vfs.SETTABLE_ATTRIBUTES | vfs.FILE_ATTRIBUTE_DIRECTORY
-                        | vfs.FILE_ATTRIBUTE_NORMAL | 0x2000 | 0x100):
+                        | vfs.FILE_ATTRIBUTE_NORMAL):
         raise CommandError(Status.INVALID_PARAMETER)
     if b.attributes & vfs.FILE_ATTRIBUTE_DIRECTORY and not op.is_dir:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if b.attributes & vfs.FILE_ATTRIBUTE_TEMPORARY and op.is_dir:
         raise CommandError(Status.INVALID_PARAMETER)
     vfs.set_times(op.fd, None if b.last_access in _KEEP_TIMES else vfs.unix_ns(b.last_access),
                   None if b.last_write in _KEEP_TIMES else vfs.unix_ns(b.last_write))
@@ -124,14 +128,21 @@ def _set_rename(op: Open, data: memoryview) -> None:
     target = vfs.parse_name(r.name[1:] if r.name.startswith("\\") else r.name)
     if not target or not op.parts:
         raise CommandError(Status.ACCESS_DENIED)
+    node = op.tree.node
     existing = op.tree.root.exists(target)
     if existing is not None and existing.st_ino != op.ino:
         if not r.replace:
             raise CommandError(Status.OBJECT_NAME_COLLISION)
         # A file someone holds open cannot be replaced (Windows and Samba agree).
-        if op.tree.node.others_open("", existing.st_dev, existing.st_ino):
+        if node.others_open("", existing.st_dev, existing.st_ino):
             raise CommandError(Status.ACCESS_DENIED)
+    if op.is_dir and node.opens_below(op.node_path):
+        raise CommandError(Status.ACCESS_DENIED)
+    parent = op.tree.root.parent_stat(op.parts)
+    if node.blocks_rename_inside(parent.st_dev, parent.st_ino):
+        raise CommandError(Status.SHARING_VIOLATION)
     op.parts = op.tree.root.rename(op.parts, op.ino, target, r.replace)
+    node.set_path(op.key, op.node_path)
 
 
 def _set_disposition(op: Open, data: memoryview) -> None:

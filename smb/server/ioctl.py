@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+
 import netifaces
 import trio
 
 from smb.server.handler import CommandContext, Reply, Request
-from smb.server.opens import CommandError, RELATED_FILE_ID, open_of
+from smb.server.opens import CommandError, open_of
 from smb.wire import ioctl as wire
 from smb.wire.header import Status
 
@@ -48,9 +50,11 @@ async def ioctl(ctx: CommandContext, req: Request) -> Reply:
     elif r.ctl_code == wire.FSCTL_QUERY_NETWORK_INTERFACE_INFO:
         output = wire.network_interfaces(await trio.to_thread.run_sync(_interfaces))
     else:
-        if r.file_id != RELATED_FILE_ID:
-            open_of(ctx, req, r.file_id)  # a stale handle is reported before the FSCTL
-        raise CommandError(Status.NOT_SUPPORTED)
+        op = open_of(ctx, req, r.file_id)  # a stale handle is reported before the FSCTL
+        if r.ctl_code != wire.FSCTL_CREATE_OR_GET_OBJECT_ID:
+            raise CommandError(Status.NOT_SUPPORTED)
+        # A stable object id from the inode: clients use it to track a file.
+        output = wire.object_id(struct.pack("<QQ", op.ino, op.dev))
     if len(output) > r.max_output:
         raise CommandError(Status.BUFFER_TOO_SMALL)
     return Reply(body=wire.ioctl_response(r.ctl_code, r.file_id, output))

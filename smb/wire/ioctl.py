@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from smb.wire.body import MalformedRequest, buffer_at, pad8, unpack_fixed
 from smb.wire.header import HEADER_SIZE
 
+FSCTL_CREATE_OR_GET_OBJECT_ID = 0x000900C0
 FSCTL_DFS_GET_REFERRALS = 0x00060194
 FSCTL_DFS_GET_REFERRALS_EX = 0x000601B0
 FSCTL_QUERY_NETWORK_INTERFACE_INFO = 0x001401FC
@@ -65,6 +66,11 @@ def parse_validate_negotiate(data: bytes | memoryview) -> ValidateNegotiate:
 def validate_negotiate_response(capabilities: int, guid: bytes, security_mode: int,
                                 dialect: int) -> bytes:
     return _VALIDATE.pack(capabilities, guid, security_mode, dialect)
+
+
+def object_id(oid: bytes) -> bytes:
+    """FILE_OBJECTID_BUFFER (MS-FSCC 2.1.3.1): the id, then 48 bytes of birth ids."""
+    return oid + b"\x00" * 48
 
 
 @dataclass(frozen=True)
