@@ -218,14 +218,17 @@ class NodeLocal:
         """Whether an open of this directory forbids renaming entries in it.
 
         Samba and Windows refuse (SHARING_VIOLATION) while another handle on
-        the parent holds DELETE access or does not share delete.
+        the parent that takes part in sharing (data or DELETE access) holds
+        DELETE access or does not share delete.
         """
+        data = FILE_READ_DATA | FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_EXECUTE | DELETE
+
         def run() -> bool:
             rows = self._db.execute(
                 "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
                 (dev, ino)).fetchall()
-            return any((access & DELETE or not share & FILE_SHARE_DELETE) and self._live(owner)
-                       for owner, access, share in rows)
+            return any(access & data and (access & DELETE or not share & FILE_SHARE_DELETE)
+                       and self._live(owner) for owner, access, share in rows)
         return self._txn(run)
 
     def set_delete_on_close(self, open_key: str, flag: bool) -> None:
