@@ -114,6 +114,8 @@ class Status(enum.IntEnum):
     INVALID_LOCK_RANGE = 0xC00001A1
     NOT_SAME_DEVICE = 0xC00000D4
     EAS_NOT_SUPPORTED = 0xC000004F
+    NO_EAS_ON_FILE = 0xC0000052
+    EA_TOO_LARGE = 0xC0000050
 
 
 @dataclass(frozen=True)
