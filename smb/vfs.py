@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
+from smb.wire import ea as ea_wire
 from smb.wire.header import Status
 
 # Characters Windows refuses in a file name (MS-FSCC 2.1.5.2), besides the
@@ -32,6 +33,8 @@ from smb.wire.header import Status
 _INVALID_CHARS = frozenset('"*/<>?|') | frozenset(chr(c) for c in range(0x20))
 _MAX_COMPONENT_BYTES = 255
 _DOS_XATTR = "user.hanode.dos"
+# The file's SMB extended attributes, as one FILE_FULL_EA_INFORMATION list.
+_EA_XATTR = "user.hanode.eas"
 # DOS attributes (4) and creation time as a FILETIME (8).
 _DOS_FORMAT = struct.Struct("<IQ")
 
@@ -370,6 +373,33 @@ def set_dos_info(fd: int, st: os.stat_result, attrs: int | None = None,
     except OSError as exc:
         if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
             raise _os_error(exc, final=True) from None
+
+
+def get_eas(fd: int) -> list[ea_wire.Ea]:
+    try:
+        raw = os.getxattr(fd, _EA_XATTR)
+    except OSError:
+        return []
+    try:
+        return ea_wire.parse_full_ea_list(raw)
+    except ValueError:
+        return []  # not ours to interpret; shown as no EAs
+
+
+def set_eas(fd: int, eas: list[ea_wire.Ea]) -> None:
+    try:
+        if eas:
+            os.setxattr(fd, _EA_XATTR, ea_wire.encode_full_ea_list(eas))
+        else:
+            os.removexattr(fd, _EA_XATTR)
+    except OSError as exc:
+        if exc.errno == errno.ENODATA:
+            return
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise VfsError(Status.EAS_NOT_SUPPORTED) from None
+        if exc.errno in (errno.ENOSPC, errno.E2BIG, errno.ERANGE):
+            raise VfsError(Status.EA_TOO_LARGE) from None
+        raise _os_error(exc, final=True) from None
 
 
 def set_times(fd: int, atime_ns: int | None, mtime_ns: int | None) -> None:

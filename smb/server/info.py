@@ -12,6 +12,7 @@ from smb.server import access as acc
 from smb.server.files import file_times
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
+from smb.wire import ea as ea_wire
 from smb.wire import info as wire
 from smb.wire.header import Status, error_body
 from smb.wire.info import FileClass, InfoType
@@ -20,6 +21,9 @@ from smb.wire.info import FileClass, InfoType
 # automatic updates off and on again, which a POSIX file cannot do.
 _KEEP_TIMES = (0, -1, -2)
 _WORLD = "S-1-1-0"
+# MS-FSA 2.1.5.11: the classes that show attributes need FILE_READ_ATTRIBUTES.
+_NEEDS_READ_ATTRIBUTES = frozenset({FileClass.BASIC, FileClass.ALL, FileClass.NETWORK_OPEN,
+                                    FileClass.ATTRIBUTE_TAG})
 
 
 def _file_facts(op: Open, dialect: int) -> wire.FileFacts:
@@ -31,7 +35,8 @@ def _file_facts(op: Open, dialect: int) -> wire.FileFacts:
         change=times.change, attributes=times.attributes,
         allocation_size=times.allocation_size, end_of_file=times.end_of_file,
         links=st.st_nlink, delete_pending=pending, is_directory=op.is_dir, index=st.st_ino,
-        access=op.access, position=op.position, mode=op.mode, name=op.display_name)
+        access=op.access, position=op.position, mode=op.mode, name=op.display_name,
+        ea_size=ea_wire.ea_size(vfs.get_eas(op.fd)))
 
 
 def _volume_facts(op: Open) -> wire.VolumeFacts:
@@ -51,13 +56,34 @@ def _security(op: Open, which: int) -> bytes:
     return wire.security_descriptor(owner, group, aces, which)
 
 
+def _full_eas(op: Open, q: wire.QueryInfoRequest) -> tuple[int, bytes]:
+    """FileFullEaInformation: all EAs, or those the input buffer names."""
+    if not op.access & acc.FILE_READ_EA:
+        return Status.ACCESS_DENIED, b""
+    eas = vfs.get_eas(op.fd)
+    wanted = ea_wire.parse_get_ea_list(q.input)
+    if wanted:
+        by_name = {ea.name.upper(): ea for ea in eas}
+        eas = [by_name.get(n.upper(), ea_wire.Ea(n, b"")) for n in wanted]
+    if not eas:
+        return Status.NO_EAS_ON_FILE, b""
+    data = ea_wire.encode_full_ea_list(eas)
+    if len(data) > q.output_length:
+        return Status.BUFFER_TOO_SMALL, b""
+    return Status.SUCCESS, data
+
+
 def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int) -> tuple[int, bytes]:
+    if q.info_type == InfoType.FILE and q.info_class == FileClass.FULL_EA:
+        return _full_eas(op, q)
     if q.info_type == InfoType.FILE:
         entry = wire.FILE_CLASSES.get(q.info_class)
         if entry is None:
             return Status.INVALID_INFO_CLASS, b""
         if q.info_class == FileClass.NORMALIZED_NAME and dialect < 0x0311:
             return Status.NOT_SUPPORTED, b""
+        if q.info_class in _NEEDS_READ_ATTRIBUTES and not op.access & acc.FILE_READ_ATTRIBUTES:
+            return Status.ACCESS_DENIED, b""
         encode, minimum = entry
         data = encode(_file_facts(op, dialect))
     elif q.info_type == InfoType.FILESYSTEM:
@@ -173,6 +199,11 @@ def _set_size(op: Open, data: memoryview, allocation: bool) -> None:
     vfs.truncate(op.fd, size)
 
 
+def _set_eas(op: Open, data: memoryview) -> None:
+    _need(op, acc.FILE_WRITE_EA)
+    vfs.set_eas(op.fd, ea_wire.merge(vfs.get_eas(op.fd), ea_wire.parse_full_ea_list(data)))
+
+
 def _set_position(op: Open, data: memoryview) -> None:
     op.position = wire.parse_u64(data)
 
@@ -185,6 +216,7 @@ _SETTERS = {
     FileClass.BASIC: _set_basic,
     FileClass.RENAME: _set_rename,
     FileClass.DISPOSITION: _set_disposition,
+    FileClass.FULL_EA: _set_eas,
     FileClass.POSITION: _set_position,
     FileClass.MODE: _set_mode,
     FileClass.ALLOCATION: lambda op, d: _set_size(op, d, True),

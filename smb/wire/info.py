@@ -124,6 +124,7 @@ class FileFacts:
     position: int
     mode: int
     name: str  # share-relative, backslash separated, with a leading backslash
+    ea_size: int = 0
 
 
 _BASIC = struct.Struct("<QQQQII")
@@ -179,13 +180,13 @@ FILE_CLASSES = {
     FileClass.BASIC: (_basic, 40),
     FileClass.STANDARD: (_standard, 24),
     FileClass.INTERNAL: (lambda f: struct.pack("<Q", f.index), 8),
-    FileClass.EA: (lambda f: struct.pack("<I", 0), 4),
+    FileClass.EA: (lambda f: struct.pack("<I", f.ea_size), 4),
     FileClass.ACCESS: (lambda f: struct.pack("<I", f.access), 4),
     FileClass.POSITION: (lambda f: struct.pack("<Q", f.position), 8),
     FileClass.MODE: (lambda f: struct.pack("<I", f.mode), 4),
     FileClass.ALIGNMENT: (lambda f: struct.pack("<I", 0), 4),
     FileClass.ALL: (lambda f: (_basic(f) + _standard(f)
-                               + struct.pack("<QIIQII", f.index, 0, f.access, f.position,
+                               + struct.pack("<QIIQII", f.index, f.ea_size, f.access, f.position,
                                              f.mode, 0)
                                + _name(f.name)), 104),
     FileClass.NAME: (lambda f: _name(f.name), 8),
