@@ -74,6 +74,8 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
         try:
             await Connection(stream, cfg, users, guid, (peer[0], peer[1])).serve()
         except Exception as exc:  # the boundary: one line, the worker lives on
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
             log.error("connection from %s failed: %s: %s", peer[0], type(exc).__name__, exc)
         finally:
             active -= 1

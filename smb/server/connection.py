@@ -121,7 +121,30 @@ class _Chain:
     session_id: int = 0
     tree_id: int = 0
     file_id: bytes | None = None
-    create_status: int = Status.SUCCESS
+    # A failed CREATE fails the related commands after it with its status; a
+    # command without a usable session or a misplaced related flag makes the
+    # related commands after it INVALID_PARAMETER (as Windows and Samba answer).
+    inherited_status: int = Status.SUCCESS
+
+
+# Where each command's FileId sits in its body, for the FileId a related
+# command inherits when the previous one was not a CREATE.
+_FILE_ID_OFFSET = {
+    Command.CLOSE: 8, Command.FLUSH: 8, Command.READ: 16, Command.WRITE: 16,
+    Command.LOCK: 8, Command.IOCTL: 8, Command.QUERY_DIRECTORY: 8,
+    Command.CHANGE_NOTIFY: 8, Command.QUERY_INFO: 24, Command.SET_INFO: 16,
+    Command.OPLOCK_BREAK: 8,
+}
+_ALL_FF = b"\xff" * 16
+_LAST_COMMAND = max(Command)
+
+
+def _request_file_id(command: int, body: memoryview, related: bytes | None) -> bytes | None:
+    offset = _FILE_ID_OFFSET.get(command)
+    if offset is None or len(body) < offset + 16:
+        return None
+    file_id = bytes(body[offset:offset + 16])
+    return related if file_id == _ALL_FF and related is not None else file_id
 
 
 class Connection:
@@ -161,12 +184,12 @@ class Connection:
                         if frame is None:
                             break
                         await self._handle_frame(frame)
+                except _Disconnect as exc:
+                    log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
                 finally:
                     nursery.cancel_scope.cancel()
-        except _Disconnect as exc:
-            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
         finally:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
@@ -276,14 +299,17 @@ class Connection:
         file_id = None
         if header.is_related:
             if chain is None:
-                return self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
+                return self._fail(outs, header, Status.INVALID_PARAMETER,
+                                  _Chain(inherited_status=Status.INVALID_PARAMETER))
             header = header.evolve(
                 session_id=chain.session_id if header.session_id == RELATED_ID else header.session_id,
                 tree_id=chain.tree_id if header.tree_id == 0xFFFFFFFF else header.tree_id)
             file_id = chain.file_id
-            if chain.create_status != Status.SUCCESS:
-                return self._fail(outs, header, chain.create_status, chain)
+            if chain.inherited_status != Status.SUCCESS:
+                return self._fail(outs, header, chain.inherited_status, chain)
         next_chain = _Chain(header.session_id, header.tree_id)
+        if command > _LAST_COMMAND:
+            return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
 
         if command == Command.NEGOTIATE:
             await self._negotiate(element, header, body, outs)
@@ -301,6 +327,8 @@ class Connection:
         if command != Command.ECHO or header.session_id:
             status = self._check_session(session, element, header, encrypted)
             if status != Status.SUCCESS:
+                if status == Status.USER_SESSION_DELETED:
+                    next_chain.inherited_status = Status.INVALID_PARAMETER
                 return self._fail(outs, header, status, next_chain, session)
         if command == Command.ECHO:
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
@@ -321,11 +349,12 @@ class Connection:
         if reply is None:  # went async: the interim took the earlier replies with it
             return next_chain
         self._reply(outs, header, reply, session)
-        next_chain.file_id = reply.file_id if reply.file_id is not None else file_id
+        next_chain.file_id = reply.file_id if reply.file_id is not None else \
+            _request_file_id(command, body, file_id)
         if reply.tree_id is not None:
             next_chain.tree_id = reply.tree_id
         if command == Command.CREATE:
-            next_chain.create_status = reply.status
+            next_chain.inherited_status = reply.status
         return next_chain
 
     def _check_session(self, session: Session | None, element: memoryview, header: Header,
@@ -337,11 +366,17 @@ class Connection:
             if header.is_signed:
                 if session.can_sign and not crypto.verify(
                         session.signing_key, self._signing_alg, element):
+                    log.info("bad signature on %s from %s", Command(header.command).name,
+                             self.info.client_address[0])
                     return Status.ACCESS_DENIED
             elif session.signing_required and session.can_sign and \
                     header.command not in _UNSIGNED_OK:
+                log.info("unsigned %s on a signed session from %s",
+                         Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
             if session.info.encrypt_data:
+                log.info("unencrypted %s on an encrypted session from %s",
+                         Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
         return Status.SUCCESS
 
@@ -476,6 +511,9 @@ class Connection:
         if dialect == Dialect.WILDCARD:
             self._wildcard = True
         else:
+            # What the client will claim in FSCTL_VALIDATE_NEGOTIATE_INFO: no
+            # capabilities, GUID or security mode (SMB1 carried none), one dialect.
+            self.info.client_dialects = (dialect,)
             self._set_dialect(dialect, negotiate.Choice(dialect))
         request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
         body = self._negotiate_body(dialect, None, negotiate.Choice(dialect))
@@ -603,9 +641,10 @@ class Connection:
         outs.append(_Out(resp_header, resp_body, b"", session if session.can_sign else None))
 
     def _new_session(self) -> Session:
+        # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.
         while True:
-            session_id = int.from_bytes(os.urandom(8), "little") & 0x00FFFFFFFFFFFFFF
-            if session_id and session_id not in self._sessions:
+            session_id = int.from_bytes(os.urandom(4), "little")
+            if 0 < session_id < 0xFFFFFFFF and session_id not in self._sessions:
                 break
         session = Session(session_id, SessionInfo(session_id, ""), self._preauth)
         self._sessions[session_id] = session

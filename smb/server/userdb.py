@@ -14,7 +14,7 @@ import trio
 
 log = logging.getLogger(__name__)
 
-CACHE_TTL = 5.0
+CACHE_TTL = 2.0
 
 
 class UserLookup(Protocol):
