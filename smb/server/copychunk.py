@@ -62,7 +62,7 @@ async def copychunk(ctx: CommandContext, r: wire.IoctlRequest, dest: Open) -> Re
         raise CommandError(Status.ACCESS_DENIED)
     request = wire.parse_copychunk(r.input, MAX_CHUNKS)
     src = _source(ctx, request.source_key)
-    if not src.access & acc.FILE_READ_DATA:
+    if not src.access & (acc.FILE_READ_DATA | acc.FILE_EXECUTE):
         raise CommandError(Status.ACCESS_DENIED)
     chunks = request.chunks
     if (len(chunks) > MAX_CHUNKS or any(c.length == 0 or c.length > MAX_CHUNK_SIZE
