@@ -311,6 +311,15 @@ def list_directory(dir_fd: int) -> Iterator[DirEntry]:
         raise _os_error(exc, final=True) from None
 
 
+def restat(dir_fd: int, name: str) -> os.stat_result | None:
+    """An entry's current stat, or None once it is gone (or became a symlink)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    return None if stat_mod.S_ISLNK(st.st_mode) else st
+
+
 def parent_stat(dir_fd: int) -> os.stat_result:
     return os.stat("..", dir_fd=dir_fd, follow_symlinks=False)
 

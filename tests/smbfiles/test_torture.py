@@ -16,9 +16,6 @@ KNOWN_GAPS = {
     "smb2.lock.replay_smb3_specification_multi": "needs durable handles",
     # NTFS's $Extend\$Quota fake file is not served.
     "smb2.create.quota-fake-file": "no quota fake file",
-    # Adds and deletes entries while enumerating: smbd lists live, hanode from a
-    # snapshot taken at the first QUERY_DIRECTORY.
-    "smb2.dir.fixed": "directory snapshot",
     # CHANGE_NOTIFY is answered NOT_SUPPORTED; the related-compound checks
     # below hinge on the order of checks in the connection layer (smbcore).
     "smb2.compound.interim1": "needs CHANGE_NOTIFY",
