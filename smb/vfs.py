@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
+from smb.wire import ea as ea_wire
 from smb.wire.header import Status
 
 # Characters Windows refuses in a file name (MS-FSCC 2.1.5.2), besides the
@@ -32,6 +33,8 @@ from smb.wire.header import Status
 _INVALID_CHARS = frozenset('"*/<>?|') | frozenset(chr(c) for c in range(0x20))
 _MAX_COMPONENT_BYTES = 255
 _DOS_XATTR = "user.hanode.dos"
+# The file's SMB extended attributes, as one FILE_FULL_EA_INFORMATION list.
+_EA_XATTR = "user.hanode.eas"
 # DOS attributes (4) and creation time as a FILETIME (8).
 _DOS_FORMAT = struct.Struct("<IQ")
 
@@ -41,9 +44,12 @@ FILE_ATTRIBUTE_SYSTEM = 0x04
 FILE_ATTRIBUTE_DIRECTORY = 0x10
 FILE_ATTRIBUTE_ARCHIVE = 0x20
 FILE_ATTRIBUTE_NORMAL = 0x80
+FILE_ATTRIBUTE_TEMPORARY = 0x100
+FILE_ATTRIBUTE_NOT_CONTENT_INDEXED = 0x2000
 # The attributes a client may set; the rest are derived from the file.
 SETTABLE_ATTRIBUTES = (FILE_ATTRIBUTE_READONLY | FILE_ATTRIBUTE_HIDDEN
-                       | FILE_ATTRIBUTE_SYSTEM | FILE_ATTRIBUTE_ARCHIVE)
+                       | FILE_ATTRIBUTE_SYSTEM | FILE_ATTRIBUTE_ARCHIVE
+                       | FILE_ATTRIBUTE_TEMPORARY | FILE_ATTRIBUTE_NOT_CONTENT_INDEXED)
 
 _EPOCH_AS_FILETIME = 116444736000000000
 
@@ -279,6 +285,11 @@ class Share:
                     raise _os_error(exc, final=True) from None
                 return new.parts[:-1] + (target,)
 
+    def parent_stat(self, parts: tuple[str, ...]) -> os.stat_result:
+        """The directory that holds ``parts``."""
+        with self.lookup(parts) as where:
+            return os.fstat(where.parent_fd)
+
     def exists(self, parts: tuple[str, ...]) -> os.stat_result | None:
         with self.lookup(parts) as where:
             return where.st
@@ -300,6 +311,15 @@ def list_directory(dir_fd: int) -> Iterator[DirEntry]:
         raise _os_error(exc, final=True) from None
 
 
+def restat(dir_fd: int, name: str) -> os.stat_result | None:
+    """An entry's current stat, or None once it is gone (or became a symlink)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    return None if stat_mod.S_ISLNK(st.st_mode) else st
+
+
 def parent_stat(dir_fd: int) -> os.stat_result:
     return os.stat("..", dir_fd=dir_fd, follow_symlinks=False)
 
@@ -307,9 +327,10 @@ def parent_stat(dir_fd: int) -> os.stat_result:
 # -- DOS attributes and creation time, kept in an extended attribute ---------
 
 
-def _read_dos(fd: int) -> tuple[int, int] | None:
+def _read_dos(target: int | str) -> tuple[int, int] | None:
     try:
-        raw = os.getxattr(fd, _DOS_XATTR)
+        raw = (os.getxattr(target, _DOS_XATTR) if isinstance(target, int)
+               else os.getxattr(target, _DOS_XATTR, follow_symlinks=False))
     except OSError:
         return None
     if len(raw) != _DOS_FORMAT.size:
@@ -317,13 +338,20 @@ def _read_dos(fd: int) -> tuple[int, int] | None:
     return _DOS_FORMAT.unpack(raw)
 
 
-def dos_info(fd: int | None, st: os.stat_result, *, name: str = "") -> tuple[int, int]:
-    """(attributes, creation FILETIME) of a file.
+def dos_info(fd: int | None, st: os.stat_result, *, name: str = "",
+             dir_fd: int | None = None) -> tuple[int, int]:
+    """(attributes, creation FILETIME) of a file, by its fd or by name in ``dir_fd``.
 
-    ``fd`` may be None for directory entries, whose xattr is then not read
-    (listings stay one stat per entry); they fall back to derived values.
+    Listing entries are read through /proc/self/fd/<dir_fd>/<name>: xattr
+    calls take no dir_fd, and that path cannot leave the open directory (the
+    name is a single entry and the last step does not follow symlinks).
     """
-    stored = _read_dos(fd) if fd is not None else None
+    if fd is not None:
+        stored = _read_dos(fd)
+    elif dir_fd is not None and name not in (".", ".."):
+        stored = _read_dos(f"/proc/self/fd/{dir_fd}/{name}")
+    else:
+        stored = None
     is_dir = stat_mod.S_ISDIR(st.st_mode)
     if stored is not None:
         attrs, created = stored
@@ -354,6 +382,33 @@ def set_dos_info(fd: int, st: os.stat_result, attrs: int | None = None,
     except OSError as exc:
         if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
             raise _os_error(exc, final=True) from None
+
+
+def get_eas(fd: int) -> list[ea_wire.Ea]:
+    try:
+        raw = os.getxattr(fd, _EA_XATTR)
+    except OSError:
+        return []
+    try:
+        return ea_wire.parse_full_ea_list(raw)
+    except ValueError:
+        return []  # not ours to interpret; shown as no EAs
+
+
+def set_eas(fd: int, eas: list[ea_wire.Ea]) -> None:
+    try:
+        if eas:
+            os.setxattr(fd, _EA_XATTR, ea_wire.encode_full_ea_list(eas))
+        else:
+            os.removexattr(fd, _EA_XATTR)
+    except OSError as exc:
+        if exc.errno == errno.ENODATA:
+            return
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise VfsError(Status.EAS_NOT_SUPPORTED) from None
+        if exc.errno in (errno.ENOSPC, errno.E2BIG, errno.ERANGE):
+            raise VfsError(Status.EA_TOO_LARGE) from None
+        raise _os_error(exc, final=True) from None
 
 
 def set_times(fd: int, atime_ns: int | None, mtime_ns: int | None) -> None:

@@ -29,8 +29,8 @@ def _snapshot(op: Open, pattern: str) -> DirectoryScan:
     return DirectoryScan(pattern, entries)
 
 
-def _entry(info_class: int, name: str, st: os.stat_result) -> bytes:
-    attrs, created = vfs.dos_info(None, st, name=name)
+def _entry(info_class: int, name: str, st: os.stat_result, dir_fd: int) -> bytes:
+    attrs, created = vfs.dos_info(None, st, name=name, dir_fd=dir_fd)
     is_dir = stat_mod.S_ISDIR(st.st_mode)
     return wire.encode_entry(info_class, wire.EntryInfo(
         name=name, creation=created, last_access=vfs.filetime(st.st_atime_ns),
@@ -43,7 +43,8 @@ def _entry(info_class: int, name: str, st: os.stat_result) -> bytes:
 def _fill(op: Open, q: wire.QueryDirectoryRequest, limit: int) -> tuple[int, bytes]:
     restart = q.flags & (QueryDirectoryFlags.RESTART_SCANS | QueryDirectoryFlags.REOPEN)
     first = op.scan is None
-    if first or restart:
+    fresh = first or restart
+    if fresh:
         op.scan = _snapshot(op, q.pattern or "*")
     scan = op.scan
     if scan.next_index >= len(scan.entries):
@@ -55,7 +56,14 @@ def _fill(op: Open, q: wire.QueryDirectoryRequest, limit: int) -> tuple[int, byt
     single = q.flags & QueryDirectoryFlags.RETURN_SINGLE_ENTRY
     while scan.next_index < len(scan.entries):
         name, st = scan.entries[scan.next_index]
-        entry = _entry(q.info_class, name, st)
+        if not fresh and name not in (".", ".."):
+            # Later batches come from an older snapshot: drop what was deleted
+            # meanwhile, as a live directory read would.
+            st = vfs.restat(op.fd, name)
+            if st is None:
+                scan.next_index += 1
+                continue
+        entry = _entry(q.info_class, name, st, op.fd)
         need = (used + 7) & ~7
         if need + len(entry) > limit:
             break
@@ -65,6 +73,8 @@ def _fill(op: Open, q: wire.QueryDirectoryRequest, limit: int) -> tuple[int, byt
         if single:
             break
     if not packed:
+        if scan.next_index >= len(scan.entries):
+            return Status.NO_MORE_FILES, b""
         return Status.INFO_LENGTH_MISMATCH, b""
     return Status.SUCCESS, wire.pack_entries(packed)
 

@@ -17,6 +17,7 @@ from smb.server.opens import (
     release_open, tree_of,
 )
 from smb.wire import create as wire
+from smb.wire import ea as ea_wire
 from smb.wire import io as io_wire
 from smb.wire.create import CreateOptions, Disposition
 from smb.wire.header import Status
@@ -53,8 +54,6 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
         raise CommandError(Status.NOT_SUPPORTED)
     if any(name in c.contexts for name in _RECONNECT_CONTEXTS):
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
-    if "ExtA" in c.contexts:
-        raise CommandError(Status.EAS_NOT_SUPPORTED)
     if not acc.is_valid(c.desired_access):
         raise CommandError(Status.ACCESS_DENIED)
     if c.desired_access & acc.ACCESS_SYSTEM_SECURITY:
@@ -71,6 +70,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
                    file_id: bytes) -> tuple[Open, int]:
     """Look up, open or create, then register the share mode; (open, action)."""
     parts = vfs.parse_name(c.name)
+    eas = ea_wire.parse_full_ea_list(c.contexts["ExtA"]) if "ExtA" in c.contexts else []
     truncate = False
     if not parts:
         if c.disposition not in (Disposition.OPEN, Disposition.OPEN_IF):
@@ -87,7 +87,8 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
                   access=granted, share_access=c.share_access, dev=st.st_dev, ino=st.st_ino)
-        status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access)
+        status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access,
+                                     op.node_path)
         if status != Status.SUCCESS:
             raise CommandError(status)
     except BaseException:
@@ -96,8 +97,9 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     try:
         if truncate:
             vfs.truncate(fd, 0)
-            if c.file_attributes:
-                vfs.set_dos_info(fd, st, attrs=c.file_attributes)
+            vfs.set_dos_info(fd, st, attrs=c.file_attributes | vfs.FILE_ATTRIBUTE_ARCHIVE)
+        if truncate or (action == wire.CreateAction.CREATED and eas):
+            vfs.set_eas(fd, ea_wire.merge([], eas))
         if c.options & CreateOptions.DELETE_ON_CLOSE:
             if not is_dir and vfs.dos_info(fd, st)[0] & vfs.FILE_ATTRIBUTE_READONLY:
                 raise CommandError(Status.CANNOT_DELETE)
@@ -144,9 +146,10 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         raise CommandError(Status.ACCESS_DENIED)
     is_dir = bool(c.options & CreateOptions.DIRECTORY_FILE)
     fd = tree.root.open(where, write=not is_dir, create=True, directory=is_dir)
+    # New files get ARCHIVE ("changed since the last backup"), as on Windows.
+    attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
     try:
-        vfs.set_dos_info(fd, os.fstat(fd), attrs=c.file_attributes,
-                         created=vfs.filetime(time.time_ns()))
+        vfs.set_dos_info(fd, os.fstat(fd), attrs=attrs, created=vfs.filetime(time.time_ns()))
     except BaseException:
         os.close(fd)
         raise

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+
 import netifaces
 import trio
 
 from smb.server.handler import CommandContext, Reply, Request
-from smb.server.opens import CommandError, RELATED_FILE_ID, open_of
+from smb.server import copychunk
+from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ioctl as wire
 from smb.wire.header import Status
 
@@ -37,6 +40,25 @@ def _validate_negotiate(ctx: CommandContext, data: memoryview) -> bytes:
                                             conn.security_mode, conn.dialect)
 
 
+def _on_open(op: Open, r: wire.IoctlRequest) -> bytes:
+    """The FSCTLs answered from one open alone."""
+    if r.ctl_code == wire.FSCTL_CREATE_OR_GET_OBJECT_ID:
+        # A stable object id from the inode: clients use it to track a file.
+        return wire.object_id(struct.pack("<QQ", op.ino, op.dev))
+    if r.ctl_code == wire.FSCTL_SRV_REQUEST_RESUME_KEY:
+        return wire.resume_key_response(copychunk.resume_key(op))
+    if r.ctl_code == wire.FSCTL_GET_COMPRESSION:
+        return struct.pack("<H", wire.COMPRESSION_FORMAT_NONE)
+    if r.ctl_code == wire.FSCTL_SET_COMPRESSION:
+        # Nothing is compressed; asking for "none" is the one request that holds.
+        if len(r.input) < 2:
+            raise CommandError(Status.INVALID_PARAMETER)
+        if struct.unpack_from("<H", r.input)[0] != wire.COMPRESSION_FORMAT_NONE:
+            raise CommandError(Status.NOT_SUPPORTED)
+        return b""
+    raise CommandError(Status.NOT_SUPPORTED)
+
+
 async def ioctl(ctx: CommandContext, req: Request) -> Reply:
     r = wire.parse_ioctl(req.body, req.message)
     if not r.flags & wire.IOCTL_IS_FSCTL:
@@ -48,9 +70,10 @@ async def ioctl(ctx: CommandContext, req: Request) -> Reply:
     elif r.ctl_code == wire.FSCTL_QUERY_NETWORK_INTERFACE_INFO:
         output = wire.network_interfaces(await trio.to_thread.run_sync(_interfaces))
     else:
-        if r.file_id != RELATED_FILE_ID:
-            open_of(ctx, req, r.file_id)  # a stale handle is reported before the FSCTL
-        raise CommandError(Status.NOT_SUPPORTED)
+        op = open_of(ctx, req, r.file_id)  # a stale handle is reported before the FSCTL
+        if r.ctl_code in (wire.FSCTL_SRV_COPYCHUNK, wire.FSCTL_SRV_COPYCHUNK_WRITE):
+            return await copychunk.copychunk(ctx, r, op)
+        output = _on_open(op, r)
     if len(output) > r.max_output:
         raise CommandError(Status.BUFFER_TOO_SMALL)
     return Reply(body=wire.ioctl_response(r.ctl_code, r.file_id, output))

@@ -44,7 +44,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS opens(
     open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL,
     ino INTEGER NOT NULL, access INTEGER NOT NULL, share INTEGER NOT NULL,
-    delete_on_close INTEGER NOT NULL DEFAULT 0);
+    delete_on_close INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS opens_file ON opens(dev, ino);
 CREATE INDEX IF NOT EXISTS opens_owner ON opens(owner);
 CREATE TABLE IF NOT EXISTS delete_pending(
@@ -172,8 +172,13 @@ class NodeLocal:
 
     # -- share modes and delete-on-close ---------------------------------
 
-    def open_file(self, open_key: str, dev: int, ino: int, access: int, share: int) -> int:
-        """Record an open if no live open's share mode forbids it; returns an NT status."""
+    def open_file(self, open_key: str, dev: int, ino: int, access: int, share: int,
+                  path: str = "") -> int:
+        """Record an open if no live open's share mode forbids it; returns an NT status.
+
+        ``path`` (the file's absolute path) lets a rename of a directory see
+        the opens below it.  It stays true because such renames are refused.
+        """
         def run() -> int:
             rows = self._db.execute(
                 "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
@@ -189,9 +194,41 @@ class NodeLocal:
                 if share_conflict(access, share, other_access, other_share):
                     return Status.SHARING_VIOLATION
             self._db.execute(
-                "INSERT INTO opens(open_key, owner, dev, ino, access, share) VALUES (?,?,?,?,?,?)",
-                (open_key, self.owner, dev, ino, access, share))
+                "INSERT INTO opens(open_key, owner, dev, ino, access, share, path)"
+                " VALUES (?,?,?,?,?,?,?)", (open_key, self.owner, dev, ino, access, share, path))
             return Status.SUCCESS
+        return self._txn(run)
+
+    def set_path(self, open_key: str, path: str) -> None:
+        self._txn(lambda: self._db.execute("UPDATE opens SET path = ? WHERE open_key = ?",
+                                           (path, open_key)))
+
+    def opens_below(self, path: str) -> bool:
+        """Whether a live open holds anything under the directory ``path``."""
+        prefix = path.rstrip("/") + "/"
+
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner FROM opens WHERE substr(path, 1, ?) = ?",
+                (len(prefix), prefix)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
+    def blocks_rename_inside(self, dev: int, ino: int) -> bool:
+        """Whether an open of this directory forbids renaming entries in it.
+
+        Samba and Windows refuse (SHARING_VIOLATION) while another handle on
+        the parent that takes part in sharing (data or DELETE access) holds
+        DELETE access or does not share delete.
+        """
+        data = FILE_READ_DATA | FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_EXECUTE | DELETE
+
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
+                (dev, ino)).fetchall()
+            return any(access & data and (access & DELETE or not share & FILE_SHARE_DELETE)
+                       and self._live(owner) for owner, access, share in rows)
         return self._txn(run)
 
     def set_delete_on_close(self, open_key: str, flag: bool) -> None:

@@ -62,6 +62,11 @@ class Open:
         return self.parts[-1] if self.parts else ""
 
     @property
+    def node_path(self) -> str:
+        """The path the node table knows this open by."""
+        return os.path.join(self.tree.root.root, *self.parts)
+
+    @property
     def display_name(self) -> str:
         return "\\" + "\\".join(self.parts)
 

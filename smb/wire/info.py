@@ -6,6 +6,7 @@ security descriptor (MS-DTYP 2.4.6).
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass
 
@@ -49,7 +50,9 @@ class FsClass(enum.IntEnum):
     SIZE = 3
     DEVICE = 4
     ATTRIBUTE = 5
+    CONTROL = 6
     FULL_SIZE = 7
+    OBJECT_ID = 8
     SECTOR_SIZE = 11
 
 
@@ -121,6 +124,7 @@ class FileFacts:
     position: int
     mode: int
     name: str  # share-relative, backslash separated, with a leading backslash
+    ea_size: int = 0
 
 
 _BASIC = struct.Struct("<QQQQII")
@@ -148,23 +152,47 @@ def _stream(f: FileFacts) -> bytes:
     return struct.pack("<IIQQ", 0, len(name), f.end_of_file, f.allocation_size) + name
 
 
-# Class -> (encoder, fixed size below which the buffer is INFO_LENGTH_MISMATCH).
+_EIGHT_DOT_THREE = re.compile(r"^[A-Z0-9_$~!#%&'()@^`{}-]{1,8}(\.[A-Z0-9_$~!#%&'()@^`{}-]{1,3})?$")
+
+
+def short_name(name: str) -> str:
+    """An 8.3 name for FileAlternateNameInformation.
+
+    A name that already is 8.3 is its own short name; others get a stable
+    mangled form (letters, '~', two hash digits, extension) in the spirit of
+    Samba's default mangling.
+    """
+    if _EIGHT_DOT_THREE.match(name):
+        return name
+    base, _, ext = name.rpartition(".") if "." in name[1:] else (name, "", "")
+
+    def clean(text: str) -> str:
+        return "".join(c for c in text.upper() if c.isascii() and c.isalnum())
+
+    digest = sum(ord(c) * (i + 1) for i, c in enumerate(name)) % 100
+    ext = clean(ext)[:3]
+    return f"{(clean(base) or 'FILE')[:5]}~{digest:02d}" + (f".{ext}" if ext else "")
+
+
+# Class -> (encoder, fixed size below which the buffer is INFO_LENGTH_MISMATCH;
+# Windows counts one padded name character into the fixed part).
 FILE_CLASSES = {
     FileClass.BASIC: (_basic, 40),
     FileClass.STANDARD: (_standard, 24),
     FileClass.INTERNAL: (lambda f: struct.pack("<Q", f.index), 8),
-    FileClass.EA: (lambda f: struct.pack("<I", 0), 4),
+    FileClass.EA: (lambda f: struct.pack("<I", f.ea_size), 4),
     FileClass.ACCESS: (lambda f: struct.pack("<I", f.access), 4),
     FileClass.POSITION: (lambda f: struct.pack("<Q", f.position), 8),
     FileClass.MODE: (lambda f: struct.pack("<I", f.mode), 4),
     FileClass.ALIGNMENT: (lambda f: struct.pack("<I", 0), 4),
     FileClass.ALL: (lambda f: (_basic(f) + _standard(f)
-                               + struct.pack("<QIIQII", f.index, 0, f.access, f.position,
+                               + struct.pack("<QIIQII", f.index, f.ea_size, f.access, f.position,
                                              f.mode, 0)
-                               + _name(f.name)), 100),
-    FileClass.NAME: (lambda f: _name(f.name), 4),
-    FileClass.NORMALIZED_NAME: (lambda f: _name(f.name.lstrip("\\")), 4),
-    FileClass.STREAM: (_stream, 0),
+                               + _name(f.name)), 104),
+    FileClass.NAME: (lambda f: _name(f.name), 8),
+    FileClass.NORMALIZED_NAME: (lambda f: _name(f.name.lstrip("\\")), 8),
+    FileClass.ALTERNATE_NAME: (lambda f: _name(short_name(f.name.rpartition("\\")[2])), 8),
+    FileClass.STREAM: (_stream, 32),
     FileClass.COMPRESSION: (lambda f: struct.pack("<QHBBB3x", f.end_of_file, 0, 0, 0, 0), 16),
     FileClass.NETWORK_OPEN: (lambda f: struct.pack(
         "<QQQQQQII", f.creation, f.last_access, f.last_write, f.change, f.allocation_size,
@@ -191,6 +219,7 @@ class VolumeFacts:
     serial: int
     label: str
     created: int
+    object_id: bytes = b"\x00" * 16
 
 
 def _units(v: VolumeFacts) -> tuple[int, int, int, int, int]:
@@ -212,11 +241,14 @@ def _fs_attribute(v: VolumeFacts) -> bytes:
 
 
 FS_CLASSES = {
-    FsClass.VOLUME: (_volume, 18),
+    FsClass.VOLUME: (_volume, 24),
     FsClass.SIZE: (lambda v: struct.pack("<QQII", *(_units(v)[i] for i in (0, 1, 3, 4))), 24),
     FsClass.DEVICE: (lambda v: struct.pack("<II", FILE_DEVICE_DISK, FILE_DEVICE_IS_MOUNTED), 8),
-    FsClass.ATTRIBUTE: (_fs_attribute, 12),
+    FsClass.ATTRIBUTE: (_fs_attribute, 16),
+    # No quotas: thresholds and limits all "none" (-1), control flags 0.
+    FsClass.CONTROL: (lambda v: struct.pack("<QQQqqII", 0, 0, 0, -1, -1, 0, 0), 48),
     FsClass.FULL_SIZE: (lambda v: struct.pack("<QQQII", *_units(v)), 32),
+    FsClass.OBJECT_ID: (lambda v: v.object_id + b"\x00" * 48, 64),
     FsClass.SECTOR_SIZE: (lambda v: struct.pack("<IIIIIII", 512, 512, 512, 512, 0x3, 0, 0), 28),
 }
 

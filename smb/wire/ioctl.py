@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from smb.wire.body import MalformedRequest, buffer_at, pad8, unpack_fixed
 from smb.wire.header import HEADER_SIZE
 
+FSCTL_GET_COMPRESSION = 0x0009003C
+FSCTL_SET_COMPRESSION = 0x0009C040
+FSCTL_CREATE_OR_GET_OBJECT_ID = 0x000900C0
+FSCTL_SRV_REQUEST_RESUME_KEY = 0x00140078
+FSCTL_SRV_COPYCHUNK = 0x001440F2
+FSCTL_SRV_COPYCHUNK_WRITE = 0x001480F2
+COMPRESSION_FORMAT_NONE = 0
 FSCTL_DFS_GET_REFERRALS = 0x00060194
 FSCTL_DFS_GET_REFERRALS_EX = 0x000601B0
 FSCTL_QUERY_NETWORK_INTERFACE_INFO = 0x001401FC
@@ -65,6 +72,54 @@ def parse_validate_negotiate(data: bytes | memoryview) -> ValidateNegotiate:
 def validate_negotiate_response(capabilities: int, guid: bytes, security_mode: int,
                                 dialect: int) -> bytes:
     return _VALIDATE.pack(capabilities, guid, security_mode, dialect)
+
+
+def object_id(oid: bytes) -> bytes:
+    """FILE_OBJECTID_BUFFER (MS-FSCC 2.1.3.1): the id, then 48 bytes of birth ids."""
+    return oid + b"\x00" * 48
+
+
+def resume_key_response(key: bytes) -> bytes:
+    """SRV_REQUEST_RESUME_KEY response (2.2.32.3): 24-byte key, no context."""
+    return key + struct.pack("<I", 0) + b"\x00" * 4
+
+
+_COPYCHUNK_HEAD = struct.Struct("<24sII")
+_CHUNK = struct.Struct("<QQII")
+_COPYCHUNK_RESPONSE = struct.Struct("<III")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source_offset: int
+    target_offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class CopyChunkRequest:
+    source_key: bytes
+    chunks: tuple[Chunk, ...]
+
+
+def parse_copychunk(data: bytes | memoryview, max_chunks: int) -> CopyChunkRequest:
+    """SRV_COPYCHUNK_COPY (2.2.31.1); more than ``max_chunks`` chunks are not parsed."""
+    if len(data) < _COPYCHUNK_HEAD.size:
+        raise MalformedRequest("SRV_COPYCHUNK_COPY too short")
+    key, count, _ = _COPYCHUNK_HEAD.unpack_from(data)
+    if count > max_chunks:
+        return CopyChunkRequest(key, tuple(Chunk(0, 0, 0) for _ in range(max_chunks + 1)))
+    if _COPYCHUNK_HEAD.size + count * _CHUNK.size > len(data):
+        raise MalformedRequest("SRV_COPYCHUNK_COPY chunks truncated")
+    chunks = tuple(Chunk(*_CHUNK.unpack_from(data, _COPYCHUNK_HEAD.size + i * _CHUNK.size)[:3])
+                   for i in range(count))
+    return CopyChunkRequest(bytes(key), chunks)
+
+
+def copychunk_response(chunks_written: int, chunk_bytes_written: int,
+                       total_bytes_written: int) -> bytes:
+    """SRV_COPYCHUNK_RESPONSE (2.2.32.1); on INVALID_PARAMETER it carries the limits."""
+    return _COPYCHUNK_RESPONSE.pack(chunks_written, chunk_bytes_written, total_bytes_written)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,13 @@ import subprocess
 
 import pytest
 
-from tests.smbfiles import server
 
 
 def smbclient(srv, commands: str, *extra: str, protocol: str = "SMB3",
               check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         ["smbclient", "-m", protocol, "-p", str(srv.port), srv.unc,
-         "-U", f"{server.USER}%{server.PASSWORD}", *extra, "-c", commands],
+         "-U", srv.credentials, *extra, "-c", commands],
         capture_output=True, text=True, timeout=300)
     if check:
         assert proc.returncode == 0 and "NT_STATUS" not in proc.stdout, (
@@ -98,7 +97,7 @@ def test_dotdot_cannot_leave_the_share(smb_server, tmp_path):
 def test_unknown_share_is_refused(smb_server):
     proc = subprocess.run(
         ["smbclient", "-m", "SMB3", "-p", str(smb_server.port), "//127.0.0.1/nosuch",
-         "-U", f"{server.USER}%{server.PASSWORD}", "-c", "ls"],
+         "-U", smb_server.credentials, "-c", "ls"],
         capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "NT_STATUS_BAD_NETWORK_NAME" in proc.stdout + proc.stderr

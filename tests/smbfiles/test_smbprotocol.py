@@ -18,15 +18,15 @@ from smbprotocol.open import (
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from tests.smbfiles import server
 
 
 @pytest.fixture
 def cache(smb_server):
     """A private connection cache, registered with encryption as smbprotocol defaults."""
     c: dict = {}
-    smbclient.register_session("127.0.0.1", username=server.USER, password=server.PASSWORD,
-                               port=smb_server.port, connection_cache=c)
+    smbclient.register_session("127.0.0.1", username=smb_server.user,
+                               password=smb_server.password, port=smb_server.port,
+                               connection_cache=c)
     try:
         yield c
     finally:
@@ -97,7 +97,7 @@ def raw_tree(smb_server):
     conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
     conn.connect()
     try:
-        session = Session(conn, server.USER, server.PASSWORD)
+        session = Session(conn, smb_server.user, smb_server.password)
         session.connect()
         tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
         tree.connect()
@@ -141,9 +141,9 @@ def test_raw_symlink_to_etc(smb_server, raw_tree):
     assert "STATUS_ACCESS_DENIED" in str(info.value)
 
 
-def test_share_modes_across_workers(etcd_server, tmp_path):
-    """Two connections, likely on different workers, see each other's share modes."""
-    srv = server.start(etcd_server.url, tmp_path, workers=2)
+def test_share_modes_across_workers(smb_server):
+    """Four connections, spread over the two workers, see each other's share modes."""
+    srv = smb_server
     conns = []
     try:
         (srv.share / "f").write_text("x")
@@ -152,7 +152,7 @@ def test_share_modes_across_workers(etcd_server, tmp_path):
             conn = Connection(uuid.uuid4(), "127.0.0.1", srv.port)
             conn.connect()
             conns.append(conn)
-            session = Session(conn, server.USER, server.PASSWORD)
+            session = Session(conn, smb_server.user, smb_server.password)
             session.connect()
             tree = TreeConnect(session, f"\\\\127.0.0.1\\{srv.share_name}")
             tree.connect()
@@ -177,4 +177,3 @@ def test_share_modes_across_workers(etcd_server, tmp_path):
     finally:
         for conn in conns:
             conn.disconnect(True)
-        server.stop(srv.proc)

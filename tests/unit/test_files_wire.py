@@ -227,8 +227,9 @@ def test_file_all_information_read_by_smbprotocol():
     parsed.unpack(data)
     assert parsed["standard_information"]["end_of_file"].get_value() == 10
     assert parsed["name_information"]["file_name"].get_value() == "\\dir\\f.txt"
-    assert info.fit_output(data, minimum, 100) == ("overflow", data[:100])
-    assert info.fit_output(data, minimum, 99)[0] == "short"
+    assert info.fit_output(data, minimum, 104) == ("overflow", data[:104])
+    assert info.fit_output(data, minimum, 103)[0] == "short"
+    assert info.fit_output(data, minimum, len(data)) == ("ok", data)
 
 
 def test_fs_classes_read_by_smbprotocol():
