@@ -632,8 +632,12 @@ class Connection:
             self._fail(outs, header, Status.USER_SESSION_DELETED, _Chain())
             return
         if existing is not None and existing.valid:
-            # Re-authentication: a fresh exchange; the session keeps its keys.
-            session = Session(existing.id, SessionInfo(existing.id, ""), self._preauth)
+            # Re-authentication: a fresh exchange, kept across its legs; the
+            # session keeps its keys (MS-SMB2 3.3.5.5.2).
+            if existing.reauth is None:
+                existing.reauth = Session(existing.id, SessionInfo(existing.id, ""),
+                                          self._preauth)
+            session = existing.reauth
         elif existing is not None:
             session = existing
         else:
@@ -663,6 +667,7 @@ class Connection:
             return
         if existing is not None and existing.valid:
             existing.info.user = session.info.user
+            existing.reauth = None
             session = existing
         flags = 0
         if session.info.is_guest:

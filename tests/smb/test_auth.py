@@ -103,3 +103,16 @@ def test_share_that_requires_encryption(encrypted_share, payload, tmp_path):
     assert _sha256(back) == _sha256(payload)
     old = harness.smbclient(encrypted_share, "ls", "-m", "SMB2_10")
     assert "NT_STATUS_ACCESS_DENIED" in old.stdout + old.stderr
+
+
+def test_anonymous_allowed_with_allow_guest(etcd_server, tmp_path):
+    target = harness.start_hanode(etcd_server.url, tmp_path / "guest",
+                                  smb_extra="allow_guest = true")
+    try:
+        result = harness.smbclient(target, "ls", "-m", "SMB3", anonymous=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        wrong = harness.smbclient(target, "ls", "-m", "SMB3", password="wrong")
+        assert "NT_STATUS_LOGON_FAILURE" in wrong.stdout + wrong.stderr  # a known user
+    finally:
+        harness.stop(target)
+    assert "for 'anonymous'" in target.log_text()

@@ -125,3 +125,21 @@ def test_frames_beyond_the_negotiated_maximum_are_refused(hanode_server):
     finally:
         client.close()
     assert "exceeds" in hanode_server.log_text()
+
+
+def test_reauthentication_keeps_the_session(hanode_server):
+    client = _logged_on(hanode_server)
+    try:
+        first = client.session_id
+        # Both legs of a second NTLM exchange on the same SessionId.
+        assert client.session_setup(hanode_server.user, hanode_server.password) == 0
+        assert client.session_id == first
+        header, _ = client.request(Command.ECHO, struct.pack("<HH", 4, 0))
+        assert header.status == Status.SUCCESS
+        assert client.tree_connect(hanode_server.share_name) == 0
+        # A failed re-authentication ends the session.
+        assert client.session_setup(hanode_server.user, "wrong") == Status.LOGON_FAILURE
+        header, _ = client.request(Command.TREE_CONNECT, _tree_body(hanode_server))
+        assert header.status == Status.USER_SESSION_DELETED
+    finally:
+        client.close()
