@@ -9,6 +9,7 @@ and a handler that raises is answered INTERNAL_ERROR with one log line.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -58,17 +59,24 @@ class _Disconnect(Exception):
     """The client broke the protocol in a way that ends the connection."""
 
 
-def _handlers() -> dict[int, Handler]:
-    """The file-side handlers; absent until that part is installed."""
+@functools.cache
+def _file_side():
+    """``smb.server.commands`` (the file commands), or None where it is not installed."""
     if importlib.util.find_spec("smb.server.commands") is None:
-        return {}
-    return importlib.import_module("smb.server.commands").HANDLERS
+        return None
+    return importlib.import_module("smb.server.commands")
+
+
+def _handlers() -> dict[int, Handler]:
+    file_side = _file_side()
+    return file_side.HANDLERS if file_side is not None else {}
 
 
 async def _release_session(info: SessionInfo) -> None:
     """Let the file side close the trees and opens of a session that ended."""
-    if importlib.util.find_spec("smb.server.commands") is not None:
-        await importlib.import_module("smb.server.commands").session_closed(info)
+    file_side = _file_side()
+    if file_side is not None:
+        await file_side.session_closed(info)
 
 
 @dataclass
@@ -187,7 +195,8 @@ class Connection:
                         await self._handle_frame(frame)
                 except _Disconnect as exc:
                     log.info("closing connection from %s: %s", self.info.client_address[0], exc)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError,
+                        ConnectionError):  # the client went away (recv_into raises these raw)
                     pass
                 finally:
                     nursery.cancel_scope.cancel()
