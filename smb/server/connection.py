@@ -53,6 +53,9 @@ class Limits:
     max_sessions: int = 64
     max_async: int = 512
     max_credits: int = 8192
+    # Until a session is established each frame must arrive within this many
+    # seconds, so silent or trickling clients cannot hold connection slots.
+    logon_timeout: float = 30.0
 
 
 class _Disconnect(Exception):
@@ -189,7 +192,7 @@ class Connection:
                 self._nursery = nursery
                 try:
                     while True:
-                        frame = await self._read_frame()
+                        frame = await self._next_frame()
                         if frame is None:
                             break
                         await self._handle_frame(frame)
@@ -206,6 +209,13 @@ class Connection:
                     await _release_session(session.info)
                 self._sessions.clear()
                 await self._stream.aclose()
+
+    async def _next_frame(self) -> bytearray | None:
+        if any(s.valid for s in self._sessions.values()):
+            return await self._read_frame()
+        with trio.move_on_after(self._limits.logon_timeout):
+            return await self._read_frame()
+        raise _Disconnect(f"no logon within {self._limits.logon_timeout:g} s")
 
     async def _fill(self) -> bool:
         chunk = await self._stream.receive_some(RECEIVE_CHUNK)
