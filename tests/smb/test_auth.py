@@ -116,3 +116,23 @@ def test_anonymous_allowed_with_allow_guest(etcd_server, tmp_path):
     finally:
         harness.stop(target)
     assert "for 'anonymous'" in target.log_text()
+
+
+@pytest.mark.parametrize("option", [
+    "client smb3 encryption algorithms=AES-128-CCM",
+    "client smb3 encryption algorithms=AES-128-GCM",
+    "client smb3 encryption algorithms=AES-256-CCM",
+    "client smb3 encryption algorithms=AES-256-GCM",
+    "client smb3 signing algorithms=HMAC-SHA256",
+    "client smb3 signing algorithms=AES-128-CMAC",
+    "client smb3 signing algorithms=AES-128-GMAC",
+])
+def test_each_311_cipher_and_signing_algorithm(hanode_server, payload, tmp_path, option):
+    """The client offers exactly one algorithm, so the server must pick that one."""
+    protection = "--client-protection=encrypt" if "encryption" in option else \
+        "--client-protection=sign"
+    back = tmp_path / "back.bin"
+    result = harness.smbclient(hanode_server, f"put {payload} a.bin; get a.bin {back}",
+                               "-m", "SMB3", protection, f"--option={option}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _sha256(back) == _sha256(payload)
