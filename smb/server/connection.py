@@ -341,7 +341,8 @@ class Connection:
                 return self._fail(outs, header, Status.INVALID_PARAMETER,
                                   _Chain(inherited_status=Status.INVALID_PARAMETER))
             header = header.evolve(
-                session_id=chain.session_id if header.session_id == RELATED_ID else header.session_id,
+                session_id=(chain.session_id if header.session_id == RELATED_ID
+                            else header.session_id),
                 tree_id=chain.tree_id if header.tree_id == 0xFFFFFFFF else header.tree_id)
             file_id = chain.file_id
             if chain.inherited_status != Status.SUCCESS:
