@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
+RECEIVE_CHUNK = 64 * 1024
 LARGE_MAX_SIZE = 8 * 1024 * 1024
 SMALL_MAX_SIZE = 64 * 1024
 FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
@@ -197,31 +198,50 @@ class Connection:
                 self._sessions.clear()
                 await self._stream.aclose()
 
-    async def _read_exactly(self, n: int) -> bytearray | None:
-        while len(self._buf) < n:
-            chunk = await self._stream.receive_some(max(65536, n - len(self._buf)))
-            if not chunk:
-                if self._buf:
-                    raise _Disconnect("connection closed mid-message")
-                return None
-            self._buf += chunk
-        out = self._buf[:n]
-        del self._buf[:n]
-        return out
+    async def _fill(self) -> bool:
+        chunk = await self._stream.receive_some(RECEIVE_CHUNK)
+        self._buf += chunk
+        return bool(chunk)
+
+    async def _receive_into(self, view: memoryview) -> int:
+        """Read straight into the frame's buffer, so a large WRITE is copied once."""
+        sock = getattr(self._stream, "socket", None)
+        if sock is not None:
+            return await sock.recv_into(view)
+        chunk = await self._stream.receive_some(len(view))
+        view[:len(chunk)] = chunk
+        return len(chunk)
 
     async def _read_frame(self) -> bytearray | None:
         """One direct-TCP frame (MS-SMB2 2.1), refused before allocation if too large."""
-        head = await self._read_exactly(4)
-        if head is None:
-            return None
-        if head[0] != 0:
+        while len(self._buf) < 4:
+            if not await self._fill():
+                if self._buf:
+                    raise _Disconnect("connection closed mid-message")
+                return None
+        if self._buf[0] != 0:
             raise _Disconnect("not a direct-TCP frame")
-        length = int.from_bytes(head[1:4], "big")
+        length = int.from_bytes(self._buf[1:4], "big")
         if length > self._max_frame:
             raise _Disconnect(f"frame of {length} bytes exceeds {self._max_frame}")
         if length < 4:
             raise _Disconnect("frame too short")
-        return await self._read_exactly(length)
+        del self._buf[:4]
+        if len(self._buf) >= length:
+            frame = self._buf[:length]
+            del self._buf[:length]
+            return frame
+        frame = bytearray(length)
+        view = memoryview(frame)
+        have = len(self._buf)
+        view[:have] = self._buf
+        self._buf.clear()
+        while have < length:
+            got = await self._receive_into(view[have:])
+            if not got:
+                raise _Disconnect("connection closed mid-message")
+            have += got
+        return frame
 
     async def _handle_frame(self, frame: bytearray) -> None:
         proto = bytes(frame[:4])
@@ -324,15 +344,15 @@ class Connection:
             return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
 
         session = self._sessions.get(header.session_id)
-        if command != Command.ECHO or header.session_id:
-            status = self._check_session(session, element, header, encrypted)
-            if status != Status.SUCCESS:
-                if status == Status.USER_SESSION_DELETED:
-                    next_chain.inherited_status = Status.INVALID_PARAMETER
-                return self._fail(outs, header, status, next_chain, session)
-        if command == Command.ECHO:
-            self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
+        if command == Command.ECHO:  # needs no session; signed when its session signs
+            usable = session if session is not None and session.valid else None
+            self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), usable)
             return next_chain
+        status = self._check_session(session, element, header, encrypted)
+        if status != Status.SUCCESS:
+            if status == Status.USER_SESSION_DELETED:
+                next_chain.inherited_status = Status.INVALID_PARAMETER
+            return self._fail(outs, header, status, next_chain, session)
         assert session is not None
         if command == Command.LOGOFF:
             self._sessions.pop(session.id, None)
@@ -415,22 +435,37 @@ class Connection:
         return chain
 
     async def _send(self, outs: list[_Out], encrypted: Session | None) -> None:
-        parts = []
+        """Frame, sign or encrypt, and send one (compound) reply.
+
+        Large payloads (READ data) are handed to the socket as they are instead
+        of being copied into the frame; only encryption needs one buffer.
+        """
+        pieces: list[crypto.Buffer] = []
         for i, out in enumerate(outs):
             last = i == len(outs) - 1
             size = HEADER_SIZE + len(out.body) + len(out.payload)
             pad = 0 if last else (-size) % 8
-            header = out.header.evolve(next_command=0 if last else size + pad)
-            msg = header.pack() + out.body + bytes(out.payload) + b"\x00" * pad
+            header = bytearray(out.header.evolve(next_command=0 if last else size + pad).pack())
+            rest = [p for p in (out.body, out.payload, bytes(pad)) if len(p)]
             if out.sign_with is not None and encrypted is None:
-                msg = crypto.sign(out.sign_with.signing_key, self._signing_alg, msg)
-            parts.append(msg)
-        data = b"".join(parts)
+                crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header, rest)
+            pieces += [header, *rest]
         if encrypted is not None:
-            data = crypto.encrypt(encrypted.encrypt_key, self._cipher,
-                                  encrypted.next_nonce(self._cipher), encrypted.id, data)
+            pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
+                                         encrypted.next_nonce(self._cipher), encrypted.id,
+                                         b"".join(pieces)))
+        small = bytearray(struct.pack(">I", sum(len(p) for p in pieces)))
         async with self._send_lock:
-            await self._stream.send_all(struct.pack(">I", len(data)) + data)
+            for piece in pieces:
+                if len(piece) < RECEIVE_CHUNK:
+                    small += piece
+                    continue
+                if small:
+                    await self._stream.send_all(small)
+                    small = bytearray()
+                await self._stream.send_all(piece)
+            if small:
+                await self._stream.send_all(small)
 
     # -- handlers, async and cancel --------------------------------------------------
 
@@ -597,8 +632,12 @@ class Connection:
             self._fail(outs, header, Status.USER_SESSION_DELETED, _Chain())
             return
         if existing is not None and existing.valid:
-            # Re-authentication: a fresh exchange; the session keeps its keys.
-            session = Session(existing.id, SessionInfo(existing.id, ""), self._preauth)
+            # Re-authentication: a fresh exchange, kept across its legs; the
+            # session keeps its keys (MS-SMB2 3.3.5.5.2).
+            if existing.reauth is None:
+                existing.reauth = Session(existing.id, SessionInfo(existing.id, ""),
+                                          self._preauth)
+            session = existing.reauth
         elif existing is not None:
             session = existing
         else:
@@ -628,6 +667,7 @@ class Connection:
             return
         if existing is not None and existing.valid:
             existing.info.user = session.info.user
+            existing.reauth = None
             session = existing
         flags = 0
         if session.info.is_guest:

@@ -40,6 +40,8 @@ class Session:
     app_key: bytes = field(default=b"", repr=False)
     encrypt_key: bytes = field(default=b"", repr=False)  # server-to-client
     decrypt_key: bytes = field(default=b"", repr=False)  # client-to-server
+    # A re-authentication in progress on this (valid) session.
+    reauth: "Session | None" = field(default=None, repr=False)
     _ntlm: ntlm.NtlmServer | None = field(default=None, repr=False)
     _spnego: bool = True
     _mech_types_der: bytes = b""

@@ -98,50 +98,60 @@ def derive_keys(session_key: bytes, dialect: int, preauth_hash: bytes,
 # -- signing ---------------------------------------------------------------------
 
 
-def _aes_cmac(key: bytes, data: bytes) -> bytes:
-    mac = cmac.CMAC(algorithms.AES(key))
-    mac.update(data)
-    return mac.finalize()
-
-
-def _gmac_nonce(message: bytes) -> bytes:
-    (message_id,) = struct.unpack_from("<Q", message, 24)
-    (flags,) = struct.unpack_from("<I", message, 16)
+def _gmac_nonce(header: bytes | bytearray | memoryview) -> bytes:
+    (message_id,) = struct.unpack_from("<Q", header, 24)
+    (flags,) = struct.unpack_from("<I", header, 16)
     role = 1 if flags & Flags.SERVER_TO_REDIR else 0
     # A CANCEL request (command 0x0C) marks bit 1.
-    (command,) = struct.unpack_from("<H", message, 12)
+    (command,) = struct.unpack_from("<H", header, 12)
     cancel = 2 if command == 0x0C and not role else 0
     return struct.pack("<QI", message_id, role | cancel)
 
 
-def compute_signature(key: bytes, algorithm: int, message: bytes | memoryview) -> bytes:
-    """The 16-byte signature of one SMB2 message (its signature field is ignored)."""
-    data = bytes(message[:SIGNATURE_OFFSET]) + b"\x00" * SIGNATURE_SIZE + bytes(
-        message[SIGNATURE_OFFSET + SIGNATURE_SIZE:])
+Buffer = bytes | bytearray | memoryview
+
+
+def signature_of(key: bytes, algorithm: int, parts: list[Buffer]) -> bytes:
+    """The 16-byte signature of a message given as consecutive ``parts``.
+
+    The first part must start with the 64-byte header whose signature field is
+    already zeroed.  Taking parts lets a large READ reply or WRITE request be
+    signed without first copying it into one buffer (HMAC and CMAC are
+    incremental; GMAC needs its data in one piece).
+    """
     if algorithm == SigningAlgorithm.HMAC_SHA256:
-        return hmac.new(key, data, hashlib.sha256).digest()[:SIGNATURE_SIZE]
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(part)
+        return mac.digest()[:SIGNATURE_SIZE]
     if algorithm == SigningAlgorithm.AES_CMAC:
-        return _aes_cmac(key, data)
+        cm = cmac.CMAC(algorithms.AES(key))
+        for part in parts:
+            cm.update(part)
+        return cm.finalize()
     if algorithm == SigningAlgorithm.AES_GMAC:
-        return AESGCM(key).encrypt(_gmac_nonce(data), b"", data)
+        return AESGCM(key).encrypt(_gmac_nonce(parts[0]), b"", b"".join(parts))
     raise CryptoError(f"unknown signing algorithm {algorithm}")
 
 
-def sign(key: bytes, algorithm: int, message: bytes | bytearray) -> bytes:
-    """``message`` with SIGNED set and its signature filled in."""
-    buf = bytearray(message)
-    (flags,) = struct.unpack_from("<I", buf, 16)
-    struct.pack_into("<I", buf, 16, flags | Flags.SIGNED)
-    buf[SIGNATURE_OFFSET:SIGNATURE_OFFSET + SIGNATURE_SIZE] = compute_signature(
-        key, algorithm, buf)
-    return bytes(buf)
+def sign_header(key: bytes, algorithm: int, header: bytearray, rest: list[Buffer]) -> None:
+    """Set SIGNED in ``header`` (the message's first 64 bytes) and fill in its
+    signature over header + rest."""
+    (flags,) = struct.unpack_from("<I", header, 16)
+    struct.pack_into("<I", header, 16, flags | Flags.SIGNED)
+    header[SIGNATURE_OFFSET:SIGNATURE_OFFSET + SIGNATURE_SIZE] = bytes(SIGNATURE_SIZE)
+    header[SIGNATURE_OFFSET:SIGNATURE_OFFSET + SIGNATURE_SIZE] = signature_of(
+        key, algorithm, [header, *rest])
 
 
-def verify(key: bytes, algorithm: int, message: bytes | memoryview) -> bool:
+def verify(key: bytes, algorithm: int, message: Buffer) -> bool:
+    """Whether a received message's signature is right (its bytes are not copied)."""
     if len(message) < HEADER_SIZE:
         return False
-    expected = compute_signature(key, algorithm, message)
-    return hmac.compare_digest(expected, bytes(message[SIGNATURE_OFFSET:SIGNATURE_OFFSET + 16]))
+    view = memoryview(message)
+    parts = [view[:SIGNATURE_OFFSET], bytes(SIGNATURE_SIZE), view[HEADER_SIZE:]]
+    expected = signature_of(key, algorithm, parts)
+    return hmac.compare_digest(expected, bytes(view[SIGNATURE_OFFSET:HEADER_SIZE]))
 
 
 # -- encryption (TRANSFORM_HEADER) -------------------------------------------------
@@ -164,8 +174,13 @@ def _aead(cipher: int, key: bytes) -> AESGCM | AESCCM:
     raise CryptoError(f"unknown cipher {cipher}")
 
 
-def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int, plaintext: bytes) -> bytes:
-    """A TRANSFORM_HEADER followed by ``plaintext`` encrypted; ``nonce`` must never repeat."""
+def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int,
+            plaintext: Buffer) -> tuple[bytes, memoryview]:
+    """(TRANSFORM_HEADER, ciphertext) for ``plaintext``; ``nonce`` must never repeat.
+
+    The two parts are returned apart so an 8 MiB READ reply is not copied once
+    more just to put its header in front.
+    """
     n = nonce_size(cipher)
     if len(nonce) != n:
         raise CryptoError(f"nonce must be {n} bytes")
@@ -173,11 +188,10 @@ def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int, plaintext: b
     aad = _TRANSFORM.pack(TRANSFORM_PROTOCOL_ID, b"\x00" * 16, nonce_field, len(plaintext),
                           0, ENCRYPTED_FLAG, session_id)[20:]
     sealed = _aead(cipher, key).encrypt(nonce, plaintext, aad)
-    body, tag = sealed[:-16], sealed[-16:]
-    return TRANSFORM_PROTOCOL_ID + tag + aad + body
+    return TRANSFORM_PROTOCOL_ID + sealed[-16:] + aad, memoryview(sealed)[:-16]
 
 
-def parse_transform(data: bytes | memoryview) -> tuple[int, int]:
+def parse_transform(data: Buffer) -> tuple[int, int]:
     """(session id, original message size) of a TRANSFORM_HEADER message."""
     if len(data) < TRANSFORM_HEADER_SIZE or bytes(data[:4]) != TRANSFORM_PROTOCOL_ID:
         raise CryptoError("not a transform header")
@@ -189,15 +203,18 @@ def parse_transform(data: bytes | memoryview) -> tuple[int, int]:
     return session_id, size
 
 
-def decrypt(key: bytes, cipher: int, data: bytes | memoryview) -> bytes:
+def decrypt(key: bytes, cipher: int, data: Buffer) -> bytes:
     """The plaintext of a TRANSFORM_HEADER message; CryptoError if it does not authenticate."""
     parse_transform(data)
-    data = bytes(data)
-    tag = data[4:20]
-    aad = data[20:TRANSFORM_HEADER_SIZE]
-    nonce = data[20:20 + nonce_size(cipher)]
+    view = memoryview(data)
+    body = len(view) - TRANSFORM_HEADER_SIZE
+    # The AEAD wants ciphertext and tag in one buffer: one copy, not two.
+    sealed = bytearray(body + 16)
+    sealed[:body] = view[TRANSFORM_HEADER_SIZE:]
+    sealed[body:] = view[4:20]
+    aad = bytes(view[20:TRANSFORM_HEADER_SIZE])
     try:
-        return _aead(cipher, key).decrypt(nonce, data[TRANSFORM_HEADER_SIZE:] + tag, aad)
+        return _aead(cipher, key).decrypt(aad[:nonce_size(cipher)], sealed, aad)
     except InvalidTag:
         raise CryptoError("message does not decrypt") from None
 

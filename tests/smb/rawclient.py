@@ -50,12 +50,13 @@ class RawClient:
             buf += chunk
         return buf
 
-    def request(self, command: int, body: bytes, *, credits: int = 64) -> tuple[Header, bytes]:
+    def request(self, command: int, body: bytes, *, credits: int = 64,
+                charge: int = 1) -> tuple[Header, bytes]:
         """Send one request and return the final (non-PENDING) response."""
         header = Header(command=command, message_id=self.message_id, credits=credits,
                         session_id=self.session_id, tree_id=self.tree_id,
-                        credit_charge=1)
-        self.message_id += 1
+                        credit_charge=charge)
+        self.message_id += max(charge, 1)
         self.send_frame(header.pack() + body)
         while True:
             frame = self.recv_frame()
@@ -73,14 +74,14 @@ class RawClient:
         header, _ = self.request(Command.NEGOTIATE, body)
         return header
 
-    def session_setup(self, user: str, password: str) -> int:
-        """NTLMv2 in SPNEGO; returns the final status."""
+    def session_setup(self, user: str, password: str, security_mode: int = 1) -> int:
+        """NTLMv2 in SPNEGO; returns the final status.  security_mode 3 requires signing."""
         flags = (ntlm.NegotiateFlags.UNICODE | ntlm.NegotiateFlags.NTLM
                  | ntlm.NegotiateFlags.EXTENDED_SESSIONSECURITY
                  | ntlm.NegotiateFlags.REQUEST_TARGET)
         negotiate = ntlm.SIGNATURE + struct.pack("<II", 1, flags) + b"\x00" * 16
         token = spnego.client_init_token((spnego.NTLMSSP_OID,), negotiate)
-        header, frame = self.request(Command.SESSION_SETUP, _setup_body(token))
+        header, frame = self.request(Command.SESSION_SETUP, _setup_body(token, security_mode))
         self.session_id = header.session_id
         if header.status != 0xC0000016:
             return header.status
@@ -88,7 +89,7 @@ class RawClient:
         challenge = spnego.parse_client_token(frame[blob_offset:blob_offset + blob_len]).mech_token
         auth = _authenticate(challenge, user, password, flags)
         header, _ = self.request(Command.SESSION_SETUP,
-                                 _setup_body(spnego.client_response_token(auth)))
+                                 _setup_body(spnego.client_response_token(auth), security_mode))
         return header.status
 
     def tree_connect(self, share: str) -> int:
@@ -99,8 +100,8 @@ class RawClient:
         return header.status
 
 
-def _setup_body(token: bytes) -> bytes:
-    return struct.pack("<HBBIIHHQ", 25, 0, 1, 0, 0, 64 + 24, len(token), 0) + token
+def _setup_body(token: bytes, security_mode: int) -> bytes:
+    return struct.pack("<HBBIIHHQ", 25, 0, security_mode, 0, 0, 64 + 24, len(token), 0) + token
 
 
 def _authenticate(challenge: bytes, user: str, password: str, flags: int) -> bytes:

@@ -82,3 +82,37 @@ def test_smbprotocol_encrypted_session(hanode_server):
         assert response["status"].get_value() == 0
     finally:
         smbclient.reset_connection_cache()
+
+
+@pytest.fixture
+def encrypted_share(etcd_server, tmp_path):
+    target = harness.start_hanode(etcd_server.url, tmp_path / "enc", share_extra="encrypt = true")
+    try:
+        yield target
+    finally:
+        harness.stop(target)
+
+
+def test_share_that_requires_encryption(encrypted_share, payload, tmp_path):
+    """A plain SMB3 client switches to encryption when the share asks (the server
+    refuses unencrypted requests on that session); SMB 2.x cannot encrypt."""
+    back = tmp_path / "back.bin"
+    result = harness.smbclient(encrypted_share, f"put {payload} e.bin; get e.bin {back}",
+                               "-m", "SMB3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _sha256(back) == _sha256(payload)
+    old = harness.smbclient(encrypted_share, "ls", "-m", "SMB2_10")
+    assert "NT_STATUS_ACCESS_DENIED" in old.stdout + old.stderr
+
+
+def test_anonymous_allowed_with_allow_guest(etcd_server, tmp_path):
+    target = harness.start_hanode(etcd_server.url, tmp_path / "guest",
+                                  smb_extra="allow_guest = true")
+    try:
+        result = harness.smbclient(target, "ls", "-m", "SMB3", anonymous=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        wrong = harness.smbclient(target, "ls", "-m", "SMB3", password="wrong")
+        assert "NT_STATUS_LOGON_FAILURE" in wrong.stdout + wrong.stderr  # a known user
+    finally:
+        harness.stop(target)
+    assert "for 'anonymous'" in target.log_text()

@@ -7,7 +7,7 @@ import pytest
 
 from smb.wire import crypto
 from smb.wire.crypto import Cipher, Dialect, SigningAlgorithm
-from smb.wire.header import parse_header
+from smb.wire.header import Header, parse_header
 from smb_replay import replay_ntlm
 
 
@@ -23,9 +23,13 @@ def _keys(fixture: str, dialect: int, cipher: int = Cipher.NONE):
 
 def test_aes_cmac_rfc4493_vectors():
     key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
-    assert crypto._aes_cmac(key, b"").hex() == "bb1d6929e95937287fa37d129b756746"
+    cmac = SigningAlgorithm.AES_CMAC
+    assert crypto.signature_of(key, cmac, [b""]).hex() == "bb1d6929e95937287fa37d129b756746"
     msg = bytes.fromhex("6bc1bee22e409f96e93d7e117393172a")
-    assert crypto._aes_cmac(key, msg).hex() == "070a16b46b4d4144f79bdd9dd04a287c"
+    assert crypto.signature_of(key, cmac, [msg]).hex() == "070a16b46b4d4144f79bdd9dd04a287c"
+    # The same bytes split into parts (as large replies are signed) give the same MAC.
+    assert crypto.signature_of(key, cmac, [msg[:5], memoryview(msg)[5:]]) == \
+        crypto.signature_of(key, cmac, [msg])
 
 
 def test_kdf_counter_mode_layout():
@@ -86,7 +90,7 @@ def test_encrypt_round_trip_and_tamper(cipher):
     key = bytes(range(crypto.cipher_key_length(cipher)))
     nonce = b"\x01" * crypto.nonce_size(cipher)
     message = b"\xfeSMB" + b"\x00" * 100
-    sealed = crypto.encrypt(key, cipher, nonce, 0x1234, message)
+    sealed = b"".join(crypto.encrypt(key, cipher, nonce, 0x1234, message))
     assert crypto.parse_transform(sealed) == (0x1234, len(message))
     assert crypto.decrypt(key, cipher, sealed) == message
     bad = bytearray(sealed)
@@ -100,12 +104,24 @@ def test_encrypt_round_trip_and_tamper(cipher):
 
 
 def test_transform_header_lies_are_refused():
-    sealed = crypto.encrypt(b"k" * 16, Cipher.AES_128_GCM, b"n" * 12, 1, b"\xfeSMB" + b"x" * 60)
+    sealed = b"".join(crypto.encrypt(b"k" * 16, Cipher.AES_128_GCM, b"n" * 12, 1,
+                                     b"\xfeSMB" + b"x" * 60))
     longer = sealed[:36] + struct.pack("<I", 10_000) + sealed[40:]
     with pytest.raises(crypto.CryptoError):
         crypto.parse_transform(longer)
     with pytest.raises(crypto.CryptoError):
         crypto.parse_transform(sealed[:20])
+
+
+@pytest.mark.parametrize("algorithm", list(SigningAlgorithm))
+def test_sign_header_then_verify(algorithm):
+    header = bytearray(Header(command=8, message_id=5).pack())
+    body, payload = b"body" * 10, memoryview(b"payload" * 1000)
+    crypto.sign_header(b"k" * 16, algorithm, header, [body, payload])
+    message = bytes(header) + body + bytes(payload)
+    assert parse_header(message).is_signed
+    assert crypto.verify(b"k" * 16, algorithm, message)
+    assert not crypto.verify(b"j" * 16, algorithm, message)
 
 
 def test_gmac_nonce_marks_server_and_cancel():
