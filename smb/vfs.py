@@ -18,6 +18,7 @@ This is the only module that opens files of a share; it raises
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat as stat_mod
@@ -45,6 +46,7 @@ FILE_ATTRIBUTE_DIRECTORY = 0x10
 FILE_ATTRIBUTE_ARCHIVE = 0x20
 FILE_ATTRIBUTE_NORMAL = 0x80
 FILE_ATTRIBUTE_TEMPORARY = 0x100
+FILE_ATTRIBUTE_SPARSE_FILE = 0x200
 FILE_ATTRIBUTE_NOT_CONTENT_INDEXED = 0x2000
 # The attributes a client may set; the rest are derived from the file.
 SETTABLE_ATTRIBUTES = (FILE_ATTRIBUTE_READONLY | FILE_ATTRIBUTE_HIDDEN
@@ -368,13 +370,21 @@ def dos_info(fd: int | None, st: os.stat_result, *, name: str = "",
 
 
 def set_dos_info(fd: int, st: os.stat_result, attrs: int | None = None,
-                 created: int | None = None) -> None:
-    """Store attributes and/or creation time; silently kept derived where xattrs are off."""
+                 created: int | None = None, sparse: bool | None = None) -> None:
+    """Store attributes and/or creation time; silently kept derived where xattrs are off.
+
+    SPARSE_FILE is not a client-settable attribute (SET_INFO ignores it); only
+    FSCTL_SET_SPARSE changes it, through ``sparse``.
+    """
     cur_attrs, cur_created = dos_info(fd, st)
+    kept = cur_attrs & FILE_ATTRIBUTE_SPARSE_FILE
     if attrs is not None:
         cur_attrs = attrs & SETTABLE_ATTRIBUTES
     else:
         cur_attrs &= SETTABLE_ATTRIBUTES
+    if sparse is not None:
+        kept = FILE_ATTRIBUTE_SPARSE_FILE if sparse else 0
+    cur_attrs |= kept
     if created is not None:
         cur_created = created
     try:
@@ -453,6 +463,43 @@ def fdatasync(fd: int) -> None:
     except OSError as exc:
         if exc.errno != errno.EINVAL:  # directories on some filesystems
             raise _os_error(exc, final=True) from None
+
+
+def allocated_ranges(fd: int, start: int, end: int) -> list[tuple[int, int]]:
+    """(offset, length) of the data extents in [start, end), from SEEK_DATA/SEEK_HOLE."""
+    ranges: list[tuple[int, int]] = []
+    pos = start
+    try:
+        while pos < end:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after pos
+                    break
+                raise
+            if data >= end:
+                break
+            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            ranges.append((data, hole - data))
+            pos = hole
+    except OSError as exc:
+        raise _os_error(exc, final=True) from None
+    return ranges
+
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Deallocate a range (it reads back as zeros); os has no fallocate(2) modes."""
+    if length <= 0:
+        return
+    if _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise _os_error(OSError(err, os.strerror(err)), final=True)
 
 
 def disk_usage(fd: int) -> os.statvfs_result:

@@ -31,7 +31,9 @@ _MAX_FILE_OFFSET = (1 << 63) - 1
 _RECONNECT_CONTEXTS = ("DHnC", "DH2C")
 
 
-def file_times(fd: int, st: os.stat_result, name: str = "") -> wire.FileTimes:
+def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wire.FileTimes:
+    """What CREATE and CLOSE report; blocking (stat and xattr), run it in a thread."""
+    st = st or os.fstat(fd)
     attrs, created = vfs.dos_info(fd, st, name=name)
     is_dir = stat_mod.S_ISDIR(st.st_mode)
     return wire.FileTimes(
@@ -86,7 +88,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     try:
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
-                  access=granted, share_access=c.share_access, dev=st.st_dev, ino=st.st_ino)
+                  access=granted, dev=st.st_dev, ino=st.st_ino)
         status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access,
                                      op.node_path)
         if status != Status.SUCCESS:
@@ -174,7 +176,7 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     file_id = new_file_id(ctx.session)
     op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
     tree.opens[file_id] = op
-    times = await trio.to_thread.run_sync(file_times, op.fd, os.fstat(op.fd), op.name)
+    times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
     body = wire.create_response(action, times, file_id, _response_contexts(c, op))
     return Reply(body=body, file_id=file_id)
 
@@ -184,7 +186,7 @@ async def close(ctx: CommandContext, req: Request) -> Reply:
     op = open_of(ctx, req, file_id)
     times = None
     if flags & wire.CLOSE_FLAG_POSTQUERY_ATTRIB:
-        times = file_times(op.fd, os.fstat(op.fd), op.name)
+        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
     with trio.CancelScope(shield=True):
         await release_open(op)
     return Reply(body=wire.close_response(flags, times))

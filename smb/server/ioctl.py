@@ -8,7 +8,7 @@ import netifaces
 import trio
 
 from smb.server.handler import CommandContext, Reply, Request
-from smb.server import copychunk
+from smb.server import copychunk, sparse
 from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ioctl as wire
 from smb.wire.header import Status
@@ -73,6 +73,8 @@ async def ioctl(ctx: CommandContext, req: Request) -> Reply:
         op = open_of(ctx, req, r.file_id)  # a stale handle is reported before the FSCTL
         if r.ctl_code in (wire.FSCTL_SRV_COPYCHUNK, wire.FSCTL_SRV_COPYCHUNK_WRITE):
             return await copychunk.copychunk(ctx, r, op)
+        if r.ctl_code in sparse.CODES:
+            return await sparse.fsctl(op, r)
         output = _on_open(op, r)
     if len(output) > r.max_output:
         raise CommandError(Status.BUFFER_TOO_SMALL)

@@ -33,7 +33,6 @@ RELATED_FILE_ID = b"\xff" * 16
 class DirectoryScan:
     """Where a QUERY_DIRECTORY enumeration stands on one open."""
 
-    pattern: str
     entries: list[tuple[str, os.stat_result]]
     next_index: int = 0
 
@@ -46,7 +45,6 @@ class Open:
     parts: tuple[str, ...]
     is_dir: bool
     access: int
-    share_access: int
     dev: int
     ino: int
     position: int = 0

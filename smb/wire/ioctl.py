@@ -12,6 +12,9 @@ from smb.wire.header import HEADER_SIZE
 FSCTL_GET_COMPRESSION = 0x0009003C
 FSCTL_SET_COMPRESSION = 0x0009C040
 FSCTL_CREATE_OR_GET_OBJECT_ID = 0x000900C0
+FSCTL_SET_SPARSE = 0x000900C4
+FSCTL_SET_ZERO_DATA = 0x000980C8
+FSCTL_QUERY_ALLOCATED_RANGES = 0x000940CF
 FSCTL_SRV_REQUEST_RESUME_KEY = 0x00140078
 FSCTL_SRV_COPYCHUNK = 0x001440F2
 FSCTL_SRV_COPYCHUNK_WRITE = 0x001480F2
@@ -82,6 +85,21 @@ def object_id(oid: bytes) -> bytes:
 def resume_key_response(key: bytes) -> bytes:
     """SRV_REQUEST_RESUME_KEY response (2.2.32.3): 24-byte key, no context."""
     return key + struct.pack("<I", 0) + b"\x00" * 4
+
+
+_RANGE = struct.Struct("<qq")
+RANGE_SIZE = _RANGE.size
+
+
+def parse_range(data: bytes | memoryview) -> tuple[int, int]:
+    """FILE_ALLOCATED_RANGE_BUFFER / FILE_ZERO_DATA_INFORMATION: two signed 64-bit values."""
+    if len(data) < _RANGE.size:
+        raise MalformedRequest("range buffer too short")
+    return _RANGE.unpack_from(data)
+
+
+def encode_ranges(ranges: list[tuple[int, int]]) -> bytes:
+    return b"".join(_RANGE.pack(offset, length) for offset, length in ranges)
 
 
 _COPYCHUNK_HEAD = struct.Struct("<24sII")

@@ -13,7 +13,8 @@ import smbclient
 from smbprotocol.connection import Connection
 from smbprotocol.exceptions import SMBOSError, SMBResponseException
 from smbprotocol.open import (
-    CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open, ShareAccess,
+    CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, LockFlags, Open,
+    ShareAccess, SMB2LockElement,
 )
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
@@ -141,39 +142,82 @@ def test_raw_symlink_to_etc(smb_server, raw_tree):
     assert "STATUS_ACCESS_DENIED" in str(info.value)
 
 
-def test_share_modes_across_workers(smb_server):
-    """Four connections, spread over the two workers, see each other's share modes."""
-    srv = smb_server
-    conns = []
+@pytest.fixture
+def spread_trees(smb_server):
+    """Tree connects on fresh connections until both workers have served one.
+
+    The kernel spreads connections over the SO_REUSEPORT workers by hash; the
+    workers log each session, so the log tells when both took part.  The first
+    tree then shares a file with at least one tree on the other worker.
+    """
+    conns, trees = [], []
     try:
-        (srv.share / "f").write_text("x")
-        trees = []
-        for _ in range(4):
-            conn = Connection(uuid.uuid4(), "127.0.0.1", srv.port)
+        for _ in range(24):
+            conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
             conn.connect()
             conns.append(conn)
             session = Session(conn, smb_server.user, smb_server.password)
             session.connect()
-            tree = TreeConnect(session, f"\\\\127.0.0.1\\{srv.share_name}")
+            tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
             tree.connect()
             trees.append(tree)
-        first = Open(trees[0], "f")
-        first.create(ImpersonationLevel.Impersonation, 0x1 | 0x2, 0, ShareAccess.FILE_SHARE_READ,
-                     CreateDisposition.FILE_OPEN, 0)
-        for tree in trees[1:]:
-            with pytest.raises(SMBResponseException) as info:
-                writer = Open(tree, "f")
-                writer.create(ImpersonationLevel.Impersonation, 0x2, 0, 0x7,
-                              CreateDisposition.FILE_OPEN, 0)
-            assert "STATUS_SHARING_VIOLATION" in str(info.value)
-            reader = Open(tree, "f")
-            reader.create(ImpersonationLevel.Impersonation, 0x1, 0, 0x7,
-                          CreateDisposition.FILE_OPEN, 0)
-            reader.close()
-        first.close()
-        writer = Open(trees[-1], "f")
-        writer.create(ImpersonationLevel.Impersonation, 0x2, 0, 0x7, CreateDisposition.FILE_OPEN, 0)
-        writer.close()
+            log = smb_server.log_text()
+            if len(trees) >= 2 and all(f"worker{i} INFO smb.server.connection: session" in log
+                                       for i in (0, 1)):
+                break
+        else:
+            pytest.fail("24 connections all landed on one worker")
+        yield trees
     finally:
         for conn in conns:
             conn.disconnect(True)
+
+
+def _create(tree, name: str, access: int, share: int) -> Open:
+    op = Open(tree, name)
+    op.create(ImpersonationLevel.Impersonation, access, 0, share, CreateDisposition.FILE_OPEN, 0)
+    return op
+
+
+def test_share_modes_across_workers(smb_server, spread_trees):
+    (smb_server.share / "f").write_text("x")
+    first = _create(spread_trees[0], "f", 0x1 | 0x2, ShareAccess.FILE_SHARE_READ)
+    for tree in spread_trees[1:]:
+        with pytest.raises(SMBResponseException) as info:
+            _create(tree, "f", 0x2, 0x7)
+        assert "STATUS_SHARING_VIOLATION" in str(info.value)
+        _create(tree, "f", 0x1, 0x7).close()
+    first.close()
+    _create(spread_trees[-1], "f", 0x2, 0x7).close()
+
+
+def test_byte_range_locks_across_workers(smb_server, spread_trees):
+    (smb_server.share / "f").write_bytes(b"0123456789" * 10)
+    holder = _create(spread_trees[0], "f", 0x1 | 0x2, 0x7)
+    holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
+                       | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
+    for tree in spread_trees[1:]:
+        other = _create(tree, "f", 0x1 | 0x2, 0x7)
+        with pytest.raises(SMBResponseException) as info:
+            other.lock([_lock(5, 1, LockFlags.SMB2_LOCKFLAG_SHARED_LOCK
+                              | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
+        assert info.value.status == 0xC0000055  # STATUS_LOCK_NOT_GRANTED
+        with pytest.raises(SMBResponseException) as info:
+            other.write(b"x", 3)
+        assert info.value.status == 0xC0000054  # STATUS_FILE_LOCK_CONFLICT
+        assert other.read(20, 5) == b"01234"  # outside the locked range
+        other.close()
+    holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
+    other = _create(spread_trees[-1], "f", 0x1 | 0x2, 0x7)
+    other.write(b"x", 3)
+    other.close()
+    holder.close()
+    assert (smb_server.share / "f").read_bytes()[:5] == b"012x4"
+
+
+def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
+    el = SMB2LockElement()
+    el["offset"] = offset
+    el["length"] = length
+    el["flags"] = flags
+    return el

@@ -280,3 +280,50 @@ def test_lock_request():
     req = lock.parse_lock(body)
     assert req.file_id == b"\x07" * 16
     assert [(el.offset, el.length) for el in req.locks] == [(0, 10), (2**64 - 1, 1)]
+
+
+def test_ea_lists_round_trip_and_merge():
+    from smb.wire import ea
+    eas = [ea.Ea("EAONE", b"VALUE1"), ea.Ea("SecondEA", b"ValueTwo", 0x80)]
+    raw = ea.encode_full_ea_list(eas)
+    assert struct.unpack_from("<I", raw)[0] % 4 == 0
+    assert ea.parse_full_ea_list(raw) == eas
+    assert ea.ea_size(eas) == len(raw) and ea.ea_size([]) == 0
+    merged = ea.merge(eas, [ea.Ea("eaone", b""), ea.Ea("THIRD", b"3")])
+    assert [e.name for e in merged] == ["SecondEA", "THIRD"]
+    with pytest.raises(MalformedRequest):
+        ea.parse_full_ea_list(raw[:-3] if len(raw) > 3 else b"")
+    with pytest.raises(MalformedRequest):
+        ea.parse_full_ea_list(struct.pack("<IBBH", 0, 0, 5, 0) + b"ABCDEX")  # no NUL
+    get = struct.pack("<IB", 12, 3) + b"ONE\x00\x00\x00\x00" + struct.pack("<IB", 0, 3) + b"TWO\x00"
+    assert ea.parse_get_ea_list(get) == ["ONE", "TWO"]
+
+
+def test_copychunk_and_range_codecs():
+    key = bytes(range(24))
+    body = struct.pack("<24sII", key, 2, 0) + struct.pack("<QQII", 0, 4096, 100, 0) + \
+        struct.pack("<QQII", 8, 0, 50, 0)
+    req = ioctl.parse_copychunk(body, 256)
+    assert req.source_key == key
+    assert req.chunks == (ioctl.Chunk(0, 4096, 100), ioctl.Chunk(8, 0, 50))
+    with pytest.raises(MalformedRequest):
+        ioctl.parse_copychunk(body[:-1], 256)
+    # More chunks than allowed are reported as too many without reading them.
+    assert len(ioctl.parse_copychunk(struct.pack("<24sII", key, 10**6, 0), 256).chunks) == 257
+    assert ioctl.copychunk_response(1, 2, 3) == struct.pack("<III", 1, 2, 3)
+    assert ioctl.parse_range(struct.pack("<qq", 5, -1)) == (5, -1)
+    assert ioctl.encode_ranges([(0, 10), (20, 5)]) == struct.pack("<qqqq", 0, 10, 20, 5)
+
+
+@pytest.mark.parametrize("name, short", [
+    ("README", "README"), ("FOO.TXT", "FOO.TXT"), ("a long name.docx", None),
+    ("foo.txt", None), (".hidden", None),
+])
+def test_short_names_are_8_3(name, short):
+    got = info.short_name(name)
+    if short is not None:
+        assert got == short
+    else:
+        base, _, ext = got.partition(".")
+        assert "~" in base and len(base) <= 8 and len(ext) <= 3 and got == got.upper()
+        assert info.short_name(name) == got  # stable

@@ -199,3 +199,25 @@ def test_last_close_of_delete_pending_file_deletes(table):
 def test_share_conflict_rule(a, sa, b, sb, conflict):
     assert share_conflict(a, sa, b, sb) is conflict
     assert share_conflict(b, sb, a, sa) is conflict
+
+
+def test_open_paths_guard_directory_renames(holder, table):
+    holder(f"assert t.open_file('other', {DEV}, {INO}, 0x1, 0x7, '/srv/share/dir/sub/f') == 0")
+    assert table.opens_below("/srv/share/dir")
+    assert table.opens_below("/srv/share/dir/sub/")
+    assert not table.opens_below("/srv/share/di")  # a prefix of a name is not a parent
+    assert not table.opens_below("/srv/share/dir/sub/f")
+    assert table.open_file("me", DEV, INO + 1, 0x1, 0x7, "/srv/share/a") == Status.SUCCESS
+    table.set_path("me", "/srv/share/dir2/a")
+    assert table.opens_below("/srv/share/dir2")
+
+
+@pytest.mark.parametrize("access, share, blocks", [
+    (DELETE, 0x7, True),                              # the parent is held with DELETE
+    (FILE_READ_DATA, FILE_SHARE_READ, True),          # ... or without sharing delete
+    (FILE_READ_DATA, 0x7, False),
+    (0x80, 0, False),                                  # attributes only: no say
+])
+def test_parent_opens_block_renames_inside(holder, table, access, share, blocks):
+    holder(f"assert t.open_file('parent', {DEV}, {INO}, {access}, {share}) == 0")
+    assert table.blocks_rename_inside(DEV, INO) is blocks
