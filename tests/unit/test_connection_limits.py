@@ -52,3 +52,53 @@ async def test_trickling_client_is_dropped_before_logon():
             head = await client.receive_some(4)
             assert head[0] == 0  # the NEGOTIATE response came first
             assert await _closed(client)
+
+
+async def test_cancel_that_overtakes_its_request():
+    """A CANCEL sent right behind a request can reach the connection before the
+    request reaches its handler (requests run side by side); it must still cancel."""
+    from smb.server.handler import Reply
+    from smb.server.sessions import Session
+    from smb.server.handler import SessionInfo
+    from smb.wire.header import Flags, Status, parse_header
+
+    started = trio.Event()
+
+    async def waits_forever(ctx, request):
+        started.set()
+        await ctx.go_async()
+        await trio.sleep_forever()
+        return Reply()
+
+    client, server = trio.testing.memory_stream_pair()
+    conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
+                      handlers={Command.FLUSH: waits_forever})
+    # A logged-on session without signing, as after an NTLM exchange.
+    conn._sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
+    conn._negotiated = True
+    conn._credits.grant(10)
+
+    def frame(header: Header, body: bytes) -> bytes:
+        message = header.pack() + body
+        return struct.pack(">I", len(message)) + message
+
+    flush = frame(Header(command=Command.FLUSH, message_id=0, session_id=7, credits=1),
+                  struct.pack("<HHI16s", 24, 0, 0, b"f" * 16))
+    cancel = frame(Header(command=Command.CANCEL, message_id=0, session_id=7),
+                   struct.pack("<HH", 4, 0))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.serve)
+        await client.send_all(flush + cancel)
+        replies = []
+        with trio.fail_after(2):
+            buf = b""
+            while len(replies) < 2:
+                buf += await client.receive_some(65536)
+                while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[1:4], "big"):
+                    n = int.from_bytes(buf[1:4], "big")
+                    replies.append(parse_header(buf[4:4 + n]))
+                    buf = buf[4 + n:]
+        assert started.is_set()
+        assert [r.status for r in replies] == [Status.PENDING, Status.CANCELLED]
+        assert all(r.flags & Flags.ASYNC_COMMAND for r in replies)
+        await client.aclose()
