@@ -1,4 +1,5 @@
-"""Connection bounds that need a clock, driven over trio's in-memory streams."""
+"""Connection rules that need a clock or exact timing, driven over trio's
+in-memory streams."""
 
 import struct
 
@@ -7,7 +8,9 @@ import trio.testing
 
 from hanode.config import parse
 from smb.server.connection import Connection, Limits
-from smb.wire.header import Command, Header
+from smb.server.handler import Reply, SessionInfo
+from smb.server.sessions import Session
+from smb.wire.header import Command, Flags, Header, Status, parse_header
 
 CONFIG = parse({"node": {"name": "n1"}})
 
@@ -57,11 +60,6 @@ async def test_trickling_client_is_dropped_before_logon():
 async def test_cancel_that_overtakes_its_request():
     """A CANCEL sent right behind a request can reach the connection before the
     request reaches its handler (requests run side by side); it must still cancel."""
-    from smb.server.handler import Reply
-    from smb.server.sessions import Session
-    from smb.server.handler import SessionInfo
-    from smb.wire.header import Flags, Status, parse_header
-
     started = trio.Event()
 
     async def waits_forever(ctx, request):
