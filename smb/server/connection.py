@@ -169,7 +169,8 @@ class Connection:
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None):
         self.config = config
-        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address)
+        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
+                                   notify=self.notify)
         self._stream = stream
         self._users = users
         self._limits = limits
@@ -525,6 +526,20 @@ class Connection:
                 await self._stream.send_all(piece)
             if small:
                 await self._stream.send_all(small)
+
+    async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
+        """Send a server-initiated message (MessageId all 0xFF, no credits, unsigned);
+        encrypted when ``session_id`` names a session that requires encryption."""
+        session = self._sessions.get(session_id)
+        encrypted = session if session is not None and session.info.encrypt_data and \
+            session.can_encrypt else None
+        header = Header(command=command, message_id=RELATED_ID, flags=Flags.SERVER_TO_REDIR,
+                        session_id=session_id)
+        try:
+            await self._send([_Out(header, body)], encrypted)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            return False
+        return True
 
     # -- handlers, async and cancel --------------------------------------------------
 

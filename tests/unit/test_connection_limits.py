@@ -10,6 +10,8 @@ from hanode.config import parse
 from smb.server.connection import Connection, Limits
 from smb.server.handler import Reply, SessionInfo
 from smb.server.sessions import Session
+from smb.wire import crypto
+from smb.wire.crypto import Cipher
 from smb.wire.header import Command, Flags, Header, Status, parse_header
 
 CONFIG = parse({"node": {"name": "n1"}})
@@ -100,3 +102,41 @@ async def test_cancel_that_overtakes_its_request():
         assert [r.status for r in replies] == [Status.PENDING, Status.CANCELLED]
         assert all(r.flags & Flags.ASYNC_COMMAND for r in replies)
         await client.aclose()
+
+
+async def _frames(client, count: int) -> list[bytes]:
+    out, buf = [], b""
+    with trio.fail_after(2):
+        while len(out) < count:
+            buf += await client.receive_some(65536)
+            while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[1:4], "big"):
+                n = int.from_bytes(buf[1:4], "big")
+                out.append(buf[4:4 + n])
+                buf = buf[4 + n:]
+    return out
+
+
+async def test_server_initiated_notifications():
+    """What the oplock/lease code sends through ConnectionInfo.notify: MessageId all
+    0xFF, no credits, plain for a plain session, a transform header when the
+    session requires encryption."""
+    client, server = trio.testing.memory_stream_pair()
+    conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1))
+    conn._cipher = Cipher.AES_128_GCM
+    key = b"e" * 16
+    conn._sessions[9] = Session(9, SessionInfo(9, "u", encrypt_data=True), valid=True,
+                                encrypt_key=key, decrypt_key=b"d" * 16)
+    body = struct.pack("<HBB", 24, 1, 0) + b"\x00" * 20
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.serve)
+        assert await conn.info.notify(Command.OPLOCK_BREAK, body, 0)
+        assert await conn.info.notify(Command.OPLOCK_BREAK, body, 9)
+        plain, sealed = await _frames(client, 2)
+        header = parse_header(plain)
+        assert (header.message_id, header.credits, header.is_signed) == (2**64 - 1, 0, False)
+        assert header.is_response and plain[64:] == body
+        assert sealed[:4] == b"\xfdSMB"
+        opened = crypto.decrypt(key, Cipher.AES_128_GCM, sealed)
+        assert parse_header(opened).session_id == 9 and opened[64:] == body
+        await client.aclose()
+    assert not await conn.info.notify(Command.OPLOCK_BREAK, body, 0)  # connection gone
