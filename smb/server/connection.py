@@ -458,6 +458,13 @@ class Connection:
                 log.info("unencrypted %s on an encrypted session from %s",
                          Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
+            # 3.3.5.2.11: a tree connect of an encrypted share needs encryption
+            # even on a session that does not.
+            tree = session.info.trees.get(header.tree_id)
+            if getattr(tree, "encrypt_data", False) and header.command != Command.TREE_CONNECT:
+                log.info("unencrypted %s on an encrypted share from %s",
+                         Command(header.command).name, self.info.client_address[0])
+                return Status.ACCESS_DENIED
         return Status.SUCCESS
 
     # -- replies ------------------------------------------------------------------------

@@ -27,6 +27,11 @@ _TRUNCATING = (Disposition.SUPERSEDE, Disposition.OVERWRITE, Disposition.OVERWRI
 _DATA_WRITE = acc.FILE_WRITE_DATA | acc.FILE_APPEND_DATA
 _DATA_READ = acc.FILE_READ_DATA | acc.FILE_EXECUTE
 _MAX_FILE_OFFSET = (1 << 63) - 1
+_QUOTA_FAKE_FILE = "$extend\\$quota:$q:$index_allocation"
+# What Windows reports for it: a hidden system directory without times.
+_QUOTA_FILE_TIMES = wire.FileTimes(attributes=vfs.FILE_ATTRIBUTE_HIDDEN
+                                   | vfs.FILE_ATTRIBUTE_SYSTEM | vfs.FILE_ATTRIBUTE_DIRECTORY
+                                   | vfs.FILE_ATTRIBUTE_ARCHIVE)
 # Durable reconnects name an open this server never made durable.
 _RECONNECT_CONTEXTS = ("DHnC", "DH2C")
 
@@ -41,6 +46,10 @@ def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wir
         last_write=vfs.filetime(st.st_mtime_ns), change=vfs.filetime(st.st_ctime_ns),
         allocation_size=0 if is_dir else st.st_blocks * 512,
         end_of_file=0 if is_dir else st.st_size, attributes=attrs)
+
+
+def _is_quota_file(c: wire.CreateRequest) -> bool:
+    return c.name.casefold() == _QUOTA_FAKE_FILE
 
 
 def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
@@ -71,7 +80,9 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
                    file_id: bytes) -> tuple[Open, int]:
     """Look up, open or create, then register the share mode; (open, action)."""
-    parts = vfs.parse_name(c.name)
+    # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
+    # the share's root directory stands in for it.
+    parts = () if _is_quota_file(c) else vfs.parse_name(c.name)
     eas = ea_wire.parse_full_ea_list(c.contexts["ExtA"]) if "ExtA" in c.contexts else []
     truncate = False
     if not parts:
@@ -176,7 +187,10 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     file_id = new_file_id(ctx.session)
     op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
     tree.opens[file_id] = op
-    times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+    if _is_quota_file(c):
+        times = _QUOTA_FILE_TIMES
+    else:
+        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
     body = wire.create_response(action, times, file_id, _response_contexts(c, op))
     return Reply(body=body, file_id=file_id)
 
