@@ -44,9 +44,8 @@ FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
 # Commands that may arrive unsigned on a session that must sign.
 _UNSIGNED_OK = {Command.NEGOTIATE, Command.SESSION_SETUP, Command.CANCEL}
-# Messages starting with these are processed in arrival order (see _dispatch).
-_IN_ORDER = {Command.NEGOTIATE, Command.SESSION_SETUP, Command.LOGOFF, Command.CANCEL,
-             Command.TREE_CONNECT, Command.TREE_DISCONNECT}
+# Messages starting with these may run beside each other (see _dispatch).
+_SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Limits:
     # Until a session is established each frame must arrive within this many
     # seconds, so silent or trickling clients cannot hold connection slots.
     logon_timeout: float = 30.0
-    # Messages processed at the same time (pipelined READs and WRITEs).
+    # Pipelined READs and WRITEs processed at the same time.
     max_inflight: int = 32
 
 
@@ -180,6 +179,8 @@ class Connection:
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._inflight = trio.Semaphore(limits.max_inflight)
+        self._beside = 0  # READs and WRITEs running side by side
+        self._beside_done = trio.Event()
         # The file commands; tests of the connection layer may pass their own.
         self._handlers = handlers
         self._sync_calls: dict[int, _Call] = {}
@@ -305,19 +306,25 @@ class Connection:
     # -- compounds ------------------------------------------------------------------------
 
     async def _dispatch(self, msg: memoryview, encrypted: Session | None) -> None:
-        """Process a message in order, or beside the next ones.
+        """Process a message in order, or beside the ones before it.
 
         Clients pipeline READs and WRITEs and expect them served in parallel, as
-        any server does; what changes the connection or its sessions (and CANCEL,
-        which must see the request it cancels) goes in order.  At most
-        ``max_inflight`` messages run at once, so a client cannot queue unbounded work.
+        any server does, so those run side by side (at most ``max_inflight`` at
+        once).  Every other message waits until they are done and then runs in
+        arrival order, so a CLOSE or SET_INFO sent behind WRITEs acts after
+        them; CANCEL goes at once, as it must reach requests still running.
         """
-        if len(msg) < HEADER_SIZE or msg[12] in _IN_ORDER:
-            await self._process_chain(msg, encrypted)
+        command = msg[12] if len(msg) >= HEADER_SIZE else -1
+        if command in _SIDE_BY_SIDE:
+            await self._inflight.acquire()
+            self._beside += 1
+            assert self._nursery is not None
+            self._nursery.start_soon(self._process_beside, msg, encrypted)
             return
-        await self._inflight.acquire()
-        assert self._nursery is not None
-        self._nursery.start_soon(self._process_beside, msg, encrypted)
+        if command != Command.CANCEL:
+            while self._beside:
+                await self._beside_done.wait()
+        await self._process_chain(msg, encrypted)
 
     async def _process_beside(self, msg: memoryview, encrypted: Session | None) -> None:
         try:
@@ -329,6 +336,10 @@ class Connection:
             self._close()
         finally:
             self._inflight.release()
+            self._beside -= 1
+            if not self._beside:
+                self._beside_done.set()
+                self._beside_done = trio.Event()
 
     def _close(self) -> None:
         assert self._nursery is not None

@@ -60,8 +60,8 @@ async def test_trickling_client_is_dropped_before_logon():
 
 
 async def test_cancel_that_overtakes_its_request():
-    """A CANCEL sent right behind a request can reach the connection before the
-    request reaches its handler (requests run side by side); it must still cancel."""
+    """A CANCEL sent right behind a READ can reach the connection before the READ
+    reaches its handler (READs run side by side); it must still cancel it."""
     started = trio.Event()
 
     async def waits_forever(ctx, request):
@@ -72,7 +72,7 @@ async def test_cancel_that_overtakes_its_request():
 
     client, server = trio.testing.memory_stream_pair()
     conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
-                      handlers={Command.FLUSH: waits_forever})
+                      handlers={Command.READ: waits_forever})
     # A logged-on session without signing, as after an NTLM exchange.
     conn._sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
     conn._negotiated = True
@@ -82,13 +82,14 @@ async def test_cancel_that_overtakes_its_request():
         message = header.pack() + body
         return struct.pack(">I", len(message)) + message
 
-    flush = frame(Header(command=Command.FLUSH, message_id=0, session_id=7, credits=1),
-                  struct.pack("<HHI16s", 24, 0, 0, b"f" * 16))
+    read = frame(Header(command=Command.READ, message_id=0, session_id=7, credits=1),
+                 struct.pack("<HBBIQ16sIIIHH", 49, 0, 0, 1, 0, b"f" * 16, 1, 0, 0, 0, 0)
+                 + b"\x00")
     cancel = frame(Header(command=Command.CANCEL, message_id=0, session_id=7),
                    struct.pack("<HH", 4, 0))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(conn.serve)
-        await client.send_all(flush + cancel)
+        await client.send_all(read + cancel)
         replies = []
         with trio.fail_after(2):
             buf = b""
@@ -140,3 +141,42 @@ async def test_server_initiated_notifications():
         assert parse_header(opened).session_id == 9 and opened[64:] == body
         await client.aclose()
     assert not await conn.info.notify(Command.OPLOCK_BREAK, body, 0)  # connection gone
+
+
+async def test_reads_run_side_by_side_and_others_wait_for_them():
+    order = []
+
+    async def slow_read(ctx, request):
+        order.append(("read start", request.header.message_id))
+        await trio.sleep(0.2)
+        order.append(("read end", request.header.message_id))
+        return Reply(body=b"r" * 17)
+
+    async def flush(ctx, request):
+        order.append(("flush", request.header.message_id))
+        return Reply(body=struct.pack("<HH", 4, 0))
+
+    client, server = trio.testing.memory_stream_pair()
+    conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
+                      handlers={Command.READ: slow_read, Command.FLUSH: flush})
+    conn._sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
+    conn._negotiated = True
+    conn._credits.grant(10)
+    read_body = struct.pack("<HBBIQ16sIIIHH", 49, 0, 0, 1, 0, b"f" * 16, 1, 0, 0, 0, 0) + b"\x00"
+    flush_body = struct.pack("<HHI16s", 24, 0, 0, b"f" * 16)
+
+    def frame(command: int, message_id: int, body: bytes) -> bytes:
+        message = Header(command=command, message_id=message_id, session_id=7,
+                         credits=1).pack() + body
+        return struct.pack(">I", len(message)) + message
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.serve)
+        await client.send_all(frame(Command.READ, 0, read_body) + frame(Command.READ, 1, read_body)
+                              + frame(Command.FLUSH, 2, flush_body))
+        replies = [parse_header(f) for f in await _frames(client, 3)]
+        await client.aclose()
+    assert {r.message_id for r in replies} == {0, 1, 2}
+    # Both READs started before either ended; the FLUSH ran after both.
+    assert [o[0] for o in order[:2]] == ["read start", "read start"]
+    assert order[-1] == ("flush", 2)
