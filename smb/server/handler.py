@@ -62,6 +62,12 @@ class ConnectionInfo:
     server_capabilities: int = 0
     client_security_mode: int = 0
     client_dialects: tuple[int, ...] = ()
+    # Sends a server-initiated message (an OPLOCK_BREAK or LEASE_BREAK
+    # notification, MS-SMB2 3.3.4.6/3.3.4.7) on this connection:
+    # ``await notify(command, body, session_id)``; encrypted when that session
+    # requires it; returns False when the connection is already gone.
+    notify: Callable[[int, bytes, int], Awaitable[bool]] | None = field(
+        default=None, repr=False, compare=False)
 
 
 @dataclass

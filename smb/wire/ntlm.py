@@ -145,11 +145,10 @@ def parse_authenticate(data: bytes) -> Authenticate:
     nt = _field(data, 20)
     mic = None
     # The MIC sits after Version only when the NT response's AV pairs announce it.
+    # AV pairs that do not parse make the message malformed (INVALID_PARAMETER,
+    # as Samba answers since its bug 14932), whatever the password.
     if len(nt) > 16 + 28:
-        try:
-            pairs = dict(parse_av_pairs(nt[16 + 28:]))
-        except NtlmError:
-            pairs = {}
+        pairs = dict(parse_av_pairs(nt[16 + 28:]))
         av_flags = pairs.get(AvId.FLAGS)
         if av_flags and len(av_flags) == 4 and struct.unpack("<I", av_flags)[0] & MIC_PRESENT:
             if len(data) < 88:

@@ -65,7 +65,8 @@ def _wait_port(target: Target, timeout: float = START_TIMEOUT) -> None:
             if s.connect_ex(("127.0.0.1", target.port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"{target.name} did not listen on {target.port}: {target.log_text()[-3000:]}")
+    raise RuntimeError(
+        f"{target.name} did not listen on {target.port}: {target.log_text()[-3000:]}")
 
 
 def _stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:

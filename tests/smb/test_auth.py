@@ -80,6 +80,15 @@ def test_smbprotocol_encrypted_session(hanode_server):
         response = session.connection.receive(request)
         assert response["command"].get_value() == Commands.SMB2_ECHO
         assert response["status"].get_value() == 0
+        # And files, over the encrypted session (smbprotocol uses related compounds).
+        path = rf"\\127.0.0.1\{hanode_server.share_name}\sp.bin"
+        data = os.urandom(3 * 1024 * 1024)
+        with smbclient.open_file(path, mode="wb", port=hanode_server.port) as f:
+            f.write(data)
+        with smbclient.open_file(path, mode="rb", port=hanode_server.port) as f:
+            assert f.read() == data
+        assert "sp.bin" in smbclient.listdir(rf"\\127.0.0.1\{hanode_server.share_name}",
+                                             port=hanode_server.port)
     finally:
         smbclient.reset_connection_cache()
 
@@ -116,3 +125,23 @@ def test_anonymous_allowed_with_allow_guest(etcd_server, tmp_path):
     finally:
         harness.stop(target)
     assert "for 'anonymous'" in target.log_text()
+
+
+@pytest.mark.parametrize("option", [
+    "client smb3 encryption algorithms=AES-128-CCM",
+    "client smb3 encryption algorithms=AES-128-GCM",
+    "client smb3 encryption algorithms=AES-256-CCM",
+    "client smb3 encryption algorithms=AES-256-GCM",
+    "client smb3 signing algorithms=HMAC-SHA256",
+    "client smb3 signing algorithms=AES-128-CMAC",
+    "client smb3 signing algorithms=AES-128-GMAC",
+])
+def test_each_311_cipher_and_signing_algorithm(hanode_server, payload, tmp_path, option):
+    """The client offers exactly one algorithm, so the server must pick that one."""
+    protection = "--client-protection=encrypt" if "encryption" in option else \
+        "--client-protection=sign"
+    back = tmp_path / "back.bin"
+    result = harness.smbclient(hanode_server, f"put {payload} a.bin; get a.bin {back}",
+                               "-m", "SMB3", protection, f"--option={option}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _sha256(back) == _sha256(payload)

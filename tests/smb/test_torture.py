@@ -1,9 +1,9 @@
 """smbtorture parity: hanode must pass every test a private smbd passes.
 
 The suites here exercise the connection layer (negotiate, session setup,
-credits, compounds, async compounds, session ids, interim responses, CANCEL).  smb2.session is not here
-yet: every one of its tests opens its file with a batch oplock and checks the
-grant, and oplocks are not implemented yet.
+credits, compounds, async compounds, session ids, interim responses, CANCEL).
+The rest of smb2.session is not here yet: each of those tests opens its file
+with a batch oplock and checks the grant, and oplocks are not implemented yet.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ pytestmark = pytest.mark.smbtorture
 
 @pytest.mark.parametrize("suite", [
     "smb2.connect", "smb2.credits", "smb2.compound_async", "smb2.session-id",
+    # The two smb2.session tests that open no file with an oplock.
+    "smb2.session.two_logoff", "smb2.session.ntlmssp_bug14932",
     # Interim responses and CANCEL of a waiting request (the lock handler goes async).
     "smb2.lock.async", "smb2.lock.cancel", "smb2.lock.cancel-tdis", "smb2.lock.cancel-logoff",
 ])

@@ -35,7 +35,8 @@ def build_authenticate(nt_response: bytes, user: str, domain: str, enc_key: byte
 def msnlmp_blob() -> bytes:
     av = ntlm.pack_av_pairs([(ntlm.AvId.NB_DOMAIN_NAME, "Domain".encode("utf-16-le")),
                              (ntlm.AvId.NB_COMPUTER_NAME, "Server".encode("utf-16-le"))])
-    return b"\x01\x01" + b"\x00" * 6 + b"\x00" * 8 + CLIENT_CHALLENGE + b"\x00" * 4 + av + b"\x00" * 4
+    return (b"\x01\x01" + b"\x00" * 6 + b"\x00" * 8 + CLIENT_CHALLENGE + b"\x00" * 4 + av
+            + b"\x00" * 4)
 
 
 def test_msnlmp_ntlmv2_vectors():
@@ -127,3 +128,12 @@ def test_recorded_mic_is_checked():
 def test_malformed_messages_raise_ntlm_error(data):
     with pytest.raises(ntlm.NtlmError):
         ntlm.parse_authenticate(data)
+
+
+def test_ntlmv2_blob_with_broken_av_pairs_is_malformed():
+    # As smbtorture's smb2.session.ntlmssp_bug14932 sends: a plausible blob header,
+    # then bytes that are no AV pair list.
+    blob = b"\x01\x01" + b"\x00" * 6 + b"?" * 8 + CLIENT_CHALLENGE + b"\x00" * 4 + \
+        bytes.fromhex("11a20881503822782b9447fe54947bff")
+    with pytest.raises(ntlm.NtlmError):
+        ntlm.parse_authenticate(build_authenticate(b"p" * 16 + blob, USER, DOMAIN, b"", 0))
