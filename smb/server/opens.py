@@ -50,6 +50,8 @@ class Open:
     position: int = 0
     mode: int = 0
     scan: DirectoryScan | None = None
+    # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
+    notify_baseline: dict | None = None
 
     @property
     def key(self) -> str:
