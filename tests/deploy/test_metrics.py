@@ -179,3 +179,13 @@ def test_stale_worker_files_are_cleared(tmp_path):
     (tmp_path / "counter_1.db").write_bytes(b"x")
     metrics.Metrics(worker_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_store_reports_each_etcd_request_to_the_histogram(store):
+    m = metrics.Metrics()
+    store.on_request = m.observe_etcd
+    store.put(store.key("a"), 1)
+    assert store.get(store.key("a")).value == 1
+    s = samples(m.render().decode())
+    assert s[("hanode_etcd_request_duration_seconds_count", ())] == 2
+    assert 0 < s[("hanode_etcd_request_duration_seconds_sum", ())] < 2
