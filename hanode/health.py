@@ -14,7 +14,7 @@ deadlock of the scheduler, stops the pets and gets the agent restarted.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol
+from typing import Iterable, Protocol
 
 import trio
 
@@ -27,6 +27,13 @@ INTERVAL = 0.25
 class _State(Protocol):
     role: str
     term: int | None
+
+
+class _Owner(Protocol):
+    announced: int
+    tickled: int
+
+    def held_vips(self) -> list: ...
 
 
 class _Elector(Protocol):
@@ -50,9 +57,13 @@ class Reporter:
         self.ready = False
         self._leading = False
         self._status: str | None = None
+        self._announced = 0
+        self._tickled = 0
 
-    def observe(self, role: str, term: int | None, joined: bool, held: set[str]) -> None:
-        """One turn: role and term from the elector, joined = it holds a lease."""
+    def observe(self, role: str, term: int | None, joined: bool, held: set[str],
+                announced: int = 0, tickled: int = 0) -> None:
+        """One turn: role and term from the elector, joined = it holds a lease;
+        announced and tickled are the VIP owner's running totals of frames sent."""
         if joined and not self.ready:
             self.notifier.ready(f"{self.me}: joined etcd, {role}")
             self.ready = True
@@ -63,6 +74,9 @@ class Reporter:
         self._leading = leading
         for ip in self.vips:
             self.metrics.vip_held(ip, ip in held)
+        self.metrics.garps(max(0, announced - self._announced))
+        self.metrics.tickles(max(0, tickled - self._tickled))
+        self._announced, self._tickled = announced, tickled
         status = f"{self.me}: {role}" + (f", term {term}" if leading else "")
         status += f", VIP {' '.join(sorted(held))}" if held else ""
         if status != self._status and self.ready:
@@ -71,10 +85,10 @@ class Reporter:
         self.notifier.watchdog()
 
 
-async def report_loop(reporter: Reporter, elector: _Elector,
-                      held_ips: Callable[[], Iterable[str]]) -> None:
-    """Observe the elector every INTERVAL until cancelled."""
+async def report_loop(reporter: Reporter, elector: _Elector, owner: _Owner) -> None:
+    """Observe the elector and the VIP owner every INTERVAL until cancelled."""
     while True:
         state = elector.state
-        reporter.observe(state.role, state.term, elector.lease_id is not None, set(held_ips()))
+        reporter.observe(state.role, state.term, elector.lease_id is not None,
+                         {vip.ip for vip in owner.held_vips()}, owner.announced, owner.tickled)
         await trio.sleep(INTERVAL)

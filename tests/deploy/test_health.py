@@ -47,15 +47,17 @@ def test_ready_once_joined_status_on_change_watchdog_every_turn(tmp_path):
         assert values(m)["hanode_leader"] == 0
 
         clock[0] += 0.5  # within the watchdog interval: no pet
-        r.observe("leader", 7, joined=True, held={"10.0.0.50"})
+        r.observe("leader", 7, joined=True, held={"10.0.0.50"}, announced=2, tickled=3)
         assert received(sock) == [b"STATUS=n1: leader, term 7, VIP 10.0.0.50"]
         v = values(m)
         assert v["hanode_leader"] == 1 and v["hanode_leader_term"] == 7
         assert v["hanode_takeovers_total"] == 1 and v["hanode_vip_held{address=10.0.0.50}"] == 1
 
         clock[0] += 0.6
-        r.observe("leader", 7, joined=True, held={"10.0.0.50"})
+        r.observe("leader", 7, joined=True, held={"10.0.0.50"}, announced=6, tickled=9)
         assert received(sock) == [b"WATCHDOG=1"]  # nothing changed: no STATUS
+        v = values(m)
+        assert v["hanode_garps_sent_total"] == 6 and v["hanode_tickles_sent_total"] == 9
         r.observe("fenced", 7, joined=False, held=set())
         r.observe("leader", 9, joined=True, held={"10.0.0.50"})
         assert received(sock) == [b"STATUS=n1: fenced", b"STATUS=n1: leader, term 9, VIP 10.0.0.50"]
