@@ -246,8 +246,9 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
 
 
 async def serve(metrics: Metrics, address: str, port: int, *,
-                task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``/metrics`` until cancelled; reports the bound port when started."""
+                task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``/metrics`` until cancelled; reports the bound port when started,
+    None when it cannot listen (logged, not raised)."""
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -266,7 +267,14 @@ async def serve(metrics: Metrics, address: str, port: int, *,
         finally:
             await trio.aclose_forcefully(stream)
 
-    listeners = await trio.open_tcp_listeners(port, host=address)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=address)
+    except OSError as exc:
+        # The node's real work goes on without its metrics; the log says why.
+        log.error("metrics: cannot listen on %s port %d: %s; serving no metrics",
+                  address, port, exc.strerror or exc)
+        task_status.started(None)
+        return
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(handle, listeners)
 

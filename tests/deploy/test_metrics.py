@@ -189,3 +189,12 @@ def test_store_reports_each_etcd_request_to_the_histogram(store):
     s = samples(m.render().decode())
     assert s[("hanode_etcd_request_duration_seconds_count", ())] == 2
     assert 0 < s[("hanode_etcd_request_duration_seconds_sum", ())] < 2
+
+
+async def test_a_taken_port_is_logged_not_raised(caplog):
+    m = metrics.Metrics()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(metrics.serve, m, "127.0.0.1", 0)
+        assert await nursery.start(metrics.serve, m, "127.0.0.1", port) is None
+        nursery.cancel_scope.cancel()
+    assert f"cannot listen on 127.0.0.1 port {port}" in caplog.text
