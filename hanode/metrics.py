@@ -27,8 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -139,15 +137,6 @@ class Metrics:
 
     def observe_etcd(self, seconds: float) -> None:
         self._etcd.observe(seconds)
-
-    @contextmanager
-    def etcd_timer(self) -> Iterator[None]:
-        """Times the etcd request in its block, also when it fails."""
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.observe_etcd(time.monotonic() - start)
 
     def set_durable_handles(self, n: int) -> None:
         self._durable.set(n)

@@ -69,8 +69,7 @@ async def test_agent_and_worker_series_are_served(tmp_path):
         m.garps(6)
         m.tickles(3)
         m.observe_etcd(0.003)
-        with m.etcd_timer():
-            await trio.sleep(0.01)
+        m.observe_etcd(0.01)
         m.set_durable_handles(5)
         m.set_workers({"w0": worker.pid})
 
