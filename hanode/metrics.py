@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -88,7 +89,8 @@ class _WorkerMemory:
 class Metrics:
     """The agent's metrics; each method is one fact the agent just learnt."""
 
-    def __init__(self, worker_dir: str | Path | None = None):
+    def __init__(self, worker_dir: str | Path | None = None, *, own_worker_dir: bool = False):
+        """worker_dir: where workers write their files; own_worker_dir: close() removes it."""
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self._leader = Gauge("hanode_leader", "1 while this node holds the leader key",
@@ -112,11 +114,27 @@ class Metrics:
         self._memory = _WorkerMemory()
         r.register(self._memory)
         self.worker_dir = Path(worker_dir) if worker_dir is not None else None
+        self._own_worker_dir = own_worker_dir
         if self.worker_dir is not None:
             self.worker_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.worker_dir.glob("*.db"):
                 stale.unlink()  # a previous agent's workers; counters restart with us
             MultiProcessCollector(r, path=str(self.worker_dir))
+
+    @classmethod
+    def for_agent(cls, environ: Mapping[str, str] | None = None) -> "Metrics":
+        """The agent's metrics, its workers' files under systemd's RuntimeDirectory
+        (which systemd empties) or else in a private temporary directory that
+        close() removes."""
+        env = os.environ if environ is None else environ
+        runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        if runtime:
+            return cls(Path(runtime) / "metrics")
+        return cls(tempfile.mkdtemp(prefix="hanode-metrics-"), own_worker_dir=True)
+
+    def close(self) -> None:
+        if self._own_worker_dir and self.worker_dir is not None:
+            shutil.rmtree(self.worker_dir, ignore_errors=True)
 
     def set_leader(self, term: int | None) -> None:
         """term: the leadership term this node now holds, or None when it is not leader."""
@@ -266,14 +284,3 @@ async def serve(metrics: Metrics, address: str, port: int, *,
         return
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(handle, listeners)
-
-
-def worker_dir_for(environ: Mapping[str, str] | None = None) -> Path:
-    """Where the agent keeps its workers' metric files: under systemd's
-    RuntimeDirectory when the unit gives one (emptied at every start), else in
-    a fresh private temporary directory."""
-    env = os.environ if environ is None else environ
-    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    if runtime:
-        return Path(runtime) / "metrics"
-    return Path(tempfile.mkdtemp(prefix="hanode-metrics-"))

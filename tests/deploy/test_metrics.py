@@ -164,14 +164,16 @@ def test_response_framing():
     assert metrics.response(404).endswith(b"\r\n\r\nNot Found\n")
 
 
-def test_worker_dir_prefers_systemd_runtime_directory(tmp_path):
-    assert metrics.worker_dir_for({"RUNTIME_DIRECTORY": "/run/hanode:/run/x"}) == \
-        metrics.Path("/run/hanode/metrics")
-    d = metrics.worker_dir_for({})
-    try:
-        assert d.is_dir() and d.name.startswith("hanode-metrics-")
-    finally:
-        d.rmdir()
+def test_agent_worker_dir_prefers_systemd_runtime_directory(tmp_path):
+    m = metrics.Metrics.for_agent({"RUNTIME_DIRECTORY": f"{tmp_path}:/run/other"})
+    assert m.worker_dir == tmp_path / "metrics" and m.worker_dir.is_dir()
+    m.close()
+    assert m.worker_dir.is_dir()  # systemd's to clean
+    m = metrics.Metrics.for_agent({})
+    assert m.worker_dir.is_dir() and m.worker_dir.name.startswith("hanode-metrics-")
+    assert m.worker_environment() == {"PROMETHEUS_MULTIPROC_DIR": str(m.worker_dir)}
+    m.close()
+    assert not m.worker_dir.exists()
 
 
 def test_stale_worker_files_are_cleared(tmp_path):
