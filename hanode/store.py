@@ -222,6 +222,10 @@ class Store:
     def get_prefix(self, prefix: str) -> list[Entry]:
         return [self._entry(v, m) for v, m in self._call("get_prefix", prefix)]
 
+    def count_prefix(self, prefix: str) -> int:
+        """How many keys start with prefix, counted by etcd (no keys or values sent)."""
+        return int(self._call("get_prefix_response", prefix, count_only=True).count)
+
     def put(self, key: str, value: Any, lease: int | None = None) -> None:
         self._call("put", key, json.dumps(value, separators=(",", ":")), lease=lease)
 

@@ -53,3 +53,12 @@ def test_failover_to_second_endpoint(etcd_server):
     assert s.get(s.key("k")).value == 1
     s.delete_prefix(s.prefix)
     s.close()
+
+
+def test_count_prefix(store):
+    assert store.count_prefix(store.conn_prefix("10.0.0.50")) == 0
+    for port in (1, 2, 3):
+        store.put(store.conn_key("10.0.0.50", "10.0.0.9", port), {"node": "n1"})
+    store.put(store.conn_key("10.0.0.51", "10.0.0.9", 1), {"node": "n1"})
+    assert store.count_prefix(store.conn_prefix("10.0.0.50")) == 3
+    assert store.count_prefix(store.key("conns") + "/") == 4

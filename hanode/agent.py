@@ -1,0 +1,92 @@
+"""``hanode agent``: one node's long-running program.
+
+Sets up logging, starts the embedded trial etcd when no endpoints are
+configured, and runs the elector, the connection list and the node record in
+one nursery until SIGTERM/SIGINT; then the elector lets go of everything in
+order and the process exits 0 within two seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from hanode import embedded_etcd, record
+from hanode.config import Config
+from hanode.conns import ConnList
+from hanode.election import Elector, Timing
+from hanode.store import Store
+from hanode.takeover import VipOwner
+
+log = logging.getLogger("hanode.agent")
+
+EMBEDDED_CLIENT_URL = "http://127.0.0.1:2379"
+EMBEDDED_PEER_URL = "http://127.0.0.1:2380"
+# Of the two seconds a stop may take, what the release/resign/revoke steps may use.
+STOP_BUDGET = 1.5
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(message)s")
+
+
+def _start_embedded(cfg: Config) -> subprocess.Popen:
+    data = Path(cfg.node.state_dir) / "etcd"
+    log.info("%s: no etcd endpoints configured; starting an embedded etcd in %s (trial use)",
+             cfg.node.name, data)
+    return embedded_etcd.start(data, EMBEDDED_CLIENT_URL, EMBEDDED_PEER_URL,
+                               name=cfg.node.name, log_path=data.parent / "etcd.log")
+
+
+async def _stop_on_signal(elector: Elector, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("%s: %s received; stopping", elector.me, signal.Signals(signum).name)
+            elector.stop()
+
+
+async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
+    me = cfg.node.name
+    store = Store.from_config(cfg.cluster, endpoints)
+    try:
+        conns = ConnList(me, store, cfg.smb.port)
+        async with trio.open_nursery() as nursery:
+            owner = VipOwner(me, cfg, conns, nursery)
+            elector = Elector(me, store, owner,
+                              Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin))
+            await nursery.start(_stop_on_signal, elector)
+            nursery.start_soon(conns.run, owner.held_vips)
+            nursery.start_soon(record.publish_loop, store, elector, owner, conns)
+            log.info("%s: starting (cluster %s, etcd %s, %d VIP(s))",
+                     me, cfg.cluster.name, ", ".join(endpoints), len(cfg.vips))
+            await elector.run(STOP_BUDGET)
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
+def main(cfg: Config) -> int:
+    """Run the agent in the foreground; 0 after a clean stop, 1 if it cannot start."""
+    _setup_logging(cfg.log.level)
+    etcd_proc = None
+    endpoints = cfg.cluster.etcd
+    if not endpoints:
+        try:
+            etcd_proc = _start_embedded(cfg)
+        except (embedded_etcd.EtcdStartError, OSError) as exc:
+            log.error("%s: cannot start the embedded etcd: %s", cfg.node.name, exc)
+            return 1
+        endpoints = (EMBEDDED_CLIENT_URL,)
+    try:
+        trio.run(run, cfg, endpoints)
+    finally:
+        if etcd_proc is not None:
+            embedded_etcd.stop(etcd_proc)
+    return 0

@@ -1,0 +1,427 @@
+"""The leadership state machine: a pure decision function and its trio driver.
+
+Safety lives in :func:`decide`, which sees only facts and a clock reading and
+returns what to do.  It holds the rule that keeps two nodes from ever holding
+the VIP: a leader lets go at ``sent + ttl - margin`` after the last keepalive
+that succeeded, while etcd cannot expire the key before ``sent + ttl``.  The
+:class:`Elector` only gathers facts (lease keepalives, leader-key polls) and
+applies the actions, so the rule can be tested over sequences of facts without
+any I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol, TypeVar
+
+import trio
+
+from hanode.store import Entry, Store, StoreUnavailable
+
+Role = Literal["starting", "standby", "leader", "fenced", "stopped"]
+
+log = logging.getLogger("hanode.election")
+
+# How often a standby reads the leader key: a deleted or expired key is seen
+# within this, which bounds the SIGTERM handover time.
+LEADER_POLL_INTERVAL = 0.1
+# Retry pacing while etcd does not answer and our lease is surely gone.
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 2.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease_ttl: float
+    fence_margin: float
+
+
+@dataclass(frozen=True)
+class LeaderSeen:
+    """The leader key as read from etcd."""
+    node: str
+    term: int  # create revision of the key
+    lease: int
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the decision may depend on, observed just before it."""
+    now: float                   # monotonic seconds
+    lease_id: int | None         # our current lease; None while we have none
+    lease_sent: float | None     # when the last keepalive (or grant) that succeeded was sent
+    leader: LeaderSeen | None    # the leader key at the last read; None: absent
+    leader_known: bool           # False when the last read of the leader key failed
+    vip_held: bool               # some VIP of ours is on its interface
+    stopping: bool = False       # SIGTERM/SIGINT received
+
+
+@dataclass(frozen=True)
+class State:
+    role: Role = "starting"
+    term: int | None = None      # the term we lead (or led, while fenced)
+    lease_id: int | None = None  # the lease our leader key is bound to
+    fenced_at: float | None = None
+
+
+# -- actions ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Campaign:
+    """Create the leader key on our lease, only if it is absent."""
+
+
+@dataclass(frozen=True)
+class ClaimVip:
+    """Add the VIPs, announce them, tickle the clients other nodes served."""
+    term: int
+
+
+@dataclass(frozen=True)
+class ReleaseVip:
+    """Remove the VIPs and reset our own connections on them.
+
+    urgent: another node may claim the VIP any moment now (fencing deadline,
+    leader key gone, a stray VIP), so the address goes first; otherwise (a
+    graceful stop) the clients are reset first, while the address still lets
+    the kernel route the RSTs.
+    """
+    reason: str
+    urgent: bool = True
+
+
+@dataclass(frozen=True)
+class Resign:
+    """Delete the leader key, but only the incarnation created at term."""
+    term: int
+
+
+@dataclass(frozen=True)
+class RevokeLease:
+    lease_id: int
+
+
+Action = Campaign | ClaimVip | ReleaseVip | Resign | RevokeLease
+
+
+def fence_deadline(facts: Facts, timing: Timing) -> float | None:
+    """The moment a leader must have let go unless a newer keepalive succeeds."""
+    if facts.lease_id is None or facts.lease_sent is None:
+        return None
+    return facts.lease_sent + timing.lease_ttl - timing.fence_margin
+
+
+def _lease_valid(facts: Facts, timing: Timing) -> bool:
+    deadline = fence_deadline(facts, timing)
+    return deadline is not None and facts.now < deadline
+
+
+def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, list[Action]]:
+    """The next state and the actions that lead there; no I/O, no clock of its own."""
+    if state.role == "stopped":
+        return state, []
+
+    if facts.stopping:
+        actions: list[Action] = []
+        if state.role == "leader" or facts.vip_held:
+            actions.append(ReleaseVip(reason="graceful stop", urgent=False))
+        if state.term is not None:
+            actions.append(Resign(state.term))
+        if facts.lease_id is not None:
+            actions.append(RevokeLease(facts.lease_id))
+        return State(role="stopped"), actions
+
+    valid = _lease_valid(facts, timing)
+
+    if state.role == "leader":
+        if facts.lease_id != state.lease_id:
+            return (State(role="fenced", term=state.term, lease_id=state.lease_id,
+                          fenced_at=facts.now),
+                    [ReleaseVip(reason="lease lost")])
+        if not valid:
+            return (State(role="fenced", term=state.term, lease_id=state.lease_id,
+                          fenced_at=facts.now),
+                    [ReleaseVip(reason="no keepalive from etcd in time")])
+        ours = facts.leader is not None and facts.leader.term == state.term
+        if facts.leader_known and not ours:
+            return State(role="standby"), [ReleaseVip(reason="leader key gone")]
+        return state, []
+
+    if state.role == "fenced":
+        if facts.lease_id != state.lease_id:
+            # The old lease (and the key on it) is gone; a new lease campaigns afresh.
+            return State(role="standby"), _drop_stray(facts)
+        assert state.fenced_at is not None and state.term is not None
+        if valid and facts.lease_sent is not None and facts.lease_sent > state.fenced_at:
+            # etcd answers again while our key may still be there: give it up so
+            # the election starts over on a clean slate.
+            return State(role="standby"), [Resign(state.term), *_drop_stray(facts)]
+        return state, _drop_stray(facts)
+
+    # starting or standby
+    actions = _drop_stray(facts)
+    if not (valid and facts.leader_known):
+        return state, actions
+    leader = facts.leader
+    if leader is not None and leader.node == me and leader.lease == facts.lease_id:
+        return (State(role="leader", term=leader.term, lease_id=facts.lease_id),
+                [*actions, ClaimVip(leader.term)])
+    if leader is None:
+        actions.append(Campaign())
+    return State(role="standby"), actions
+
+
+def _drop_stray(facts: Facts) -> list[Action]:
+    """A VIP on our interface while we do not lead (left by a crash) must go."""
+    if facts.vip_held:
+        return [ReleaseVip(reason="not leader")]
+    return []
+
+
+# -- the driver -----------------------------------------------------------------
+
+class VipEffects(Protocol):
+    """What the elector needs from the VIP side (hanode.takeover implements it)."""
+
+    async def claim(self, term: int) -> None: ...
+    async def release(self, urgent: bool) -> int: ...
+    async def held(self) -> bool: ...
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Observed:
+    lease_id: int | None = None
+    lease_sent: float | None = None
+    leader: LeaderSeen | None = None
+    leader_known: bool = False
+    leader_read_at: float = float("-inf")
+    vip_held: bool = False
+    stopping: bool = False
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    def poke(self) -> None:
+        self.changed.set()
+
+    def facts(self, now: float) -> Facts:
+        return Facts(now=now, lease_id=self.lease_id, lease_sent=self.lease_sent,
+                     leader=self.leader, leader_known=self.leader_known,
+                     vip_held=self.vip_held, stopping=self.stopping)
+
+
+class Elector:
+    """Keeps the node's lease, watches the leader key, and applies decide()."""
+
+    def __init__(self, me: str, store: Store, vips: VipEffects, timing: Timing):
+        self.me = me
+        self.store = store
+        self.vips = vips
+        self.timing = timing
+        self.state = State()
+        self.state_since = time.time()
+        self._obs = _Observed()
+        self._etcd_up: bool | None = None
+        self._campaign_scope = trio.CancelScope()
+
+    # -- what others read -------------------------------------------------------
+
+    @property
+    def lease_id(self) -> int | None:
+        return self._obs.lease_id
+
+    def stop(self) -> None:
+        self._obs.stopping = True
+        self._campaign_scope.cancel()  # a campaign stuck on a slow etcd must not delay the exit
+        self._obs.poke()
+
+    # -- main loop ---------------------------------------------------------------
+
+    async def run(self, stop_budget: float = 1.5) -> None:
+        """Run until stop() was called and the stop actions are done."""
+        self._obs.vip_held = await self.vips.held()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._lease_loop)
+            nursery.start_soon(self._leader_poll_loop)
+            nursery.start_soon(self._vip_watch_loop)
+            await self._decide_loop(stop_budget)
+            nursery.cancel_scope.cancel()
+
+    async def _decide_loop(self, stop_budget: float) -> None:
+        while True:
+            obs = self._obs
+            obs.changed = trio.Event()
+            facts = obs.facts(trio.current_time())
+            new, actions = decide(self.me, self.state, facts, self.timing)
+            if new.role == "stopped":
+                notes = []
+                with trio.move_on_after(stop_budget):
+                    for action in actions:
+                        notes.append(await self._apply(action))
+                self._set_state(new, notes, facts)
+                return
+            notes = [await self._apply(action) for action in actions]
+            if new != self.state:
+                self._set_state(new, notes, facts)
+            wait = LEADER_POLL_INTERVAL
+            deadline = fence_deadline(facts, self.timing)
+            if self.state.role == "leader" and deadline is not None:
+                wait = max(0.0, min(wait, deadline - trio.current_time()))
+            with trio.move_on_after(wait):
+                await obs.changed.wait()
+
+    def _set_state(self, new: State, notes: list[str | None], facts: Facts) -> None:
+        """One log line per change of role; the leader's own line comes from the claim."""
+        old, self.state = self.state, new
+        if old.role != new.role:
+            self.state_since = time.time()
+            if new.role != "leader":
+                what = f"{new.role} (term {old.term})" if new.role == "fenced" else new.role
+                seen = facts.leader
+                if new.role == "standby" and seen is not None and seen.node != self.me:
+                    what += f" (leader {seen.node}, term {seen.term})"
+                details = "; ".join(n for n in notes if n)
+                log.info("%s: %s%s", self.me, what, f": {details}" if details else "")
+
+    async def _apply(self, action: Action) -> str | None:
+        """Carry out one action; returns a note for the state-change log line."""
+        if isinstance(action, Campaign):
+            with trio.CancelScope() as self._campaign_scope:
+                if not self._obs.stopping:
+                    await self._campaign()
+        elif isinstance(action, ClaimVip):
+            await self.vips.claim(action.term)
+            self._obs.vip_held = True
+        elif isinstance(action, ReleaseVip):
+            reset = await self.vips.release(action.urgent)
+            self._obs.vip_held = False
+            return f"{action.reason}, VIP released, {reset} clients reset"
+        elif isinstance(action, Resign):
+            try:
+                deleted = await self._etcd(self.store.delete_if_created, self.store.leader_key,
+                                           action.term)
+            except StoreUnavailable:
+                return "leader key left to expire"
+            return f"leader key of term {action.term} deleted" if deleted else None
+        elif isinstance(action, RevokeLease):
+            try:
+                await self._etcd(self.store.revoke_lease, action.lease_id)
+            except StoreUnavailable:
+                return "lease left to expire"
+            finally:
+                self._obs.lease_id = None
+        return None
+
+    async def _campaign(self) -> None:
+        lease = self._obs.lease_id
+        value = {"node": self.me, "since": time.time()}
+        try:
+            won, term = await self._etcd(self.store.create, self.store.leader_key, value, lease)
+            entry = None if won else await self._etcd(self.store.get, self.store.leader_key)
+        except StoreUnavailable as exc:
+            self._note_etcd(exc)
+            return
+        # Stamped with the time of the answer: a poll that began before it may
+        # have been served before our create and must not count as newer.
+        answered = trio.current_time()
+        if won:
+            assert lease is not None
+            self._see_leader(LeaderSeen(self.me, term, lease), answered)
+        else:
+            self._see_leader(_leader_from(entry), answered)
+
+    # -- fact gatherers -----------------------------------------------------------
+
+    async def _etcd(self, fn: Callable[..., T], *args: object) -> T:
+        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+
+    def _note_etcd(self, error: StoreUnavailable | None) -> None:
+        """One log line per change between reachable and unreachable."""
+        up = error is None
+        if up != self._etcd_up:
+            if up:
+                log.info("%s: etcd reachable", self.me)
+            else:
+                log.warning("%s: etcd unreachable (%s); retrying", self.me, error)
+            self._etcd_up = up
+
+    def _see_leader(self, leader: LeaderSeen | None, as_of: float) -> None:
+        """Keep the newest read: a poll that began before a campaign ended must not undo it.
+
+        as_of: for a poll, when it began (it was served later); for a campaign,
+        when its answer came (it was served earlier).  etcd reads are
+        linearizable, so a poll begun after a campaign's answer sees its result.
+        """
+        obs = self._obs
+        if as_of < obs.leader_read_at:
+            return
+        obs.leader_read_at = as_of
+        if leader != obs.leader or not obs.leader_known:
+            obs.leader = leader
+            obs.leader_known = True
+            obs.poke()
+
+    async def _lease_loop(self) -> None:
+        obs = self._obs
+        ttl = self.timing.lease_ttl
+        backoff = BACKOFF_FIRST
+        while not obs.stopping:
+            sent = trio.current_time()
+            try:
+                if obs.lease_id is None:
+                    obs.lease_id = await self._etcd(self.store.grant_lease, int(ttl))
+                    obs.lease_sent = sent
+                elif await self._etcd(self.store.keepalive, obs.lease_id) > 0:
+                    obs.lease_sent = sent
+                else:
+                    log.warning("%s: lease %x expired in etcd; taking a new one",
+                                self.me, obs.lease_id)
+                    obs.lease_id = obs.lease_sent = None
+                    obs.poke()
+                    continue
+                self._note_etcd(None)
+                backoff = BACKOFF_FIRST
+                delay = ttl / 4
+            except StoreUnavailable as exc:
+                self._note_etcd(exc)
+                sent_last = obs.lease_sent
+                if sent_last is not None and trio.current_time() < sent_last + ttl:
+                    # The lease may still live: keep trying at the keepalive pace.
+                    delay = ttl / 4
+                else:
+                    delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+            obs.poke()
+            await trio.sleep_until(sent + delay)
+
+    async def _leader_poll_loop(self) -> None:
+        obs = self._obs
+        while True:
+            started = trio.current_time()
+            try:
+                entry = await self._etcd(self.store.get, self.store.leader_key)
+                self._see_leader(_leader_from(entry), started)
+            except StoreUnavailable:
+                if started >= obs.leader_read_at and obs.leader_known:
+                    obs.leader_known = False
+                    obs.poke()
+            await trio.sleep_until(started + LEADER_POLL_INTERVAL)
+
+    async def _vip_watch_loop(self) -> None:
+        """Notice a VIP someone else added or removed on our interface."""
+        while True:
+            await trio.sleep(1.0)
+            held = await self.vips.held()
+            if held != self._obs.vip_held:
+                self._obs.vip_held = held
+                self._obs.poke()
+
+
+def _leader_from(entry: Entry | None) -> LeaderSeen | None:
+    if entry is None:
+        return None
+    node = entry.value.get("node", "?") if isinstance(entry.value, dict) else "?"
+    return LeaderSeen(node=str(node), term=entry.create_revision, lease=entry.lease)
+
