@@ -20,6 +20,7 @@ import trio
 
 from hanode.metrics import Metrics
 from hanode.sdnotify import Notifier
+from hanode.store import Store, StoreUnavailable
 
 INTERVAL = 0.25
 
@@ -92,3 +93,24 @@ async def report_loop(reporter: Reporter, elector: _Elector, owner: _Owner) -> N
         reporter.observe(state.role, state.term, elector.lease_id is not None,
                          {vip.ip for vip in owner.held_vips()}, owner.announced, owner.tickled)
         await trio.sleep(INTERVAL)
+
+
+DURABLE_INTERVAL = 5.0
+
+
+async def durable_loop(metrics: Metrics, store: Store) -> None:
+    """Count the cluster's durable handles in etcd every DURABLE_INTERVAL.
+
+    etcd counts them (no records cross the wire), so every node can afford to
+    report the cluster-wide number; an unreachable etcd keeps the last one.
+    """
+    prefix = store.key("durable") + "/"
+    while True:
+        try:
+            count = await trio.to_thread.run_sync(store.count_prefix, prefix,
+                                                  abandon_on_cancel=True)
+        except StoreUnavailable:
+            pass  # the elector logs etcd's state
+        else:
+            metrics.set_durable_handles(count)
+        await trio.sleep(DURABLE_INTERVAL)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import trio
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from hanode import health, metrics, sdnotify
@@ -66,3 +68,13 @@ def test_ready_once_joined_status_on_change_watchdog_every_turn(tmp_path):
     finally:
         notifier.close()
         sock.close()
+
+
+async def test_durable_handles_are_counted_in_etcd(store):
+    for pid in (1, 2, 3):
+        store.put(store.durable_key(pid), {"path": f"f{pid}"})
+    store.put(store.key("durablex"), 1)  # a neighbour prefix does not count
+    m = metrics.Metrics()
+    with trio.move_on_after(0.5):
+        await health.durable_loop(m, store)
+    assert values(m)["hanode_durable_handles"] == 3
