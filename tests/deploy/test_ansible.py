@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import re
 import shutil
@@ -244,6 +245,15 @@ def test_rendered_etcd_and_hanode_work_together(install, tmp_path):
             assert store.get(store.leader_key).value == {"node": "hnlocal"}
             with pytest.raises(StoreUnavailable):  # the role reaches /hanode/ only
                 store._call("put", "/not-hanode", "x")
+
+            # The installed CLI, with the rendered config, reads what the rolling
+            # restart handler asks it: who leads.
+            status = subprocess.run(
+                [install.hanode, "status", "--config", str(install.config_file), "--json"],
+                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            report = json.loads(status.stdout)
+            assert report["leader"]["node"] == "hnlocal" and report["leader"]["term"] == term
+            assert report["etcd"]["healthy"] is True, status.stderr
         finally:
             store.close()
     finally:
