@@ -16,10 +16,11 @@ from pathlib import Path
 
 import trio
 
-from hanode import embedded_etcd, record
+from hanode import embedded_etcd, health, metrics, record
 from hanode.config import Config
 from hanode.conns import ConnList
 from hanode.election import Elector, Timing
+from hanode.sdnotify import Notifier
 from hanode.store import Store
 from hanode.takeover import VipOwner
 
@@ -44,24 +45,34 @@ def _start_embedded(cfg: Config) -> subprocess.Popen:
                                name=cfg.node.name, log_path=data.parent / "etcd.log")
 
 
-async def _stop_on_signal(elector: Elector, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _stop_on_signal(elector: Elector, notifier: Notifier,
+                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
         async for signum in signals:
             log.info("%s: %s received; stopping", elector.me, signal.Signals(signum).name)
+            notifier.stopping(f"{elector.me}: stopping")
             elector.stop()
 
 
 async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
     me = cfg.node.name
     store = Store.from_config(cfg.cluster, endpoints)
+    stats = metrics.Metrics.for_agent()
+    store.on_request = stats.observe_etcd
+    notifier = Notifier.from_environ()
     try:
         conns = ConnList(me, store, cfg.smb.port)
         async with trio.open_nursery() as nursery:
             owner = VipOwner(me, cfg, conns, nursery)
             elector = Elector(me, store, owner,
                               Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin))
-            await nursery.start(_stop_on_signal, elector)
+            await nursery.start(_stop_on_signal, elector, notifier)
+            if cfg.metrics.enabled:
+                await nursery.start(metrics.serve, stats, cfg.metrics.address, cfg.metrics.port)
+            reporter = health.Reporter(me, stats, notifier, [vip.ip for vip in cfg.vips])
+            nursery.start_soon(health.report_loop, reporter, elector, owner)
+            nursery.start_soon(health.durable_loop, stats, store)
             nursery.start_soon(conns.run, owner.held_vips)
             nursery.start_soon(record.publish_loop, store, elector, owner, conns)
             log.info("%s: starting (cluster %s, etcd %s, %d VIP(s))",
@@ -69,6 +80,8 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
             await elector.run(STOP_BUDGET)
             nursery.cancel_scope.cancel()
     finally:
+        notifier.close()
+        stats.close()
         store.close()
 
 

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 
 class EtcdStartError(Exception):
@@ -27,9 +28,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def start(data_dir: str | Path, client_url: str, peer_url: str, *, name: str = "hanode",
           wrap: list[str] | None = None, log_path: str | Path | None = None,
-          timeout: float = 15.0) -> subprocess.Popen:
+          timeout: float = 15.0, extra_args: Sequence[str] = (),
+          health_url: str | None = None) -> subprocess.Popen:
     """Start etcd and wait until it answers /health; ``wrap`` prefixes the command
-    (e.g. ``["ip", "netns", "exec", "ns1"]``)."""
+    (e.g. ``["ip", "netns", "exec", "ns1"]``).
+
+    ``extra_args`` go to etcd as they are (TLS and auth flags, say); when they
+    make the client URL demand a certificate, ``health_url`` names a plain
+    one to ask instead (etcd's ``--listen-metrics-urls`` serves /health)."""
     binary = shutil.which("etcd")
     if binary is None:
         raise EtcdStartError("etcd is not installed (Debian package etcd-server)")
@@ -40,7 +46,7 @@ def start(data_dir: str | Path, client_url: str, peer_url: str, *, name: str = "
         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
         "--initial-cluster", f"{name}={peer_url}",
         "--heartbeat-interval", "50", "--election-timeout", "500",
-        "--logger", "zap", "--log-level", "error",
+        "--logger", "zap", "--log-level", "error", *extra_args,
     ]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
@@ -52,7 +58,7 @@ def start(data_dir: str | Path, client_url: str, peer_url: str, *, name: str = "
     if wrap:
         return proc  # the caller checks health from inside the namespace
     try:
-        wait_healthy(client_url, timeout, proc)
+        wait_healthy(health_url or client_url, timeout, proc)
     except EtcdStartError:
         stop(proc)
         raise

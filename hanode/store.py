@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 # etcd3 0.12 ships protobuf modules generated for protobuf 3; pyproject pins
@@ -91,6 +92,9 @@ class Store:
         self._clients: dict[str, etcd3.Etcd3Client] = {}
         self._current = 0
         self._lock = threading.Lock()
+        # Called with the seconds each request took, failed ones included
+        # (the agent feeds its etcd latency histogram with it).
+        self.on_request: Callable[[float], None] | None = None
 
     @classmethod
     def from_config(cls, cluster: ClusterConfig, endpoints: tuple[str, ...] | None = None,
@@ -156,6 +160,15 @@ class Store:
         return client
 
     def _call(self, fn_name: str, *args: Any, stream: bool = False, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return self._call_endpoints(fn_name, *args, stream=stream, **kwargs)
+        finally:
+            if self.on_request is not None:
+                self.on_request(time.monotonic() - start)
+
+    def _call_endpoints(self, fn_name: str, *args: Any, stream: bool = False,
+                        **kwargs: Any) -> Any:
         """Run one etcd3 client method, trying each endpoint once.
 
         stream: the method returns a generator; drain it here, inside the

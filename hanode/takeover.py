@@ -42,6 +42,9 @@ class VipOwner:
         self._rounds = trio.CancelScope()
         self._held: list[VipConfig] = []
         self._held_error: str | None = None
+        # Running totals of frames sent, read by the agent's metrics.
+        self.announced = 0
+        self.tickled = 0
 
     def held_vips(self) -> list[VipConfig]:
         """The VIPs this node added and has not released (for the connection list)."""
@@ -92,13 +95,15 @@ class VipOwner:
         """One announcement per VIP, then one tickle to each client others served."""
         tickled = 0
         for vip in self._held:
-            await self._net(f"announcing {vip.ip}", announce.send_announcement, vip)
+            self.announced += await self._net(f"announcing {vip.ip}",
+                                              announce.send_announcement, vip) or 0
             family = ipaddress.ip_address(vip.ip).version
             targets = [c for _, c in clients.get(vip, [])
                        if ipaddress.ip_address(c[0]).version == family]
             if targets:
                 tickled += await self._net(f"tickling clients of {vip.ip}", tickle.send_tickles,
                                            vip.ip, self.port, targets) or 0
+        self.tickled += tickled
         return tickled
 
     async def _announce(self, scope: trio.CancelScope, term: int) -> None:

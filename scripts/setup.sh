@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-testsuite
-              python3-venv tcpdump)
+              python3-venv tcpdump
+              ansible ansible-lint systemd python3-pip git)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
