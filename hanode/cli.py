@@ -99,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read the password from standard input")
     delete = user_verbs.add_parser("del", help="delete a user")
     delete.add_argument("name")
-    user_verbs.add_parser("list", help="list users")
+    listing = user_verbs.add_parser("list", help="list users")
+    # Also accept --config/--etcd/--cluster after the action (`hanode user add bob
+    # --config F`); SUPPRESS keeps these from overwriting values given before it.
+    for action in (add, delete, listing):
+        action.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        action.add_argument("--etcd", action="append", default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+        action.add_argument("--cluster", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = verb("switchover", cmd_switchover, "planned move of the VIP to another node")
     _add_cluster_args(p)

@@ -41,6 +41,9 @@ class Reply:
     payload: bytes | memoryview = b""
     # For CREATE replies: the FileId a following related command inherits.
     file_id: bytes | None = None
+    # For TREE_CONNECT replies: the TreeId the response header carries (and a
+    # following related command inherits); None keeps the request's TreeId.
+    tree_id: int | None = None
 
 
 @dataclass

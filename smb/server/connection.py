@@ -1,0 +1,710 @@
+"""One client TCP connection: framing, NEGOTIATE, sessions, signing, encryption,
+credits, compounds, async replies and CANCEL; everything else goes to the
+command handlers through the contract in :mod:`smb.server.handler`.
+
+A client can send anything: every frame is bounded before it is read, every
+parse error becomes an SMB error status or a closed connection (``_Disconnect``),
+and a handler that raises is answered INTERNAL_ERROR with one log line.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from smb.server.credits import CreditWindow, expected_payload, required_charge
+from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
+from smb.server.sessions import Session, authenticate, filetime_now
+from smb.server.userdb import UserLookup
+from smb.wire import crypto, negotiate, session as session_wire, spnego
+from smb.wire.crypto import Cipher, CryptoError, Dialect, SigningAlgorithm
+from smb.wire.header import (
+    HEADER_SIZE, PROTOCOL_ID, SMB1_PROTOCOL_ID, TRANSFORM_PROTOCOL_ID, Command, Flags,
+    Header, HeaderError, Status, error_body, parse_header,
+)
+
+if TYPE_CHECKING:
+    from hanode.config import Config
+
+log = logging.getLogger(__name__)
+
+PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
+RECEIVE_CHUNK = 64 * 1024
+LARGE_MAX_SIZE = 8 * 1024 * 1024
+SMALL_MAX_SIZE = 64 * 1024
+FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
+RELATED_ID = 0xFFFFFFFFFFFFFFFF
+# Commands that may arrive unsigned on a session that must sign.
+_UNSIGNED_OK = {Command.NEGOTIATE, Command.SESSION_SETUP, Command.CANCEL}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection bounds, so one client cannot take a worker's memory."""
+
+    max_sessions: int = 64
+    max_async: int = 512
+    max_credits: int = 8192
+    # Until a session is established each frame must arrive within this many
+    # seconds, so silent or trickling clients cannot hold connection slots.
+    logon_timeout: float = 30.0
+
+
+class _Disconnect(Exception):
+    """The client broke the protocol in a way that ends the connection."""
+
+
+@functools.cache
+def _file_side():
+    """``smb.server.commands`` (the file commands), or None where it is not installed."""
+    if importlib.util.find_spec("smb.server.commands") is None:
+        return None
+    return importlib.import_module("smb.server.commands")
+
+
+def _handlers() -> dict[int, Handler]:
+    file_side = _file_side()
+    return file_side.HANDLERS if file_side is not None else {}
+
+
+async def _release_session(info: SessionInfo) -> None:
+    """Let the file side close the trees and opens of a session that ended."""
+    file_side = _file_side()
+    if file_side is not None:
+        await file_side.session_closed(info)
+
+
+@dataclass
+class _Out:
+    """One response of a (possibly compound) reply, not yet signed or framed."""
+
+    header: Header
+    body: bytes
+    payload: bytes | memoryview = b""
+    sign_with: Session | None = None
+
+
+@dataclass
+class _Call:
+    """A handler invocation in flight; CANCEL finds it by MessageId or AsyncId."""
+
+    header: Header
+    session: Session | None
+    encrypted: Session | None
+    allow_async: bool
+    prior: list[_Out]
+    async_id: int = 0
+    went_async: bool = False
+    cancelled: bool = False
+    reply: Reply | None = None
+    settled: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class _Context:
+    """What a handler sees (smb.server.handler.CommandContext)."""
+
+    def __init__(self, conn: "Connection", call: _Call):
+        self.config = conn.config
+        self.connection = conn.info
+        self.session = call.session.info if call.session else None
+        self._conn = conn
+        self._call = call
+
+    async def go_async(self) -> int:
+        return await self._conn._go_async(self._call)
+
+    def is_cancelled(self) -> bool:
+        return self._call.cancelled
+
+
+@dataclass
+class _Chain:
+    """What a related command inherits from the one before it (MS-SMB2 3.3.5.2.7.2)."""
+
+    session_id: int = 0
+    tree_id: int = 0
+    file_id: bytes | None = None
+    # A failed CREATE fails the related commands after it with its status; a
+    # command without a usable session or a misplaced related flag makes the
+    # related commands after it INVALID_PARAMETER (as Windows and Samba answer).
+    inherited_status: int = Status.SUCCESS
+
+
+# Where each command's FileId sits in its body, for the FileId a related
+# command inherits when the previous one was not a CREATE.
+_FILE_ID_OFFSET = {
+    Command.CLOSE: 8, Command.FLUSH: 8, Command.READ: 16, Command.WRITE: 16,
+    Command.LOCK: 8, Command.IOCTL: 8, Command.QUERY_DIRECTORY: 8,
+    Command.CHANGE_NOTIFY: 8, Command.QUERY_INFO: 24, Command.SET_INFO: 16,
+    Command.OPLOCK_BREAK: 8,
+}
+_ALL_FF = b"\xff" * 16
+_LAST_COMMAND = max(Command)
+
+
+def _request_file_id(command: int, body: memoryview, related: bytes | None) -> bytes | None:
+    offset = _FILE_ID_OFFSET.get(command)
+    if offset is None or len(body) < offset + 16:
+        return None
+    file_id = bytes(body[offset:offset + 16])
+    return related if file_id == _ALL_FF and related is not None else file_id
+
+
+class Connection:
+    def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
+                 server_guid: bytes, client_address: tuple[str, int] = ("", 0),
+                 limits: Limits = Limits()):
+        self.config = config
+        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address)
+        self._stream = stream
+        self._users = users
+        self._limits = limits
+        self._credits = CreditWindow(limits.max_credits)
+        self._sessions: dict[int, Session] = {}
+        self._buf = bytearray()
+        self._send_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self._sync_calls: dict[int, _Call] = {}
+        self._async_calls: dict[int, _Call] = {}
+        self._next_async = 1
+        self._negotiated = False
+        self._wildcard = False  # answered an SMB1 NEGOTIATE with 0x02FF; SMB2 NEGOTIATE due
+        self._preauth = crypto.PREAUTH_INITIAL
+        self._cipher = Cipher.NONE
+        self._signing_alg = SigningAlgorithm.HMAC_SHA256
+        self._max_frame = PRE_NEGOTIATE_MAX_FRAME
+
+    # -- the connection's life -------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until the client goes away or breaks the protocol."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    while True:
+                        frame = await self._next_frame()
+                        if frame is None:
+                            break
+                        await self._handle_frame(frame)
+                except _Disconnect as exc:
+                    log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+                except (trio.BrokenResourceError, trio.ClosedResourceError,
+                        ConnectionError):  # the client went away (recv_into raises these raw)
+                    pass
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                for session in list(self._sessions.values()):
+                    await _release_session(session.info)
+                self._sessions.clear()
+                await self._stream.aclose()
+
+    async def _next_frame(self) -> bytearray | None:
+        if any(s.valid for s in self._sessions.values()):
+            return await self._read_frame()
+        with trio.move_on_after(self._limits.logon_timeout):
+            return await self._read_frame()
+        raise _Disconnect(f"no logon within {self._limits.logon_timeout:g} s")
+
+    async def _fill(self) -> bool:
+        chunk = await self._stream.receive_some(RECEIVE_CHUNK)
+        self._buf += chunk
+        return bool(chunk)
+
+    async def _receive_into(self, view: memoryview) -> int:
+        """Read straight into the frame's buffer, so a large WRITE is copied once."""
+        sock = getattr(self._stream, "socket", None)
+        if sock is not None:
+            return await sock.recv_into(view)
+        chunk = await self._stream.receive_some(len(view))
+        view[:len(chunk)] = chunk
+        return len(chunk)
+
+    async def _read_frame(self) -> bytearray | None:
+        """One direct-TCP frame (MS-SMB2 2.1), refused before allocation if too large."""
+        while len(self._buf) < 4:
+            if not await self._fill():
+                if self._buf:
+                    raise _Disconnect("connection closed mid-message")
+                return None
+        if self._buf[0] != 0:
+            raise _Disconnect("not a direct-TCP frame")
+        length = int.from_bytes(self._buf[1:4], "big")
+        if length > self._max_frame:
+            raise _Disconnect(f"frame of {length} bytes exceeds {self._max_frame}")
+        if length < 4:
+            raise _Disconnect("frame too short")
+        del self._buf[:4]
+        if len(self._buf) >= length:
+            frame = self._buf[:length]
+            del self._buf[:length]
+            return frame
+        frame = bytearray(length)
+        view = memoryview(frame)
+        have = len(self._buf)
+        view[:have] = self._buf
+        self._buf.clear()
+        while have < length:
+            got = await self._receive_into(view[have:])
+            if not got:
+                raise _Disconnect("connection closed mid-message")
+            have += got
+        return frame
+
+    async def _handle_frame(self, frame: bytearray) -> None:
+        proto = bytes(frame[:4])
+        if proto == PROTOCOL_ID:
+            await self._process_chain(memoryview(frame), None)
+        elif proto == TRANSFORM_PROTOCOL_ID:
+            session = self._decrypting_session(frame)
+            try:
+                plain = crypto.decrypt(session.decrypt_key, self._cipher, frame)
+            except CryptoError as exc:
+                raise _Disconnect(str(exc)) from None
+            if plain[:4] != PROTOCOL_ID:
+                raise _Disconnect("encrypted payload is not an SMB2 message")
+            await self._process_chain(memoryview(plain), session)
+        elif proto == SMB1_PROTOCOL_ID:
+            await self._smb1_negotiate(frame)
+        else:
+            raise _Disconnect("unknown protocol id")
+
+    def _decrypting_session(self, frame: bytearray) -> Session:
+        if self.info.dialect < Dialect.SMB_3_0 or self._cipher == Cipher.NONE:
+            raise _Disconnect("encrypted message without negotiated encryption")
+        try:
+            session_id, _ = crypto.parse_transform(frame)
+        except CryptoError as exc:
+            raise _Disconnect(str(exc)) from None
+        session = self._sessions.get(session_id)
+        if session is None or not session.decrypt_key:
+            raise _Disconnect("encrypted message for an unknown session")
+        return session
+
+    # -- compounds ------------------------------------------------------------------------
+
+    async def _process_chain(self, msg: memoryview, encrypted: Session | None) -> None:
+        outs: list[_Out] = []
+        chain: _Chain | None = None
+        pos = 0
+        while True:
+            rest = msg[pos:]
+            try:
+                header = parse_header(rest)
+            except HeaderError as exc:
+                raise _Disconnect(str(exc)) from None
+            if header.is_response:
+                raise _Disconnect("a response sent to the server")
+            step = header.next_command
+            if step:
+                if step % 8 or step < HEADER_SIZE or step > len(rest):
+                    raise _Disconnect("bad NextCommand")
+                element = rest[:step]
+            else:
+                element = rest
+            chain = await self._process_one(element, header, chain, encrypted, outs,
+                                            last=not step)
+            if not step:
+                break
+            pos += step
+        if outs:
+            await self._send(outs, encrypted)
+
+    # -- one command ------------------------------------------------------------------
+
+    async def _process_one(self, element: memoryview, header: Header, chain: _Chain | None,
+                           encrypted: Session | None, outs: list[_Out], last: bool) -> _Chain:
+        command = header.command
+        if command == Command.CANCEL:
+            self._cancel(header)
+            return chain or _Chain()
+        if not self._credits.consume(header.message_id, header.credit_charge):
+            raise _Disconnect(f"MessageId {header.message_id} was not granted")
+        if not self._negotiated and command != Command.NEGOTIATE:
+            raise _Disconnect("command before NEGOTIATE")
+
+        body = element[HEADER_SIZE:]
+        file_id = None
+        if header.is_related:
+            if chain is None:
+                return self._fail(outs, header, Status.INVALID_PARAMETER,
+                                  _Chain(inherited_status=Status.INVALID_PARAMETER))
+            header = header.evolve(
+                session_id=chain.session_id if header.session_id == RELATED_ID else header.session_id,
+                tree_id=chain.tree_id if header.tree_id == 0xFFFFFFFF else header.tree_id)
+            file_id = chain.file_id
+            if chain.inherited_status != Status.SUCCESS:
+                return self._fail(outs, header, chain.inherited_status, chain)
+        next_chain = _Chain(header.session_id, header.tree_id)
+        if command > _LAST_COMMAND:
+            return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
+
+        if command == Command.NEGOTIATE:
+            await self._negotiate(element, header, body, outs)
+            return next_chain
+        if command == Command.SESSION_SETUP:
+            await self._session_setup(element, header, body, encrypted, outs)
+            return next_chain
+
+        if (self.info.dialect >= Dialect.SMB_2_1 and header.credit_charge
+                < required_charge(expected_payload(command, body)) and (
+                    header.credit_charge or expected_payload(command, body) > 65536)):
+            return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
+
+        session = self._sessions.get(header.session_id)
+        if command == Command.ECHO:  # needs no session; signed when its session signs
+            usable = session if session is not None and session.valid else None
+            self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), usable)
+            return next_chain
+        status = self._check_session(session, element, header, encrypted)
+        if status != Status.SUCCESS:
+            if status == Status.USER_SESSION_DELETED:
+                next_chain.inherited_status = Status.INVALID_PARAMETER
+            return self._fail(outs, header, status, next_chain, session)
+        assert session is not None
+        if command == Command.LOGOFF:
+            self._sessions.pop(session.id, None)
+            await _release_session(session.info)
+            self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
+            return next_chain
+
+        handler = _handlers().get(command)
+        if handler is None:
+            return self._fail(outs, header, Status.NOT_SUPPORTED, next_chain, session)
+        call = _Call(header, session, encrypted, allow_async=last, prior=outs)
+        request = Request(header=header, body=body, message=element, related_file_id=file_id)
+        reply = await self._call_handler(handler, call, request)
+        if reply is None:  # went async: the interim took the earlier replies with it
+            return next_chain
+        self._reply(outs, header, reply, session)
+        next_chain.file_id = reply.file_id if reply.file_id is not None else \
+            _request_file_id(command, body, file_id)
+        if reply.tree_id is not None:
+            next_chain.tree_id = reply.tree_id
+        if command == Command.CREATE:
+            next_chain.inherited_status = reply.status
+        return next_chain
+
+    def _check_session(self, session: Session | None, element: memoryview, header: Header,
+                       encrypted: Session | None) -> int:
+        """Session, signing and encryption checks for commands that need a session (3.3.5.2.9)."""
+        if session is None or not session.valid:
+            return Status.USER_SESSION_DELETED
+        if encrypted is None:
+            if header.is_signed:
+                if session.can_sign and not crypto.verify(
+                        session.signing_key, self._signing_alg, element):
+                    log.info("bad signature on %s from %s", Command(header.command).name,
+                             self.info.client_address[0])
+                    return Status.ACCESS_DENIED
+            elif session.signing_required and session.can_sign and \
+                    header.command not in _UNSIGNED_OK:
+                log.info("unsigned %s on a signed session from %s",
+                         Command(header.command).name, self.info.client_address[0])
+                return Status.ACCESS_DENIED
+            if session.info.encrypt_data:
+                log.info("unencrypted %s on an encrypted session from %s",
+                         Command(header.command).name, self.info.client_address[0])
+                return Status.ACCESS_DENIED
+        return Status.SUCCESS
+
+    # -- replies ------------------------------------------------------------------------
+
+    def _response_header(self, header: Header, status: int, *, session_id: int | None = None,
+                         tree_id: int | None = None, grant: bool = True) -> Header:
+        flags = Flags.SERVER_TO_REDIR | (header.flags & (Flags.RELATED_OPERATIONS
+                                                          | Flags.PRIORITY_MASK))
+        return Header(
+            command=header.command, message_id=header.message_id, flags=flags, status=status,
+            credit_charge=header.credit_charge,
+            credits=self._credits.grant(header.credits) if grant else 0,
+            tree_id=header.tree_id if tree_id is None else tree_id,
+            session_id=header.session_id if session_id is None else session_id,
+        )
+
+    def _signer(self, header: Header, session: Session | None) -> Session | None:
+        if session is None or not session.can_sign:
+            return None
+        if header.is_signed or session.signing_required:
+            return session
+        return None
+
+    def _reply(self, outs: list[_Out], header: Header, reply: Reply,
+               session: Session | None) -> None:
+        body = reply.body
+        if reply.status not in (Status.SUCCESS,) and not body:
+            body = error_body()
+        outs.append(_Out(self._response_header(header, reply.status, tree_id=reply.tree_id),
+                         body, reply.payload, self._signer(header, session)))
+
+    def _fail(self, outs: list[_Out], header: Header, status: int, chain: _Chain,
+              session: Session | None = None) -> _Chain:
+        self._reply(outs, header, Reply(status=status, body=error_body()), session)
+        return chain
+
+    async def _send(self, outs: list[_Out], encrypted: Session | None) -> None:
+        """Frame, sign or encrypt, and send one (compound) reply.
+
+        Large payloads (READ data) are handed to the socket as they are instead
+        of being copied into the frame; only encryption needs one buffer.
+        """
+        pieces: list[crypto.Buffer] = []
+        for i, out in enumerate(outs):
+            last = i == len(outs) - 1
+            size = HEADER_SIZE + len(out.body) + len(out.payload)
+            pad = 0 if last else (-size) % 8
+            header = bytearray(out.header.evolve(next_command=0 if last else size + pad).pack())
+            rest = [p for p in (out.body, out.payload, bytes(pad)) if len(p)]
+            if out.sign_with is not None and encrypted is None:
+                crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header, rest)
+            pieces += [header, *rest]
+        if encrypted is not None:
+            pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
+                                         encrypted.next_nonce(self._cipher), encrypted.id,
+                                         b"".join(pieces)))
+        small = bytearray(struct.pack(">I", sum(len(p) for p in pieces)))
+        async with self._send_lock:
+            for piece in pieces:
+                if len(piece) < RECEIVE_CHUNK:
+                    small += piece
+                    continue
+                if small:
+                    await self._stream.send_all(small)
+                    small = bytearray()
+                await self._stream.send_all(piece)
+            if small:
+                await self._stream.send_all(small)
+
+    # -- handlers, async and cancel --------------------------------------------------
+
+    async def _call_handler(self, handler: Handler, call: _Call, request: Request) -> Reply | None:
+        """Run the handler; returns its reply, or None once it went async."""
+        self._sync_calls[call.header.message_id] = call
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_handler, handler, call, request)
+        await call.settled.wait()
+        self._sync_calls.pop(call.header.message_id, None)
+        return None if call.went_async else call.reply
+
+    async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
+        reply = Reply(status=Status.CANCELLED, body=error_body())
+        with call.scope:
+            try:
+                reply = await handler(_Context(self, call), request)
+            except Exception as exc:  # a handler bug must not take the worker down
+                log.error("%s handler failed: %s: %s", Command(call.header.command).name,
+                          type(exc).__name__, exc)
+                reply = Reply(status=Status.INTERNAL_ERROR, body=error_body())
+        if not call.went_async:
+            call.reply = reply
+            call.settled.set()
+            return
+        self._async_calls.pop(call.async_id, None)
+        body = reply.body or (b"" if reply.status == Status.SUCCESS else error_body())
+        header = self._response_header(call.header, reply.status, grant=False).evolve(
+            flags=Flags.SERVER_TO_REDIR | Flags.ASYNC_COMMAND, async_id=call.async_id)
+        try:
+            await self._send([_Out(header, body, reply.payload,
+                                   self._signer(call.header, call.session))], call.encrypted)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _go_async(self, call: _Call) -> int:
+        if call.async_id:
+            return call.async_id
+        call.async_id = self._next_async
+        self._next_async += 1
+        if not call.allow_async or len(self._async_calls) >= self._limits.max_async:
+            return call.async_id  # stays synchronous: its reply joins its compound
+        call.went_async = True
+        self._async_calls[call.async_id] = call
+        interim = self._response_header(call.header, Status.PENDING).evolve(
+            flags=Flags.SERVER_TO_REDIR | Flags.ASYNC_COMMAND, async_id=call.async_id)
+        outs = call.prior + [_Out(interim, error_body(), b"",
+                                  self._signer(call.header, call.session))]
+        call.prior.clear()
+        await self._send(outs, call.encrypted)
+        call.settled.set()
+        return call.async_id
+
+    def _cancel(self, header: Header) -> None:
+        """CANCEL (3.3.5.16): no reply of its own; the cancelled request answers CANCELLED."""
+        if header.is_async:
+            call = self._async_calls.get(header.async_id)
+        else:
+            call = self._sync_calls.get(header.message_id) or next(
+                (c for c in self._async_calls.values()
+                 if c.header.message_id == header.message_id), None)
+        if call is None or call.header.session_id != header.session_id:
+            return
+        call.cancelled = True
+        if call.went_async:
+            call.scope.cancel()
+
+    # -- NEGOTIATE ------------------------------------------------------------------------
+
+    async def _smb1_negotiate(self, frame: bytearray) -> None:
+        if self._negotiated or self._wildcard:
+            raise _Disconnect("SMB1 NEGOTIATE after negotiation")
+        names = negotiate.smb1_dialects(frame)
+        dialect = negotiate.smb1_upgrade_dialect(names or [])
+        if dialect is None:
+            raise _Disconnect("SMB1 client without SMB2 dialects")
+        self._credits.consume(0, 1)
+        if dialect == Dialect.WILDCARD:
+            self._wildcard = True
+        else:
+            # What the client will claim in FSCTL_VALIDATE_NEGOTIATE_INFO: no
+            # capabilities, GUID or security mode (SMB1 carried none), one dialect.
+            self.info.client_dialects = (dialect,)
+            self._set_dialect(dialect, negotiate.Choice(dialect))
+        request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
+        body = self._negotiate_body(dialect, None, negotiate.Choice(dialect))
+        await self._send([_Out(self._response_header(request, Status.SUCCESS), body)], None)
+
+    async def _negotiate(self, element: memoryview, header: Header, body: memoryview,
+                         outs: list[_Out]) -> None:
+        if self._negotiated:
+            raise _Disconnect("second NEGOTIATE")
+        try:
+            req = negotiate.parse_request(body, element)
+            choice = negotiate.choose(req)
+        except negotiate.NegotiateError as exc:
+            log.info("bad NEGOTIATE from %s: %s", self.info.client_address[0], exc)
+            self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
+            return
+        if choice is None:
+            self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
+            return
+        info = self.info
+        info.client_guid = req.client_guid
+        info.client_capabilities = req.capabilities
+        info.client_security_mode = req.security_mode
+        info.client_dialects = tuple(req.dialects)
+        self._set_dialect(choice.dialect, choice)
+        if choice.dialect >= Dialect.SMB_3_0 and choice.dialect < Dialect.SMB_3_1_1 and \
+                choice.cipher != Cipher.NONE:
+            info.server_capabilities |= negotiate.Capabilities.ENCRYPTION
+        resp_body = self._negotiate_body(choice.dialect, req, choice)
+        resp_header = self._response_header(header, Status.SUCCESS)
+        if choice.dialect == Dialect.SMB_3_1_1:
+            self._preauth = crypto.preauth_update(crypto.PREAUTH_INITIAL, element)
+            self._preauth = crypto.preauth_update(self._preauth, resp_header.pack() + resp_body)
+        outs.append(_Out(resp_header, resp_body))
+
+    def _set_dialect(self, dialect: int, choice: negotiate.Choice) -> None:
+        info = self.info
+        info.dialect = dialect
+        size = SMALL_MAX_SIZE if dialect == Dialect.SMB_2_0_2 else LARGE_MAX_SIZE
+        info.max_transact_size = info.max_read_size = info.max_write_size = size
+        info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
+        info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
+            negotiate.Capabilities.LARGE_MTU
+        self._cipher = choice.cipher
+        self._signing_alg = choice.signing
+        self._negotiated = True
+        self._wildcard = False
+        self._max_frame = size + FRAME_SLACK
+
+    def _negotiate_body(self, dialect: int, req: negotiate.NegotiateRequest | None,
+                        choice: negotiate.Choice) -> bytes:
+        info = self.info
+        wildcard = dialect == Dialect.WILDCARD
+        return negotiate.NegotiateResponse(
+            security_mode=negotiate.SecurityMode.SIGNING_ENABLED, dialect=dialect,
+            server_guid=info.server_guid,
+            capabilities=0 if wildcard else info.server_capabilities,
+            max_transact_size=SMALL_MAX_SIZE if wildcard else info.max_transact_size,
+            max_read_size=SMALL_MAX_SIZE if wildcard else info.max_read_size,
+            max_write_size=SMALL_MAX_SIZE if wildcard else info.max_write_size,
+            system_time=filetime_now(), security_buffer=spnego.server_init_token(),
+            salt=os.urandom(32),
+            cipher=choice.cipher if choice.answer_cipher else None,
+            signing=choice.signing if choice.answer_signing else None,
+        ).pack()
+
+    # -- SESSION_SETUP ----------------------------------------------------------------------
+
+    async def _session_setup(self, element: memoryview, header: Header, body: memoryview,
+                             encrypted: Session | None, outs: list[_Out]) -> None:
+        try:
+            req = session_wire.parse_session_setup(body, element)
+        except session_wire.BodyError:
+            self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
+            return
+        if req.flags & session_wire.SESSION_SETUP_BINDING:
+            self._fail(outs, header, Status.REQUEST_NOT_ACCEPTED, _Chain())
+            return
+        existing = self._sessions.get(header.session_id) if header.session_id else None
+        if header.session_id and existing is None:
+            self._fail(outs, header, Status.USER_SESSION_DELETED, _Chain())
+            return
+        if existing is not None and existing.valid:
+            # Re-authentication: a fresh exchange, kept across its legs; the
+            # session keeps its keys (MS-SMB2 3.3.5.5.2).
+            if existing.reauth is None:
+                existing.reauth = Session(existing.id, SessionInfo(existing.id, ""),
+                                          self._preauth)
+            session = existing.reauth
+        elif existing is not None:
+            session = existing
+        else:
+            if len(self._sessions) >= self._limits.max_sessions:
+                self._fail(outs, header, Status.INSUFFICIENT_RESOURCES, _Chain())
+                return
+            session = self._new_session()
+        dialect = self.info.dialect
+        if dialect == Dialect.SMB_3_1_1:
+            session.preauth = crypto.preauth_update(session.preauth, element)
+        result = await authenticate(
+            session, req.security_buffer, self._users, allow_guest=self.config.smb.allow_guest,
+            dialect=dialect, cipher=self._cipher,
+            client_signing_required=bool(
+                req.security_mode & negotiate.SecurityMode.SIGNING_REQUIRED))
+        resp_header = self._response_header(header, result.status, session_id=session.id)
+        if result.status == Status.MORE_PROCESSING_REQUIRED:
+            resp_body = session_wire.session_setup_response(0, result.token)
+            if dialect == Dialect.SMB_3_1_1:
+                session.preauth = crypto.preauth_update(session.preauth,
+                                                        resp_header.pack() + resp_body)
+            outs.append(_Out(resp_header, resp_body))
+            return
+        if result.status != Status.SUCCESS:
+            self._sessions.pop(session.id, None)
+            outs.append(_Out(resp_header, error_body()))
+            return
+        if existing is not None and existing.valid:
+            existing.info.user = session.info.user
+            existing.reauth = None
+            session = existing
+        flags = 0
+        if session.info.is_guest:
+            flags = session_wire.SessionFlags.IS_NULL if session.is_anonymous else \
+                session_wire.SessionFlags.IS_GUEST
+        if session.info.encrypt_data:
+            flags |= session_wire.SessionFlags.ENCRYPT_DATA
+        resp_body = session_wire.session_setup_response(flags, result.token)
+        log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
+                 self.info.client_address[0])
+        outs.append(_Out(resp_header, resp_body, b"", session if session.can_sign else None))
+
+    def _new_session(self) -> Session:
+        # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.
+        while True:
+            session_id = int.from_bytes(os.urandom(4), "little")
+            if 0 < session_id < 0xFFFFFFFF and session_id not in self._sessions:
+                break
+        session = Session(session_id, SessionInfo(session_id, ""), self._preauth)
+        self._sessions[session_id] = session
+        return session

@@ -1,0 +1,240 @@
+"""CREATE, CLOSE, FLUSH, READ and WRITE."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import struct
+import time
+
+import trio
+
+from smb import vfs
+from smb.server import access as acc
+from smb.server.handler import CommandContext, Reply, Request
+from smb.server.opens import (
+    MAX_OPENS_PER_SESSION, CommandError, Open, TreeConnect, new_file_id, open_count, open_of,
+    release_open, tree_of,
+)
+from smb.wire import create as wire
+from smb.wire import ea as ea_wire
+from smb.wire import io as io_wire
+from smb.wire.create import CreateOptions, Disposition
+from smb.wire.header import Status
+
+_VALID_SHARE_ACCESS = 0x7
+_TRUNCATING = (Disposition.SUPERSEDE, Disposition.OVERWRITE, Disposition.OVERWRITE_IF)
+_DATA_WRITE = acc.FILE_WRITE_DATA | acc.FILE_APPEND_DATA
+_DATA_READ = acc.FILE_READ_DATA | acc.FILE_EXECUTE
+_MAX_FILE_OFFSET = (1 << 63) - 1
+# Durable reconnects name an open this server never made durable.
+_RECONNECT_CONTEXTS = ("DHnC", "DH2C")
+
+
+def file_times(fd: int, st: os.stat_result, name: str = "") -> wire.FileTimes:
+    attrs, created = vfs.dos_info(fd, st, name=name)
+    is_dir = stat_mod.S_ISDIR(st.st_mode)
+    return wire.FileTimes(
+        creation=created, last_access=vfs.filetime(st.st_atime_ns),
+        last_write=vfs.filetime(st.st_mtime_ns), change=vfs.filetime(st.st_ctime_ns),
+        allocation_size=0 if is_dir else st.st_blocks * 512,
+        end_of_file=0 if is_dir else st.st_size, attributes=attrs)
+
+
+def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
+    """Validate the request; returns the access mask to grant."""
+    if c.impersonation_level > wire.IMPERSONATION_DELEGATE:
+        raise CommandError(Status.BAD_IMPERSONATION_LEVEL)
+    if c.disposition > Disposition.OVERWRITE_IF or c.share_access & ~_VALID_SHARE_ACCESS:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if (c.options & CreateOptions.DIRECTORY_FILE
+            and c.options & CreateOptions.NON_DIRECTORY_FILE):
+        raise CommandError(Status.INVALID_PARAMETER)
+    if c.options & CreateOptions.OPEN_BY_FILE_ID:
+        raise CommandError(Status.NOT_SUPPORTED)
+    if any(name in c.contexts for name in _RECONNECT_CONTEXTS):
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    if not acc.is_valid(c.desired_access):
+        raise CommandError(Status.ACCESS_DENIED)
+    if c.desired_access & acc.ACCESS_SYSTEM_SECURITY:
+        raise CommandError(Status.PRIVILEGE_NOT_HELD)
+    granted = acc.map_generic(c.desired_access, tree.maximal_access)
+    if granted & ~tree.maximal_access:
+        raise CommandError(Status.ACCESS_DENIED)
+    if c.options & CreateOptions.DELETE_ON_CLOSE and not granted & acc.DELETE:
+        raise CommandError(Status.ACCESS_DENIED)
+    return granted
+
+
+def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
+                   file_id: bytes) -> tuple[Open, int]:
+    """Look up, open or create, then register the share mode; (open, action)."""
+    parts = vfs.parse_name(c.name)
+    eas = ea_wire.parse_full_ea_list(c.contexts["ExtA"]) if "ExtA" in c.contexts else []
+    truncate = False
+    if not parts:
+        if c.disposition not in (Disposition.OPEN, Disposition.OPEN_IF):
+            raise CommandError(Status.ACCESS_DENIED if c.disposition != Disposition.CREATE
+                               else Status.OBJECT_NAME_COLLISION)
+        if c.options & CreateOptions.NON_DIRECTORY_FILE:
+            raise CommandError(Status.FILE_IS_A_DIRECTORY)
+        fd, action, is_dir = tree.root.open_root(), wire.CreateAction.OPENED, True
+    else:
+        with tree.root.lookup(parts) as where:
+            parts = where.parts
+            fd, action, is_dir, truncate = _open_or_create(tree, where, c, granted)
+    try:
+        st = os.fstat(fd)
+        op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
+                  access=granted, share_access=c.share_access, dev=st.st_dev, ino=st.st_ino)
+        status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access,
+                                     op.node_path)
+        if status != Status.SUCCESS:
+            raise CommandError(status)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        if truncate:
+            vfs.truncate(fd, 0)
+            vfs.set_dos_info(fd, st, attrs=c.file_attributes | vfs.FILE_ATTRIBUTE_ARCHIVE)
+        if truncate or (action == wire.CreateAction.CREATED and eas):
+            vfs.set_eas(fd, ea_wire.merge([], eas))
+        if c.options & CreateOptions.DELETE_ON_CLOSE:
+            if not is_dir and vfs.dos_info(fd, st)[0] & vfs.FILE_ATTRIBUTE_READONLY:
+                raise CommandError(Status.CANNOT_DELETE)
+            tree.node.set_delete_on_close(op.key, True)
+    except BaseException:
+        tree.node.close_file(op.key, op.dev, op.ino)
+        os.close(fd)
+        raise
+    return op, action
+
+
+def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
+                    granted: int) -> tuple[int, int, bool, bool]:
+    """(fd, action, is_dir, must_truncate) for one looked-up name."""
+    want_write = bool(granted & _DATA_WRITE)
+    if where.st is not None:
+        is_dir = stat_mod.S_ISDIR(where.st.st_mode)
+        if not is_dir and not stat_mod.S_ISREG(where.st.st_mode):
+            raise CommandError(Status.ACCESS_DENIED)  # symlinks, devices, FIFOs
+        if c.disposition == Disposition.CREATE:
+            raise CommandError(Status.OBJECT_NAME_COLLISION)
+        if is_dir and c.options & CreateOptions.NON_DIRECTORY_FILE:
+            raise CommandError(Status.FILE_IS_A_DIRECTORY)
+        if not is_dir and c.options & CreateOptions.DIRECTORY_FILE:
+            raise CommandError(Status.NOT_A_DIRECTORY)
+        truncate = c.disposition in _TRUNCATING
+        if truncate and is_dir:
+            raise CommandError(Status.INVALID_PARAMETER)
+        if truncate and tree.read_only:
+            raise CommandError(Status.ACCESS_DENIED)
+        fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
+        if not is_dir and (want_write or truncate) and (
+                vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
+            os.close(fd)
+            raise CommandError(Status.ACCESS_DENIED)
+        action = {Disposition.SUPERSEDE: wire.CreateAction.SUPERSEDED,
+                  Disposition.OVERWRITE: wire.CreateAction.OVERWRITTEN,
+                  Disposition.OVERWRITE_IF: wire.CreateAction.OVERWRITTEN,
+                  }.get(c.disposition, wire.CreateAction.OPENED)
+        return fd, action, is_dir, truncate
+    if c.disposition in (Disposition.OPEN, Disposition.OVERWRITE):
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    if tree.read_only:
+        raise CommandError(Status.ACCESS_DENIED)
+    is_dir = bool(c.options & CreateOptions.DIRECTORY_FILE)
+    fd = tree.root.open(where, write=not is_dir, create=True, directory=is_dir)
+    # New files get ARCHIVE ("changed since the last backup"), as on Windows.
+    attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
+    try:
+        vfs.set_dos_info(fd, os.fstat(fd), attrs=attrs, created=vfs.filetime(time.time_ns()))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, wire.CreateAction.CREATED, is_dir, False
+
+
+def _response_contexts(c: wire.CreateRequest, op: Open) -> list[tuple[str, bytes]]:
+    out = []
+    if "MxAc" in c.contexts:
+        out.append(("MxAc", struct.pack("<II", Status.SUCCESS, op.tree.maximal_access)))
+    if "QFid" in c.contexts:
+        out.append(("QFid", struct.pack("<QQQQ", op.ino, 0, op.dev, 0)))
+    return out
+
+
+async def create(ctx: CommandContext, req: Request) -> Reply:
+    tree = tree_of(ctx, req)
+    c = wire.parse_create(req.body, req.message)
+    granted = _check_create(c, tree)
+    if open_count(ctx.session) >= MAX_OPENS_PER_SESSION:
+        raise CommandError(Status.INSUFFICIENT_RESOURCES)
+    file_id = new_file_id(ctx.session)
+    op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+    tree.opens[file_id] = op
+    times = await trio.to_thread.run_sync(file_times, op.fd, os.fstat(op.fd), op.name)
+    body = wire.create_response(action, times, file_id, _response_contexts(c, op))
+    return Reply(body=body, file_id=file_id)
+
+
+async def close(ctx: CommandContext, req: Request) -> Reply:
+    flags, file_id = wire.parse_close(req.body)
+    op = open_of(ctx, req, file_id)
+    times = None
+    if flags & wire.CLOSE_FLAG_POSTQUERY_ATTRIB:
+        times = file_times(op.fd, os.fstat(op.fd), op.name)
+    with trio.CancelScope(shield=True):
+        await release_open(op)
+    return Reply(body=wire.close_response(flags, times))
+
+
+async def flush(ctx: CommandContext, req: Request) -> Reply:
+    op = open_of(ctx, req, io_wire.parse_flush(req.body))
+    if not op.access & _DATA_WRITE:
+        raise CommandError(Status.ACCESS_DENIED)
+    await trio.to_thread.run_sync(vfs.fdatasync, op.fd)
+    return Reply(body=io_wire.flush_response())
+
+
+async def read(ctx: CommandContext, req: Request) -> Reply:
+    r = io_wire.parse_read(req.body)
+    op = open_of(ctx, req, r.file_id)
+    if op.is_dir:
+        raise CommandError(Status.INVALID_DEVICE_REQUEST)
+    if not op.access & _DATA_READ:
+        raise CommandError(Status.ACCESS_DENIED)
+    if r.length > ctx.connection.max_read_size or r.offset > _MAX_FILE_OFFSET:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if r.length and not await trio.to_thread.run_sync(
+            op.tree.node.io_allowed, op.key, op.dev, op.ino, r.offset, r.length, False):
+        raise CommandError(Status.FILE_LOCK_CONFLICT)
+    buf = bytearray(r.length)
+    n = await trio.to_thread.run_sync(vfs.pread_into, op.fd, buf, r.offset) if r.length else 0
+    if (r.length and n == 0) or n < r.minimum_count:
+        raise CommandError(Status.END_OF_FILE)
+    op.position = r.offset + n
+    return Reply(body=io_wire.read_response(n), payload=memoryview(buf)[:n])
+
+
+async def write(ctx: CommandContext, req: Request) -> Reply:
+    w = io_wire.parse_write(req.body, req.message)
+    op = open_of(ctx, req, w.file_id)
+    if op.is_dir:
+        raise CommandError(Status.INVALID_DEVICE_REQUEST)
+    if not op.access & _DATA_WRITE:
+        raise CommandError(Status.ACCESS_DENIED)
+    if len(w.data) > ctx.connection.max_write_size:
+        raise CommandError(Status.INVALID_PARAMETER)
+    offset = w.offset
+    if offset == 0xFFFFFFFFFFFFFFFF and op.access & acc.FILE_APPEND_DATA:
+        offset = os.fstat(op.fd).st_size  # 2.2.21: append to the end of the file
+    if offset + len(w.data) > _MAX_FILE_OFFSET:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if w.data and not await trio.to_thread.run_sync(
+            op.tree.node.io_allowed, op.key, op.dev, op.ino, offset, len(w.data), True):
+        raise CommandError(Status.FILE_LOCK_CONFLICT)
+    n = await trio.to_thread.run_sync(vfs.pwrite, op.fd, w.data, offset) if w.data else 0
+    op.position = offset + n
+    return Reply(body=io_wire.write_response(n))

@@ -1,0 +1,238 @@
+"""QUERY_INFO and SET_INFO on an open."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import trio
+
+from smb import vfs
+from smb.server import access as acc
+from smb.server.files import file_times
+from smb.server.handler import CommandContext, Reply, Request
+from smb.server.opens import CommandError, Open, open_of
+from smb.wire import ea as ea_wire
+from smb.wire import info as wire
+from smb.wire.header import Status, error_body
+from smb.wire.info import FileClass, InfoType
+
+# Times in FileBasicInformation: 0 leaves a time alone, -1 and -2 switch
+# automatic updates off and on again, which a POSIX file cannot do.
+_KEEP_TIMES = (0, -1, -2)
+_WORLD = "S-1-1-0"
+# MS-FSA 2.1.5.11: the classes that show attributes need FILE_READ_ATTRIBUTES.
+_NEEDS_READ_ATTRIBUTES = frozenset({FileClass.BASIC, FileClass.ALL, FileClass.NETWORK_OPEN,
+                                    FileClass.ATTRIBUTE_TAG})
+
+
+def _file_facts(op: Open, dialect: int) -> wire.FileFacts:
+    st = os.fstat(op.fd)
+    times = file_times(op.fd, st, op.name)
+    pending = op.tree.node.delete_pending(op.dev, op.ino)
+    return wire.FileFacts(
+        creation=times.creation, last_access=times.last_access, last_write=times.last_write,
+        change=times.change, attributes=times.attributes,
+        allocation_size=times.allocation_size, end_of_file=times.end_of_file,
+        links=st.st_nlink, delete_pending=pending, is_directory=op.is_dir, index=st.st_ino,
+        access=op.access, position=op.position, mode=op.mode, name=op.display_name,
+        ea_size=ea_wire.ea_size(vfs.get_eas(op.fd)))
+
+
+def _volume_facts(op: Open) -> wire.VolumeFacts:
+    sv = vfs.disk_usage(op.fd)
+    root = os.fstat(op.tree.root.root_fd)
+    return wire.VolumeFacts(
+        block_size=sv.f_frsize, total_blocks=sv.f_blocks, free_blocks=sv.f_bfree,
+        available_blocks=sv.f_bavail, serial=(root.st_dev ^ root.st_ino) & 0xFFFFFFFF,
+        label=op.tree.share.name, created=vfs.filetime(root.st_ctime_ns),
+        object_id=struct.pack("<QQ", root.st_dev, root.st_ino))
+
+
+def _security(op: Open, which: int) -> bytes:
+    st = os.fstat(op.fd)
+    owner, group = f"S-1-22-1-{st.st_uid}", f"S-1-22-2-{st.st_gid}"
+    aces = [(owner, wire.FILE_ALL_ACCESS), (_WORLD, op.tree.maximal_access)]
+    return wire.security_descriptor(owner, group, aces, which)
+
+
+def _full_eas(op: Open, q: wire.QueryInfoRequest) -> tuple[int, bytes]:
+    """FileFullEaInformation: all EAs, or those the input buffer names."""
+    if not op.access & acc.FILE_READ_EA:
+        return Status.ACCESS_DENIED, b""
+    eas = vfs.get_eas(op.fd)
+    wanted = ea_wire.parse_get_ea_list(q.input)
+    if wanted:
+        by_name = {ea.name.upper(): ea for ea in eas}
+        eas = [by_name.get(n.upper(), ea_wire.Ea(n, b"")) for n in wanted]
+    if not eas:
+        return Status.NO_EAS_ON_FILE, b""
+    data = ea_wire.encode_full_ea_list(eas)
+    if len(data) > q.output_length:
+        return Status.BUFFER_TOO_SMALL, b""
+    return Status.SUCCESS, data
+
+
+def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int) -> tuple[int, bytes]:
+    if q.info_type == InfoType.FILE and q.info_class == FileClass.FULL_EA:
+        return _full_eas(op, q)
+    if q.info_type == InfoType.FILE:
+        entry = wire.FILE_CLASSES.get(q.info_class)
+        if entry is None:
+            return Status.INVALID_INFO_CLASS, b""
+        if q.info_class == FileClass.NORMALIZED_NAME and dialect < 0x0311:
+            return Status.NOT_SUPPORTED, b""
+        if q.info_class in _NEEDS_READ_ATTRIBUTES and not op.access & acc.FILE_READ_ATTRIBUTES:
+            return Status.ACCESS_DENIED, b""
+        encode, minimum = entry
+        data = encode(_file_facts(op, dialect))
+    elif q.info_type == InfoType.FILESYSTEM:
+        entry = wire.FS_CLASSES.get(q.info_class)
+        if entry is None:
+            return Status.INVALID_INFO_CLASS, b""
+        encode, minimum = entry
+        data = encode(_volume_facts(op))
+    elif q.info_type == InfoType.SECURITY:
+        if not op.access & acc.READ_CONTROL:
+            return Status.ACCESS_DENIED, b""
+        data, minimum = _security(op, q.additional_information), 0
+        if len(data) > q.output_length:
+            # MS-SMB2 3.3.5.20.3: tell the client how big a buffer it needs.
+            return Status.BUFFER_TOO_SMALL, len(data).to_bytes(4, "little")
+    elif q.info_type == InfoType.QUOTA:
+        return Status.NOT_SUPPORTED, b""
+    else:
+        return Status.INVALID_PARAMETER, b""
+    fit, data = wire.fit_output(data, minimum, q.output_length)
+    if fit == "short":
+        return Status.INFO_LENGTH_MISMATCH, b""
+    return (Status.BUFFER_OVERFLOW if fit == "overflow" else Status.SUCCESS), data
+
+
+async def query_info(ctx: CommandContext, req: Request) -> Reply:
+    q = wire.parse_query_info(req.body, req.message)
+    op = open_of(ctx, req, q.file_id)
+    if q.output_length > ctx.connection.max_transact_size:
+        raise CommandError(Status.INVALID_PARAMETER)
+    status, data = await trio.to_thread.run_sync(
+        _query_blocking, op, q, ctx.connection.dialect)
+    if status == Status.BUFFER_TOO_SMALL:
+        return Reply(status=status, body=error_body(data))
+    if status not in (Status.SUCCESS, Status.BUFFER_OVERFLOW):
+        raise CommandError(status)
+    return Reply(status=status, body=wire.query_info_response(data))
+
+
+def _need(op: Open, mask: int) -> None:
+    if not op.access & mask:
+        raise CommandError(Status.ACCESS_DENIED)
+
+
+def _set_basic(op: Open, data: memoryview) -> None:
+    _need(op, acc.FILE_WRITE_ATTRIBUTES)
+    b = wire.parse_basic(data)
+    if b.attributes & ~(vfs.SETTABLE_ATTRIBUTES | vfs.FILE_ATTRIBUTE_DIRECTORY
+                        | vfs.FILE_ATTRIBUTE_NORMAL):
+        raise CommandError(Status.INVALID_PARAMETER)
+    if b.attributes & vfs.FILE_ATTRIBUTE_DIRECTORY and not op.is_dir:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if b.attributes & vfs.FILE_ATTRIBUTE_TEMPORARY and op.is_dir:
+        raise CommandError(Status.INVALID_PARAMETER)
+    vfs.set_times(op.fd, None if b.last_access in _KEEP_TIMES else vfs.unix_ns(b.last_access),
+                  None if b.last_write in _KEEP_TIMES else vfs.unix_ns(b.last_write))
+    attrs = b.attributes or None
+    created = None if b.creation in _KEEP_TIMES else b.creation
+    if attrs is not None or created is not None:
+        vfs.set_dos_info(op.fd, os.fstat(op.fd), attrs=attrs, created=created)
+
+
+def _set_rename(op: Open, data: memoryview) -> None:
+    _need(op, acc.DELETE)
+    r = wire.parse_rename(data)
+    if r.root_directory:
+        raise CommandError(Status.INVALID_PARAMETER)
+    target = vfs.parse_name(r.name[1:] if r.name.startswith("\\") else r.name)
+    if not target or not op.parts:
+        raise CommandError(Status.ACCESS_DENIED)
+    node = op.tree.node
+    existing = op.tree.root.exists(target)
+    if existing is not None and existing.st_ino != op.ino:
+        if not r.replace:
+            raise CommandError(Status.OBJECT_NAME_COLLISION)
+        # A file someone holds open cannot be replaced (Windows and Samba agree).
+        if node.others_open("", existing.st_dev, existing.st_ino):
+            raise CommandError(Status.ACCESS_DENIED)
+    if op.is_dir and node.opens_below(op.node_path):
+        raise CommandError(Status.ACCESS_DENIED)
+    parent = op.tree.root.parent_stat(op.parts)
+    if node.blocks_rename_inside(parent.st_dev, parent.st_ino):
+        raise CommandError(Status.SHARING_VIOLATION)
+    op.parts = op.tree.root.rename(op.parts, op.ino, target, r.replace)
+    node.set_path(op.key, op.node_path)
+
+
+def _set_disposition(op: Open, data: memoryview) -> None:
+    _need(op, acc.DELETE)
+    pending = bool(wire.parse_u8(data) & 1)
+    if pending:
+        if not op.parts:
+            raise CommandError(Status.ACCESS_DENIED)
+        if op.is_dir and not vfs.is_empty_directory(op.fd):
+            raise CommandError(Status.DIRECTORY_NOT_EMPTY)
+        if not op.is_dir and vfs.dos_info(op.fd, os.fstat(op.fd))[0] & vfs.FILE_ATTRIBUTE_READONLY:
+            raise CommandError(Status.CANNOT_DELETE)
+    op.tree.node.set_delete_pending(op.dev, op.ino, pending)
+
+
+def _set_size(op: Open, data: memoryview, allocation: bool) -> None:
+    _need(op, acc.FILE_WRITE_DATA)
+    if op.is_dir:
+        raise CommandError(Status.INVALID_PARAMETER)
+    size = wire.parse_u64(data)
+    if size > (1 << 63) - 1:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if allocation:
+        # Allocation below the end of file cuts the file; above it changes nothing visible.
+        if size < os.fstat(op.fd).st_size:
+            vfs.truncate(op.fd, size)
+        return
+    vfs.truncate(op.fd, size)
+
+
+def _set_eas(op: Open, data: memoryview) -> None:
+    _need(op, acc.FILE_WRITE_EA)
+    vfs.set_eas(op.fd, ea_wire.merge(vfs.get_eas(op.fd), ea_wire.parse_full_ea_list(data)))
+
+
+def _set_position(op: Open, data: memoryview) -> None:
+    op.position = wire.parse_u64(data)
+
+
+def _set_mode(op: Open, data: memoryview) -> None:
+    op.mode = wire.parse_u32(data)
+
+
+_SETTERS = {
+    FileClass.BASIC: _set_basic,
+    FileClass.RENAME: _set_rename,
+    FileClass.DISPOSITION: _set_disposition,
+    FileClass.FULL_EA: _set_eas,
+    FileClass.POSITION: _set_position,
+    FileClass.MODE: _set_mode,
+    FileClass.ALLOCATION: lambda op, d: _set_size(op, d, True),
+    FileClass.END_OF_FILE: lambda op, d: _set_size(op, d, False),
+}
+
+
+async def set_info(ctx: CommandContext, req: Request) -> Reply:
+    s = wire.parse_set_info(req.body, req.message)
+    op = open_of(ctx, req, s.file_id)
+    if s.info_type != InfoType.FILE:
+        raise CommandError(Status.NOT_SUPPORTED)
+    setter = _SETTERS.get(s.info_class)
+    if setter is None:
+        raise CommandError(Status.INVALID_INFO_CLASS)
+    if op.tree.read_only and s.info_class not in (FileClass.POSITION, FileClass.MODE):
+        raise CommandError(Status.ACCESS_DENIED)
+    await trio.to_thread.run_sync(setter, op, s.buffer)
+    return Reply(body=wire.set_info_response())

@@ -1,0 +1,366 @@
+"""State shared by the SMB workers of one node: share modes, delete-pending
+flags and byte-range locks.
+
+The workers are separate processes, so this lives in one SQLite database in
+WAL mode under the node's state directory (Samba keeps the same facts in
+locking.tdb and brlock.tdb).  Every check-and-record is one ``BEGIN
+IMMEDIATE`` transaction, which SQLite serialises across processes, so two
+workers can never both grant conflicting opens or locks.
+
+Every row names its owner as ``pid:start-time``.  A worker that crashes
+cannot remove its rows, so whenever a row stands in the way its owner's
+liveness is checked (the pid must exist with the same start time, which
+rules out pid reuse) and all rows of a dead owner are dropped first.
+
+Calls block (SQLite waits for the file lock), so callers run them through
+``trio.to_thread.run_sync``; a mutex serialises this process's threads on
+its one connection.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from smb.wire.header import Status
+
+# Access bits that take part in share-mode checks (MS-FSA 2.1.5.1.2.1).
+FILE_READ_DATA = 0x0001
+FILE_WRITE_DATA = 0x0002
+FILE_APPEND_DATA = 0x0004
+FILE_EXECUTE = 0x0020
+DELETE = 0x00010000
+FILE_SHARE_READ = 0x1
+FILE_SHARE_WRITE = 0x2
+FILE_SHARE_DELETE = 0x4
+
+_UINT64 = 1 << 64
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS opens(
+    open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL, access INTEGER NOT NULL, share INTEGER NOT NULL,
+    delete_on_close INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS opens_file ON opens(dev, ino);
+CREATE INDEX IF NOT EXISTS opens_owner ON opens(owner);
+CREATE TABLE IF NOT EXISTS delete_pending(
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, owner TEXT NOT NULL, PRIMARY KEY(dev, ino));
+CREATE TABLE IF NOT EXISTS locks(
+    open_key TEXT NOT NULL, owner TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+    start INTEGER NOT NULL, length INTEGER NOT NULL, exclusive INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS locks_file ON locks(dev, ino);
+CREATE INDEX IF NOT EXISTS locks_owner ON locks(owner);
+"""
+
+
+def _signed(v: int) -> int:
+    """SQLite integers are signed 64-bit; lock offsets use the whole unsigned range."""
+    return v - _UINT64 if v >= 1 << 63 else v
+
+
+def _unsigned(v: int) -> int:
+    return v + _UINT64 if v < 0 else v
+
+
+def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> bool:
+    """Whether two opens of one file exclude each other by their share modes.
+
+    An open that touches neither data nor the name (attributes, security)
+    takes no part in sharing at all (MS-FSA 2.1.5.1.2.1).
+    """
+    def needs(access: int) -> int:
+        n = 0
+        if access & (FILE_READ_DATA | FILE_EXECUTE):
+            n |= FILE_SHARE_READ
+        if access & (FILE_WRITE_DATA | FILE_APPEND_DATA):
+            n |= FILE_SHARE_WRITE
+        if access & DELETE:
+            n |= FILE_SHARE_DELETE
+        return n
+    need_a, need_b = needs(access_a), needs(access_b)
+    if not need_a or not need_b:
+        return False
+    return bool(need_a & ~share_b) or bool(need_b & ~share_a)
+
+
+def _overlap(a_start: int, a_len: int, b_start: int, b_len: int) -> bool:
+    """Whether two byte ranges collide.
+
+    A zero-length range at X collides only with a range that holds X and
+    starts before it, which is how Windows (and Samba's brlock) treat them.
+    """
+    return not (a_start >= b_start + b_len or b_start >= a_start + a_len)
+
+
+@dataclass(frozen=True)
+class Range:
+    start: int
+    length: int
+    exclusive: bool = False
+
+
+def _process_owner() -> str:
+    pid = os.getpid()
+    return f"{pid}:{psutil.Process(pid).create_time()}"
+
+
+def _alive(owner: str) -> bool:
+    pid_text, _, started = owner.partition(":")
+    try:
+        return str(psutil.Process(int(pid_text)).create_time()) == started
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+class NodeLocal:
+    """This process's handle on the node's shared open and lock tables."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.owner = _process_owner()
+        self._mutex = threading.Lock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                   timeout=30)
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        with self._mutex:
+            self._db.executescript(_SCHEMA)
+        self.purge_dead()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- transactions and crash cleanup ----------------------------------
+
+    def _txn(self, fn, *args):
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(*args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def _drop_owner(self, owner: str) -> None:
+        for table in ("opens", "locks", "delete_pending"):
+            self._db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
+
+    def _live(self, owner: str) -> bool:
+        """Whether ``owner`` lives; a dead owner's rows are dropped on the spot."""
+        if owner == self.owner or _alive(owner):
+            return True
+        self._drop_owner(owner)
+        return False
+
+    def purge_dead(self) -> int:
+        """Drop every row of every dead owner; returns how many owners were dead."""
+        def run() -> int:
+            owners = {row[0] for table in ("opens", "locks", "delete_pending")
+                      for row in self._db.execute(f"SELECT DISTINCT owner FROM {table}")}
+            dead = [o for o in owners if o != self.owner and not _alive(o)]
+            for owner in dead:
+                self._drop_owner(owner)
+            return len(dead)
+        return self._txn(run)
+
+    # -- share modes and delete-on-close ---------------------------------
+
+    def open_file(self, open_key: str, dev: int, ino: int, access: int, share: int,
+                  path: str = "") -> int:
+        """Record an open if no live open's share mode forbids it; returns an NT status.
+
+        ``path`` (the file's absolute path) lets a rename of a directory see
+        the opens below it.  It stays true because such renames are refused.
+        """
+        def run() -> int:
+            rows = self._db.execute(
+                "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
+                (dev, ino)).fetchall()
+            live = [r for r in rows if self._live(r[0])]
+            pending = self._db.execute(
+                "SELECT owner FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino)).fetchone()
+            if pending is not None:
+                if live:
+                    return Status.DELETE_PENDING
+                self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino))
+            for _, other_access, other_share in live:
+                if share_conflict(access, share, other_access, other_share):
+                    return Status.SHARING_VIOLATION
+            self._db.execute(
+                "INSERT INTO opens(open_key, owner, dev, ino, access, share, path)"
+                " VALUES (?,?,?,?,?,?,?)", (open_key, self.owner, dev, ino, access, share, path))
+            return Status.SUCCESS
+        return self._txn(run)
+
+    def set_path(self, open_key: str, path: str) -> None:
+        self._txn(lambda: self._db.execute("UPDATE opens SET path = ? WHERE open_key = ?",
+                                           (path, open_key)))
+
+    def opens_below(self, path: str) -> bool:
+        """Whether a live open holds anything under the directory ``path``."""
+        prefix = path.rstrip("/") + "/"
+
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner FROM opens WHERE substr(path, 1, ?) = ?",
+                (len(prefix), prefix)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
+    def blocks_rename_inside(self, dev: int, ino: int) -> bool:
+        """Whether an open of this directory forbids renaming entries in it.
+
+        Samba and Windows refuse (SHARING_VIOLATION) while another handle on
+        the parent that takes part in sharing (data or DELETE access) holds
+        DELETE access or does not share delete.
+        """
+        data = FILE_READ_DATA | FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_EXECUTE | DELETE
+
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
+                (dev, ino)).fetchall()
+            return any(access & data and (access & DELETE or not share & FILE_SHARE_DELETE)
+                       and self._live(owner) for owner, access, share in rows)
+        return self._txn(run)
+
+    def set_delete_on_close(self, open_key: str, flag: bool) -> None:
+        self._txn(lambda: self._db.execute(
+            "UPDATE opens SET delete_on_close = ? WHERE open_key = ?", (int(flag), open_key)))
+
+    def set_delete_pending(self, dev: int, ino: int, flag: bool) -> None:
+        def run() -> None:
+            if flag:
+                self._db.execute("INSERT OR REPLACE INTO delete_pending VALUES (?,?,?)",
+                                 (dev, ino, self.owner))
+            else:
+                self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?",
+                                 (dev, ino))
+        self._txn(run)
+
+    def delete_pending(self, dev: int, ino: int) -> bool:
+        def run() -> bool:
+            return self._db.execute("SELECT 1 FROM delete_pending WHERE dev = ? AND ino = ?",
+                                    (dev, ino)).fetchone() is not None
+        return self._txn(run)
+
+    def others_open(self, open_key: str, dev: int, ino: int) -> bool:
+        """Whether a live open other than ``open_key`` holds the file."""
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner FROM opens WHERE dev = ? AND ino = ? AND open_key != ?",
+                (dev, ino, open_key)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
+    def close_file(self, open_key: str, dev: int, ino: int) -> bool:
+        """Forget an open and its locks; True when the caller must now delete the file."""
+        def run() -> bool:
+            row = self._db.execute("SELECT delete_on_close FROM opens WHERE open_key = ?",
+                                   (open_key,)).fetchone()
+            self._db.execute("DELETE FROM opens WHERE open_key = ?", (open_key,))
+            self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
+            if row is not None and row[0]:
+                self._db.execute("INSERT OR REPLACE INTO delete_pending VALUES (?,?,?)",
+                                 (dev, ino, self.owner))
+            rest = self._db.execute("SELECT owner FROM opens WHERE dev = ? AND ino = ?",
+                                    (dev, ino)).fetchall()
+            if any(self._live(r[0]) for r in rest):
+                return False
+            gone = self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?",
+                                    (dev, ino)).rowcount
+            return gone > 0
+        return self._txn(run)
+
+    # -- byte-range locks --------------------------------------------------
+
+    def _file_locks(self, dev: int, ino: int) -> list[tuple[str, Range]]:
+        rows = self._db.execute(
+            "SELECT open_key, owner, start, length, exclusive FROM locks WHERE dev = ? AND ino = ?",
+            (dev, ino)).fetchall()
+        held = []
+        dead: set[str] = set()
+        for key, owner, start, length, excl in rows:
+            if owner in dead:
+                continue
+            if not self._live(owner):
+                dead.add(owner)
+                continue
+            held.append((key, Range(_unsigned(start), _unsigned(length), bool(excl))))
+        return held
+
+    @staticmethod
+    def _lock_conflict(open_key: str, want: Range, key: str, have: Range) -> bool:
+        if not _overlap(want.start, want.length, have.start, have.length):
+            return False
+        if not want.exclusive and not have.exclusive:
+            return False
+        # A shared lock may stack on the same open's exclusive lock.
+        return not (key == open_key and not want.exclusive)
+
+    def lock(self, open_key: str, dev: int, ino: int, ranges: list[Range]) -> int:
+        """Take all ``ranges`` or none of them; returns an NT status.
+
+        An open that was closed meanwhile (a waiting lock outlived its
+        handle) gets nothing: its locks would never be released.
+        """
+        def run() -> int:
+            if self._db.execute("SELECT 1 FROM opens WHERE open_key = ?",
+                                (open_key,)).fetchone() is None:
+                return Status.FILE_CLOSED
+            held = self._file_locks(dev, ino)
+            for want in ranges:
+                if any(self._lock_conflict(open_key, want, k, h) for k, h in held):
+                    return Status.LOCK_NOT_GRANTED
+                held.append((open_key, want))
+            self._db.executemany(
+                "INSERT INTO locks VALUES (?,?,?,?,?,?,?)",
+                [(open_key, self.owner, dev, ino, _signed(r.start), _signed(r.length),
+                  int(r.exclusive)) for r in ranges])
+            return Status.SUCCESS
+        return self._txn(run)
+
+    def unlock(self, open_key: str, dev: int, ino: int, ranges: list[Range]) -> int:
+        """Release exactly-matching locks of this open, one per range, in order.
+
+        Like Windows, the unlocks before a failing one stay done.
+        """
+        def run() -> int:
+            for r in ranges:
+                row = self._db.execute(
+                    "SELECT rowid FROM locks WHERE open_key = ? AND start = ? AND length = ?"
+                    " ORDER BY exclusive DESC, rowid ASC LIMIT 1",
+                    (open_key, _signed(r.start), _signed(r.length))).fetchone()
+                if row is None:
+                    return Status.RANGE_NOT_LOCKED
+                self._db.execute("DELETE FROM locks WHERE rowid = ?", (row[0],))
+            return Status.SUCCESS
+        return self._txn(run)
+
+    def io_allowed(self, open_key: str, dev: int, ino: int, start: int, length: int,
+                   write: bool) -> bool:
+        """Whether a READ/WRITE of the range may pass the locks of the file."""
+        with self._mutex:
+            # Autocommit read: most files have no locks, and then no write
+            # transaction is needed at all.
+            if self._db.execute("SELECT 1 FROM locks WHERE dev = ? AND ino = ? LIMIT 1",
+                                (dev, ino)).fetchone() is None:
+                return True
+
+        def run() -> bool:
+            for key, have in self._file_locks(dev, ino):
+                if not _overlap(start, length, have.start, have.length):
+                    continue
+                if write and (key != open_key or not have.exclusive):
+                    return False
+                if not write and have.exclusive and key != open_key:
+                    return False
+            return True
+        return self._txn(run)

@@ -1,0 +1,175 @@
+"""Tree connects and opens as one session of one worker holds them.
+
+A tree connect owns the share's directory fd (the jail's root) and the opens
+made through it; an open owns its file descriptor and its rows in the node's
+shared table.  FileIds are 16 random bytes: a client cannot guess another
+session's handle, and a FileId never repeats after a close.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from smb import vfs
+from smb.server.handler import CommandContext, Request, SessionInfo
+from smb.server.nodelocal import NodeLocal
+from smb.wire.header import Status
+
+if TYPE_CHECKING:
+    from hanode.config import Config, ShareConfig
+
+# Bounds a single session cannot exceed, whatever it sends.
+MAX_OPENS_PER_SESSION = 16384
+RELATED_FILE_ID = b"\xff" * 16
+
+
+@dataclass
+class DirectoryScan:
+    """Where a QUERY_DIRECTORY enumeration stands on one open."""
+
+    pattern: str
+    entries: list[tuple[str, os.stat_result]]
+    next_index: int = 0
+
+
+@dataclass
+class Open:
+    file_id: bytes
+    tree: "TreeConnect"
+    fd: int
+    parts: tuple[str, ...]
+    is_dir: bool
+    access: int
+    share_access: int
+    dev: int
+    ino: int
+    position: int = 0
+    mode: int = 0
+    scan: DirectoryScan | None = None
+
+    @property
+    def key(self) -> str:
+        return self.file_id.hex()
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1] if self.parts else ""
+
+    @property
+    def node_path(self) -> str:
+        """The path the node table knows this open by."""
+        return os.path.join(self.tree.root.root, *self.parts)
+
+    @property
+    def display_name(self) -> str:
+        return "\\" + "\\".join(self.parts)
+
+
+@dataclass
+class TreeConnect:
+    """What the tree-connect handler keeps in ``SessionInfo.trees``.
+
+    ``encrypt_data`` tells the connection layer that every message on this
+    tree must travel encrypted (the share's ``encrypt`` key).
+    """
+
+    tree_id: int
+    share: "ShareConfig"
+    root: vfs.Share
+    read_only: bool
+    encrypt_data: bool
+    maximal_access: int
+    node: NodeLocal
+    opens: dict[bytes, Open] = field(default_factory=dict)
+
+
+_node_tables: dict[str, NodeLocal] = {}
+
+
+def node_table(config: "Config") -> NodeLocal:
+    """This process's connection to the node's shared table, made on first use."""
+    path = str(Path(config.node.state_dir) / f"smb-{config.cluster.name}.sqlite")
+    table = _node_tables.get(path)
+    if table is None:
+        table = _node_tables[path] = NodeLocal(path)
+    return table
+
+
+def new_file_id(session: SessionInfo) -> bytes:
+    while True:
+        fid = secrets.token_bytes(16)
+        if fid != RELATED_FILE_ID and all(fid not in t.opens for t in session.trees.values()):
+            return fid
+
+
+def open_count(session: SessionInfo) -> int:
+    return sum(len(t.opens) for t in session.trees.values())
+
+
+class CommandError(Exception):
+    """Ends a command with an error status (raised inside handlers only)."""
+
+    def __init__(self, status: int):
+        super().__init__(hex(status))
+        self.status = status
+
+
+def tree_of(ctx: CommandContext, req: Request) -> TreeConnect:
+    session = ctx.session
+    tree = session.trees.get(req.header.tree_id) if session is not None else None
+    if tree is None:
+        raise CommandError(Status.NETWORK_NAME_DELETED)
+    return tree
+
+
+def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
+    """The open a request names, honouring the related-compound FileId."""
+    tree = tree_of(ctx, req)
+    if file_id == RELATED_FILE_ID:
+        if req.related_file_id is None:
+            raise CommandError(Status.FILE_CLOSED)
+        file_id = req.related_file_id
+    op = tree.opens.get(bytes(file_id))
+    if op is None:
+        raise CommandError(Status.FILE_CLOSED)
+    return op
+
+
+async def release_open(op: Open) -> None:
+    """Close an open: node-table rows, delete-on-close, then the descriptor."""
+    tree = op.tree
+    tree.opens.pop(op.file_id, None)
+    try:
+        must_delete = await trio.to_thread.run_sync(
+            tree.node.close_file, op.key, op.dev, op.ino)
+        if must_delete:
+            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
+    except vfs.VfsError:
+        pass  # the file went away or the directory filled up meanwhile
+    finally:
+        os.close(op.fd)
+
+
+async def release_tree(tree: TreeConnect) -> None:
+    for op in list(tree.opens.values()):
+        await release_open(op)
+    tree.root.close()
+
+
+async def session_closed(session: SessionInfo) -> None:
+    """Release every tree connect and open of a session that ended.
+
+    The connection layer calls this on LOGOFF, on session expiry and when the
+    connection drops, so descriptors and node-table rows never outlive it.
+    """
+    trees = list(session.trees.values())
+    session.trees.clear()
+    with trio.CancelScope(shield=True):
+        for tree in trees:
+            await release_tree(tree)

@@ -1,0 +1,67 @@
+"""TREE_CONNECT and TREE_DISCONNECT: the share's access rules and its jail root."""
+
+from __future__ import annotations
+
+import secrets
+
+import trio
+
+from smb import vfs
+from smb.server.access import share_maximal_access
+from smb.server.handler import CommandContext, Reply, Request
+from smb.server.opens import TreeConnect, node_table, release_tree
+from smb.wire import tree as wire
+from smb.wire.header import Status, error_body
+
+MAX_TREES_PER_SESSION = 128
+
+
+def _error(status: int) -> Reply:
+    return Reply(status=status, body=error_body())
+
+
+async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
+    session = ctx.session
+    if session is None:
+        return _error(Status.USER_SESSION_DELETED)
+    parsed = wire.parse_tree_connect(req.body, req.message)
+    share = ctx.config.share(parsed.share_name)
+    if share is None:
+        return _error(Status.BAD_NETWORK_NAME)
+    if share.users and (session.is_guest or session.user.lower()
+                        not in (u.lower() for u in share.users)):
+        return _error(Status.ACCESS_DENIED)
+    if share.encrypt and ctx.connection.dialect < 0x0300:
+        return _error(Status.ACCESS_DENIED)  # the client cannot encrypt
+    if len(session.trees) >= MAX_TREES_PER_SESSION:
+        return _error(Status.INSUFFICIENT_RESOURCES)
+    try:
+        root = await trio.to_thread.run_sync(vfs.Share, share.path)
+    except vfs.VfsError as exc:
+        return _error(exc.status)
+    node = await trio.to_thread.run_sync(node_table, ctx.config)
+    tree_id = secrets.randbelow(0xFFFFFFFE) + 1
+    while tree_id in session.trees:
+        tree_id = secrets.randbelow(0xFFFFFFFE) + 1
+    maximal = share_maximal_access(share.read_only)
+    encrypt = share.encrypt or session.encrypt_data
+    # The connection layer enforces encryption per session: an encrypted
+    # share makes the whole session encrypted from here on.
+    session.encrypt_data = encrypt
+    session.trees[tree_id] = TreeConnect(
+        tree_id=tree_id, share=share, root=root, read_only=share.read_only,
+        encrypt_data=encrypt, maximal_access=maximal, node=node)
+    flags = wire.SHAREFLAG_MANUAL_CACHING | (wire.SHAREFLAG_ENCRYPT_DATA if encrypt else 0)
+    body = wire.tree_connect_response(wire.SHARE_TYPE_DISK, flags, 0, maximal)
+    return Reply(body=body, tree_id=tree_id)
+
+
+async def tree_disconnect(ctx: CommandContext, req: Request) -> Reply:
+    wire.parse_tree_disconnect(req.body)
+    session = ctx.session
+    tree = session.trees.pop(req.header.tree_id, None) if session is not None else None
+    if tree is None:
+        return _error(Status.NETWORK_NAME_DELETED)
+    with trio.CancelScope(shield=True):
+        await release_tree(tree)
+    return Reply(body=wire.tree_disconnect_response())

@@ -1,0 +1,181 @@
+"""SMB worker processes: ``hanode smb`` starts N of them, each a trio server on
+the same (listen, port) with SO_REUSEPORT so the kernel spreads connections
+across cores.  ``python -m smb.worker --config FILE --worker-index I`` is one
+worker; :func:`main` is the small parent that starts, restarts and stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import uuid
+from typing import Sequence
+
+import trio
+
+from hanode import config as config_mod
+from hanode.config import Config, ConfigError
+
+log = logging.getLogger("smb.worker")
+
+RESTART_DELAY = 1.0
+STOP_GRACE = 5.0
+
+
+def _setup_logging(cfg: Config, tag: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, cfg.log.level.upper()), stream=sys.stderr,
+        format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s")
+
+
+def server_guid(cfg: Config) -> bytes:
+    """The same on every worker of a node, so clients see one server."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"hanode:{cfg.cluster.name}:{cfg.node.name}").bytes_le
+
+
+def _listen_socket(cfg: Config) -> trio.socket.SocketType:
+    family = socket.AF_INET6 if ":" in cfg.smb.listen else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """One worker: accept connections until cancelled."""
+    from hanode.store import Store
+    from smb.server.connection import Connection
+    from smb.server.userdb import EtcdUsers
+
+    store = Store.from_config(cfg.cluster)
+    users = EtcdUsers(store)
+    guid = server_guid(cfg)
+    sock = _listen_socket(cfg)
+    await sock.bind((cfg.smb.listen, cfg.smb.port))
+    sock.listen(128)
+    listener = trio.SocketListener(sock)
+    active = 0
+
+    async def handle(stream: trio.SocketStream) -> None:
+        nonlocal active
+        try:
+            peer = stream.socket.getpeername()[:2]
+        except OSError:
+            await stream.aclose()
+            return
+        if active >= cfg.smb.max_connections_per_worker:
+            log.warning("refusing %s: %d connections already", peer[0], active)
+            await stream.aclose()
+            return
+        active += 1
+        try:
+            await Connection(stream, cfg, users, guid, (peer[0], peer[1])).serve()
+        except Exception as exc:  # the boundary: one line, the worker lives on
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
+            log.error("connection from %s failed: %s: %s", peer[0], type(exc).__name__, exc)
+        finally:
+            active -= 1
+
+    log.info("worker %d listening on %s:%d", index, cfg.smb.listen, cfg.smb.port)
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await trio.serve_listeners(handle, [listener], handler_nursery=nursery)
+    finally:
+        await trio.to_thread.run_sync(store.close)
+
+
+async def _run_worker(cfg: Config, index: int) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, cfg, index)
+            async for _ in signals:
+                log.info("worker %d stopping", index)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _check(cfg: Config) -> None:
+    if not cfg.cluster.etcd:
+        raise ConfigError(f"{cfg.source}: cluster.etcd: is empty; hanode smb needs etcd "
+                          "endpoints (the agent starts an embedded one)")
+
+
+# -- the parent -------------------------------------------------------------------------
+
+
+async def _supervise(cfg: Config, index: int, stopping: trio.Event) -> None:
+    """Keep worker ``index`` running until ``stopping``; restart it if it dies."""
+    args = [sys.executable, "-m", "smb.worker", "--config", cfg.source,
+            "--worker-index", str(index)]
+    while not stopping.is_set():
+        proc = await trio.lowlevel.open_process(args)
+        try:
+            with trio.CancelScope() as scope:
+                async def stop_on_event() -> None:
+                    await stopping.wait()
+                    scope.cancel()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(stop_on_event)
+                    code = await proc.wait()
+                    nursery.cancel_scope.cancel()
+                log.warning("worker %d exited with %s; restarting", index, code)
+                await trio.sleep(RESTART_DELAY)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                with trio.move_on_after(STOP_GRACE) as grace:
+                    grace.shield = True
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+                    with trio.CancelScope(shield=True):
+                        await proc.wait()
+
+
+async def _run_parent(cfg: Config) -> None:
+    stopping = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            for i in range(cfg.smb.workers):
+                nursery.start_soon(_supervise, cfg, i, stopping)
+            async for _ in signals:
+                log.info("stopping %d workers", cfg.smb.workers)
+                stopping.set()
+                break
+
+
+def main(cfg: Config) -> int:
+    """``hanode smb``: run the node's workers until SIGTERM."""
+    _check(cfg)
+    _setup_logging(cfg, "smb")
+    trio.run(_run_parent, cfg)
+    return 0
+
+
+def worker_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smb.worker")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--worker-index", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+        _check(cfg)
+    except ConfigError as exc:
+        print(f"hanode: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg, f"worker{args.worker_index}")
+    try:
+        trio.run(_run_worker, cfg, args.worker_index)
+    except OSError as exc:
+        log.error("worker %d: %s", args.worker_index, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

@@ -1,0 +1,263 @@
+"""Real SMB servers for tests: hanode's (``hanode smb``) and a private Samba smbd,
+plus smbtorture runs against both to compare.
+
+Both servers listen on free loopback ports with the same user, password and an
+empty share in a tmp dir.  The user is ``root`` because smbd maps SMB users to
+Unix accounts and hanode's workers run as root: that way both servers act with
+the same rights on their shares.  smbd gets its own config, private, lock,
+state, cache and pid dirs, so it shares nothing with any other smbd here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hanode.embedded_etcd import free_port
+
+USER = "root"
+PASSWORD = "Hn-test-pw1"
+SHARE = "test"
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class Target:
+    """One running SMB server, as a client sees it."""
+
+    name: str
+    port: int
+    share: Path
+    log: Path
+    proc: subprocess.Popen
+    user: str = USER
+    password: str = PASSWORD
+    share_name: str = SHARE
+    config: Path | None = None
+
+    @property
+    def unc(self) -> str:
+        return f"//127.0.0.1/{self.share_name}"
+
+    @property
+    def credentials(self) -> str:
+        return f"{self.user}%{self.password}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _wait_port(target: Target, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target.proc.poll() is not None:
+            raise RuntimeError(f"{target.name} exited: {target.log_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", target.port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{target.name} did not listen on {target.port}: {target.log_text()[-3000:]}")
+
+
+def _stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
+def hanode_command() -> list[str]:
+    script = Path(sys.executable).parent / "hanode"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hanode.cli"]
+
+
+def add_user(config: Path, user: str, password: str) -> subprocess.CompletedProcess:
+    """``hanode user add`` through the real CLI, the password on stdin."""
+    return subprocess.run(hanode_command() + ["user", "add", user, "--password-stdin",
+                                              "--config", str(config)],
+                          input=password + "\n", capture_output=True, text=True, timeout=30)
+
+
+def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str = "",
+                 share_extra: str = "", log_level: str = "info") -> Target:
+    """Write a config, add the user through the CLI, start ``hanode smb``."""
+    base.mkdir(parents=True, exist_ok=True)
+    share = base / "share"
+    share.mkdir()
+    port = free_port()
+    config = base / "hanode.toml"
+    config.write_text(f"""
+[cluster]
+name = "t{uuid.uuid4().hex[:8]}"
+etcd = ["{etcd_url}"]
+
+[node]
+name = "n1"
+state_dir = "{base / 'state'}"
+
+[smb]
+listen = "127.0.0.1"
+port = {port}
+workers = {workers}
+{smb_extra}
+
+[[share]]
+name = "{SHARE}"
+path = "{share}"
+{share_extra}
+
+[log]
+level = "{log_level}"
+""")
+    added = add_user(config, USER, PASSWORD)
+    if added.returncode != 0:
+        raise RuntimeError(f"hanode user add failed: {added.stderr}")
+    log = base / "hanode-smb.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(hanode_command() + ["smb", "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    target = Target("hanode", port, share, log, proc, config=config)
+    try:
+        _wait_port(target)
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return target
+
+
+SMBD_CONF = """[global]
+  server role = standalone server
+  workgroup = WORKGROUP
+  netbios name = HNSMBD{tag}
+  interfaces = 127.0.0.1
+  bind interfaces only = yes
+  smb ports = {port}
+  disable netbios = yes
+  private dir = {base}/private
+  lock directory = {base}/lock
+  state directory = {base}/state
+  cache directory = {base}/cache
+  pid directory = {base}/pid
+  ncalrpc dir = {base}/ncalrpc
+  log file = {base}/log.smbd
+  passdb backend = tdbsam:{base}/private/passdb.tdb
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+  server min protocol = SMB2_02
+  kernel oplocks = no
+  posix locking = no
+  kernel share modes = no
+{global_extra}
+[{share_name}]
+  path = {share}
+  read only = no
+{share_extra}
+"""
+
+
+def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "") -> Target:
+    """A private smbd on a free loopback port, configured like Samba's selftest shares."""
+    smbd = shutil.which("smbd") or "/usr/sbin/smbd"
+    base.mkdir(parents=True, exist_ok=True)
+    for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "share"):
+        (base / sub).mkdir()
+    port = free_port()
+    conf = base / "smb.conf"
+    conf.write_text(SMBD_CONF.format(
+        tag=uuid.uuid4().hex[:6].upper(), port=port, base=base, share=base / "share",
+        share_name=SHARE, global_extra=global_extra, share_extra=share_extra))
+    added = subprocess.run(["smbpasswd", "-c", str(conf), "-a", "-s", USER],
+                           input=f"{PASSWORD}\n{PASSWORD}\n", capture_output=True, text=True,
+                           timeout=30)
+    if added.returncode != 0:
+        raise RuntimeError(f"smbpasswd failed: {added.stderr}")
+    log = base / "smbd.out"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "-s", str(conf),
+                                 "--debug-stdout"], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    target = Target("smbd", port, base / "share", log, proc, config=conf)
+    try:
+        _wait_port(target)
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return target
+
+
+def stop(target: Target) -> None:
+    _stop_group(target.proc)
+
+
+# -- smbclient ------------------------------------------------------------------------------
+
+
+def smbclient(target: Target, commands: str, *extra: str, password: str | None = None,
+              anonymous: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run smbclient's ``-c`` commands; ``anonymous`` logs on with no user (-N)."""
+    creds = f"{target.user}%{target.password if password is None else password}"
+    who = ["-N"] if anonymous else ["-U", creds]
+    return subprocess.run(["smbclient", "-p", str(target.port), target.unc, *who,
+                           *extra, "-c", commands],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# -- smbtorture ------------------------------------------------------------------------------
+
+_RESULT = re.compile(r"^(success|failure|error|skip|xfail|uxsuccess): (\S+)", re.M)
+
+
+@dataclass
+class TortureRun:
+    target: str
+    test: str
+    returncode: int
+    output: str
+    results: dict[str, str] = field(default_factory=dict)
+
+
+def run_smbtorture(target: Target, test: str, *extra: str, timeout: float = 600) -> TortureRun:
+    """Run one smbtorture suite or test; ``results`` maps test name to outcome."""
+    try:
+        done = subprocess.run(["smbtorture", "-p", str(target.port),
+                               f"//127.0.0.1/{target.share_name}", "-U", target.credentials,
+                               *extra, test], capture_output=True, text=True, timeout=timeout)
+        output, code = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) \
+            else (exc.stdout or "")
+        code = -1
+    results = {m.group(2): m.group(1) for m in _RESULT.finditer(output)}
+    return TortureRun(target.name, test, code, output, results)
+
+
+def regressions(hanode: TortureRun, smbd: TortureRun) -> list[str]:
+    """Tests smbd passes and hanode does not (missing counts as not passing)."""
+    return sorted(f"{name}: {hanode.results.get(name, 'missing')}"
+                  for name, outcome in smbd.results.items()
+                  if outcome == "success" and hanode.results.get(name) != "success")
+
+
+def compare_suite(hanode: Target, smbd: Target, suite: str, *extra: str,
+                  timeout: float = 600) -> tuple[TortureRun, TortureRun, list[str]]:
+    """Run ``suite`` against both servers; the list names hanode's regressions."""
+    ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
+    theirs = run_smbtorture(smbd, suite, *extra, timeout=timeout)
+    return ours, theirs, regressions(ours, theirs)

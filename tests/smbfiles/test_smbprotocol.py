@@ -1,0 +1,223 @@
+"""smbprotocol (high-level ``smbclient`` module and raw requests) against
+``hanode smb``: the calls Python applications make, and names smbclient
+would have cleaned up before sending."""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+
+import pytest
+import smbclient
+from smbprotocol.connection import Connection
+from smbprotocol.exceptions import SMBOSError, SMBResponseException
+from smbprotocol.open import (
+    CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, LockFlags, Open,
+    ShareAccess, SMB2LockElement,
+)
+from smbprotocol.session import Session
+from smbprotocol.tree import TreeConnect
+
+
+
+@pytest.fixture
+def cache(smb_server):
+    """A private connection cache, registered with encryption as smbprotocol defaults."""
+    c: dict = {}
+    smbclient.register_session("127.0.0.1", username=smb_server.user,
+                               password=smb_server.password, port=smb_server.port,
+                               connection_cache=c)
+    try:
+        yield c
+    finally:
+        smbclient.reset_connection_cache(connection_cache=c)
+
+
+def _p(srv, *parts: str) -> str:
+    return "\\\\127.0.0.1\\" + srv.share_name + "".join("\\" + p for p in parts)
+
+
+def test_files_and_directories(smb_server, cache):
+    kw = {"port": smb_server.port, "connection_cache": cache}
+    share = smb_server.share
+    smbclient.makedirs(_p(smb_server, "a", "b", "c"), **kw)
+    assert (share / "a" / "b" / "c").is_dir()
+    with smbclient.open_file(_p(smb_server, "a", "b", "f.txt"), mode="w", **kw) as f:
+        f.write("héllo wörld")
+    assert (share / "a" / "b" / "f.txt").read_text() == "héllo wörld"
+    with smbclient.open_file(_p(smb_server, "A", "B", "F.TXT"), mode="r", **kw) as f:
+        assert f.read() == "héllo wörld"
+    assert sorted(smbclient.listdir(_p(smb_server, "a", "b"), **kw)) == ["c", "f.txt"]
+    st = smbclient.stat(_p(smb_server, "a", "b", "f.txt"), **kw)
+    assert st.st_size == len("héllo wörld".encode())
+    assert st.st_ino == (share / "a" / "b" / "f.txt").stat().st_ino
+    assert abs(st.st_mtime - (share / "a" / "b" / "f.txt").stat().st_mtime) < 1
+    entries = {e.name: e for e in smbclient.scandir(_p(smb_server, "a", "b"), **kw)}
+    assert entries["c"].is_dir() and entries["f.txt"].is_file()
+    smbclient.rename(_p(smb_server, "a", "b", "f.txt"), _p(smb_server, "a", "g.txt"), **kw)
+    assert (share / "a" / "g.txt").exists() and not (share / "a" / "b" / "f.txt").exists()
+    smbclient.remove(_p(smb_server, "a", "g.txt"), **kw)
+    assert not (share / "a" / "g.txt").exists()
+    smbclient.removedirs(_p(smb_server, "a", "b", "c"), **kw)
+    assert os.listdir(share) == []
+
+
+def test_binary_random_access(smb_server, cache):
+    kw = {"port": smb_server.port, "connection_cache": cache}
+    data = os.urandom(3 << 20)
+    with smbclient.open_file(_p(smb_server, "bin"), mode="wb", **kw) as f:
+        f.write(data)
+    with smbclient.open_file(_p(smb_server, "bin"), mode="rb", **kw) as f:
+        f.seek(1 << 20)
+        assert f.read(1000) == data[1 << 20: (1 << 20) + 1000]
+    with smbclient.open_file(_p(smb_server, "bin"), mode="r+b", **kw) as f:
+        f.seek(10)
+        f.write(b"XYZ")
+        f.truncate(100)
+    assert (smb_server.share / "bin").read_bytes() == data[:10] + b"XYZ" + data[13:100]
+
+
+def test_missing_and_existing_names(smb_server, cache):
+    kw = {"port": smb_server.port, "connection_cache": cache}
+    with pytest.raises(SMBOSError) as info:
+        smbclient.stat(_p(smb_server, "nope"), **kw)
+    assert info.value.errno == errno.ENOENT
+    smbclient.mkdir(_p(smb_server, "d"), **kw)
+    with pytest.raises(SMBOSError) as info:
+        smbclient.mkdir(_p(smb_server, "D"), **kw)
+    assert info.value.errno == errno.EEXIST
+    with smbclient.open_file(_p(smb_server, "x"), mode="w", **kw) as f:
+        f.write("1")
+    with pytest.raises(SMBOSError):
+        smbclient.rename(_p(smb_server, "x"), _p(smb_server, "d"), **kw)
+
+
+@pytest.fixture
+def raw_tree(smb_server):
+    conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
+    conn.connect()
+    try:
+        session = Session(conn, smb_server.user, smb_server.password)
+        session.connect()
+        tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
+        tree.connect()
+        yield tree
+    finally:
+        conn.disconnect(True)
+
+
+def _open(tree, name: str, disposition=CreateDisposition.FILE_OPEN, options=0):
+    op = Open(tree, name)
+    op.create(ImpersonationLevel.Impersonation, 0x80000000 | 0x80,
+              FileAttributes.FILE_ATTRIBUTE_NORMAL,
+              ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE, disposition, options)
+    return op
+
+
+@pytest.mark.parametrize("name, status", [
+    ("..\\outside.txt", "STATUS_OBJECT_PATH_SYNTAX_BAD"),
+    ("sub\\..\\..\\outside.txt", "STATUS_OBJECT_PATH_SYNTAX_BAD"),
+    ("bad*name", "STATUS_OBJECT_NAME_INVALID"),
+    ("file.txt:stream", "STATUS_OBJECT_NAME_INVALID"),
+    ("\\outside.txt", "STATUS_INVALID_PARAMETER"),
+])
+def test_raw_escape_and_invalid_names(smb_server, raw_tree, name, status):
+    (smb_server.share / "sub").mkdir()
+    (smb_server.share / "file.txt").write_text("x")
+    (smb_server.share.parent / "outside.txt").write_text("secret")
+    with pytest.raises(SMBResponseException) as info:
+        _open(raw_tree, name, CreateDisposition.FILE_OPEN_IF)
+    assert status in str(info.value)
+    assert sorted(os.listdir(smb_server.share)) == ["file.txt", "sub"]
+
+
+def test_raw_symlink_to_etc(smb_server, raw_tree):
+    (smb_server.share / "etc").symlink_to("/etc")
+    with pytest.raises(SMBResponseException) as info:
+        _open(raw_tree, "etc\\passwd")
+    assert "STATUS_OBJECT_PATH_NOT_FOUND" in str(info.value)
+    with pytest.raises(SMBResponseException) as info:
+        _open(raw_tree, "etc", options=CreateOptions.FILE_DIRECTORY_FILE)
+    assert "STATUS_ACCESS_DENIED" in str(info.value)
+
+
+@pytest.fixture
+def spread_trees(smb_server):
+    """Tree connects on fresh connections until both workers have served one.
+
+    The kernel spreads connections over the SO_REUSEPORT workers by hash; the
+    workers log each session, so the log tells when both took part.  The first
+    tree then shares a file with at least one tree on the other worker.
+    """
+    conns, trees = [], []
+    try:
+        for _ in range(24):
+            conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
+            conn.connect()
+            conns.append(conn)
+            session = Session(conn, smb_server.user, smb_server.password)
+            session.connect()
+            tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
+            tree.connect()
+            trees.append(tree)
+            log = smb_server.log_text()
+            if len(trees) >= 2 and all(f"worker{i} INFO smb.server.connection: session" in log
+                                       for i in (0, 1)):
+                break
+        else:
+            pytest.fail("24 connections all landed on one worker")
+        yield trees
+    finally:
+        for conn in conns:
+            conn.disconnect(True)
+
+
+def _create(tree, name: str, access: int, share: int) -> Open:
+    op = Open(tree, name)
+    op.create(ImpersonationLevel.Impersonation, access, 0, share, CreateDisposition.FILE_OPEN, 0)
+    return op
+
+
+def test_share_modes_across_workers(smb_server, spread_trees):
+    (smb_server.share / "f").write_text("x")
+    first = _create(spread_trees[0], "f", 0x1 | 0x2, ShareAccess.FILE_SHARE_READ)
+    for tree in spread_trees[1:]:
+        with pytest.raises(SMBResponseException) as info:
+            _create(tree, "f", 0x2, 0x7)
+        assert "STATUS_SHARING_VIOLATION" in str(info.value)
+        _create(tree, "f", 0x1, 0x7).close()
+    first.close()
+    _create(spread_trees[-1], "f", 0x2, 0x7).close()
+
+
+def test_byte_range_locks_across_workers(smb_server, spread_trees):
+    (smb_server.share / "f").write_bytes(b"0123456789" * 10)
+    holder = _create(spread_trees[0], "f", 0x1 | 0x2, 0x7)
+    holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
+                       | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
+    for tree in spread_trees[1:]:
+        other = _create(tree, "f", 0x1 | 0x2, 0x7)
+        with pytest.raises(SMBResponseException) as info:
+            other.lock([_lock(5, 1, LockFlags.SMB2_LOCKFLAG_SHARED_LOCK
+                              | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
+        assert info.value.status == 0xC0000055  # STATUS_LOCK_NOT_GRANTED
+        with pytest.raises(SMBResponseException) as info:
+            other.write(b"x", 3)
+        assert info.value.status == 0xC0000054  # STATUS_FILE_LOCK_CONFLICT
+        assert other.read(20, 5) == b"01234"  # outside the locked range
+        other.close()
+    holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
+    other = _create(spread_trees[-1], "f", 0x1 | 0x2, 0x7)
+    other.write(b"x", 3)
+    other.close()
+    holder.close()
+    assert (smb_server.share / "f").read_bytes()[:5] == b"012x4"
+
+
+def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
+    el = SMB2LockElement()
+    el["offset"] = offset
+    el["length"] = length
+    el["flags"] = flags
+    return el
