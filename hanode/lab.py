@@ -355,12 +355,22 @@ table inet hnfence {{
                   f"for e in s.get_prefix(s.prefix + {prefix!r})}}))")
         return json.loads(_run("ip", "netns", "exec", self.client_ns, sys.executable, "-c", script))
 
-    def status(self, *args: str) -> subprocess.CompletedProcess:
-        """``hanode status`` run from the client namespace against the lab's etcd."""
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """``hanode VERB ARGS`` run from the client namespace against the lab's etcd."""
+        verb, *rest = args
         return subprocess.run(
             ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "hanode.cli",
-             "status", "--etcd", self.etcd_url, "--cluster", self.cluster, *args],
-            capture_output=True, text=True)
+             verb, "--etcd", self.etcd_url, "--cluster", self.cluster, *rest],
+            capture_output=True, text=True, input=stdin)
+
+    def add_user(self, name: str, password: str) -> None:
+        proc = self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
+        if proc.returncode != 0:
+            raise LabError(f"hanode user add {name}: {proc.stderr.strip()}")
+
+    def status(self, *args: str) -> subprocess.CompletedProcess:
+        """``hanode status`` run from the client namespace against the lab's etcd."""
+        return self.cli("status", *args)
 
 
 class IdleClient:
