@@ -48,7 +48,7 @@ from smbprotocol.open import (
 from smbprotocol.session import Session, SMB2SessionSetupRequest
 from smbprotocol.tree import TreeConnect
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20           # bytes per WRITE unless told otherwise
 DEPTH = 8                 # writes in flight
 DURABLE_TIMEOUT_MS = 60_000
 CONNECT_TIMEOUT = 0.5     # per TCP attempt; a client retries at once, as after a reset
@@ -62,8 +62,8 @@ def emit(ev: str, **fields: Any) -> None:
 
 
 def chunk_at(seed: int, offset: int, length: int) -> bytes:
-    """The stream's bytes at offset (a multiple of CHUNK): the same on every resend."""
-    return random.Random(seed * 1_000_003 + offset // CHUNK).randbytes(length)
+    """The stream's bytes at offset (where a write starts): the same on every resend."""
+    return random.Random(seed * 1_000_003 + offset).randbytes(length)
 
 
 class Broken(Exception):
@@ -99,10 +99,13 @@ def _context(name: bytes, data: Any) -> SMB2CreateContextRequest:
 
 
 class Copier:
-    def __init__(self, target: Target, size: int, seed: int):
+    def __init__(self, target: Target, size: int, seed: int, chunk: int = CHUNK,
+                 pace: float = 0.0):
         self.target = target
         self.size = size
         self.seed = seed
+        self.chunk = chunk
+        self.pace = pace  # bytes/s at most; 0: as fast as the server takes them
         self.client_guid = uuid.uuid4()
         self.create_guid = uuid.uuid4()
         self.conn: ReconnectingConnection | None = None
@@ -201,7 +204,7 @@ class Copier:
 
     def _send_write(self, offset: int):
         assert self.open is not None and self.conn is not None and self.session is not None
-        data = chunk_at(self.seed, offset, min(CHUNK, self.size - offset))
+        data = chunk_at(self.seed, offset, min(self.chunk, self.size - offset))
         message, receive = self.open.write(data, offset, send=False)
         request = self.conn.send(message, self.session.session_id,
                                  self.open.tree_connect.tree_connect_id)
@@ -226,13 +229,14 @@ class Copier:
         """Copy, then emit done with the sha256 of the stream sent."""
         self._connect_retrying(0)
         self.open_durable()
+        started = time.monotonic()
         sha = hashlib.sha256()
         acked = 0                # bytes acknowledged, in order
         inflight: deque[int] = deque()
         pending: dict[int, Any] = {}
         resend: list[int] = []
         next_offset = 0
-        last_ack = time.monotonic()
+        last_ack = started
         longest_gap = 0.0
         last_progress = 0.0
         while acked < self.size:
@@ -241,11 +245,16 @@ class Copier:
                     pending[resend[0]] = self._send_write(resend[0])
                     resend.pop(0)
                 while len(inflight) < DEPTH and next_offset < self.size:
+                    due = started + next_offset / self.pace if self.pace else 0.0
+                    if time.monotonic() < due:
+                        if inflight:
+                            break
+                        time.sleep(due - time.monotonic())
                     pending[next_offset] = self._send_write(next_offset)
                     inflight.append(next_offset)
                     sha.update(chunk_at(self.seed, next_offset,
-                                        min(CHUNK, self.size - next_offset)))
-                    next_offset += CHUNK
+                                        min(self.chunk, self.size - next_offset)))
+                    next_offset += self.chunk
                 offset = inflight[0]
                 request, receive, length = pending[offset]
                 count = self._await(request, receive)
@@ -279,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="file name on the share")
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--chunk", type=int, default=CHUNK, help="bytes per WRITE")
+    p.add_argument("--pace", type=float, default=0.0, help="at most this many bytes/s")
     args = p.parse_args(argv)
     password = sys.stdin.readline().rstrip("\n")
     copier = Copier(Target(args.server, args.port, args.share, args.user, password, args.name),
-                    args.size, args.seed)
+                    args.size, args.seed, args.chunk, args.pace)
     try:
         copier.run()
     except Exception as exc:  # the edge: one event line for the demo, no traceback

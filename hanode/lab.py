@@ -164,6 +164,11 @@ class Lab:
         if self.own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces this lab created and has not deleted yet."""
+        return list(self._namespaces)
+
     def _add_ns(self, ns: str) -> None:
         _run("ip", "netns", "add", ns)
         self._namespaces.append(ns)
@@ -355,13 +360,18 @@ table inet hnfence {{
                   f"for e in s.get_prefix(s.prefix + {prefix!r})}}))")
         return json.loads(_run("ip", "netns", "exec", self.client_ns, sys.executable, "-c", script))
 
+    def _cli_argv(self, verb: str, *rest: str) -> list[str]:
+        return ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "hanode.cli",
+                verb, "--etcd", self.etcd_url, "--cluster", self.cluster, *rest]
+
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         """``hanode VERB ARGS`` run from the client namespace against the lab's etcd."""
-        verb, *rest = args
-        return subprocess.run(
-            ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "hanode.cli",
-             verb, "--etcd", self.etcd_url, "--cluster", self.cluster, *rest],
-            capture_output=True, text=True, input=stdin)
+        return subprocess.run(self._cli_argv(*args), capture_output=True, text=True, input=stdin)
+
+    def cli_start(self, *args: str) -> subprocess.Popen:
+        """Like cli(), without waiting; output readable from .stdout and .stderr."""
+        return subprocess.Popen(self._cli_argv(*args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
     def add_user(self, name: str, password: str) -> None:
         proc = self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")

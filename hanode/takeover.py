@@ -88,18 +88,20 @@ class VipOwner:
         self._rounds = trio.CancelScope()
         self._nursery.start_soon(self._announce, self._rounds, term)
 
-    async def _round(self, clients: dict[VipConfig, list[tuple[str, Client]]]) -> int:
-        """One announcement per VIP, then one tickle to each client others served."""
-        tickled = 0
+    async def _round(self, clients: dict[VipConfig, list[tuple[str, Client]]]) -> tuple[int, int]:
+        """One announcement per VIP, then one tickle to each client others served;
+        returns (announcement frames, tickles) sent."""
+        tickled = frames = 0
         for vip in self._held:
-            await self._net(f"announcing {vip.ip}", announce.send_announcement, vip)
+            frames += await self._net(f"announcing {vip.ip}", announce.send_announcement,
+                                      vip) or 0
             family = ipaddress.ip_address(vip.ip).version
             targets = [c for _, c in clients.get(vip, [])
                        if ipaddress.ip_address(c[0]).version == family]
             if targets:
                 tickled += await self._net(f"tickling clients of {vip.ip}", tickle.send_tickles,
                                            vip.ip, self.port, targets) or 0
-        return tickled
+        return frames, tickled
 
     async def _announce(self, scope: trio.CancelScope, term: int) -> None:
         """Three rounds about a second apart, then a refresh every announce_refresh s."""
@@ -112,10 +114,10 @@ class VipOwner:
                 except StoreUnavailable as exc:
                     log.warning("%s: cannot read the connection list of %s: %s",
                                 self.me, vip.ip, exc)
-            tickled = await self._round(clients)
+            frames, tickled = await self._round(clients)
             ips = ", ".join(v.ip for v in self._held) or "(none)"
-            log.info("%s: leader (term %d), VIP %s claimed, %d clients tickled",
-                     self.me, term, ips, tickled)
+            log.info("%s: leader (term %d), VIP %s claimed, %d announcement frames "
+                     "(GARP/NA) per round, %d clients tickled", self.me, term, ips, frames, tickled)
             for _ in range(ANNOUNCE_ROUNDS - 1):
                 await trio.sleep(ROUND_INTERVAL)
                 await self._round(clients)
