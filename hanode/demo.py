@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,8 +50,8 @@ KILLS = {
     "switchover": "handed over with hanode switchover",
 }
 _SIZE_RE = re.compile(r"^(\d+)([KMG]?)(i?B)?$", re.IGNORECASE)
-_CLAIM_RE = re.compile(r"leader \(term (\d+)\), VIP .* claimed, (\d+) announcement frames .*"
-                       r"(\d+) clients tickled")
+_CLAIM_RE = re.compile(r"^(\S+ \S+) INFO \S+: leader \(term (\d+)\), VIP .* claimed, "
+                       r"(\d+) announcement frames .* (\d+) clients tickled")
 
 
 def parse_size(text: str) -> int:
@@ -127,7 +128,8 @@ class Demo:
         self.node_to: str | None = None
         self.started = 0.0
         self.killed_at: float | None = None
-        self.claimed_at: float | None = None
+        self.killed_wall = 0.0
+        self.move_seen: float | None = None  # when the watch loop saw another holder
         self.switchover: subprocess.Popen | None = None
 
     def say(self, text: str) -> None:
@@ -206,7 +208,7 @@ class Demo:
     def _note(self) -> str:
         if self.killed_at is None:
             return ""
-        if self.claimed_at is None:
+        if self.move_seen is None:
             return f"{self.node_from} {self.kill} at +{self.killed_at - self.started:.1f} s; " \
                    f"waiting for a new leader"
         return f"{self.node_to} took over"
@@ -218,16 +220,16 @@ class Demo:
                     all(c.done is None for c in self.clients):
                 self._kill()
             return
-        if self.claimed_at is None:
+        if self.move_seen is None:
             holder = next((n for n in self.lab.nodes
                            if n != self.node_from and self.lab.holds_vip(n)), None)
             if holder is not None:
-                self.claimed_at, self.node_to = time.monotonic(), holder
+                self.move_seen, self.node_to = time.monotonic(), holder
 
     def _kill(self) -> None:
         lab, node = self.lab, self.node_from
         assert node is not None
-        self.killed_at = time.monotonic()
+        self.killed_at, self.killed_wall = time.monotonic(), time.time()
         if self.kill == "hard":
             lab.kill_node(node)
         elif self.kill == "graceful":
@@ -239,30 +241,33 @@ class Demo:
 
     # -- the report ---------------------------------------------------------------------
 
-    def _takeover_log(self) -> tuple[int | None, int | None, int | None]:
-        """(term, announcement frames per round, clients tickled) from the new leader's log."""
-        if self.node_to is None:
-            return None, None, None
-        found = None
+    def _takeover_log(self) -> tuple[float, int, int, int] | None:
+        """(when, term, announcement frames per round, clients tickled) of the new leader's
+        claim, from its log: the agent logs it once the first round is out."""
+        if self.node_to is None or self.killed_at is None:
+            return None
         for line in self.lab.nodes[self.node_to].log.read_text(errors="replace").splitlines():
-            match = _CLAIM_RE.search(line)
-            if match:
-                found = match
-        if found is None:
-            return None, None, None
-        return int(found.group(1)), int(found.group(2)), int(found.group(3))
+            match = _CLAIM_RE.match(line)
+            if not match:
+                continue
+            wall = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if wall >= self.killed_wall - 0.001:
+                return (self.killed_at + wall - self.killed_wall, int(match.group(2)),
+                        int(match.group(3)), int(match.group(4)))
+        return None
 
     def result(self) -> dict[str, Any]:
         killed = self.killed_at
         rel = (lambda t: None if t is None or killed is None else round(t - killed, 3))
-        term, frames, tickled = self._takeover_log()
+        claim = self._takeover_log()
+        claimed_at, term, frames, tickled = claim if claim else (None, None, None, None)
         phases: list[dict[str, Any]] = []
         if killed is not None:
             phases.append({"at": 0.0, "event": f"{self.node_from} {KILLS[self.kill]}"})
-        if self.claimed_at is not None:
-            phases.append({"at": rel(self.claimed_at),
-                           "event": f"{self.node_to} claimed VIP {self.lab.vip_ip}"
-                                    + (f" (term {term})" if term else "")})
+        if claimed_at is not None:
+            phases.append({"at": rel(claimed_at),
+                           "event": f"{self.node_to} claimed VIP {self.lab.vip_ip} (term {term}), "
+                                    f"announced it, tickled {tickled} client(s)"})
         clients = []
         for c in self.clients:
             since = killed if killed is not None else float("-inf")
@@ -301,7 +306,7 @@ class Demo:
             "node_from": self.node_from,
             "node_to": self.node_to,
             "vip": self.lab.vip_ip,
-            "vip_claimed_after": rel(self.claimed_at),
+            "vip_claimed_after": rel(claimed_at),
             "announcement_rounds": ANNOUNCE_ROUNDS if moved else 0,
             "announcement_frames_per_round": frames,
             "clients_tickled": tickled,

@@ -206,8 +206,11 @@ class Copier:
         assert self.open is not None and self.conn is not None and self.session is not None
         data = chunk_at(self.seed, offset, min(self.chunk, self.size - offset))
         message, receive = self.open.write(data, offset, send=False)
-        request = self.conn.send(message, self.session.session_id,
-                                 self.open.tree_connect.tree_connect_id)
+        try:
+            request = self.conn.send(message, self.session.session_id,
+                                     self.open.tree_connect.tree_connect_id)
+        except Exception as exc:  # a dead socket, however smbprotocol words it
+            raise Broken(str(exc) or type(exc).__name__) from exc
         return request, receive, len(data)
 
     def _await(self, request, receive) -> int:
@@ -269,7 +272,7 @@ class Copier:
                 if now - last_progress >= PROGRESS_EVERY or acked == self.size:
                     emit("progress", acked=acked)
                     last_progress = now
-            except (Broken, OSError) as exc:
+            except Broken as exc:
                 emit("lost", why=str(exc), inflight=len(inflight))
                 self.reconnect()
                 resend = list(inflight)  # the writes in flight, once more
