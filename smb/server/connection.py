@@ -75,11 +75,15 @@ def _handlers() -> dict[int, Handler]:
     return file_side.HANDLERS if file_side is not None else {}
 
 
-async def _release_session(info: SessionInfo) -> None:
-    """Let the file side close the trees and opens of a session that ended."""
+async def _release_session(info: SessionInfo, *, connection_lost: bool = False) -> None:
+    """Let the file side close the trees and opens of a session that ended.
+
+    connection_lost: the session ended because its connection did, so its
+    durable opens stay (disconnected) for a reconnect instead of closing.
+    """
     file_side = _file_side()
     if file_side is not None:
-        await file_side.session_closed(info)
+        await file_side.session_closed(info, connection_lost=connection_lost)
 
 
 @dataclass
@@ -162,9 +166,10 @@ def _request_file_id(command: int, body: memoryview, related: bytes | None) -> b
 class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
-                 limits: Limits = Limits()):
+                 limits: Limits = Limits(), local_address: tuple[str, int] = ("", 0)):
         self.config = config
-        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address)
+        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
+                                   local_address=local_address, notify=self.notify)
         self._stream = stream
         self._users = users
         self._limits = limits
@@ -206,7 +211,7 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
-                    await _release_session(session.info)
+                    await _release_session(session.info, connection_lost=True)
                 self._sessions.clear()
                 await self._stream.aclose()
 
@@ -493,6 +498,22 @@ class Connection:
                 await self._stream.send_all(piece)
             if small:
                 await self._stream.send_all(small)
+
+    async def notify(self, command: int, body: bytes, session_id: int) -> None:
+        """Send an unsolicited notification (MessageId all ones, never signed, 2.2.23).
+
+        It travels encrypted when the session it names (or, for a lease
+        break naming none, any session of the connection) encrypts its data.
+        """
+        session = self._sessions.get(session_id)
+        if session_id == 0:
+            session = next((s for s in self._sessions.values()
+                            if s.valid and s.info.encrypt_data), None)
+        encrypted = session if session is not None and session.valid and \
+            session.info.encrypt_data and session.can_encrypt else None
+        header = Header(command=command, message_id=0xFFFFFFFFFFFFFFFF,
+                        flags=Flags.SERVER_TO_REDIR, session_id=session_id)
+        await self._send([_Out(header, body)], encrypted)
 
     # -- handlers, async and cancel --------------------------------------------------
 
