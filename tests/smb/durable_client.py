@@ -65,7 +65,10 @@ class Mount:
 
     def drop(self) -> None:
         """Lose the TCP connection without LOGOFF or CLOSE (a cable pulled, a crash)."""
-        self.conn.transport._sock.shutdown(socket.SHUT_RDWR)
+        try:
+            self.conn.transport._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone: the server side died first
 
 
 def mount(port: int, user: str, password: str, share: str, client_guid: uuid.UUID,
