@@ -118,13 +118,13 @@ class CopyReport:
 
 
 def copy_with_failover(port: int, user: str, password: str, share: str, name: str,
-                       data: bytes, disrupt, *, disrupt_at: int, host_for=None,
+                       data: bytes, disrupt, *, disrupt_at: int, reconnect_port: int | None = None,
                        reclaim_timeout: float = 30.0) -> CopyReport:
     """Write ``data`` in CHUNK writes; before chunk ``disrupt_at``, ``disrupt(mount)``.
 
     A write that fails on a dead connection is retried after reclaiming the
     handle on a new connection, as many times as needed within reclaim_timeout.
-    host_for(attempt) names the host to reconnect to (another node's address).
+    reconnect_port: where the client comes back (another node), if not to ``port``.
     """
     client_guid, create_guid = uuid.uuid4(), uuid.uuid4()
     m = mount(port, user, password, share, client_guid)
@@ -147,9 +147,9 @@ def copy_with_failover(port: int, user: str, password: str, share: str, name: st
             if isinstance(exc, SMBResponseException):
                 raise
             started = time.monotonic()
+            port = reconnect_port or port
             op, m = _reclaim_until(port, user, password, share, client_guid, file_id,
-                                   create_guid, started + reclaim_timeout,
-                                   None if host_for is None else host_for(report.reconnects))
+                                   create_guid, started + reclaim_timeout)
             report.reconnects += 1
             report.reclaim_seconds.append(time.monotonic() - started)
             report.serving_pids.append(serving_pid(port, m.local_port()))
@@ -162,12 +162,11 @@ def copy_with_failover(port: int, user: str, password: str, share: str, name: st
 
 
 def _reclaim_until(port, user, password, share, client_guid, file_id, create_guid,
-                   deadline: float, host: str | None):
+                   deadline: float):
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            m = mount(port, user, password, share, client_guid,
-                      **({} if host is None else {"host": host}))
+            m = mount(port, user, password, share, client_guid)
         except (SMBException, OSError, ConnectionError) as exc:
             last = exc
             time.sleep(0.2)

@@ -134,3 +134,32 @@ def test_conflicting_open_wins_over_a_disconnected_handle(etcd_server, tmp_path)
     finally:
         harness.stop(t)
     assert "Traceback" not in t.log_text(), t.log_text()[-4000:]
+
+
+def test_reclaim_on_another_node(etcd_server, tmp_path):
+    """Two nodes (separate ``hanode smb`` instances, one etcd, one shared storage
+    directory); the client's node is SIGKILLed whole and the client reclaims its
+    handle on the other node, where the copy finishes."""
+    n1 = harness.start_hanode(etcd_server.url, tmp_path / "n1", workers=1)
+    n2 = None
+    try:
+        n2 = harness.start_hanode(etcd_server.url, tmp_path / "n2", workers=1,
+                                  cluster=_cluster(n1), node="n2", share=n1.share)
+
+        def kill_node(m: dc.Mount) -> None:
+            os.killpg(n1.proc.pid, signal.SIGKILL)
+            n1.proc.wait()
+
+        report = dc.copy_with_failover(n1.port, n1.user, n1.password, n1.share_name,
+                                       "cross.bin", DATA, kill_node, disrupt_at=25,
+                                       reconnect_port=n2.port)
+        assert report.reconnects == 1
+        assert _sha256(n1.share / "cross.bin") == DIGEST
+        assert _durable_records(etcd_server.url, n2) == []
+        print(f"reclaimed on the other node in {report.reclaim_seconds[0]:.2f} s")
+    finally:
+        harness.stop(n1)
+        if n2 is not None:
+            harness.stop(n2)
+    if n2 is not None:
+        assert "Traceback" not in n2.log_text(), n2.log_text()[-4000:]
