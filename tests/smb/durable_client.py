@@ -30,7 +30,7 @@ CHUNK = 1024 * 1024
 OBJECT_NAME_NOT_FOUND = 0xC0000034
 ACCESS_DENIED = 0xC0000022
 
-_ACCESS = (FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE)
+ACCESS = (FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE)
 
 
 def _context(name: bytes, data) -> SMB2CreateContextRequest:
@@ -84,7 +84,7 @@ def mount(port: int, user: str, password: str, share: str, client_guid: uuid.UUI
 
 def open_durable(m: Mount, name: str, create_guid: uuid.UUID) -> tuple[Open, list]:
     op = Open(m.tree, name)
-    contexts = op.create(ImpersonationLevel.Impersonation, _ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
+    contexts = op.create(ImpersonationLevel.Impersonation, ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
                          ShareAccess.FILE_SHARE_READ, CreateDisposition.FILE_OVERWRITE_IF,
                          CreateOptions.FILE_NON_DIRECTORY_FILE, [dh2q(create_guid)],
                          RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
@@ -94,7 +94,7 @@ def open_durable(m: Mount, name: str, create_guid: uuid.UUID) -> tuple[Open, lis
 def reclaim(m: Mount, file_id: bytes, create_guid: uuid.UUID) -> Open:
     """DH2C as Windows sends it: empty name, only the reconnect context."""
     op = Open(m.tree, "")
-    op.create(ImpersonationLevel.Impersonation, _ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
+    op.create(ImpersonationLevel.Impersonation, ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
               ShareAccess.FILE_SHARE_READ, CreateDisposition.FILE_OPEN,
               CreateOptions.FILE_NON_DIRECTORY_FILE, [dh2c(file_id, create_guid)],
               RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
