@@ -374,9 +374,17 @@ class EtcdDurableStore:
             old.revision, None if new is None else new.to_json())
 
     async def live_workers(self) -> frozenset[str]:
+        """Liveness keys, and the incarnations a running worker names in its value.
+
+        A worker restarted under the same key is a new incarnation: records
+        name the incarnation, so the old one's opens read as disconnected.
+        """
         entries = await trio.to_thread.run_sync(self.store.get_prefix,
                                                 self.store.key("workers") + "/")
-        return frozenset(e.key for e in entries)
+        live = {e.key for e in entries}
+        live.update(e.value["identity"] for e in entries if isinstance(e.value, dict)
+                    and isinstance(e.value.get("identity"), str))
+        return frozenset(live)
 
 
 # -- the batched writer --------------------------------------------------------

@@ -75,11 +75,35 @@ def _handlers() -> dict[int, Handler]:
     return file_side.HANDLERS if file_side is not None else {}
 
 
-async def _release_session(info: SessionInfo) -> None:
-    """Let the file side close the trees and opens of a session that ended."""
+async def _release_session(info: SessionInfo, *, connection_lost: bool = False) -> None:
+    """Let the file side close the trees and opens of a session that ended.
+
+    connection_lost: the session ended because its connection did, so its
+    durable opens stay (disconnected) for a reconnect instead of closing.
+    """
     file_side = _file_side()
     if file_side is not None:
-        await file_side.session_closed(info)
+        await file_side.session_closed(info, connection_lost=connection_lost)
+
+
+# Every established session of this worker, for PreviousSessionId (3.3.5.5.3).
+_worker_sessions: dict[int, tuple["Connection", Session]] = {}
+
+
+async def _logoff_previous(session_id: int, user: str) -> None:
+    """Tear down a client's earlier session, so its durable opens become reclaimable.
+
+    Only a session of the same user goes; anything else is ignored, as the
+    spec says.  Its opens are treated as if its connection had been lost.
+    """
+    found = _worker_sessions.get(session_id)
+    if found is None:
+        return
+    conn, session = found
+    if not session.valid or session.info.user != user:
+        return
+    del _worker_sessions[session_id]
+    await conn.drop_session(session)
 
 
 @dataclass
@@ -162,9 +186,10 @@ def _request_file_id(command: int, body: memoryview, related: bytes | None) -> b
 class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
-                 limits: Limits = Limits()):
+                 limits: Limits = Limits(), local_address: tuple[str, int] = ("", 0)):
         self.config = config
-        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address)
+        self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
+                                   local_address=local_address, notify=self.notify)
         self._stream = stream
         self._users = users
         self._limits = limits
@@ -206,7 +231,9 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
-                    await _release_session(session.info)
+                    if _worker_sessions.get(session.id, (None,))[0] is self:
+                        del _worker_sessions[session.id]
+                    await _release_session(session.info, connection_lost=True)
                 self._sessions.clear()
                 await self._stream.aclose()
 
@@ -341,7 +368,8 @@ class Connection:
                 return self._fail(outs, header, Status.INVALID_PARAMETER,
                                   _Chain(inherited_status=Status.INVALID_PARAMETER))
             header = header.evolve(
-                session_id=chain.session_id if header.session_id == RELATED_ID else header.session_id,
+                session_id=(chain.session_id if header.session_id == RELATED_ID
+                            else header.session_id),
                 tree_id=chain.tree_id if header.tree_id == 0xFFFFFFFF else header.tree_id)
             file_id = chain.file_id
             if chain.inherited_status != Status.SUCCESS:
@@ -375,6 +403,8 @@ class Connection:
         assert session is not None
         if command == Command.LOGOFF:
             self._sessions.pop(session.id, None)
+            if _worker_sessions.get(session.id, (None,))[0] is self:
+                del _worker_sessions[session.id]
             await _release_session(session.info)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
             return next_chain
@@ -415,6 +445,13 @@ class Connection:
                 return Status.ACCESS_DENIED
             if session.info.encrypt_data:
                 log.info("unencrypted %s on an encrypted session from %s",
+                         Command(header.command).name, self.info.client_address[0])
+                return Status.ACCESS_DENIED
+            # 3.3.5.2.11: a tree connect of an encrypted share needs encryption
+            # even on a session that does not.
+            tree = session.info.trees.get(header.tree_id)
+            if getattr(tree, "encrypt_data", False) and header.command != Command.TREE_CONNECT:
+                log.info("unencrypted %s on an encrypted share from %s",
                          Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
         return Status.SUCCESS
@@ -485,6 +522,22 @@ class Connection:
                 await self._stream.send_all(piece)
             if small:
                 await self._stream.send_all(small)
+
+    async def notify(self, command: int, body: bytes, session_id: int) -> None:
+        """Send an unsolicited notification (MessageId all ones, never signed, 2.2.23).
+
+        It travels encrypted when the session it names (or, for a lease
+        break naming none, any session of the connection) encrypts its data.
+        """
+        session = self._sessions.get(session_id)
+        if session_id == 0:
+            session = next((s for s in self._sessions.values()
+                            if s.valid and s.info.encrypt_data), None)
+        encrypted = session if session is not None and session.valid and \
+            session.info.encrypt_data and session.can_encrypt else None
+        header = Header(command=command, message_id=0xFFFFFFFFFFFFFFFF,
+                        flags=Flags.SERVER_TO_REDIR, session_id=session_id)
+        await self._send([_Out(header, body)], encrypted)
 
     # -- handlers, async and cancel --------------------------------------------------
 
@@ -610,7 +663,7 @@ class Connection:
         info.max_transact_size = info.max_read_size = info.max_write_size = size
         info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
         info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
-            negotiate.Capabilities.LARGE_MTU
+            negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
         self._cipher = choice.cipher
         self._signing_alg = choice.signing
         self._negotiated = True
@@ -697,7 +750,15 @@ class Connection:
         resp_body = session_wire.session_setup_response(flags, result.token)
         log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
                  self.info.client_address[0])
+        _worker_sessions[session.id] = (self, session)
+        if req.previous_session_id and req.previous_session_id != session.id:
+            await _logoff_previous(req.previous_session_id, session.info.user)
         outs.append(_Out(resp_header, resp_body, b"", session if session.can_sign else None))
+
+    async def drop_session(self, session: Session) -> None:
+        """Another connection's SESSION_SETUP named this session as its previous one."""
+        if self._sessions.pop(session.id, None) is not None:
+            await _release_session(session.info, connection_lost=True)
 
     def _new_session(self) -> Session:
         # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.

@@ -22,7 +22,9 @@ class CreditWindow:
         return self.high - self.low - len(self._spent)
 
     def consume(self, message_id: int, charge: int) -> bool:
-        """Spend ids message_id .. message_id + charge - 1; False if any was not granted or is spent."""
+        """Spend ids message_id .. message_id + charge - 1.
+
+        False if any of them was not granted or is already spent."""
         charge = max(charge, 1)
         if message_id < self.low or message_id + charge > self.high:
             return False

@@ -26,7 +26,7 @@ def _snapshot(op: Open, pattern: str) -> DirectoryScan:
             entries.append((name, st))
     entries.extend((e.name, e.st) for e in vfs.list_directory(op.fd)
                    if wire.matches(pattern, e.name))
-    return DirectoryScan(pattern, entries)
+    return DirectoryScan(entries)
 
 
 def _entry(info_class: int, name: str, st: os.stat_result, dir_fd: int) -> bytes:

@@ -11,6 +11,7 @@ import trio
 
 from smb import vfs
 from smb.server import access as acc
+from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
     MAX_OPENS_PER_SESSION, CommandError, Open, TreeConnect, new_file_id, open_count, open_of,
@@ -27,11 +28,16 @@ _TRUNCATING = (Disposition.SUPERSEDE, Disposition.OVERWRITE, Disposition.OVERWRI
 _DATA_WRITE = acc.FILE_WRITE_DATA | acc.FILE_APPEND_DATA
 _DATA_READ = acc.FILE_READ_DATA | acc.FILE_EXECUTE
 _MAX_FILE_OFFSET = (1 << 63) - 1
-# Durable reconnects name an open this server never made durable.
-_RECONNECT_CONTEXTS = ("DHnC", "DH2C")
+_QUOTA_FAKE_FILE = "$extend\\$quota:$q:$index_allocation"
+# What Windows reports for it: a hidden system directory without times.
+_QUOTA_FILE_TIMES = wire.FileTimes(attributes=vfs.FILE_ATTRIBUTE_HIDDEN
+                                   | vfs.FILE_ATTRIBUTE_SYSTEM | vfs.FILE_ATTRIBUTE_DIRECTORY
+                                   | vfs.FILE_ATTRIBUTE_ARCHIVE)
 
 
-def file_times(fd: int, st: os.stat_result, name: str = "") -> wire.FileTimes:
+def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wire.FileTimes:
+    """What CREATE and CLOSE report; blocking (stat and xattr), run it in a thread."""
+    st = st or os.fstat(fd)
     attrs, created = vfs.dos_info(fd, st, name=name)
     is_dir = stat_mod.S_ISDIR(st.st_mode)
     return wire.FileTimes(
@@ -39,6 +45,10 @@ def file_times(fd: int, st: os.stat_result, name: str = "") -> wire.FileTimes:
         last_write=vfs.filetime(st.st_mtime_ns), change=vfs.filetime(st.st_ctime_ns),
         allocation_size=0 if is_dir else st.st_blocks * 512,
         end_of_file=0 if is_dir else st.st_size, attributes=attrs)
+
+
+def _is_quota_file(c: wire.CreateRequest) -> bool:
+    return c.name.casefold() == _QUOTA_FAKE_FILE
 
 
 def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
@@ -52,8 +62,6 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
         raise CommandError(Status.INVALID_PARAMETER)
     if c.options & CreateOptions.OPEN_BY_FILE_ID:
         raise CommandError(Status.NOT_SUPPORTED)
-    if any(name in c.contexts for name in _RECONNECT_CONTEXTS):
-        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     if not acc.is_valid(c.desired_access):
         raise CommandError(Status.ACCESS_DENIED)
     if c.desired_access & acc.ACCESS_SYSTEM_SECURITY:
@@ -69,7 +77,9 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
                    file_id: bytes) -> tuple[Open, int]:
     """Look up, open or create, then register the share mode; (open, action)."""
-    parts = vfs.parse_name(c.name)
+    # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
+    # the share's root directory stands in for it.
+    parts = () if _is_quota_file(c) else vfs.parse_name(c.name)
     eas = ea_wire.parse_full_ea_list(c.contexts["ExtA"]) if "ExtA" in c.contexts else []
     truncate = False
     if not parts:
@@ -86,7 +96,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     try:
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
-                  access=granted, share_access=c.share_access, dev=st.st_dev, ino=st.st_ino)
+                  access=granted, dev=st.st_dev, ino=st.st_ino)
         status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access,
                                      op.node_path)
         if status != Status.SUCCESS:
@@ -168,14 +178,63 @@ def _response_contexts(c: wire.CreateRequest, op: Open) -> list[tuple[str, bytes
 async def create(ctx: CommandContext, req: Request) -> Reply:
     tree = tree_of(ctx, req)
     c = wire.parse_create(req.body, req.message)
+    intent = dur.intent_of(c)
+    if dur.is_reconnect(intent):
+        return await _reconnect(ctx, tree, c, intent)
     granted = _check_create(c, tree)
     if open_count(ctx.session) >= MAX_OPENS_PER_SESSION:
         raise CommandError(Status.INSUFFICIENT_RESOURCES)
     file_id = new_file_id(ctx.session)
-    op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+    open_id = dur.persistent_of(file_id)
+    parts = () if _is_quota_file(c) else vfs.parse_name(c.name)
+    oreq = dur.open_request(ctx, c, intent, granted, open_id)
+    decision = await dur.decide(ctx, tree, oreq, parts)
+    try:
+        op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+    except BaseException:
+        if decision is not None:
+            dur.abandon(open_id)
+        raise
+    op.open_id = open_id if decision is not None else None
+    op.share_access, op.create_options = c.share_access, c.options
     tree.opens[file_id] = op
-    times = await trio.to_thread.run_sync(file_times, op.fd, os.fstat(op.fd), op.name)
-    body = wire.create_response(action, times, file_id, _response_contexts(c, op))
+    contexts = _response_contexts(c, op)
+    level = 0
+    if decision is not None:
+        if dur.has_caching(decision) and (op.is_dir or await trio.to_thread.run_sync(
+                tree.node.other_owners_open, op.dev, op.ino)):
+            decision = dur.without_caching(tree, oreq, parts)
+        dur.attach(ctx, op)
+        contexts += await dur.grant(ctx, op, c, intent, decision)
+        level = decision.oplock_level
+    if _is_quota_file(c):
+        times = _QUOTA_FILE_TIMES
+    else:
+        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+    body = wire.create_response(action, times, file_id, contexts, oplock_level=level)
+    return Reply(body=body, file_id=file_id)
+
+
+async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest,
+                     intent) -> Reply:
+    """DHnC/DH2C: adopt the durable record and reopen its file from the recorded path."""
+    stored = await dur.reclaim(ctx, tree, c, intent)
+    record = stored.record
+    file_id = new_file_id(ctx.session, record.persistent_id)
+    reopen = dur.reopen_request(record)
+    try:
+        op, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
+                                              record.desired_access, file_id)
+    except CommandError:
+        await dur.give_up(record)
+        raise
+    op.open_id = record.persistent_id
+    op.share_access, op.create_options = record.share_access, record.create_options
+    tree.opens[file_id] = op
+    dur.restore(ctx, tree, op, record)
+    times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+    body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
+                                dur.lease_context(record), oplock_level=record.oplock_level)
     return Reply(body=body, file_id=file_id)
 
 
@@ -184,7 +243,7 @@ async def close(ctx: CommandContext, req: Request) -> Reply:
     op = open_of(ctx, req, file_id)
     times = None
     if flags & wire.CLOSE_FLAG_POSTQUERY_ATTRIB:
-        times = file_times(op.fd, os.fstat(op.fd), op.name)
+        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
     with trio.CancelScope(shield=True):
         await release_open(op)
     return Reply(body=wire.close_response(flags, times))
@@ -236,5 +295,8 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
             op.tree.node.io_allowed, op.key, op.dev, op.ino, offset, len(w.data), True):
         raise CommandError(Status.FILE_LOCK_CONFLICT)
     n = await trio.to_thread.run_sync(vfs.pwrite, op.fd, w.data, offset) if w.data else 0
+    if w.flags & io_wire.WRITE_FLAG_WRITE_THROUGH:
+        await trio.to_thread.run_sync(vfs.fdatasync, op.fd)
+    dur.contend_write(op)
     op.position = offset + n
     return Reply(body=io_wire.write_response(n))

@@ -62,6 +62,12 @@ class ConnectionInfo:
     server_capabilities: int = 0
     client_security_mode: int = 0
     client_dialects: tuple[int, ...] = ()
+    # The address the client connected to (the VIP, on a node that holds one).
+    local_address: tuple[str, int] = ("", 0)
+    # ``await notify(command, body, session_id)`` sends an unsolicited message
+    # (an oplock or lease break) on this connection; raises trio's
+    # BrokenResourceError/ClosedResourceError once the connection is gone.
+    notify: Callable[[int, bytes, int], Awaitable[None]] | None = None
 
 
 @dataclass

@@ -26,9 +26,9 @@ _NEEDS_READ_ATTRIBUTES = frozenset({FileClass.BASIC, FileClass.ALL, FileClass.NE
                                     FileClass.ATTRIBUTE_TAG})
 
 
-def _file_facts(op: Open, dialect: int) -> wire.FileFacts:
+def _file_facts(op: Open) -> wire.FileFacts:
     st = os.fstat(op.fd)
-    times = file_times(op.fd, st, op.name)
+    times = file_times(op.fd, op.name, st)
     pending = op.tree.node.delete_pending(op.dev, op.ino)
     return wire.FileFacts(
         creation=times.creation, last_access=times.last_access, last_write=times.last_write,
@@ -85,7 +85,7 @@ def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int) -> tuple[i
         if q.info_class in _NEEDS_READ_ATTRIBUTES and not op.access & acc.FILE_READ_ATTRIBUTES:
             return Status.ACCESS_DENIED, b""
         encode, minimum = entry
-        data = encode(_file_facts(op, dialect))
+        data = encode(_file_facts(op))
     elif q.info_type == InfoType.FILESYSTEM:
         entry = wire.FS_CLASSES.get(q.info_class)
         if entry is None:

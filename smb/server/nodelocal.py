@@ -260,6 +260,19 @@ class NodeLocal:
             return any(self._live(r[0]) for r in rows)
         return self._txn(run)
 
+    def other_owners_open(self, dev: int, ino: int) -> bool:
+        """Whether another live process (worker) holds the file open.
+
+        Oplocks and leases are granted and broken inside one worker, so an
+        open gets caching only while no other worker has the file open.
+        """
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT DISTINCT owner FROM opens WHERE dev = ? AND ino = ? AND owner != ?",
+                (dev, ino, self.owner)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
     def close_file(self, open_key: str, dev: int, ino: int) -> bool:
         """Forget an open and its locks; True when the caller must now delete the file."""
         def run() -> bool:

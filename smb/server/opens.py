@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
+from smb.durable import new_persistent_id
 from smb.server.handler import CommandContext, Request, SessionInfo
 from smb.server.nodelocal import NodeLocal
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
     from hanode.config import Config, ShareConfig
+    from smb.durable import DurableRecord
 
 # Bounds a single session cannot exceed, whatever it sends.
 MAX_OPENS_PER_SESSION = 16384
@@ -33,7 +35,6 @@ RELATED_FILE_ID = b"\xff" * 16
 class DirectoryScan:
     """Where a QUERY_DIRECTORY enumeration stands on one open."""
 
-    pattern: str
     entries: list[tuple[str, os.stat_result]]
     next_index: int = 0
 
@@ -46,12 +47,17 @@ class Open:
     parts: tuple[str, ...]
     is_dir: bool
     access: int
-    share_access: int
     dev: int
     ino: int
     position: int = 0
     mode: int = 0
     scan: DirectoryScan | None = None
+    # Oplock/lease bookkeeping (smb.server.durable_opens): the open's id in
+    # the worker's NodeOplocks, and its durable record once granted.
+    open_id: int | None = None
+    durable: "DurableRecord | None" = None
+    create_options: int = 0
+    share_access: int = 0
 
     @property
     def key(self) -> str:
@@ -101,9 +107,11 @@ def node_table(config: "Config") -> NodeLocal:
     return table
 
 
-def new_file_id(session: SessionInfo) -> bytes:
+def new_file_id(session: SessionInfo, persistent: int | None = None) -> bytes:
+    """A random FileId; its Persistent half is a durable-capable id (smb.durable)."""
     while True:
-        fid = secrets.token_bytes(16)
+        pid = new_persistent_id() if persistent is None else persistent
+        fid = pid.to_bytes(8, "little") + secrets.token_bytes(8)
         if fid != RELATED_FILE_ID and all(fid not in t.opens for t in session.trees.values()):
             return fid
 
@@ -141,11 +149,20 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     return op
 
 
-async def release_open(op: Open) -> None:
-    """Close an open: node-table rows, delete-on-close, then the descriptor."""
+async def release_open(op: Open, *, connection_lost: bool = False) -> None:
+    """Close an open: node-table rows, delete-on-close, then the descriptor.
+
+    connection_lost: a durable open then stays disconnected for its client's
+    reconnect (its file is reopened from the record), any other one closes.
+    """
+    from smb.server import durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
+    keep = await durable_opens.released(op, connection_lost=connection_lost)
     try:
+        if keep:
+            await trio.to_thread.run_sync(tree.node.close_file, op.key, op.dev, op.ino)
+            return
         must_delete = await trio.to_thread.run_sync(
             tree.node.close_file, op.key, op.dev, op.ino)
         if must_delete:
@@ -156,13 +173,13 @@ async def release_open(op: Open) -> None:
         os.close(op.fd)
 
 
-async def release_tree(tree: TreeConnect) -> None:
+async def release_tree(tree: TreeConnect, *, connection_lost: bool = False) -> None:
     for op in list(tree.opens.values()):
-        await release_open(op)
+        await release_open(op, connection_lost=connection_lost)
     tree.root.close()
 
 
-async def session_closed(session: SessionInfo) -> None:
+async def session_closed(session: SessionInfo, *, connection_lost: bool = False) -> None:
     """Release every tree connect and open of a session that ended.
 
     The connection layer calls this on LOGOFF, on session expiry and when the
@@ -172,4 +189,4 @@ async def session_closed(session: SessionInfo) -> None:
     session.trees.clear()
     with trio.CancelScope(shield=True):
         for tree in trees:
-            await release_tree(tree)
+            await release_tree(tree, connection_lost=connection_lost)

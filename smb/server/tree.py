@@ -45,9 +45,6 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
         tree_id = secrets.randbelow(0xFFFFFFFE) + 1
     maximal = share_maximal_access(share.read_only)
     encrypt = share.encrypt or session.encrypt_data
-    # The connection layer enforces encryption per session: an encrypted
-    # share makes the whole session encrypted from here on.
-    session.encrypt_data = encrypt
     session.trees[tree_id] = TreeConnect(
         tree_id=tree_id, share=share, root=root, read_only=share.read_only,
         encrypt_data=encrypt, maximal_access=maximal, node=node)

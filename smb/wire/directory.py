@@ -132,7 +132,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
 
 
-def has_wildcards(pattern: str) -> bool:
+def _has_wildcards(pattern: str) -> bool:
     return any(c in pattern for c in '*?<>"')
 
 
@@ -140,6 +140,6 @@ def matches(pattern: str, name: str) -> bool:
     """Case-insensitive DOS wildcard match; ``*`` and ``*.*`` match every name."""
     if pattern in ("*", "*.*", "<.<", ""):
         return True
-    if not has_wildcards(pattern):
+    if not _has_wildcards(pattern):
         return pattern.casefold() == name.casefold()
     return _compile(pattern).match(name) is not None

@@ -198,7 +198,8 @@ class NegotiateResponse:
             ctx_blobs.append(_context(ContextType.PREAUTH_INTEGRITY, struct.pack(
                 "<HHH", 1, len(self.salt), HashAlgorithm.SHA_512) + self.salt))
             if self.cipher is not None:
-                ctx_blobs.append(_context(ContextType.ENCRYPTION, struct.pack("<HH", 1, self.cipher)))
+                ctx_blobs.append(_context(ContextType.ENCRYPTION,
+                                          struct.pack("<HH", 1, self.cipher)))
             if self.signing is not None:
                 ctx_blobs.append(_context(ContextType.SIGNING, struct.pack("<HH", 1, self.signing)))
         body_end = sec_offset + len(self.security_buffer)

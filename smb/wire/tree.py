@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from smb.wire.body import MalformedRequest, buffer_at, unpack_fixed, utf16
 
 SHARE_TYPE_DISK = 0x01
-SHARE_TYPE_PIPE = 0x02
 SHAREFLAG_MANUAL_CACHING = 0x0000
-SHAREFLAG_NO_CACHING = 0x0030
 SHAREFLAG_ENCRYPT_DATA = 0x8000
 TREE_CONNECT_FLAG_EXTENSION_PRESENT = 0x0004
 

@@ -80,6 +80,15 @@ def test_smbprotocol_encrypted_session(hanode_server):
         response = session.connection.receive(request)
         assert response["command"].get_value() == Commands.SMB2_ECHO
         assert response["status"].get_value() == 0
+        # And files, over the encrypted session (smbprotocol uses related compounds).
+        path = rf"\\127.0.0.1\{hanode_server.share_name}\sp.bin"
+        data = os.urandom(3 * 1024 * 1024)
+        with smbclient.open_file(path, mode="wb", port=hanode_server.port) as f:
+            f.write(data)
+        with smbclient.open_file(path, mode="rb", port=hanode_server.port) as f:
+            assert f.read() == data
+        assert "sp.bin" in smbclient.listdir(rf"\\127.0.0.1\{hanode_server.share_name}",
+                                             port=hanode_server.port)
     finally:
         smbclient.reset_connection_cache()
 

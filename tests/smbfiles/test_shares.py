@@ -62,3 +62,45 @@ def test_encrypted_share_requires_smb3(shares_server, tmp_path):
     old = _run(target, "secret", "ls", "-m", "SMB2_10", "--option=clientmaxprotocol=SMB2_10")
     assert old.returncode != 0
     assert "NT_STATUS_ACCESS_DENIED" in old.stdout + old.stderr
+
+
+def test_encrypted_share_refuses_plaintext_after_tree_connect(shares_server):
+    """The share's encrypt flag reaches the client, and the session then
+    refuses an unencrypted request (the connection layer enforces it)."""
+    import uuid
+
+    from smbprotocol.connection import Connection
+    from smbprotocol.exceptions import SMBResponseException
+    from smbprotocol.open import CreateDisposition, ImpersonationLevel, Open
+    from smbprotocol.session import Session
+    from smbprotocol.tree import TreeConnect
+
+    target, _ = shares_server
+    conn = Connection(uuid.uuid4(), "127.0.0.1", target.port)
+    conn.connect()
+    try:
+        session = Session(conn, target.user, target.password, require_encryption=False)
+        session.connect()
+        assert not session.encrypt_data
+        plain = TreeConnect(session, f"\\\\127.0.0.1\\{target.share_name}")
+        plain.connect()
+        assert not plain.encrypt_data
+        secret = TreeConnect(session, "\\\\127.0.0.1\\secret")
+        secret.connect()
+        assert secret.encrypt_data  # SHAREFLAG_ENCRYPT_DATA came back
+        op = Open(secret, "enc.txt")
+        op.create(ImpersonationLevel.Impersonation, 0x12019F, 0, 0x7,
+                  CreateDisposition.FILE_OVERWRITE_IF, 0)
+        op.write(b"sealed", 0)
+        op.close()
+        secret.encrypt_data = False  # now send in the clear on purpose
+        with pytest.raises(SMBResponseException) as info:
+            Open(secret, "enc.txt").create(ImpersonationLevel.Impersonation, 0x80, 0, 0x7,
+                                           CreateDisposition.FILE_OPEN, 0)
+        assert info.value.status == 0xC0000022  # STATUS_ACCESS_DENIED
+        secret.encrypt_data = True
+        # The session itself is not encrypted: the plain share still works in the clear.
+        Open(plain, "clear.txt").create(ImpersonationLevel.Impersonation, 0x12019F, 0, 0x7,
+                                        CreateDisposition.FILE_OVERWRITE_IF, 0)
+    finally:
+        conn.disconnect(True)

@@ -221,3 +221,54 @@ def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
     el["length"] = length
     el["flags"] = flags
     return el
+
+
+def test_crashed_worker_leaves_no_share_mode_behind(smb_server):
+    """SIGKILL every worker while one holds a file exclusively: the restarted
+    workers must let the file be opened again (the dead owner's rows go)."""
+    import signal
+    import time
+
+    import psutil
+
+    (smb_server.share / "f").write_text("x")
+
+    def connect() -> tuple[Connection, TreeConnect]:
+        conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
+        conn.connect(timeout=5)
+        session = Session(conn, smb_server.user, smb_server.password)
+        session.connect()
+        tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
+        tree.connect()
+        return conn, tree
+
+    holder_conn, holder_tree = connect()
+    _create(holder_tree, "f", 0x1 | 0x2, 0)
+    other_conn, other_tree = connect()
+    with pytest.raises(SMBResponseException) as info:
+        _create(other_tree, "f", 0x1, 0x7)
+    assert "STATUS_SHARING_VIOLATION" in str(info.value)
+    workers = psutil.Process(smb_server.proc.pid).children()
+    assert len(workers) == 2
+    for worker in workers:
+        worker.send_signal(signal.SIGKILL)
+    for conn in (holder_conn, other_conn):
+        try:
+            conn.disconnect(False)
+        except Exception:  # the socket died with the worker
+            pass
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            conn, tree = connect()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        _create(tree, "f", 0x1 | 0x2, 0).close()
+    finally:
+        conn.disconnect(True)
+    assert {p.pid for p in psutil.Process(smb_server.proc.pid).children()}.isdisjoint(
+        {w.pid for w in workers})

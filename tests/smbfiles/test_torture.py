@@ -14,8 +14,6 @@ KNOWN_GAPS = {
     # Durable handles and oplocks arrive with the next issue.
     "smb2.lock.replay_smb3_specification_durable": "needs durable handles",
     "smb2.lock.replay_smb3_specification_multi": "needs durable handles",
-    # NTFS's $Extend\$Quota fake file is not served.
-    "smb2.create.quota-fake-file": "no quota fake file",
     # CHANGE_NOTIFY is answered NOT_SUPPORTED; the related-compound checks
     # below hinge on the order of checks in the connection layer (smbcore).
     "smb2.compound.interim1": "needs CHANGE_NOTIFY",

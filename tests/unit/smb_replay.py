@@ -34,7 +34,7 @@ class Replayed:
     server_mic: bytes
 
 
-def _security_buffer(message: bytes) -> bytes:
+def security_buffer(message: bytes) -> bytes:
     body = message[64:]
     offset, length = int.from_bytes(body[12:14], "little"), int.from_bytes(body[14:16], "little")
     if message[12] == 1 and message[16] & 1:  # a SESSION_SETUP response
@@ -46,10 +46,10 @@ def _security_buffer(message: bytes) -> bytes:
 def replay_ntlm(name: str) -> Replayed:
     """Re-run the server side of the recorded NTLM exchange with the recorded challenge."""
     fr = frames(name)
-    init = spnego.parse_client_token(_security_buffer(fr[2][1]))
-    challenge_resp = spnego.parse_client_token(_security_buffer(fr[3][1]))
-    final = spnego.parse_client_token(_security_buffer(fr[4][1]))
-    server_final = spnego.parse_client_token(_security_buffer(fr[5][1]))
+    init = spnego.parse_client_token(security_buffer(fr[2][1]))
+    challenge_resp = spnego.parse_client_token(security_buffer(fr[3][1]))
+    final = spnego.parse_client_token(security_buffer(fr[4][1]))
+    server_final = spnego.parse_client_token(security_buffer(fr[5][1]))
     challenge = challenge_resp.mech_token
     server = ntlm.NtlmServer(server_challenge=challenge[24:32], timestamp=0,
                              negotiate_message=init.mech_token, challenge_message=challenge)

@@ -46,7 +46,8 @@ def test_no_common_dialect():
 
 
 def test_311_without_preauth_context_is_refused():
-    body = struct.pack("<HHHHI16sIHH", 36, 1, 1, 0, 0, b"g" * 16, 0, 0, 0) + struct.pack("<H", 0x311)
+    body = (struct.pack("<HHHHI16sIHH", 36, 1, 1, 0, 0, b"g" * 16, 0, 0, 0)
+            + struct.pack("<H", 0x311))
     with pytest.raises(negotiate.NegotiateError):
         negotiate.parse_request(body, b"\x00" * HEADER_SIZE + body)
 
@@ -75,7 +76,8 @@ def _smb1_negotiate(names: list[bytes]) -> bytes:
 
 
 def test_smb1_upgrade():
-    windows = _smb1_negotiate([b"PC NETWORK PROGRAM 1.0", b"NT LM 0.12", b"SMB 2.002", b"SMB 2.???"])
+    windows = _smb1_negotiate([b"PC NETWORK PROGRAM 1.0", b"NT LM 0.12", b"SMB 2.002",
+                               b"SMB 2.???"])
     assert negotiate.smb1_upgrade_dialect(negotiate.smb1_dialects(windows)) == 0x02FF
     old = _smb1_negotiate([b"NT LM 0.12", b"SMB 2.002"])
     assert negotiate.smb1_upgrade_dialect(negotiate.smb1_dialects(old)) == 0x0202

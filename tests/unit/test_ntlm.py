@@ -35,7 +35,8 @@ def build_authenticate(nt_response: bytes, user: str, domain: str, enc_key: byte
 def msnlmp_blob() -> bytes:
     av = ntlm.pack_av_pairs([(ntlm.AvId.NB_DOMAIN_NAME, "Domain".encode("utf-16-le")),
                              (ntlm.AvId.NB_COMPUTER_NAME, "Server".encode("utf-16-le"))])
-    return b"\x01\x01" + b"\x00" * 6 + b"\x00" * 8 + CLIENT_CHALLENGE + b"\x00" * 4 + av + b"\x00" * 4
+    return (b"\x01\x01" + b"\x00" * 6 + b"\x00" * 8 + CLIENT_CHALLENGE + b"\x00" * 4 + av
+            + b"\x00" * 4)
 
 
 def test_msnlmp_ntlmv2_vectors():

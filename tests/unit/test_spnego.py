@@ -1,22 +1,25 @@
 """SPNEGO tokens: the recorded clients' tokens, and ours read back by pyspnego."""
 
-import pytest
 from hypothesis import given, settings, strategies as st
 from spnego._spnego import unpack_token, NegTokenInit, NegTokenResp
 
 from smb.wire import spnego
-from smb_replay import frames, _security_buffer
+from smb_replay import frames, security_buffer
+
+
+def _client_blob(frame: int) -> bytes:
+    return security_buffer(frames("smbclient_smb311_signed.json")[frame][1])
 
 
 def test_smbclient_init_token():
-    token = spnego.parse_client_token(_security_buffer(frames("smbclient_smb311_signed.json")[2][1]))
+    token = spnego.parse_client_token(_client_blob(2))
     assert token.mech_types[0] == spnego.NTLMSSP_OID
     assert token.mech_token.startswith(b"NTLMSSP\x00")
     assert token.mech_types_der.startswith(b"\x30")
 
 
 def test_final_client_token_has_mic():
-    token = spnego.parse_client_token(_security_buffer(frames("smbclient_smb311_signed.json")[4][1]))
+    token = spnego.parse_client_token(_client_blob(4))
     assert token.mech_token.startswith(b"NTLMSSP\x00\x03")
     assert len(token.mech_list_mic) == 16
 

@@ -1,0 +1,123 @@
+"""The trio driver around :class:`smb.oplocks.NodeOplocks` for one worker.
+
+NodeOplocks decides; this module delivers what it decides: a break goes to
+the connection of the open (or, for a lease, of any open of the lease), an
+acknowledgement-requiring break starts the 35 s timer, and every change
+(an acknowledgement, a timeout, a close) wakes the opens that wait for one.
+A break that cannot be delivered (its connection just went away) is simply
+dropped: its timer still settles the state.
+
+Scope: one worker process.  The node-wide share-mode table (nodelocal) keeps
+workers from granting conflicting opens, and an open only gets caching while
+no other worker holds the file open, so no break ever needs to cross a
+process boundary (see ``CREATE`` in files.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Hashable
+
+import trio
+
+from smb.oplocks import (
+    BREAK_TIMEOUT_S, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest, OplockBreak,
+    Outcome,
+)
+from smb.wire import oplock as wire
+from smb.wire.header import Command
+
+Notify = Callable[[int, bytes, int], Awaitable[None]]
+
+
+@dataclass
+class Holder:
+    """Where the breaks of one open go."""
+
+    notify: Notify
+    session_id: int
+    file_id: bytes
+
+
+class Breaks:
+    def __init__(self) -> None:
+        self.oplocks = NodeOplocks()
+        self.holders: dict[Hashable, Holder] = {}
+        self._changed = trio.Event()
+
+    def attach(self, open_id: Hashable, holder: Holder) -> None:
+        self.holders[open_id] = holder
+
+    def detach(self, open_id: Hashable) -> None:
+        self.holders.pop(open_id, None)
+
+    def changed(self) -> None:
+        """Something waiting opens care about happened: let them decide again."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def close(self, open_id: Hashable) -> None:
+        self.holders.pop(open_id, None)
+        self.oplocks.close(open_id)
+        self.changed()
+
+    def dispatch(self, breaks: tuple[Break, ...], nursery: trio.Nursery) -> None:
+        for brk in breaks:
+            nursery.start_soon(self._deliver, brk)
+            if brk.ack_required:
+                nursery.start_soon(self._timer, brk, nursery)
+
+    async def _deliver(self, brk: Break) -> None:
+        if isinstance(brk, OplockBreak):
+            holder = self.holders.get(brk.open_id)
+            if holder is None:
+                return
+            body = wire.oplock_break(brk.new_level, holder.file_id)
+            session_id = holder.session_id
+        else:
+            holder = next((self.holders[i] for i in brk.open_ids if i in self.holders), None)
+            if holder is None:
+                return
+            body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
+                                    brk.new_state)
+            session_id = 0
+        try:
+            await holder.notify(Command.OPLOCK_BREAK, body, session_id)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the holder's connection is gone; the timer settles the break
+
+    async def _timer(self, brk: Break, nursery: trio.Nursery) -> None:
+        await trio.sleep(BREAK_TIMEOUT_S)
+        self.dispatch(self.oplocks.break_timed_out(brk), nursery)
+        self.changed()
+
+    async def decide(self, file: Hashable, req: OpenRequest, nursery: trio.Nursery,
+                     go_async: Callable[[], Awaitable[int]]) -> OpenDecision:
+        """Decide an open, sending its breaks and waiting (interim response) until it may go on."""
+        first = True
+        while True:
+            decision = self.oplocks.open(file, req, first_attempt=first)
+            self.dispatch(decision.breaks, nursery)
+            if decision.outcome != Outcome.WAIT:
+                return decision
+            first = False
+            changed = self._changed
+            await go_async()
+            await changed.wait()
+
+    def contend_write(self, open_id: Hashable, nursery: trio.Nursery) -> None:
+        if self.holders:
+            self.dispatch(self.oplocks.contend_write(open_id), nursery)
+
+    def ack_lease(self, client_guid: bytes, key: bytes, state: int,
+                  nursery: trio.Nursery) -> AckResult:
+        result = self.oplocks.ack_lease(client_guid, key, state)
+        self.dispatch(result.breaks, nursery)
+        self.changed()
+        return result
+
+    def ack_oplock(self, open_id: Hashable, level: int) -> AckResult:
+        result = self.oplocks.ack_oplock(open_id, level)
+        self.changed()
+        return result
+
