@@ -40,7 +40,7 @@ def node_record(elector: Elector, owner: VipOwner, conns: ConnList,
         "vips": [v.ip for v in owner.held_vips()],
         "workers": workers,
         "connections": conns.count,
-        "durable_handles": 0,
+        "durable_handles": sum(w["durable_handles"] or 0 for w in workers),
         "version": VERSION,
     }
 

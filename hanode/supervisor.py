@@ -24,6 +24,7 @@ import trio
 
 from hanode.config import Config
 from hanode.store import Store, StoreUnavailable
+from smb.server.workerstate import worker_name
 
 log = logging.getLogger("hanode.supervisor")
 
@@ -42,11 +43,6 @@ STATS_INTERVAL = 1.0
 def restart_delay(crashes: int) -> float:
     """The wait before restarting a worker after its crashes-th quick crash in a row."""
     return min(RESTART_FIRST * 2 ** max(crashes - 1, 0), RESTART_MAX)
-
-
-def worker_name(index: int) -> str:
-    """The worker's name under ``workers/<node>/`` in etcd."""
-    return f"w{index}"
 
 
 @dataclass
@@ -74,7 +70,7 @@ class Supervisor:
 
     def stats(self) -> list[dict[str, Any]]:
         """Per worker: index, pid (None while restarting), rss, connections, open_handles,
-        restarts, as of the last measurement."""
+        durable_handles, restarts, as of the last measurement."""
         return list(self._stats)
 
     async def run(self) -> None:
@@ -137,9 +133,11 @@ class Supervisor:
                                 and c.laddr.port == self.cfg.smb.port)
                 except psutil.Error:
                     pass  # it just died; the next round shows the new one
-            handles = liveness.get(worker_name(worker.index), {}).get("open_handles")
+            live = liveness.get(worker_name(worker.index), {})
+            handles, durable = live.get("open_handles"), live.get("durable_handles")
             out.append({"index": worker.index, "pid": pid, "rss": rss, "connections": conns,
                         "open_handles": handles if isinstance(handles, int) else None,
+                        "durable_handles": durable if isinstance(durable, int) else None,
                         "restarts": worker.restarts})
         return out
 
