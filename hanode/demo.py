@@ -367,7 +367,10 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("demo: --nodes must be 2 to 9 (someone has to take over)")
     if not 1 <= args.clients <= 20:
         raise UserError("demo: --clients must be 1 to 20")
+    # Ctrl-C and SIGTERM both end the run through the cleanup below (also when
+    # started from a shell that had SIGINT ignored, as for background jobs).
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     out = sys.stderr if args.json else sys.stdout
     lab = Lab(args.nodes, workers=WORKERS, cluster="demo")
     res = None
@@ -383,6 +386,9 @@ def main(args: argparse.Namespace) -> int:
         print("hanode: demo: interrupted; cleaning up", file=sys.stderr)
         return 130
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if args.keep:
             _print_keep(lab, out)
         else:
