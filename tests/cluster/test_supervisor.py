@@ -69,6 +69,11 @@ def test_workers_published_restarted_fast_then_backing_off_and_stopped(lab):
 
     # The other worker never noticed.
     assert worker_pid(agent.pid, 1) == workers[1]["pid"]
+    # hanode status lists both, the restarted one with its restarts.
+    table = lab.status().stdout
+    row = next(line.split() for line in table.splitlines() if line.startswith("n1/w0"))
+    assert row[1] == str(pid) and row[-1] == "4"
+    assert any(line.startswith("n1/w1 ") for line in table.splitlines())
 
     # SIGTERM: the agent stops its workers and exits within two seconds.
     children = psutil.Process(agent.pid).children()
