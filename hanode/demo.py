@@ -42,7 +42,8 @@ MIN_COPY_SECONDS = 6.0
 WORKERS = 2
 USER = "demo"
 PAUSED_AFTER = 0.25     # no write acknowledged for this long: the line says PAUSED
-CLAIM_POLL = 0.02
+TICK = 0.02             # the watch loop's pace
+HOLDER_POLL = 0.1       # how often it asks the nodes who holds the VIP (cheaply: 2 cores)
 KILLS = {
     "hard": "killed hard (cable pulled, every process SIGKILLed)",
     "graceful": "stopped gracefully (SIGTERM to its agent)",
@@ -130,6 +131,7 @@ class Demo:
         self.killed_at: float | None = None
         self.killed_wall = 0.0
         self.move_seen: float | None = None  # when the watch loop saw another holder
+        self.holder_polled = 0.0
         self.switchover: subprocess.Popen | None = None
 
     def say(self, text: str) -> None:
@@ -152,7 +154,13 @@ class Demo:
                 if client.proc.poll() is None:
                     client.proc.kill()
                 client.proc.wait()
-        return self.result()
+        res = self.result()
+        if self.switchover is not None:
+            out, err = self.switchover.communicate(timeout=15)
+            res["switchover"] = {"exit": self.switchover.returncode,
+                                 "output": (out + err).strip()}
+            res["ok"] = res["ok"] and self.switchover.returncode == 0
+        return res
 
     def _start_client(self, i: int) -> Client:
         lab = self.lab
@@ -182,7 +190,7 @@ class Demo:
             while open_pipes:
                 if time.monotonic() > deadline:
                     raise LabError("the copies did not finish in time")
-                for key, _ in sel.select(CLAIM_POLL):
+                for key, _ in sel.select(TICK):
                     client: Client = key.data
                     line = key.fileobj.readline()  # type: ignore[union-attr]
                     if not line:
@@ -220,7 +228,8 @@ class Demo:
                     all(c.done is None for c in self.clients):
                 self._kill()
             return
-        if self.move_seen is None:
+        if self.move_seen is None and time.monotonic() - self.holder_polled >= HOLDER_POLL:
+            self.holder_polled = time.monotonic()
             holder = next((n for n in self.lab.nodes
                            if n != self.node_from and self.lab.holds_vip(n)), None)
             if holder is not None:
@@ -334,6 +343,8 @@ def render(res: dict[str, Any]) -> str:
              f"{res['node_to'] or 'NOBODY'}"]
     for phase in res["phases"]:
         lines.append(f"  +{phase['at']:6.3f} s  {phase['event']}")
+    if "switchover" in res:
+        lines.append(f"  hanode switchover said: {res['switchover']['output']}")
     if res["node_to"]:
         lines.append(f"  {res['node_to']} announced the VIP in {res['announcement_rounds']} "
                      f"rounds ({res['announcement_frames_per_round']} GARP frames each) and "

@@ -51,7 +51,7 @@ from smbprotocol.tree import TreeConnect
 CHUNK = 1 << 20           # bytes per WRITE unless told otherwise
 DEPTH = 8                 # writes in flight
 DURABLE_TIMEOUT_MS = 60_000
-CONNECT_TIMEOUT = 0.5     # per TCP attempt; a client retries at once, as after a reset
+CONNECT_TIMEOUT = 0.2     # per TCP attempt; a client retries at once, as after a reset
 RESPONSE_TIMEOUT = 10.0   # a write unanswered this long means the connection is gone
 RECONNECT_FOR = 60.0      # give up after this long without a server
 PROGRESS_EVERY = 0.1
