@@ -51,7 +51,11 @@ from smbprotocol.tree import TreeConnect
 CHUNK = 1 << 20           # bytes per WRITE unless told otherwise
 DEPTH = 8                 # writes in flight
 DURABLE_TIMEOUT_MS = 60_000
-CONNECT_TIMEOUT = 0.2     # per TCP attempt; a client retries at once, as after a reset
+# A TCP connect that gets no answer is retried after 50 ms, then 100, 200, ...
+# up to 1 s: right after a reset the VIP may still be on its way to the new
+# node, and a SYN sent into that gap is lost.
+CONNECT_TIMEOUT_FIRST = 0.05
+CONNECT_TIMEOUT_MAX = 1.0
 RESPONSE_TIMEOUT = 10.0   # a write unanswered this long means the connection is gone
 RECONNECT_FOR = 60.0      # give up after this long without a server
 PROGRESS_EVERY = 0.1
@@ -116,12 +120,12 @@ class Copier:
 
     # -- connecting ---------------------------------------------------------------
 
-    def _connect(self, previous_session_id: int) -> None:
+    def _connect(self, previous_session_id: int, timeout: float) -> None:
         t = self.target
         conn = ReconnectingConnection(self.client_guid, t.server, t.port)
         conn.previous_session_id = previous_session_id
         try:
-            conn.connect(timeout=CONNECT_TIMEOUT)
+            conn.connect(timeout=timeout)
             session = Session(conn, t.user, t.password, require_encryption=False,
                               auth_protocol="ntlm")
             session.connect()
@@ -163,8 +167,9 @@ class Copier:
         attempts = 0
         while True:
             attempts += 1
+            timeout = min(CONNECT_TIMEOUT_FIRST * 2 ** (attempts - 1), CONNECT_TIMEOUT_MAX)
             try:
-                self._connect(previous_session_id)
+                self._connect(previous_session_id, timeout)
                 return attempts
             except Exception as exc:  # refused, reset, timed out: smbprotocol says it many ways
                 if time.monotonic() >= deadline:
@@ -239,7 +244,11 @@ class Copier:
         pending: dict[int, Any] = {}
         resend: list[int] = []
         next_offset = 0
+        # The stall: how long the copy waited for an acknowledgement, counted
+        # from the later of the previous one and the write's first sending (a
+        # paced copy is not waiting while it has nothing to send).
         last_ack = started
+        first_sent: dict[int, float] = {}
         longest_gap = 0.0
         last_progress = 0.0
         while acked < self.size:
@@ -253,6 +262,9 @@ class Copier:
                         if inflight:
                             break
                         time.sleep(due - time.monotonic())
+                    # Stamped before sending: a send that finds the connection
+                    # dead starts the wait all the same.
+                    first_sent.setdefault(next_offset, time.monotonic())
                     pending[next_offset] = self._send_write(next_offset)
                     inflight.append(next_offset)
                     sha.update(chunk_at(self.seed, next_offset,
@@ -265,9 +277,10 @@ class Copier:
                     raise RuntimeError(f"write at {offset} wrote {count} of {length} bytes")
                 inflight.popleft()
                 del pending[offset]
+                waited_from = max(last_ack, first_sent.pop(offset))
                 acked += length
                 now = time.monotonic()
-                longest_gap = max(longest_gap, now - last_ack)
+                longest_gap = max(longest_gap, now - waited_from)
                 last_ack = now
                 if now - last_progress >= PROGRESS_EVERY or acked == self.size:
                     emit("progress", acked=acked)

@@ -27,6 +27,8 @@ log = logging.getLogger("hanode.election")
 # How often a standby reads the leader key: a deleted or expired key is seen
 # within this, which bounds the SIGTERM handover time.
 LEADER_POLL_INTERVAL = 0.1
+# The target of a switchover polls faster: the clients are waiting for its claim.
+SWITCHOVER_POLL_INTERVAL = 0.01
 # Retry pacing while etcd does not answer and our lease is surely gone.
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 2.0
@@ -434,7 +436,10 @@ class Elector:
                 if started >= obs.leader_read_at and obs.leader_known:
                     obs.leader_known = False
                     obs.poke()
-            await trio.sleep_until(started + LEADER_POLL_INTERVAL)
+            move = obs.switchover
+            fast = move is not None and move.to == self.me and self.state.role != "leader"
+            await trio.sleep_until(
+                started + (SWITCHOVER_POLL_INTERVAL if fast else LEADER_POLL_INTERVAL))
 
     async def _vip_watch_loop(self) -> None:
         """Notice a VIP someone else added or removed on our interface."""
