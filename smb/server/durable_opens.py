@@ -11,7 +11,8 @@ Durable grant (3.3.5.9.6/3.3.5.9.10): after the open succeeded and got a
 batch oplock or a lease with H, the record is stored through the worker's
 batched DurableWriter before the CREATE is answered; if etcd cannot take it
 (or the worker has no live liveness key) the open is answered without
-durability.  Connection lost: the descriptor and the node-table row go, the
+durability.  An open that ends without CLOSE (connection lost or
+LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
 open stays in NodeOplocks marked disconnected and its record is stamped
 ``disconnected_since``, so a conflicting open purges it as Windows does and a
 reconnect on any worker of any node may adopt it.  CLOSE deletes the record.
@@ -26,8 +27,9 @@ from typing import TYPE_CHECKING, Hashable
 import trio
 
 from hanode.store import StoreUnavailable
+from smb import vfs
 from smb.durable import (
-    DurableRecord, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
+    DurableRecord, LockRange, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
     is_disconnected,
 )
 from smb.oplocks import (
@@ -36,6 +38,7 @@ from smb.oplocks import (
 from smb.server import workerstate
 from smb.server.breaks import Holder
 from smb.server.handler import CommandContext, Reply, Request
+from smb.server.nodelocal import Range
 from smb.server.opens import CommandError, open_of
 from smb.wire import create as wire
 from smb.wire import oplock as oplock_wire
@@ -101,7 +104,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         return None
     decision = await ws.breaks.decide(file_key(tree, parts), req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
-        await _forget(ws, pid)
+        await _purged(ws, tree, pid)
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
@@ -190,9 +193,23 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         return out
     op.durable = record
     ws.durable[op.open_id] = op
+    log.debug("durable v%d handle %016x granted on %s", found.version, op.open_id, record.path)
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
+
+
+async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
+    """A disconnected open lost its file to a conflicting open: it is closed for good,
+    and its delete-on-close takes effect as its CLOSE would have made it."""
+    op = ws.durable.get(pid)
+    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
+    await _forget(ws, pid)
+    if op is not None and op.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+        try:
+            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
+        except vfs.VfsError as exc:
+            log.info("delete-on-close of a purged durable open failed: %s", exc)
 
 
 async def _forget(ws: "WorkerState", pid: int) -> None:
@@ -204,17 +221,25 @@ async def _forget(ws: "WorkerState", pid: int) -> None:
         log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
 
 
-async def released(op: "Open", *, connection_lost: bool) -> bool:
+async def released(op: "Open", *, keep_durable: bool) -> bool:
     """The open leaves its tree; True when it stays as a disconnected durable open."""
     ws = workerstate.current()
     if ws is None or op.open_id is None:
         return False
     ws.open_handles = max(0, ws.open_handles - 1)
-    if op.durable is not None and connection_lost:
+    if op.durable is not None and keep_durable:
+        locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
+        record = op.durable.evolve(
+            disconnected_since=time.time(), position=op.position,
+            locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
+        op.durable = record
+        # No checkpoint from here to the put below: an open waiting on this
+        # one's break may purge it once woken, and its delete of the record
+        # must queue behind this put, never before it.
         ws.breaks.detach(op.open_id)
         ws.breaks.oplocks.set_disconnected(op.open_id, True)
-        record = op.durable.evolve(disconnected_since=time.time())
-        op.durable = record
+        ws.breaks.changed()
+        log.debug("durable handle %016x disconnected", op.open_id)
         with trio.CancelScope(shield=True):
             try:
                 await ws.writer.put(record)
@@ -268,6 +293,7 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     status = check_reconnect(record, ReconnectRequest(
         intent.durable, ctx.connection.client_guid, ctx.session.user, c.name, intent.lease),
         disconnected=disconnected)
+    log.debug("reconnect of %016x: %s (disconnected %s)", pid, Status(status).name, disconnected)
     if status != Status.SUCCESS:
         raise CommandError(status)
     assert stored is not None and record is not None
@@ -302,12 +328,23 @@ def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open", record: Durabl
     attach(ctx, op)
 
 
+async def relock(op: "Open", record: DurableRecord) -> None:
+    """Take the reclaimed open's byte-range locks again; a conflict meanwhile loses them."""
+    if not record.locks:
+        return
+    ranges = [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks]
+    status = await trio.to_thread.run_sync(op.tree.node.lock, op.key, op.dev, op.ino, ranges)
+    if status != Status.SUCCESS:
+        log.warning("durable open %016x: its byte-range locks were taken meanwhile (%#x)",
+                    record.persistent_id, status)
+
+
 def reopen_request(record: DurableRecord) -> wire.CreateRequest:
     """The CREATE that reopens a reclaimed file from its recorded path."""
     return wire.CreateRequest(
         oplock_level=0, impersonation_level=2, desired_access=record.desired_access,
         file_attributes=0, share_access=record.share_access, disposition=wire.Disposition.OPEN,
-        options=record.create_options & ~wire.CreateOptions.DELETE_ON_CLOSE,
+        options=record.create_options,
         name=record.path)
 
 

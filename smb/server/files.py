@@ -75,7 +75,7 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes) -> tuple[Open, int]:
+                   file_id: bytes, reopen: bool = False) -> tuple[Open, int]:
     """Look up, open or create, then register the share mode; (open, action)."""
     # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
     # the share's root directory stands in for it.
@@ -92,7 +92,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     else:
         with tree.root.lookup(parts) as where:
             parts = where.parts
-            fd, action, is_dir, truncate = _open_or_create(tree, where, c, granted)
+            fd, action, is_dir, truncate = _open_or_create(tree, where, c, granted, reopen)
     try:
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
@@ -122,8 +122,12 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
 
 
 def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
-                    granted: int) -> tuple[int, int, bool, bool]:
-    """(fd, action, is_dir, must_truncate) for one looked-up name."""
+                    granted: int, reopen: bool = False) -> tuple[int, int, bool, bool]:
+    """(fd, action, is_dir, must_truncate) for one looked-up name.
+
+    reopen: a durable reconnect takes back an open that was already allowed,
+    so a read-only attribute set since does not refuse it.
+    """
     want_write = bool(granted & _DATA_WRITE)
     if where.st is not None:
         is_dir = stat_mod.S_ISDIR(where.st.st_mode)
@@ -141,7 +145,7 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         if truncate and tree.read_only:
             raise CommandError(Status.ACCESS_DENIED)
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
-        if not is_dir and (want_write or truncate) and (
+        if not is_dir and not reopen and (want_write or truncate) and (
                 vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
             os.close(fd)
             raise CommandError(Status.ACCESS_DENIED)
@@ -224,12 +228,14 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     reopen = dur.reopen_request(record)
     try:
         op, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
-                                              record.desired_access, file_id)
+                                              record.desired_access, file_id, True)
+        await dur.relock(op, record)
     except CommandError:
         await dur.give_up(record)
         raise
     op.open_id = record.persistent_id
     op.share_access, op.create_options = record.share_access, record.create_options
+    op.position = record.position
     tree.opens[file_id] = op
     dur.restore(ctx, tree, op, record)
     times = await trio.to_thread.run_sync(file_times, op.fd, op.name)

@@ -340,6 +340,14 @@ class NodeLocal:
             return Status.SUCCESS
         return self._txn(run)
 
+    def locks_of(self, open_key: str) -> list[Range]:
+        """The byte-range locks one open holds, in the order they were taken."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT start, length, exclusive FROM locks WHERE open_key = ? ORDER BY rowid",
+                (open_key,)).fetchall()
+        return [Range(_unsigned(a), _unsigned(n), bool(x)) for a, n, x in rows]
+
     def unlock(self, open_key: str, dev: int, ino: int, ranges: list[Range]) -> int:
         """Release exactly-matching locks of this open, one per range, in order.
 
