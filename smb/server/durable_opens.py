@@ -33,7 +33,8 @@ from smb.durable import (
     is_disconnected,
 )
 from smb.oplocks import (
-    LEASE_NONE, OPLOCK_LEASE, OPLOCK_NONE, Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
+    BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
+    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
 )
 from smb.server import workerstate
 from smb.server.breaks import Holder
@@ -147,14 +148,42 @@ def has_caching(decision: OpenDecision) -> bool:
     return decision.oplock_level != OPLOCK_NONE
 
 
-def attach(ctx: CommandContext, op: "Open") -> None:
-    """Route the breaks of ``op`` to this connection."""
+async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] | None) -> None:
+    """Route the breaks of ``op`` to this connection; mirror its caching for other workers
+    before the CREATE is answered, so no other worker's open can miss it."""
     ws = workerstate.current()
     notify = ctx.connection.notify
     if ws is None or notify is None or op.open_id is None or ctx.session is None:
         return
     ws.breaks.attach(op.open_id, Holder(notify, ctx.session.session_id, op.file_id))
+    ws.track(op, file_key(op.tree, op.parts), lease_id)
     ws.open_handles += 1
+    await ws.mirror()
+
+
+def lease_id_of(client_guid: bytes, lease: "LeaseGrant | Lease | None") -> tuple[bytes, bytes] | None:
+    return None if lease is None else (client_guid, lease.key)
+
+
+async def wait_for_other_workers(ctx: CommandContext, op: "Open", c: wire.CreateRequest) -> None:
+    """Have other workers break what their clients cache of this file, as far as this
+    open needs: write caching always, all caching for an overwrite.  Waits (with
+    an interim response) until the holders acknowledged or their break timed out."""
+    ws = workerstate.current()
+    if ws is None or op.is_dir:
+        return
+    node = op.tree.node
+    must_go = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if c.disposition in (
+        wire.Disposition.SUPERSEDE, wire.Disposition.OVERWRITE, wire.Disposition.OVERWRITE_IF) \
+        else LEASE_WRITE
+    if not await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+        return
+    await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, op.access,
+                                  c.share_access, c.disposition)
+    await ctx.go_async()
+    with trio.move_on_after(BREAK_TIMEOUT_S + 2):
+        while await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+            await trio.sleep(workerstate.CROSS_WORKER_POLL)
 
 
 async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
@@ -227,6 +256,7 @@ async def released(op: "Open", *, keep_durable: bool) -> bool:
     if ws is None or op.open_id is None:
         return False
     ws.open_handles = max(0, ws.open_handles - 1)
+    ws.untrack(op.open_id)
     if op.durable is not None and keep_durable:
         locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
         record = op.durable.evolve(
@@ -311,7 +341,8 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     return fresh
 
 
-def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open", record: DurableRecord) -> None:
+async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
+                  record: DurableRecord) -> None:
     """Put a reclaimed open back into NodeOplocks, attached to this connection."""
     ws = workerstate.current()
     assert ws is not None
@@ -325,7 +356,7 @@ def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open", record: Durabl
                         record.lease, disconnected=False)
     op.durable = record
     ws.durable[record.persistent_id] = op
-    attach(ctx, op)
+    await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
 
 
 async def relock(op: "Open", record: DurableRecord) -> None:

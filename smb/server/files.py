@@ -205,10 +205,11 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     contexts = _response_contexts(c, op)
     level = 0
     if decision is not None:
+        await dur.wait_for_other_workers(ctx, op, c)
         if dur.has_caching(decision) and (op.is_dir or await trio.to_thread.run_sync(
                 tree.node.other_owners_open, op.dev, op.ino)):
             decision = dur.without_caching(tree, oreq, parts)
-        dur.attach(ctx, op)
+        await dur.attach(ctx, op, dur.lease_id_of(ctx.connection.client_guid, decision.lease))
         contexts += await dur.grant(ctx, op, c, intent, decision)
         level = decision.oplock_level
     if _is_quota_file(c):
@@ -237,7 +238,7 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     op.share_access, op.create_options = record.share_access, record.create_options
     op.position = record.position
     tree.opens[file_id] = op
-    dur.restore(ctx, tree, op, record)
+    await dur.restore(ctx, tree, op, record)
     times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
     body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
                                 dur.lease_context(record), oplock_level=record.oplock_level)
