@@ -214,7 +214,8 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         oplock_level=decision.oplock_level,
         lease=None if lease is None else Lease(lease.key, lease.state, lease.epoch,
                                                lease.version, lease.parent_key),
-        timeout_ms=found.timeout_ms, worker=ws.identity)
+        timeout_ms=found.timeout_ms, worker=ws.identity,
+        initial_allocation=op.initial_allocation)
     try:
         await ws.writer.put(record)
     except StoreUnavailable as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat as stat_mod
 import struct
@@ -45,6 +46,24 @@ def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wir
         last_write=vfs.filetime(st.st_mtime_ns), change=vfs.filetime(st.st_ctime_ns),
         allocation_size=0 if is_dir else st.st_blocks * 512,
         end_of_file=0 if is_dir else st.st_size, attributes=attrs)
+
+
+def _initial_allocation(c: wire.CreateRequest) -> int:
+    """AlSi (2.2.13.2.6): the allocation size asked for at create, in whole 4 KiB blocks.
+
+    Nothing is preallocated; the size is reported (the larger of it and what
+    the file really occupies) for the life of the open, as Samba does.
+    """
+    data = c.contexts.get("AlSi", b"")
+    if len(data) != 8:
+        return 0
+    return -(-int.from_bytes(data, "little") // 4096) * 4096
+
+
+def _with_allocation(times: wire.FileTimes, op: Open) -> wire.FileTimes:
+    if times.allocation_size >= op.initial_allocation or op.is_dir:
+        return times
+    return dataclasses.replace(times, allocation_size=op.initial_allocation)
 
 
 def _is_quota_file(c: wire.CreateRequest) -> bool:
@@ -201,6 +220,8 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
         raise
     op.open_id = open_id if decision is not None else None
     op.share_access, op.create_options = c.share_access, c.options
+    if action == wire.CreateAction.CREATED:
+        op.initial_allocation = _initial_allocation(c)
     tree.opens[file_id] = op
     contexts = _response_contexts(c, op)
     level = 0
@@ -215,7 +236,7 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     if _is_quota_file(c):
         times = _QUOTA_FILE_TIMES
     else:
-        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+        times = _with_allocation(await trio.to_thread.run_sync(file_times, op.fd, op.name), op)
     body = wire.create_response(action, times, file_id, contexts, oplock_level=level)
     return Reply(body=body, file_id=file_id)
 
@@ -236,10 +257,10 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
         raise
     op.open_id = record.persistent_id
     op.share_access, op.create_options = record.share_access, record.create_options
-    op.position = record.position
+    op.position, op.initial_allocation = record.position, record.initial_allocation
     tree.opens[file_id] = op
     await dur.restore(ctx, tree, op, record)
-    times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+    times = _with_allocation(await trio.to_thread.run_sync(file_times, op.fd, op.name), op)
     body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
                                 dur.lease_context(record), oplock_level=record.oplock_level)
     return Reply(body=body, file_id=file_id)

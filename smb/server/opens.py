@@ -58,6 +58,7 @@ class Open:
     durable: "DurableRecord | None" = None
     create_options: int = 0
     share_access: int = 0
+    initial_allocation: int = 0  # AlSi at create; reported while larger than the file
 
     @property
     def key(self) -> str:
