@@ -113,9 +113,7 @@ class Breaks:
             body = wire.oplock_break(brk.new_level, holder.file_id)
             session_id = holder.session_id
         else:
-            # The connection of the lease's latest open, as Samba (smb2.lease.v2_complex1).
-            holder = next((self.holders[i] for i in reversed(brk.open_ids)
-                           if i in self.holders), None)
+            holder = next((self.holders[i] for i in brk.open_ids if i in self.holders), None)
             if holder is None:
                 return
             body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
