@@ -294,10 +294,14 @@ async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
     if ws.durable.get(record.persistent_id) is op and op.durable is record:
         ws.breaks.close(record.persistent_id)
         ws.durable.pop(record.persistent_id, None)
-        stored = await ws.durable_store.get(record.persistent_id)
-        if stored is not None and stored.record.worker == ws.identity \
-                and stored.record.disconnected_since is not None:
-            await ws.durable_store.replace(stored, None)
+        try:
+            stored = await ws.durable_store.get(record.persistent_id)
+            if stored is not None and stored.record.worker == ws.identity \
+                    and stored.record.disconnected_since is not None:
+                await ws.durable_store.replace(stored, None)
+        except StoreUnavailable as exc:
+            log.warning("expired durable record %016x left to the scavenger: %s",
+                        record.persistent_id, exc)
 
 
 # -- reconnect ---------------------------------------------------------------------
