@@ -7,22 +7,26 @@ acknowledgement-requiring break starts the 35 s timer, and every change
 A break that cannot be delivered (its connection just went away) is simply
 dropped: its timer still settles the state.
 
-Scope: one worker process.  The node-wide share-mode table (nodelocal) keeps
-workers from granting conflicting opens, and an open only gets caching while
-no other worker holds the file open, so no break ever needs to cross a
-process boundary (see ``CREATE`` in files.py).
+Scope: one worker process.  Across workers, the node table (nodelocal)
+mirrors what each open caches; an open in another worker files a break
+request that the holder's worker feeds through its own NodeOplocks here
+(workerstate), and an open gets caching only while no other worker holds
+the file open.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Hashable
 
 import trio
 
+log = logging.getLogger(__name__)
+
 from smb.oplocks import (
     BREAK_TIMEOUT_S, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest, OplockBreak,
-    Outcome,
+    Outcome, oplock_as_lease,
 )
 from smb.wire import oplock as wire
 from smb.wire.header import Command
@@ -44,15 +48,20 @@ class Breaks:
         self.oplocks = NodeOplocks()
         self.holders: dict[Hashable, Holder] = {}
         self._changed = trio.Event()
+        # Set whenever caching may have changed, so the worker mirrors it to
+        # the node table for the other workers (workerstate).
+        self.dirty = False
 
     def attach(self, open_id: Hashable, holder: Holder) -> None:
         self.holders[open_id] = holder
+        self.dirty = True
 
     def detach(self, open_id: Hashable) -> None:
         self.holders.pop(open_id, None)
 
     def changed(self) -> None:
         """Something waiting opens care about happened: let them decide again."""
+        self.dirty = True
         self._changed.set()
         self._changed = trio.Event()
 
@@ -61,7 +70,36 @@ class Breaks:
         self.oplocks.close(open_id)
         self.changed()
 
+    def caching(self, open_id: Hashable, lease_id: tuple[bytes, bytes] | None) -> int:
+        """What an open caches now, as lease-state bits (0 once it is gone)."""
+        if lease_id is not None:
+            held = self.oplocks.lease_state(*lease_id)
+            return held[0] if held else 0
+        try:
+            return oplock_as_lease(self.oplocks.oplock_level(open_id))
+        except KeyError:
+            return 0
+
+    def remote_open(self, file: Hashable, request_id: int, access: int, share: int,
+                    disposition: int, nursery: trio.Nursery) -> tuple[Hashable, ...]:
+        """Another worker's open of ``file``: break our holders as it requires.
+
+        It is decided as a local open would be and forgotten at once; the
+        other worker waits on the mirrored caching, not on this answer.
+        Returns the disconnected durable opens it purged.
+        """
+        open_id = ("remote", request_id)
+        req = OpenRequest(open_id, b"remote-worker\x00\x00\x00", access, share, disposition)
+        decision = self.oplocks.open(file, req)
+        log.debug("another worker's open: %s, breaks %s", decision.outcome.name, decision.breaks)
+        self.dispatch(decision.breaks, nursery)
+        if decision.outcome == Outcome.GRANT:
+            self.oplocks.close(open_id)
+        self.dirty = True
+        return decision.purged
+
     def dispatch(self, breaks: tuple[Break, ...], nursery: trio.Nursery) -> None:
+        self.dirty = self.dirty or bool(breaks)
         for brk in breaks:
             nursery.start_soon(self._deliver, brk)
             if brk.ack_required:

@@ -75,15 +75,11 @@ def _handlers() -> dict[int, Handler]:
     return file_side.HANDLERS if file_side is not None else {}
 
 
-async def _release_session(info: SessionInfo, *, connection_lost: bool = False) -> None:
-    """Let the file side close the trees and opens of a session that ended.
-
-    connection_lost: the session ended because its connection did, so its
-    durable opens stay (disconnected) for a reconnect instead of closing.
-    """
+async def _release_session(info: SessionInfo) -> None:
+    """Let the file side close the trees and opens of a session that ended."""
     file_side = _file_side()
     if file_side is not None:
-        await file_side.session_closed(info, connection_lost=connection_lost)
+        await file_side.session_closed(info)
 
 
 # Every established session of this worker, for PreviousSessionId (3.3.5.5.3).
@@ -233,7 +229,7 @@ class Connection:
                 for session in list(self._sessions.values()):
                     if _worker_sessions.get(session.id, (None,))[0] is self:
                         del _worker_sessions[session.id]
-                    await _release_session(session.info, connection_lost=True)
+                    await _release_session(session.info)
                 self._sessions.clear()
                 await self._stream.aclose()
 
@@ -758,7 +754,7 @@ class Connection:
     async def drop_session(self, session: Session) -> None:
         """Another connection's SESSION_SETUP named this session as its previous one."""
         if self._sessions.pop(session.id, None) is not None:
-            await _release_session(session.info, connection_lost=True)
+            await _release_session(session.info)
 
     def _new_session(self) -> Session:
         # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.

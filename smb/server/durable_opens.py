@@ -11,7 +11,8 @@ Durable grant (3.3.5.9.6/3.3.5.9.10): after the open succeeded and got a
 batch oplock or a lease with H, the record is stored through the worker's
 batched DurableWriter before the CREATE is answered; if etcd cannot take it
 (or the worker has no live liveness key) the open is answered without
-durability.  Connection lost: the descriptor and the node-table row go, the
+durability.  An open that ends without CLOSE (connection lost or
+LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
 open stays in NodeOplocks marked disconnected and its record is stamped
 ``disconnected_since``, so a conflicting open purges it as Windows does and a
 reconnect on any worker of any node may adopt it.  CLOSE deletes the record.
@@ -26,16 +27,19 @@ from typing import TYPE_CHECKING, Hashable
 import trio
 
 from hanode.store import StoreUnavailable
+from smb import vfs
 from smb.durable import (
-    DurableRecord, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
+    DurableRecord, LockRange, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
     is_disconnected,
 )
 from smb.oplocks import (
-    LEASE_NONE, OPLOCK_LEASE, OPLOCK_NONE, Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
+    BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
+    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
 )
 from smb.server import workerstate
 from smb.server.breaks import Holder
 from smb.server.handler import CommandContext, Reply, Request
+from smb.server.nodelocal import Range
 from smb.server.opens import CommandError, open_of
 from smb.wire import create as wire
 from smb.wire import oplock as oplock_wire
@@ -101,7 +105,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         return None
     decision = await ws.breaks.decide(file_key(tree, parts), req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
-        await _forget(ws, pid)
+        await _purged(ws, tree, pid)
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
@@ -144,14 +148,42 @@ def has_caching(decision: OpenDecision) -> bool:
     return decision.oplock_level != OPLOCK_NONE
 
 
-def attach(ctx: CommandContext, op: "Open") -> None:
-    """Route the breaks of ``op`` to this connection."""
+async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] | None) -> None:
+    """Route the breaks of ``op`` to this connection; mirror its caching for other workers
+    before the CREATE is answered, so no other worker's open can miss it."""
     ws = workerstate.current()
     notify = ctx.connection.notify
     if ws is None or notify is None or op.open_id is None or ctx.session is None:
         return
     ws.breaks.attach(op.open_id, Holder(notify, ctx.session.session_id, op.file_id))
+    ws.track(op, file_key(op.tree, op.parts), lease_id)
     ws.open_handles += 1
+    await ws.mirror()
+
+
+def lease_id_of(client_guid: bytes, lease: "LeaseGrant | Lease | None") -> tuple[bytes, bytes] | None:
+    return None if lease is None else (client_guid, lease.key)
+
+
+async def wait_for_other_workers(ctx: CommandContext, op: "Open", c: wire.CreateRequest) -> None:
+    """Have other workers break what their clients cache of this file, as far as this
+    open needs: write caching always, all caching for an overwrite.  Waits (with
+    an interim response) until the holders acknowledged or their break timed out."""
+    ws = workerstate.current()
+    if ws is None or op.is_dir:
+        return
+    node = op.tree.node
+    must_go = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if c.disposition in (
+        wire.Disposition.SUPERSEDE, wire.Disposition.OVERWRITE, wire.Disposition.OVERWRITE_IF) \
+        else LEASE_WRITE
+    if not await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+        return
+    await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, op.access,
+                                  c.share_access, c.disposition)
+    await ctx.go_async()
+    with trio.move_on_after(BREAK_TIMEOUT_S + 2):
+        while await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+            await trio.sleep(workerstate.CROSS_WORKER_POLL)
 
 
 async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
@@ -182,7 +214,8 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         oplock_level=decision.oplock_level,
         lease=None if lease is None else Lease(lease.key, lease.state, lease.epoch,
                                                lease.version, lease.parent_key),
-        timeout_ms=found.timeout_ms, worker=ws.identity)
+        timeout_ms=found.timeout_ms, worker=ws.identity,
+        initial_allocation=op.initial_allocation)
     try:
         await ws.writer.put(record)
     except StoreUnavailable as exc:
@@ -190,9 +223,23 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         return out
     op.durable = record
     ws.durable[op.open_id] = op
+    log.debug("durable v%d handle %016x granted on %s", found.version, op.open_id, record.path)
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
+
+
+async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
+    """A disconnected open lost its file to a conflicting open: it is closed for good,
+    and its delete-on-close takes effect as its CLOSE would have made it."""
+    op = ws.durable.get(pid)
+    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
+    await _forget(ws, pid)
+    if op is not None and op.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+        try:
+            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
+        except vfs.VfsError as exc:
+            log.info("delete-on-close of a purged durable open failed: %s", exc)
 
 
 async def _forget(ws: "WorkerState", pid: int) -> None:
@@ -204,17 +251,26 @@ async def _forget(ws: "WorkerState", pid: int) -> None:
         log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
 
 
-async def released(op: "Open", *, connection_lost: bool) -> bool:
+async def released(op: "Open", *, keep_durable: bool) -> bool:
     """The open leaves its tree; True when it stays as a disconnected durable open."""
     ws = workerstate.current()
     if ws is None or op.open_id is None:
         return False
     ws.open_handles = max(0, ws.open_handles - 1)
-    if op.durable is not None and connection_lost:
+    ws.untrack(op.open_id)
+    if op.durable is not None and keep_durable:
+        locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
+        record = op.durable.evolve(
+            disconnected_since=time.time(), position=op.position,
+            locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
+        op.durable = record
+        # No checkpoint from here to the put below: an open waiting on this
+        # one's break may purge it once woken, and its delete of the record
+        # must queue behind this put, never before it.
         ws.breaks.detach(op.open_id)
         ws.breaks.oplocks.set_disconnected(op.open_id, True)
-        record = op.durable.evolve(disconnected_since=time.time())
-        op.durable = record
+        ws.breaks.changed()
+        log.debug("durable handle %016x disconnected", op.open_id)
         with trio.CancelScope(shield=True):
             try:
                 await ws.writer.put(record)
@@ -238,10 +294,14 @@ async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
     if ws.durable.get(record.persistent_id) is op and op.durable is record:
         ws.breaks.close(record.persistent_id)
         ws.durable.pop(record.persistent_id, None)
-        stored = await ws.durable_store.get(record.persistent_id)
-        if stored is not None and stored.record.worker == ws.identity \
-                and stored.record.disconnected_since is not None:
-            await ws.durable_store.replace(stored, None)
+        try:
+            stored = await ws.durable_store.get(record.persistent_id)
+            if stored is not None and stored.record.worker == ws.identity \
+                    and stored.record.disconnected_since is not None:
+                await ws.durable_store.replace(stored, None)
+        except StoreUnavailable as exc:
+            log.warning("expired durable record %016x left to the scavenger: %s",
+                        record.persistent_id, exc)
 
 
 # -- reconnect ---------------------------------------------------------------------
@@ -268,6 +328,7 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     status = check_reconnect(record, ReconnectRequest(
         intent.durable, ctx.connection.client_guid, ctx.session.user, c.name, intent.lease),
         disconnected=disconnected)
+    log.debug("reconnect of %016x: %s (disconnected %s)", pid, Status(status).name, disconnected)
     if status != Status.SUCCESS:
         raise CommandError(status)
     assert stored is not None and record is not None
@@ -285,7 +346,8 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     return fresh
 
 
-def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open", record: DurableRecord) -> None:
+async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
+                  record: DurableRecord) -> None:
     """Put a reclaimed open back into NodeOplocks, attached to this connection."""
     ws = workerstate.current()
     assert ws is not None
@@ -299,7 +361,18 @@ def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open", record: Durabl
                         record.lease, disconnected=False)
     op.durable = record
     ws.durable[record.persistent_id] = op
-    attach(ctx, op)
+    await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
+
+
+async def relock(op: "Open", record: DurableRecord) -> None:
+    """Take the reclaimed open's byte-range locks again; a conflict meanwhile loses them."""
+    if not record.locks:
+        return
+    ranges = [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks]
+    status = await trio.to_thread.run_sync(op.tree.node.lock, op.key, op.dev, op.ino, ranges)
+    if status != Status.SUCCESS:
+        log.warning("durable open %016x: its byte-range locks were taken meanwhile (%#x)",
+                    record.persistent_id, status)
 
 
 def reopen_request(record: DurableRecord) -> wire.CreateRequest:
@@ -307,7 +380,7 @@ def reopen_request(record: DurableRecord) -> wire.CreateRequest:
     return wire.CreateRequest(
         oplock_level=0, impersonation_level=2, desired_access=record.desired_access,
         file_attributes=0, share_access=record.share_access, disposition=wire.Disposition.OPEN,
-        options=record.create_options & ~wire.CreateOptions.DELETE_ON_CLOSE,
+        options=record.create_options,
         name=record.path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat as stat_mod
 import struct
@@ -47,6 +48,24 @@ def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wir
         end_of_file=0 if is_dir else st.st_size, attributes=attrs)
 
 
+def _initial_allocation(c: wire.CreateRequest) -> int:
+    """AlSi (2.2.13.2.6): the allocation size asked for at create, in whole 4 KiB blocks.
+
+    Nothing is preallocated; the size is reported (the larger of it and what
+    the file really occupies) for the life of the open, as Samba does.
+    """
+    data = c.contexts.get("AlSi", b"")
+    if len(data) != 8:
+        return 0
+    return -(-int.from_bytes(data, "little") // 4096) * 4096
+
+
+def _with_allocation(times: wire.FileTimes, op: Open) -> wire.FileTimes:
+    if times.allocation_size >= op.initial_allocation or op.is_dir:
+        return times
+    return dataclasses.replace(times, allocation_size=op.initial_allocation)
+
+
 def _is_quota_file(c: wire.CreateRequest) -> bool:
     return c.name.casefold() == _QUOTA_FAKE_FILE
 
@@ -75,7 +94,7 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes) -> tuple[Open, int]:
+                   file_id: bytes, reopen: bool = False) -> tuple[Open, int]:
     """Look up, open or create, then register the share mode; (open, action)."""
     # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
     # the share's root directory stands in for it.
@@ -92,7 +111,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     else:
         with tree.root.lookup(parts) as where:
             parts = where.parts
-            fd, action, is_dir, truncate = _open_or_create(tree, where, c, granted)
+            fd, action, is_dir, truncate = _open_or_create(tree, where, c, granted, reopen)
     try:
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
@@ -122,8 +141,12 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
 
 
 def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
-                    granted: int) -> tuple[int, int, bool, bool]:
-    """(fd, action, is_dir, must_truncate) for one looked-up name."""
+                    granted: int, reopen: bool = False) -> tuple[int, int, bool, bool]:
+    """(fd, action, is_dir, must_truncate) for one looked-up name.
+
+    reopen: a durable reconnect takes back an open that was already allowed,
+    so a read-only attribute set since does not refuse it.
+    """
     want_write = bool(granted & _DATA_WRITE)
     if where.st is not None:
         is_dir = stat_mod.S_ISDIR(where.st.st_mode)
@@ -141,7 +164,7 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         if truncate and tree.read_only:
             raise CommandError(Status.ACCESS_DENIED)
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
-        if not is_dir and (want_write or truncate) and (
+        if not is_dir and not reopen and (want_write or truncate) and (
                 vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
             os.close(fd)
             raise CommandError(Status.ACCESS_DENIED)
@@ -197,20 +220,23 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
         raise
     op.open_id = open_id if decision is not None else None
     op.share_access, op.create_options = c.share_access, c.options
+    if action == wire.CreateAction.CREATED:
+        op.initial_allocation = _initial_allocation(c)
     tree.opens[file_id] = op
     contexts = _response_contexts(c, op)
     level = 0
     if decision is not None:
+        await dur.wait_for_other_workers(ctx, op, c)
         if dur.has_caching(decision) and (op.is_dir or await trio.to_thread.run_sync(
                 tree.node.other_owners_open, op.dev, op.ino)):
             decision = dur.without_caching(tree, oreq, parts)
-        dur.attach(ctx, op)
+        await dur.attach(ctx, op, dur.lease_id_of(ctx.connection.client_guid, decision.lease))
         contexts += await dur.grant(ctx, op, c, intent, decision)
         level = decision.oplock_level
     if _is_quota_file(c):
         times = _QUOTA_FILE_TIMES
     else:
-        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+        times = _with_allocation(await trio.to_thread.run_sync(file_times, op.fd, op.name), op)
     body = wire.create_response(action, times, file_id, contexts, oplock_level=level)
     return Reply(body=body, file_id=file_id)
 
@@ -224,15 +250,17 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     reopen = dur.reopen_request(record)
     try:
         op, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
-                                              record.desired_access, file_id)
+                                              record.desired_access, file_id, True)
+        await dur.relock(op, record)
     except CommandError:
         await dur.give_up(record)
         raise
     op.open_id = record.persistent_id
     op.share_access, op.create_options = record.share_access, record.create_options
+    op.position, op.initial_allocation = record.position, record.initial_allocation
     tree.opens[file_id] = op
-    dur.restore(ctx, tree, op, record)
-    times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
+    await dur.restore(ctx, tree, op, record)
+    times = _with_allocation(await trio.to_thread.run_sync(file_times, op.fd, op.name), op)
     body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
                                 dur.lease_context(record), oplock_level=record.oplock_level)
     return Reply(body=body, file_id=file_id)

@@ -58,6 +58,7 @@ class Open:
     durable: "DurableRecord | None" = None
     create_options: int = 0
     share_access: int = 0
+    initial_allocation: int = 0  # AlSi at create; reported while larger than the file
 
     @property
     def key(self) -> str:
@@ -149,16 +150,17 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     return op
 
 
-async def release_open(op: Open, *, connection_lost: bool = False) -> None:
+async def release_open(op: Open, *, keep_durable: bool = False) -> None:
     """Close an open: node-table rows, delete-on-close, then the descriptor.
 
-    connection_lost: a durable open then stays disconnected for its client's
-    reconnect (its file is reopened from the record), any other one closes.
+    keep_durable: the open ends with its tree connect, session or connection
+    rather than by CLOSE; a durable open then stays, disconnected, for its
+    client's reconnect (its file is reopened from the record), as Samba does.
     """
     from smb.server import durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
-    keep = await durable_opens.released(op, connection_lost=connection_lost)
+    keep = await durable_opens.released(op, keep_durable=keep_durable)
     try:
         if keep:
             await trio.to_thread.run_sync(tree.node.close_file, op.key, op.dev, op.ino)
@@ -173,13 +175,15 @@ async def release_open(op: Open, *, connection_lost: bool = False) -> None:
         os.close(op.fd)
 
 
-async def release_tree(tree: TreeConnect, *, connection_lost: bool = False) -> None:
+async def release_tree(tree: TreeConnect, *, keep_durable: bool = False) -> None:
+    """keep_durable: the session ended (LOGOFF, connection lost) rather than the
+    tree connect (TREE_DISCONNECT closes durable opens too, as Samba does)."""
     for op in list(tree.opens.values()):
-        await release_open(op, connection_lost=connection_lost)
+        await release_open(op, keep_durable=keep_durable)
     tree.root.close()
 
 
-async def session_closed(session: SessionInfo, *, connection_lost: bool = False) -> None:
+async def session_closed(session: SessionInfo) -> None:
     """Release every tree connect and open of a session that ended.
 
     The connection layer calls this on LOGOFF, on session expiry and when the
@@ -189,4 +193,4 @@ async def session_closed(session: SessionInfo, *, connection_lost: bool = False)
     session.trees.clear()
     with trio.CancelScope(shield=True):
         for tree in trees:
-            await release_tree(tree, connection_lost=connection_lost)
+            await release_tree(tree, keep_durable=True)

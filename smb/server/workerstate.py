@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Hashable
 
 import psutil
 import trio
@@ -26,6 +26,7 @@ import trio
 from hanode.store import Store, StoreUnavailable
 from smb.durable import DurableWriter, EtcdDurableStore
 from smb.server.breaks import Breaks
+from smb.server.opens import node_table
 
 if TYPE_CHECKING:
     from hanode.config import Config
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 2.0
+CROSS_WORKER_POLL = 0.05  # how often break requests and caching changes are looked at
 
 
 def worker_name(index: int) -> str:
@@ -56,7 +58,14 @@ class WorkerState:
         self.connections = 0
         self.open_handles = 0
         # persistent id -> Open, for this worker's durable opens (attached or not)
-        self.durable: dict[int, object] = {}
+        self.durable: dict[int, Any] = {}
+        # Opens whose caching is mirrored to the node table for other workers:
+        # open id -> (Open, lease id or None); what was last written; and the
+        # NodeOplocks file name of each (dev, inode) a tracked open holds.
+        self.tracked: dict[int, tuple[Any, tuple[bytes, bytes] | None]] = {}
+        self._mirrored: dict[int, int] = {}
+        self.inodes: dict[tuple[int, int], Hashable] = {}
+        self.node = node_table(cfg)
         self._lease: int | None = None
         self.nursery: trio.Nursery | None = None
 
@@ -78,6 +87,7 @@ class WorkerState:
             with trio.move_on_after(5):
                 await self._refresh()
             _current = self
+            nursery.start_soon(self._cross_worker)
             task_status.started()
             try:
                 await self._liveness()
@@ -101,6 +111,52 @@ class WorkerState:
                             self.index, exc)
             self.available = False
             self._lease = None
+
+    def track(self, op: Any, file: Hashable, lease_id: tuple[bytes, bytes] | None) -> None:
+        self.tracked[op.open_id] = (op, lease_id)
+        self.inodes[(op.dev, op.ino)] = file
+        self.breaks.dirty = True
+
+    def untrack(self, open_id: int) -> None:
+        """The open left this worker; its node-table rows went with close_file."""
+        found = self.tracked.pop(open_id, None)
+        self._mirrored.pop(open_id, None)
+        if found is not None:
+            op = found[0]
+            if not any(o.dev == op.dev and o.ino == op.ino for o, _ in self.tracked.values()):
+                self.inodes.pop((op.dev, op.ino), None)
+
+    async def _cross_worker(self) -> None:
+        """Serve other workers' break requests; mirror our caching for them."""
+        while True:
+            await trio.sleep(CROSS_WORKER_POLL)
+            for rid, dev, ino, access, share, disposition in await trio.to_thread.run_sync(
+                    self.node.take_break_requests):
+                file = self.inodes.get((dev, ino))
+                log.debug("break request %d for %s from another worker", rid, file)
+                if file is not None and self.nursery is not None:
+                    for pid in self.breaks.remote_open(file, rid, access, share, disposition,
+                                                       self.nursery):
+                        self.durable.pop(pid, None)
+                        try:
+                            await self.writer.delete(pid)
+                        except StoreUnavailable as exc:
+                            log.warning("durable record %016x not deleted (the scavenger "
+                                        "will): %s", pid, exc)
+            if self.breaks.dirty:
+                self.breaks.dirty = False
+                await self.mirror()
+
+    async def mirror(self) -> None:
+        """Write the caching of tracked opens that changed since last time."""
+        changes = []
+        for open_id, (op, lease_id) in self.tracked.items():
+            state = self.breaks.caching(open_id, lease_id)
+            if self._mirrored.get(open_id, 0) != state:
+                self._mirrored[open_id] = state
+                changes.append((op.key, op.dev, op.ino, state))
+        if changes:
+            await trio.to_thread.run_sync(self.node.set_caching, changes)
 
     async def _liveness(self) -> None:
         period = max(0.25, self.cfg.cluster.lease_ttl / 4)

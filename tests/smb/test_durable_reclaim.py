@@ -163,3 +163,46 @@ def test_reclaim_on_another_node(etcd_server, tmp_path):
             harness.stop(n2)
     if n2 is not None:
         assert "Traceback" not in n2.log_text(), n2.log_text()[-4000:]
+
+
+def test_without_etcd_opens_are_answered_without_durability(tmp_path):
+    """A worker that lost etcd keeps serving but grants no durable handle (the open
+    succeeds without the DH2Q response context); once etcd is back it grants again.
+    A private etcd, so stopping it disturbs no other test."""
+    from hanode import embedded_etcd
+    client = f"http://127.0.0.1:{embedded_etcd.free_port()}"
+    peer = f"http://127.0.0.1:{embedded_etcd.free_port()}"
+    data = tmp_path / "etcd"
+
+    def start():
+        return embedded_etcd.start(data, client, peer, log_path=tmp_path / "etcd.log")
+
+    etcd = start()
+    t = harness.start_hanode(client, tmp_path / "h", workers=1)
+    try:
+        m = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+        op, contexts = dc.open_durable(m, "a.bin", uuid.uuid4())
+        assert any(isinstance(c, dc.SMB2CreateDurableHandleResponseV2) for c in contexts)
+        op.close()
+        embedded_etcd.stop(etcd)
+        time.sleep(3)  # the worker's keepalive fails within a lease period
+        op, contexts = dc.open_durable(m, "b.bin", uuid.uuid4())
+        assert not any(isinstance(c, dc.SMB2CreateDurableHandleResponseV2)
+                       for c in contexts or [])
+        op.write(b"still served", 0)
+        op.close()
+        etcd = start()
+        deadline = time.monotonic() + 20
+        while True:
+            op, contexts = dc.open_durable(m, "c.bin", uuid.uuid4())
+            op.close()
+            if any(isinstance(c, dc.SMB2CreateDurableHandleResponseV2) for c in contexts or []):
+                break
+            assert time.monotonic() < deadline, "durability never came back with etcd"
+            time.sleep(0.5)
+        m.conn.disconnect()
+    finally:
+        harness.stop(t)
+        embedded_etcd.stop(etcd)
+    assert (t.share / "b.bin").read_bytes() == b"still served"
+    assert "Traceback" not in t.log_text(), t.log_text()[-4000:]
