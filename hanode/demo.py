@@ -68,7 +68,6 @@ class Client:
     name: str
     proc: subprocess.Popen
     size: int
-    seed: int
     acked: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
@@ -175,7 +174,7 @@ class Demo:
         assert proc.stdin is not None
         proc.stdin.write(self.password + "\n")
         proc.stdin.close()
-        return Client(f"client{i}", proc, self.size, i)
+        return Client(f"client{i}", proc, self.size)
 
     def _watch(self) -> None:
         sel = selectors.DefaultSelector()
