@@ -313,6 +313,38 @@ def list_directory(dir_fd: int) -> Iterator[DirEntry]:
         raise _os_error(exc, final=True) from None
 
 
+def walk(dir_fd: int, recursive: bool, limit: int) -> Iterator[tuple[str, os.stat_result]]:
+    """(backslash-separated relative name, stat) of what lies under an open
+    directory, at most ``limit`` entries; subdirectories are opened from
+    ``dir_fd`` with O_NOFOLLOW like every other walk here."""
+    pending: list[tuple[str, int]] = [("", os.dup(dir_fd))]
+    seen = 0
+    try:
+        while pending:
+            prefix, fd = pending.pop()
+            try:
+                for entry in list_directory(fd):
+                    if seen >= limit:
+                        return
+                    seen += 1
+                    name = prefix + entry.name
+                    yield name, entry.st
+                    if recursive and stat_mod.S_ISDIR(entry.st.st_mode):
+                        try:
+                            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY
+                                            | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                        except OSError:
+                            continue  # gone or replaced meanwhile
+                        pending.append((name + "\\", child))
+            except VfsError:
+                pass  # the directory went away while being read
+            finally:
+                os.close(fd)
+    finally:
+        for _, fd in pending:
+            os.close(fd)
+
+
 def restat(dir_fd: int, name: str) -> os.stat_result | None:
     """An entry's current stat, or None once it is gone (or became a symlink)."""
     try:

@@ -31,7 +31,7 @@ from smb.oplocks import (
 from smb.wire import oplock as wire
 from smb.wire.header import Command
 
-Notify = Callable[[int, bytes, int], Awaitable[None]]
+Notify = Callable[[int, bytes, int], Awaitable[bool]]
 
 
 @dataclass
@@ -119,10 +119,8 @@ class Breaks:
             body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
                                     brk.new_state)
             session_id = 0
-        try:
-            await holder.notify(Command.OPLOCK_BREAK, body, session_id)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the holder's connection is gone; the timer settles the break
+        # False when the holder's connection is gone: the timer settles the break.
+        await holder.notify(Command.OPLOCK_BREAK, body, session_id)
 
     async def _timer(self, brk: Break, nursery: trio.Nursery) -> None:
         await trio.sleep(BREAK_TIMEOUT_S)

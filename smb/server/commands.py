@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from smb import vfs
-from smb.server import directory, durable_opens, files, info, ioctl, lock, tree
+from smb.server import directory, durable_opens, files, info, ioctl, lock, notify, tree
 from smb.server.handler import CommandContext, Handler, Reply, Request
 from smb.server.opens import CommandError, session_closed
 from smb.wire.body import MalformedRequest
@@ -32,11 +32,6 @@ def _guarded(handler: Handler) -> Handler:
     return run
 
 
-async def _change_notify(ctx: CommandContext, req: Request) -> Reply:
-    """Directory change notification is not offered yet (MS-SMB2 allows refusing it)."""
-    raise CommandError(Status.NOT_SUPPORTED)
-
-
 HANDLERS: dict[Command, Handler] = {
     command: _guarded(handler) for command, handler in {
         Command.TREE_CONNECT: tree.tree_connect,
@@ -49,7 +44,7 @@ HANDLERS: dict[Command, Handler] = {
         Command.LOCK: lock.lock,
         Command.IOCTL: ioctl.ioctl,
         Command.QUERY_DIRECTORY: directory.query_directory,
-        Command.CHANGE_NOTIFY: _change_notify,
+        Command.CHANGE_NOTIFY: notify.change_notify,
         Command.QUERY_INFO: info.query_info,
         Command.SET_INFO: info.set_info,
         Command.OPLOCK_BREAK: durable_opens.oplock_break,

@@ -44,6 +44,8 @@ FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
 # Commands that may arrive unsigned on a session that must sign.
 _UNSIGNED_OK = {Command.NEGOTIATE, Command.SESSION_SETUP, Command.CANCEL}
+# Messages starting with these may run beside each other (see _dispatch).
+_SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Limits:
     # Until a session is established each frame must arrive within this many
     # seconds, so silent or trickling clients cannot hold connection slots.
     logon_timeout: float = 30.0
+    # Pipelined READs and WRITEs processed at the same time.
+    max_inflight: int = 32
 
 
 class _Disconnect(Exception):
@@ -182,7 +186,8 @@ def _request_file_id(command: int, body: memoryview, related: bytes | None) -> b
 class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
-                 limits: Limits = Limits(), local_address: tuple[str, int] = ("", 0)):
+                 limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
+                 local_address: tuple[str, int] = ("", 0)):
         self.config = config
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
@@ -194,8 +199,14 @@ class Connection:
         self._buf = bytearray()
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        self._inflight = trio.Semaphore(limits.max_inflight)
+        self._beside = 0  # READs and WRITEs running side by side
+        self._beside_done = trio.Event()
+        # The file commands; tests of the connection layer may pass their own.
+        self._handlers = handlers
         self._sync_calls: dict[int, _Call] = {}
         self._async_calls: dict[int, _Call] = {}
+        self._early_cancels: set[int] = set()
         self._next_async = 1
         self._negotiated = False
         self._wildcard = False  # answered an SMB1 NEGOTIATE with 0x02FF; SMB2 NEGOTIATE due
@@ -288,7 +299,7 @@ class Connection:
     async def _handle_frame(self, frame: bytearray) -> None:
         proto = bytes(frame[:4])
         if proto == PROTOCOL_ID:
-            await self._process_chain(memoryview(frame), None)
+            await self._dispatch(memoryview(frame), None)
         elif proto == TRANSFORM_PROTOCOL_ID:
             session = self._decrypting_session(frame)
             try:
@@ -297,7 +308,7 @@ class Connection:
                 raise _Disconnect(str(exc)) from None
             if plain[:4] != PROTOCOL_ID:
                 raise _Disconnect("encrypted payload is not an SMB2 message")
-            await self._process_chain(memoryview(plain), session)
+            await self._dispatch(memoryview(plain), session)
         elif proto == SMB1_PROTOCOL_ID:
             await self._smb1_negotiate(frame)
         else:
@@ -316,6 +327,46 @@ class Connection:
         return session
 
     # -- compounds ------------------------------------------------------------------------
+
+    async def _dispatch(self, msg: memoryview, encrypted: Session | None) -> None:
+        """Process a message in order, or beside the ones before it.
+
+        Clients pipeline READs and WRITEs and expect them served in parallel, as
+        any server does, so those run side by side (at most ``max_inflight`` at
+        once).  Every other message waits until they are done and then runs in
+        arrival order, so a CLOSE or SET_INFO sent behind WRITEs acts after
+        them; CANCEL goes at once, as it must reach requests still running.
+        """
+        command = msg[12] if len(msg) >= HEADER_SIZE else -1
+        if command in _SIDE_BY_SIDE:
+            await self._inflight.acquire()
+            self._beside += 1
+            assert self._nursery is not None
+            self._nursery.start_soon(self._process_beside, msg, encrypted)
+            return
+        if command != Command.CANCEL:
+            while self._beside:
+                await self._beside_done.wait()
+        await self._process_chain(msg, encrypted)
+
+    async def _process_beside(self, msg: memoryview, encrypted: Session | None) -> None:
+        try:
+            await self._process_chain(msg, encrypted)
+        except _Disconnect as exc:
+            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+            self._close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            self._close()
+        finally:
+            self._inflight.release()
+            self._beside -= 1
+            if not self._beside:
+                self._beside_done.set()
+                self._beside_done = trio.Event()
+
+    def _close(self) -> None:
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
 
     async def _process_chain(self, msg: memoryview, encrypted: Session | None) -> None:
         outs: list[_Out] = []
@@ -405,7 +456,7 @@ class Connection:
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
             return next_chain
 
-        handler = _handlers().get(command)
+        handler = (self._handlers if self._handlers is not None else _handlers()).get(command)
         if handler is None:
             return self._fail(outs, header, Status.NOT_SUPPORTED, next_chain, session)
         call = _Call(header, session, encrypted, allow_async=last, prior=outs)
@@ -519,27 +570,28 @@ class Connection:
             if small:
                 await self._stream.send_all(small)
 
-    async def notify(self, command: int, body: bytes, session_id: int) -> None:
-        """Send an unsolicited notification (MessageId all ones, never signed, 2.2.23).
-
-        It travels encrypted when the session it names (or, for a lease
-        break naming none, any session of the connection) encrypts its data.
-        """
+    async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
+        """Send a server-initiated message (MessageId all 0xFF, no credits, unsigned);
+        encrypted when ``session_id`` names a session that requires encryption."""
         session = self._sessions.get(session_id)
-        if session_id == 0:
-            session = next((s for s in self._sessions.values()
-                            if s.valid and s.info.encrypt_data), None)
-        encrypted = session if session is not None and session.valid and \
-            session.info.encrypt_data and session.can_encrypt else None
-        header = Header(command=command, message_id=0xFFFFFFFFFFFFFFFF,
-                        flags=Flags.SERVER_TO_REDIR, session_id=session_id)
-        await self._send([_Out(header, body)], encrypted)
+        encrypted = session if session is not None and session.info.encrypt_data and \
+            session.can_encrypt else None
+        header = Header(command=command, message_id=RELATED_ID, flags=Flags.SERVER_TO_REDIR,
+                        session_id=session_id)
+        try:
+            await self._send([_Out(header, body)], encrypted)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            return False
+        return True
 
     # -- handlers, async and cancel --------------------------------------------------
 
     async def _call_handler(self, handler: Handler, call: _Call, request: Request) -> Reply | None:
         """Run the handler; returns its reply, or None once it went async."""
         self._sync_calls[call.header.message_id] = call
+        if call.header.message_id in self._early_cancels:
+            self._early_cancels.discard(call.header.message_id)
+            call.cancelled = True
         assert self._nursery is not None
         self._nursery.start_soon(self._run_handler, handler, call, request)
         await call.settled.wait()
@@ -585,6 +637,8 @@ class Connection:
         call.prior.clear()
         await self._send(outs, call.encrypted)
         call.settled.set()
+        if call.cancelled:  # a CANCEL that came before the request reached its handler
+            call.scope.cancel()
         return call.async_id
 
     def _cancel(self, header: Header) -> None:
@@ -595,6 +649,13 @@ class Connection:
             call = self._sync_calls.get(header.message_id) or next(
                 (c for c in self._async_calls.values()
                  if c.header.message_id == header.message_id), None)
+        if call is None and not header.is_async:
+            # The request may still be on its way to its handler (_dispatch runs
+            # messages side by side): remember the cancel for it, within a bound.
+            if len(self._early_cancels) >= self._limits.max_credits:
+                self._early_cancels.clear()
+            self._early_cancels.add(header.message_id)
+            return
         if call is None or call.header.session_id != header.session_id:
             return
         call.cancelled = True

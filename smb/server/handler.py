@@ -64,10 +64,12 @@ class ConnectionInfo:
     client_dialects: tuple[int, ...] = ()
     # The address the client connected to (the VIP, on a node that holds one).
     local_address: tuple[str, int] = ("", 0)
-    # ``await notify(command, body, session_id)`` sends an unsolicited message
-    # (an oplock or lease break) on this connection; raises trio's
-    # BrokenResourceError/ClosedResourceError once the connection is gone.
-    notify: Callable[[int, bytes, int], Awaitable[None]] | None = None
+    # Sends a server-initiated message (an OPLOCK_BREAK or LEASE_BREAK
+    # notification, MS-SMB2 3.3.4.6/3.3.4.7) on this connection:
+    # ``await notify(command, body, session_id)``; encrypted when that session
+    # requires it; returns False when the connection is already gone.
+    notify: Callable[[int, bytes, int], Awaitable[bool]] | None = field(
+        default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -59,6 +59,8 @@ class Open:
     create_options: int = 0
     share_access: int = 0
     initial_allocation: int = 0  # AlSi at create; reported while larger than the file
+    # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
+    notify_baseline: dict | None = None
 
     @property
     def key(self) -> str:

@@ -272,3 +272,27 @@ def test_crashed_worker_leaves_no_share_mode_behind(smb_server):
         conn.disconnect(True)
     assert {p.pid for p in psutil.Process(smb_server.proc.pid).children()}.isdisjoint(
         {w.pid for w in workers})
+
+
+def test_change_notify_reports_a_file_made_elsewhere(smb_server, raw_tree):
+    """A file created outside this connection (here: on the share's disk, as
+    another worker or node would) is reported to a waiting CHANGE_NOTIFY."""
+    from smbprotocol.change_notify import (
+        ChangeNotifyFlags, CompletionFilter, FileAction, FileSystemWatcher,
+    )
+
+    directory = Open(raw_tree, "")
+    directory.create(ImpersonationLevel.Impersonation, 0x1 | 0x80 | 0x100000, 0, 0x7,
+                     CreateDisposition.FILE_OPEN, CreateOptions.FILE_DIRECTORY_FILE)
+    watcher = FileSystemWatcher(directory)
+    watcher.start(CompletionFilter.FILE_NOTIFY_CHANGE_FILE_NAME,
+                  flags=ChangeNotifyFlags.SMB2_WATCH_TREE)
+    (smb_server.share / "made-elsewhere.txt").write_text("x")
+    changes = watcher.wait()
+    assert [(c["action"].get_value(), c["file_name"].get_value()) for c in changes] == [
+        (FileAction.FILE_ACTION_ADDED, "made-elsewhere.txt")]
+    watcher = FileSystemWatcher(directory)
+    watcher.start(CompletionFilter.FILE_NOTIFY_CHANGE_FILE_NAME)
+    directory.close()
+    with pytest.raises(SMBResponseException):  # STATUS_NOTIFY_CLEANUP ends the watch
+        watcher.wait()

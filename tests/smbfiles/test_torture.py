@@ -14,13 +14,6 @@ KNOWN_GAPS = {
     # Durable handles and oplocks arrive with the next issue.
     "smb2.lock.replay_smb3_specification_durable": "needs durable handles",
     "smb2.lock.replay_smb3_specification_multi": "needs durable handles",
-    # CHANGE_NOTIFY is answered NOT_SUPPORTED; the related-compound checks
-    # below hinge on the order of checks in the connection layer (smbcore).
-    "smb2.compound.interim1": "needs CHANGE_NOTIFY",
-    "smb2.compound.related9": "needs CHANGE_NOTIFY",
-    "smb2.compound.invalid1": "connection layer",
-    "smb2.compound.invalid2": "connection layer",
-    "smb2.compound.invalid4": "connection layer",
     # Skipped by smbtorture unless NEGOTIATE offers multi-channel (smbcore's
     # call); the FSCTL itself is answered and unit-tested.
     "smb2.ioctl.network_interface_info": "no SMB2_CAP_MULTI_CHANNEL",
