@@ -412,7 +412,8 @@ def main(args: argparse.Namespace) -> int:
 def _print_keep(lab: Lab, out: TextIO) -> None:
     namespaces = " ".join(lab.namespaces)
     print(f"\nthe lab stays up (--keep); look with\n"
-          f"  ip netns exec {lab.client_ns} hanode status --etcd {lab.etcd_url} "
+          f"  ip netns exec {lab.client_ns} {sys.executable} -m hanode.cli status "
+          f"--etcd {lab.etcd_url} "
           f"--cluster {lab.cluster}\n"
           f"and remove it with\n"
           f"  for ns in {namespaces}; do ip netns pids $ns | xargs -r kill -9; "
