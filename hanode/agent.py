@@ -1,9 +1,10 @@
 """``hanode agent``: one node's long-running program.
 
 Sets up logging, starts the embedded trial etcd when no endpoints are
-configured, and runs the elector, the connection list and the node record in
-one nursery until SIGTERM/SIGINT; then the elector lets go of everything in
-order and the process exits 0 within two seconds.
+configured, and runs the elector, the SMB workers' supervisor, the connection
+list, the durable-handle scavenger and the node record in one nursery until
+SIGTERM/SIGINT; then the elector lets go of everything in order, the workers
+are stopped, and the process exits 0 within two seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import trio
@@ -21,7 +23,8 @@ from hanode.config import Config
 from hanode.conns import ConnList
 from hanode.election import Elector, Timing
 from hanode.sdnotify import Notifier
-from hanode.store import Store
+from hanode.store import Store, StoreUnavailable
+from hanode.supervisor import Supervisor
 from hanode.takeover import VipOwner
 
 log = logging.getLogger("hanode.agent")
@@ -30,6 +33,7 @@ EMBEDDED_CLIENT_URL = "http://127.0.0.1:2379"
 EMBEDDED_PEER_URL = "http://127.0.0.1:2380"
 # Of the two seconds a stop may take, what the release/resign/revoke steps may use.
 STOP_BUDGET = 1.5
+SCAVENGE_INTERVAL = 1.0
 
 
 def _setup_logging(level: str) -> None:
@@ -55,6 +59,23 @@ async def _stop_on_signal(elector: Elector, notifier: Notifier,
             elector.stop()
 
 
+async def _scavenge_loop(store: Store, elector: Elector) -> None:
+    """Expire durable handles nobody reclaimed in time; only the leader does it,
+    so that one node, not every node, pays for the listing."""
+    from smb.durable import EtcdDurableStore, scavenge
+    durable = EtcdDurableStore(store)
+    while True:
+        await trio.sleep(SCAVENGE_INTERVAL)
+        if elector.state.role != "leader":
+            continue
+        try:
+            done = await scavenge(durable, time.time())
+        except StoreUnavailable:
+            continue  # the elector reports etcd's state
+        if done.expire:
+            log.info("%s: %d durable handle(s) expired", elector.me, len(done.expire))
+
+
 async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
     me = cfg.node.name
     store = Store.from_config(cfg.cluster, endpoints)
@@ -67,14 +88,17 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
             owner = VipOwner(me, cfg, conns, nursery)
             elector = Elector(me, store, owner,
                               Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin))
+            supervisor = Supervisor(cfg, store)
             await nursery.start(_stop_on_signal, elector, notifier)
             if cfg.metrics.enabled:
                 await nursery.start(metrics.serve, stats, cfg.metrics.address, cfg.metrics.port)
             reporter = health.Reporter(me, stats, notifier, [vip.ip for vip in cfg.vips])
             nursery.start_soon(health.report_loop, reporter, elector, owner)
             nursery.start_soon(health.durable_loop, stats, store)
+            nursery.start_soon(supervisor.run)
             nursery.start_soon(conns.run, owner.held_vips)
-            nursery.start_soon(record.publish_loop, store, elector, owner, conns)
+            nursery.start_soon(_scavenge_loop, store, elector)
+            nursery.start_soon(record.publish_loop, store, elector, owner, conns, supervisor)
             log.info("%s: starting (cluster %s, etcd %s, %d VIP(s))",
                      me, cfg.cluster.name, ", ".join(endpoints), len(cfg.vips))
             await elector.run(STOP_BUDGET)

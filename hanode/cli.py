@@ -140,4 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the imported module, not this __main__ copy: the verbs raise
+    # hanode.cli.UserError, which main() must recognise as its own.
+    from hanode import cli
+    sys.exit(cli.main())

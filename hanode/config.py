@@ -74,7 +74,7 @@ class VipConfig:
 class SmbConfig:
     listen: str = "0.0.0.0"
     port: int = 445
-    workers: int = 2
+    workers: int = 2  # 0: the agent runs no SMB workers (the service runs elsewhere)
     allow_guest: bool = False
     max_connections_per_worker: int = 1024
 
@@ -340,7 +340,7 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
     smb = SmbConfig(
         listen=s.get("listen", SmbConfig.listen, c["listen_address"]),
         port=s.get("port", SmbConfig.port, c["integer"](1, 65535)),
-        workers=s.get("workers", SmbConfig.workers, c["integer"](1, 256)),
+        workers=s.get("workers", SmbConfig.workers, c["integer"](0, 256)),
         allow_guest=s.get("allow_guest", SmbConfig.allow_guest, c["boolean"]),
         max_connections_per_worker=s.get(
             "max_connections_per_worker", SmbConfig.max_connections_per_worker,

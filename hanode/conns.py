@@ -79,9 +79,9 @@ class ConnList:
                  e.value.get("node") if isinstance(e.value, dict) else None)
                 for e in entries]
 
-    async def others(self, vip: VipConfig) -> list[tuple[str, Client]]:
-        """(key, client) of every entry of vip that another node wrote."""
-        return [(key, client) for key, client, node in await self._listed(vip) if node != self.me]
+    async def others(self, vip: VipConfig) -> list[tuple[str, Client, str | None]]:
+        """(key, client, node) of every entry of vip that another node wrote."""
+        return [entry for entry in await self._listed(vip) if entry[2] != self.me]
 
     async def forget(self, keys: Iterable[str]) -> None:
         for key in keys:

@@ -27,6 +27,8 @@ log = logging.getLogger("hanode.election")
 # How often a standby reads the leader key: a deleted or expired key is seen
 # within this, which bounds the SIGTERM handover time.
 LEADER_POLL_INTERVAL = 0.1
+# The target of a switchover polls faster: the clients are waiting for its claim.
+SWITCHOVER_POLL_INTERVAL = 0.01
 # Retry pacing while etcd does not answer and our lease is surely gone.
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 2.0
@@ -47,6 +49,13 @@ class LeaderSeen:
 
 
 @dataclass(frozen=True)
+class SwitchoverSeen:
+    """A planned move (``hanode switchover``) as read from etcd: from the leader to a node."""
+    to: str
+    from_: str
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the decision may depend on, observed just before it."""
     now: float                   # monotonic seconds
@@ -56,6 +65,7 @@ class Facts:
     leader_known: bool           # False when the last read of the leader key failed
     vip_held: bool               # some VIP of ours is on its interface
     stopping: bool = False       # SIGTERM/SIGINT received
+    switchover: SwitchoverSeen | None = None  # a planned move in progress
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,12 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
         ours = facts.leader is not None and facts.leader.term == state.term
         if facts.leader_known and not ours:
             return State(role="standby"), [ReleaseVip(reason="leader key gone")]
+        move = facts.switchover
+        if move is not None and move.from_ == me and move.to != me:
+            # Clients first, then the address, then the key: the target claims
+            # as soon as the key is gone, and by then nothing of ours is left.
+            return State(role="standby"), [ReleaseVip(reason=f"switchover to {move.to}",
+                                                      urgent=False), Resign(state.term)]
         return state, []
 
     if state.role == "fenced":
@@ -168,7 +184,8 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
     if leader is not None and leader.node == me and leader.lease == facts.lease_id:
         return (State(role="leader", term=leader.term, lease_id=facts.lease_id),
                 [*actions, ClaimVip(leader.term)])
-    if leader is None:
+    if leader is None and (facts.switchover is None or facts.switchover.to == me):
+        # During a planned move only its target campaigns.
         actions.append(Campaign())
     return State(role="standby"), actions
 
@@ -202,6 +219,7 @@ class _Observed:
     leader_read_at: float = float("-inf")
     vip_held: bool = False
     stopping: bool = False
+    switchover: SwitchoverSeen | None = None
     changed: trio.Event = field(default_factory=trio.Event)
 
     def poke(self) -> None:
@@ -210,7 +228,8 @@ class _Observed:
     def facts(self, now: float) -> Facts:
         return Facts(now=now, lease_id=self.lease_id, lease_sent=self.lease_sent,
                      leader=self.leader, leader_known=self.leader_known,
-                     vip_held=self.vip_held, stopping=self.stopping)
+                     vip_held=self.vip_held, stopping=self.stopping,
+                     switchover=self.switchover)
 
 
 class Elector:
@@ -305,7 +324,12 @@ class Elector:
                                            action.term)
             except StoreUnavailable:
                 return "leader key left to expire"
-            return f"leader key of term {action.term} deleted" if deleted else None
+            if not deleted:
+                return None
+            # A poll begun before the delete may still show our key; it must
+            # not make us leader again.
+            self._see_leader(None, trio.current_time())
+            return f"leader key of term {action.term} deleted"
         elif isinstance(action, RevokeLease):
             try:
                 await self._etcd(self.store.revoke_lease, action.lease_id)
@@ -402,12 +426,20 @@ class Elector:
             started = trio.current_time()
             try:
                 entry = await self._etcd(self.store.get, self.store.leader_key)
+                move = _switchover_from(await self._etcd(self.store.get,
+                                                         self.store.switchover_key))
+                if move != obs.switchover:
+                    obs.switchover = move
+                    obs.poke()
                 self._see_leader(_leader_from(entry), started)
             except StoreUnavailable:
                 if started >= obs.leader_read_at and obs.leader_known:
                     obs.leader_known = False
                     obs.poke()
-            await trio.sleep_until(started + LEADER_POLL_INTERVAL)
+            move = obs.switchover
+            fast = move is not None and move.to == self.me and self.state.role != "leader"
+            await trio.sleep_until(
+                started + (SWITCHOVER_POLL_INTERVAL if fast else LEADER_POLL_INTERVAL))
 
     async def _vip_watch_loop(self) -> None:
         """Notice a VIP someone else added or removed on our interface."""
@@ -417,6 +449,13 @@ class Elector:
             if held != self._obs.vip_held:
                 self._obs.vip_held = held
                 self._obs.poke()
+
+
+def _switchover_from(entry: Entry | None) -> SwitchoverSeen | None:
+    value = entry.value if entry is not None else None
+    if not isinstance(value, dict) or not isinstance(value.get("to"), str):
+        return None
+    return SwitchoverSeen(to=value["to"], from_=str(value.get("from", "")))
 
 
 def _leader_from(entry: Entry | None) -> LeaderSeen | None:

@@ -8,8 +8,10 @@ the lab's namespaces and deletes them, also after a failure.
 
     <tag>-sw    bridge br0, one veth port per member
     <tag>-etcd  etcd at 10.77.0.2:2379
-    <tag>-n1..  one agent each (eth0 10.77.0.11, .12, ...), plus a stand-in TCP
-                listener on the service port until SMB workers exist
+    <tag>-n1..  one agent each (eth0 10.77.0.11, .12, ...); with workers=0 a
+                stand-in TCP listener on the service port instead of SMB
+                workers, otherwise the agent's SMB workers serving share
+                ``test`` from one directory all nodes share
     <tag>-cl    the client, 10.77.0.100
     (each member also has fd77::<host>/64; the VIP is 10.77.0.50/24, or
     fd77::50/64 for an IPv6 lab)
@@ -89,7 +91,7 @@ class Lab:
 
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
-                 cluster: str = "lab", ipv6: bool = False):
+                 cluster: str = "lab", ipv6: bool = False, workers: int = 0):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
         self.tag = "hn" + secrets.token_hex(3)
@@ -99,6 +101,8 @@ class Lab:
         self.fence_margin = fence_margin
         self.port = port
         self.cluster = cluster
+        self.workers = workers
+        self.share_dir = self.workdir / "share"
         self.switch_ns = f"{self.tag}-sw"
         self.etcd_ns = f"{self.tag}-etcd"
         self.client_ns = f"{self.tag}-cl"
@@ -128,7 +132,8 @@ class Lab:
         self.down()
 
     def up(self) -> None:
-        """Namespaces, the bridge, etcd, and a stand-in listener per node; no agents yet."""
+        """Namespaces, the bridge, etcd, and (without workers) a stand-in listener per node;
+        no agents yet."""
         self._add_ns(self.switch_ns)
         _run("ip", "-n", self.switch_ns, "link", "add", "br0", "type", "bridge",
              "forward_delay", "0")
@@ -138,6 +143,7 @@ class Lab:
         for node in self.nodes.values():
             self._add_member(node.ns, node.name, node.ip)
             node.config.write_text(self.node_config(node))
+        self.share_dir.mkdir(parents=True, exist_ok=True)
         self._start_etcd()
         for node in self.nodes.values():
             self._start_listener(node)
@@ -157,6 +163,11 @@ class Lab:
                     proc.kill()
         if self.own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces this lab created and has not deleted yet."""
+        return list(self._namespaces)
 
     def _add_ns(self, ns: str) -> None:
         _run("ip", "netns", "add", ns)
@@ -222,6 +233,11 @@ interface = "eth0"
 
 [smb]
 port = {self.port}
+workers = {self.workers}
+
+[[share]]
+name = "test"
+path = "{self.share_dir}"
 """
 
     def popen(self, ns: str, *python_args: str, log: Path | None = None) -> subprocess.Popen:
@@ -235,6 +251,8 @@ port = {self.port}
                                     stdin=subprocess.DEVNULL)
 
     def _start_listener(self, node: Node) -> None:
+        if self.workers:
+            return
         node.listener = self.popen(node.ns, "-m", "hanode.lab", "listen", str(self.port),
                                    log=self.workdir / f"{node.name}-listener.log")
 
@@ -342,12 +360,27 @@ table inet hnfence {{
                   f"for e in s.get_prefix(s.prefix + {prefix!r})}}))")
         return json.loads(_run("ip", "netns", "exec", self.client_ns, sys.executable, "-c", script))
 
+    def _cli_argv(self, verb: str, *rest: str) -> list[str]:
+        return ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "hanode.cli",
+                verb, "--etcd", self.etcd_url, "--cluster", self.cluster, *rest]
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """``hanode VERB ARGS`` run from the client namespace against the lab's etcd."""
+        return subprocess.run(self._cli_argv(*args), capture_output=True, text=True, input=stdin)
+
+    def cli_start(self, *args: str) -> subprocess.Popen:
+        """Like cli(), without waiting; output readable from .stdout and .stderr."""
+        return subprocess.Popen(self._cli_argv(*args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+    def add_user(self, name: str, password: str) -> None:
+        proc = self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
+        if proc.returncode != 0:
+            raise LabError(f"hanode user add {name}: {proc.stderr.strip()}")
+
     def status(self, *args: str) -> subprocess.CompletedProcess:
         """``hanode status`` run from the client namespace against the lab's etcd."""
-        return subprocess.run(
-            ["ip", "netns", "exec", self.client_ns, sys.executable, "-m", "hanode.cli",
-             "status", "--etcd", self.etcd_url, "--cluster", self.cluster, *args],
-            capture_output=True, text=True)
+        return self.cli("status", *args)
 
 
 class IdleClient:

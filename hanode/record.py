@@ -16,6 +16,7 @@ import trio
 from hanode.conns import ConnList
 from hanode.election import Elector
 from hanode.store import Store, StoreUnavailable
+from hanode.supervisor import Supervisor
 from hanode.takeover import VipOwner
 
 REFRESH_INTERVAL = 3.0
@@ -23,10 +24,12 @@ CHECK_INTERVAL = 0.1
 VERSION = version("hanode")
 
 
-def node_record(elector: Elector, owner: VipOwner, conns: ConnList) -> dict[str, Any]:
+def node_record(elector: Elector, owner: VipOwner, conns: ConnList,
+                supervisor: Supervisor) -> dict[str, Any]:
     """The record without its "updated" stamp, so that two of them compare equal when
     nothing worth telling changed."""
     state = elector.state
+    workers = supervisor.stats()
     return {
         "name": elector.me,
         "state": state.role,
@@ -35,14 +38,15 @@ def node_record(elector: Elector, owner: VipOwner, conns: ConnList) -> dict[str,
         "lease_id": elector.lease_id,
         "lease_ttl": int(elector.timing.lease_ttl),
         "vips": [v.ip for v in owner.held_vips()],
-        "workers": [],
+        "workers": workers,
         "connections": conns.count,
-        "durable_handles": 0,
+        "durable_handles": sum(w["durable_handles"] or 0 for w in workers),
         "version": VERSION,
     }
 
 
-async def publish_loop(store: Store, elector: Elector, owner: VipOwner, conns: ConnList) -> None:
+async def publish_loop(store: Store, elector: Elector, owner: VipOwner, conns: ConnList,
+                       supervisor: Supervisor) -> None:
     """Rewrite the records as soon as they change, and every few seconds anyway.
 
     Comparing the local record every CHECK_INTERVAL costs nothing and spares
@@ -54,7 +58,7 @@ async def publish_loop(store: Store, elector: Elector, owner: VipOwner, conns: C
     written_at = float("-inf")
     while True:
         lease = elector.lease_id
-        record = node_record(elector, owner, conns)
+        record = node_record(elector, owner, conns, supervisor)
         due = trio.current_time() - written_at >= REFRESH_INTERVAL
         if lease is not None and elector.state.role != "stopped" and (
                 due or written != (lease, record)):

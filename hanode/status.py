@@ -224,6 +224,21 @@ def verdict_line(rep: Mapping[str, Any]) -> str:
     return "healthy" if verdict["healthy"] else "degraded: " + "; ".join(verdict["reasons"])
 
 
+def _worker_rows(nodes: list[Mapping[str, Any]]) -> list[list[str]]:
+    """One row per SMB worker the agents publish (an older agent's plain entries show as -)."""
+    rows = [["WORKER", "PID", "RSS", "CONNECTIONS", "OPEN", "DURABLE", "RESTARTS"]]
+    for node in nodes:
+        for i, w in enumerate(node["workers"]):
+            w = w if isinstance(w, Mapping) else {}
+            rss = w.get("rss")
+            rows.append([f"{node['name']}/w{w.get('index', i)}",
+                         _dash(w.get("pid")) if w.get("pid") else "restarting",
+                         f"{rss / (1 << 20):.0f} MiB" if isinstance(rss, (int, float)) else "-",
+                         _dash(w.get("connections")), _dash(w.get("open_handles")),
+                         _dash(w.get("durable_handles")), _dash(w.get("restarts"))])
+    return rows
+
+
 def render_table(rep: Mapping[str, Any], now: float) -> str:
     etcd = rep["etcd"]
     health = ", ".join(f"{url} {'ok' if ok else 'DOWN'}"
@@ -254,6 +269,9 @@ def render_table(rep: Mapping[str, Any], now: float) -> str:
                          _dash(node["connections"]), _dash(node["durable_handles"]),
                          _age(node["last_seen"], now)])
         lines += [""] + _columns(rows)
+        workers = _worker_rows(rep["nodes"])
+        if len(workers) > 1:
+            lines += [""] + _columns(workers)
     lines += ["", f"durable handles  {_dash(rep['durable_handles'])}", verdict_line(rep)]
     return "\n".join(lines)
 

@@ -91,41 +91,47 @@ class VipOwner:
         self._rounds = trio.CancelScope()
         self._nursery.start_soon(self._announce, self._rounds, term)
 
-    async def _round(self, clients: dict[VipConfig, list[tuple[str, Client]]]) -> int:
-        """One announcement per VIP, then one tickle to each client others served."""
-        tickled = 0
+    async def _round(self, clients: dict[VipConfig, list[tuple[str, Client, str | None]]]
+                     ) -> tuple[int, int]:
+        """One announcement per VIP, then one tickle to each client others served;
+        returns (announcement frames, tickles) sent."""
+        tickled = frames = 0
         for vip in self._held:
-            self.announced += await self._net(f"announcing {vip.ip}",
-                                              announce.send_announcement, vip) or 0
+            frames += await self._net(f"announcing {vip.ip}", announce.send_announcement,
+                                      vip) or 0
             family = ipaddress.ip_address(vip.ip).version
-            targets = [c for _, c in clients.get(vip, [])
+            targets = [c for _, c, _ in clients.get(vip, [])
                        if ipaddress.ip_address(c[0]).version == family]
             if targets:
                 tickled += await self._net(f"tickling clients of {vip.ip}", tickle.send_tickles,
                                            vip.ip, self.port, targets) or 0
+        self.announced += frames
         self.tickled += tickled
-        return tickled
+        return frames, tickled
 
     async def _announce(self, scope: trio.CancelScope, term: int) -> None:
         """Three rounds about a second apart, then a refresh every announce_refresh s."""
         with scope:
             await trio.lowlevel.checkpoint()  # release() may have come before this task ran
-            clients: dict[VipConfig, list[tuple[str, Client]]] = {}
+            clients: dict[VipConfig, list[tuple[str, Client, str | None]]] = {}
             for vip in self._held:
                 try:
                     clients[vip] = await self.conns.others(vip)
                 except StoreUnavailable as exc:
                     log.warning("%s: cannot read the connection list of %s: %s",
                                 self.me, vip.ip, exc)
-            tickled = await self._round(clients)
+            await self._release_opens_of_gone_nodes(
+                {node for entries in clients.values() for _, _, node in entries if node})
+            frames, tickled = await self._round(clients)
             ips = ", ".join(v.ip for v in self._held) or "(none)"
-            log.info("%s: leader (term %d), VIP %s claimed, %d clients tickled",
-                     self.me, term, ips, tickled)
+            log.info("%s: leader (term %d), VIP %s claimed, %d announcement frames "
+                     "(GARP/NA) per round, %d clients tickled", self.me, term, ips, frames, tickled)
             for _ in range(ANNOUNCE_ROUNDS - 1):
                 await trio.sleep(ROUND_INTERVAL)
                 await self._round(clients)
             try:
-                await self.conns.forget(key for entries in clients.values() for key, _ in entries)
+                await self.conns.forget(key for entries in clients.values()
+                                        for key, _, _ in entries)
             except StoreUnavailable:
                 pass  # the next leader tickles them once more; harmless
             if self.refresh <= 0:
@@ -133,6 +139,32 @@ class VipOwner:
             while True:
                 await trio.sleep(self.refresh)
                 await self._round({})
+
+    async def _release_opens_of_gone_nodes(self, nodes: set[str]) -> None:
+        """Let the clients about to be tickled reclaim their durable opens here at once.
+
+        A node whose agent lease has expired (no node record) is dead or cut
+        off from etcd, and by the fencing rule it let go of the VIP and reset
+        its clients there before this node could claim it.  Its workers'
+        liveness keys would still linger until their own leases run out (up to
+        a TTL later), and until then every reclaim of their opens is refused
+        as "still attached".  Deleting those keys marks the opens disconnected
+        now.  A node that handed over cleanly (switchover) keeps its record,
+        and its workers mark their opens themselves.
+        """
+        store = self.conns.store
+        for node in sorted(nodes):
+            try:
+                if await trio.to_thread.run_sync(store.get, store.node_key(node),
+                                                 abandon_on_cancel=True) is not None:
+                    continue
+                await trio.to_thread.run_sync(store.delete_prefix,
+                                              store.key("workers", node) + "/",
+                                              abandon_on_cancel=True)
+            except StoreUnavailable as exc:
+                log.warning("%s: cannot release the durable opens of %s: %s", self.me, node, exc)
+                continue
+            log.info("%s: %s is gone; its workers' opens are now disconnected", self.me, node)
 
     async def release(self, urgent: bool) -> int:
         """Let go of every VIP and reset our clients on it; returns how many were reset.

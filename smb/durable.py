@@ -108,6 +108,8 @@ class DurableRecord:
     worker: str
     locks: tuple[LockRange, ...] = ()
     disconnected_since: float | None = None
+    position: int = 0  # FilePositionInformation, kept across a reconnect
+    initial_allocation: int = 0  # AlSi of the create, still reported after a reconnect
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -126,7 +128,8 @@ class DurableRecord:
             "create_options": self.create_options, "oplock_level": self.oplock_level,
             "lease": lease, "timeout_ms": self.timeout_ms, "worker": self.worker,
             "locks": [[lk.offset, lk.length, lk.exclusive] for lk in self.locks],
-            "disconnected_since": self.disconnected_since,
+            "disconnected_since": self.disconnected_since, "position": self.position,
+            "initial_allocation": self.initial_allocation,
         }
 
     @classmethod
@@ -151,6 +154,8 @@ class DurableRecord:
                 timeout_ms=int(value["timeout_ms"]), worker=str(value["worker"]),
                 locks=tuple(LockRange(int(o), int(n), bool(x)) for o, n, x in value["locks"]),
                 disconnected_since=None if since is None else float(since),
+                position=int(value.get("position", 0)),
+                initial_allocation=int(value.get("initial_allocation", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None
@@ -374,9 +379,17 @@ class EtcdDurableStore:
             old.revision, None if new is None else new.to_json())
 
     async def live_workers(self) -> frozenset[str]:
+        """Liveness keys, and the incarnations a running worker names in its value.
+
+        A worker restarted under the same key is a new incarnation: records
+        name the incarnation, so the old one's opens read as disconnected.
+        """
         entries = await trio.to_thread.run_sync(self.store.get_prefix,
                                                 self.store.key("workers") + "/")
-        return frozenset(e.key for e in entries)
+        live = {e.key for e in entries}
+        live.update(e.value["identity"] for e in entries if isinstance(e.value, dict)
+                    and isinstance(e.value.get("identity"), str))
+        return frozenset(live)
 
 
 # -- the batched writer --------------------------------------------------------

@@ -82,6 +82,11 @@ _OPLOCK_AS_LEASE = {OPLOCK_NONE: LEASE_NONE, OPLOCK_II: LEASE_READ,
                     OPLOCK_BATCH: LEASE_READ | LEASE_WRITE | LEASE_HANDLE}
 
 
+def oplock_as_lease(level: int) -> int:
+    """The lease-state bits (R, H, W) an oplock level amounts to."""
+    return _OPLOCK_AS_LEASE.get(level, LEASE_NONE)
+
+
 def _lease_as_oplock(state: int) -> int:
     if state == LEASE_READ | LEASE_WRITE | LEASE_HANDLE:
         return OPLOCK_BATCH

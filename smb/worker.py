@@ -11,6 +11,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 import uuid
 from typing import Sequence
 
@@ -49,44 +50,78 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     from hanode.store import Store
     from smb.server.connection import Connection
     from smb.server.userdb import EtcdUsers
+    from smb.server.workerstate import WorkerState
 
     store = Store.from_config(cfg.cluster)
     users = EtcdUsers(store)
     guid = server_guid(cfg)
+    state = WorkerState(cfg, index, store)
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
-    sock.listen(128)
-    listener = trio.SocketListener(sock)
-    active = 0
 
     async def handle(stream: trio.SocketStream) -> None:
-        nonlocal active
         try:
             peer = stream.socket.getpeername()[:2]
+            local = stream.socket.getsockname()[:2]
         except OSError:
             await stream.aclose()
             return
-        if active >= cfg.smb.max_connections_per_worker:
-            log.warning("refusing %s: %d connections already", peer[0], active)
+        if state.connections >= cfg.smb.max_connections_per_worker:
+            log.warning("refusing %s: %d connections already", peer[0], state.connections)
             await stream.aclose()
             return
-        active += 1
+        state.connections += 1
+        registered = await _register(store, cfg, index, local[0], peer)
         try:
-            await Connection(stream, cfg, users, guid, (peer[0], peer[1])).serve()
+            await Connection(stream, cfg, users, guid, (peer[0], peer[1]),
+                             local_address=(local[0], local[1])).serve()
         except Exception as exc:  # the boundary: one line, the worker lives on
             while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]
             log.error("connection from %s failed: %s: %s", peer[0], type(exc).__name__, exc)
         finally:
-            active -= 1
+            state.connections -= 1
+            if registered:
+                with trio.CancelScope(shield=True):
+                    await _unregister(store, local[0], peer)
 
-    log.info("worker %d listening on %s:%d", index, cfg.smb.listen, cfg.smb.port)
     try:
         async with trio.open_nursery() as nursery:
+            # Liveness first: a worker takes connections once it can grant durability.
+            await nursery.start(state.run)
+            sock.listen(128)
+            listener = trio.SocketListener(sock)
+            log.info("worker %d listening on %s:%d", index, cfg.smb.listen, cfg.smb.port)
             task_status.started()
             await trio.serve_listeners(handle, [listener], handler_nursery=nursery)
     finally:
         await trio.to_thread.run_sync(store.close)
+
+
+async def _register(store, cfg: Config, index: int, local_ip: str,
+                    peer: tuple[str, int]) -> bool:
+    """Put the connection in the VIP's connection list, for the next holder's tickles.
+
+    Deleted on a clean close only: after a crash the entry is what lets the
+    node that takes the address over reset the client's stale connection.
+    """
+    from hanode.store import StoreUnavailable
+    value = {"node": cfg.node.name, "time": time.time(), "worker": index}
+    try:
+        await trio.to_thread.run_sync(store.put, store.conn_key(local_ip, peer[0], peer[1]),
+                                      value)
+        return True
+    except StoreUnavailable as exc:
+        log.warning("connection from %s not registered: %s", peer[0], exc)
+        return False
+
+
+async def _unregister(store, local_ip: str, peer: tuple[str, int]) -> None:
+    from hanode.store import StoreUnavailable
+    try:
+        await trio.to_thread.run_sync(store.delete, store.conn_key(local_ip, peer[0], peer[1]))
+    except StoreUnavailable as exc:
+        log.warning("connection from %s not unregistered: %s", peer[0], exc)
 
 
 async def _run_worker(cfg: Config, index: int) -> None:

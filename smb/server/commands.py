@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from smb import vfs
-from smb.server import directory, files, info, ioctl, lock, notify, tree
+from smb.server import directory, durable_opens, files, info, ioctl, lock, notify, tree
 from smb.server.handler import CommandContext, Handler, Reply, Request
 from smb.server.opens import CommandError, session_closed
 from smb.wire.body import MalformedRequest
@@ -47,5 +47,6 @@ HANDLERS: dict[Command, Handler] = {
         Command.CHANGE_NOTIFY: notify.change_notify,
         Command.QUERY_INFO: info.query_info,
         Command.SET_INFO: info.set_info,
+        Command.OPLOCK_BREAK: durable_opens.oplock_break,
     }.items()
 }

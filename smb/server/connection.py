@@ -86,6 +86,26 @@ async def _release_session(info: SessionInfo) -> None:
         await file_side.session_closed(info)
 
 
+# Every established session of this worker, for PreviousSessionId (3.3.5.5.3).
+_worker_sessions: dict[int, tuple["Connection", Session]] = {}
+
+
+async def _logoff_previous(session_id: int, user: str) -> None:
+    """Tear down a client's earlier session, so its durable opens become reclaimable.
+
+    Only a session of the same user goes; anything else is ignored, as the
+    spec says.  Its opens are treated as if its connection had been lost.
+    """
+    found = _worker_sessions.get(session_id)
+    if found is None:
+        return
+    conn, session = found
+    if not session.valid or session.info.user != user:
+        return
+    del _worker_sessions[session_id]
+    await conn.drop_session(session)
+
+
 @dataclass
 class _Out:
     """One response of a (possibly compound) reply, not yet signed or framed."""
@@ -166,10 +186,11 @@ def _request_file_id(command: int, body: memoryview, related: bytes | None) -> b
 class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
-                 limits: Limits = Limits(), handlers: dict[int, Handler] | None = None):
+                 limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
+                 local_address: tuple[str, int] = ("", 0)):
         self.config = config
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
-                                   notify=self.notify)
+                                   local_address=local_address, notify=self.notify)
         self._stream = stream
         self._users = users
         self._limits = limits
@@ -217,6 +238,8 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
+                    if _worker_sessions.get(session.id, (None,))[0] is self:
+                        del _worker_sessions[session.id]
                     await _release_session(session.info)
                 self._sessions.clear()
                 await self._stream.aclose()
@@ -427,6 +450,8 @@ class Connection:
         assert session is not None
         if command == Command.LOGOFF:
             self._sessions.pop(session.id, None)
+            if _worker_sessions.get(session.id, (None,))[0] is self:
+                del _worker_sessions[session.id]
             await _release_session(session.info)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
             return next_chain
@@ -695,7 +720,7 @@ class Connection:
         info.max_transact_size = info.max_read_size = info.max_write_size = size
         info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
         info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
-            negotiate.Capabilities.LARGE_MTU
+            negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
         self._cipher = choice.cipher
         self._signing_alg = choice.signing
         self._negotiated = True
@@ -782,7 +807,15 @@ class Connection:
         resp_body = session_wire.session_setup_response(flags, result.token)
         log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
                  self.info.client_address[0])
+        _worker_sessions[session.id] = (self, session)
+        if req.previous_session_id and req.previous_session_id != session.id:
+            await _logoff_previous(req.previous_session_id, session.info.user)
         outs.append(_Out(resp_header, resp_body, b"", session if session.can_sign else None))
+
+    async def drop_session(self, session: Session) -> None:
+        """Another connection's SESSION_SETUP named this session as its previous one."""
+        if self._sessions.pop(session.id, None) is not None:
+            await _release_session(session.info)
 
     def _new_session(self) -> Session:
         # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat as stat_mod
 import struct
@@ -11,6 +12,7 @@ import trio
 
 from smb import vfs
 from smb.server import access as acc
+from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
     MAX_OPENS_PER_SESSION, CommandError, Open, TreeConnect, new_file_id, open_count, open_of,
@@ -32,8 +34,6 @@ _QUOTA_FAKE_FILE = "$extend\\$quota:$q:$index_allocation"
 _QUOTA_FILE_TIMES = wire.FileTimes(attributes=vfs.FILE_ATTRIBUTE_HIDDEN
                                    | vfs.FILE_ATTRIBUTE_SYSTEM | vfs.FILE_ATTRIBUTE_DIRECTORY
                                    | vfs.FILE_ATTRIBUTE_ARCHIVE)
-# Durable reconnects name an open this server never made durable.
-_RECONNECT_CONTEXTS = ("DHnC", "DH2C")
 
 
 def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wire.FileTimes:
@@ -46,6 +46,24 @@ def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wir
         last_write=vfs.filetime(st.st_mtime_ns), change=vfs.filetime(st.st_ctime_ns),
         allocation_size=0 if is_dir else st.st_blocks * 512,
         end_of_file=0 if is_dir else st.st_size, attributes=attrs)
+
+
+def _initial_allocation(c: wire.CreateRequest) -> int:
+    """AlSi (2.2.13.2.6): the allocation size asked for at create, in whole 4 KiB blocks.
+
+    Nothing is preallocated; the size is reported (the larger of it and what
+    the file really occupies) for the life of the open, as Samba does.
+    """
+    data = c.contexts.get("AlSi", b"")
+    if len(data) != 8:
+        return 0
+    return -(-int.from_bytes(data, "little") // 4096) * 4096
+
+
+def _with_allocation(times: wire.FileTimes, op: Open) -> wire.FileTimes:
+    if times.allocation_size >= op.initial_allocation or op.is_dir:
+        return times
+    return dataclasses.replace(times, allocation_size=op.initial_allocation)
 
 
 def _is_quota_file(c: wire.CreateRequest) -> bool:
@@ -63,8 +81,6 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
         raise CommandError(Status.INVALID_PARAMETER)
     if c.options & CreateOptions.OPEN_BY_FILE_ID:
         raise CommandError(Status.NOT_SUPPORTED)
-    if any(name in c.contexts for name in _RECONNECT_CONTEXTS):
-        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     if not acc.is_valid(c.desired_access):
         raise CommandError(Status.ACCESS_DENIED)
     if c.desired_access & acc.ACCESS_SYSTEM_SECURITY:
@@ -78,7 +94,7 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes) -> tuple[Open, int]:
+                   file_id: bytes, reopen: bool = False) -> tuple[Open, int]:
     """Look up, open or create, then register the share mode; (open, action)."""
     # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
     # the share's root directory stands in for it.
@@ -93,7 +109,8 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
             raise CommandError(Status.FILE_IS_A_DIRECTORY)
         fd, action, is_dir = tree.root.open_root(), wire.CreateAction.OPENED, True
     else:
-        parts, fd, action, is_dir, truncate = _lookup_and_open(tree, parts, c, granted)
+        parts, fd, action, is_dir, truncate = _lookup_and_open(tree, parts, c, granted,
+                                                               reopen)
     try:
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
@@ -123,7 +140,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
 
 
 def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRequest,
-                     granted: int) -> tuple[tuple[str, ...], int, int, bool, bool]:
+                     granted: int, reopen: bool) -> tuple[tuple[str, ...], int, int, bool, bool]:
     """(real parts, fd, action, is_dir, must_truncate).
 
     Another worker may create the name between our lookup and our create;
@@ -132,19 +149,23 @@ def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRe
     """
     with tree.root.lookup(parts) as where:
         try:
-            return (where.parts, *_open_or_create(tree, where, c, granted))
+            return (where.parts, *_open_or_create(tree, where, c, granted, reopen))
         except vfs.VfsError as exc:
             raced = (where.st is None and exc.status == Status.OBJECT_NAME_COLLISION
                      and c.disposition != Disposition.CREATE)
             if not raced:
                 raise
     with tree.root.lookup(parts) as where:  # it exists now: open what the other made
-        return (where.parts, *_open_or_create(tree, where, c, granted))
+        return (where.parts, *_open_or_create(tree, where, c, granted, reopen))
 
 
 def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
-                    granted: int) -> tuple[int, int, bool, bool]:
-    """(fd, action, is_dir, must_truncate) for one looked-up name."""
+                    granted: int, reopen: bool = False) -> tuple[int, int, bool, bool]:
+    """(fd, action, is_dir, must_truncate) for one looked-up name.
+
+    reopen: a durable reconnect takes back an open that was already allowed,
+    so a read-only attribute set since does not refuse it.
+    """
     want_write = bool(granted & _DATA_WRITE)
     if where.st is not None:
         is_dir = stat_mod.S_ISDIR(where.st.st_mode)
@@ -162,7 +183,7 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         if truncate and tree.read_only:
             raise CommandError(Status.ACCESS_DENIED)
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
-        if not is_dir and (want_write or truncate) and (
+        if not is_dir and not reopen and (want_write or truncate) and (
                 vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
             os.close(fd)
             raise CommandError(Status.ACCESS_DENIED)
@@ -199,17 +220,68 @@ def _response_contexts(c: wire.CreateRequest, op: Open) -> list[tuple[str, bytes
 async def create(ctx: CommandContext, req: Request) -> Reply:
     tree = tree_of(ctx, req)
     c = wire.parse_create(req.body, req.message)
+    intent = dur.intent_of(c)
+    if dur.is_reconnect(intent):
+        return await _reconnect(ctx, tree, c, intent)
     granted = _check_create(c, tree)
     if open_count(ctx.session) >= MAX_OPENS_PER_SESSION:
         raise CommandError(Status.INSUFFICIENT_RESOURCES)
     file_id = new_file_id(ctx.session)
-    op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+    open_id = dur.persistent_of(file_id)
+    parts = () if _is_quota_file(c) else vfs.parse_name(c.name)
+    oreq = dur.open_request(ctx, c, intent, granted, open_id)
+    decision = await dur.decide(ctx, tree, oreq, parts)
+    try:
+        op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+    except BaseException:
+        if decision is not None:
+            dur.abandon(open_id)
+        raise
+    op.open_id = open_id if decision is not None else None
+    op.share_access, op.create_options = c.share_access, c.options
+    if action == wire.CreateAction.CREATED:
+        op.initial_allocation = _initial_allocation(c)
     tree.opens[file_id] = op
+    contexts = _response_contexts(c, op)
+    level = 0
+    if decision is not None:
+        await dur.wait_for_other_workers(ctx, op, c)
+        if dur.has_caching(decision) and (op.is_dir or await trio.to_thread.run_sync(
+                tree.node.other_owners_open, op.dev, op.ino)):
+            decision = dur.without_caching(tree, oreq, parts)
+        await dur.attach(ctx, op, dur.lease_id_of(ctx.connection.client_guid, decision.lease))
+        contexts += await dur.grant(ctx, op, c, intent, decision)
+        level = decision.oplock_level
     if _is_quota_file(c):
         times = _QUOTA_FILE_TIMES
     else:
-        times = await trio.to_thread.run_sync(file_times, op.fd, op.name)
-    body = wire.create_response(action, times, file_id, _response_contexts(c, op))
+        times = _with_allocation(await trio.to_thread.run_sync(file_times, op.fd, op.name), op)
+    body = wire.create_response(action, times, file_id, contexts, oplock_level=level)
+    return Reply(body=body, file_id=file_id)
+
+
+async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest,
+                     intent) -> Reply:
+    """DHnC/DH2C: adopt the durable record and reopen its file from the recorded path."""
+    stored = await dur.reclaim(ctx, tree, c, intent)
+    record = stored.record
+    file_id = new_file_id(ctx.session, record.persistent_id)
+    reopen = dur.reopen_request(record)
+    try:
+        op, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
+                                              record.desired_access, file_id, True)
+        await dur.relock(op, record)
+    except CommandError:
+        await dur.give_up(record)
+        raise
+    op.open_id = record.persistent_id
+    op.share_access, op.create_options = record.share_access, record.create_options
+    op.position, op.initial_allocation = record.position, record.initial_allocation
+    tree.opens[file_id] = op
+    await dur.restore(ctx, tree, op, record)
+    times = _with_allocation(await trio.to_thread.run_sync(file_times, op.fd, op.name), op)
+    body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
+                                dur.lease_context(record), oplock_level=record.oplock_level)
     return Reply(body=body, file_id=file_id)
 
 
@@ -270,5 +342,8 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
             op.tree.node.io_allowed, op.key, op.dev, op.ino, offset, len(w.data), True):
         raise CommandError(Status.FILE_LOCK_CONFLICT)
     n = await trio.to_thread.run_sync(vfs.pwrite, op.fd, w.data, offset) if w.data else 0
+    if w.flags & io_wire.WRITE_FLAG_WRITE_THROUGH:
+        await trio.to_thread.run_sync(vfs.fdatasync, op.fd)
+    dur.contend_write(op)
     op.position = offset + n
     return Reply(body=io_wire.write_response(n))

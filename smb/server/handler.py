@@ -62,6 +62,8 @@ class ConnectionInfo:
     server_capabilities: int = 0
     client_security_mode: int = 0
     client_dialects: tuple[int, ...] = ()
+    # The address the client connected to (the VIP, on a node that holds one).
+    local_address: tuple[str, int] = ("", 0)
     # Sends a server-initiated message (an OPLOCK_BREAK or LEASE_BREAK
     # notification, MS-SMB2 3.3.4.6/3.3.4.7) on this connection:
     # ``await notify(command, body, session_id)``; encrypted when that session

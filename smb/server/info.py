@@ -9,6 +9,7 @@ import trio
 
 from smb import vfs
 from smb.server import access as acc
+from smb.server import durable_opens
 from smb.server.files import file_times
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
@@ -235,4 +236,6 @@ async def set_info(ctx: CommandContext, req: Request) -> Reply:
     if op.tree.read_only and s.info_class not in (FileClass.POSITION, FileClass.MODE):
         raise CommandError(Status.ACCESS_DENIED)
     await trio.to_thread.run_sync(setter, op, s.buffer)
+    if s.info_class in (FileClass.ALLOCATION, FileClass.END_OF_FILE):
+        durable_opens.contend_write(op)  # a size change makes read caches stale
     return Reply(body=wire.set_info_response())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import trio
 
+from smb.server import durable_opens
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.nodelocal import Range
 from smb.server.opens import CommandError, Open, open_of
@@ -86,4 +87,6 @@ async def lock(ctx: CommandContext, req: Request) -> Reply:
         status = Status.RANGE_NOT_LOCKED  # the handle of a waiting lock was closed
     if status != Status.SUCCESS:
         raise CommandError(status)
+    if not unlock:
+        durable_opens.contend_write(op)  # others may no longer cache reads of the file
     return Reply(body=wire.lock_response())

@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS locks(
     start INTEGER NOT NULL, length INTEGER NOT NULL, exclusive INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS locks_file ON locks(dev, ino);
 CREATE INDEX IF NOT EXISTS locks_owner ON locks(owner);
+CREATE TABLE IF NOT EXISTS caching(
+    open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL, state INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS caching_file ON caching(dev, ino);
+CREATE TABLE IF NOT EXISTS break_requests(
+    id INTEGER PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+    access INTEGER NOT NULL, share INTEGER NOT NULL, disposition INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS break_requests_owner ON break_requests(owner);
 """
 
 
@@ -149,7 +157,7 @@ class NodeLocal:
             return result
 
     def _drop_owner(self, owner: str) -> None:
-        for table in ("opens", "locks", "delete_pending"):
+        for table in ("opens", "locks", "delete_pending", "caching", "break_requests"):
             self._db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
 
     def _live(self, owner: str) -> bool:
@@ -162,7 +170,7 @@ class NodeLocal:
     def purge_dead(self) -> int:
         """Drop every row of every dead owner; returns how many owners were dead."""
         def run() -> int:
-            owners = {row[0] for table in ("opens", "locks", "delete_pending")
+            owners = {row[0] for table in ("opens", "locks", "delete_pending", "caching")
                       for row in self._db.execute(f"SELECT DISTINCT owner FROM {table}")}
             dead = [o for o in owners if o != self.owner and not _alive(o)]
             for owner in dead:
@@ -260,6 +268,19 @@ class NodeLocal:
             return any(self._live(r[0]) for r in rows)
         return self._txn(run)
 
+    def other_owners_open(self, dev: int, ino: int) -> bool:
+        """Whether another live process (worker) holds the file open.
+
+        Oplocks and leases are granted and broken inside one worker, so an
+        open gets caching only while no other worker has the file open.
+        """
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT DISTINCT owner FROM opens WHERE dev = ? AND ino = ? AND owner != ?",
+                (dev, ino, self.owner)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
     def close_file(self, open_key: str, dev: int, ino: int) -> bool:
         """Forget an open and its locks; True when the caller must now delete the file."""
         def run() -> bool:
@@ -267,6 +288,7 @@ class NodeLocal:
                                    (open_key,)).fetchone()
             self._db.execute("DELETE FROM opens WHERE open_key = ?", (open_key,))
             self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
+            self._db.execute("DELETE FROM caching WHERE open_key = ?", (open_key,))
             if row is not None and row[0]:
                 self._db.execute("INSERT OR REPLACE INTO delete_pending VALUES (?,?,?)",
                                  (dev, ino, self.owner))
@@ -277,6 +299,66 @@ class NodeLocal:
             gone = self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?",
                                     (dev, ino)).rowcount
             return gone > 0
+        return self._txn(run)
+
+    # -- oplock and lease caching across workers -----------------------------
+    #
+    # Each worker decides oplocks and leases for its own opens (smb.oplocks),
+    # and mirrors what each open caches (lease-state bits R=1 H=2 W=4) here.
+    # An open in another worker that conflicts files a break request for the
+    # holder's worker, which breaks its clients as for a local open; the
+    # requester waits until the mirrored caching allows it to go on.
+
+    def set_caching(self, states: list[tuple[str, int, int, int]]) -> None:
+        """Mirror (open_key, dev, ino, state) of this worker's opens; state 0 drops the row."""
+        def run() -> None:
+            for key, dev, ino, state in states:
+                if state:
+                    self._db.execute("INSERT OR REPLACE INTO caching VALUES (?,?,?,?,?)",
+                                     (key, self.owner, dev, ino, state))
+                else:
+                    self._db.execute("DELETE FROM caching WHERE open_key = ?", (key,))
+        self._txn(run)
+
+    def others_caching(self, dev: int, ino: int) -> int:
+        """The union of what other live workers' opens of the file cache."""
+        def run() -> int:
+            rows = self._db.execute(
+                "SELECT owner, state FROM caching WHERE dev = ? AND ino = ? AND owner != ?",
+                (dev, ino, self.owner)).fetchall()
+            state = 0
+            for owner, bits in rows:
+                if self._live(owner):
+                    state |= bits
+            return state
+        return self._txn(run)
+
+    def request_breaks(self, dev: int, ino: int, access: int, share: int,
+                       disposition: int) -> None:
+        """Ask every other worker caching the file to break as this open requires."""
+        def run() -> None:
+            owners = {r[0] for r in self._db.execute(
+                "SELECT DISTINCT owner FROM caching WHERE dev = ? AND ino = ? AND owner != ?",
+                (dev, ino, self.owner))}
+            for owner in owners:
+                self._db.execute(
+                    "INSERT INTO break_requests(owner, dev, ino, access, share, disposition)"
+                    " VALUES (?,?,?,?,?,?)", (owner, dev, ino, access, share, disposition))
+        self._txn(run)
+
+    def take_break_requests(self) -> list[tuple[int, int, int, int, int, int]]:
+        """This worker's pending break requests (id, dev, ino, access, share, disposition)."""
+        with self._mutex:
+            if self._db.execute("SELECT 1 FROM break_requests WHERE owner = ? LIMIT 1",
+                                (self.owner,)).fetchone() is None:
+                return []
+
+        def run() -> list[tuple[int, int, int, int, int, int]]:
+            rows = self._db.execute(
+                "SELECT id, dev, ino, access, share, disposition FROM break_requests"
+                " WHERE owner = ?", (self.owner,)).fetchall()
+            self._db.execute("DELETE FROM break_requests WHERE owner = ?", (self.owner,))
+            return rows
         return self._txn(run)
 
     # -- byte-range locks --------------------------------------------------
@@ -326,6 +408,14 @@ class NodeLocal:
                   int(r.exclusive)) for r in ranges])
             return Status.SUCCESS
         return self._txn(run)
+
+    def locks_of(self, open_key: str) -> list[Range]:
+        """The byte-range locks one open holds, in the order they were taken."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT start, length, exclusive FROM locks WHERE open_key = ? ORDER BY rowid",
+                (open_key,)).fetchall()
+        return [Range(_unsigned(a), _unsigned(n), bool(x)) for a, n, x in rows]
 
     def unlock(self, open_key: str, dev: int, ino: int, ranges: list[Range]) -> int:
         """Release exactly-matching locks of this open, one per range, in order.

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
+from smb.durable import new_persistent_id
 from smb.server.handler import CommandContext, Request, SessionInfo
 from smb.server.nodelocal import NodeLocal
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
     from hanode.config import Config, ShareConfig
+    from smb.durable import DurableRecord
 
 # Bounds a single session cannot exceed, whatever it sends.
 MAX_OPENS_PER_SESSION = 16384
@@ -50,6 +52,13 @@ class Open:
     position: int = 0
     mode: int = 0
     scan: DirectoryScan | None = None
+    # Oplock/lease bookkeeping (smb.server.durable_opens): the open's id in
+    # the worker's NodeOplocks, and its durable record once granted.
+    open_id: int | None = None
+    durable: "DurableRecord | None" = None
+    create_options: int = 0
+    share_access: int = 0
+    initial_allocation: int = 0  # AlSi at create; reported while larger than the file
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
 
@@ -101,9 +110,11 @@ def node_table(config: "Config") -> NodeLocal:
     return table
 
 
-def new_file_id(session: SessionInfo) -> bytes:
+def new_file_id(session: SessionInfo, persistent: int | None = None) -> bytes:
+    """A random FileId; its Persistent half is a durable-capable id (smb.durable)."""
     while True:
-        fid = secrets.token_bytes(16)
+        pid = new_persistent_id() if persistent is None else persistent
+        fid = pid.to_bytes(8, "little") + secrets.token_bytes(8)
         if fid != RELATED_FILE_ID and all(fid not in t.opens for t in session.trees.values()):
             return fid
 
@@ -141,11 +152,21 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     return op
 
 
-async def release_open(op: Open) -> None:
-    """Close an open: node-table rows, delete-on-close, then the descriptor."""
+async def release_open(op: Open, *, keep_durable: bool = False) -> None:
+    """Close an open: node-table rows, delete-on-close, then the descriptor.
+
+    keep_durable: the open ends with its tree connect, session or connection
+    rather than by CLOSE; a durable open then stays, disconnected, for its
+    client's reconnect (its file is reopened from the record), as Samba does.
+    """
+    from smb.server import durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
+    keep = await durable_opens.released(op, keep_durable=keep_durable)
     try:
+        if keep:
+            await trio.to_thread.run_sync(tree.node.close_file, op.key, op.dev, op.ino)
+            return
         must_delete = await trio.to_thread.run_sync(
             tree.node.close_file, op.key, op.dev, op.ino)
         if must_delete:
@@ -156,9 +177,11 @@ async def release_open(op: Open) -> None:
         os.close(op.fd)
 
 
-async def release_tree(tree: TreeConnect) -> None:
+async def release_tree(tree: TreeConnect, *, keep_durable: bool = False) -> None:
+    """keep_durable: the session ended (LOGOFF, connection lost) rather than the
+    tree connect (TREE_DISCONNECT closes durable opens too, as Samba does)."""
     for op in list(tree.opens.values()):
-        await release_open(op)
+        await release_open(op, keep_durable=keep_durable)
     tree.root.close()
 
 
@@ -172,4 +195,4 @@ async def session_closed(session: SessionInfo) -> None:
     session.trees.clear()
     with trio.CancelScope(shield=True):
         for tree in trees:
-            await release_tree(tree)
+            await release_tree(tree, keep_durable=True)

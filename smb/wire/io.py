@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from smb.wire.body import MalformedRequest, buffer_at, unpack_fixed
 from smb.wire.header import HEADER_SIZE
 
+WRITE_FLAG_WRITE_THROUGH = 0x00000001
+
 _READ_REQUEST = struct.Struct("<HBBIQ16sIIIHH")
 _READ_RESPONSE = struct.Struct("<HBBIII")
 _WRITE_REQUEST = struct.Struct("<HHIQ16sIIHHI")

@@ -18,3 +18,16 @@ def test_bench_prints_a_row_per_client_count(etcd_server):
     for row in rows:
         plain, batched = (float(part.split()[0]) for part in row.split("|")[1:3])
         assert plain > 0 and batched > 0, row
+
+
+def test_smb_bench_measures_plain_and_durable_opens(etcd_server):
+    bench = BENCH.parent / "durable_smb.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--etcd", etcd_server.url, "--seconds", "0.5",
+         "--clients", "1,2", "--workers", "1"],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = [line for line in out.splitlines() if re.match(r"\s+\d+ \|", line)]
+    assert [int(r.split("|")[0]) for r in rows] == [1, 2]
+    for row in rows:
+        plain, durable = (float(part.split()[0]) for part in row.split("|")[1:3])
+        assert plain > 0 and durable > 0, row

@@ -95,20 +95,26 @@ def add_user(config: Path, user: str, password: str) -> subprocess.CompletedProc
 
 
 def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str = "",
-                 share_extra: str = "", log_level: str = "info") -> Target:
-    """Write a config, add the user through the CLI, start ``hanode smb``."""
+                 share_extra: str = "", log_level: str = "info", cluster: str | None = None,
+                 node: str = "n1", share: Path | None = None) -> Target:
+    """Write a config, add the user through the CLI, start ``hanode smb``.
+
+    A second node of the same cluster passes the first one's cluster name
+    and share directory (shared storage) and its own node name.
+    """
     base.mkdir(parents=True, exist_ok=True)
-    share = base / "share"
-    share.mkdir()
+    if share is None:
+        share = base / "share"
+        share.mkdir()
     port = free_port()
     config = base / "hanode.toml"
     config.write_text(f"""
 [cluster]
-name = "t{uuid.uuid4().hex[:8]}"
+name = "{cluster or 't' + uuid.uuid4().hex[:8]}"
 etcd = ["{etcd_url}"]
 
 [node]
-name = "n1"
+name = "{node}"
 state_dir = "{base / 'state'}"
 
 [smb]

@@ -56,7 +56,8 @@ def test_persistent_ids_random_and_never_reserved(monkeypatch):
 def test_record_json_roundtrip():
     for r in (record(), leased_record(disconnected_since=1700000000.5),
               record(locks=(LockRange(0, 10, True), LockRange(1 << 40, 1, False))),
-              record(lease=Lease(KEY, 7, 1, 2, b"\x99" * 16))):
+              record(lease=Lease(KEY, 7, 1, 2, b"\x99" * 16)),
+              record(position=0x1000, initial_allocation=8192)):
         assert DurableRecord.from_json(r.to_json()) == r
     assert record(pid=0xFFFF_FFFF_FFFF_FFFE).to_json()["persistent_id"] == "fffffffffffffffe"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hanode.election import (
-    Campaign, ClaimVip, Facts, LeaderSeen, ReleaseVip, Resign, RevokeLease, State, Timing,
-    decide, fence_deadline,
+    Campaign, ClaimVip, Facts, LeaderSeen, ReleaseVip, Resign, RevokeLease, State,
+    SwitchoverSeen, Timing, decide, fence_deadline,
 )
 
 ME = "node1"
@@ -207,3 +207,42 @@ def test_two_nodes_never_hold_at_once_over_a_partition():
         if now >= expiry:
             assert n1.role != "leader"
     assert fence_time is not None and fence_time <= expiry - T.fence_margin + 0.01
+
+
+# -- planned moves (hanode switchover) -------------------------------------------
+
+def test_switchover_from_me_releases_gently_then_resigns():
+    move = SwitchoverSeen(to="node2", from_=ME)
+    (state, actions), = run([facts(1.0, leader=mine(), vip_held=True, switchover=move)],
+                            leader_state())
+    assert state.role == "standby"
+    assert actions == [ReleaseVip(reason="switchover to node2", urgent=False), Resign(42)]
+
+
+def test_switchover_naming_another_leader_is_ignored():
+    move = SwitchoverSeen(to="node3", from_="node2")
+    (state, actions), = run([facts(1.0, leader=mine(), vip_held=True, switchover=move)],
+                            leader_state())
+    assert state == leader_state() and actions == []
+
+
+def test_switchover_to_me_is_ignored_by_the_leader():
+    move = SwitchoverSeen(to=ME, from_=ME)
+    (state, actions), = run([facts(1.0, leader=mine(), vip_held=True, switchover=move)],
+                            leader_state())
+    assert state == leader_state() and actions == []
+
+
+def test_during_switchover_only_the_target_campaigns():
+    (other, a_other), = run([facts(1.0, switchover=SwitchoverSeen(to="node2", from_="node3"))],
+                            State(role="standby"))
+    (target, a_target), = run([facts(1.0, switchover=SwitchoverSeen(to=ME, from_="node3"))],
+                              State(role="standby"))
+    assert other.role == "standby" and a_other == []
+    assert target.role == "standby" and a_target == [Campaign()]
+
+
+def test_after_switchover_key_is_gone_everyone_campaigns_again():
+    steps = run([facts(1.0, switchover=SwitchoverSeen(to="node2", from_="node3")),
+                 facts(1.1)], State(role="standby"))
+    assert [a for _, a in steps] == [[], [Campaign()]]

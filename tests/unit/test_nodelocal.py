@@ -221,3 +221,28 @@ def test_open_paths_guard_directory_renames(holder, table):
 def test_parent_opens_block_renames_inside(holder, table, access, share, blocks):
     holder(f"assert t.open_file('parent', {DEV}, {INO}, {access}, {share}) == 0")
     assert table.blocks_rename_inside(DEV, INO) is blocks
+
+
+def test_caching_mirrored_between_processes_and_break_requests(holder, table):
+    """Another worker's caching is visible; a break request reaches only that worker."""
+    proc = holder(f"""
+        t.open_file('held', {DEV}, {INO}, 0x3, 0x7)
+        t.set_caching([('held', {DEV}, {INO}, 7)])
+    """)
+    assert table.others_caching(DEV, INO) == 7
+    assert table.others_caching(DEV, INO + 1) == 0
+    table.set_caching([("mine", DEV, INO, 1)])
+    assert table.others_caching(DEV, INO) == 7  # our own rows do not count
+    table.request_breaks(DEV, INO, FILE_WRITE_DATA, 0x7, 1)
+    assert table.take_break_requests() == []  # the request is for the holder, not for us
+    proc.kill()
+    proc.wait()
+    assert table.others_caching(DEV, INO) == 0  # a dead worker caches nothing
+
+
+def test_locks_of_an_open(table):
+    assert table.open_file("k", DEV, INO, FILE_WRITE_DATA, 0x7) == Status.SUCCESS
+    ranges = [Range(0, 10, True), Range(1 << 63, 1, False)]
+    assert table.lock("k", DEV, INO, ranges) == Status.SUCCESS
+    assert table.locks_of("k") == ranges
+    assert table.locks_of("other") == []

@@ -206,3 +206,16 @@ def test_bad_config_is_a_config_error(no_default_config, tmp_path):
     path.write_text('[node]\nname = "node1"\nbogus = 1\n')
     with pytest.raises(config_mod.ConfigError, match="node.bogus: unknown key"):
         status._target(args(config=str(path)))
+
+
+def test_table_lists_each_worker_with_its_figures():
+    workers = [{"index": 0, "pid": 4242, "rss": 48 << 20, "connections": 3, "open_handles": 5,
+                "durable_handles": 2, "restarts": 0},
+               {"index": 1, "pid": None, "rss": None, "connections": None, "open_handles": None,
+                "durable_handles": None, "restarts": 4}]
+    rec = {**record("node1", "leader", ["10.0.0.50"]), "workers": workers}
+    table = render_table(report(healthy(nodes=(node("node1", rec),))), NOW)
+    rows = [line.split() for line in table.splitlines() if line.startswith(("WORKER", "node1/"))]
+    assert rows == [["WORKER", "PID", "RSS", "CONNECTIONS", "OPEN", "DURABLE", "RESTARTS"],
+                    ["node1/w0", "4242", "48", "MiB", "3", "5", "2", "0"],
+                    ["node1/w1", "restarting", "-", "-", "-", "-", "4"]]

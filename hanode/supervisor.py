@@ -1,0 +1,160 @@
+"""The node's SMB worker processes, kept running by the agent.
+
+A worker that dies takes its clients' connections with it, but not their
+durable handles: those live in etcd, and the clients come back to whichever
+worker the kernel hands their new connection to.  So the quickest restart is
+what matters, and the backoff only exists so that a worker that crashes at
+once (a bad share path, a port taken) does not spin a core.
+
+The supervisor also measures the workers (pid, RSS, connections from the
+kernel; open handles from the liveness key each worker keeps in etcd) for the
+node record that ``hanode status`` shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import trio
+
+from hanode.config import Config
+from hanode.store import Store, StoreUnavailable
+from smb.server.workerstate import worker_name
+
+log = logging.getLogger("hanode.supervisor")
+
+# The first restart after a crash comes within a second; each further crash
+# in a row doubles the wait, up to RESTART_MAX.
+RESTART_FIRST = 0.2
+RESTART_MAX = 10.0
+# A worker that ran this long counts as healthy: its next crash restarts fast again.
+STABLE_AFTER = 10.0
+# On shutdown, how long a worker may take to exit after SIGTERM before SIGKILL;
+# small, because the agent's whole stop must stay under two seconds.
+STOP_GRACE = 0.3
+STATS_INTERVAL = 1.0
+
+
+def restart_delay(crashes: int) -> float:
+    """The wait before restarting a worker after its crashes-th quick crash in a row."""
+    return min(RESTART_FIRST * 2 ** max(crashes - 1, 0), RESTART_MAX)
+
+
+@dataclass
+class Worker:
+    index: int
+    pid: int | None = None
+    started: float = 0.0
+    restarts: int = 0
+    crashes: int = 0  # quick crashes in a row
+
+
+class Supervisor:
+    """Starts ``[smb] workers`` workers, restarts them, stops them when cancelled."""
+
+    def __init__(self, cfg: Config, store: Store):
+        self.cfg = cfg
+        self.me = cfg.node.name
+        self.store = store
+        self.workers = [Worker(i) for i in range(cfg.smb.workers)]
+        self._stats: list[dict[str, Any]] = []
+
+    def argv(self, index: int) -> list[str]:
+        return [sys.executable, "-m", "smb.worker", "--config", self.cfg.source,
+                "--worker-index", str(index)]
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per worker: index, pid (None while restarting), rss, connections, open_handles,
+        durable_handles, restarts, as of the last measurement."""
+        return list(self._stats)
+
+    async def run(self) -> None:
+        """Until cancelled; then every worker gets SIGTERM, and SIGKILL after STOP_GRACE."""
+        if not self.workers:
+            return
+        if not self.cfg.cluster.etcd:
+            log.error("%s: SMB workers need cluster.etcd endpoints; not starting them", self.me)
+            return
+        async with trio.open_nursery() as nursery:
+            for worker in self.workers:
+                nursery.start_soon(self._keep, worker)
+            nursery.start_soon(self._measure_loop)
+
+    async def _keep(self, worker: Worker) -> None:
+        while True:
+            proc = await trio.lowlevel.open_process(self.argv(worker.index))
+            worker.pid, worker.started = proc.pid, trio.current_time()
+            log.info("%s: worker %d started (pid %d)", self.me, worker.index, proc.pid)
+            try:
+                code = await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    with trio.CancelScope(shield=True):
+                        await _stop(proc)
+            ran = trio.current_time() - worker.started
+            worker.pid = None
+            worker.crashes = 1 if ran >= STABLE_AFTER else worker.crashes + 1
+            delay = restart_delay(worker.crashes)
+            log.warning("%s: worker %d exited with %s after %.1f s; restarting in %.1f s",
+                        self.me, worker.index, _describe(code), ran, delay)
+            await trio.sleep(delay)
+            worker.restarts += 1
+
+    async def _measure_loop(self) -> None:
+        while True:
+            try:
+                live = await trio.to_thread.run_sync(
+                    self.store.get_prefix, self.store.key("workers", self.me) + "/",
+                    abandon_on_cancel=True)
+                liveness = {e.key.rsplit("/", 1)[1]: e.value for e in live
+                            if isinstance(e.value, dict)}
+            except StoreUnavailable:
+                liveness = {}
+            self._stats = await trio.to_thread.run_sync(self._measure, liveness)
+            await trio.sleep(STATS_INTERVAL)
+
+    def _measure(self, liveness: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Blocking (reads /proc); through trio.to_thread."""
+        out = []
+        for worker in self.workers:
+            pid = worker.pid
+            rss = conns = None
+            if pid is not None:
+                try:
+                    proc = psutil.Process(pid)
+                    rss = proc.memory_info().rss
+                    conns = sum(1 for c in proc.net_connections(kind="tcp")
+                                if c.status == psutil.CONN_ESTABLISHED and c.laddr
+                                and c.laddr.port == self.cfg.smb.port)
+                except psutil.Error:
+                    pass  # it just died; the next round shows the new one
+            live = liveness.get(worker_name(worker.index), {})
+            handles, durable = live.get("open_handles"), live.get("durable_handles")
+            out.append({"index": worker.index, "pid": pid, "rss": rss, "connections": conns,
+                        "open_handles": handles if isinstance(handles, int) else None,
+                        "durable_handles": durable if isinstance(durable, int) else None,
+                        "restarts": worker.restarts})
+        return out
+
+
+async def _stop(proc: trio.Process) -> None:
+    proc.send_signal(signal.SIGTERM)
+    with trio.move_on_after(STOP_GRACE):
+        await proc.wait()
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            pass
+    return f"status {code}"

@@ -1,0 +1,419 @@
+"""Oplocks, leases and durable handles as CREATE, CLOSE and a lost connection
+use them; the decisions are smb.oplocks' and smb.durable's, this module
+applies them to the worker's opens.
+
+An open's id in the worker's NodeOplocks is its FileId.Persistent, which a
+durable reconnect keeps, so a reclaimed open is the same open to NodeOplocks.
+Files are named there by share root and case-folded path, which is what a
+client names them by.
+
+Durable grant (3.3.5.9.6/3.3.5.9.10): after the open succeeded and got a
+batch oplock or a lease with H, the record is stored through the worker's
+batched DurableWriter before the CREATE is answered; if etcd cannot take it
+(or the worker has no live liveness key) the open is answered without
+durability.  An open that ends without CLOSE (connection lost or
+LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
+open stays in NodeOplocks marked disconnected and its record is stamped
+``disconnected_since``, so a conflicting open purges it as Windows does and a
+reconnect on any worker of any node may adopt it.  CLOSE deletes the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Hashable
+
+import trio
+
+from hanode.store import StoreUnavailable
+from smb import vfs
+from smb.durable import (
+    DurableRecord, LockRange, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
+    is_disconnected,
+)
+from smb.oplocks import (
+    BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
+    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
+)
+from smb.server import workerstate
+from smb.server.breaks import Holder
+from smb.server.handler import CommandContext, Reply, Request
+from smb.server.nodelocal import Range
+from smb.server.opens import CommandError, open_of
+from smb.wire import create as wire
+from smb.wire import oplock as oplock_wire
+from smb.wire.header import Status
+from smb.wire.create_contexts import (
+    CreateContext, DurabilityIntent, DurableV1Reconnect, DurableV2Reconnect, DurableV2Request,
+    durability_request,
+)
+
+if TYPE_CHECKING:
+    from smb.server.opens import Open, TreeConnect
+    from smb.server.workerstate import WorkerState
+
+log = logging.getLogger(__name__)
+
+_V1_CREATE_GUID = bytes(16)
+
+
+def persistent_of(file_id: bytes) -> int:
+    return int.from_bytes(file_id[:8], "little")
+
+
+def file_key(tree: "TreeConnect", parts: tuple[str, ...]) -> Hashable:
+    return (tree.root.root, "/".join(p.casefold() for p in parts))
+
+
+def intent_of(c: wire.CreateRequest) -> DurabilityIntent:
+    found = durability_request([CreateContext(name.encode("latin-1"), data)
+                                for name, data in c.contexts.items()])
+    if not isinstance(found, DurabilityIntent):
+        raise CommandError(found.status)
+    return found
+
+
+def is_reconnect(intent: DurabilityIntent) -> bool:
+    return isinstance(intent.durable, (DurableV1Reconnect, DurableV2Reconnect))
+
+
+def open_request(ctx: CommandContext, c: wire.CreateRequest, intent: DurabilityIntent,
+                 granted: int, open_id: int) -> OpenRequest:
+    lease = None
+    level = c.oplock_level
+    if level == OPLOCK_LEASE:
+        if intent.lease is None or ctx.connection.dialect < 0x0210:
+            level = OPLOCK_NONE
+        else:
+            lease = Lease.from_context(intent.lease)
+    if c.options & wire.CreateOptions.DIRECTORY_FILE:
+        level, lease = OPLOCK_NONE, None
+    return OpenRequest(open_id, ctx.connection.client_guid, granted, c.share_access,
+                       c.disposition, level, lease)
+
+
+async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
+                 parts: tuple[str, ...]) -> OpenDecision | None:
+    """The oplock/lease decision of a new open, after its breaks were answered.
+
+    Refusals raise CommandError; purged disconnected durable opens lose their
+    records.  None outside a worker (no caching offered at all).
+    """
+    ws = workerstate.current()
+    if ws is None or ws.nursery is None:
+        return None
+    decision = await ws.breaks.decide(file_key(tree, parts), req, ws.nursery, ctx.go_async)
+    for pid in decision.purged:
+        await _purged(ws, tree, pid)
+    if decision.outcome == Outcome.REFUSE:
+        raise CommandError(decision.status)
+    return decision
+
+
+def without_caching(tree: "TreeConnect", req: OpenRequest, parts: tuple[str, ...]) -> OpenDecision:
+    """Take back what an open was granted (a directory; a file other workers hold)."""
+    ws = workerstate.current()
+    assert ws is not None
+    ws.breaks.oplocks.close(req.open_id)
+    plain = OpenRequest(req.open_id, req.client_guid, req.desired_access, req.share_access,
+                        req.disposition)
+    return ws.breaks.oplocks.open(file_key(tree, parts), plain)
+
+
+def abandon(open_id: int) -> None:
+    """An open decided on did not happen after all (the file could not be opened)."""
+    ws = workerstate.current()
+    if ws is not None:
+        ws.breaks.close(open_id)
+
+
+def contend_write(op: "Open") -> None:
+    ws = workerstate.current()
+    if ws is not None and ws.nursery is not None and op.open_id is not None:
+        ws.breaks.contend_write(op.open_id, ws.nursery)
+
+
+async def give_up(record: DurableRecord) -> None:
+    """A reclaimed file is gone from storage: the durable open ends here."""
+    ws = workerstate.current()
+    if ws is not None:
+        ws.breaks.close(record.persistent_id)
+        await _forget(ws, record.persistent_id)
+
+
+def has_caching(decision: OpenDecision) -> bool:
+    if decision.lease is not None:
+        return decision.lease.state != LEASE_NONE
+    return decision.oplock_level != OPLOCK_NONE
+
+
+async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] | None) -> None:
+    """Route the breaks of ``op`` to this connection; mirror its caching for other workers
+    before the CREATE is answered, so no other worker's open can miss it."""
+    ws = workerstate.current()
+    notify = ctx.connection.notify
+    if ws is None or notify is None or op.open_id is None or ctx.session is None:
+        return
+    ws.breaks.attach(op.open_id, Holder(notify, ctx.session.session_id, op.file_id))
+    ws.track(op, file_key(op.tree, op.parts), lease_id)
+    ws.open_handles += 1
+    await ws.mirror()
+
+
+def lease_id_of(client_guid: bytes, lease: "LeaseGrant | Lease | None") -> tuple[bytes, bytes] | None:
+    return None if lease is None else (client_guid, lease.key)
+
+
+async def wait_for_other_workers(ctx: CommandContext, op: "Open", c: wire.CreateRequest) -> None:
+    """Have other workers break what their clients cache of this file, as far as this
+    open needs: write caching always, all caching for an overwrite.  Waits (with
+    an interim response) until the holders acknowledged or their break timed out."""
+    ws = workerstate.current()
+    if ws is None or op.is_dir:
+        return
+    node = op.tree.node
+    must_go = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if c.disposition in (
+        wire.Disposition.SUPERSEDE, wire.Disposition.OVERWRITE, wire.Disposition.OVERWRITE_IF) \
+        else LEASE_WRITE
+    if not await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+        return
+    await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, op.access,
+                                  c.share_access, c.disposition)
+    await ctx.go_async()
+    with trio.move_on_after(BREAK_TIMEOUT_S + 2):
+        while await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+            await trio.sleep(workerstate.CROSS_WORKER_POLL)
+
+
+async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
+                intent: DurabilityIntent, decision: OpenDecision) -> list[tuple[str, bytes]]:
+    """Response contexts for the caching granted, and durability if it may be."""
+    out: list[tuple[str, bytes]] = []
+    if decision.lease is not None:
+        lease_ctx = decision.lease.response_context()
+        out.append((lease_ctx.name.decode(), lease_ctx.data))
+    ws = workerstate.current()
+    if ws is None or isinstance(intent.durable, (DurableV1Reconnect, DurableV2Reconnect)):
+        return out
+    lease = decision.lease
+    found = grant_durability(intent.durable, is_directory=op.is_dir,
+                             oplock_level=decision.oplock_level,
+                             lease_state=lease.state if lease is not None else None,
+                             store_available=ws.available)
+    if found is None:
+        return out
+    assert op.open_id is not None and ctx.session is not None
+    create_guid = (intent.durable.create_guid if isinstance(intent.durable, DurableV2Request)
+                   else _V1_CREATE_GUID)
+    record = DurableRecord(
+        persistent_id=op.open_id, version=found.version, create_guid=create_guid,
+        client_guid=ctx.connection.client_guid, owner=ctx.session.user,
+        share=op.tree.share.name, path="\\".join(op.parts),
+        desired_access=op.access, share_access=c.share_access, create_options=c.options,
+        oplock_level=decision.oplock_level,
+        lease=None if lease is None else Lease(lease.key, lease.state, lease.epoch,
+                                               lease.version, lease.parent_key),
+        timeout_ms=found.timeout_ms, worker=ws.identity,
+        initial_allocation=op.initial_allocation)
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("durable handle not granted, etcd unavailable: %s", exc)
+        return out
+    op.durable = record
+    ws.durable[op.open_id] = op
+    log.debug("durable v%d handle %016x granted on %s", found.version, op.open_id, record.path)
+    ctx_out = found.response_context()
+    out.append((ctx_out.name.decode(), ctx_out.data))
+    return out
+
+
+async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
+    """A disconnected open lost its file to a conflicting open: it is closed for good,
+    and its delete-on-close takes effect as its CLOSE would have made it."""
+    op = ws.durable.get(pid)
+    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
+    await _forget(ws, pid)
+    if op is not None and op.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+        try:
+            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
+        except vfs.VfsError as exc:
+            log.info("delete-on-close of a purged durable open failed: %s", exc)
+
+
+async def _forget(ws: "WorkerState", pid: int) -> None:
+    """A durable open is gone for good: its record goes too."""
+    ws.durable.pop(pid, None)
+    try:
+        await ws.writer.delete(pid)
+    except StoreUnavailable as exc:
+        log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
+
+
+async def released(op: "Open", *, keep_durable: bool) -> bool:
+    """The open leaves its tree; True when it stays as a disconnected durable open."""
+    ws = workerstate.current()
+    if ws is None or op.open_id is None:
+        return False
+    ws.open_handles = max(0, ws.open_handles - 1)
+    ws.untrack(op.open_id)
+    if op.durable is not None and keep_durable:
+        locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
+        record = op.durable.evolve(
+            disconnected_since=time.time(), position=op.position,
+            locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
+        op.durable = record
+        # No checkpoint from here to the put below: an open waiting on this
+        # one's break may purge it once woken, and its delete of the record
+        # must queue behind this put, never before it.
+        ws.breaks.detach(op.open_id)
+        ws.breaks.oplocks.set_disconnected(op.open_id, True)
+        ws.breaks.changed()
+        log.debug("durable handle %016x disconnected", op.open_id)
+        with trio.CancelScope(shield=True):
+            try:
+                await ws.writer.put(record)
+            except StoreUnavailable as exc:
+                log.warning("durable record %016x not marked disconnected: %s",
+                            op.open_id, exc)
+        assert ws.nursery is not None
+        ws.nursery.start_soon(_expire, ws, op, record)
+        return True
+    ws.breaks.close(op.open_id)
+    if op.durable is not None:
+        op.durable = None
+        with trio.CancelScope(shield=True):
+            await _forget(ws, op.open_id)
+    return False
+
+
+async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
+    """A disconnected open that nobody reclaims ends with its timeout (3.3.2.2)."""
+    await trio.sleep(record.timeout_ms / 1000)
+    if ws.durable.get(record.persistent_id) is op and op.durable is record:
+        ws.breaks.close(record.persistent_id)
+        ws.durable.pop(record.persistent_id, None)
+        try:
+            stored = await ws.durable_store.get(record.persistent_id)
+            if stored is not None and stored.record.worker == ws.identity \
+                    and stored.record.disconnected_since is not None:
+                await ws.durable_store.replace(stored, None)
+        except StoreUnavailable as exc:
+            log.warning("expired durable record %016x left to the scavenger: %s",
+                        record.persistent_id, exc)
+
+
+# -- reconnect ---------------------------------------------------------------------
+
+async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateRequest,
+                  intent: DurabilityIntent) -> Stored:
+    """Check a DHnC/DH2C against its record and adopt it (compare-and-swap), or raise."""
+    ws = workerstate.current()
+    assert isinstance(intent.durable, (DurableV1Reconnect, DurableV2Reconnect))
+    if ws is None or ctx.session is None or not ws.available:
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    pid = intent.durable.file_id.persistent
+    try:
+        stored = await ws.durable_store.get(pid)
+        live = await ws.durable_store.live_workers()
+    except StoreUnavailable:
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND) from None
+    record = stored.record if stored is not None else None
+    local = ws.durable.get(pid)
+    attached = local is not None and local.durable is not None \
+        and local.durable.disconnected_since is None
+    disconnected = record is not None and not attached and (
+        is_disconnected(record, live) or record.worker == ws.identity)
+    status = check_reconnect(record, ReconnectRequest(
+        intent.durable, ctx.connection.client_guid, ctx.session.user, c.name, intent.lease),
+        disconnected=disconnected)
+    log.debug("reconnect of %016x: %s (disconnected %s)", pid, Status(status).name, disconnected)
+    if status != Status.SUCCESS:
+        raise CommandError(status)
+    assert stored is not None and record is not None
+    if record.share.casefold() != tree.share.name.casefold():
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    adopted = adopt(record, ws.identity)
+    try:
+        if not await ws.durable_store.replace(stored, adopted):
+            raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+        fresh = await ws.durable_store.get(pid)
+    except StoreUnavailable:
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND) from None
+    if fresh is None:
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    return fresh
+
+
+async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
+                  record: DurableRecord) -> None:
+    """Put a reclaimed open back into NodeOplocks, attached to this connection."""
+    ws = workerstate.current()
+    assert ws is not None
+    oplocks = ws.breaks.oplocks
+    old = ws.durable.get(record.persistent_id)
+    if old is not None:
+        oplocks.set_disconnected(record.persistent_id, False)
+    else:
+        oplocks.restore(file_key(tree, op.parts), record.persistent_id, record.client_guid,
+                        record.desired_access, record.share_access, record.oplock_level,
+                        record.lease, disconnected=False)
+    op.durable = record
+    ws.durable[record.persistent_id] = op
+    await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
+
+
+async def relock(op: "Open", record: DurableRecord) -> None:
+    """Take the reclaimed open's byte-range locks again; a conflict meanwhile loses them."""
+    if not record.locks:
+        return
+    ranges = [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks]
+    status = await trio.to_thread.run_sync(op.tree.node.lock, op.key, op.dev, op.ino, ranges)
+    if status != Status.SUCCESS:
+        log.warning("durable open %016x: its byte-range locks were taken meanwhile (%#x)",
+                    record.persistent_id, status)
+
+
+def reopen_request(record: DurableRecord) -> wire.CreateRequest:
+    """The CREATE that reopens a reclaimed file from its recorded path."""
+    return wire.CreateRequest(
+        oplock_level=0, impersonation_level=2, desired_access=record.desired_access,
+        file_attributes=0, share_access=record.share_access, disposition=wire.Disposition.OPEN,
+        options=record.create_options,
+        name=record.path)
+
+
+def lease_context(record: DurableRecord) -> list[tuple[str, bytes]]:
+    """A reconnect's response echoes the lease as the server now holds it."""
+    ws = workerstate.current()
+    if record.lease is None or ws is None:
+        return []
+    held = ws.breaks.oplocks.lease_state(record.client_guid, record.lease.key)
+    state, epoch = (held[0], held[1]) if held else (record.lease.state, record.lease.epoch)
+    grant = LeaseGrant(record.lease.key, state, epoch, record.lease.version,
+                       record.lease.parent_key, 0)
+    ctx = grant.response_context()
+    return [(ctx.name.decode(), ctx.data)]
+
+
+
+# -- OPLOCK_BREAK acknowledgements (3.3.5.22) ----------------------------------------
+
+async def oplock_break(ctx: CommandContext, req: Request) -> Reply:
+    ack = oplock_wire.parse_ack(req.body)
+    ws = workerstate.current()
+    if isinstance(ack, oplock_wire.OplockAck):
+        op = open_of(ctx, req, ack.file_id)
+        if ws is None or op.open_id is None:
+            raise CommandError(Status.INVALID_OPLOCK_PROTOCOL)
+        result = ws.breaks.ack_oplock(op.open_id, ack.level)
+        if result.status != Status.SUCCESS:
+            raise CommandError(result.status)
+        return Reply(body=oplock_wire.oplock_break(result.level, op.file_id))
+    if ws is None or ws.nursery is None:
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state, ws.nursery)
+    if result.status != Status.SUCCESS:
+        raise CommandError(result.status)
+    return Reply(body=oplock_wire.lease_ack_response(ack.key, result.level))

@@ -1,0 +1,184 @@
+"""What one worker process keeps beside its connections: its liveness in
+etcd, the durable-record writer, and the oplock/lease state of its opens.
+
+The worker's liveness key (``store.worker_key(node, "w<index>")``) sits on
+the worker's own etcd lease, so it vanishes within the lease TTL of a crash;
+a durable record names the key plus the worker's incarnation, which is how
+any worker of any node tells a dead owner's opens (disconnected, take them)
+from a live one's (still attached).  The key's value carries the figures the
+agent and ``hanode status`` show.
+
+Handlers reach this through :func:`current`; it is None outside a worker
+(unit tests of the connection layer), and then no open gets an oplock, a
+lease or durability, exactly as a server that offers none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, Hashable
+
+import psutil
+import trio
+
+from hanode.store import Store, StoreUnavailable
+from smb.durable import DurableWriter, EtcdDurableStore
+from smb.server.breaks import Breaks
+from smb.server.opens import node_table
+
+if TYPE_CHECKING:
+    from hanode.config import Config
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL = 2.0
+CROSS_WORKER_POLL = 0.05  # how often break requests and caching changes are looked at
+
+
+def worker_name(index: int) -> str:
+    """The worker's name under ``workers/<node>/`` (the agent reads the same name)."""
+    return f"w{index}"
+
+
+class WorkerState:
+    def __init__(self, cfg: "Config", index: int, store: Store) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.store = store
+        self.key = store.worker_key(cfg.node.name, worker_name(index))
+        self.started = time.time()
+        # Incarnation: a restarted worker reuses its key, not its identity.
+        self.identity = f"{self.key}@{os.getpid()}:{self.started:.6f}"
+        self.durable_store = EtcdDurableStore(store)
+        self.writer = DurableWriter(self.durable_store)
+        self.breaks = Breaks()
+        self.available = False   # etcd reachable and our liveness key in place
+        self.connections = 0
+        self.open_handles = 0
+        # persistent id -> Open, for this worker's durable opens (attached or not)
+        self.durable: dict[int, Any] = {}
+        # Opens whose caching is mirrored to the node table for other workers:
+        # open id -> (Open, lease id or None); what was last written; and the
+        # NodeOplocks file name of each (dev, inode) a tracked open holds.
+        self.tracked: dict[int, tuple[Any, tuple[bytes, bytes] | None]] = {}
+        self._mirrored: dict[int, int] = {}
+        self.inodes: dict[tuple[int, int], Hashable] = {}
+        self.node = node_table(cfg)
+        self._lease: int | None = None
+        self.nursery: trio.Nursery | None = None
+
+    def value(self) -> dict:
+        try:
+            rss = psutil.Process().memory_info().rss
+        except psutil.Error:
+            rss = 0
+        return {"pid": os.getpid(), "rss": rss, "connections": self.connections,
+                "open_handles": self.open_handles, "durable_handles": len(self.durable),
+                "started": self.started, "identity": self.identity}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Liveness and the writer, for the worker's lifetime."""
+        global _current
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            await nursery.start(self.writer.run)
+            with trio.move_on_after(5):
+                await self._refresh()
+            _current = self
+            nursery.start_soon(self._cross_worker)
+            task_status.started()
+            try:
+                await self._liveness()
+            finally:
+                _current = None
+
+    async def _refresh(self) -> None:
+        """Keep the lease alive and the key current; a lost lease is granted anew."""
+        ttl = max(2, int(self.cfg.cluster.lease_ttl))
+        try:
+            if self._lease is None or not await trio.to_thread.run_sync(
+                    self.store.keepalive, self._lease):
+                self._lease = await trio.to_thread.run_sync(self.store.grant_lease, ttl)
+            await trio.to_thread.run_sync(self.store.put, self.key, self.value(), self._lease)
+            if not self.available:
+                log.info("worker %d: liveness key %s in place", self.index, self.key)
+            self.available = True
+        except StoreUnavailable as exc:
+            if self.available:
+                log.warning("worker %d: etcd unavailable (%s); no new durable handles",
+                            self.index, exc)
+            self.available = False
+            self._lease = None
+
+    def track(self, op: Any, file: Hashable, lease_id: tuple[bytes, bytes] | None) -> None:
+        self.tracked[op.open_id] = (op, lease_id)
+        self.inodes[(op.dev, op.ino)] = file
+        self.breaks.dirty = True
+
+    def untrack(self, open_id: int) -> None:
+        """The open left this worker; its node-table rows went with close_file."""
+        found = self.tracked.pop(open_id, None)
+        self._mirrored.pop(open_id, None)
+        if found is not None:
+            op = found[0]
+            if not any(o.dev == op.dev and o.ino == op.ino for o, _ in self.tracked.values()):
+                self.inodes.pop((op.dev, op.ino), None)
+
+    async def _cross_worker(self) -> None:
+        """Serve other workers' break requests; mirror our caching for them."""
+        while True:
+            await trio.sleep(CROSS_WORKER_POLL)
+            for rid, dev, ino, access, share, disposition in await trio.to_thread.run_sync(
+                    self.node.take_break_requests):
+                file = self.inodes.get((dev, ino))
+                log.debug("break request %d for %s from another worker", rid, file)
+                if file is not None and self.nursery is not None:
+                    for pid in self.breaks.remote_open(file, rid, access, share, disposition,
+                                                       self.nursery):
+                        self.durable.pop(pid, None)
+                        try:
+                            await self.writer.delete(pid)
+                        except StoreUnavailable as exc:
+                            log.warning("durable record %016x not deleted (the scavenger "
+                                        "will): %s", pid, exc)
+            if self.breaks.dirty:
+                self.breaks.dirty = False
+                await self.mirror()
+
+    async def mirror(self) -> None:
+        """Write the caching of tracked opens that changed since last time."""
+        changes = []
+        for open_id, (op, lease_id) in self.tracked.items():
+            state = self.breaks.caching(open_id, lease_id)
+            if self._mirrored.get(open_id, 0) != state:
+                self._mirrored[open_id] = state
+                changes.append((op.key, op.dev, op.ino, state))
+        if changes:
+            await trio.to_thread.run_sync(self.node.set_caching, changes)
+
+    async def _liveness(self) -> None:
+        period = max(0.25, self.cfg.cluster.lease_ttl / 4)
+        last_put = 0.0
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            if not self.available or now - last_put >= STATS_INTERVAL:
+                await self._refresh()
+                last_put = now
+            else:
+                try:
+                    if not await trio.to_thread.run_sync(self.store.keepalive, self._lease):
+                        self._lease = None
+                        await self._refresh()
+                except StoreUnavailable:
+                    self.available = False
+                    self._lease = None
+
+
+_current: WorkerState | None = None
+
+
+def current() -> WorkerState | None:
+    return _current
