@@ -88,7 +88,7 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
             owner = VipOwner(me, cfg, conns, nursery)
             elector = Elector(me, store, owner,
                               Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin))
-            supervisor = Supervisor(cfg, store)
+            supervisor = Supervisor(cfg, store, stats)
             await nursery.start(_stop_on_signal, elector, notifier)
             if cfg.metrics.enabled:
                 await nursery.start(metrics.serve, stats, cfg.metrics.address, cfg.metrics.port)

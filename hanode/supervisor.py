@@ -14,6 +14,7 @@ node record that ``hanode status`` shows.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import psutil
 import trio
 
 from hanode.config import Config
+from hanode.metrics import Metrics
 from hanode.store import Store, StoreUnavailable
 from smb.server.workerstate import worker_name
 
@@ -57,10 +59,12 @@ class Worker:
 class Supervisor:
     """Starts ``[smb] workers`` workers, restarts them, stops them when cancelled."""
 
-    def __init__(self, cfg: Config, store: Store):
+    def __init__(self, cfg: Config, store: Store, metrics: Metrics | None = None):
         self.cfg = cfg
         self.me = cfg.node.name
         self.store = store
+        # Workers write their SMB counters where the agent's /metrics page reads them.
+        self.metrics = metrics
         self.workers = [Worker(i) for i in range(cfg.smb.workers)]
         self._stats: list[dict[str, Any]] = []
 
@@ -87,8 +91,10 @@ class Supervisor:
 
     async def _keep(self, worker: Worker) -> None:
         while True:
-            proc = await trio.lowlevel.open_process(self.argv(worker.index))
+            env = {**os.environ, **(self.metrics.worker_environment() if self.metrics else {})}
+            proc = await trio.lowlevel.open_process(self.argv(worker.index), env=env)
             worker.pid, worker.started = proc.pid, trio.current_time()
+            self._publish_pids()
             log.info("%s: worker %d started (pid %d)", self.me, worker.index, proc.pid)
             try:
                 code = await proc.wait()
@@ -98,12 +104,18 @@ class Supervisor:
                         await _stop(proc)
             ran = trio.current_time() - worker.started
             worker.pid = None
+            self._publish_pids()
             worker.crashes = 1 if ran >= STABLE_AFTER else worker.crashes + 1
             delay = restart_delay(worker.crashes)
             log.warning("%s: worker %d exited with %s after %.1f s; restarting in %.1f s",
                         self.me, worker.index, _describe(code), ran, delay)
             await trio.sleep(delay)
             worker.restarts += 1
+
+    def _publish_pids(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_workers({worker_name(w.index): w.pid for w in self.workers
+                                      if w.pid is not None})
 
     async def _measure_loop(self) -> None:
         while True:
