@@ -109,9 +109,8 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
             raise CommandError(Status.FILE_IS_A_DIRECTORY)
         fd, action, is_dir = tree.root.open_root(), wire.CreateAction.OPENED, True
     else:
-        with tree.root.lookup(parts) as where:
-            parts = where.parts
-            fd, action, is_dir, truncate = _open_or_create(tree, where, c, granted, reopen)
+        parts, fd, action, is_dir, truncate = _lookup_and_open(tree, parts, c, granted,
+                                                               reopen)
     try:
         st = os.fstat(fd)
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
@@ -138,6 +137,26 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         os.close(fd)
         raise
     return op, action
+
+
+def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRequest,
+                     granted: int, reopen: bool) -> tuple[tuple[str, ...], int, int, bool, bool]:
+    """(real parts, fd, action, is_dir, must_truncate).
+
+    Another worker may create the name between our lookup and our create;
+    for the dispositions that also open, the second look then opens what it
+    made instead of failing with a collision.
+    """
+    with tree.root.lookup(parts) as where:
+        try:
+            return (where.parts, *_open_or_create(tree, where, c, granted, reopen))
+        except vfs.VfsError as exc:
+            raced = (where.st is None and exc.status == Status.OBJECT_NAME_COLLISION
+                     and c.disposition != Disposition.CREATE)
+            if not raced:
+                raise
+    with tree.root.lookup(parts) as where:  # it exists now: open what the other made
+        return (where.parts, *_open_or_create(tree, where, c, granted, reopen))
 
 
 def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
