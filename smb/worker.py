@@ -71,18 +71,33 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             await stream.aclose()
             return
         state.connections += 1
-        registered = await _register(store, cfg, index, local[0], peer)
+        registered = trio.Event()
+        outcome: list[bool] = []
+
+        async def register() -> None:
+            try:
+                outcome.append(await _register(store, cfg, index, local[0], peer))
+            finally:
+                registered.set()
+
         try:
-            await Connection(stream, cfg, users, guid, (peer[0], peer[1]),
-                             local_address=(local[0], local[1])).serve()
+            # Registration runs beside the connection, so a client that comes
+            # and goes at once frees its slot without waiting for etcd.
+            async with trio.open_nursery() as conn_nursery:
+                conn_nursery.start_soon(register)
+                try:
+                    await Connection(stream, cfg, users, guid, (peer[0], peer[1]),
+                                     local_address=(local[0], local[1])).serve()
+                finally:
+                    state.connections -= 1
         except Exception as exc:  # the boundary: one line, the worker lives on
             while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]
             log.error("connection from %s failed: %s: %s", peer[0], type(exc).__name__, exc)
         finally:
-            state.connections -= 1
-            if registered:
-                with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
+                await registered.wait()
+                if outcome and outcome[0]:
                     await _unregister(store, local[0], peer)
 
     try:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,8 +264,19 @@ def regressions(hanode: TortureRun, smbd: TortureRun) -> list[str]:
 
 
 def compare_suite(hanode: Target, smbd: Target, suite: str, *extra: str,
-                  timeout: float = 600) -> tuple[TortureRun, TortureRun, list[str]]:
-    """Run ``suite`` against both servers; the list names hanode's regressions."""
-    ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
-    theirs = run_smbtorture(smbd, suite, *extra, timeout=timeout)
+                  timeout: float = 600,
+                  concurrently: bool = False) -> tuple[TortureRun, TortureRun, list[str]]:
+    """Run ``suite`` against both servers; the list names hanode's regressions.
+
+    concurrently: both runs at once (separate servers, separate shares), for
+    suites that mostly wait out break timeouts (smb2.lease, smb2.oplock).
+    """
+    if concurrently:
+        with ThreadPoolExecutor(2) as pool:
+            ours_f = pool.submit(run_smbtorture, hanode, suite, *extra, timeout=timeout)
+            theirs_f = pool.submit(run_smbtorture, smbd, suite, *extra, timeout=timeout)
+            ours, theirs = ours_f.result(), theirs_f.result()
+    else:
+        ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
+        theirs = run_smbtorture(smbd, suite, *extra, timeout=timeout)
     return ours, theirs, regressions(ours, theirs)
