@@ -19,6 +19,7 @@ import trio
 
 from hanode import config as config_mod
 from hanode.config import Config, ConfigError
+from hanode.metrics import WorkerMetrics
 
 log = logging.getLogger("smb.worker")
 
@@ -56,6 +57,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     users = EtcdUsers(store)
     guid = server_guid(cfg)
     state = WorkerState(cfg, index, store)
+    metrics = WorkerMetrics()
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
 
@@ -71,6 +73,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             await stream.aclose()
             return
         state.connections += 1
+        metrics.connection_opened()
         registered = trio.Event()
         outcome: list[bool] = []
 
@@ -87,9 +90,11 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
                 conn_nursery.start_soon(register)
                 try:
                     await Connection(stream, cfg, users, guid, (peer[0], peer[1]),
-                                     local_address=(local[0], local[1])).serve()
+                                     local_address=(local[0], local[1]),
+                                     metrics=metrics).serve()
                 finally:
                     state.connections -= 1
+                    metrics.connection_closed()
         except Exception as exc:  # the boundary: one line, the worker lives on
             while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]

@@ -33,6 +33,7 @@ from smb.wire.header import (
 
 if TYPE_CHECKING:
     from hanode.config import Config
+    from hanode.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,13 @@ async def _logoff_previous(session_id: int, user: str) -> None:
         return
     del _worker_sessions[session_id]
     await conn.drop_session(session)
+
+
+def _command_name(command: int) -> str:
+    try:
+        return Command(command).name
+    except ValueError:
+        return "UNKNOWN"
 
 
 @dataclass
@@ -187,8 +195,10 @@ class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
-                 local_address: tuple[str, int] = ("", 0)):
+                 local_address: tuple[str, int] = ("", 0),
+                 metrics: "WorkerMetrics | None" = None):
         self.config = config
+        self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
         self._stream = stream
@@ -387,8 +397,12 @@ class Connection:
                 element = rest[:step]
             else:
                 element = rest
+            answered = len(outs)
             chain = await self._process_one(element, header, chain, encrypted, outs,
                                             last=not step)
+            if self._metrics is not None:
+                sent = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs[answered:])
+                self._metrics.operation(_command_name(header.command), len(element), sent)
             if not step:
                 break
             pos += step

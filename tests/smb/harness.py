@@ -97,7 +97,8 @@ def add_user(config: Path, user: str, password: str) -> subprocess.CompletedProc
 
 def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str = "",
                  share_extra: str = "", log_level: str = "info", cluster: str | None = None,
-                 node: str = "n1", share: Path | None = None) -> Target:
+                 node: str = "n1", share: Path | None = None,
+                 env: dict[str, str] | None = None) -> Target:
     """Write a config, add the user through the CLI, start ``hanode smb``.
 
     A second node of the same cluster passes the first one's cluster name
@@ -138,7 +139,8 @@ level = "{log_level}"
     log = base / "hanode-smb.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(hanode_command() + ["smb", "--config", str(config)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     target = Target("hanode", port, share, log, proc, config=config)
     try:
         _wait_port(target)
