@@ -1,0 +1,116 @@
+"""The two SMB servers the benchmarks compare, side by side on loopback.
+
+Both benches need the same thing: an etcd of their own, ``hanode smb`` and a
+private Samba smbd, configured as the tests configure them (the servers come
+from ``tests/smb/harness.py``, so that a bench measures exactly what the tests
+check), all torn down whatever happens, Ctrl-C included.  Only 127.0.0.1 is
+ever contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from durable import etcd_endpoint  # noqa: E402  (bench/durable.py: an embedded etcd)
+from tests.smb import harness  # noqa: E402
+from tests.smb.harness import Target  # noqa: E402
+
+# smbclient's options per protection mode; SMB3 means "up to 3.1.1".
+MODES = {
+    "plain": ["-m", "SMB3", "--client-protection=off"],
+    "signed": ["-m", "SMB3", "--client-protection=sign"],
+    "encrypted": ["-m", "SMB3", "--client-protection=encrypt"],
+}
+
+
+class BenchError(Exception):
+    """A server or a client did not do what the bench asked; the message says what."""
+
+
+class Pair(NamedTuple):
+    hanode: Target
+    smbd: Target
+    work: Path  # scratch space for the client's files, removed with the servers
+
+    def in_turn(self, run: int) -> tuple[Target, Target]:
+        """Both servers, the one going first swapped every run, so that neither
+        always meets a warmer or a more loaded machine."""
+        return (self.hanode, self.smbd) if run % 2 == 0 else (self.smbd, self.hanode)
+
+
+@contextmanager
+def servers(parent: str | None, workers: int) -> Iterator[Pair]:
+    """etcd, ``hanode smb`` (``workers`` processes) and smbd in a fresh temp dir
+    under ``parent``; everything stopped and removed on the way out."""
+    with ExitStack() as stack:
+        base = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="hanode-bench-", dir=parent)))
+        url = stack.enter_context(etcd_endpoint(None))
+        try:
+            hanode = harness.start_hanode(url, base / "hanode", workers=workers,
+                                          log_level="warning")
+            stack.callback(harness.stop, hanode)
+            smbd = harness.start_smbd(base / "smbd")
+            stack.callback(harness.stop, smbd)
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
+        (base / "client").mkdir()
+        yield Pair(hanode, smbd, base / "client")
+        for target in (hanode, smbd):
+            if "Traceback" in target.log_text():
+                raise BenchError(f"{target.name} logged a traceback:\n"
+                                 f"{target.log_text()[-3000:]}")
+
+
+def smbclient(target: Target, mode: str, *args: str, stdin: str | None = None,
+              timeout: float = 1800) -> str:
+    """Run smbclient against ``target``; its output, or BenchError if it failed."""
+    cmd = ["smbclient", "-p", str(target.port), target.unc, "-U", target.credentials,
+           *MODES[mode], *args]
+    try:
+        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"smbclient against {target.name} timed out") from None
+    output = done.stdout + done.stderr
+    if done.returncode != 0 or "NT_STATUS_" in output:
+        raise BenchError(f"smbclient against {target.name} ({mode}) failed "
+                         f"(exit {done.returncode}):\n{output[-2000:]}")
+    return output
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """Median of the per-run hanode/smbd ratios: each run's two figures were taken
+    back to back, so their ratio cancels most of the load the machine had then."""
+    return statistics.median(a / b for a, b in zip(ours, theirs))
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def run_main(body) -> int:
+    """Run ``body()``; SIGTERM and Ctrl-C unwind through every cleanup, and errors
+    are one line, not a traceback."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return body()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
