@@ -33,6 +33,11 @@ MODES = {
 }
 
 
+# smbd puts unix sockets a few levels below its dirs (lock/msg.sock/<pid>), and
+# sun_path holds 108 bytes; beyond this smbd exits without a word.
+MAX_BASE = 60
+
+
 class BenchError(Exception):
     """A server or a client did not do what the bench asked; the message says what."""
 
@@ -54,7 +59,10 @@ def servers(parent: str | None, workers: int) -> Iterator[Pair]:
     under ``parent``; everything stopped and removed on the way out."""
     with ExitStack() as stack:
         base = Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="hanode-bench-", dir=parent)))
+            tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
+        if len(str(base)) > MAX_BASE:
+            raise BenchError(f"{base}: too long a path for smbd's unix sockets "
+                             f"(at most {MAX_BASE} characters; choose a shorter --tmpdir)")
         url = stack.enter_context(etcd_endpoint(None))
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
