@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
-from smbpair import MODES, BenchError, Pair, load_average, paired_ratio, run_main, servers, \
-    smbclient
+from smbpair import MODES, BenchError, Pair, compare, default_tmpdir, load_average, run_main, \
+    servers, smbclient
 
 PHASES = ("create", "stat", "delete")
 CLIENT = ("smbclient, one session per phase, one request at a time: create = put of a "
@@ -65,10 +64,7 @@ def measure(pair: Pair, files: int, runs: int, mode: str, size: int) -> dict:
     rows = []
     for kind in PHASES:
         ours, theirs = rates[kind, "hanode"], rates[kind, "smbd"]
-        rows.append({"phase": kind, "hanode_ops": ours, "smbd_ops": theirs,
-                     "hanode_median": statistics.median(ours),
-                     "smbd_median": statistics.median(theirs),
-                     "ratio": paired_ratio(ours, theirs)})
+        rows.append({"phase": kind, **compare(ours, theirs)})
     return {"rows": rows}
 
 
@@ -77,10 +73,11 @@ def print_table(result: dict) -> None:
           f"mode {result['mode']}, hanode workers {result['workers']}, load average before "
           f"{result['load_before']}, after {result['load_after']}, {result['seconds']:.0f} s")
     print(f"client: {result['client']}")
-    print(f"{'phase':<7} | {'hanode ops/s':>12} | {'smbd ops/s':>10} | ratio")
+    print(f"{'phase':<7} | {'hanode ops/s':>12} | {'smbd ops/s':>10} | ratio (lowest-highest)")
     for row in result["rows"]:
         print(f"{row['phase']:<7} | {row['hanode_median']:>12.0f} | "
-              f"{row['smbd_median']:>10.0f} | {row['ratio']:.2f}x")
+              f"{row['smbd_median']:>10.0f} | {row['ratio']:.2f}x "
+              f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=list(MODES), default="plain",
                         help="smbclient protection (default plain)")
     parser.add_argument("--workers", type=int, default=2, help="hanode smb worker processes")
-    parser.add_argument("--tmpdir", help="where the temp dir goes (default: the system's)")
+    parser.add_argument("--tmpdir", default=default_tmpdir(),
+                        help="where the shares and files go (default: /dev/shm if present)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = parser.parse_args(argv)
     if args.files < 1 or args.runs < 1 or args.file_size < 0:

@@ -53,6 +53,12 @@ class Pair(NamedTuple):
         return (self.hanode, self.smbd) if run % 2 == 0 else (self.smbd, self.hanode)
 
 
+def default_tmpdir() -> str | None:
+    """tmpfs when there is one: the shares and the client's files then live in
+    memory, so the figures are the servers' and not the disk's writeback."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 @contextmanager
 def servers(parent: str | None, workers: int) -> Iterator[Pair]:
     """etcd, ``hanode smb`` (``workers`` processes) and smbd in a fresh temp dir
@@ -97,10 +103,14 @@ def smbclient(target: Target, mode: str, *args: str, stdin: str | None = None,
     return output
 
 
-def paired_ratio(ours: list[float], theirs: list[float]) -> float:
-    """Median of the per-run hanode/smbd ratios: each run's two figures were taken
-    back to back, so their ratio cancels most of the load the machine had then."""
-    return statistics.median(a / b for a, b in zip(ours, theirs))
+def compare(ours: list[float], theirs: list[float]) -> dict:
+    """Medians and the median of the per-run hanode/smbd ratios (each run's two
+    figures were taken back to back, so their ratio cancels most of the load the
+    machine had then), with the lowest and highest ratio to show the spread."""
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    return {"hanode": ours, "smbd": theirs, "hanode_median": statistics.median(ours),
+            "smbd_median": statistics.median(theirs), "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
 def load_average() -> list[float]:

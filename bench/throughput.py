@@ -20,13 +20,12 @@ import hashlib
 import json
 import os
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from smbpair import MODES, BenchError, Pair, load_average, paired_ratio, run_main, servers, \
-    smbclient
+from smbpair import MODES, BenchError, Pair, compare, default_tmpdir, load_average, run_main, \
+    servers, smbclient
 
 # smbclient reports KiB/s: "putting file a as \b (1234.5 kb/s) ..." and
 # "getting file \b of size N as a (1234.5 KiloBytes/sec) ...".
@@ -81,6 +80,8 @@ def transfer(target, mode: str, source: Path, back: Path, size: int,
 def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
     source, back = pair.work / "source.dat", pair.work / "back.dat"
     expected = make_source(source, size)
+    for target in pair.in_turn(0):  # warm-up, not counted: the first transfer pays for
+        transfer(target, modes[0], source, back, size, expected)  # the page cache's growth
     rates: dict[tuple[str, str, str], list[float]] = {}
     for run in range(runs):
         for mode in modes:
@@ -93,11 +94,7 @@ def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
     for mode in modes:
         for direction in ("put", "get"):
             ours, theirs = rates[mode, direction, "hanode"], rates[mode, direction, "smbd"]
-            rows.append({"mode": mode, "direction": direction,
-                         "hanode_mbps": ours, "smbd_mbps": theirs,
-                         "hanode_median": statistics.median(ours),
-                         "smbd_median": statistics.median(theirs),
-                         "ratio": paired_ratio(ours, theirs)})
+            rows.append({"mode": mode, "direction": direction, **compare(ours, theirs)})
     return {"rows": rows}
 
 
@@ -105,10 +102,12 @@ def print_table(result: dict) -> None:
     print(f"size {result['size']} bytes, {result['runs']} runs, hanode workers "
           f"{result['workers']}, load average before {result['load_before']}, "
           f"after {result['load_after']}, {result['seconds']:.0f} s")
-    print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | ratio")
+    print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | ratio "
+          f"(lowest-highest)")
     for row in result["rows"]:
         print(f"{row['mode']:<10} {row['direction']:<4} | {row['hanode_median']:>11.1f} | "
-              f"{row['smbd_median']:>9.1f} | {row['ratio']:.2f}x")
+              f"{row['smbd_median']:>9.1f} | {row['ratio']:.2f}x "
+              f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated subset of " + ",".join(MODES))
     parser.add_argument("--workers", type=int, default=2, help="hanode smb worker processes")
-    parser.add_argument("--tmpdir", help="where the temp dir goes (default: the system's)")
+    parser.add_argument("--tmpdir", default=default_tmpdir(),
+                        help="where the shares and files go (default: /dev/shm if present)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
