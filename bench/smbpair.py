@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -73,9 +74,9 @@ def servers(parent: str | None, workers: int) -> Iterator[Pair]:
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
                                           log_level="warning")
-            stack.callback(harness.stop, hanode)
+            stack.callback(stop, hanode)
             smbd = harness.start_smbd(base / "smbd")
-            stack.callback(harness.stop, smbd)
+            stack.callback(stop, smbd)
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None
         (base / "client").mkdir()
@@ -84,6 +85,19 @@ def servers(parent: str | None, workers: int) -> Iterator[Pair]:
             if "Traceback" in target.log_text():
                 raise BenchError(f"{target.name} logged a traceback:\n"
                                  f"{target.log_text()[-3000:]}")
+
+
+def stop(target: Target, timeout: float = 10.0) -> None:
+    """Stop a server and wait for its whole process group (hanode's workers,
+    smbd's per-client children), not only its first process."""
+    harness.stop(target)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(target.proc.pid, signal.SIGKILL if time.monotonic() > deadline else 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def smbclient(target: Target, mode: str, *args: str, stdin: str | None = None,
