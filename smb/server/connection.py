@@ -555,7 +555,7 @@ class Connection:
         """Frame, sign or encrypt, and send one (compound) reply.
 
         Large payloads (READ data) are handed to the socket as they are instead
-        of being copied into the frame; only encryption needs one buffer.
+        of being copied into the frame, also when they are encrypted (with GCM).
         """
         pieces: list[crypto.Buffer] = []
         for i, out in enumerate(outs):
@@ -570,7 +570,7 @@ class Connection:
         if encrypted is not None:
             pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
                                          encrypted.next_nonce(self._cipher), encrypted.id,
-                                         b"".join(pieces)))
+                                         pieces))
         small = bytearray(struct.pack(">I", sum(len(p) for p in pieces)))
         async with self._send_lock:
             for piece in pieces:

@@ -12,8 +12,8 @@ import hmac
 import struct
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import cmac
-from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives import ciphers, cmac
+from cryptography.hazmat.primitives.ciphers import algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
 from smb.wire.header import (
@@ -117,7 +117,7 @@ def signature_of(key: bytes, algorithm: int, parts: list[Buffer]) -> bytes:
     The first part must start with the 64-byte header whose signature field is
     already zeroed.  Taking parts lets a large READ reply or WRITE request be
     signed without first copying it into one buffer (HMAC and CMAC are
-    incremental; GMAC needs its data in one piece).
+    incremental, and so is GMAC when fed to GCM as associated data part by part).
     """
     if algorithm == SigningAlgorithm.HMAC_SHA256:
         mac = hmac.new(key, digestmod=hashlib.sha256)
@@ -130,7 +130,11 @@ def signature_of(key: bytes, algorithm: int, parts: list[Buffer]) -> bytes:
             cm.update(part)
         return cm.finalize()
     if algorithm == SigningAlgorithm.AES_GMAC:
-        return AESGCM(key).encrypt(_gmac_nonce(parts[0]), b"", b"".join(parts))
+        gmac = ciphers.Cipher(algorithms.AES(key), modes.GCM(_gmac_nonce(parts[0]))).encryptor()
+        for part in parts:
+            gmac.authenticate_additional_data(part)
+        gmac.finalize()
+        return gmac.tag
     raise CryptoError(f"unknown signing algorithm {algorithm}")
 
 
@@ -175,19 +179,28 @@ def _aead(cipher: int, key: bytes) -> AESGCM | AESCCM:
 
 
 def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int,
-            plaintext: Buffer) -> tuple[bytes, memoryview]:
-    """(TRANSFORM_HEADER, ciphertext) for ``plaintext``; ``nonce`` must never repeat.
+            plaintext: Buffer | list[Buffer]) -> tuple[Buffer, ...]:
+    """(TRANSFORM_HEADER, ciphertext part, ...) for ``plaintext``, given whole or as
+    consecutive parts; ``nonce`` must never repeat.
 
-    The two parts are returned apart so an 8 MiB READ reply is not copied once
-    more just to put its header in front.
+    Header and ciphertext come apart so an 8 MiB READ reply is not copied once
+    more just to put its header in front; with GCM the parts are encrypted
+    where they lie, not joined first (CCM needs them in one piece).
     """
     n = nonce_size(cipher)
     if len(nonce) != n:
         raise CryptoError(f"nonce must be {n} bytes")
+    parts = plaintext if isinstance(plaintext, list) else [plaintext]
     nonce_field = nonce + b"\x00" * (16 - n)
-    aad = _TRANSFORM.pack(TRANSFORM_PROTOCOL_ID, b"\x00" * 16, nonce_field, len(plaintext),
-                          0, ENCRYPTED_FLAG, session_id)[20:]
-    sealed = _aead(cipher, key).encrypt(nonce, plaintext, aad)
+    aad = _TRANSFORM.pack(TRANSFORM_PROTOCOL_ID, b"\x00" * 16, nonce_field,
+                          sum(len(p) for p in parts), 0, ENCRYPTED_FLAG, session_id)[20:]
+    if cipher in (Cipher.AES_128_GCM, Cipher.AES_256_GCM):
+        sealer = ciphers.Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        sealer.authenticate_additional_data(aad)
+        sealed_parts = [sealer.update(p) for p in parts]
+        sealer.finalize()
+        return (TRANSFORM_PROTOCOL_ID + sealer.tag + aad, *sealed_parts)
+    sealed = _aead(cipher, key).encrypt(nonce, b"".join(parts), aad)
     return TRANSFORM_PROTOCOL_ID + sealed[-16:] + aad, memoryview(sealed)[:-16]
 
 
@@ -208,13 +221,21 @@ def decrypt(key: bytes, cipher: int, data: Buffer) -> bytes:
     parse_transform(data)
     view = memoryview(data)
     body = len(view) - TRANSFORM_HEADER_SIZE
-    # The AEAD wants ciphertext and tag in one buffer: one copy, not two.
-    sealed = bytearray(body + 16)
-    sealed[:body] = view[TRANSFORM_HEADER_SIZE:]
-    sealed[body:] = view[4:20]
     aad = bytes(view[20:TRANSFORM_HEADER_SIZE])
+    nonce, tag = aad[:nonce_size(cipher)], bytes(view[4:20])
     try:
-        return _aead(cipher, key).decrypt(aad[:nonce_size(cipher)], sealed, aad)
+        if cipher in (Cipher.AES_128_GCM, Cipher.AES_256_GCM):
+            # GCM streams: the ciphertext is read where it lies, not copied first.
+            opener = ciphers.Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+            opener.authenticate_additional_data(aad)
+            plain = opener.update(view[TRANSFORM_HEADER_SIZE:])
+            opener.finalize()
+            return plain
+        # CCM wants ciphertext and tag in one buffer: one copy, not two.
+        sealed = bytearray(body + 16)
+        sealed[:body] = view[TRANSFORM_HEADER_SIZE:]
+        sealed[body:] = tag
+        return _aead(cipher, key).decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise CryptoError("message does not decrypt") from None
 

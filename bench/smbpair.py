@@ -1,0 +1,150 @@
+"""The two SMB servers the benchmarks compare, side by side on loopback.
+
+Both benches need the same thing: an etcd of their own, ``hanode smb`` and a
+private Samba smbd, configured as the tests configure them (the servers come
+from ``tests/smb/harness.py``, so that a bench measures exactly what the tests
+check), all torn down whatever happens, Ctrl-C included.  Only 127.0.0.1 is
+ever contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from durable import etcd_endpoint  # noqa: E402  (bench/durable.py: an embedded etcd)
+from tests.smb import harness  # noqa: E402
+from tests.smb.harness import Target  # noqa: E402
+
+# smbclient's options per protection mode; SMB3 means "up to 3.1.1".
+MODES = {
+    "plain": ["-m", "SMB3", "--client-protection=off"],
+    "signed": ["-m", "SMB3", "--client-protection=sign"],
+    "encrypted": ["-m", "SMB3", "--client-protection=encrypt"],
+}
+
+
+# smbd puts unix sockets a few levels below its dirs (lock/msg.sock/<pid>), and
+# sun_path holds 108 bytes; beyond this smbd exits without a word.
+MAX_BASE = 60
+
+
+class BenchError(Exception):
+    """A server or a client did not do what the bench asked; the message says what."""
+
+
+class Pair(NamedTuple):
+    hanode: Target
+    smbd: Target
+    work: Path  # scratch space for the client's files, removed with the servers
+
+    def in_turn(self, run: int) -> tuple[Target, Target]:
+        """Both servers, the one going first swapped every run, so that neither
+        always meets a warmer or a more loaded machine."""
+        return (self.hanode, self.smbd) if run % 2 == 0 else (self.smbd, self.hanode)
+
+
+def default_tmpdir() -> str | None:
+    """tmpfs when there is one: the shares and the client's files then live in
+    memory, so the figures are the servers' and not the disk's writeback."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+@contextmanager
+def servers(parent: str | None, workers: int) -> Iterator[Pair]:
+    """etcd, ``hanode smb`` (``workers`` processes) and smbd in a fresh temp dir
+    under ``parent``; everything stopped and removed on the way out."""
+    with ExitStack() as stack:
+        base = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
+        if len(str(base)) > MAX_BASE:
+            raise BenchError(f"{base}: too long a path for smbd's unix sockets "
+                             f"(at most {MAX_BASE} characters; choose a shorter --tmpdir)")
+        url = stack.enter_context(etcd_endpoint(None))
+        try:
+            hanode = harness.start_hanode(url, base / "hanode", workers=workers,
+                                          log_level="warning")
+            stack.callback(stop, hanode)
+            smbd = harness.start_smbd(base / "smbd")
+            stack.callback(stop, smbd)
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
+        (base / "client").mkdir()
+        yield Pair(hanode, smbd, base / "client")
+        for target in (hanode, smbd):
+            if "Traceback" in target.log_text():
+                raise BenchError(f"{target.name} logged a traceback:\n"
+                                 f"{target.log_text()[-3000:]}")
+
+
+def stop(target: Target, timeout: float = 10.0) -> None:
+    """Stop a server and wait for its whole process group (hanode's workers,
+    smbd's per-client children), not only its first process."""
+    harness.stop(target)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(target.proc.pid, signal.SIGKILL if time.monotonic() > deadline else 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def smbclient(target: Target, mode: str, *args: str, stdin: str | None = None,
+              timeout: float = 1800) -> str:
+    """Run smbclient against ``target``; its output, or BenchError if it failed."""
+    cmd = ["smbclient", "-p", str(target.port), target.unc, "-U", target.credentials,
+           *MODES[mode], *args]
+    try:
+        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"smbclient against {target.name} timed out") from None
+    output = done.stdout + done.stderr
+    if done.returncode != 0 or "NT_STATUS_" in output:
+        raise BenchError(f"smbclient against {target.name} ({mode}) failed "
+                         f"(exit {done.returncode}):\n{output[-2000:]}")
+    return output
+
+
+def compare(ours: list[float], theirs: list[float]) -> dict:
+    """Medians and the median of the per-run hanode/smbd ratios (each run's two
+    figures were taken back to back, so their ratio cancels most of the load the
+    machine had then), with the lowest and highest ratio to show the spread."""
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    return {"hanode": ours, "smbd": theirs, "hanode_median": statistics.median(ours),
+            "smbd_median": statistics.median(theirs), "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def run_main(body) -> int:
+    """Run ``body()``; SIGTERM and Ctrl-C unwind through every cleanup, and errors
+    are one line, not a traceback."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    # Also when started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return body()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130

@@ -1,0 +1,146 @@
+"""Bulk throughput of hanode against Samba's smbd: smbclient put and get of one big file.
+
+    .venv/bin/python bench/throughput.py                    # 512 MiB, 3 runs
+    .venv/bin/python bench/throughput.py --size 64M --runs 5 --json
+
+Starts its own etcd, ``hanode smb`` and a private smbd on 127.0.0.1 (share
+options as in the tests: kernel oplocks, posix locking and kernel share modes
+off).  Per run, per mode (plain = unsigned, signed, encrypted; SMB 3.1.1) and
+per server, the servers taking turns, one smbclient session puts the file,
+gets it back and removes it; the rates are smbclient's own (time of the
+transfer, not of the logon), and what comes back must have the sha256 of what
+went.  Prints the median MB/s (10^6 bytes/s) of each server and the median of
+the per-run hanode/smbd ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from smbpair import MODES, BenchError, Pair, compare, default_tmpdir, load_average, run_main, \
+    servers, smbclient
+
+# smbclient reports KiB/s: "putting file a as \b (1234.5 kb/s) ..." and
+# "getting file \b of size N as a (1234.5 KiloBytes/sec) ...".
+_PUT = re.compile(r"putting file .* \(([\d.]+) kb/s\)")
+_GET = re.compile(r"getting file .* of size (\d+) as .* \(([\d.]+) KiloBytes/sec\)")
+REMOTE = "bench.dat"
+
+
+def parse_size(text: str) -> int:
+    """``512M``, ``1G``, ``8388608``: bytes (K, M, G are powers of 1024)."""
+    match = re.fullmatch(r"(\d+)([KMG]?)i?B?", text.strip(), re.I)
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M)")
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
+
+
+def make_source(path: Path, size: int) -> str:
+    """Random (incompressible) content; its sha256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 1 << 20))
+            digest.update(chunk)
+            out.write(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def transfer(target, mode: str, source: Path, back: Path, size: int,
+             expected: str) -> tuple[float, float]:
+    """One session: put, get, rm; (put MB/s, get MB/s) after checking the copy."""
+    out = smbclient(target, mode, "-c", f"put {source} {REMOTE}; get {REMOTE} {back}; "
+                    f"rm {REMOTE}")
+    put, get = _PUT.search(out), _GET.search(out)
+    if not put or not get or int(get.group(1)) != size:
+        raise BenchError(f"unexpected smbclient output from {target.name}:\n{out[-2000:]}")
+    if sha256_of(back) != expected:
+        raise BenchError(f"{target.name} ({mode}): the file came back different")
+    back.unlink()
+    return float(put.group(1)) * 1024 / 1e6, float(get.group(2)) * 1024 / 1e6
+
+
+def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
+    source, back = pair.work / "source.dat", pair.work / "back.dat"
+    expected = make_source(source, size)
+    for target in pair.in_turn(0):  # warm-up, not counted: the first transfer pays for
+        transfer(target, modes[0], source, back, size, expected)  # the page cache's growth
+    rates: dict[tuple[str, str, str], list[float]] = {}
+    for run in range(runs):
+        for mode in modes:
+            for target in pair.in_turn(run):
+                put, get = transfer(target, mode, source, back, size, expected)
+                rates.setdefault((mode, "put", target.name), []).append(put)
+                rates.setdefault((mode, "get", target.name), []).append(get)
+    source.unlink()
+    rows = []
+    for mode in modes:
+        for direction in ("put", "get"):
+            ours, theirs = rates[mode, direction, "hanode"], rates[mode, direction, "smbd"]
+            rows.append({"mode": mode, "direction": direction, **compare(ours, theirs)})
+    return {"rows": rows}
+
+
+def print_table(result: dict) -> None:
+    print(f"size {result['size']} bytes, {result['runs']} runs, hanode workers "
+          f"{result['workers']}, load average before {result['load_before']}, "
+          f"after {result['load_after']}, {result['seconds']:.0f} s")
+    print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | ratio "
+          f"(lowest-highest)")
+    for row in result["rows"]:
+        print(f"{row['mode']:<10} {row['direction']:<4} | {row['hanode_median']:>11.1f} | "
+              f"{row['smbd_median']:>9.1f} | {row['ratio']:.2f}x "
+              f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("512M"),
+                        help="file size, e.g. 512M (default), 8M, 1G")
+    parser.add_argument("--runs", type=int, default=3, help="runs per server and mode")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated subset of " + ",".join(MODES))
+    parser.add_argument("--workers", type=int, default=2, help="hanode smb worker processes")
+    parser.add_argument("--tmpdir", default=default_tmpdir(),
+                        help="where the shares and files go (default: /dev/shm if present)")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    args = parser.parse_args(argv)
+    modes = args.modes.split(",")
+    if any(m not in MODES for m in modes) or args.runs < 1:
+        parser.error(f"--modes: a subset of {','.join(MODES)}; --runs: at least 1")
+
+    def body() -> int:
+        started, load_before = time.monotonic(), load_average()
+        with servers(args.tmpdir, args.workers) as pair:
+            result = measure(pair, args.size, args.runs, modes)
+        result.update(size=args.size, runs=args.runs, workers=args.workers,
+                      load_before=load_before, load_after=load_average(),
+                      seconds=time.monotonic() - started)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print_table(result)
+        return 0
+
+    return run_main(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
