@@ -24,7 +24,7 @@ import os
 import stat as stat_mod
 import struct
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from smb.wire import ea as ea_wire
 from smb.wire.header import Status
@@ -297,11 +297,17 @@ class Share:
             return where.st
 
 
-def list_directory(dir_fd: int) -> Iterator[DirEntry]:
-    """Entries of an open directory, without symlinks (they cannot be opened)."""
+def list_directory(dir_fd: int, want: Callable[[str], bool] | None = None) -> Iterator[DirEntry]:
+    """Entries of an open directory, without symlinks (they cannot be opened).
+
+    want: a test on the name, applied before the entry is stat'ed; a search
+    for one name in a large directory then costs one stat, not one per entry.
+    """
     try:
         with os.scandir(dir_fd) as it:
             for entry in it:
+                if want is not None and not want(entry.name):
+                    continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:

@@ -24,8 +24,8 @@ def _snapshot(op: Open, pattern: str) -> DirectoryScan:
                                                else os.fstat(op.fd))):
         if wire.matches(pattern, name):
             entries.append((name, st))
-    entries.extend((e.name, e.st) for e in vfs.list_directory(op.fd)
-                   if wire.matches(pattern, e.name))
+    entries.extend((e.name, e.st) for e in vfs.list_directory(
+        op.fd, lambda name: wire.matches(pattern, name)))
     return DirectoryScan(entries)
 
 
