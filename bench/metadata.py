@@ -17,12 +17,10 @@ phase and the median of the per-run hanode/smbd ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
-from smbpair import MODES, BenchError, Pair, compare, default_tmpdir, load_average, run_main, \
-    servers, smbclient
+from smbpair import MODES, BenchError, Pair, bench_main, compare, default_tmpdir, smbclient
 
 PHASES = ("create", "stat", "delete")
 CLIENT = ("smbclient, one session per phase, one request at a time: create = put of a "
@@ -95,21 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.files < 1 or args.runs < 1 or args.file_size < 0:
         parser.error("--files and --runs: at least 1; --file-size: not negative")
 
-    def body() -> int:
-        started, load_before = time.monotonic(), load_average()
-        with servers(args.tmpdir, args.workers) as pair:
-            result = measure(pair, args.files, args.runs, args.mode, args.file_size)
-        result.update(files=args.files, file_size=args.file_size, runs=args.runs,
-                      mode=args.mode, workers=args.workers, client=CLIENT,
-                      load_before=load_before, load_after=load_average(),
-                      seconds=time.monotonic() - started)
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print_table(result)
-        return 0
-
-    return run_main(body)
+    return bench_main(
+        args.tmpdir, args.workers, args.json,
+        lambda pair: measure(pair, args.files, args.runs, args.mode, args.file_size),
+        dict(files=args.files, file_size=args.file_size, runs=args.runs, mode=args.mode,
+             client=CLIENT),
+        print_table)
 
 
 if __name__ == "__main__":

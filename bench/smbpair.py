@@ -9,6 +9,7 @@ ever contacted.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -18,7 +19,7 @@ import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -148,3 +149,23 @@ def run_main(body) -> int:
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
+
+
+def bench_main(tmpdir: str | None, workers: int, as_json: bool,
+               measure_pair: Callable[[Pair], dict], facts: dict,
+               print_table: Callable[[dict], None]) -> int:
+    """Start both servers, measure, and print the result with the run's facts
+    (parameters, load before and after, wall time) as a table or one JSON line."""
+    def body() -> int:
+        started, load_before = time.monotonic(), load_average()
+        with servers(tmpdir, workers) as pair:
+            result = measure_pair(pair)
+        result.update(facts, workers=workers, load_before=load_before,
+                      load_after=load_average(), seconds=time.monotonic() - started)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            print_table(result)
+        return 0
+
+    return run_main(body)

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
-from smbpair import MODES, BenchError, Pair, compare, default_tmpdir, load_average, run_main, \
-    servers, smbclient
+from smbpair import MODES, BenchError, Pair, bench_main, compare, default_tmpdir, smbclient
 
 # smbclient reports KiB/s: "putting file a as \b (1234.5 kb/s) ..." and
 # "getting file \b of size N as a (1234.5 KiloBytes/sec) ...".
@@ -126,20 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(m not in MODES for m in modes) or args.runs < 1:
         parser.error(f"--modes: a subset of {','.join(MODES)}; --runs: at least 1")
 
-    def body() -> int:
-        started, load_before = time.monotonic(), load_average()
-        with servers(args.tmpdir, args.workers) as pair:
-            result = measure(pair, args.size, args.runs, modes)
-        result.update(size=args.size, runs=args.runs, workers=args.workers,
-                      load_before=load_before, load_after=load_average(),
-                      seconds=time.monotonic() - started)
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print_table(result)
-        return 0
-
-    return run_main(body)
+    return bench_main(args.tmpdir, args.workers, args.json,
+                      lambda pair: measure(pair, args.size, args.runs, modes),
+                      dict(size=args.size, runs=args.runs), print_table)
 
 
 if __name__ == "__main__":
