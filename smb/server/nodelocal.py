@@ -19,6 +19,7 @@ its one connection.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -134,10 +135,15 @@ class NodeLocal:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                    timeout=30)
         self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        with self._mutex:
-            self._db.executescript(_SCHEMA)
+        # Workers start together; switching a new database to WAL answers "database
+        # is locked" at once (no busy wait) to all but one of them, so the first
+        # open of each process is serialised through a lock file beside it.
+        with open(f"{path}.init-lock", "a") as init_lock:
+            fcntl.flock(init_lock, fcntl.LOCK_EX)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._mutex:
+                self._db.executescript(_SCHEMA)
         self.purge_dead()
 
     def close(self) -> None:

@@ -246,3 +246,33 @@ def test_locks_of_an_open(table):
     assert table.lock("k", DEV, INO, ranges) == Status.SUCCESS
     assert table.locks_of("k") == ranges
     assert table.locks_of("other") == []
+
+
+def _open_after(barrier, path, results) -> None:
+    barrier.wait()
+    try:
+        NodeLocal(path).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the test reports what a worker would have hit
+        results.put(repr(exc))
+
+
+def test_workers_opening_a_new_table_at_once_all_succeed(tmp_path):
+    """Workers start together; the first open of a fresh database must not fail
+    any of them with 'database is locked' (SQLite's WAL switch does not wait)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    failures = []
+    for trial in range(8):
+        path = tmp_path / f"t{trial}" / "smb.sqlite"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_after, args=(barrier, str(path), results))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        failures += [o for o in outcomes if o != "ok"]
+    assert failures == []
