@@ -20,8 +20,10 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from hanode.embedded_etcd import free_port
 
@@ -180,6 +182,18 @@ SMBD_CONF = """[global]
   read only = no
 {share_extra}
 """
+
+
+@contextmanager
+def running_hanode(etcd_url: str, base: Path, **options) -> Iterator[Target]:
+    """``hanode smb`` for the length of a test; afterwards its log must hold no
+    traceback (a worker that died on a bad request would leave one)."""
+    target = start_hanode(etcd_url, base, **options)
+    try:
+        yield target
+    finally:
+        stop(target)
+    assert "Traceback" not in target.log_text(), target.log_text()[-4000:]
 
 
 def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "") -> Target:

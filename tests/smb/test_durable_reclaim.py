@@ -47,12 +47,8 @@ def _sha256(path) -> str:
 
 @pytest.fixture
 def two_workers(etcd_server, tmp_path):
-    target = harness.start_hanode(etcd_server.url, tmp_path / "hanode", workers=2)
-    try:
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode", workers=2) as target:
         yield target
-    finally:
-        harness.stop(target)
-    assert "Traceback" not in target.log_text(), target.log_text()[-4000:]
 
 
 def test_copy_survives_sigkill_of_its_worker(two_workers, etcd_server):

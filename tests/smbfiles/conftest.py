@@ -11,12 +11,8 @@ from tests.smb import harness
 
 @pytest.fixture
 def smb_server(etcd_server, tmp_path):
-    target = harness.start_hanode(etcd_server.url, tmp_path / "hanode", workers=2)
-    try:
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode", workers=2) as target:
         yield target
-    finally:
-        harness.stop(target)
-    assert "Traceback" not in target.log_text(), target.log_text()[-4000:]
 
 
 @pytest.fixture(scope="module")
