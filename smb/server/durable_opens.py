@@ -251,19 +251,42 @@ async def _forget(ws: "WorkerState", pid: int) -> None:
         log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
 
 
-async def released(op: "Open", *, keep_durable: bool) -> bool:
-    """The open leaves its tree; True when it stays as a disconnected durable open."""
+async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecord | None:
+    """The record an open leaving its tree stays behind as, or None when it ends.
+
+    Read before the open's node-table rows go, since its byte-range locks go
+    with them and the record keeps them for the reconnect.
+    """
+    ws = workerstate.current()
+    if ws is None or op.open_id is None or op.durable is None or not keep_durable:
+        return None
+    done = ws.releasing[op.open_id] = trio.Event()
+    try:
+        locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
+    except BaseException:
+        del ws.releasing[op.open_id]
+        done.set()
+        raise
+    # A reconnect from here on finds it disconnected and waits for released().
+    op.durable = op.durable.evolve(
+        disconnected_since=time.time(), position=op.position,
+        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
+    return op.durable
+
+
+async def released(op: "Open", record: DurableRecord | None) -> None:
+    """The open left its tree and its node-table rows are gone; with a record
+    it stays as a disconnected durable open, otherwise it ends.
+
+    Only now are waiting opens woken: woken earlier, one could find the
+    node-table row still there and fail with a sharing violation.
+    """
     ws = workerstate.current()
     if ws is None or op.open_id is None:
-        return False
+        return
     ws.open_handles = max(0, ws.open_handles - 1)
     ws.untrack(op.open_id)
-    if op.durable is not None and keep_durable:
-        locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
-        record = op.durable.evolve(
-            disconnected_since=time.time(), position=op.position,
-            locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
-        op.durable = record
+    if record is not None:
         # No checkpoint from here to the put below: an open waiting on this
         # one's break may purge it once woken, and its delete of the record
         # must queue behind this put, never before it.
@@ -277,15 +300,16 @@ async def released(op: "Open", *, keep_durable: bool) -> bool:
             except StoreUnavailable as exc:
                 log.warning("durable record %016x not marked disconnected: %s",
                             op.open_id, exc)
+            finally:
+                ws.releasing.pop(op.open_id).set()
         assert ws.nursery is not None
         ws.nursery.start_soon(_expire, ws, op, record)
-        return True
+        return
     ws.breaks.close(op.open_id)
     if op.durable is not None:
         op.durable = None
         with trio.CancelScope(shield=True):
             await _forget(ws, op.open_id)
-    return False
 
 
 async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
@@ -314,6 +338,9 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     if ws is None or ctx.session is None or not ws.available:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     pid = intent.durable.file_id.persistent
+    releasing = ws.releasing.get(pid)
+    if releasing is not None:  # its old connection is still being let go
+        await releasing.wait()
     try:
         stored = await ws.durable_store.get(pid)
         live = await ws.durable_store.live_workers()

@@ -162,19 +162,19 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
     from smb.server import durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
-    keep = await durable_opens.released(op, keep_durable=keep_durable)
-    try:
-        if keep:
-            await trio.to_thread.run_sync(tree.node.close_file, op.key, op.dev, op.ino)
-            return
-        must_delete = await trio.to_thread.run_sync(
-            tree.node.close_file, op.key, op.dev, op.ino)
-        if must_delete:
-            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
-    except vfs.VfsError:
-        pass  # the file went away or the directory filled up meanwhile
-    finally:
-        os.close(op.fd)
+    record = None
+    with trio.CancelScope(shield=True):
+        try:
+            record = await durable_opens.disconnected_record(op, keep_durable=keep_durable)
+            must_delete = await trio.to_thread.run_sync(
+                tree.node.close_file, op.key, op.dev, op.ino)
+            if must_delete and record is None:
+                await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
+        except vfs.VfsError:
+            pass  # the file went away or the directory filled up meanwhile
+        finally:
+            os.close(op.fd)
+            await durable_opens.released(op, record)
 
 
 async def release_tree(tree: TreeConnect, *, keep_durable: bool = False) -> None:

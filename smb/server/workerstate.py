@@ -59,6 +59,9 @@ class WorkerState:
         self.open_handles = 0
         # persistent id -> Open, for this worker's durable opens (attached or not)
         self.durable: dict[int, Any] = {}
+        # persistent id -> set once a durable open that lost its connection is
+        # fully disconnected (record stored); a reconnect waits for it.
+        self.releasing: dict[int, trio.Event] = {}
         # Opens whose caching is mirrored to the node table for other workers:
         # open id -> (Open, lease id or None); what was last written; and the
         # NodeOplocks file name of each (dev, inode) a tracked open holds.
