@@ -8,7 +8,8 @@ once (a bad share path, a port taken) does not spin a core.
 
 The supervisor also measures the workers (pid, RSS, connections from the
 kernel; open handles from the liveness key each worker keeps in etcd) for the
-node record that ``hanode status`` shows.
+node record that ``hanode status`` shows.  ``hanode smb`` runs the same
+supervisor with no store: nobody reads its measurements there.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Worker:
 class Supervisor:
     """Starts ``[smb] workers`` workers, restarts them, stops them when cancelled."""
 
-    def __init__(self, cfg: Config, store: Store, metrics: Metrics | None = None):
+    def __init__(self, cfg: Config, store: Store | None = None,
+                 metrics: Metrics | None = None):
         self.cfg = cfg
         self.me = cfg.node.name
         self.store = store
@@ -87,7 +89,8 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             for worker in self.workers:
                 nursery.start_soon(self._keep, worker)
-            nursery.start_soon(self._measure_loop)
+            if self.store is not None:
+                nursery.start_soon(self._measure_loop, self.store)
 
     async def _keep(self, worker: Worker) -> None:
         while True:
@@ -117,11 +120,11 @@ class Supervisor:
             self.metrics.set_workers({worker_name(w.index): w.pid for w in self.workers
                                       if w.pid is not None})
 
-    async def _measure_loop(self) -> None:
+    async def _measure_loop(self, store: Store) -> None:
         while True:
             try:
                 live = await trio.to_thread.run_sync(
-                    self.store.get_prefix, self.store.key("workers", self.me) + "/",
+                    store.get_prefix, store.key("workers", self.me) + "/",
                     abandon_on_cancel=True)
                 liveness = {e.key.rsplit("/", 1)[1]: e.value for e in live
                             if isinstance(e.value, dict)}

@@ -1,7 +1,8 @@
 """SMB worker processes: ``hanode smb`` starts N of them, each a trio server on
 the same (listen, port) with SO_REUSEPORT so the kernel spreads connections
 across cores.  ``python -m smb.worker --config FILE --worker-index I`` is one
-worker; :func:`main` is the small parent that starts, restarts and stops them.
+worker; :func:`main` is the parent, which leaves starting, restarting and
+stopping them to :class:`hanode.supervisor.Supervisor`, as the agent does.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from hanode.config import Config, ConfigError
 from hanode.metrics import WorkerMetrics
 
 log = logging.getLogger("smb.worker")
-
-RESTART_DELAY = 1.0
-STOP_GRACE = 5.0
 
 
 def _setup_logging(cfg: Config, tag: str) -> None:
@@ -163,44 +161,16 @@ def _check(cfg: Config) -> None:
 # -- the parent -------------------------------------------------------------------------
 
 
-async def _supervise(cfg: Config, index: int, stopping: trio.Event) -> None:
-    """Keep worker ``index`` running until ``stopping``; restart it if it dies."""
-    args = [sys.executable, "-m", "smb.worker", "--config", cfg.source,
-            "--worker-index", str(index)]
-    while not stopping.is_set():
-        proc = await trio.lowlevel.open_process(args)
-        try:
-            with trio.CancelScope() as scope:
-                async def stop_on_event() -> None:
-                    await stopping.wait()
-                    scope.cancel()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(stop_on_event)
-                    code = await proc.wait()
-                    nursery.cancel_scope.cancel()
-                log.warning("worker %d exited with %s; restarting", index, code)
-                await trio.sleep(RESTART_DELAY)
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                with trio.move_on_after(STOP_GRACE) as grace:
-                    grace.shield = True
-                    await proc.wait()
-                if proc.returncode is None:
-                    proc.kill()
-                    with trio.CancelScope(shield=True):
-                        await proc.wait()
-
-
 async def _run_parent(cfg: Config) -> None:
-    stopping = trio.Event()
+    """The agent's supervisor without the agent: no store, so no measuring."""
+    from hanode.supervisor import Supervisor
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            for i in range(cfg.smb.workers):
-                nursery.start_soon(_supervise, cfg, i, stopping)
+            nursery.start_soon(Supervisor(cfg).run)
             async for _ in signals:
                 log.info("stopping %d workers", cfg.smb.workers)
-                stopping.set()
+                nursery.cancel_scope.cancel()
                 break
 
 
