@@ -1,7 +1,8 @@
 """Fixtures for tests against real SMB servers; the machinery is in harness.py.
 
 Test modules here import it as ``import harness`` (pytest puts this directory on
-sys.path for them).
+sys.path for them).  Every ``hanode smb`` fixture fails its test if the
+server logged a traceback.
 """
 
 from __future__ import annotations
@@ -9,23 +10,23 @@ from __future__ import annotations
 import pytest
 
 import harness
-
-
-def assert_clean_log(target: harness.Target) -> None:
-    """Whatever a test did, the server must not have logged a traceback."""
-    text = target.log_text()
-    assert "Traceback" not in text, text[-4000:]
+from hanode.lab import wait_for
 
 
 @pytest.fixture
 def hanode_server(etcd_server, tmp_path):
     """``hanode smb`` with one worker, user root, share ``test``."""
-    target = harness.start_hanode(etcd_server.url, tmp_path / "hanode")
-    try:
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode") as target:
         yield target
-    finally:
-        harness.stop(target)
-    assert_clean_log(target)
+
+
+@pytest.fixture
+def two_workers(etcd_server, tmp_path):
+    """``hanode smb`` with two workers, both listening: node-local state
+    (share modes, locks, oplocks) then has to hold across processes."""
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode", workers=2) as target:
+        wait_for(lambda: harness.listening_workers(target) == 2, 15, "two listening workers")
+        yield target
 
 
 @pytest.fixture(scope="module")

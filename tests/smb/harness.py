@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
+
+import psutil
 
 from hanode.embedded_etcd import free_port
 
@@ -70,6 +72,16 @@ def _wait_port(target: Target, timeout: float = START_TIMEOUT) -> None:
         time.sleep(0.05)
     raise RuntimeError(
         f"{target.name} did not listen on {target.port}: {target.log_text()[-3000:]}")
+
+
+def _listening(target: Target) -> Target:
+    """The target once its port takes connections; stopped if it never does."""
+    try:
+        _wait_port(target)
+    except BaseException:
+        _stop_group(target.proc)
+        raise
+    return target
 
 
 def _stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -143,13 +155,7 @@ level = "{log_level}"
         proc = subprocess.Popen(hanode_command() + ["smb", "--config", str(config)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, **(env or {})})
-    target = Target("hanode", port, share, log, proc, config=config)
-    try:
-        _wait_port(target)
-    except BaseException:
-        _stop_group(proc)
-        raise
-    return target
+    return _listening(Target("hanode", port, share, log, proc, config=config))
 
 
 SMBD_CONF = """[global]
@@ -217,13 +223,7 @@ def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "") -> 
         proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "-s", str(conf),
                                  "--debug-stdout"], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    target = Target("smbd", port, base / "share", log, proc, config=conf)
-    try:
-        _wait_port(target)
-    except BaseException:
-        _stop_group(proc)
-        raise
-    return target
+    return _listening(Target("smbd", port, base / "share", log, proc, config=conf))
 
 
 def stop(target: Target) -> None:
@@ -234,13 +234,37 @@ def stop(target: Target) -> None:
 
 
 def smbclient(target: Target, commands: str, *extra: str, password: str | None = None,
-              anonymous: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run smbclient's ``-c`` commands; ``anonymous`` logs on with no user (-N)."""
+              anonymous: bool = False, timeout: float = 120,
+              share: str | None = None) -> subprocess.CompletedProcess:
+    """Run smbclient's ``-c`` commands; ``anonymous`` logs on with no user (-N);
+    ``share`` names another share of the server than the test share."""
     creds = f"{target.user}%{target.password if password is None else password}"
     who = ["-N"] if anonymous else ["-U", creds]
-    return subprocess.run(["smbclient", "-p", str(target.port), target.unc, *who,
+    unc = target.unc if share is None else f"//127.0.0.1/{share}"
+    return subprocess.run(["smbclient", "-p", str(target.port), unc, *who,
                            *extra, "-c", commands],
                           capture_output=True, text=True, timeout=timeout)
+
+
+# -- hanode's worker processes ---------------------------------------------------------------
+
+
+def worker_processes(target: Target) -> list[psutil.Process]:
+    """The worker processes under ``hanode smb``, as they are now."""
+    return psutil.Process(target.proc.pid).children(recursive=True)
+
+
+def listening_workers(target: Target) -> int:
+    """How many worker processes have their listening socket bound."""
+    count = 0
+    for worker in worker_processes(target):
+        try:
+            conns = worker.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        count += any(c.status == psutil.CONN_LISTEN and c.laddr.port == target.port
+                     for c in conns)
+    return count
 
 
 # -- smbtorture ------------------------------------------------------------------------------
@@ -296,3 +320,29 @@ def compare_suite(hanode: Target, smbd: Target, suite: str, *extra: str,
         ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
         theirs = run_smbtorture(smbd, suite, *extra, timeout=timeout)
     return ours, theirs, regressions(ours, theirs)
+
+
+def _known(suite: str, failure: str, known_gaps: Mapping[str, str]) -> bool:
+    # A gap may be written with the suite's name in front of the test's, or without.
+    name = failure.split(":")[0]
+    return name in known_gaps or f"{suite}.{name}" in known_gaps
+
+
+def assert_parity(hanode: Target, smbd: Target, suite: str,
+                  known_gaps: Mapping[str, str] | None = None, *, timeout: float = 600,
+                  concurrently: bool = False) -> None:
+    """Fail unless hanode passes every test of ``suite`` that smbd passes, but
+    for ``known_gaps`` (test name to the reason it cannot pass yet)."""
+    ours, theirs, missing = compare_suite(hanode, smbd, suite, timeout=timeout,
+                                          concurrently=concurrently)
+    if not theirs.results:
+        raise AssertionError(f"smbd ran no test of {suite}:\n{theirs.output[-3000:]}")
+    print(f"{suite}: hanode {_passed(ours)}/{len(ours.results)}, "
+          f"smbd {_passed(theirs)}/{len(theirs.results)}")
+    unexpected = [m for m in missing if not _known(suite, m, known_gaps or {})]
+    if unexpected:
+        raise AssertionError("\n".join(unexpected) + "\n" + ours.output[-4000:])
+
+
+def _passed(run: TortureRun) -> int:
+    return sum(1 for outcome in run.results.values() if outcome == "success")

@@ -26,6 +26,12 @@ class RawClient:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> "RawClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- framing ------------------------------------------------------------------------
 
     def send_frame(self, data: bytes) -> None:

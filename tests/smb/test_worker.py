@@ -13,44 +13,8 @@ import psutil
 import pytest
 
 import harness
+from hanode.lab import wait_for
 from rawclient import RawClient
-
-
-def _workers(target: harness.Target) -> list[psutil.Process]:
-    return psutil.Process(target.proc.pid).children(recursive=True)
-
-
-def _listening(target: harness.Target) -> int:
-    """How many worker processes have their listening socket bound."""
-    count = 0
-    for w in _workers(target):
-        try:
-            conns = w.net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
-        count += any(c.status == psutil.CONN_LISTEN and c.laddr.port == target.port
-                     for c in conns)
-    return count
-
-
-def _wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture
-def two_workers(etcd_server, tmp_path):
-    target = harness.start_hanode(etcd_server.url, tmp_path / "h", workers=2)
-    try:
-        _wait_for(lambda: _listening(target) == 2)
-        yield target
-    finally:
-        harness.stop(target)
 
 
 def test_connections_spread_over_workers(two_workers):
@@ -60,7 +24,7 @@ def test_connections_spread_over_workers(two_workers):
             assert c.negotiate().status == 0
         ports = {c.sock.getsockname()[1] for c in clients}
         served = {}
-        for w in _workers(two_workers):
+        for w in harness.worker_processes(two_workers):
             served[w.pid] = {conn.raddr.port for conn in w.net_connections(kind="tcp")
                              if conn.raddr and conn.raddr.port in ports}
         assert sum(len(p) for p in served.values()) == 40
@@ -70,17 +34,31 @@ def test_connections_spread_over_workers(two_workers):
             c.close()
 
 
-def test_dead_worker_is_restarted(two_workers):
-    victim = _workers(two_workers)[0]
-    victim.send_signal(signal.SIGKILL)
-    _wait_for(lambda: _listening(two_workers) == 2 and
-              victim.pid not in {w.pid for w in _workers(two_workers)})
+def _new_worker(target: harness.Target, known: set[int]) -> psutil.Process | None:
+    return next((w for w in harness.worker_processes(target) if w.pid not in known), None)
+
+
+def test_dead_worker_is_restarted_within_a_second_then_backing_off(two_workers):
+    """The supervisor's policy, as under the agent: a crash is restarted at
+    once, the next one in a row after a longer wait; the other worker is left
+    alone throughout."""
+    victim, survivor = harness.worker_processes(two_workers)
+    for limit, delay in ((1.0, "0.2"), (5.0, "0.4")):
+        victim.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        victim = wait_for(lambda: _new_worker(two_workers, {victim.pid, survivor.pid}), 5,
+                          "a replacement worker", interval=0.01)
+        assert time.monotonic() - killed < limit
+        assert f"restarting in {delay} s" in two_workers.log_text()
+        wait_for(lambda: harness.listening_workers(two_workers) == 2, 15,
+                 "the replacement to listen")
+    assert survivor.is_running()
     result = harness.smbclient(two_workers, "ls", "-m", "SMB3")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_sigterm_stops_parent_and_workers(two_workers):
-    workers = _workers(two_workers)
+    workers = harness.worker_processes(two_workers)
     os.kill(two_workers.proc.pid, signal.SIGTERM)  # the parent only, not the group
     assert two_workers.proc.wait(15) == 0
     gone, alive = psutil.wait_procs(workers, timeout=5)
@@ -95,10 +73,11 @@ def test_connections_per_worker_are_bounded(etcd_server, tmp_path):
     clients = []
     try:
         # The harness's readiness probe may still hold a slot for a moment.
-        _wait_for(lambda: not any(c.status == psutil.CONN_ESTABLISHED
-                                  and c.laddr.port == target.port
-                                  for w in _workers(target)
-                                  for c in w.net_connections(kind="tcp")))
+        wait_for(lambda: not any(c.status == psutil.CONN_ESTABLISHED
+                                 and c.laddr.port == target.port
+                                 for w in harness.worker_processes(target)
+                                 for c in w.net_connections(kind="tcp")),
+                 15, "the readiness probe's connection to close")
         clients = [RawClient(target.port) for _ in range(2)]
         for c in clients:
             assert c.negotiate().status == 0
@@ -107,7 +86,8 @@ def test_connections_per_worker_are_bounded(etcd_server, tmp_path):
         extra.sock.settimeout(5)
         assert extra.recv_frame() is None  # closed at once
         clients[0].close()
-        _wait_for(lambda: _negotiates(target.port))  # the freed slot is usable again
+        # The freed slot is usable again.
+        wait_for(lambda: _negotiates(target.port), 15, "a NEGOTIATE in the freed slot")
     finally:
         for c in clients:
             c.close()

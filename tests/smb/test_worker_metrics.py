@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
+import harness
 from hanode.metrics import MULTIPROC_ENV, Metrics
-from tests.smb import harness
 
 
 def _value(page: str, series: str) -> float:

@@ -22,11 +22,11 @@ from smbprotocol.tree import TreeConnect
 
 
 @pytest.fixture
-def cache(smb_server):
+def cache(two_workers):
     """A private connection cache, registered with encryption as smbprotocol defaults."""
     c: dict = {}
-    smbclient.register_session("127.0.0.1", username=smb_server.user,
-                               password=smb_server.password, port=smb_server.port,
+    smbclient.register_session("127.0.0.1", username=two_workers.user,
+                               password=two_workers.password, port=two_workers.port,
                                connection_cache=c)
     try:
         yield c
@@ -38,69 +38,69 @@ def _p(srv, *parts: str) -> str:
     return "\\\\127.0.0.1\\" + srv.share_name + "".join("\\" + p for p in parts)
 
 
-def test_files_and_directories(smb_server, cache):
-    kw = {"port": smb_server.port, "connection_cache": cache}
-    share = smb_server.share
-    smbclient.makedirs(_p(smb_server, "a", "b", "c"), **kw)
+def test_files_and_directories(two_workers, cache):
+    kw = {"port": two_workers.port, "connection_cache": cache}
+    share = two_workers.share
+    smbclient.makedirs(_p(two_workers, "a", "b", "c"), **kw)
     assert (share / "a" / "b" / "c").is_dir()
-    with smbclient.open_file(_p(smb_server, "a", "b", "f.txt"), mode="w", **kw) as f:
+    with smbclient.open_file(_p(two_workers, "a", "b", "f.txt"), mode="w", **kw) as f:
         f.write("héllo wörld")
     assert (share / "a" / "b" / "f.txt").read_text() == "héllo wörld"
-    with smbclient.open_file(_p(smb_server, "A", "B", "F.TXT"), mode="r", **kw) as f:
+    with smbclient.open_file(_p(two_workers, "A", "B", "F.TXT"), mode="r", **kw) as f:
         assert f.read() == "héllo wörld"
-    assert sorted(smbclient.listdir(_p(smb_server, "a", "b"), **kw)) == ["c", "f.txt"]
-    st = smbclient.stat(_p(smb_server, "a", "b", "f.txt"), **kw)
+    assert sorted(smbclient.listdir(_p(two_workers, "a", "b"), **kw)) == ["c", "f.txt"]
+    st = smbclient.stat(_p(two_workers, "a", "b", "f.txt"), **kw)
     assert st.st_size == len("héllo wörld".encode())
     assert st.st_ino == (share / "a" / "b" / "f.txt").stat().st_ino
     assert abs(st.st_mtime - (share / "a" / "b" / "f.txt").stat().st_mtime) < 1
-    entries = {e.name: e for e in smbclient.scandir(_p(smb_server, "a", "b"), **kw)}
+    entries = {e.name: e for e in smbclient.scandir(_p(two_workers, "a", "b"), **kw)}
     assert entries["c"].is_dir() and entries["f.txt"].is_file()
-    smbclient.rename(_p(smb_server, "a", "b", "f.txt"), _p(smb_server, "a", "g.txt"), **kw)
+    smbclient.rename(_p(two_workers, "a", "b", "f.txt"), _p(two_workers, "a", "g.txt"), **kw)
     assert (share / "a" / "g.txt").exists() and not (share / "a" / "b" / "f.txt").exists()
-    smbclient.remove(_p(smb_server, "a", "g.txt"), **kw)
+    smbclient.remove(_p(two_workers, "a", "g.txt"), **kw)
     assert not (share / "a" / "g.txt").exists()
-    smbclient.removedirs(_p(smb_server, "a", "b", "c"), **kw)
+    smbclient.removedirs(_p(two_workers, "a", "b", "c"), **kw)
     assert os.listdir(share) == []
 
 
-def test_binary_random_access(smb_server, cache):
-    kw = {"port": smb_server.port, "connection_cache": cache}
+def test_binary_random_access(two_workers, cache):
+    kw = {"port": two_workers.port, "connection_cache": cache}
     data = os.urandom(3 << 20)
-    with smbclient.open_file(_p(smb_server, "bin"), mode="wb", **kw) as f:
+    with smbclient.open_file(_p(two_workers, "bin"), mode="wb", **kw) as f:
         f.write(data)
-    with smbclient.open_file(_p(smb_server, "bin"), mode="rb", **kw) as f:
+    with smbclient.open_file(_p(two_workers, "bin"), mode="rb", **kw) as f:
         f.seek(1 << 20)
         assert f.read(1000) == data[1 << 20: (1 << 20) + 1000]
-    with smbclient.open_file(_p(smb_server, "bin"), mode="r+b", **kw) as f:
+    with smbclient.open_file(_p(two_workers, "bin"), mode="r+b", **kw) as f:
         f.seek(10)
         f.write(b"XYZ")
         f.truncate(100)
-    assert (smb_server.share / "bin").read_bytes() == data[:10] + b"XYZ" + data[13:100]
+    assert (two_workers.share / "bin").read_bytes() == data[:10] + b"XYZ" + data[13:100]
 
 
-def test_missing_and_existing_names(smb_server, cache):
-    kw = {"port": smb_server.port, "connection_cache": cache}
+def test_missing_and_existing_names(two_workers, cache):
+    kw = {"port": two_workers.port, "connection_cache": cache}
     with pytest.raises(SMBOSError) as info:
-        smbclient.stat(_p(smb_server, "nope"), **kw)
+        smbclient.stat(_p(two_workers, "nope"), **kw)
     assert info.value.errno == errno.ENOENT
-    smbclient.mkdir(_p(smb_server, "d"), **kw)
+    smbclient.mkdir(_p(two_workers, "d"), **kw)
     with pytest.raises(SMBOSError) as info:
-        smbclient.mkdir(_p(smb_server, "D"), **kw)
+        smbclient.mkdir(_p(two_workers, "D"), **kw)
     assert info.value.errno == errno.EEXIST
-    with smbclient.open_file(_p(smb_server, "x"), mode="w", **kw) as f:
+    with smbclient.open_file(_p(two_workers, "x"), mode="w", **kw) as f:
         f.write("1")
     with pytest.raises(SMBOSError):
-        smbclient.rename(_p(smb_server, "x"), _p(smb_server, "d"), **kw)
+        smbclient.rename(_p(two_workers, "x"), _p(two_workers, "d"), **kw)
 
 
 @pytest.fixture
-def raw_tree(smb_server):
-    conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
+def raw_tree(two_workers):
+    conn = Connection(uuid.uuid4(), "127.0.0.1", two_workers.port)
     conn.connect()
     try:
-        session = Session(conn, smb_server.user, smb_server.password)
+        session = Session(conn, two_workers.user, two_workers.password)
         session.connect()
-        tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
+        tree = TreeConnect(session, f"\\\\127.0.0.1\\{two_workers.share_name}")
         tree.connect()
         yield tree
     finally:
@@ -122,18 +122,18 @@ def _open(tree, name: str, disposition=CreateDisposition.FILE_OPEN, options=0):
     ("file.txt:stream", "STATUS_OBJECT_NAME_INVALID"),
     ("\\outside.txt", "STATUS_INVALID_PARAMETER"),
 ])
-def test_raw_escape_and_invalid_names(smb_server, raw_tree, name, status):
-    (smb_server.share / "sub").mkdir()
-    (smb_server.share / "file.txt").write_text("x")
-    (smb_server.share.parent / "outside.txt").write_text("secret")
+def test_raw_escape_and_invalid_names(two_workers, raw_tree, name, status):
+    (two_workers.share / "sub").mkdir()
+    (two_workers.share / "file.txt").write_text("x")
+    (two_workers.share.parent / "outside.txt").write_text("secret")
     with pytest.raises(SMBResponseException) as info:
         _open(raw_tree, name, CreateDisposition.FILE_OPEN_IF)
     assert status in str(info.value)
-    assert sorted(os.listdir(smb_server.share)) == ["file.txt", "sub"]
+    assert sorted(os.listdir(two_workers.share)) == ["file.txt", "sub"]
 
 
-def test_raw_symlink_to_etc(smb_server, raw_tree):
-    (smb_server.share / "etc").symlink_to("/etc")
+def test_raw_symlink_to_etc(two_workers, raw_tree):
+    (two_workers.share / "etc").symlink_to("/etc")
     with pytest.raises(SMBResponseException) as info:
         _open(raw_tree, "etc\\passwd")
     assert "STATUS_OBJECT_PATH_NOT_FOUND" in str(info.value)
@@ -143,7 +143,7 @@ def test_raw_symlink_to_etc(smb_server, raw_tree):
 
 
 @pytest.fixture
-def spread_trees(smb_server):
+def spread_trees(two_workers):
     """Tree connects on fresh connections until both workers have served one.
 
     The kernel spreads connections over the SO_REUSEPORT workers by hash; the
@@ -153,15 +153,15 @@ def spread_trees(smb_server):
     conns, trees = [], []
     try:
         for _ in range(24):
-            conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
+            conn = Connection(uuid.uuid4(), "127.0.0.1", two_workers.port)
             conn.connect()
             conns.append(conn)
-            session = Session(conn, smb_server.user, smb_server.password)
+            session = Session(conn, two_workers.user, two_workers.password)
             session.connect()
-            tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
+            tree = TreeConnect(session, f"\\\\127.0.0.1\\{two_workers.share_name}")
             tree.connect()
             trees.append(tree)
-            log = smb_server.log_text()
+            log = two_workers.log_text()
             if len(trees) >= 2 and all(f"worker{i} INFO smb.server.connection: session" in log
                                        for i in (0, 1)):
                 break
@@ -179,8 +179,8 @@ def _create(tree, name: str, access: int, share: int) -> Open:
     return op
 
 
-def test_share_modes_across_workers(smb_server, spread_trees):
-    (smb_server.share / "f").write_text("x")
+def test_share_modes_across_workers(two_workers, spread_trees):
+    (two_workers.share / "f").write_text("x")
     first = _create(spread_trees[0], "f", 0x1 | 0x2, ShareAccess.FILE_SHARE_READ)
     for tree in spread_trees[1:]:
         with pytest.raises(SMBResponseException) as info:
@@ -191,8 +191,8 @@ def test_share_modes_across_workers(smb_server, spread_trees):
     _create(spread_trees[-1], "f", 0x2, 0x7).close()
 
 
-def test_byte_range_locks_across_workers(smb_server, spread_trees):
-    (smb_server.share / "f").write_bytes(b"0123456789" * 10)
+def test_byte_range_locks_across_workers(two_workers, spread_trees):
+    (two_workers.share / "f").write_bytes(b"0123456789" * 10)
     holder = _create(spread_trees[0], "f", 0x1 | 0x2, 0x7)
     holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
                        | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
@@ -212,7 +212,7 @@ def test_byte_range_locks_across_workers(smb_server, spread_trees):
     other.write(b"x", 3)
     other.close()
     holder.close()
-    assert (smb_server.share / "f").read_bytes()[:5] == b"012x4"
+    assert (two_workers.share / "f").read_bytes()[:5] == b"012x4"
 
 
 def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
@@ -223,7 +223,7 @@ def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
     return el
 
 
-def test_crashed_worker_leaves_no_share_mode_behind(smb_server):
+def test_crashed_worker_leaves_no_share_mode_behind(two_workers):
     """SIGKILL every worker while one holds a file exclusively: the restarted
     workers must let the file be opened again (the dead owner's rows go)."""
     import signal
@@ -231,14 +231,14 @@ def test_crashed_worker_leaves_no_share_mode_behind(smb_server):
 
     import psutil
 
-    (smb_server.share / "f").write_text("x")
+    (two_workers.share / "f").write_text("x")
 
     def connect() -> tuple[Connection, TreeConnect]:
-        conn = Connection(uuid.uuid4(), "127.0.0.1", smb_server.port)
+        conn = Connection(uuid.uuid4(), "127.0.0.1", two_workers.port)
         conn.connect(timeout=5)
-        session = Session(conn, smb_server.user, smb_server.password)
+        session = Session(conn, two_workers.user, two_workers.password)
         session.connect()
-        tree = TreeConnect(session, f"\\\\127.0.0.1\\{smb_server.share_name}")
+        tree = TreeConnect(session, f"\\\\127.0.0.1\\{two_workers.share_name}")
         tree.connect()
         return conn, tree
 
@@ -248,7 +248,7 @@ def test_crashed_worker_leaves_no_share_mode_behind(smb_server):
     with pytest.raises(SMBResponseException) as info:
         _create(other_tree, "f", 0x1, 0x7)
     assert "STATUS_SHARING_VIOLATION" in str(info.value)
-    workers = psutil.Process(smb_server.proc.pid).children()
+    workers = psutil.Process(two_workers.proc.pid).children()
     assert len(workers) == 2
     for worker in workers:
         worker.send_signal(signal.SIGKILL)
@@ -270,11 +270,11 @@ def test_crashed_worker_leaves_no_share_mode_behind(smb_server):
         _create(tree, "f", 0x1 | 0x2, 0).close()
     finally:
         conn.disconnect(True)
-    assert {p.pid for p in psutil.Process(smb_server.proc.pid).children()}.isdisjoint(
+    assert {p.pid for p in psutil.Process(two_workers.proc.pid).children()}.isdisjoint(
         {w.pid for w in workers})
 
 
-def test_change_notify_reports_a_file_made_elsewhere(smb_server, raw_tree):
+def test_change_notify_reports_a_file_made_elsewhere(two_workers, raw_tree):
     """A file created outside this connection (here: on the share's disk, as
     another worker or node would) is reported to a waiting CHANGE_NOTIFY."""
     import time
@@ -292,7 +292,7 @@ def test_change_notify_reports_a_file_made_elsewhere(smb_server, raw_tree):
     # The server takes its first look when the request arrives; a change made
     # before that is part of the starting point, not news.
     time.sleep(1.0)
-    (smb_server.share / "made-elsewhere.txt").write_text("x")
+    (two_workers.share / "made-elsewhere.txt").write_text("x")
     changes = watcher.wait()
     assert [(c["action"].get_value(), c["file_name"].get_value()) for c in changes] == [
         (FileAction.FILE_ACTION_ADDED, "made-elsewhere.txt")]
