@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 import uuid
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 import trio
 
@@ -142,12 +142,14 @@ async def _unregister(store, local_ip: str, peer: tuple[str, int]) -> None:
         log.warning("connection from %s not unregistered: %s", peer[0], exc)
 
 
-async def _run_worker(cfg: Config, index: int) -> None:
+async def _until_signalled(stopping: str, run: Callable[..., Awaitable[None]],
+                           *args: object) -> None:
+    """``run(*args)`` until SIGTERM or SIGINT, then cancelled (logging ``stopping``)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, cfg, index)
+            nursery.start_soon(run, *args)
             async for _ in signals:
-                log.info("worker %d stopping", index)
+                log.info("%s", stopping)
                 nursery.cancel_scope.cancel()
                 break
 
@@ -158,27 +160,15 @@ def _check(cfg: Config) -> None:
                           "endpoints (the agent starts an embedded one)")
 
 
-# -- the parent -------------------------------------------------------------------------
-
-
-async def _run_parent(cfg: Config) -> None:
-    """The agent's supervisor without the agent: no store, so no measuring."""
+def main(cfg: Config) -> int:
+    """``hanode smb``: run the node's workers until SIGTERM, kept (started,
+    restarted, stopped) by the agent's supervisor; with no store it measures
+    nothing, as nobody reads its figures here."""
     from hanode.supervisor import Supervisor
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(Supervisor(cfg).run)
-            async for _ in signals:
-                log.info("stopping %d workers", cfg.smb.workers)
-                nursery.cancel_scope.cancel()
-                break
-
-
-def main(cfg: Config) -> int:
-    """``hanode smb``: run the node's workers until SIGTERM."""
     _check(cfg)
     _setup_logging(cfg, "smb")
-    trio.run(_run_parent, cfg)
+    trio.run(_until_signalled, f"stopping {cfg.smb.workers} workers", Supervisor(cfg).run)
     return 0
 
 
@@ -195,7 +185,8 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging(cfg, f"worker{args.worker_index}")
     try:
-        trio.run(_run_worker, cfg, args.worker_index)
+        trio.run(_until_signalled, f"worker {args.worker_index} stopping", serve, cfg,
+                 args.worker_index)
     except OSError as exc:
         log.error("worker %d: %s", args.worker_index, exc)
         return 1
