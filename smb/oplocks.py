@@ -72,6 +72,9 @@ FILE_SUPERSEDE = 0
 FILE_OVERWRITE = 4
 FILE_OVERWRITE_IF = 5
 _OVERWRITING = frozenset({FILE_SUPERSEDE, FILE_OVERWRITE, FILE_OVERWRITE_IF})
+# Not a CreateDisposition: marks a break request that another worker files
+# for a WRITE rather than for an open (see Breaks.remote_open).
+REMOTE_WRITE = -1
 
 _DATA_ACCESS = FILE_READ_DATA | FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_EXECUTE | DELETE
 _OPLOCK_STAT_BITS = SYNCHRONIZE | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES
@@ -534,8 +537,20 @@ class NodeOplocks:
         mine = own.state if own is not None else _OPLOCK_AS_LEASE[me.oplock]
         if mine & LEASE_WRITE:
             return ()
+        return self._break_readers(f, me.lease_id)
+
+    def contend_remote_write(self, file: Hashable) -> tuple[Break, ...]:
+        """Breaks a write through an open this table does not know (another worker's) causes.
+
+        That writer holds no caching here, so every read cache of the file goes.
+        """
+        f = self._files.get(file)
+        return () if f is None else self._break_readers(f, None)
+
+    def _break_readers(self, f: _File, own_lease: tuple[bytes, bytes] | None
+                       ) -> tuple[Break, ...]:
         breaks: list[Break] = []
-        for h in self._holders(f, me.lease_id):
+        for h in self._holders(f, own_lease):
             if h.cached & LEASE_READ:
                 breaks.extend(self._start_break(f, h, LEASE_NONE))
         return tuple(breaks)

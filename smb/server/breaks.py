@@ -25,7 +25,7 @@ import trio
 log = logging.getLogger(__name__)
 
 from smb.oplocks import (
-    BREAK_TIMEOUT_S, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest, OplockBreak,
+    BREAK_TIMEOUT_S, REMOTE_WRITE, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest, OplockBreak,
     Outcome, oplock_as_lease,
 )
 from smb.wire import oplock as wire
@@ -51,6 +51,9 @@ class Breaks:
         # Set whenever caching may have changed, so the worker mirrors it to
         # the node table for the other workers (workerstate).
         self.dirty = False
+        # Opens whose writes already had other workers break their read caches
+        # (crossbreaks.contend_write).
+        self.remote_writes_done: set[Hashable] = set()
 
     def attach(self, open_id: Hashable, holder: Holder) -> None:
         self.holders[open_id] = holder
@@ -67,6 +70,7 @@ class Breaks:
 
     def close(self, open_id: Hashable) -> None:
         self.holders.pop(open_id, None)
+        self.remote_writes_done.discard(open_id)
         self.oplocks.close(open_id)
         self.changed()
 
@@ -82,12 +86,16 @@ class Breaks:
 
     def remote_open(self, file: Hashable, request_id: int, access: int, share: int,
                     disposition: int, nursery: trio.Nursery) -> tuple[Hashable, ...]:
-        """Another worker's open of ``file``: break our holders as it requires.
+        """Another worker's open of ``file`` (or its write, for REMOTE_WRITE):
+        break our holders as it requires.
 
         It is decided as a local open would be and forgotten at once; the
         other worker waits on the mirrored caching, not on this answer.
         Returns the disconnected durable opens it purged.
         """
+        if disposition == REMOTE_WRITE:
+            self.dispatch(self.oplocks.contend_remote_write(file), nursery)
+            return ()
         open_id = ("remote", request_id)
         req = OpenRequest(open_id, b"remote-worker\x00\x00\x00", access, share, disposition)
         decision = self.oplocks.open(file, req)

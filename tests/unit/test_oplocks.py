@@ -628,3 +628,16 @@ def test_random_event_sequences_keep_invariants(seq):
                 result = node.ack_lease(brk.client_guid, brk.key, brk.new_state)
                 pending.extend(b for b in result.breaks if b.ack_required)
         check_invariants(node)
+
+
+def test_write_through_another_worker_breaks_every_read_cache(node):
+    """A writer this table does not know of holds nothing: level II and R leases all go."""
+    node.open(F, oplock(1, OPLOCK_II))
+    node.open(F, leased(2, K2, R, client=C2))
+    breaks = node.contend_remote_write(F)
+    assert sorted((type(b).__name__, b.ack_required) for b in breaks) == [
+        ("LeaseBreak", False), ("OplockBreak", False)]
+    assert node.oplock_level(1) == OPLOCK_NONE
+    assert node.lease_state(C2, K2)[0] == 0
+    assert node.contend_remote_write(F) == ()
+    assert node.contend_remote_write(("dev", 7)) == ()  # a file nobody here has open
