@@ -18,7 +18,8 @@ what smbtorture's smb2.oplock and smb2.lease suites expect:
   while a non-lease open exists, no oplock while someone holds H;
 - stat opens (only attributes, security descriptor or synchronize access,
   and not truncating) break no lease, and no oplock unless they ask for
-  READ_CONTROL; later opens do not see them, so they never get an oplock.
+  READ_CONTROL; they get an oplock only as the file's sole opener
+  (smb2.oplock.batch9), and later opens see them only while they hold one.
 """
 
 from __future__ import annotations
@@ -381,7 +382,8 @@ class NodeOplocks:
             ids = tuple(i for i, o in f.opens.items() if o.lease_id == lid)
             holders.append(_Holder(lease.state, lease, ids))
         for oid, o in f.opens.items():
-            if o.lease_id is None and not _is_stat_open(o.access, _LEASE_STAT_BITS):
+            if o.lease_id is None and (o.oplock != OPLOCK_NONE
+                                       or not _is_stat_open(o.access, _LEASE_STAT_BITS)):
                 holders.append(_Holder(_OPLOCK_AS_LEASE[o.oplock], None, (oid,)))
         return holders
 
@@ -492,8 +494,8 @@ class NodeOplocks:
                                LEASE_FLAG_BREAK_IN_PROGRESS if lease.breaking else 0)
             return OpenDecision(Outcome.GRANT, oplock_level=OPLOCK_LEASE, lease=grant,
                                 breaks=tuple(breaks), purged=purged)
-        if got_handle or _is_stat_open(req.access, _LEASE_STAT_BITS):
-            granted = LEASE_NONE  # stat opens are not seen by others, so they cannot cache
+        if got_handle or (other_lease and _is_stat_open(req.access, _LEASE_STAT_BITS)):
+            granted = LEASE_NONE  # a stat open caches only what nobody else holds
         level = _lease_as_oplock(granted)
         f.opens[req.open_id] = _Open(req.client_guid, req.access, req.share_access,
                                      level, None)

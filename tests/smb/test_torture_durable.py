@@ -14,8 +14,6 @@ pytestmark = pytest.mark.smbtorture
 
 KNOWN_GAPS = {
     # Oplock corner cases the NodeOplocks grant table does not model yet.
-    "smb2.oplock.batch9": "break count on an attribute-only open with a batch holder",
-    "smb2.oplock.batch9a": "break count on an attribute-only open with a batch holder",
     "smb2.oplock.doc": "delete-on-close open expected to get a sharing violation, not a break",
     # Passes when run alone; failed once with both servers' runs loading the
     # two cores at once (timing of the break against smbtorture's wait).

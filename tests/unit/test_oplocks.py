@@ -641,3 +641,20 @@ def test_write_through_another_worker_breaks_every_read_cache(node):
     assert node.lease_state(C2, K2)[0] == 0
     assert node.contend_remote_write(F) == ()
     assert node.contend_remote_write(("dev", 7)) == ()  # a file nobody here has open
+
+
+def test_stat_open_as_sole_opener_gets_its_oplock_and_is_broken_later(node):
+    """smb2.oplock.batch9/9a: the first opener gets batch even for attributes only;
+    a second stat open neither breaks it nor gets one; a data open breaks it to II."""
+    stat = FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | SYNCHRONIZE
+    assert node.open(F, oplock(1, OPLOCK_BATCH, access=stat, share=0)).oplock_level == OPLOCK_BATCH
+    d = node.open(F, oplock(2, OPLOCK_BATCH, access=stat, share=0))
+    assert (d.outcome, d.oplock_level, d.breaks) == (Outcome.GRANT, OPLOCK_NONE, ())
+    node.close(2)
+    full = oplock(3, OPLOCK_BATCH, share=0)
+    d = node.open(F, full)
+    assert d.outcome is Outcome.WAIT
+    assert [(b.open_id, b.new_level) for b in d.breaks] == [(1, OPLOCK_II)]
+    node.ack_oplock(1, OPLOCK_II)
+    assert node.open(F, full, first_attempt=False).oplock_level == OPLOCK_II
+    assert sorted(b.open_id for b in node.contend_write(3)) == [1, 3]
