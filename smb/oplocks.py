@@ -314,6 +314,10 @@ class NodeOplocks:
         f = self._files[self._open_file[open_id]]
         return f.opens[open_id].oplock
 
+    def client_of(self, open_id: OpenId) -> bytes | None:
+        file = self._open_file.get(open_id)
+        return None if file is None else self._files[file].opens[open_id].client_guid
+
     def lease_state(self, client_guid: bytes, key: bytes) -> tuple[int, int, bool] | None:
         """(state, epoch, breaking) of a lease, or None."""
         file = self._lease_file.get((client_guid, key))

@@ -114,21 +114,30 @@ class Breaks:
                 nursery.start_soon(self._timer, brk, nursery)
 
     async def _deliver(self, brk: Break) -> None:
+        # notify returns False when the holder's connection is gone; when no
+        # connection is left, the timer settles the break.
         if isinstance(brk, OplockBreak):
             holder = self.holders.get(brk.open_id)
-            if holder is None:
+            if holder is not None:
+                await holder.notify(Command.OPLOCK_BREAK,
+                                    wire.oplock_break(brk.new_level, holder.file_id),
+                                    holder.session_id)
+            return
+        body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
+                                brk.new_state)
+        for holder in self._client_holders(brk.client_guid):
+            if await holder.notify(Command.OPLOCK_BREAK, body, 0):
                 return
-            body = wire.oplock_break(brk.new_level, holder.file_id)
-            session_id = holder.session_id
-        else:
-            holder = next((self.holders[i] for i in brk.open_ids if i in self.holders), None)
-            if holder is None:
-                return
-            body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
-                                    brk.new_state)
-            session_id = 0
-        # False when the holder's connection is gone: the timer settles the break.
-        await holder.notify(Command.OPLOCK_BREAK, body, session_id)
+
+    def _client_holders(self, client_guid: bytes) -> list[Holder]:
+        """Where a lease break of this client may go, best first.
+
+        A lease belongs to the client, not to a connection: like Samba, the
+        break goes to the client's oldest connection we know of (that of its
+        longest-held open), even when the lease's opens came over another
+        one (smb2.lease.v2_complex1).
+        """
+        return [h for i, h in self.holders.items() if self.oplocks.client_of(i) == client_guid]
 
     async def _timer(self, brk: Break, nursery: trio.Nursery) -> None:
         await trio.sleep(BREAK_TIMEOUT_S)
