@@ -561,6 +561,46 @@ class NodeOplocks:
                 breaks.extend(self._start_break(f, h, LEASE_NONE))
         return tuple(breaks)
 
+    # -- renames -----------------------------------------------------------------
+
+    def rename_breaks(self, open_id: OpenId) -> tuple[tuple[Break, ...], bool]:
+        """(breaks, must wait) before a rename through ``open_id``.
+
+        Other leases may cache handles only as long as the name stays: they
+        are broken to drop H, and the rename waits for their acknowledgements
+        (smb2.lease.v2_rename, rename_wait).  The renamer's own lease keeps
+        its caching; oplock holders are left alone (the smb2.oplock suite
+        expects no break on rename).
+        """
+        file = self._open_file.get(open_id)
+        if file is None:
+            return (), False
+        f = self._files[file]
+        breaks: list[Break] = []
+        wait = False
+        for h in self._holders(f, f.opens[open_id].lease_id):
+            if h.lease is None:
+                continue
+            if h.cached & LEASE_HANDLE:
+                breaks.extend(self._start_break(f, h, h.cached & ~LEASE_HANDLE))
+            wait = wait or (h.lease.breaking and bool(h.lease.state & LEASE_HANDLE))
+        return tuple(breaks), wait
+
+    def move(self, old: Hashable, new: Hashable) -> None:
+        """The file known as ``old`` is now called ``new`` (it was renamed)."""
+        f = self._files.pop(old, None)
+        if f is None or old == new:
+            if f is not None:
+                self._files[old] = f
+            return
+        into = self._files.setdefault(new, _File())
+        into.opens.update(f.opens)
+        into.leases.update(f.leases)
+        for oid in f.opens:
+            self._open_file[oid] = new
+        for lid in f.leases:
+            self._lease_file[lid] = new
+
     # -- durable opens taken over -----------------------------------------------
 
     def restore(self, file: Hashable, open_id: OpenId, client_guid: bytes, access: int,

@@ -158,6 +158,19 @@ class Breaks:
             await go_async()
             await changed.wait()
 
+    async def before_rename(self, open_id: Hashable, nursery: trio.Nursery,
+                            go_async: Callable[[], Awaitable[int]]) -> None:
+        """Break other leases' handle caching of the file and wait (interim
+        response) until they let go."""
+        while True:
+            changed = self._changed
+            breaks, wait = self.oplocks.rename_breaks(open_id)
+            self.dispatch(breaks, nursery)
+            if not wait:
+                return
+            await go_async()
+            await changed.wait()
+
     def contend_write(self, open_id: Hashable, nursery: trio.Nursery) -> None:
         if self.holders:
             self.dispatch(self.oplocks.contend_write(open_id), nursery)

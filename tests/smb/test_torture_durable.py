@@ -20,8 +20,6 @@ KNOWN_GAPS = {
     "smb2.oplock.batch7": "timing-sensitive under CPU load",
     # Leases: breaks caused by renames and byte-range locks, break routing
     # between two connections of one client, and the 35 s timeout test.
-    "smb2.lease.v2_rename": "rename of a leased open with a parent lease key",
-    "smb2.lease.rename_wait": "rename waiting on a lease break",
     "smb2.lease.timeout": "a break the test expects to be suppressed after a timed-out one",
 }
 

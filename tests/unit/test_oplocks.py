@@ -658,3 +658,38 @@ def test_stat_open_as_sole_opener_gets_its_oplock_and_is_broken_later(node):
     node.ack_oplock(1, OPLOCK_II)
     assert node.open(F, full, first_attempt=False).oplock_level == OPLOCK_II
     assert sorted(b.open_id for b in node.contend_write(3)) == [1, 3]
+
+
+def test_rename_breaks_other_leases_handle_caching_and_waits_for_the_ack(node):
+    """smb2.lease.v2_rename: the renamer's own lease keeps RH; another lease loses H."""
+    node.open(F, leased(1, K1, R | H))
+    node.open(F, leased(2, K2, R | H, client=C2))
+    breaks, wait = node.rename_breaks(1)
+    assert wait and [(b.key, b.current_state, b.new_state, b.ack_required) for b in breaks] == [
+        (K2, R | H, R, True)]
+    assert node.rename_breaks(1) == ((), True)  # still breaking: keep waiting, no new break
+    node.ack_lease(C2, K2, R)
+    assert node.rename_breaks(1) == ((), False)
+    assert node.lease_state(C1, K1)[0] == R | H
+    assert node.rename_breaks(99) == ((), False)
+
+
+def test_renamed_file_keeps_its_opens_and_leases_under_the_new_name(node):
+    node.open(F, leased(1, K1, R | W | H))
+    new = ("dev", "renamed")
+    node.move(F, new)
+    again = node.open(new, leased(2, K1, 0))  # the same lease key on the new name
+    assert again.outcome is Outcome.GRANT and again.lease.state == R | W | H
+    assert node.open(F, leased(3, K1, R)).status == Status.INVALID_PARAMETER  # not the old
+    node.close(1)
+    node.close(2)
+    assert node.lease_state(C1, K1) is None
+    node.move(("dev", "nothing open"), F)  # a file without opens: nothing to carry
+
+
+def test_rename_leaves_oplocks_alone(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    d = node.open(F, oplock(2, OPLOCK_NONE, client=C2, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE))
+    assert d.outcome is Outcome.GRANT  # a stat open: registered, breaking nothing
+    assert node.rename_breaks(2) == ((), False)
+    assert node.oplock_level(1) == OPLOCK_BATCH
