@@ -704,8 +704,9 @@ class NodeOplocks:
         """The 35 s acknowledgement timer of ``brk`` fired.
 
         Stale timers (the break was acknowledged, or superseded) change
-        nothing.  An oplock falls to none; a lease takes the state it was
-        being broken to, as if acknowledged.
+        nothing.  An oplock, and a lease, falls to none: the client that
+        did not answer is no longer trusted with any caching, so a later
+        write need not break it again (smb2.lease.timeout).
         """
         if isinstance(brk, OplockBreak):
             file = self._open_file.get(brk.open_id)
@@ -722,4 +723,4 @@ class NodeOplocks:
         lease = f.leases[(brk.client_guid, brk.key)]
         if not lease.breaking or lease.token != brk.token:
             return ()
-        return self._settle_lease(f, lease, lease.breaking_to)
+        return self._settle_lease(f, lease, LEASE_NONE)

@@ -20,7 +20,6 @@ KNOWN_GAPS = {
     "smb2.oplock.batch7": "timing-sensitive under CPU load",
     # Leases: breaks caused by renames and byte-range locks, break routing
     # between two connections of one client, and the 35 s timeout test.
-    "smb2.lease.timeout": "a break the test expects to be suppressed after a timed-out one",
 }
 
 SUITES = ["smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay", "smb2.lease",

@@ -242,12 +242,18 @@ def test_handle_lease_broken_by_overwrite_does_not_block_it(node):
     assert node.ack_lease(C1, K1, 0).status == Status.SUCCESS
 
 
-def test_lease_break_timeout_applies_the_break(node):
+def test_lease_break_timeout_drops_the_lease_to_none(node):
+    """smb2.lease.timeout: the silent holder keeps nothing, so a later write breaks it no more."""
     node.open(F, leased(1, K1, R | W | H))
     (brk,) = node.open(F, leased(2, K2, R | H, client=C2)).breaks
     assert node.break_timed_out(brk) == ()
-    assert node.lease_state(C1, K1)[:2:] == (R | H, 2) and not node.lease_state(C1, K1)[2]
+    assert node.lease_state(C1, K1) == (0, 2, False)
     assert node.break_timed_out(brk) == ()  # stale now
+    assert node.ack_lease(C1, K1, R | H).status == Status.UNSUCCESSFUL  # too late
+    second = node.open(F, leased(2, K2, R | H, client=C2), first_attempt=False)
+    assert second.lease.state == R | H
+    assert [b.key for b in node.contend_write(1)] == [K2]
+    assert node.contend_write(2) == ()  # K1 holds nothing to break any more
 
 
 def test_lease_upgrade_only_to_a_superset(node):
