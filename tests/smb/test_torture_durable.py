@@ -13,13 +13,12 @@ import harness
 pytestmark = pytest.mark.smbtorture
 
 KNOWN_GAPS = {
-    # Oplock corner cases the NodeOplocks grant table does not model yet.
-    "smb2.oplock.doc": "delete-on-close open expected to get a sharing violation, not a break",
+    # The delete-pending check runs after the oplock decision (the break is
+    # sent, then the open fails); smbd refuses before breaking.
+    "smb2.oplock.doc": "open of a delete-pending file breaks the batch holder before failing",
     # Passes when run alone; failed once with both servers' runs loading the
     # two cores at once (timing of the break against smbtorture's wait).
     "smb2.oplock.batch7": "timing-sensitive under CPU load",
-    # Leases: breaks caused by renames and byte-range locks, break routing
-    # between two connections of one client, and the 35 s timeout test.
 }
 
 SUITES = ["smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay", "smb2.lease",
