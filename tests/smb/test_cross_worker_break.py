@@ -18,6 +18,8 @@ import durable_client as dc
 import harness
 from rawclient import RawClient
 from smb.wire import oplock as oplock_wire
+from smb.wire.create import encode_create_contexts
+from smb.wire.create_contexts import LeaseContext
 from smb.wire.header import Command, parse_header
 
 _CREATE = struct.Struct("<HBBIQQIIIIIHHII")
@@ -28,14 +30,24 @@ SHARE_ALL = 0x7
 OPEN_IF = 3
 OPLOCK_BATCH = 0x09
 OPLOCK_II = 0x01
+OPLOCK_LEASE = 0xFF
+LEASE_READ = 0x1
+_LEASE_BREAK = struct.Struct("<HHI16sII")  # size 44, epoch, flags, key, current, new state
 
 
-def _create(client: RawClient, name: str, oplock: int,
-            share: int = SHARE_ALL) -> tuple[int, int, bytes]:
+def _create(client: RawClient, name: str, oplock: int, share: int = SHARE_ALL,
+            lease: LeaseContext | None = None) -> tuple[int, int, bytes]:
     """(status, oplock level granted, FileId) of a CREATE."""
     path = name.encode("utf-16-le")
+    contexts = b""
+    ctx_offset = 0
+    if lease is not None:
+        contexts = encode_create_contexts([("RqLs", lease.pack())])
+        ctx_offset = 64 + _CREATE.size + len(path) + (-len(path) % 8)
     body = _CREATE.pack(57, 0, oplock, 2, 0, 0, GENERIC_READ_WRITE, 0x80, share, OPEN_IF,
-                        0x40, 64 + _CREATE.size, len(path), 0, 0) + path
+                        0x40, 64 + _CREATE.size, len(path), ctx_offset, len(contexts)) + path
+    if contexts:
+        body += b"\x00" * (-len(path) % 8) + contexts
     header, frame = client.request(Command.CREATE, body)
     if header.status:
         return header.status, 0, b""
@@ -165,3 +177,20 @@ def test_write_breaks_level2_oplock_across_workers(etcd_server, tmp_path):
         assert _write(other, other_id, b"stale now") == 0
         assert time.monotonic() - started < 5  # the write does not wait for the break
         assert _break_notice(holder) == (file_id, 0)  # level II to none, no ack wanted
+
+
+def test_write_breaks_read_lease_across_workers(etcd_server, tmp_path):
+    key = bytes(range(16))
+    with _two_workers(etcd_server.url, tmp_path / "h") as (holder, other):
+        status, level, _ = _create(holder, "leased.dat", OPLOCK_LEASE,
+                                   lease=LeaseContext(key, LEASE_READ, version=1))
+        assert (status, level) == (0, OPLOCK_LEASE)
+        status, _, other_id = _create(other, "leased.dat", 0)
+        assert status == 0
+        assert _write(other, other_id, b"stale now") == 0
+        frame = holder.recv_frame()
+        assert frame is not None
+        assert parse_header(frame).command == Command.OPLOCK_BREAK
+        size, _, flags, broken, current, new = _LEASE_BREAK.unpack_from(frame, 64)
+        assert (size, broken, current, new) == (44, key, LEASE_READ, 0)
+        assert flags == 0  # R alone: no acknowledgement wanted
