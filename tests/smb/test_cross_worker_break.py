@@ -73,6 +73,11 @@ def _write(client: RawClient, file_id: bytes, data: bytes) -> int:
     return header.status
 
 
+def _ack(client: RawClient, file_id: bytes, level: int) -> int:
+    header, _ = client.request(Command.OPLOCK_BREAK, oplock_wire.oplock_break(level, file_id))
+    return header.status
+
+
 def _break_notice(client: RawClient) -> tuple[bytes, int]:
     """(FileId, new level) of the OPLOCK_BREAK notification the client receives next."""
     frame = client.recv_frame()
@@ -126,8 +131,7 @@ def test_batch_oplock_broken_across_workers(etcd_server, tmp_path):
         opener = _in_background(result, _create, other, "shared.dat", 0)
         assert _break_notice(holder) == (file_id, OPLOCK_II)
         assert "value" not in result  # the conflicting open waits for the acknowledgement
-        reply, _ = holder.request(Command.OPLOCK_BREAK, oplock_wire.oplock_break(OPLOCK_II, file_id))
-        assert reply.status == 0
+        assert _ack(holder, file_id, OPLOCK_II) == 0
         opener.join(30)
         assert result["value"][0] == 0
         assert result["seconds"] < 10
@@ -156,8 +160,7 @@ def test_sharing_violation_stands_when_the_holder_keeps_its_handle(etcd_server, 
         result: dict = {}
         opener = _in_background(result, _create, other, "kept.dat", 0)
         assert _break_notice(holder) == (file_id, OPLOCK_II)
-        reply, _ = holder.request(Command.OPLOCK_BREAK, oplock_wire.oplock_break(OPLOCK_II, file_id))
-        assert reply.status == 0
+        assert _ack(holder, file_id, OPLOCK_II) == 0
         opener.join(30)
         assert result["value"][0] == 0xC0000043  # STATUS_SHARING_VIOLATION, after one retry
         assert result["seconds"] < 10
