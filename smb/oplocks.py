@@ -18,7 +18,8 @@ what smbtorture's smb2.oplock and smb2.lease suites expect:
   while a non-lease open exists, no oplock while someone holds H;
 - stat opens (only attributes, security descriptor or synchronize access,
   and not truncating) break no lease, and no oplock unless they ask for
-  READ_CONTROL; later opens do not see them, so they never get an oplock.
+  READ_CONTROL; they get an oplock only as the file's sole opener
+  (smb2.oplock.batch9), and later opens see them only while they hold one.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ FILE_SUPERSEDE = 0
 FILE_OVERWRITE = 4
 FILE_OVERWRITE_IF = 5
 _OVERWRITING = frozenset({FILE_SUPERSEDE, FILE_OVERWRITE, FILE_OVERWRITE_IF})
+# Not a CreateDisposition: marks a break request that another worker files
+# for a WRITE rather than for an open (see Breaks.remote_open).
+REMOTE_WRITE = -1
 
 _DATA_ACCESS = FILE_READ_DATA | FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_EXECUTE | DELETE
 _OPLOCK_STAT_BITS = SYNCHRONIZE | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES
@@ -310,6 +314,10 @@ class NodeOplocks:
         f = self._files[self._open_file[open_id]]
         return f.opens[open_id].oplock
 
+    def client_of(self, open_id: OpenId) -> bytes | None:
+        file = self._open_file.get(open_id)
+        return None if file is None else self._files[file].opens[open_id].client_guid
+
     def lease_state(self, client_guid: bytes, key: bytes) -> tuple[int, int, bool] | None:
         """(state, epoch, breaking) of a lease, or None."""
         file = self._lease_file.get((client_guid, key))
@@ -378,7 +386,8 @@ class NodeOplocks:
             ids = tuple(i for i, o in f.opens.items() if o.lease_id == lid)
             holders.append(_Holder(lease.state, lease, ids))
         for oid, o in f.opens.items():
-            if o.lease_id is None and not _is_stat_open(o.access, _LEASE_STAT_BITS):
+            if o.lease_id is None and (o.oplock != OPLOCK_NONE
+                                       or not _is_stat_open(o.access, _LEASE_STAT_BITS)):
                 holders.append(_Holder(_OPLOCK_AS_LEASE[o.oplock], None, (oid,)))
         return holders
 
@@ -489,8 +498,8 @@ class NodeOplocks:
                                LEASE_FLAG_BREAK_IN_PROGRESS if lease.breaking else 0)
             return OpenDecision(Outcome.GRANT, oplock_level=OPLOCK_LEASE, lease=grant,
                                 breaks=tuple(breaks), purged=purged)
-        if got_handle or _is_stat_open(req.access, _LEASE_STAT_BITS):
-            granted = LEASE_NONE  # stat opens are not seen by others, so they cannot cache
+        if got_handle or (other_lease and _is_stat_open(req.access, _LEASE_STAT_BITS)):
+            granted = LEASE_NONE  # a stat open caches only what nobody else holds
         level = _lease_as_oplock(granted)
         f.opens[req.open_id] = _Open(req.client_guid, req.access, req.share_access,
                                      level, None)
@@ -534,11 +543,63 @@ class NodeOplocks:
         mine = own.state if own is not None else _OPLOCK_AS_LEASE[me.oplock]
         if mine & LEASE_WRITE:
             return ()
+        return self._break_readers(f, me.lease_id)
+
+    def contend_remote_write(self, file: Hashable) -> tuple[Break, ...]:
+        """Breaks a write through an open this table does not know (another worker's) causes.
+
+        That writer holds no caching here, so every read cache of the file goes.
+        """
+        f = self._files.get(file)
+        return () if f is None else self._break_readers(f, None)
+
+    def _break_readers(self, f: _File, own_lease: tuple[bytes, bytes] | None
+                       ) -> tuple[Break, ...]:
         breaks: list[Break] = []
-        for h in self._holders(f, me.lease_id):
+        for h in self._holders(f, own_lease):
             if h.cached & LEASE_READ:
                 breaks.extend(self._start_break(f, h, LEASE_NONE))
         return tuple(breaks)
+
+    # -- renames -----------------------------------------------------------------
+
+    def rename_breaks(self, open_id: OpenId) -> tuple[tuple[Break, ...], bool]:
+        """(breaks, must wait) before a rename through ``open_id``.
+
+        Other leases may cache handles only as long as the name stays: they
+        are broken to drop H, and the rename waits for their acknowledgements
+        (smb2.lease.v2_rename, rename_wait).  The renamer's own lease keeps
+        its caching; oplock holders are left alone (the smb2.oplock suite
+        expects no break on rename).
+        """
+        file = self._open_file.get(open_id)
+        if file is None:
+            return (), False
+        f = self._files[file]
+        breaks: list[Break] = []
+        wait = False
+        for h in self._holders(f, f.opens[open_id].lease_id):
+            if h.lease is None:
+                continue
+            if h.cached & LEASE_HANDLE:
+                breaks.extend(self._start_break(f, h, h.cached & ~LEASE_HANDLE))
+            wait = wait or (h.lease.breaking and bool(h.lease.state & LEASE_HANDLE))
+        return tuple(breaks), wait
+
+    def move(self, old: Hashable, new: Hashable) -> None:
+        """The file known as ``old`` is now called ``new`` (it was renamed)."""
+        f = self._files.pop(old, None)
+        if f is None or old == new:
+            if f is not None:
+                self._files[old] = f
+            return
+        into = self._files.setdefault(new, _File())
+        into.opens.update(f.opens)
+        into.leases.update(f.leases)
+        for oid in f.opens:
+            self._open_file[oid] = new
+        for lid in f.leases:
+            self._lease_file[lid] = new
 
     # -- durable opens taken over -----------------------------------------------
 
@@ -643,8 +704,9 @@ class NodeOplocks:
         """The 35 s acknowledgement timer of ``brk`` fired.
 
         Stale timers (the break was acknowledged, or superseded) change
-        nothing.  An oplock falls to none; a lease takes the state it was
-        being broken to, as if acknowledged.
+        nothing.  An oplock, and a lease, falls to none: the client that
+        did not answer is no longer trusted with any caching, so a later
+        write need not break it again (smb2.lease.timeout).
         """
         if isinstance(brk, OplockBreak):
             file = self._open_file.get(brk.open_id)
@@ -661,4 +723,4 @@ class NodeOplocks:
         lease = f.leases[(brk.client_guid, brk.key)]
         if not lease.breaking or lease.token != brk.token:
             return ()
-        return self._settle_lease(f, lease, lease.breaking_to)
+        return self._settle_lease(f, lease, LEASE_NONE)

@@ -25,8 +25,8 @@ import trio
 log = logging.getLogger(__name__)
 
 from smb.oplocks import (
-    BREAK_TIMEOUT_S, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest, OplockBreak,
-    Outcome, oplock_as_lease,
+    BREAK_TIMEOUT_S, REMOTE_WRITE, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest,
+    OplockBreak, Outcome, oplock_as_lease,
 )
 from smb.wire import oplock as wire
 from smb.wire.header import Command
@@ -51,6 +51,9 @@ class Breaks:
         # Set whenever caching may have changed, so the worker mirrors it to
         # the node table for the other workers (workerstate).
         self.dirty = False
+        # Opens whose writes already had other workers break their read caches
+        # (crossbreaks.contend_write).
+        self.remote_writes_done: set[Hashable] = set()
 
     def attach(self, open_id: Hashable, holder: Holder) -> None:
         self.holders[open_id] = holder
@@ -67,6 +70,7 @@ class Breaks:
 
     def close(self, open_id: Hashable) -> None:
         self.holders.pop(open_id, None)
+        self.remote_writes_done.discard(open_id)
         self.oplocks.close(open_id)
         self.changed()
 
@@ -82,12 +86,16 @@ class Breaks:
 
     def remote_open(self, file: Hashable, request_id: int, access: int, share: int,
                     disposition: int, nursery: trio.Nursery) -> tuple[Hashable, ...]:
-        """Another worker's open of ``file``: break our holders as it requires.
+        """Another worker's open of ``file`` (or its write, for REMOTE_WRITE):
+        break our holders as it requires.
 
         It is decided as a local open would be and forgotten at once; the
         other worker waits on the mirrored caching, not on this answer.
         Returns the disconnected durable opens it purged.
         """
+        if disposition == REMOTE_WRITE:
+            self.dispatch(self.oplocks.contend_remote_write(file), nursery)
+            return ()
         open_id = ("remote", request_id)
         req = OpenRequest(open_id, b"remote-worker\x00\x00\x00", access, share, disposition)
         decision = self.oplocks.open(file, req)
@@ -106,21 +114,30 @@ class Breaks:
                 nursery.start_soon(self._timer, brk, nursery)
 
     async def _deliver(self, brk: Break) -> None:
+        # notify returns False when the holder's connection is gone; when no
+        # connection is left, the timer settles the break.
         if isinstance(brk, OplockBreak):
             holder = self.holders.get(brk.open_id)
-            if holder is None:
+            if holder is not None:
+                await holder.notify(Command.OPLOCK_BREAK,
+                                    wire.oplock_break(brk.new_level, holder.file_id),
+                                    holder.session_id)
+            return
+        body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
+                                brk.new_state)
+        for holder in self._client_holders(brk.client_guid):
+            if await holder.notify(Command.OPLOCK_BREAK, body, 0):
                 return
-            body = wire.oplock_break(brk.new_level, holder.file_id)
-            session_id = holder.session_id
-        else:
-            holder = next((self.holders[i] for i in brk.open_ids if i in self.holders), None)
-            if holder is None:
-                return
-            body = wire.lease_break(brk.new_epoch, brk.flags, brk.key, brk.current_state,
-                                    brk.new_state)
-            session_id = 0
-        # False when the holder's connection is gone: the timer settles the break.
-        await holder.notify(Command.OPLOCK_BREAK, body, session_id)
+
+    def _client_holders(self, client_guid: bytes) -> list[Holder]:
+        """Where a lease break of this client may go, best first.
+
+        A lease belongs to the client, not to a connection: like Samba, the
+        break goes to the client's oldest connection we know of (that of its
+        longest-held open), even when the lease's opens came over another
+        one (smb2.lease.v2_complex1).
+        """
+        return [h for i, h in self.holders.items() if self.oplocks.client_of(i) == client_guid]
 
     async def _timer(self, brk: Break, nursery: trio.Nursery) -> None:
         await trio.sleep(BREAK_TIMEOUT_S)
@@ -138,6 +155,19 @@ class Breaks:
                 return decision
             first = False
             changed = self._changed
+            await go_async()
+            await changed.wait()
+
+    async def before_rename(self, open_id: Hashable, nursery: trio.Nursery,
+                            go_async: Callable[[], Awaitable[int]]) -> None:
+        """Break other leases' handle caching of the file and wait (interim
+        response) until they let go."""
+        while True:
+            changed = self._changed
+            breaks, wait = self.oplocks.rename_breaks(open_id)
+            self.dispatch(breaks, nursery)
+            if not wait:
+                return
             await go_async()
             await changed.wait()
 

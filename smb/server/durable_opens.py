@@ -36,7 +36,7 @@ from smb.oplocks import (
     BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
     Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
 )
-from smb.server import workerstate
+from smb.server import crossbreaks, workerstate
 from smb.server.breaks import Holder
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.nodelocal import Range
@@ -132,6 +132,7 @@ def contend_write(op: "Open") -> None:
     ws = workerstate.current()
     if ws is not None and ws.nursery is not None and op.open_id is not None:
         ws.breaks.contend_write(op.open_id, ws.nursery)
+    crossbreaks.contend_write(op)
 
 
 async def give_up(record: DurableRecord) -> None:

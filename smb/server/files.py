@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import stat as stat_mod
 import struct
@@ -12,6 +13,7 @@ import trio
 
 from smb import vfs
 from smb.server import access as acc
+from smb.server import crossbreaks
 from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
@@ -232,7 +234,8 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     oreq = dur.open_request(ctx, c, intent, granted, open_id)
     decision = await dur.decide(ctx, tree, oreq, parts)
     try:
-        op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+        op, action = await crossbreaks.open_breaking_handles(
+            ctx, tree, c, granted, functools.partial(_open_blocking, tree, c, granted, file_id))
     except BaseException:
         if decision is not None:
             dur.abandon(open_id)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Hashable
 
 import trio
 
 from smb import vfs
 from smb.server import access as acc
-from smb.server import durable_opens
+from smb.server import durable_opens, workerstate
 from smb.server.files import file_times
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
@@ -168,8 +169,28 @@ def _set_rename(op: Open, data: memoryview) -> None:
     parent = op.tree.root.parent_stat(op.parts)
     if node.blocks_rename_inside(parent.st_dev, parent.st_ino):
         raise CommandError(Status.SHARING_VIOLATION)
+    ws = workerstate.current()
+    old_key = durable_opens.file_key(op.tree, op.parts)
     op.parts = op.tree.root.rename(op.parts, op.ino, target, r.replace)
     node.set_path(op.key, op.node_path)
+    if ws is not None:
+        # Runs in a worker thread: the oplock state lives in the trio thread.
+        trio.from_thread.run_sync(_renamed, ws, op, old_key)
+
+
+async def _before_rename(ctx: CommandContext, op: Open) -> None:
+    """Other leases may cache the handle only while the name stays: break that first."""
+    ws = workerstate.current()
+    if ws is not None and ws.nursery is not None and op.open_id is not None:
+        await ws.breaks.before_rename(op.open_id, ws.nursery, ctx.go_async)
+
+
+def _renamed(ws: "workerstate.WorkerState", op: Open, old_key: Hashable) -> None:
+    """Oplocks and leases are kept per name: they follow the file to its new one."""
+    new_key = durable_opens.file_key(op.tree, op.parts)
+    ws.breaks.oplocks.move(old_key, new_key)
+    if ws.inodes.get((op.dev, op.ino)) == old_key:
+        ws.inodes[(op.dev, op.ino)] = new_key
 
 
 def _set_disposition(op: Open, data: memoryview) -> None:
@@ -235,6 +256,8 @@ async def set_info(ctx: CommandContext, req: Request) -> Reply:
         raise CommandError(Status.INVALID_INFO_CLASS)
     if op.tree.read_only and s.info_class not in (FileClass.POSITION, FileClass.MODE):
         raise CommandError(Status.ACCESS_DENIED)
+    if s.info_class == FileClass.RENAME:
+        await _before_rename(ctx, op)
     await trio.to_thread.run_sync(setter, op, s.buffer)
     if s.info_class in (FileClass.ALLOCATION, FileClass.END_OF_FILE):
         durable_opens.contend_write(op)  # a size change makes read caches stale

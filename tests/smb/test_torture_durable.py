@@ -13,20 +13,12 @@ import harness
 pytestmark = pytest.mark.smbtorture
 
 KNOWN_GAPS = {
-    # Oplock corner cases the NodeOplocks grant table does not model yet.
-    "smb2.oplock.batch9": "break count on an attribute-only open with a batch holder",
-    "smb2.oplock.batch9a": "break count on an attribute-only open with a batch holder",
-    "smb2.oplock.doc": "delete-on-close open expected to get a sharing violation, not a break",
+    # The delete-pending check runs after the oplock decision (the break is
+    # sent, then the open fails); smbd refuses before breaking.
+    "smb2.oplock.doc": "open of a delete-pending file breaks the batch holder before failing",
     # Passes when run alone; failed once with both servers' runs loading the
     # two cores at once (timing of the break against smbtorture's wait).
     "smb2.oplock.batch7": "timing-sensitive under CPU load",
-    # Leases: breaks caused by renames and byte-range locks, break routing
-    # between two connections of one client, and the 35 s timeout test.
-    "smb2.lease.lock1": "a lock's lease break is sent without ACK_REQUIRED",
-    "smb2.lease.v2_complex1": "lease break sent on the other connection of the client",
-    "smb2.lease.v2_rename": "rename of a leased open with a parent lease key",
-    "smb2.lease.rename_wait": "rename waiting on a lease break",
-    "smb2.lease.timeout": "a break the test expects to be suppressed after a timed-out one",
 }
 
 SUITES = ["smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay", "smb2.lease",

@@ -242,12 +242,18 @@ def test_handle_lease_broken_by_overwrite_does_not_block_it(node):
     assert node.ack_lease(C1, K1, 0).status == Status.SUCCESS
 
 
-def test_lease_break_timeout_applies_the_break(node):
+def test_lease_break_timeout_drops_the_lease_to_none(node):
+    """smb2.lease.timeout: the silent holder keeps nothing, so a later write breaks it no more."""
     node.open(F, leased(1, K1, R | W | H))
     (brk,) = node.open(F, leased(2, K2, R | H, client=C2)).breaks
     assert node.break_timed_out(brk) == ()
-    assert node.lease_state(C1, K1)[:2:] == (R | H, 2) and not node.lease_state(C1, K1)[2]
+    assert node.lease_state(C1, K1) == (0, 2, False)
     assert node.break_timed_out(brk) == ()  # stale now
+    assert node.ack_lease(C1, K1, R | H).status == Status.UNSUCCESSFUL  # too late
+    second = node.open(F, leased(2, K2, R | H, client=C2), first_attempt=False)
+    assert second.lease.state == R | H
+    assert [b.key for b in node.contend_write(1)] == [K2]
+    assert node.contend_write(2) == ()  # K1 holds nothing to break any more
 
 
 def test_lease_upgrade_only_to_a_superset(node):
@@ -628,3 +634,68 @@ def test_random_event_sequences_keep_invariants(seq):
                 result = node.ack_lease(brk.client_guid, brk.key, brk.new_state)
                 pending.extend(b for b in result.breaks if b.ack_required)
         check_invariants(node)
+
+
+def test_write_through_another_worker_breaks_every_read_cache(node):
+    """A writer this table does not know of holds nothing: level II and R leases all go."""
+    node.open(F, oplock(1, OPLOCK_II))
+    node.open(F, leased(2, K2, R, client=C2))
+    breaks = node.contend_remote_write(F)
+    assert sorted((type(b).__name__, b.ack_required) for b in breaks) == [
+        ("LeaseBreak", False), ("OplockBreak", False)]
+    assert node.oplock_level(1) == OPLOCK_NONE
+    assert node.lease_state(C2, K2)[0] == 0
+    assert node.contend_remote_write(F) == ()
+    assert node.contend_remote_write(("dev", 7)) == ()  # a file nobody here has open
+
+
+def test_stat_open_as_sole_opener_gets_its_oplock_and_is_broken_later(node):
+    """smb2.oplock.batch9/9a: the first opener gets batch even for attributes only;
+    a second stat open neither breaks it nor gets one; a data open breaks it to II."""
+    stat = FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | SYNCHRONIZE
+    assert node.open(F, oplock(1, OPLOCK_BATCH, access=stat, share=0)).oplock_level == OPLOCK_BATCH
+    d = node.open(F, oplock(2, OPLOCK_BATCH, access=stat, share=0))
+    assert (d.outcome, d.oplock_level, d.breaks) == (Outcome.GRANT, OPLOCK_NONE, ())
+    node.close(2)
+    full = oplock(3, OPLOCK_BATCH, share=0)
+    d = node.open(F, full)
+    assert d.outcome is Outcome.WAIT
+    assert [(b.open_id, b.new_level) for b in d.breaks] == [(1, OPLOCK_II)]
+    node.ack_oplock(1, OPLOCK_II)
+    assert node.open(F, full, first_attempt=False).oplock_level == OPLOCK_II
+    assert sorted(b.open_id for b in node.contend_write(3)) == [1, 3]
+
+
+def test_rename_breaks_other_leases_handle_caching_and_waits_for_the_ack(node):
+    """smb2.lease.v2_rename: the renamer's own lease keeps RH; another lease loses H."""
+    node.open(F, leased(1, K1, R | H))
+    node.open(F, leased(2, K2, R | H, client=C2))
+    breaks, wait = node.rename_breaks(1)
+    assert wait and [(b.key, b.current_state, b.new_state, b.ack_required) for b in breaks] == [
+        (K2, R | H, R, True)]
+    assert node.rename_breaks(1) == ((), True)  # still breaking: keep waiting, no new break
+    node.ack_lease(C2, K2, R)
+    assert node.rename_breaks(1) == ((), False)
+    assert node.lease_state(C1, K1)[0] == R | H
+    assert node.rename_breaks(99) == ((), False)
+
+
+def test_renamed_file_keeps_its_opens_and_leases_under_the_new_name(node):
+    node.open(F, leased(1, K1, R | W | H))
+    new = ("dev", "renamed")
+    node.move(F, new)
+    again = node.open(new, leased(2, K1, 0))  # the same lease key on the new name
+    assert again.outcome is Outcome.GRANT and again.lease.state == R | W | H
+    assert node.open(F, leased(3, K1, R)).status == Status.INVALID_PARAMETER  # not the old
+    node.close(1)
+    node.close(2)
+    assert node.lease_state(C1, K1) is None
+    node.move(("dev", "nothing open"), F)  # a file without opens: nothing to carry
+
+
+def test_rename_leaves_oplocks_alone(node):
+    node.open(F, oplock(1, OPLOCK_BATCH))
+    d = node.open(F, oplock(2, OPLOCK_NONE, client=C2, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE))
+    assert d.outcome is Outcome.GRANT  # a stat open: registered, breaking nothing
+    assert node.rename_breaks(2) == ((), False)
+    assert node.oplock_level(1) == OPLOCK_BATCH
