@@ -103,9 +103,14 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     ws = workerstate.current()
     if ws is None or ws.nursery is None:
         return None
-    decision = await ws.breaks.decide(file_key(tree, parts), req, ws.nursery, ctx.go_async)
+    file = file_key(tree, parts)
+    await _restore_orphans(ws, tree, file, parts)
+    decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
-        await _purged(ws, tree, pid)
+        if pid in ws.foreign:
+            await _purge_orphan(ws, pid)
+        else:
+            await _purged(ws, tree, pid)
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
@@ -227,6 +232,55 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
+
+
+async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashable,
+                           parts: tuple[str, ...]) -> None:
+    """Make the disconnected opens a dead worker left on this name count for this open.
+
+    Each listed record is read again first: one a reconnect adopted (its
+    worker is alive again) or that is gone no longer stands in the way.
+    """
+    listed_here = ws.orphans.at(tree.share.name, "\\".join(parts))
+    if not listed_here:
+        return
+    try:
+        live = await ws.durable_store.live_workers()
+    except StoreUnavailable as exc:
+        log.info("orphaned durable records not checked: %s", exc)
+        return
+    for listed in listed_here:
+        pid = listed.record.persistent_id
+        try:
+            fresh = await ws.durable_store.get(pid)
+        except StoreUnavailable as exc:
+            log.info("orphaned durable record %016x not read: %s", pid, exc)
+            continue
+        if fresh is None or fresh.record.worker in live:
+            ws.orphans.drop(listed.record)
+            ws.forget_foreign(pid)
+            continue
+        if pid not in ws.foreign:
+            r = fresh.record
+            ws.breaks.oplocks.restore(file, pid, r.client_guid, r.desired_access,
+                                      r.share_access, r.oplock_level, r.lease,
+                                      disconnected=True)
+        ws.foreign[pid] = fresh
+
+
+async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
+    """A conflicting open closes a dead worker's disconnected open: its record goes,
+    unless a reconnect adopted it since it was read (then the reconnect won)."""
+    stored = ws.foreign.pop(pid)
+    ws.orphans.drop(stored.record)
+    try:
+        gone = await ws.durable_store.replace(stored, None)
+    except StoreUnavailable as exc:
+        log.warning("orphaned durable record %016x not deleted (the scavenger will): %s",
+                    pid, exc)
+        return
+    log.debug("durable handle %016x of a dead worker %s by a conflicting open", pid,
+              "purged" if gone else "was reclaimed meanwhile, not purged")
 
 
 async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
@@ -379,6 +433,8 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     ws = workerstate.current()
     assert ws is not None
     oplocks = ws.breaks.oplocks
+    ws.forget_foreign(record.persistent_id)  # known here as a dead worker's: now ours
+    ws.orphans.drop(record)
     old = ws.durable.get(record.persistent_id)
     if old is not None:
         oplocks.set_disconnected(record.persistent_id, False)

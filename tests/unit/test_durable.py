@@ -384,3 +384,21 @@ def test_writer_state_is_each_callers_last_acknowledged_change(clients, outages,
         stored = store.records.get(pid)
         want = expected.get(pid)
         assert (stored[0] if stored else None) == want, pid
+
+
+# -- the orphan index ----------------------------------------------------------
+
+def test_orphan_index_lists_only_records_of_dead_workers_by_folded_name():
+    dead = Stored(record(0x1, worker="/hanode/t/workers/n1/w0@9:1.0", path="Dir\\File.TXT"), 5)
+    alive = Stored(record(0x2, worker=WORKER, path="dir\\file.txt"), 6)
+    elsewhere = Stored(record(0x3, worker="/gone", path="other.txt"), 7)
+    index = durable.OrphanIndex()
+    index.load([dead, alive, elsewhere], {WORKER})
+    assert len(index) == 2
+    assert index.at("TEST", "dir/file.txt") == [dead]
+    assert index.at("test", "DIR\\FILE.txt") == [dead]
+    assert index.at("other", "dir/file.txt") == []
+    index.drop(dead.record)
+    assert index.at("test", "dir/file.txt") == [] and len(index) == 1
+    index.load([alive], {WORKER})  # a refill replaces, never adds
+    assert len(index) == 0
