@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Hashable
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 2.0
 CROSS_WORKER_POLL = 0.05  # how often break requests and caching changes are looked at
+LOGOFF_WAIT = 2.0  # how long a SESSION_SETUP waits for other workers to drop a previous session
 OWNER_POLL = 1.0  # how often the set of live workers (cluster-wide) is looked at
 
 
@@ -154,9 +156,25 @@ class WorkerState:
                         except StoreUnavailable as exc:
                             log.warning("durable record %016x not deleted (the scavenger "
                                         "will): %s", pid, exc)
+            for rid, session_id, user in await trio.to_thread.run_sync(
+                    self.node.logoff_requests):
+                # Imported here: the connection layer imports this module.
+                from smb.server.connection import logoff_here
+                await logoff_here(session_id, user)
+                await trio.to_thread.run_sync(self.node.logoff_done, rid)
             if self.breaks.dirty:
                 self.breaks.dirty = False
                 await self.mirror()
+
+    async def logoff_elsewhere(self, session_id: int, user: str) -> None:
+        """PreviousSessionId (3.3.5.5.3) naming a session another worker of the node may
+        hold: ask them all, and wait (briefly) until each has dropped it or has none,
+        so the client's durable reconnect that follows finds its opens disconnected."""
+        rid = secrets.randbits(62)
+        await trio.to_thread.run_sync(self.node.request_logoff, rid, session_id, user)
+        with trio.move_on_after(LOGOFF_WAIT):
+            while await trio.to_thread.run_sync(self.node.logoff_pending, rid):
+                await trio.sleep(CROSS_WORKER_POLL)
 
     async def _watch_owners(self) -> None:
         """Refill the orphan index at start and whenever a worker's liveness key vanishes.
