@@ -23,7 +23,7 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
   it into NodeOplocks disconnected, so a conflicting open purges it (a
   compare-and-swap delete: a reconnect adopting it meanwhile wins).
 - Connection lost: replace() each durable record with disconnected_since set.
-  CLOSE: ``await writer.delete(pid)``.  Leader agent: ``await scavenge(...)``.
+  CLOSE: ``writer.discard(pid)`` (nobody waits).  Leader agent: ``await scavenge(...)``.
 """
 
 from __future__ import annotations
@@ -397,14 +397,15 @@ class EtcdDurableStore:
 # -- the batched writer --------------------------------------------------------
 
 class _Op:
-    __slots__ = ("pid", "record", "done", "error", "taken")
+    __slots__ = ("pid", "record", "done", "error", "taken", "awaited")
 
-    def __init__(self, pid: int, record: DurableRecord | None) -> None:
+    def __init__(self, pid: int, record: DurableRecord | None, awaited: bool = True) -> None:
         self.pid = pid
         self.record = record
         self.done = trio.Event()
         self.error: str | None = None
         self.taken = False
+        self.awaited = awaited
 
 
 class DurableWriter:
@@ -435,6 +436,17 @@ class DurableWriter:
 
     async def delete(self, persistent_id: int) -> None:
         await self._submit(persistent_id, None)
+
+    def discard(self, persistent_id: int) -> None:
+        """Delete a record in the next round without waiting for it to be stored.
+
+        For CLOSE: its client will never reconnect a handle it closed, so the
+        answer need not wait for etcd.  Should the worker die first, the record
+        outlives it as a dead worker's disconnected open (a conflicting open
+        purges it, the scavenger removes it after its timeout).
+        """
+        self._pending.append(_Op(persistent_id, None, awaited=False))
+        self._ready.set()
 
     async def _submit(self, pid: int, record: DurableRecord | None) -> None:
         op = _Op(pid, record)
@@ -481,6 +493,9 @@ class DurableWriter:
                 for op in taken:
                     op.error = error
                     op.done.set()
+                if error is not None and not all(op.awaited for op in taken):
+                    log.warning("durable records of closed handles not deleted (the "
+                                "scavenger will): %s", error)
 
 
 # -- orphans: records of dead owners, by name ---------------------------------

@@ -362,8 +362,8 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
     ws.breaks.close(op.open_id)
     if op.durable is not None:
         op.durable = None
-        with trio.CancelScope(shield=True):
-            await _forget(ws, op.open_id)
+        ws.durable.pop(op.open_id, None)
+        ws.writer.discard(op.open_id)
 
 
 async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
