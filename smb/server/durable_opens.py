@@ -154,8 +154,9 @@ def has_caching(decision: OpenDecision) -> bool:
 
 
 async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] | None) -> None:
-    """Route the breaks of ``op`` to this connection; mirror its caching for other workers
-    before the CREATE is answered, so no other worker's open can miss it."""
+    """Route the breaks of ``op`` to this connection and track its caching; grant()
+    (or restore()) mirrors it for other workers before the CREATE is answered,
+    so no other worker's open can miss it."""
     ws = workerstate.current()
     notify = ctx.connection.notify
     if ws is None or notify is None or op.open_id is None or ctx.session is None:
@@ -163,7 +164,6 @@ async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] 
     ws.breaks.attach(op.open_id, Holder(notify, ctx.session.session_id, op.file_id))
     ws.track(op, file_key(op.tree, op.parts), lease_id)
     ws.open_handles += 1
-    await ws.mirror()
 
 
 def lease_id_of(client_guid: bytes, lease: "LeaseGrant | Lease | None") -> tuple[bytes, bytes] | None:
@@ -199,14 +199,14 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         lease_ctx = decision.lease.response_context()
         out.append((lease_ctx.name.decode(), lease_ctx.data))
     ws = workerstate.current()
-    if ws is None or isinstance(intent.durable, (DurableV1Reconnect, DurableV2Reconnect)):
+    if ws is None:
         return out
     lease = decision.lease
-    found = grant_durability(intent.durable, is_directory=op.is_dir,
-                             oplock_level=decision.oplock_level,
-                             lease_state=lease.state if lease is not None else None,
-                             store_available=ws.available)
+    found = None if is_reconnect(intent) else grant_durability(
+        intent.durable, is_directory=op.is_dir, oplock_level=decision.oplock_level,
+        lease_state=lease.state if lease is not None else None, store_available=ws.available)
     if found is None:
+        await ws.mirror()
         return out
     assert op.open_id is not None and ctx.session is not None
     create_guid = (intent.durable.create_guid if isinstance(intent.durable, DurableV2Request)
@@ -221,10 +221,8 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
                                                lease.version, lease.parent_key),
         timeout_ms=found.timeout_ms, worker=ws.identity,
         initial_allocation=op.initial_allocation)
-    try:
-        await ws.writer.put(record)
-    except StoreUnavailable as exc:
-        log.warning("durable handle not granted, etcd unavailable: %s", exc)
+    stored = await _mirror_while_storing(ws, record)
+    if not stored:
         return out
     op.durable = record
     ws.durable[op.open_id] = op
@@ -232,6 +230,25 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
+
+
+async def _mirror_while_storing(ws: "WorkerState", record: DurableRecord) -> bool:
+    """Store the record and mirror the open's caching at the same time (both must be
+    done before the CREATE is answered; the etcd commit is the longer wait)."""
+    stored = True
+
+    async def store() -> None:
+        nonlocal stored
+        try:
+            await ws.writer.put(record)
+        except StoreUnavailable as exc:
+            log.warning("durable handle not granted, etcd unavailable: %s", exc)
+            stored = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store)
+        await ws.mirror()
+    return stored
 
 
 async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashable,
@@ -445,6 +462,7 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     op.durable = record
     ws.durable[record.persistent_id] = op
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
+    await ws.mirror()
 
 
 async def relock(op: "Open", record: DurableRecord) -> None:
