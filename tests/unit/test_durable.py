@@ -229,6 +229,25 @@ async def test_writer_reports_failure_to_every_waiter_and_recovers():
         nursery.cancel_scope.cancel()
 
 
+async def test_discard_returns_at_once_and_deletes_in_the_next_round(caplog):
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.put(record(pid=1))
+        await writer.put(record(pid=2))
+        writer.discard(1)
+        assert 1 in store.records  # nobody waited for the delete
+        await writer.put(record(pid=3))  # a later round: the delete went before or with it
+        assert set(store.records) == {2, 3}
+        store.available = False
+        writer.discard(2)
+        with pytest.raises(StoreUnavailable):
+            await writer.put(record(pid=4))
+        assert "not deleted" in caplog.text  # a failed discard is logged, never raised
+        nursery.cancel_scope.cancel()
+
+
 async def test_writer_collapses_changes_to_one_record_within_a_round():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store, max_batch=2)
