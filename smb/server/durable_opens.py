@@ -15,7 +15,14 @@ durability.  An open that ends without CLOSE (connection lost or
 LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
 open stays in NodeOplocks marked disconnected and its record is stamped
 ``disconnected_since``, so a conflicting open purges it as Windows does and a
-reconnect on any worker of any node may adopt it.  CLOSE deletes the record.
+reconnect on any worker of any node may adopt it.  CLOSE queues the record's
+delete without waiting for etcd (nobody reconnects a closed handle).
+
+A worker or node that died leaves records nobody holds in memory: the
+worker's OrphanIndex lists them by name, and a CREATE of such a name puts
+them into NodeOplocks as disconnected opens first, so a conflicting open
+purges them here too (a compare-and-swap delete, so a reconnect adopting the
+record at the same moment wins) and any other open leaves them reclaimable.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ any worker of any node tells a dead owner's opens (disconnected, take them)
 from a live one's (still attached).  The key's value carries the figures the
 agent and ``hanode status`` show.
 
+It also keeps the index of dead workers' durable records (refilled when
+a liveness key vanishes) and serves other workers' requests to log off a
+session named by a PreviousSessionId.
+
 Handlers reach this through :func:`current`; it is None outside a worker
 (unit tests of the connection layer), and then no open gets an oplock, a
 lease or durability, exactly as a server that offers none.
