@@ -18,10 +18,12 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
   is_disconnected(stored.record, await store.live_workers()); on SUCCESS,
   ``await store.replace(stored, adopt(stored.record, my_worker_key))`` and
   reopen the recorded path; losing that compare-and-swap is NOT_FOUND.
-- Taking over (worker start, new leader): NodeOplocks.restore() every record,
-  disconnected, before serving, so conflicting opens purge them as before.
+- Records of dead owners: an OrphanIndex, refilled when a worker's liveness
+  key vanishes; a CREATE of a listed name re-reads the record and restores
+  it into NodeOplocks disconnected, so a conflicting open purges it (a
+  compare-and-swap delete: a reconnect adopting it meanwhile wins).
 - Connection lost: replace() each durable record with disconnected_since set.
-  CLOSE: ``await writer.delete(pid)``.  Leader agent: ``await scavenge(...)``.
+  CLOSE: ``writer.discard(pid)`` (nobody waits).  Leader agent: ``await scavenge(...)``.
 """
 
 from __future__ import annotations
@@ -395,14 +397,15 @@ class EtcdDurableStore:
 # -- the batched writer --------------------------------------------------------
 
 class _Op:
-    __slots__ = ("pid", "record", "done", "error", "taken")
+    __slots__ = ("pid", "record", "done", "error", "taken", "awaited")
 
-    def __init__(self, pid: int, record: DurableRecord | None) -> None:
+    def __init__(self, pid: int, record: DurableRecord | None, awaited: bool = True) -> None:
         self.pid = pid
         self.record = record
         self.done = trio.Event()
         self.error: str | None = None
         self.taken = False
+        self.awaited = awaited
 
 
 class DurableWriter:
@@ -433,6 +436,17 @@ class DurableWriter:
 
     async def delete(self, persistent_id: int) -> None:
         await self._submit(persistent_id, None)
+
+    def discard(self, persistent_id: int) -> None:
+        """Delete a record in the next round without waiting for it to be stored.
+
+        For CLOSE: its client will never reconnect a handle it closed, so the
+        answer need not wait for etcd.  Should the worker die first, the record
+        outlives it as a dead worker's disconnected open (a conflicting open
+        purges it, the scavenger removes it after its timeout).
+        """
+        self._pending.append(_Op(persistent_id, None, awaited=False))
+        self._ready.set()
 
     async def _submit(self, pid: int, record: DurableRecord | None) -> None:
         op = _Op(pid, record)
@@ -479,6 +493,53 @@ class DurableWriter:
                 for op in taken:
                     op.error = error
                     op.done.set()
+                if error is not None and not all(op.awaited for op in taken):
+                    log.warning("durable records of closed handles not deleted (the "
+                                "scavenger will): %s", error)
+
+
+# -- orphans: records of dead owners, by name ---------------------------------
+
+def name_key(share: str, path: str) -> tuple[str, str]:
+    """How a file is named across workers and nodes: share name and path, case-folded."""
+    return share.casefold(), path.replace("\\", "/").strip("/").casefold()
+
+
+class OrphanIndex:
+    """The durable records whose owning worker is dead, by the file they name.
+
+    A worker that died took its share modes and oplocks with it, so a worker
+    serving the file next learns of the disconnected open only from etcd.
+    Reading etcd on every CREATE would cost a round trip per open; instead
+    the index is refilled from one prefix read whenever a worker's liveness
+    key vanishes, and a CREATE looks at etcd only for a name listed here.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[tuple[str, str], dict[int, Stored]] = {}
+
+    def load(self, stored: Sequence[Stored], live_workers: frozenset[str] | set[str]) -> None:
+        """Replace the index with the records of ``stored`` whose worker is not alive."""
+        self._by_name = {}
+        for s in stored:
+            if s.record.worker not in live_workers:
+                self._by_name.setdefault(name_key(s.record.share, s.record.path),
+                                         {})[s.record.persistent_id] = s
+
+    def at(self, share: str, path: str) -> list[Stored]:
+        found = self._by_name.get(name_key(share, path))
+        return list(found.values()) if found else []
+
+    def drop(self, record: DurableRecord) -> None:
+        key = name_key(record.share, record.path)
+        found = self._by_name.get(key)
+        if found is not None:
+            found.pop(record.persistent_id, None)
+            if not found:
+                del self._by_name[key]
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_name.values()))
 
 
 # -- the scavenger -------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from smb.server import workerstate
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
 from smb.server.sessions import Session, authenticate, filetime_now
@@ -94,17 +95,31 @@ _worker_sessions: dict[int, tuple["Connection", Session]] = {}
 async def _logoff_previous(session_id: int, user: str) -> None:
     """Tear down a client's earlier session, so its durable opens become reclaimable.
 
+    It may live in this worker or in another worker of the node, which is
+    asked through the node table (its client may come back on any of them).
+    """
+    if await logoff_here(session_id, user):
+        return
+    ws = workerstate.current()
+    if ws is not None:
+        await ws.logoff_elsewhere(session_id, user)
+
+
+async def logoff_here(session_id: int, user: str) -> bool:
+    """Tear down a session of this worker; False when this worker does not hold it.
+
     Only a session of the same user goes; anything else is ignored, as the
     spec says.  Its opens are treated as if its connection had been lost.
     """
     found = _worker_sessions.get(session_id)
     if found is None:
-        return
+        return False
     conn, session = found
     if not session.valid or session.info.user != user:
-        return
+        return True
     del _worker_sessions[session_id]
     await conn.drop_session(session)
+    return True
 
 
 def _command_name(command: int) -> str:

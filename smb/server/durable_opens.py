@@ -15,7 +15,14 @@ durability.  An open that ends without CLOSE (connection lost or
 LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
 open stays in NodeOplocks marked disconnected and its record is stamped
 ``disconnected_since``, so a conflicting open purges it as Windows does and a
-reconnect on any worker of any node may adopt it.  CLOSE deletes the record.
+reconnect on any worker of any node may adopt it.  CLOSE queues the record's
+delete without waiting for etcd (nobody reconnects a closed handle).
+
+A worker or node that died leaves records nobody holds in memory: the
+worker's OrphanIndex lists them by name, and a CREATE of such a name puts
+them into NodeOplocks as disconnected opens first, so a conflicting open
+purges them here too (a compare-and-swap delete, so a reconnect adopting the
+record at the same moment wins) and any other open leaves them reclaimable.
 """
 
 from __future__ import annotations
@@ -103,9 +110,14 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     ws = workerstate.current()
     if ws is None or ws.nursery is None:
         return None
-    decision = await ws.breaks.decide(file_key(tree, parts), req, ws.nursery, ctx.go_async)
+    file = file_key(tree, parts)
+    await _restore_orphans(ws, tree, file, parts)
+    decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
-        await _purged(ws, tree, pid)
+        if pid in ws.foreign:
+            await _purge_orphan(ws, pid)
+        else:
+            await _purged(ws, tree, pid)
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
@@ -150,8 +162,9 @@ def has_caching(decision: OpenDecision) -> bool:
 
 
 async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] | None) -> None:
-    """Route the breaks of ``op`` to this connection; mirror its caching for other workers
-    before the CREATE is answered, so no other worker's open can miss it."""
+    """Route the breaks of ``op`` to this connection and track its caching; grant()
+    (or restore()) mirrors it for other workers before the CREATE is answered,
+    so no other worker's open can miss it."""
     ws = workerstate.current()
     notify = ctx.connection.notify
     if ws is None or notify is None or op.open_id is None or ctx.session is None:
@@ -159,7 +172,6 @@ async def attach(ctx: CommandContext, op: "Open", lease_id: tuple[bytes, bytes] 
     ws.breaks.attach(op.open_id, Holder(notify, ctx.session.session_id, op.file_id))
     ws.track(op, file_key(op.tree, op.parts), lease_id)
     ws.open_handles += 1
-    await ws.mirror()
 
 
 def lease_id_of(client_guid: bytes, lease: "LeaseGrant | Lease | None") -> tuple[bytes, bytes] | None:
@@ -195,14 +207,14 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         lease_ctx = decision.lease.response_context()
         out.append((lease_ctx.name.decode(), lease_ctx.data))
     ws = workerstate.current()
-    if ws is None or isinstance(intent.durable, (DurableV1Reconnect, DurableV2Reconnect)):
+    if ws is None:
         return out
     lease = decision.lease
-    found = grant_durability(intent.durable, is_directory=op.is_dir,
-                             oplock_level=decision.oplock_level,
-                             lease_state=lease.state if lease is not None else None,
-                             store_available=ws.available)
+    found = None if is_reconnect(intent) else grant_durability(
+        intent.durable, is_directory=op.is_dir, oplock_level=decision.oplock_level,
+        lease_state=lease.state if lease is not None else None, store_available=ws.available)
     if found is None:
+        await ws.mirror()
         return out
     assert op.open_id is not None and ctx.session is not None
     create_guid = (intent.durable.create_guid if isinstance(intent.durable, DurableV2Request)
@@ -217,10 +229,8 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
                                                lease.version, lease.parent_key),
         timeout_ms=found.timeout_ms, worker=ws.identity,
         initial_allocation=op.initial_allocation)
-    try:
-        await ws.writer.put(record)
-    except StoreUnavailable as exc:
-        log.warning("durable handle not granted, etcd unavailable: %s", exc)
+    stored = await _mirror_while_storing(ws, record)
+    if not stored:
         return out
     op.durable = record
     ws.durable[op.open_id] = op
@@ -228,6 +238,74 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
+
+
+async def _mirror_while_storing(ws: "WorkerState", record: DurableRecord) -> bool:
+    """Store the record and mirror the open's caching at the same time (both must be
+    done before the CREATE is answered; the etcd commit is the longer wait)."""
+    stored = True
+
+    async def store() -> None:
+        nonlocal stored
+        try:
+            await ws.writer.put(record)
+        except StoreUnavailable as exc:
+            log.warning("durable handle not granted, etcd unavailable: %s", exc)
+            stored = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store)
+        await ws.mirror()
+    return stored
+
+
+async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashable,
+                           parts: tuple[str, ...]) -> None:
+    """Make the disconnected opens a dead worker left on this name count for this open.
+
+    Each listed record is read again first: one a reconnect adopted (its
+    worker is alive again) or that is gone no longer stands in the way.
+    """
+    listed_here = ws.orphans.at(tree.share.name, "\\".join(parts))
+    if not listed_here:
+        return
+    try:
+        live = await ws.durable_store.live_workers()
+    except StoreUnavailable as exc:
+        log.info("orphaned durable records not checked: %s", exc)
+        return
+    for listed in listed_here:
+        pid = listed.record.persistent_id
+        try:
+            fresh = await ws.durable_store.get(pid)
+        except StoreUnavailable as exc:
+            log.info("orphaned durable record %016x not read: %s", pid, exc)
+            continue
+        if fresh is None or fresh.record.worker in live:
+            ws.orphans.drop(listed.record)
+            ws.forget_foreign(pid)
+            continue
+        if pid not in ws.foreign:
+            r = fresh.record
+            ws.breaks.oplocks.restore(file, pid, r.client_guid, r.desired_access,
+                                      r.share_access, r.oplock_level, r.lease,
+                                      disconnected=True)
+        ws.foreign[pid] = fresh
+
+
+async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
+    """A conflicting open closes a dead worker's disconnected open: its record goes,
+    unless a reconnect adopted it since it was read (then the reconnect won)."""
+    stored = ws.foreign.pop(pid)
+    ws.orphans.drop(stored.record)
+    try:
+        gone = await ws.durable_store.replace(stored, None)
+    except StoreUnavailable as exc:
+        log.warning("orphaned durable record %016x not deleted (the scavenger will): %s",
+                    pid, exc)
+        return
+    log.debug("durable handle %016x of a dead worker %s by a conflicting open", pid,
+              "purged" if gone else "was reclaimed meanwhile, not purged")
 
 
 async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
@@ -309,8 +387,8 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
     ws.breaks.close(op.open_id)
     if op.durable is not None:
         op.durable = None
-        with trio.CancelScope(shield=True):
-            await _forget(ws, op.open_id)
+        ws.durable.pop(op.open_id, None)
+        ws.writer.discard(op.open_id)
 
 
 async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
@@ -380,6 +458,8 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     ws = workerstate.current()
     assert ws is not None
     oplocks = ws.breaks.oplocks
+    ws.forget_foreign(record.persistent_id)  # known here as a dead worker's: now ours
+    ws.orphans.drop(record)
     old = ws.durable.get(record.persistent_id)
     if old is not None:
         oplocks.set_disconnected(record.persistent_id, False)
@@ -390,6 +470,7 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     op.durable = record
     ws.durable[record.persistent_id] = op
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
+    await ws.mirror()
 
 
 async def relock(op: "Open", record: DurableRecord) -> None:

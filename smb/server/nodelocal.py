@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS break_requests(
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
     access INTEGER NOT NULL, share INTEGER NOT NULL, disposition INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS break_requests_owner ON break_requests(owner);
+CREATE TABLE IF NOT EXISTS peers(owner TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS logoff_requests(
+    id INTEGER NOT NULL, owner TEXT NOT NULL, session_id INTEGER NOT NULL, user TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logoff_requests_owner ON logoff_requests(owner);
 """
 
 
@@ -145,6 +149,8 @@ class NodeLocal:
             with self._mutex:
                 self._db.executescript(_SCHEMA)
         self.purge_dead()
+        self._txn(lambda: self._db.execute("INSERT OR REPLACE INTO peers VALUES (?)",
+                                           (self.owner,)))
 
     def close(self) -> None:
         self._db.close()
@@ -163,7 +169,8 @@ class NodeLocal:
             return result
 
     def _drop_owner(self, owner: str) -> None:
-        for table in ("opens", "locks", "delete_pending", "caching", "break_requests"):
+        for table in ("opens", "locks", "delete_pending", "caching", "break_requests", "peers",
+                      "logoff_requests"):
             self._db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
 
     def _live(self, owner: str) -> bool:
@@ -176,7 +183,7 @@ class NodeLocal:
     def purge_dead(self) -> int:
         """Drop every row of every dead owner; returns how many owners were dead."""
         def run() -> int:
-            owners = {row[0] for table in ("opens", "locks", "delete_pending", "caching")
+            owners = {row[0] for table in ("opens", "locks", "delete_pending", "caching", "peers")
                       for row in self._db.execute(f"SELECT DISTINCT owner FROM {table}")}
             dead = [o for o in owners if o != self.owner and not _alive(o)]
             for owner in dead:
@@ -365,6 +372,41 @@ class NodeLocal:
                 " WHERE owner = ?", (self.owner,)).fetchall()
             self._db.execute("DELETE FROM break_requests WHERE owner = ?", (self.owner,))
             return rows
+        return self._txn(run)
+
+    # -- PreviousSessionId across workers ------------------------------------
+    #
+    # A client's earlier session may live in any worker of the node; the
+    # worker that got the new SESSION_SETUP files one request per other live
+    # worker, each takes its own, logs the session off if it holds it, and
+    # removes its row; the requester waits until no live worker's row is left.
+
+    def request_logoff(self, request_id: int, session_id: int, user: str) -> None:
+        def run() -> None:
+            peers = [r[0] for r in self._db.execute(
+                "SELECT owner FROM peers WHERE owner != ?", (self.owner,)).fetchall()]
+            self._db.executemany(
+                "INSERT INTO logoff_requests VALUES (?,?,?,?)",
+                [(request_id, p, session_id, user) for p in peers if self._live(p)])
+        self._txn(run)
+
+    def logoff_requests(self) -> list[tuple[int, int, str]]:
+        """This worker's pending logoff requests (request id, session id, user)."""
+        with self._mutex:
+            return self._db.execute(
+                "SELECT id, session_id, user FROM logoff_requests WHERE owner = ?",
+                (self.owner,)).fetchall()
+
+    def logoff_done(self, request_id: int) -> None:
+        self._txn(lambda: self._db.execute(
+            "DELETE FROM logoff_requests WHERE id = ? AND owner = ?", (request_id, self.owner)))
+
+    def logoff_pending(self, request_id: int) -> bool:
+        """Whether a live worker has not yet answered the request."""
+        def run() -> bool:
+            rows = self._db.execute("SELECT owner FROM logoff_requests WHERE id = ?",
+                                    (request_id,)).fetchall()
+            return any(self._live(r[0]) for r in rows)
         return self._txn(run)
 
     # -- byte-range locks --------------------------------------------------

@@ -8,6 +8,10 @@ any worker of any node tells a dead owner's opens (disconnected, take them)
 from a live one's (still attached).  The key's value carries the figures the
 agent and ``hanode status`` show.
 
+It also keeps the index of dead workers' durable records (refilled when
+a liveness key vanishes) and serves other workers' requests to log off a
+session named by a PreviousSessionId.
+
 Handlers reach this through :func:`current`; it is None outside a worker
 (unit tests of the connection layer), and then no open gets an oplock, a
 lease or durability, exactly as a server that offers none.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Hashable
 
@@ -24,7 +29,7 @@ import psutil
 import trio
 
 from hanode.store import Store, StoreUnavailable
-from smb.durable import DurableWriter, EtcdDurableStore
+from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
 from smb.server.breaks import Breaks
 from smb.server.opens import node_table
 
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 2.0
 CROSS_WORKER_POLL = 0.05  # how often break requests and caching changes are looked at
+LOGOFF_WAIT = 2.0  # how long a SESSION_SETUP waits for other workers to drop a previous session
+OWNER_POLL = 1.0  # how often the set of live workers (cluster-wide) is looked at
 
 
 def worker_name(index: int) -> str:
@@ -62,6 +69,11 @@ class WorkerState:
         # persistent id -> set once a durable open that lost its connection is
         # fully disconnected (record stored); a reconnect waits for it.
         self.releasing: dict[int, trio.Event] = {}
+        # Durable records of dead workers (any node), by name; and those of them
+        # restored into self.breaks as disconnected opens, with the revision read.
+        self.orphans = OrphanIndex()
+        self.foreign: dict[int, Stored] = {}
+        self._live_workers: frozenset[str] | None = None
         # Opens whose caching is mirrored to the node table for other workers:
         # open id -> (Open, lease id or None); what was last written; and the
         # NodeOplocks file name of each (dev, inode) a tracked open holds.
@@ -79,6 +91,7 @@ class WorkerState:
             rss = 0
         return {"pid": os.getpid(), "rss": rss, "connections": self.connections,
                 "open_handles": self.open_handles, "durable_handles": len(self.durable),
+                "orphaned_durable": len(self.orphans),
                 "started": self.started, "identity": self.identity}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -91,6 +104,7 @@ class WorkerState:
                 await self._refresh()
             _current = self
             nursery.start_soon(self._cross_worker)
+            nursery.start_soon(self._watch_owners)
             task_status.started()
             try:
                 await self._liveness()
@@ -146,9 +160,56 @@ class WorkerState:
                         except StoreUnavailable as exc:
                             log.warning("durable record %016x not deleted (the scavenger "
                                         "will): %s", pid, exc)
+            for rid, session_id, user in await trio.to_thread.run_sync(
+                    self.node.logoff_requests):
+                # Imported here: the connection layer imports this module.
+                from smb.server.connection import logoff_here
+                await logoff_here(session_id, user)
+                await trio.to_thread.run_sync(self.node.logoff_done, rid)
             if self.breaks.dirty:
                 self.breaks.dirty = False
                 await self.mirror()
+
+    async def logoff_elsewhere(self, session_id: int, user: str) -> None:
+        """PreviousSessionId (3.3.5.5.3) naming a session another worker of the node may
+        hold: ask them all, and wait (briefly) until each has dropped it or has none,
+        so the client's durable reconnect that follows finds its opens disconnected."""
+        rid = secrets.randbits(62)
+        await trio.to_thread.run_sync(self.node.request_logoff, rid, session_id, user)
+        with trio.move_on_after(LOGOFF_WAIT):
+            while await trio.to_thread.run_sync(self.node.logoff_pending, rid):
+                await trio.sleep(CROSS_WORKER_POLL)
+
+    async def _watch_owners(self) -> None:
+        """Refill the orphan index at start and whenever a worker's liveness key vanishes.
+
+        One prefix read of the (few) liveness keys per period; the durable
+        records are read only when an owner died, so the cost does not grow
+        with the number of open handles.
+        """
+        while True:
+            try:
+                live = await self.durable_store.live_workers()
+                if self._live_workers is None or self._live_workers - live:
+                    self.orphans.load(await self.durable_store.list(), live)
+                    self._drop_stale_foreign()
+                    log.info("worker %d: %d durable handle(s) of dead workers known",
+                             self.index, len(self.orphans))
+                self._live_workers = live
+            except StoreUnavailable as exc:
+                log.debug("worker %d: live workers not read: %s", self.index, exc)
+            await trio.sleep(OWNER_POLL)
+
+    def _drop_stale_foreign(self) -> None:
+        """Forget restored orphans the fresh index no longer lists (reclaimed or gone)."""
+        for pid, stored in list(self.foreign.items()):
+            if not any(s.record.persistent_id == pid
+                       for s in self.orphans.at(stored.record.share, stored.record.path)):
+                self.forget_foreign(pid)
+
+    def forget_foreign(self, pid: int) -> None:
+        if self.foreign.pop(pid, None) is not None:
+            self.breaks.close(pid)
 
     async def mirror(self) -> None:
         """Write the caching of tracked opens that changed since last time."""

@@ -229,6 +229,25 @@ async def test_writer_reports_failure_to_every_waiter_and_recovers():
         nursery.cancel_scope.cancel()
 
 
+async def test_discard_returns_at_once_and_deletes_in_the_next_round(caplog):
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.put(record(pid=1))
+        await writer.put(record(pid=2))
+        writer.discard(1)
+        assert 1 in store.records  # nobody waited for the delete
+        await writer.put(record(pid=3))  # a later round: the delete went before or with it
+        assert set(store.records) == {2, 3}
+        store.available = False
+        writer.discard(2)
+        with pytest.raises(StoreUnavailable):
+            await writer.put(record(pid=4))
+        assert "not deleted" in caplog.text  # a failed discard is logged, never raised
+        nursery.cancel_scope.cancel()
+
+
 async def test_writer_collapses_changes_to_one_record_within_a_round():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store, max_batch=2)
@@ -384,3 +403,21 @@ def test_writer_state_is_each_callers_last_acknowledged_change(clients, outages,
         stored = store.records.get(pid)
         want = expected.get(pid)
         assert (stored[0] if stored else None) == want, pid
+
+
+# -- the orphan index ----------------------------------------------------------
+
+def test_orphan_index_lists_only_records_of_dead_workers_by_folded_name():
+    dead = Stored(record(0x1, worker="/hanode/t/workers/n1/w0@9:1.0", path="Dir\\File.TXT"), 5)
+    alive = Stored(record(0x2, worker=WORKER, path="dir\\file.txt"), 6)
+    elsewhere = Stored(record(0x3, worker="/gone", path="other.txt"), 7)
+    index = durable.OrphanIndex()
+    index.load([dead, alive, elsewhere], {WORKER})
+    assert len(index) == 2
+    assert index.at("TEST", "dir/file.txt") == [dead]
+    assert index.at("test", "DIR\\FILE.txt") == [dead]
+    assert index.at("other", "dir/file.txt") == []
+    index.drop(dead.record)
+    assert index.at("test", "dir/file.txt") == [] and len(index) == 1
+    index.load([alive], {WORKER})  # a refill replaces, never adds
+    assert len(index) == 0
