@@ -98,8 +98,14 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes, reopen: bool = False) -> tuple[Open, int]:
-    """Look up, open or create, then register the share mode; (open, action)."""
+                   file_id: bytes, reopen: bool = False,
+                   ask_others: bool = False) -> tuple[Open, int, bool]:
+    """Look up, open or create, then register the share mode.
+
+    (open, action, others): ``others`` (asked for only when the open is to
+    cache) says whether another worker had the file open just now; asked in
+    the same thread hop, a CREATE pays one hop where it paid two.
+    """
     # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
     # the share's root directory stands in for it.
     parts = () if _is_quota_file(c) else vfs.parse_name(c.name)
@@ -140,7 +146,8 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         tree.node.close_file(op.key, op.dev, op.ino)
         os.close(fd)
         raise
-    return op, action
+    others = ask_others and not is_dir and tree.node.other_owners_open(op.dev, op.ino)
+    return op, action, others
 
 
 def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRequest,
@@ -236,7 +243,9 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     oreq = dur.open_request(ctx, c, intent, granted, open_id)
     decision = await dur.decide(ctx, tree, oreq, parts)
     try:
-        op, action = await trio.to_thread.run_sync(_open_blocking, tree, c, granted, file_id)
+        op, action, others = await trio.to_thread.run_sync(
+            _open_blocking, tree, c, granted, file_id, False,
+            decision is not None and dur.has_caching(decision))
     except BaseException:
         if decision is not None:
             dur.abandon(open_id)
@@ -250,7 +259,9 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     level = 0
     if decision is not None:
         await dur.wait_for_other_workers(ctx, op, c)
-        if dur.has_caching(decision) and (op.is_dir or await trio.to_thread.run_sync(
+        # Asked again only if another worker held it at open time: the
+        # breaks just waited for may have made it close.
+        if dur.has_caching(decision) and (op.is_dir or others and await trio.to_thread.run_sync(
                 tree.node.other_owners_open, op.dev, op.ino)):
             decision = dur.without_caching(tree, oreq, parts)
         await dur.attach(ctx, op, dur.lease_id_of(ctx.connection.client_guid, decision.lease))
@@ -272,7 +283,7 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     file_id = new_file_id(ctx.session, record.persistent_id)
     reopen = dur.reopen_request(record)
     try:
-        op, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
+        op, _, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
                                               record.desired_access, file_id, True)
         await dur.relock(op, record)
     except CommandError:
