@@ -101,3 +101,24 @@ def test_unknown_share_is_refused(smb_server):
         capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "NT_STATUS_BAD_NETWORK_NAME" in proc.stdout + proc.stderr
+
+
+def test_listing_one_name_exact_other_case_and_symlink(smb_server):
+    """A pattern without wildcards is looked up directly when it names an
+    entry exactly; another spelling still finds it (the listing fallback), and
+    a symlink named exactly stays invisible and undeletable."""
+    share = smb_server.share
+    for i in range(50):
+        (share / f"f{i:02d}.txt").write_text("x" * i)
+    (share / "link.txt").symlink_to("/etc/passwd")
+    exact = smbclient(smb_server, "ls f07.txt").stdout
+    assert "f07.txt" in exact and " 7 " in exact and "f08.txt" not in exact
+    other = smbclient(smb_server, "ls F07.TXT").stdout
+    assert "f07.txt" in other and "f08.txt" not in other
+    out = smbclient(smb_server, "ls link.txt", check=False).stdout
+    assert "NT_STATUS_NO_SUCH_FILE" in out
+    smbclient(smb_server, "del f07.txt; del F08.TXT")
+    assert not (share / "f07.txt").exists() and not (share / "f08.txt").exists()
+    out = smbclient(smb_server, "del link.txt", check=False).stdout
+    assert "NT_STATUS_NO_SUCH_FILE" in out
+    assert (share / "link.txt").is_symlink() and (share / "f09.txt").exists()
