@@ -15,7 +15,7 @@ holder's worker (nodelocal.request_breaks, served in workerstate):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import trio
 
@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 # acknowledgement (or the break timeout) comes on top.
 _HANDLE_WAIT_S = BREAK_TIMEOUT_S + 2
 
+Opened = TypeVar("Opened")
+
 
 async def open_breaking_handles(ctx: CommandContext, tree: "TreeConnect", c: "CreateRequest",
-                                granted: int, open_blocking: Callable[[], tuple["Open", int]]
-                                ) -> tuple["Open", int]:
+                                granted: int, open_blocking: Callable[[], Opened]) -> Opened:
     """Run ``open_blocking`` (in a thread); on a sharing violation against handle
     caching in another worker, break that caching and try exactly once more."""
     try:

@@ -94,3 +94,24 @@ def test_unknown_share_is_refused(two_workers):
     proc = smbclient(two_workers, "ls", check=False, share="nosuch")
     assert proc.returncode != 0
     assert "NT_STATUS_BAD_NETWORK_NAME" in proc.stdout + proc.stderr
+
+
+def test_listing_one_name_exact_other_case_and_symlink(two_workers):
+    """A pattern without wildcards is looked up directly when it names an
+    entry exactly; another spelling still finds it (the listing fallback), and
+    a symlink named exactly stays invisible and undeletable."""
+    share = two_workers.share
+    for i in range(50):
+        (share / f"f{i:02d}.txt").write_text("x" * i)
+    (share / "link.txt").symlink_to("/etc/passwd")
+    exact = smbclient(two_workers, "ls f07.txt").stdout
+    assert "f07.txt" in exact and " 7 " in exact and "f08.txt" not in exact
+    other = smbclient(two_workers, "ls F07.TXT").stdout
+    assert "f07.txt" in other and "f08.txt" not in other
+    out = smbclient(two_workers, "ls link.txt", check=False).stdout
+    assert "NT_STATUS_NO_SUCH_FILE" in out
+    smbclient(two_workers, "del f07.txt; del F08.TXT")
+    assert not (share / "f07.txt").exists() and not (share / "f08.txt").exists()
+    out = smbclient(two_workers, "del link.txt", check=False).stdout
+    assert "NT_STATUS_NO_SUCH_FILE" in out
+    assert (share / "link.txt").is_symlink() and (share / "f09.txt").exists()
