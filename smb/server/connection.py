@@ -15,11 +15,13 @@ import importlib.util
 import logging
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import trio
 
+from smb import vfs
+from smb.server.buffers import READ_BUFFERS
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
 from smb.server.sessions import Session, authenticate, filetime_now
@@ -120,7 +122,7 @@ class _Out:
 
     header: Header
     body: bytes
-    payload: bytes | memoryview = b""
+    payload: bytes | memoryview | vfs.FileSlice = b""
     sign_with: Session | None = None
 
 
@@ -556,33 +558,99 @@ class Connection:
 
         Large payloads (READ data) are handed to the socket as they are instead
         of being copied into the frame, also when they are encrypted (with GCM).
+        READ data still in its file goes by sendfile(2) when the reply is the
+        last of its compound and neither signed nor encrypted; otherwise it is
+        read into a pooled buffer first.
         """
-        pieces: list[crypto.Buffer] = []
-        for i, out in enumerate(outs):
-            last = i == len(outs) - 1
-            size = HEADER_SIZE + len(out.body) + len(out.payload)
-            pad = 0 if last else (-size) % 8
-            header = bytearray(out.header.evolve(next_command=0 if last else size + pad).pack())
-            rest = [p for p in (out.body, out.payload, bytes(pad)) if len(p)]
-            if out.sign_with is not None and encrypted is None:
-                crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header, rest)
-            pieces += [header, *rest]
-        if encrypted is not None:
-            pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
-                                         encrypted.next_nonce(self._cipher), encrypted.id,
-                                         pieces))
-        small = bytearray(struct.pack(">I", sum(len(p) for p in pieces)))
-        async with self._send_lock:
-            for piece in pieces:
-                if len(piece) < RECEIVE_CHUNK:
-                    small += piece
-                    continue
+        direct = outs[-1].payload if encrypted is None and outs[-1].sign_with is None else None
+        if not isinstance(direct, vfs.FileSlice):
+            direct = None
+        lent: list[bytearray] = []
+        try:
+            outs = [out if out.payload is direct else await self._materialize(out, lent)
+                    for out in outs]
+            pieces: list[crypto.Buffer] = []
+            for i, out in enumerate(outs):
+                last = i == len(outs) - 1
+                size = HEADER_SIZE + len(out.body) + len(out.payload)
+                pad = 0 if last else (-size) % 8
+                header = bytearray(
+                    out.header.evolve(next_command=0 if last else size + pad).pack())
+                rest = [p for p in (out.body, out.payload, bytes(pad))
+                        if len(p) and p is not direct]
+                if out.sign_with is not None and encrypted is None:
+                    crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header,
+                                       rest)
+                pieces += [header, *rest]
+            if encrypted is not None:
+                pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
+                                             encrypted.next_nonce(self._cipher), encrypted.id,
+                                             pieces))
+            total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
+            small = bytearray(struct.pack(">I", total))
+            async with self._send_lock:
+                for piece in pieces:
+                    if len(piece) < RECEIVE_CHUNK:
+                        small += piece
+                        continue
+                    if small:
+                        await self._stream.send_all(small)
+                        small = bytearray()
+                    await self._stream.send_all(piece)
                 if small:
                     await self._stream.send_all(small)
-                    small = bytearray()
-                await self._stream.send_all(piece)
-            if small:
-                await self._stream.send_all(small)
+                if direct is not None:
+                    await self._send_file(direct, lent)
+        finally:
+            for out in outs:
+                if isinstance(out.payload, vfs.FileSlice):
+                    out.payload.close()
+            for buf in lent:
+                READ_BUFFERS.give(buf)
+
+    @staticmethod
+    async def _materialize(out: _Out, lent: list[bytearray]) -> _Out:
+        """The reply with its file data read into a pooled buffer, or, when the
+        read fails, the error the client is told instead."""
+        data = out.payload
+        if not isinstance(data, vfs.FileSlice):
+            return out
+        buf = READ_BUFFERS.take(len(data))
+        lent.append(buf)
+        try:
+            await trio.to_thread.run_sync(data.read_into, buf)
+        except vfs.VfsError as exc:
+            return _Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
+        finally:
+            data.close()
+        return replace(out, payload=memoryview(buf)[:len(data)])
+
+    async def _send_file(self, data: vfs.FileSlice, lent: list[bytearray]) -> None:
+        """The payload of a reply whose header went already: sendfile(2) while the
+        kernel takes it, then (a file that cannot be sent so, or shrank) read."""
+        sock = getattr(self._stream, "socket", None)
+        done = 0
+        while sock is not None and done < len(data):
+            try:
+                sent = data.send_some(sock.fileno(), done)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                continue
+            except OSError:
+                break
+            if not sent:
+                break
+            done += sent
+        if done == len(data):
+            await trio.lowlevel.checkpoint()
+            return
+        buf = READ_BUFFERS.take(len(data) - done)
+        lent.append(buf)
+        try:
+            await trio.to_thread.run_sync(data.read_into, buf, done)
+        except vfs.VfsError as exc:  # the header promised data: the stream is lost
+            raise _Disconnect(f"read failed mid-reply: status {exc.status:#x}") from None
+        await self._stream.send_all(memoryview(buf)[:len(data) - done])
 
     async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
         """Send a server-initiated message (MessageId all 0xFF, no credits, unsigned);
