@@ -43,6 +43,8 @@ PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
 RECEIVE_CHUNK = 64 * 1024
 LARGE_MAX_SIZE = 8 * 1024 * 1024
 SMALL_MAX_SIZE = 64 * 1024
+# Payloads from this size on are encrypted in a worker thread.
+OFFLOAD_CRYPTO = 256 * 1024
 FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
 # Commands that may arrive unsigned on a session that must sign.
@@ -583,9 +585,13 @@ class Connection:
                                        rest)
                 pieces += [header, *rest]
             if encrypted is not None:
-                pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
-                                             encrypted.next_nonce(self._cipher), encrypted.id,
-                                             pieces))
+                seal = functools.partial(crypto.encrypt, encrypted.encrypt_key, self._cipher,
+                                         encrypted.next_nonce(self._cipher), encrypted.id,
+                                         pieces)
+                # AES releases the GIL: a large reply is sealed in a thread while
+                # the event loop goes on receiving and answering.
+                pieces = list(seal() if sum(len(p) for p in pieces) < OFFLOAD_CRYPTO
+                              else await trio.to_thread.run_sync(seal))
             total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
             small = bytearray(struct.pack(">I", total))
             async with self._send_lock:
