@@ -535,11 +535,26 @@ class FileSlice:
         except OSError as exc:
             raise _os_error(exc, final=True) from None
 
-    def send_some(self, sock_fd: int, start: int) -> int:
-        """sendfile(2) of the slice from ``start`` to a non-blocking socket: bytes
-        sent, 0 when the file ended early.  BlockingIOError when the socket is
-        full; OSError when the file cannot be sent this way (then read it)."""
-        return os.sendfile(sock_fd, self.fd, self.offset + start, self.length - start)
+    def send_some(self, sock_fd: int, start: int) -> tuple[int, bool]:
+        """sendfile(2) of the slice from ``start`` to a non-blocking socket until
+        the socket is full, the slice is sent or the file ended early: (bytes
+        sent, whether the socket was full).  Blocking (a page not in the cache
+        is read from the disk); OSError when the file cannot be sent this way."""
+        done = 0
+        while start + done < self.length:
+            try:
+                sent = os.sendfile(sock_fd, self.fd, self.offset + start + done,
+                                   self.length - start - done)
+            except BlockingIOError:
+                return done, True
+            except OSError:
+                if not done:
+                    raise
+                break  # what went is counted; the caller reads the rest
+            if not sent:
+                break
+            done += sent
+        return done, False
 
 
 def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:

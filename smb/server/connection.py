@@ -633,22 +633,23 @@ class Connection:
 
     async def _send_file(self, data: vfs.FileSlice, lent: list[bytearray]) -> None:
         """The payload of a reply whose header went already: sendfile(2) while the
-        kernel takes it, then (a file that cannot be sent so, or shrank) read."""
+        kernel takes it, then (a file that cannot be sent so, or shrank) read.
+
+        sendfile runs in a thread: a page that is not in the cache is read from
+        the disk meanwhile, and the event loop must not wait for that.
+        """
         sock = getattr(self._stream, "socket", None)
         done = 0
         while sock is not None and done < len(data):
             try:
-                sent = data.send_some(sock.fileno(), done)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
-                continue
+                sent, full = await trio.to_thread.run_sync(data.send_some, sock.fileno(), done)
             except OSError:
                 break
-            if not sent:
-                break
             done += sent
+            if not full:
+                break
+            await trio.lowlevel.wait_writable(sock)
         if done == len(data):
-            await trio.lowlevel.checkpoint()
             return
         buf = READ_BUFFERS.take(len(data) - done)
         lent.append(buf)

@@ -50,15 +50,26 @@ def test_sendfile_to_a_socket(tmp_path):
     os.close(fd)
     a, b = socket.socketpair()
     try:
-        sent = 0
-        while sent < len(data):
-            n = data.send_some(a.fileno(), sent)
-            assert n > 0
-            sent += n
+        assert data.send_some(a.fileno(), 0) == (1000, False)
         got = b""
         while len(got) < 1000:
             got += b.recv(4096)
         assert got == (bytes(range(256)) * 16)[100:1100]
+    finally:
+        data.close()
+        a.close()
+        b.close()
+
+
+def test_sendfile_stops_when_the_socket_is_full(tmp_path):
+    fd = _file(tmp_path, os.urandom(8 << 20))
+    data = vfs.FileSlice.of(fd, 0, 8 << 20)
+    os.close(fd)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        sent, full = data.send_some(a.fileno(), 0)
+        assert full and 0 < sent < len(data)
     finally:
         data.close()
         a.close()
