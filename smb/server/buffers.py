@@ -1,4 +1,5 @@
-"""Reusable buffers for the READ replies that must pass through memory.
+"""Reusable buffers for large frames received and READ replies that must pass
+through memory.
 
 A signed or encrypted READ reply is read from the file into memory first.  A
 fresh bytearray of up to 8 MiB costs the allocator's page faults and a
@@ -9,6 +10,8 @@ many connections there are.
 """
 
 from __future__ import annotations
+
+import sys
 
 # Below this a fresh bytearray is as cheap as a lookup here.
 MIN_POOLED = 256 * 1024
@@ -40,3 +43,38 @@ class BufferPool:
 
 # Enough for the pipelined 8 MiB READs of a couple of busy clients.
 READ_BUFFERS = BufferPool(keep_bytes=64 * 1024 * 1024)
+
+
+class FramePool:
+    """Receive buffers for large frames (8 MiB WRITEs), each reused once nothing
+    refers to it any more.
+
+    Where a frame's life ends is the dispatcher's business (after a WRITE's
+    pwrite in a thread, after a signature check), so frames are not handed
+    back: the pool takes a buffer again when its own reference is the only one
+    left.  Every memoryview of a bytearray refers to it, so a frame still being
+    written, verified or decrypted is never handed out twice.
+    """
+
+    # The pool's list, the loop variable and getrefcount's own argument.
+    _UNUSED_REFS = 3
+
+    def __init__(self, count: int):
+        self._count = count
+        self._bufs: list[bytearray] = []
+
+    def take(self, size: int, capacity: int) -> memoryview:
+        """``size`` bytes in a buffer of at least ``capacity`` (the largest frame
+        the connection accepts, so any of its frames fits); unspecified contents."""
+        for buf in self._bufs:
+            if len(buf) >= size and sys.getrefcount(buf) == self._UNUSED_REFS:
+                return memoryview(buf)[:size]
+        if len(self._bufs) >= self._count:
+            return memoryview(bytearray(size))
+        buf = bytearray(max(size, capacity))
+        self._bufs.append(buf)
+        return memoryview(buf)[:size]
+
+
+# A handful of 8 MiB WRITEs in flight per worker.
+FRAMES = FramePool(count=4)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
-from smb.server.buffers import READ_BUFFERS
+from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
 from smb.server.sessions import Session, authenticate, filetime_now
@@ -258,7 +258,7 @@ class Connection:
                 self._sessions.clear()
                 await self._stream.aclose()
 
-    async def _next_frame(self) -> bytearray | None:
+    async def _next_frame(self) -> bytearray | memoryview | None:
         if any(s.valid for s in self._sessions.values()):
             return await self._read_frame()
         with trio.move_on_after(self._limits.logon_timeout):
@@ -279,7 +279,7 @@ class Connection:
         view[:len(chunk)] = chunk
         return len(chunk)
 
-    async def _read_frame(self) -> bytearray | None:
+    async def _read_frame(self) -> bytearray | memoryview | None:
         """One direct-TCP frame (MS-SMB2 2.1), refused before allocation if too large."""
         while len(self._buf) < 4:
             if not await self._fill():
@@ -298,8 +298,9 @@ class Connection:
             frame = self._buf[:length]
             del self._buf[:length]
             return frame
-        frame = bytearray(length)
-        view = memoryview(frame)
+        # A large frame goes into a reused buffer: no allocation, no zero-fill.
+        view = FRAMES.take(length, self._max_frame) if length >= MIN_POOLED else \
+            memoryview(bytearray(length))
         have = len(self._buf)
         view[:have] = self._buf
         self._buf.clear()
@@ -308,7 +309,7 @@ class Connection:
             if not got:
                 raise _Disconnect("connection closed mid-message")
             have += got
-        return frame
+        return view
 
     async def _handle_frame(self, frame: bytearray) -> None:
         proto = bytes(frame[:4])
