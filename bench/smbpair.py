@@ -21,6 +21,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from durable import etcd_endpoint  # noqa: E402  (bench/durable.py: an embedded etcd)
@@ -116,6 +118,31 @@ def smbclient(target: Target, mode: str, *args: str, stdin: str | None = None,
         raise BenchError(f"smbclient against {target.name} ({mode}) failed "
                          f"(exit {done.returncode}):\n{output[-2000:]}")
     return output
+
+
+def process_count(target: Target) -> int:
+    return len(psutil.Process(target.proc.pid).children(recursive=True)) + 1
+
+
+def cpu_seconds(target: Target, processes: int, timeout: float = 2.0) -> float:
+    """CPU time (user + system) the server's processes used so far, once it is
+    back to ``processes`` processes: the live ones (hanode's workers, smbd's
+    parent) and the children they reaped (smbd's process for a client that left).
+
+    On a shared machine a server's CPU per byte moves far less with the load
+    than its MB/s does, which makes it the steadier figure to compare."""
+    root = psutil.Process(target.proc.pid)
+    deadline = time.monotonic() + timeout
+    while process_count(target) > processes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # it ended meanwhile: its parent counts it once reaped
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def compare(ours: list[float], theirs: list[float]) -> dict:

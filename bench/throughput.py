@@ -6,11 +6,13 @@
 Starts its own etcd, ``hanode smb`` and a private smbd on 127.0.0.1 (share
 options as in the tests: kernel oplocks, posix locking and kernel share modes
 off).  Per run, per mode (plain = unsigned, signed, encrypted; SMB 3.1.1) and
-per server, the servers taking turns, one smbclient session puts the file,
-gets it back and removes it; the rates are smbclient's own (time of the
-transfer, not of the logon), and what comes back must have the sha256 of what
-went.  Prints the median MB/s (10^6 bytes/s) of each server and the median of
-the per-run hanode/smbd ratios.
+per server, the servers taking turns, one smbclient session puts the file and
+another gets it back and removes it; the rates are smbclient's own (time of
+the transfer, not of the logon), and what comes back must have the sha256 of
+what went.  Prints the median MB/s (10^6 bytes/s) of each server, the median
+of the per-run hanode/smbd ratios, and each server's median CPU seconds per
+GB moved (its processes' user + system time over the session, logon
+included), which a loaded machine disturbs far less than MB/s.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ import argparse
 import hashlib
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
-from smbpair import MODES, BenchError, Pair, bench_main, compare, default_tmpdir, smbclient
+from smbpair import (
+    MODES, BenchError, Pair, bench_main, compare, cpu_seconds, default_tmpdir, process_count,
+    smbclient,
+)
 
 # smbclient reports KiB/s: "putting file a as \b (1234.5 kb/s) ..." and
 # "getting file \b of size N as a (1234.5 KiloBytes/sec) ...".
@@ -61,17 +67,23 @@ def sha256_of(path: Path) -> str:
 
 
 def transfer(target, mode: str, source: Path, back: Path, size: int,
-             expected: str) -> tuple[float, float]:
-    """One session: put, get, rm; (put MB/s, get MB/s) after checking the copy."""
-    out = smbclient(target, mode, "-c", f"put {source} {REMOTE}; get {REMOTE} {back}; "
-                    f"rm {REMOTE}")
+             expected: str) -> dict[str, float]:
+    """One session puts, another gets and removes; each direction's MB/s and
+    the server's CPU seconds per GB, after checking the copy."""
+    processes = process_count(target)
+    cpu0 = cpu_seconds(target, processes)
+    out = smbclient(target, mode, "-c", f"put {source} {REMOTE}")
+    cpu1 = cpu_seconds(target, processes)
+    out += smbclient(target, mode, "-c", f"get {REMOTE} {back}; rm {REMOTE}")
+    cpu2 = cpu_seconds(target, processes)
     put, get = _PUT.search(out), _GET.search(out)
     if not put or not get or int(get.group(1)) != size:
         raise BenchError(f"unexpected smbclient output from {target.name}:\n{out[-2000:]}")
     if sha256_of(back) != expected:
         raise BenchError(f"{target.name} ({mode}): the file came back different")
     back.unlink()
-    return float(put.group(1)) * 1024 / 1e6, float(get.group(2)) * 1024 / 1e6
+    return {"put": float(put.group(1)) * 1024 / 1e6, "get": float(get.group(2)) * 1024 / 1e6,
+            "put_cpu": (cpu1 - cpu0) * 1e9 / size, "get_cpu": (cpu2 - cpu1) * 1e9 / size}
 
 
 def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
@@ -83,15 +95,16 @@ def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
     for run in range(runs):
         for mode in modes:
             for target in pair.in_turn(run):
-                put, get = transfer(target, mode, source, back, size, expected)
-                rates.setdefault((mode, "put", target.name), []).append(put)
-                rates.setdefault((mode, "get", target.name), []).append(get)
+                for key, value in transfer(target, mode, source, back, size, expected).items():
+                    rates.setdefault((mode, key, target.name), []).append(value)
     source.unlink()
     rows = []
     for mode in modes:
         for direction in ("put", "get"):
             ours, theirs = rates[mode, direction, "hanode"], rates[mode, direction, "smbd"]
-            rows.append({"mode": mode, "direction": direction, **compare(ours, theirs)})
+            cpu = {f"{name}_cpu_s_per_gb": statistics.median(rates[mode, direction + "_cpu", name])
+                   for name in ("hanode", "smbd")}
+            rows.append({"mode": mode, "direction": direction, **compare(ours, theirs), **cpu})
     return {"rows": rows}
 
 
@@ -99,12 +112,13 @@ def print_table(result: dict) -> None:
     print(f"size {result['size']} bytes, {result['runs']} runs, hanode workers "
           f"{result['workers']}, load average before {result['load_before']}, "
           f"after {result['load_after']}, {result['seconds']:.0f} s")
-    print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | ratio "
-          f"(lowest-highest)")
+    print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | "
+          f"{'ratio (lowest-highest)':<22} | CPU s/GB hanode, smbd")
     for row in result["rows"]:
+        ratio = f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
         print(f"{row['mode']:<10} {row['direction']:<4} | {row['hanode_median']:>11.1f} | "
-              f"{row['smbd_median']:>9.1f} | {row['ratio']:.2f}x "
-              f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})")
+              f"{row['smbd_median']:>9.1f} | {ratio:<22} | "
+              f"{row['hanode_cpu_s_per_gb']:.2f}, {row['smbd_cpu_s_per_gb']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

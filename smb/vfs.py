@@ -23,6 +23,7 @@ import errno
 import os
 import stat as stat_mod
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -482,6 +483,78 @@ def pread_into(fd: int, buf: bytearray, offset: int) -> int:
         return os.preadv(fd, [buf], offset)
     except OSError as exc:
         raise _os_error(exc, final=True) from None
+
+
+class FileSlice:
+    """A READ reply's data while it is still in the file.
+
+    The connection hands it to the kernel (sendfile(2)) when the reply is
+    neither signed nor encrypted, and otherwise reads it into a buffer of its
+    own: either way the handler allocates and copies nothing.  The slice holds
+    its own duplicate of the file descriptor, so a CLOSE of the open from
+    another connection cannot pull the file away, or put another file under
+    the same number, while the data is on its way.  A file truncated after the
+    length was fixed reads as zeros past its new end (the reply's length has
+    already been promised).
+    """
+
+    def __init__(self, fd: int, offset: int, length: int):
+        self.fd = os.dup(fd)
+        self.offset = offset
+        self.length = length
+        self._closer = weakref.finalize(self, os.close, self.fd)
+
+    @classmethod
+    def of(cls, fd: int, offset: int, length: int) -> "FileSlice | None":
+        """The part of [offset, offset+length) before the end of the file, or None
+        when nothing of it is (blocking: fstat and dup, run it in a thread)."""
+        try:
+            size = os.fstat(fd).st_size
+            n = min(length, size - offset)
+            return cls(fd, offset, n) if n > 0 else None
+        except OSError as exc:
+            raise _os_error(exc, final=True) from None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def close(self) -> None:
+        self._closer()
+
+    def read_into(self, buf: bytearray | memoryview, start: int = 0) -> None:
+        """Fill ``buf`` with the slice's bytes from ``start`` on (blocking)."""
+        view = memoryview(buf)[:self.length - start]
+        done = 0
+        try:
+            while done < len(view):
+                got = os.preadv(self.fd, [view[done:]], self.offset + start + done)
+                if not got:
+                    view[done:] = bytes(len(view) - done)
+                    break
+                done += got
+        except OSError as exc:
+            raise _os_error(exc, final=True) from None
+
+    def send_some(self, sock_fd: int, start: int) -> tuple[int, bool]:
+        """sendfile(2) of the slice from ``start`` to a non-blocking socket until
+        the socket is full, the slice is sent or the file ended early: (bytes
+        sent, whether the socket was full).  Blocking (a page not in the cache
+        is read from the disk); OSError when the file cannot be sent this way."""
+        done = 0
+        while start + done < self.length:
+            try:
+                sent = os.sendfile(sock_fd, self.fd, self.offset + start + done,
+                                   self.length - start - done)
+            except BlockingIOError:
+                return done, True
+            except OSError:
+                if not done:
+                    raise
+                break  # what went is counted; the caller reads the rest
+            if not sent:
+                break
+            done += sent
+        return done, False
 
 
 def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:

@@ -15,12 +15,14 @@ import importlib.util
 import logging
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import trio
 
+from smb import vfs
 from smb.server import workerstate
+from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
 from smb.server.sessions import Session, authenticate, filetime_now
@@ -42,6 +44,8 @@ PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
 RECEIVE_CHUNK = 64 * 1024
 LARGE_MAX_SIZE = 8 * 1024 * 1024
 SMALL_MAX_SIZE = 64 * 1024
+# Payloads from this size on are encrypted in a worker thread.
+OFFLOAD_CRYPTO = 256 * 1024
 FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
 # Commands that may arrive unsigned on a session that must sign.
@@ -141,7 +145,7 @@ class _Out:
 
     header: Header
     body: bytes
-    payload: bytes | memoryview = b""
+    payload: bytes | memoryview | vfs.FileSlice = b""
     sign_with: Session | None = None
 
 
@@ -275,7 +279,7 @@ class Connection:
                 self._sessions.clear()
                 await self._stream.aclose()
 
-    async def _next_frame(self) -> bytearray | None:
+    async def _next_frame(self) -> bytearray | memoryview | None:
         if any(s.valid for s in self._sessions.values()):
             return await self._read_frame()
         with trio.move_on_after(self._limits.logon_timeout):
@@ -296,7 +300,7 @@ class Connection:
         view[:len(chunk)] = chunk
         return len(chunk)
 
-    async def _read_frame(self) -> bytearray | None:
+    async def _read_frame(self) -> bytearray | memoryview | None:
         """One direct-TCP frame (MS-SMB2 2.1), refused before allocation if too large."""
         while len(self._buf) < 4:
             if not await self._fill():
@@ -315,8 +319,9 @@ class Connection:
             frame = self._buf[:length]
             del self._buf[:length]
             return frame
-        frame = bytearray(length)
-        view = memoryview(frame)
+        # A large frame goes into a reused buffer: no allocation, no zero-fill.
+        view = FRAMES.take(length, self._max_frame) if length >= MIN_POOLED else \
+            memoryview(bytearray(length))
         have = len(self._buf)
         view[:have] = self._buf
         self._buf.clear()
@@ -325,7 +330,7 @@ class Connection:
             if not got:
                 raise _Disconnect("connection closed mid-message")
             have += got
-        return frame
+        return view
 
     async def _handle_frame(self, frame: bytearray) -> None:
         proto = bytes(frame[:4])
@@ -576,33 +581,104 @@ class Connection:
 
         Large payloads (READ data) are handed to the socket as they are instead
         of being copied into the frame, also when they are encrypted (with GCM).
+        READ data still in its file goes by sendfile(2) when the reply is the
+        last of its compound and neither signed nor encrypted; otherwise it is
+        read into a pooled buffer first.
         """
-        pieces: list[crypto.Buffer] = []
-        for i, out in enumerate(outs):
-            last = i == len(outs) - 1
-            size = HEADER_SIZE + len(out.body) + len(out.payload)
-            pad = 0 if last else (-size) % 8
-            header = bytearray(out.header.evolve(next_command=0 if last else size + pad).pack())
-            rest = [p for p in (out.body, out.payload, bytes(pad)) if len(p)]
-            if out.sign_with is not None and encrypted is None:
-                crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header, rest)
-            pieces += [header, *rest]
-        if encrypted is not None:
-            pieces = list(crypto.encrypt(encrypted.encrypt_key, self._cipher,
+        direct = outs[-1].payload if encrypted is None and outs[-1].sign_with is None else None
+        if not isinstance(direct, vfs.FileSlice):
+            direct = None
+        lent: list[bytearray] = []
+        try:
+            outs = [out if out.payload is direct else await self._materialize(out, lent)
+                    for out in outs]
+            pieces: list[crypto.Buffer] = []
+            for i, out in enumerate(outs):
+                last = i == len(outs) - 1
+                size = HEADER_SIZE + len(out.body) + len(out.payload)
+                pad = 0 if last else (-size) % 8
+                header = bytearray(
+                    out.header.evolve(next_command=0 if last else size + pad).pack())
+                rest = [p for p in (out.body, out.payload, bytes(pad))
+                        if len(p) and p is not direct]
+                if out.sign_with is not None and encrypted is None:
+                    crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header,
+                                       rest)
+                pieces += [header, *rest]
+            if encrypted is not None:
+                seal = functools.partial(crypto.encrypt, encrypted.encrypt_key, self._cipher,
                                          encrypted.next_nonce(self._cipher), encrypted.id,
-                                         pieces))
-        small = bytearray(struct.pack(">I", sum(len(p) for p in pieces)))
-        async with self._send_lock:
-            for piece in pieces:
-                if len(piece) < RECEIVE_CHUNK:
-                    small += piece
-                    continue
+                                         pieces)
+                # AES releases the GIL: a large reply is sealed in a thread while
+                # the event loop goes on receiving and answering.
+                pieces = list(seal() if sum(len(p) for p in pieces) < OFFLOAD_CRYPTO
+                              else await trio.to_thread.run_sync(seal))
+            total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
+            small = bytearray(struct.pack(">I", total))
+            async with self._send_lock:
+                for piece in pieces:
+                    if len(piece) < RECEIVE_CHUNK:
+                        small += piece
+                        continue
+                    if small:
+                        await self._stream.send_all(small)
+                        small = bytearray()
+                    await self._stream.send_all(piece)
                 if small:
                     await self._stream.send_all(small)
-                    small = bytearray()
-                await self._stream.send_all(piece)
-            if small:
-                await self._stream.send_all(small)
+                if direct is not None:
+                    await self._send_file(direct, lent)
+        finally:
+            for out in outs:
+                if isinstance(out.payload, vfs.FileSlice):
+                    out.payload.close()
+            for buf in lent:
+                READ_BUFFERS.give(buf)
+
+    @staticmethod
+    async def _materialize(out: _Out, lent: list[bytearray]) -> _Out:
+        """The reply with its file data read into a pooled buffer, or, when the
+        read fails, the error the client is told instead."""
+        data = out.payload
+        if not isinstance(data, vfs.FileSlice):
+            return out
+        buf = READ_BUFFERS.take(len(data))
+        lent.append(buf)
+        try:
+            await trio.to_thread.run_sync(data.read_into, buf)
+        except vfs.VfsError as exc:
+            return _Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
+        finally:
+            data.close()
+        return replace(out, payload=memoryview(buf)[:len(data)])
+
+    async def _send_file(self, data: vfs.FileSlice, lent: list[bytearray]) -> None:
+        """The payload of a reply whose header went already: sendfile(2) while the
+        kernel takes it, then (a file that cannot be sent so, or shrank) read.
+
+        sendfile runs in a thread: a page that is not in the cache is read from
+        the disk meanwhile, and the event loop must not wait for that.
+        """
+        sock = getattr(self._stream, "socket", None)
+        done = 0
+        while sock is not None and done < len(data):
+            try:
+                sent, full = await trio.to_thread.run_sync(data.send_some, sock.fileno(), done)
+            except OSError:
+                break
+            done += sent
+            if not full:
+                break
+            await trio.lowlevel.wait_writable(sock)
+        if done == len(data):
+            return
+        buf = READ_BUFFERS.take(len(data) - done)
+        lent.append(buf)
+        try:
+            await trio.to_thread.run_sync(data.read_into, buf, done)
+        except vfs.VfsError as exc:  # the header promised data: the stream is lost
+            raise _Disconnect(f"read failed mid-reply: status {exc.status:#x}") from None
+        await self._stream.send_all(memoryview(buf)[:len(data) - done])
 
     async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
         """Send a server-initiated message (MessageId all 0xFF, no credits, unsigned);

@@ -331,15 +331,23 @@ async def read(ctx: CommandContext, req: Request) -> Reply:
         raise CommandError(Status.ACCESS_DENIED)
     if r.length > ctx.connection.max_read_size or r.offset > _MAX_FILE_OFFSET:
         raise CommandError(Status.INVALID_PARAMETER)
-    if r.length and not await trio.to_thread.run_sync(
-            op.tree.node.io_allowed, op.key, op.dev, op.ino, r.offset, r.length, False):
-        raise CommandError(Status.FILE_LOCK_CONFLICT)
-    buf = bytearray(r.length)
-    n = await trio.to_thread.run_sync(vfs.pread_into, op.fd, buf, r.offset) if r.length else 0
+    data = await trio.to_thread.run_sync(_read_slice, op, r.offset, r.length) \
+        if r.length else None
+    n = len(data) if data is not None else 0
     if (r.length and n == 0) or n < r.minimum_count:
+        if data is not None:
+            data.close()
         raise CommandError(Status.END_OF_FILE)
     op.position = r.offset + n
-    return Reply(body=io_wire.read_response(n), payload=memoryview(buf)[:n])
+    return Reply(body=io_wire.read_response(n), payload=data if data is not None else b"")
+
+
+def _read_slice(op: Open, offset: int, length: int) -> vfs.FileSlice | None:
+    """The READ's data (None past the end of the file), after the byte-range
+    locks allowed it: one thread hop for both."""
+    if not op.tree.node.io_allowed(op.key, op.dev, op.ino, offset, length, False):
+        raise CommandError(Status.FILE_LOCK_CONFLICT)
+    return vfs.FileSlice.of(op.fd, offset, length)
 
 
 async def write(ctx: CommandContext, req: Request) -> Reply:
@@ -356,12 +364,19 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
         offset = os.fstat(op.fd).st_size  # 2.2.21: append to the end of the file
     if offset + len(w.data) > _MAX_FILE_OFFSET:
         raise CommandError(Status.INVALID_PARAMETER)
-    if w.data and not await trio.to_thread.run_sync(
-            op.tree.node.io_allowed, op.key, op.dev, op.ino, offset, len(w.data), True):
-        raise CommandError(Status.FILE_LOCK_CONFLICT)
-    n = await trio.to_thread.run_sync(vfs.pwrite, op.fd, w.data, offset) if w.data else 0
-    if w.flags & io_wire.WRITE_FLAG_WRITE_THROUGH:
-        await trio.to_thread.run_sync(vfs.fdatasync, op.fd)
+    through = bool(w.flags & io_wire.WRITE_FLAG_WRITE_THROUGH)
+    n = await trio.to_thread.run_sync(_write_blocking, op, w.data, offset, through) \
+        if w.data or through else 0
     dur.contend_write(op)
     op.position = offset + n
     return Reply(body=io_wire.write_response(n))
+
+
+def _write_blocking(op: Open, data: memoryview, offset: int, through: bool) -> int:
+    """Lock check, write and (write-through) sync in one thread hop: bytes written."""
+    if data and not op.tree.node.io_allowed(op.key, op.dev, op.ino, offset, len(data), True):
+        raise CommandError(Status.FILE_LOCK_CONFLICT)
+    n = vfs.pwrite(op.fd, data, offset) if data else 0
+    if through:
+        vfs.fdatasync(op.fd)
+    return n

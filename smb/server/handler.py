@@ -17,6 +17,7 @@ from smb.wire.header import Header, Status
 
 if TYPE_CHECKING:
     from hanode.config import Config
+    from smb.vfs import FileSlice
 
 
 @dataclass
@@ -37,8 +38,9 @@ class Reply:
     status: int = Status.SUCCESS
     # The response body after the header (for errors, smb.wire.header.error_body()).
     body: bytes = b""
-    # Sent after body without being copied into it (e.g. READ data).
-    payload: bytes | memoryview = b""
+    # Sent after body without being copied into it (e.g. READ data; a FileSlice
+    # is READ data still in its file, sent by sendfile(2) where it can be).
+    payload: "bytes | memoryview | FileSlice" = b""
     # For CREATE replies: the FileId a following related command inherits.
     file_id: bytes | None = None
     # For TREE_CONNECT replies: the TreeId the response header carries (and a
