@@ -55,8 +55,10 @@ _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
 _RESPONSE_FLAG = int(Flags.SERVER_TO_REDIR)
 # Handlers that may answer with an interim response and finish later (breaks,
-# blocking locks, change notifications); see _call_handler.
-_MAY_GO_ASYNC = {Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY}
+# blocking locks, change notifications, a rename waiting on lease breaks); see
+# _call_handler.  One that calls ctx.go_async must be listed: run in the
+# dispatcher's task, it would wait for an acknowledgement nobody reads.
+_MAY_GO_ASYNC = {Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY, Command.SET_INFO}
 _ECHOED_FLAGS = int(Flags.RELATED_OPERATIONS | Flags.PRIORITY_MASK)
 
 
