@@ -31,6 +31,8 @@ from hanode.store import Store
 from smb.durable import DurableRecord, DurableWriter, EtcdDurableStore, new_persistent_id
 from smb.oplocks import OPLOCK_BATCH
 
+from lifecycle import run_main
+
 
 def make_record(worker: str) -> DurableRecord:
     pid = new_persistent_id()
@@ -129,14 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error("--clients: comma-separated integers expected")
 
-    with etcd_endpoint(args.etcd) as url:
+    return run_main(lambda: _bench(args.etcd, counts, args.seconds))
+
+
+def _bench(etcd: str | None, counts: list[int], seconds: float) -> int:
+    with etcd_endpoint(etcd) as url:
         store = Store([url], f"bench-{uuid.uuid4().hex[:8]}", timeout=5.0)
         try:
             print(f"etcd {url}; each op = store a durable record + delete it (open + close)")
             print(f"{'clients':>7} | {'plain ops/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
                   f"{'batched ops/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>6}")
             for clients in counts:
-                r = trio.run(measure, store, clients, args.seconds)
+                r = trio.run(measure, store, clients, seconds)
                 (pr, p50, p99), (br, b50, b99) = r["plain"], r["batched"]
                 ratio = br / pr if pr else float("inf")
                 print(f"{clients:>7} | {pr:>11.0f} {p50:>7.2f} {p99:>7.2f} | "

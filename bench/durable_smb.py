@@ -33,6 +33,7 @@ from smbprotocol.open import (  # noqa: E402
 )
 
 from durable import etcd_endpoint  # noqa: E402
+from lifecycle import run_main  # noqa: E402
 
 
 def _client(args: tuple[int, str, str, str, bool, float, int]) -> tuple[int, list[float]]:
@@ -88,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         counts = [int(c) for c in args.clients.split(",")]
     except ValueError:
         parser.error("--clients: comma-separated integers expected")
+    return run_main(lambda: _bench(args, counts))
+
+
+def _bench(args: argparse.Namespace, counts: list[int]) -> int:
     with etcd_endpoint(args.etcd) as url, tempfile.TemporaryDirectory(prefix="hn-bench-") as tmp:
         target = harness.start_hanode(url, Path(tmp), workers=args.workers, log_level="warning")
         try:

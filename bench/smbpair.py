@@ -26,6 +26,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from durable import etcd_endpoint  # noqa: E402  (bench/durable.py: an embedded etcd)
+from lifecycle import BenchError, run_main  # noqa: E402,F401  (re-exported for the benches)
 from tests.smb import harness  # noqa: E402
 from tests.smb.harness import Target  # noqa: E402
 
@@ -40,10 +41,6 @@ MODES = {
 # smbd puts unix sockets a few levels below its dirs (lock/msg.sock/<pid>), and
 # sun_path holds 108 bytes; beyond this smbd exits without a word.
 MAX_BASE = 60
-
-
-class BenchError(Exception):
-    """A server or a client did not do what the bench asked; the message says what."""
 
 
 class Pair(NamedTuple):
@@ -158,24 +155,6 @@ def compare(ours: list[float], theirs: list[float]) -> dict:
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def run_main(body) -> int:
-    """Run ``body()``; SIGTERM and Ctrl-C unwind through every cleanup, and errors
-    are one line, not a traceback."""
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    # Also when started with SIGINT ignored (a background job of a script).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return body()
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
 
 
 def bench_main(tmpdir: str | None, workers: int, as_json: bool,
