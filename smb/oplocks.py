@@ -328,6 +328,11 @@ class NodeOplocks:
 
     # -- a new open ----------------------------------------------------------
 
+    def has_opens(self, file: Hashable) -> bool:
+        """Whether any open of ``file`` (connected or not) is known here."""
+        f = self._files.get(file)
+        return f is not None and bool(f.opens)
+
     def open(self, file: Hashable, req: OpenRequest, *, first_attempt: bool = True,
              has_byte_range_locks: bool = False) -> OpenDecision:
         """Decide a new open of ``file``; on GRANT the open is registered.

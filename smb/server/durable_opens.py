@@ -112,6 +112,11 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         return None
     file = file_key(tree, parts)
     await _restore_orphans(ws, tree, file, parts)
+    if parts and ws.breaks.oplocks.has_opens(file) and await trio.to_thread.run_sync(
+            _delete_pending_at, tree, parts):
+        # Refused before any holder is broken: the break would gain nothing
+        # (Windows and smbd send none; smb2.oplock.doc).
+        raise CommandError(Status.DELETE_PENDING)
     decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
         if pid in ws.foreign:
@@ -121,6 +126,15 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
+
+
+def _delete_pending_at(tree: "TreeConnect", parts: tuple[str, ...]) -> bool:
+    try:
+        with tree.root.lookup(parts) as where:
+            return where.st is not None and tree.node.delete_pending(where.st.st_dev,
+                                                                     where.st.st_ino)
+    except vfs.VfsError:
+        return False
 
 
 def without_caching(tree: "TreeConnect", req: OpenRequest, parts: tuple[str, ...]) -> OpenDecision:

@@ -13,9 +13,6 @@ import harness
 pytestmark = pytest.mark.smbtorture
 
 KNOWN_GAPS = {
-    # The delete-pending check runs after the oplock decision (the break is
-    # sent, then the open fails); smbd refuses before breaking.
-    "smb2.oplock.doc": "open of a delete-pending file breaks the batch holder before failing",
     # Passes when run alone; failed once with both servers' runs loading the
     # two cores at once (timing of the break against smbtorture's wait).
     "smb2.oplock.batch7": "timing-sensitive under CPU load",
