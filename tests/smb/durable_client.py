@@ -21,7 +21,7 @@ from smbprotocol.create_contexts import (
 from smbprotocol.exceptions import SMBException, SMBResponseException
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, FilePipePrinterAccessMask,
-    ImpersonationLevel, Open, RequestedOplockLevel, ShareAccess,
+    ImpersonationLevel, Open, RequestedOplockLevel, ShareAccess, SMB2LockElement,
 )
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
@@ -71,6 +71,15 @@ class Mount:
             pass  # already gone: the server side died first
 
 
+def lock_element(offset: int, length: int, flags: int) -> SMB2LockElement:
+    """One range of a LOCK request, as smbprotocol's Open.lock takes them."""
+    el = SMB2LockElement()
+    el["offset"] = offset
+    el["length"] = length
+    el["flags"] = flags
+    return el
+
+
 def mount(port: int, user: str, password: str, share: str, client_guid: uuid.UUID,
           host: str = "127.0.0.1") -> Mount:
     conn = Connection(client_guid, host, port)
@@ -99,6 +108,27 @@ def reclaim(m: Mount, file_id: bytes, create_guid: uuid.UUID) -> Open:
               CreateOptions.FILE_NON_DIRECTORY_FILE, [dh2c(file_id, create_guid)],
               RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
     return op
+
+
+def reclaim_after_a_conflicting_open(port: int, user: str, password: str, share: str,
+                                     name: str, data: bytes, client_guid: uuid.UUID,
+                                     file_id: bytes, create_guid: uuid.UUID) -> int:
+    """Another client opens ``name`` (sharing read only), writes ``data`` and
+    closes; then the durable handle's own client tries its reconnect.  Returns
+    that reconnect's status (0 when it got the handle back)."""
+    other = mount(port, user, password, share, uuid.uuid4())
+    theirs, _ = open_durable(other, name, uuid.uuid4())
+    theirs.write(data, 0)
+    theirs.close()
+    other.conn.disconnect()
+    late = mount(port, user, password, share, client_guid)
+    try:
+        reclaim(late, file_id, create_guid)
+    except SMBResponseException as exc:
+        return exc.status
+    finally:
+        late.conn.disconnect()
+    return 0
 
 
 def serving_pid(port: int, client_port: int) -> int:

@@ -123,6 +123,19 @@ def _in_background(result: dict, fn, *args) -> threading.Thread:
     return thread
 
 
+def _contended(holder: RawClient, other: RawClient,
+               name: str) -> tuple[bytes, dict, threading.Thread]:
+    """The holder opens ``name`` with a batch oplock and shares nothing; the
+    other worker's open of it starts in the background and the holder gets
+    its break notice.  (holder's file id, the opener's result, the opener)."""
+    status, level, file_id = _create(holder, name, OPLOCK_BATCH, share=0)
+    assert (status, level) == (0, OPLOCK_BATCH)
+    result: dict = {}
+    opener = _in_background(result, _create, other, name, 0)
+    assert _break_notice(holder) == (file_id, OPLOCK_II)
+    return file_id, result, opener
+
+
 def test_batch_oplock_broken_across_workers(etcd_server, tmp_path):
     with _two_workers(etcd_server.url, tmp_path / "h") as (holder, other):
         status, level, file_id = _create(holder, "shared.dat", OPLOCK_BATCH)
@@ -141,11 +154,7 @@ def test_sharing_violation_breaks_handle_caching_across_workers(etcd_server, tmp
     """The holder denies all sharing but caches handles: the other worker's open
     breaks that first; once the holder closes on the break, the open succeeds."""
     with _two_workers(etcd_server.url, tmp_path / "h") as (holder, other):
-        status, level, file_id = _create(holder, "locked.dat", OPLOCK_BATCH, share=0)
-        assert (status, level) == (0, OPLOCK_BATCH)
-        result: dict = {}
-        opener = _in_background(result, _create, other, "locked.dat", 0)
-        assert _break_notice(holder) == (file_id, OPLOCK_II)
+        file_id, result, opener = _contended(holder, other, "locked.dat")
         assert "value" not in result  # waits for the holder's answer
         assert _close(holder, file_id) == 0
         opener.join(30)
@@ -155,11 +164,7 @@ def test_sharing_violation_breaks_handle_caching_across_workers(etcd_server, tmp
 
 def test_sharing_violation_stands_when_the_holder_keeps_its_handle(etcd_server, tmp_path):
     with _two_workers(etcd_server.url, tmp_path / "h") as (holder, other):
-        status, level, file_id = _create(holder, "kept.dat", OPLOCK_BATCH, share=0)
-        assert (status, level) == (0, OPLOCK_BATCH)
-        result: dict = {}
-        opener = _in_background(result, _create, other, "kept.dat", 0)
-        assert _break_notice(holder) == (file_id, OPLOCK_II)
+        file_id, result, opener = _contended(holder, other, "kept.dat")
         assert _ack(holder, file_id, OPLOCK_II) == 0
         opener.join(30)
         assert result["value"][0] == 0xC0000043  # STATUS_SHARING_VIOLATION, after one retry

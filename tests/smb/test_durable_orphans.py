@@ -12,7 +12,6 @@ import time
 import uuid
 
 import pytest
-from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open,
     RequestedOplockLevel, ShareAccess,
@@ -71,16 +70,10 @@ def orphaned(etcd_server, tmp_path):
 
 def test_conflicting_open_on_another_node_purges_the_handle(orphaned, etcd_server):
     n2, client_guid, create_guid, file_id = orphaned
-    other = dc.mount(n2.port, n2.user, n2.password, n2.share_name, uuid.uuid4())
-    theirs, _ = dc.open_durable(other, "orphan.bin", uuid.uuid4())  # shares read only
-    theirs.write(b"second client", 0)
-    theirs.close()
-    other.conn.disconnect()
-    late = dc.mount(n2.port, n2.user, n2.password, n2.share_name, client_guid)
-    with pytest.raises(SMBResponseException) as gone:
-        dc.reclaim(late, file_id, create_guid)
-    assert gone.value.status == dc.OBJECT_NAME_NOT_FOUND
-    late.conn.disconnect()
+    status = dc.reclaim_after_a_conflicting_open(
+        n2.port, n2.user, n2.password, n2.share_name, "orphan.bin", b"second client",
+        client_guid, file_id, create_guid)
+    assert status == dc.OBJECT_NAME_NOT_FOUND
     assert _durable_records(etcd_server.url, n2) == []
     assert (n2.share / "orphan.bin").read_bytes() == b"second client"
 

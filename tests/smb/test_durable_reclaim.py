@@ -116,16 +116,10 @@ def test_conflicting_open_wins_over_a_disconnected_handle(etcd_server, tmp_path)
         file_id = op.file_id
         m.drop()
         time.sleep(0.5)
-        other = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
-        theirs, _ = dc.open_durable(other, "contested.bin", uuid.uuid4())  # no share with us
-        theirs.write(b"second", 0)
-        theirs.close()
-        other.conn.disconnect()
-        late = dc.mount(t.port, t.user, t.password, t.share_name, client_guid)
-        with pytest.raises(SMBResponseException) as gone:
-            dc.reclaim(late, file_id, create_guid)
-        assert gone.value.status == dc.OBJECT_NAME_NOT_FOUND
-        late.conn.disconnect()
+        status = dc.reclaim_after_a_conflicting_open(
+            t.port, t.user, t.password, t.share_name, "contested.bin", b"second",
+            client_guid, file_id, create_guid)
+        assert status == dc.OBJECT_NAME_NOT_FOUND
         assert _durable_records(etcd_server.url, t) == []
     finally:
         harness.stop(t)

@@ -17,10 +17,12 @@ import pytest
 from smbprotocol.connection import Connection
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import (
-    CreateDisposition, ImpersonationLevel, LockFlags, Open, ShareAccess, SMB2LockElement,
+    CreateDisposition, ImpersonationLevel, LockFlags, Open, ShareAccess,
 )
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
+
+import durable_client as dc
 
 MODES = {"plain": (False, False), "signed": (True, False), "encrypted": (True, True)}
 MiB = 1024 * 1024
@@ -81,14 +83,6 @@ def _open(tree: TreeConnect, name: str) -> Open:
     return op
 
 
-def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
-    el = SMB2LockElement()
-    el["offset"] = offset
-    el["length"] = length
-    el["flags"] = flags
-    return el
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_reads_give_the_file(two_workers, trees, mode):
     data = os.urandom(20 * MiB + 12345)
@@ -124,7 +118,7 @@ def test_read_across_a_lock_is_refused(two_workers, trees, mode):
     data = _pattern(4 * MiB)
     (two_workers.share / "f").write_bytes(data)
     holder = _open(trees("encrypted"), "f")
-    holder.lock([_lock(MiB, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
+    holder.lock([dc.lock_element(MiB, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
                        | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
     reader = _open(trees(mode), "f")
     for offset, length in ((0, 4 * MiB), (MiB + 9, 1), (MiB - 1, 2)):
@@ -133,7 +127,7 @@ def test_read_across_a_lock_is_refused(two_workers, trees, mode):
         assert info.value.status == FILE_LOCK_CONFLICT
     assert reader.read(0, MiB) == data[:MiB]  # up to the lock
     assert reader.read(MiB + 10, MiB) == data[MiB + 10:2 * MiB + 10]
-    holder.lock([_lock(MiB, 10, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
+    holder.lock([dc.lock_element(MiB, 10, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
     assert reader.read(0, 4 * MiB) == data
     reader.close()
     holder.close()

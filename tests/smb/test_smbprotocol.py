@@ -14,10 +14,12 @@ from smbprotocol.connection import Connection
 from smbprotocol.exceptions import SMBOSError, SMBResponseException
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, LockFlags, Open,
-    ShareAccess, SMB2LockElement,
+    ShareAccess,
 )
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
+
+import durable_client as dc
 
 
 
@@ -194,12 +196,12 @@ def test_share_modes_across_workers(two_workers, spread_trees):
 def test_byte_range_locks_across_workers(two_workers, spread_trees):
     (two_workers.share / "f").write_bytes(b"0123456789" * 10)
     holder = _create(spread_trees[0], "f", 0x1 | 0x2, 0x7)
-    holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
+    holder.lock([dc.lock_element(0, 10, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
                        | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
     for tree in spread_trees[1:]:
         other = _create(tree, "f", 0x1 | 0x2, 0x7)
         with pytest.raises(SMBResponseException) as info:
-            other.lock([_lock(5, 1, LockFlags.SMB2_LOCKFLAG_SHARED_LOCK
+            other.lock([dc.lock_element(5, 1, LockFlags.SMB2_LOCKFLAG_SHARED_LOCK
                               | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)])
         assert info.value.status == 0xC0000055  # STATUS_LOCK_NOT_GRANTED
         with pytest.raises(SMBResponseException) as info:
@@ -207,20 +209,12 @@ def test_byte_range_locks_across_workers(two_workers, spread_trees):
         assert info.value.status == 0xC0000054  # STATUS_FILE_LOCK_CONFLICT
         assert other.read(20, 5) == b"01234"  # outside the locked range
         other.close()
-    holder.lock([_lock(0, 10, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
+    holder.lock([dc.lock_element(0, 10, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
     other = _create(spread_trees[-1], "f", 0x1 | 0x2, 0x7)
     other.write(b"x", 3)
     other.close()
     holder.close()
     assert (two_workers.share / "f").read_bytes()[:5] == b"012x4"
-
-
-def _lock(offset: int, length: int, flags: int) -> SMB2LockElement:
-    el = SMB2LockElement()
-    el["offset"] = offset
-    el["length"] = length
-    el["flags"] = flags
-    return el
 
 
 def test_crashed_worker_leaves_no_share_mode_behind(two_workers):

@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import psutil
-import pytest
 
 import harness
 from hanode.lab import wait_for
