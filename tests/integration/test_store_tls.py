@@ -130,22 +130,23 @@ def start_etcd(tmp: Path, auth: bool) -> tuple[SecureEtcd, object]:
     return etcd, proc
 
 
-@pytest.fixture(scope="module")
-def tls_etcd(tmp_path_factory):
-    etcd, proc = start_etcd(tmp_path_factory.mktemp("etcd-tls"), auth=False)
+def _running_etcd(tmp_path_factory, *, auth: bool):
+    etcd, proc = start_etcd(tmp_path_factory.mktemp("etcd-auth" if auth else "etcd-tls"),
+                            auth=auth)
     try:
         yield etcd
     finally:
         embedded_etcd.stop(proc)
+
+
+@pytest.fixture(scope="module")
+def tls_etcd(tmp_path_factory):
+    yield from _running_etcd(tmp_path_factory, auth=False)
 
 
 @pytest.fixture(scope="module")
 def auth_etcd(tmp_path_factory):
-    etcd, proc = start_etcd(tmp_path_factory.mktemp("etcd-auth"), auth=True)
-    try:
-        yield etcd
-    finally:
-        embedded_etcd.stop(proc)
+    yield from _running_etcd(tmp_path_factory, auth=True)
 
 
 def make_store(etcd: SecureEtcd, cert: Issued | None, **auth) -> Store:
