@@ -44,7 +44,7 @@ PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
 RECEIVE_CHUNK = 64 * 1024
 LARGE_MAX_SIZE = 8 * 1024 * 1024
 SMALL_MAX_SIZE = 64 * 1024
-# Payloads from this size on are encrypted in a worker thread.
+# Messages from this size on are encrypted, decrypted and signed in a worker thread.
 OFFLOAD_CRYPTO = 256 * 1024
 FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
@@ -218,6 +218,16 @@ def _request_file_id(command: int, body: memoryview, related: bytes | None) -> b
     return related if file_id == _ALL_FF and related is not None else file_id
 
 
+def _is_lent(piece: crypto.Buffer, lent: list[bytearray]) -> bool:
+    return isinstance(piece, memoryview) and any(piece.obj is buf for buf in lent)
+
+
+def _read_only(piece: crypto.Buffer) -> crypto.Buffer:
+    """A handler's body or payload as the encryption must leave it: a handler
+    may keep what it returned, so only the reply's own buffers are overwritten."""
+    return piece if isinstance(piece, bytes) else memoryview(piece).toreadonly()
+
+
 class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
@@ -334,14 +344,20 @@ class Connection:
             have += got
         return view
 
-    async def _handle_frame(self, frame: bytearray) -> None:
+    async def _handle_frame(self, frame: bytearray | memoryview) -> None:
         proto = bytes(frame[:4])
         if proto == PROTOCOL_ID:
             await self._dispatch(memoryview(frame), None)
         elif proto == TRANSFORM_PROTOCOL_ID:
             session = self._decrypting_session(frame)
+            # The frame is this connection's own: the plaintext goes over the
+            # ciphertext.  AES releases the GIL, so a large frame is opened in
+            # a thread while the event loop sends replies and finishes writes.
+            opening = functools.partial(crypto.decrypt, session.decrypt_key, self._cipher,
+                                        frame, overwrite=True)
             try:
-                plain = crypto.decrypt(session.decrypt_key, self._cipher, frame)
+                plain = opening() if len(frame) < OFFLOAD_CRYPTO else \
+                    await trio.to_thread.run_sync(opening)
             except CryptoError as exc:
                 raise _Disconnect(str(exc)) from None
             if plain[:4] != PROTOCOL_ID:
@@ -604,13 +620,19 @@ class Connection:
                 rest = [p for p in (out.body, out.payload, bytes(pad))
                         if len(p) and p is not direct]
                 if out.sign_with is not None and encrypted is None:
-                    crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header,
-                                       rest)
-                pieces += [header, *rest]
+                    sign = functools.partial(crypto.sign_header, out.sign_with.signing_key,
+                                             self._signing_alg, header, rest)
+                    if len(out.payload) < OFFLOAD_CRYPTO:
+                        sign()
+                    else:  # HMAC and GMAC release the GIL (CMAC does not)
+                        await trio.to_thread.run_sync(sign)
+                pieces += [header, *(p if _is_lent(p, lent) else _read_only(p) for p in rest)]
             if encrypted is not None:
+                # The frame's headers and the pooled READ data are this reply's
+                # own: they are encrypted where they lie (see _read_only).
                 seal = functools.partial(crypto.encrypt, encrypted.encrypt_key, self._cipher,
                                          encrypted.next_nonce(self._cipher), encrypted.id,
-                                         pieces)
+                                         pieces, overwrite=True)
                 # AES releases the GIL: a large reply is sealed in a thread while
                 # the event loop goes on receiving and answering.
                 pieces = list(seal() if sum(len(p) for p in pieces) < OFFLOAD_CRYPTO

@@ -179,13 +179,16 @@ def _aead(cipher: int, key: bytes) -> AESGCM | AESCCM:
 
 
 def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int,
-            plaintext: Buffer | list[Buffer]) -> tuple[Buffer, ...]:
+            plaintext: Buffer | list[Buffer], *, overwrite: bool = False) -> tuple[Buffer, ...]:
     """(TRANSFORM_HEADER, ciphertext part, ...) for ``plaintext``, given whole or as
     consecutive parts; ``nonce`` must never repeat.
 
     Header and ciphertext come apart so an 8 MiB READ reply is not copied once
     more just to put its header in front; with GCM the parts are encrypted
-    where they lie, not joined first (CCM needs them in one piece).
+    where they lie, not joined first (CCM needs them in one piece).  With
+    ``overwrite`` the caller gives up the writable parts (bytearray, writable
+    memoryview): GCM writes their ciphertext over them, which spares a fresh
+    8 MiB buffer per READ reply and the page faults of filling it.
     """
     n = nonce_size(cipher)
     if len(nonce) != n:
@@ -197,11 +200,23 @@ def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int,
     if cipher in (Cipher.AES_128_GCM, Cipher.AES_256_GCM):
         sealer = ciphers.Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
         sealer.authenticate_additional_data(aad)
-        sealed_parts = [sealer.update(p) for p in parts]
+        sealed_parts = [_update_in_place(sealer, p) if overwrite and _writable(p)
+                        else sealer.update(p) for p in parts]
         sealer.finalize()
         return (TRANSFORM_PROTOCOL_ID + sealer.tag + aad, *sealed_parts)
     sealed = _aead(cipher, key).encrypt(nonce, b"".join(parts), aad)
     return TRANSFORM_PROTOCOL_ID + sealed[-16:] + aad, memoryview(sealed)[:-16]
+
+
+def _writable(part: Buffer) -> bool:
+    return isinstance(part, bytearray) or (isinstance(part, memoryview) and not part.readonly)
+
+
+def _update_in_place(context: ciphers.CipherContext, part: bytearray | memoryview) -> memoryview:
+    """GCM output over its own input (OpenSSL allows exactly this overlap)."""
+    view = memoryview(part)
+    context.update_into(view, view)
+    return view
 
 
 def parse_transform(data: Buffer) -> tuple[int, int]:
@@ -216,8 +231,15 @@ def parse_transform(data: Buffer) -> tuple[int, int]:
     return session_id, size
 
 
-def decrypt(key: bytes, cipher: int, data: Buffer) -> bytes:
-    """The plaintext of a TRANSFORM_HEADER message; CryptoError if it does not authenticate."""
+def decrypt(key: bytes, cipher: int, data: Buffer, *,
+            overwrite: bool = False) -> bytes | memoryview:
+    """The plaintext of a TRANSFORM_HEADER message; CryptoError if it does not authenticate.
+
+    With ``overwrite`` (``data`` writable, the caller gives it up) GCM writes
+    the plaintext over the ciphertext and returns a view of it: an 8 MiB WRITE
+    is then decrypted without a fresh buffer.  Data that does not authenticate
+    leaves garbage behind, which the caller must drop with the message.
+    """
     parse_transform(data)
     view = memoryview(data)
     body = len(view) - TRANSFORM_HEADER_SIZE
@@ -228,14 +250,16 @@ def decrypt(key: bytes, cipher: int, data: Buffer) -> bytes:
             # GCM streams: the ciphertext is read where it lies, not copied first.
             opener = ciphers.Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
             opener.authenticate_additional_data(aad)
-            plain = opener.update(view[TRANSFORM_HEADER_SIZE:])
+            sealed = view[TRANSFORM_HEADER_SIZE:]
+            plain = _update_in_place(opener, sealed) if overwrite and not view.readonly \
+                else opener.update(sealed)
             opener.finalize()
             return plain
         # CCM wants ciphertext and tag in one buffer: one copy, not two.
-        sealed = bytearray(body + 16)
-        sealed[:body] = view[TRANSFORM_HEADER_SIZE:]
-        sealed[body:] = tag
-        return _aead(cipher, key).decrypt(nonce, sealed, aad)
+        joined = bytearray(body + 16)
+        joined[:body] = view[TRANSFORM_HEADER_SIZE:]
+        joined[body:] = tag
+        return _aead(cipher, key).decrypt(nonce, joined, aad)
     except InvalidTag:
         raise CryptoError("message does not decrypt") from None
 

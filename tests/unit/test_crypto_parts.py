@@ -61,3 +61,36 @@ def test_a_changed_byte_does_not_decrypt(cipher, where):
     sealed[{"signature": 10, "aad": 44, "ciphertext": 100}[where]] ^= 0x01
     with pytest.raises(crypto.CryptoError):
         crypto.decrypt(key, cipher, bytes(sealed))
+
+
+@pytest.mark.parametrize("cipher", AES_CIPHERS)
+def test_overwriting_gives_the_same_bytes_and_spares_read_only_parts(cipher):
+    parts = message(1 << 20)
+    key, nonce = _key(cipher), os.urandom(crypto.nonce_size(cipher))
+    reference = b"".join(crypto.encrypt(key, cipher, nonce, 9, parts))
+    header, body, payload = bytearray(parts[0]), memoryview(parts[1]), bytearray(parts[2])
+    kept = bytearray(parts[1])
+    sealed = crypto.encrypt(key, cipher, nonce, 9,
+                            [header, memoryview(kept).toreadonly(), memoryview(payload)],
+                            overwrite=True)
+    assert b"".join(sealed) == reference
+    assert kept == body  # a read-only part is copied, never written over
+    if cipher in (Cipher.AES_128_GCM, Cipher.AES_256_GCM):  # the writable ones were
+        assert sealed[3].obj is payload and bytes(payload) == reference[52 + 64 + 17:]
+
+
+@pytest.mark.parametrize("cipher", AES_CIPHERS)
+def test_decrypting_over_the_ciphertext(cipher):
+    parts = message(1 << 20)
+    key, nonce = _key(cipher), os.urandom(crypto.nonce_size(cipher))
+    frame = bytearray(b"".join(crypto.encrypt(key, cipher, nonce, 9, parts)))
+    plain = crypto.decrypt(key, cipher, memoryview(frame), overwrite=True)
+    assert plain == b"".join(parts)
+    if cipher in (Cipher.AES_128_GCM, Cipher.AES_256_GCM):
+        assert isinstance(plain, memoryview) and plain.obj is frame
+    sealed = b"".join(crypto.encrypt(key, cipher, nonce, 9, parts))
+    assert crypto.decrypt(key, cipher, sealed, overwrite=True) == b"".join(parts)  # bytes: copied
+    broken = bytearray(sealed)
+    broken[100] ^= 1
+    with pytest.raises(crypto.CryptoError):
+        crypto.decrypt(key, cipher, broken, overwrite=True)
