@@ -1,6 +1,6 @@
 """Bulk throughput of hanode against Samba's smbd: smbclient put and get of one big file.
 
-    .venv/bin/python bench/throughput.py                    # 512 MiB, 3 runs
+    .venv/bin/python bench/throughput.py                    # 512 MiB, 5 runs
     .venv/bin/python bench/throughput.py --size 64M --runs 5 --json
 
 Starts its own etcd, ``hanode smb`` and a private smbd on 127.0.0.1 (share
@@ -12,7 +12,8 @@ the transfer, not of the logon), and what comes back must have the sha256 of
 what went.  Prints the median MB/s (10^6 bytes/s) of each server, the median
 of the per-run hanode/smbd ratios, and each server's median CPU seconds per
 GB moved (its processes' user + system time over the session, logon
-included), which a loaded machine disturbs far less than MB/s.
+included), which a loaded machine disturbs far less than MB/s; ratios and
+CPU figures come with the lowest and highest of the runs.
 """
 
 from __future__ import annotations
@@ -99,8 +100,11 @@ def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
     for mode in modes:
         for direction in ("put", "get"):
             ours, theirs = rates[mode, direction, "hanode"], rates[mode, direction, "smbd"]
-            cpu = {f"{name}_cpu_s_per_gb": statistics.median(rates[mode, direction + "_cpu", name])
-                   for name in ("hanode", "smbd")}
+            cpu = {}
+            for name in ("hanode", "smbd"):
+                spent = rates[mode, direction + "_cpu", name]
+                cpu.update({f"{name}_cpu_s_per_gb": statistics.median(spent),
+                            f"{name}_cpu_min": min(spent), f"{name}_cpu_max": max(spent)})
             rows.append({"mode": mode, "direction": direction, **compare(ours, theirs), **cpu})
     return {"rows": rows}
 
@@ -110,19 +114,21 @@ def print_table(result: dict) -> None:
           f"{result['workers']}, load average before {result['load_before']}, "
           f"after {result['load_after']}, {result['seconds']:.0f} s")
     print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | "
-          f"{'ratio (lowest-highest)':<22} | CPU s/GB hanode, smbd")
+          f"{'ratio (lowest-highest)':<22} | CPU s/GB hanode (lowest-highest), smbd (same)")
     for row in result["rows"]:
         ratio = f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
+        cpu = ", ".join(f"{row[name + '_cpu_s_per_gb']:.2f} ({row[name + '_cpu_min']:.2f}-"
+                        f"{row[name + '_cpu_max']:.2f})" for name in ("hanode", "smbd"))
         print(f"{row['mode']:<10} {row['direction']:<4} | {row['hanode_median']:>11.1f} | "
-              f"{row['smbd_median']:>9.1f} | {ratio:<22} | "
-              f"{row['hanode_cpu_s_per_gb']:.2f}, {row['smbd_cpu_s_per_gb']:.2f}")
+              f"{row['smbd_median']:>9.1f} | {ratio:<22} | {cpu}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=parse_size, default=parse_size("512M"),
                         help="file size, e.g. 512M (default), 8M, 1G")
-    parser.add_argument("--runs", type=int, default=3, help="runs per server and mode")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="runs per server and mode (default 5: loopback MB/s swing widely)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated subset of " + ",".join(MODES))
     parser.add_argument("--workers", type=int, default=2, help="hanode smb worker processes")
