@@ -601,42 +601,26 @@ class Connection:
         of being copied into the frame, also when they are encrypted (with GCM).
         READ data still in its file goes by sendfile(2) when the reply is the
         last of its compound and neither signed nor encrypted; otherwise it is
-        read into a pooled buffer first.
+        read into a pooled buffer first, and signed or encrypted in the same
+        thread hop (a hop costs more than signing a MiB with GMAC).
         """
         direct = outs[-1].payload if encrypted is None and outs[-1].sign_with is None else None
         if not isinstance(direct, vfs.FileSlice):
             direct = None
-        lent: list[bytearray] = []
+        # Taken here, not in the thread: the pool belongs to the event loop.
+        lent = [READ_BUFFERS.take(len(out.payload)) for out in outs
+                if isinstance(out.payload, vfs.FileSlice) and out.payload is not direct]
         try:
-            outs = [out if out.payload is direct else await self._materialize(out, lent)
-                    for out in outs]
-            pieces: list[crypto.Buffer] = []
-            for i, out in enumerate(outs):
-                last = i == len(outs) - 1
-                size = HEADER_SIZE + len(out.body) + len(out.payload)
-                pad = 0 if last else (-size) % 8
-                header = bytearray(
-                    out.header.evolve(next_command=0 if last else size + pad).pack())
-                rest = [p for p in (out.body, out.payload, bytes(pad))
-                        if len(p) and p is not direct]
-                if out.sign_with is not None and encrypted is None:
-                    sign = functools.partial(crypto.sign_header, out.sign_with.signing_key,
-                                             self._signing_alg, header, rest)
-                    if len(out.payload) < OFFLOAD_CRYPTO:
-                        sign()
-                    else:  # HMAC and GMAC release the GIL (CMAC does not)
-                        await trio.to_thread.run_sync(sign)
-                pieces += [header, *(p if _is_lent(p, lent) else _read_only(p) for p in rest)]
-            if encrypted is not None:
-                # The frame's headers and the pooled READ data are this reply's
-                # own: they are encrypted where they lie (see _read_only).
-                seal = functools.partial(crypto.encrypt, encrypted.encrypt_key, self._cipher,
-                                         encrypted.next_nonce(self._cipher), encrypted.id,
-                                         pieces, overwrite=True)
-                # AES releases the GIL: a large reply is sealed in a thread while
-                # the event loop goes on receiving and answering.
-                pieces = list(seal() if sum(len(p) for p in pieces) < OFFLOAD_CRYPTO
-                              else await trio.to_thread.run_sync(seal))
+            seal = None if encrypted is None else functools.partial(
+                crypto.encrypt, encrypted.encrypt_key, self._cipher,
+                encrypted.next_nonce(self._cipher), encrypted.id)
+            frame = functools.partial(self._frame, outs, direct, lent, seal)
+            crypto_size = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs
+                              if encrypted is not None or o.sign_with is not None)
+            # File data is read, and large replies signed or sealed, in a thread:
+            # pread may wait for the disk, and AES and HMAC release the GIL.
+            pieces = await trio.to_thread.run_sync(frame) \
+                if lent or crypto_size >= OFFLOAD_CRYPTO else frame()
             total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
             small = bytearray(struct.pack(">I", total))
             async with self._send_lock:
@@ -659,17 +643,38 @@ class Connection:
             for buf in lent:
                 READ_BUFFERS.give(buf)
 
+    def _frame(self, outs: list[_Out], direct: vfs.FileSlice | None, lent: list[bytearray],
+               seal: functools.partial | None) -> list[crypto.Buffer]:
+        """The reply's bytes after its 4-byte length, in pieces (blocking: reads
+        file data into ``lent``, one buffer per FileSlice but ``direct``)."""
+        buffers = iter(lent)
+        outs = [out if out.payload is direct or not isinstance(out.payload, vfs.FileSlice)
+                else self._materialize(out, next(buffers)) for out in outs]
+        pieces: list[crypto.Buffer] = []
+        for i, out in enumerate(outs):
+            last = i == len(outs) - 1
+            size = HEADER_SIZE + len(out.body) + len(out.payload)
+            pad = 0 if last else (-size) % 8
+            header = bytearray(out.header.evolve(next_command=0 if last else size + pad).pack())
+            rest = [p for p in (out.body, out.payload, bytes(pad))
+                    if len(p) and p is not direct]
+            if out.sign_with is not None and seal is None:
+                crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header, rest)
+            pieces += [header, *(p if _is_lent(p, lent) else _read_only(p) for p in rest)]
+        if seal is None:
+            return pieces
+        # The headers and the pooled READ data are this reply's own: they are
+        # encrypted where they lie (see _read_only).
+        return list(seal(pieces, overwrite=True))
+
     @staticmethod
-    async def _materialize(out: _Out, lent: list[bytearray]) -> _Out:
-        """The reply with its file data read into a pooled buffer, or, when the
-        read fails, the error the client is told instead."""
+    def _materialize(out: _Out, buf: bytearray) -> _Out:
+        """The reply with its file data read into ``buf``, or, when the read
+        fails, the error the client is told instead (blocking)."""
         data = out.payload
-        if not isinstance(data, vfs.FileSlice):
-            return out
-        buf = READ_BUFFERS.take(len(data))
-        lent.append(buf)
+        assert isinstance(data, vfs.FileSlice)
         try:
-            await trio.to_thread.run_sync(data.read_into, buf)
+            data.read_into(buf)
         except vfs.VfsError as exc:
             return _Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
         finally:
