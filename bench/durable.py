@@ -106,15 +106,23 @@ def _summary(n: int, latencies: list[float], seconds: float) -> tuple[float, flo
 
 @contextmanager
 def etcd_endpoint(url: str | None) -> Iterator[str]:
+    with etcd_process(url) as (endpoint, _):
+        yield endpoint
+
+
+@contextmanager
+def etcd_process(url: str | None) -> Iterator[tuple[str, int | None]]:
+    """An etcd to bench against, and its pid when it is the embedded one (whose CPU
+    the SMB bench counts); an external --etcd has no pid here."""
     if url:
-        yield url
+        yield url, None
         return
     with tempfile.TemporaryDirectory(prefix="hanode-bench-") as tmp:
         client = f"http://127.0.0.1:{embedded_etcd.free_port()}"
         peer = f"http://127.0.0.1:{embedded_etcd.free_port()}"
         proc = embedded_etcd.start(tmp, client, peer, log_path=f"{tmp}/etcd.log")
         try:
-            yield client
+            yield client, proc.pid
         finally:
             embedded_etcd.stop(proc)
 
