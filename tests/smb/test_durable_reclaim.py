@@ -113,6 +113,23 @@ def test_another_user_cannot_reclaim(two_workers):
     owner.conn.disconnect()
 
 
+def test_a_closed_handle_cannot_be_reclaimed_while_its_delete_is_queued(etcd_server, tmp_path):
+    """CLOSE answers before its record's delete is in etcd (the delete rides in the
+    worker's next etcd round); a DH2C for the closed handle arriving meanwhile,
+    on the same worker that still sees its own record, is OBJECT_NAME_NOT_FOUND."""
+    with harness.running_hanode(etcd_server.url, tmp_path / "h1", workers=1) as t:
+        client_guid, create_guid = uuid.uuid4(), uuid.uuid4()
+        m = dc.mount(t.port, t.user, t.password, t.share_name, client_guid)
+        op, _ = dc.open_durable(m, "closed.bin", create_guid)
+        file_id = op.file_id
+        op.close()
+        with pytest.raises(SMBResponseException) as refused:
+            dc.reclaim(m, file_id, create_guid)
+        assert refused.value.status == dc.OBJECT_NAME_NOT_FOUND
+        m.conn.disconnect()
+        assert _durable_records_left(etcd_server.url, t) == []
+
+
 def test_conflicting_open_wins_over_a_disconnected_handle(etcd_server, tmp_path):
     """MS-SMB2 3.3.5.9 / Windows: the holder's batch oplock would be broken, but a
     disconnected open cannot acknowledge, so it is closed and the new open
