@@ -29,6 +29,7 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, Sequence
@@ -417,13 +418,26 @@ class DurableWriter:
     the following one.  Throughput is therefore batch size / etcd latency
     instead of 1 / etcd latency.  Several changes to one record in the same
     round collapse into the last one (etcd refuses a key twice in a txn).
+
+    A discard() (CLOSE) starts no round of its own: it rides in the next
+    round somebody waits for, or goes alone ``linger`` seconds later.  Under
+    load every open then costs one record in a shared transaction instead of
+    a put round plus a delete round, halving the etcd commits and the
+    worker's etcd-client CPU per open.
     """
 
-    def __init__(self, store: DurableStore, max_batch: int = Store.MAX_TXN_OPS) -> None:
+    DISCARD_LINGER = 0.1  # seconds a closed handle's delete may wait for company
+
+    def __init__(self, store: DurableStore, max_batch: int = Store.MAX_TXN_OPS,
+                 linger: float = DISCARD_LINGER) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.linger = linger
         self._pending: list[_Op] = []
         self._ready = trio.Event()
+        self._idle = trio.CancelScope()  # the writer's wait for work; discard() shortens it
+        self._flush_at = math.inf  # when the oldest pending discard must go
+        self.discarding: set[int] = set()  # closed handles whose delete is not stored yet
 
     async def put(self, record: DurableRecord) -> None:
         """Store a record; StoreUnavailable if it could not be stored.
@@ -438,15 +452,18 @@ class DurableWriter:
         await self._submit(persistent_id, None)
 
     def discard(self, persistent_id: int) -> None:
-        """Delete a record in the next round without waiting for it to be stored.
+        """Delete a record soon, without waiting for it to be stored.
 
         For CLOSE: its client will never reconnect a handle it closed, so the
-        answer need not wait for etcd.  Should the worker die first, the record
-        outlives it as a dead worker's disconnected open (a conflicting open
-        purges it, the scavenger removes it after its timeout).
+        answer need not wait for etcd (``discarding`` lists it meanwhile, so a
+        reconnect on this worker is refused).  Should the worker die first,
+        the record outlives it as a dead worker's disconnected open (a
+        conflicting open purges it, the scavenger removes it after its timeout).
         """
         self._pending.append(_Op(persistent_id, None, awaited=False))
-        self._ready.set()
+        self.discarding.add(persistent_id)
+        self._flush_at = min(self._flush_at, trio.current_time() + self.linger)
+        self._idle.deadline = self._flush_at
 
     async def _submit(self, pid: int, record: DurableRecord | None) -> None:
         op = _Op(pid, record)
@@ -479,23 +496,34 @@ class DurableWriter:
         """The writer task; lives as long as the worker's nursery."""
         task_status.started()
         while True:
-            await self._ready.wait()
-            self._ready = trio.Event()
-            while self._pending:
-                final, taken = self._take_batch()
-                puts = [r for r in final.values() if r is not None]
-                deletes = [pid for pid, r in final.items() if r is None]
-                error: str | None = None
-                try:
-                    await self.store.write(puts, deletes)
-                except StoreUnavailable as exc:
-                    error = str(exc) or "etcd unavailable"
-                for op in taken:
-                    op.error = error
-                    op.done.set()
-                if error is not None and not all(op.awaited for op in taken):
-                    log.warning("durable records of closed handles not deleted (the "
-                                "scavenger will): %s", error)
+            self._idle = trio.CancelScope(deadline=self._flush_at)
+            with self._idle:
+                await self._ready.wait()
+            self._ready = trio.Event()  # a put() during the round sets the new one
+            if self._pending:
+                await self._round()
+
+    async def _round(self) -> None:
+        final, taken = self._take_batch()
+        if all(op.awaited for op in self._pending):
+            self._flush_at = math.inf  # every discard is in this round
+        if any(op.awaited for op in self._pending):
+            self._ready.set()  # more than max_batch were waiting: the rest go next
+        puts = [r for r in final.values() if r is not None]
+        deletes = [pid for pid, r in final.items() if r is None]
+        error: str | None = None
+        try:
+            await self.store.write(puts, deletes)
+        except StoreUnavailable as exc:
+            error = str(exc) or "etcd unavailable"
+        for op in taken:
+            op.error = error
+            op.done.set()
+            if not op.awaited:
+                self.discarding.discard(op.pid)
+        if error is not None and not all(op.awaited for op in taken):
+            log.warning("durable records of closed handles not deleted (the "
+                        "scavenger will): %s", error)
 
 
 # -- orphans: records of dead owners, by name ---------------------------------

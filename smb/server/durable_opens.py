@@ -431,6 +431,8 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     if ws is None or ctx.session is None or not ws.available:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     pid = intent.durable.file_id.persistent
+    if pid in ws.writer.discarding:  # closed here; the delete of its record is on its way
+        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     releasing = ws.releasing.get(pid)
     if releasing is not None:  # its old connection is still being let go
         await releasing.wait()

@@ -159,7 +159,12 @@ def make_store(etcd: SecureEtcd, cert: Issued | None, **auth) -> Store:
 
 
 def exercise(store: Store) -> None:
-    """The calls the agent makes: create-if-absent on a lease, read back, keepalive."""
+    """The calls the agent makes: create-if-absent on a lease, read back, keepalive;
+    and the workers' batched durable-record transaction (sent as raw bytes)."""
+    store.apply([(store.durable_key(1), {"r": 1}), (store.durable_key(2), {"r": 2})])
+    store.apply([], [store.durable_key(1)])
+    assert [e.value for e in store.get_prefix(store.key("durable") + "/")] == [{"r": 2}]
+    store.delete_prefix(store.key("durable") + "/")
     lease = store.grant_lease(5)
     created, term = store.create(store.leader_key, {"node": "n1"}, lease=lease)
     assert created and term > 0
@@ -229,6 +234,8 @@ def test_auth_confines_the_user_to_hanode_keys(auth_etcd):
         store.put(store.key("ok"), 1)
         with pytest.raises(StoreUnavailable):
             store._call("put", "/elsewhere", "1")
+        with pytest.raises(StoreUnavailable):
+            store.apply([("/elsewhere", 1)])
         assert "/elsewhere" not in auth_etcd.etcdctl(
             "get", "--prefix", "/", "--keys-only", user=f"root:{ROOT_PASSWORD}")
     finally:

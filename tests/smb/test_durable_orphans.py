@@ -20,7 +20,7 @@ from smbprotocol.open import (
 import durable_client as dc
 import harness
 from hanode.store import Store
-from test_durable_reclaim import _cluster, _durable_records
+from test_durable_reclaim import _cluster, _durable_records_left
 
 FILE_READ_ATTRIBUTES = 0x80
 SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | \
@@ -74,7 +74,7 @@ def test_conflicting_open_on_another_node_purges_the_handle(orphaned, etcd_serve
         n2.port, n2.user, n2.password, n2.share_name, "orphan.bin", b"second client",
         client_guid, file_id, create_guid)
     assert status == dc.OBJECT_NAME_NOT_FOUND
-    assert _durable_records(etcd_server.url, n2) == []
+    assert _durable_records_left(etcd_server.url, n2) == []
     assert (n2.share / "orphan.bin").read_bytes() == b"second client"
 
 
@@ -93,4 +93,4 @@ def test_open_without_conflict_leaves_the_handle_reclaimable(orphaned, etcd_serv
     assert op.read(0, 12) == b"first client"
     op.close()
     back.conn.disconnect()
-    assert _durable_records(etcd_server.url, n2) == []
+    assert _durable_records_left(etcd_server.url, n2) == []

@@ -29,10 +29,20 @@ def _cluster(target: harness.Target) -> str:
     raise LookupError("no cluster name in the config")
 
 
-def _durable_records(etcd_url: str, target: harness.Target) -> list:
+def _durable_records_left(etcd_url: str, target: harness.Target, wait: float = 2.0) -> list:
+    """The durable records still in etcd once ``wait`` seconds passed or none is left.
+
+    A CLOSE does not wait for its record's delete: it goes with the worker's
+    next etcd round, at most DurableWriter.DISCARD_LINGER later.
+    """
     store = Store([etcd_url], _cluster(target))
+    deadline = time.monotonic() + wait
     try:
-        return store.get_prefix(store.key("durable") + "/")
+        while True:
+            left = store.get_prefix(store.key("durable") + "/")
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
     finally:
         store.close()
 
@@ -66,7 +76,7 @@ def test_copy_survives_sigkill_of_its_worker(two_workers, etcd_server):
     assert killed and report.serving_pids[0] == killed[0]
     assert report.serving_pids[1] != killed[0]  # reclaimed by another worker process
     assert _sha256(t.share / "big.bin") == DIGEST
-    assert _durable_records(etcd_server.url, t) == []  # CLOSE deleted the record
+    assert _durable_records_left(etcd_server.url, t) == []  # CLOSE deleted the record
     print(f"reclaimed after SIGKILL in {report.reclaim_seconds[0]:.2f} s")
 
 
@@ -77,7 +87,7 @@ def test_copy_survives_a_dropped_connection(two_workers, etcd_server):
     assert report.reconnects == 1
     assert report.reclaim_seconds[0] < 5  # no lease to wait out: the close was seen
     assert _sha256(t.share / "drop.bin") == DIGEST
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
 
 
 def test_another_user_cannot_reclaim(two_workers):
@@ -103,6 +113,23 @@ def test_another_user_cannot_reclaim(two_workers):
     owner.conn.disconnect()
 
 
+def test_a_closed_handle_cannot_be_reclaimed_while_its_delete_is_queued(etcd_server, tmp_path):
+    """CLOSE answers before its record's delete is in etcd (the delete rides in the
+    worker's next etcd round); a DH2C for the closed handle arriving meanwhile,
+    on the same worker that still sees its own record, is OBJECT_NAME_NOT_FOUND."""
+    with harness.running_hanode(etcd_server.url, tmp_path / "h1", workers=1) as t:
+        client_guid, create_guid = uuid.uuid4(), uuid.uuid4()
+        m = dc.mount(t.port, t.user, t.password, t.share_name, client_guid)
+        op, _ = dc.open_durable(m, "closed.bin", create_guid)
+        file_id = op.file_id
+        op.close()
+        with pytest.raises(SMBResponseException) as refused:
+            dc.reclaim(m, file_id, create_guid)
+        assert refused.value.status == dc.OBJECT_NAME_NOT_FOUND
+        m.conn.disconnect()
+        assert _durable_records_left(etcd_server.url, t) == []
+
+
 def test_conflicting_open_wins_over_a_disconnected_handle(etcd_server, tmp_path):
     """MS-SMB2 3.3.5.9 / Windows: the holder's batch oplock would be broken, but a
     disconnected open cannot acknowledge, so it is closed and the new open
@@ -120,7 +147,7 @@ def test_conflicting_open_wins_over_a_disconnected_handle(etcd_server, tmp_path)
             t.port, t.user, t.password, t.share_name, "contested.bin", b"second",
             client_guid, file_id, create_guid)
         assert status == dc.OBJECT_NAME_NOT_FOUND
-        assert _durable_records(etcd_server.url, t) == []
+        assert _durable_records_left(etcd_server.url, t) == []
     finally:
         harness.stop(t)
     assert "Traceback" not in t.log_text(), t.log_text()[-4000:]
@@ -145,7 +172,7 @@ def test_reclaim_on_another_node(etcd_server, tmp_path):
                                        reconnect_port=n2.port)
         assert report.reconnects == 1
         assert _sha256(n1.share / "cross.bin") == DIGEST
-        assert _durable_records(etcd_server.url, n2) == []
+        assert _durable_records_left(etcd_server.url, n2) == []
         print(f"reclaimed on the other node in {report.reclaim_seconds[0]:.2f} s")
     finally:
         harness.stop(n1)

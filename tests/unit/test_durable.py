@@ -248,6 +248,39 @@ async def test_discard_returns_at_once_and_deletes_in_the_next_round(caplog):
         nursery.cancel_scope.cancel()
 
 
+async def test_discard_rides_with_the_next_put_in_one_transaction():
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store, linger=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.put(record(pid=1))
+        writer.discard(1)
+        assert writer.discarding == {1}
+        await trio.sleep(0.05)
+        assert store.writes == 1 and 1 in store.records  # no round for a discard alone
+        await writer.put(record(pid=2))
+        assert store.writes == 2 and set(store.records) == {2}  # put and delete together
+        assert writer.discarding == set()
+        nursery.cancel_scope.cancel()
+
+
+async def test_discard_alone_goes_after_the_linger(autojump_clock):
+    store = MemoryDurableStore()
+    writer = DurableWriter(store, linger=0.5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.put(record(pid=1))
+        start = trio.current_time()
+        writer.discard(1)
+        await trio.sleep(0.1)
+        writer.discard(5)  # a later discard does not push the first one's deadline
+        while 1 in store.records:
+            await trio.sleep(0.01)
+        assert 0.5 <= trio.current_time() - start < 0.52
+        assert store.writes == 2 and writer.discarding == set()
+        nursery.cancel_scope.cancel()
+
+
 async def test_writer_collapses_changes_to_one_record_within_a_round():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store, max_batch=2)
