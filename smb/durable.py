@@ -427,6 +427,7 @@ class DurableWriter:
     """
 
     DISCARD_LINGER = 0.1  # seconds a closed handle's delete may wait for company
+    RETRY_DISCARD = 1.0  # seconds before a failed delete of a closed handle is tried again
 
     def __init__(self, store: DurableStore, max_batch: int = Store.MAX_TXN_OPS,
                  linger: float = DISCARD_LINGER) -> None:
@@ -516,14 +517,28 @@ class DurableWriter:
             await self.store.write(puts, deletes)
         except StoreUnavailable as exc:
             error = str(exc) or "etcd unavailable"
+        unstored = []
         for op in taken:
             op.error = error
             op.done.set()
             if not op.awaited:
-                self.discarding.discard(op.pid)
-        if error is not None and not all(op.awaited for op in taken):
-            log.warning("durable records of closed handles not deleted (the "
-                        "scavenger will): %s", error)
+                if error is None:
+                    self.discarding.discard(op.pid)
+                else:
+                    unstored.append(op.pid)
+        if unstored:
+            self._retry_discards(unstored, error or "")
+
+    def _retry_discards(self, pids: list[int], error: str) -> None:
+        """Queue the deletes of closed handles again after a failed round.
+
+        Nobody waits for them, so nobody else would: the record of a closed
+        handle names a live worker, which the scavenger never expires.
+        """
+        log.warning("durable records of %d closed handles not deleted yet, retrying in "
+                    "%.0f s: %s", len(pids), self.RETRY_DISCARD, error)
+        self._pending.extend(_Op(pid, None, awaited=False) for pid in pids)
+        self._flush_at = min(self._flush_at, trio.current_time() + self.RETRY_DISCARD)
 
 
 # -- orphans: records of dead owners, by name ---------------------------------

@@ -245,6 +245,12 @@ async def test_discard_returns_at_once_and_deletes_in_the_next_round(caplog):
         with pytest.raises(StoreUnavailable):
             await writer.put(record(pid=4))
         assert "not deleted" in caplog.text  # a failed discard is logged, never raised
+        assert writer.discarding == {2}
+        store.available = True
+        with trio.fail_after(5):
+            while 2 in store.records:  # and tried again until it is stored
+                await trio.sleep(0.05)
+        assert writer.discarding == set()
         nursery.cancel_scope.cancel()
 
 
