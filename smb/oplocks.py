@@ -124,6 +124,12 @@ def _breaks_nothing(req: "OpenRequest", holder_is_lease: bool) -> bool:
     return _is_stat_open(req.access, bits)
 
 
+def breaks_no_caching(access: int) -> bool:
+    """Whether an open with this access leaves every oplock and lease alone (a stat
+    open), whatever the holders are: another worker's open need not wait for them."""
+    return _is_stat_open(access, _OPLOCK_STAT_BITS)
+
+
 def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> bool:
     """Whether two opens of one file exclude each other by their share modes (MS-FSA 2.1.5.1.2)."""
     a, b = data_access(access_a), data_access(access_b)

@@ -28,6 +28,7 @@ record at the same moment wins) and any other open leaves them reclaimable.
 from __future__ import annotations
 
 import logging
+import stat as stat_mod
 import time
 from typing import TYPE_CHECKING, Hashable
 
@@ -41,7 +42,7 @@ from smb.durable import (
 )
 from smb.oplocks import (
     BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
-    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
+    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome, breaks_no_caching,
 )
 from smb.server import crossbreaks, workerstate
 from smb.server.breaks import Holder
@@ -119,10 +120,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         raise CommandError(Status.DELETE_PENDING)
     decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
-        if pid in ws.foreign:
-            await _purge_orphan(ws, pid)
-        else:
-            await _purged(ws, tree, pid)
+        await purged(ws, pid)
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
@@ -197,7 +195,7 @@ async def wait_for_other_workers(ctx: CommandContext, op: "Open", c: wire.Create
     open needs: write caching always, all caching for an overwrite.  Waits (with
     an interim response) until the holders acknowledged or their break timed out."""
     ws = workerstate.current()
-    if ws is None or op.is_dir:
+    if ws is None or op.is_dir or breaks_no_caching(op.access):
         return
     node = op.tree.node
     must_go = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if c.disposition in (
@@ -307,9 +305,20 @@ async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashabl
         ws.foreign[pid] = fresh
 
 
+async def purged(ws: "WorkerState", pid: int) -> None:
+    """A conflicting open (of this worker, or another worker's break request)
+    closed a disconnected durable open in NodeOplocks: end it for good."""
+    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
+    if pid in ws.foreign:
+        await _purge_orphan(ws, pid)
+    else:
+        await _end_disconnected(ws, pid)
+
+
 async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
     """A conflicting open closes a dead worker's disconnected open: its record goes,
-    unless a reconnect adopted it since it was read (then the reconnect won)."""
+    unless a reconnect adopted it since it was read (then the reconnect won), and
+    its delete-on-close takes effect as its CLOSE's would have."""
     stored = ws.foreign.pop(pid)
     ws.orphans.drop(stored.record)
     try:
@@ -320,19 +329,76 @@ async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
         return
     log.debug("durable handle %016x of a dead worker %s by a conflicting open", pid,
               "purged" if gone else "was reclaimed meanwhile, not purged")
+    if gone and stored.record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+        await trio.to_thread.run_sync(_delete_orphaned_file, ws, stored.record)
 
 
-async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
-    """A disconnected open lost its file to a conflicting open: it is closed for good,
-    and its delete-on-close takes effect as its CLOSE would have made it."""
-    op = ws.durable.get(pid)
-    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
-    await _forget(ws, pid)
-    if op is not None and op.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
-        try:
-            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
-        except vfs.VfsError as exc:
-            log.info("delete-on-close of a purged durable open failed: %s", exc)
+def _delete_orphaned_file(ws: "WorkerState", record: DurableRecord) -> None:
+    """The file of a dead worker's delete-on-close open, unless an open of this node
+    holds it (then its close deletes it: the dead open left no row to say so)."""
+    share = next((s for s in ws.cfg.shares if s.name.casefold() == record.share.casefold()),
+                 None)
+    parts = vfs.parse_name(record.path)
+    if share is None or not parts:
+        return
+    try:
+        root = vfs.Share(share.path)
+    except vfs.VfsError as exc:
+        log.info("delete-on-close of a purged durable open failed: %s", exc)
+        return
+    try:
+        with root.lookup(parts) as where:
+            found = where.st
+        if found is not None and not ws.node.others_open("", found.st_dev, found.st_ino):
+            root.unlink(parts, found.st_ino, stat_mod.S_ISDIR(found.st_mode))
+    except vfs.VfsError as exc:
+        log.info("delete-on-close of a purged durable open failed: %s", exc)
+    finally:
+        root.close()
+
+
+async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
+    """A disconnected open of this worker is closed for good (a conflicting open
+    purged it, or its timeout ran out): its record goes, then its node-table rows,
+    and its delete-on-close (or the file's pending delete) takes effect as its
+    CLOSE's would have.  A reconnect that took it over meanwhile (on any worker
+    of the node) owns it now: then only this worker's memory of it goes."""
+    releasing = ws.releasing.get(pid)
+    if releasing is not None:  # its disconnected record is still being stored
+        await releasing.wait()
+    op = ws.durable.pop(pid, None)
+    ws.breaks.close(pid)
+    ws.untrack(pid)
+    if op is None:
+        return
+    if not await trio.to_thread.run_sync(op.tree.node.claim_disconnected, op.key):
+        log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
+        return
+    try:
+        stored = await ws.durable_store.get(pid)
+        if stored is not None and stored.record.worker == ws.identity:
+            await ws.durable_store.replace(stored, None)
+    except StoreUnavailable as exc:
+        log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
+    await trio.to_thread.run_sync(_close_rows, op)
+
+
+def _close_rows(op: "Open") -> None:
+    """close_file for an open whose descriptor and tree are gone already: the
+    delete goes through the share's directory opened anew."""
+    if not op.tree.node.close_file(op.key, op.dev, op.ino):
+        return
+    try:
+        root = vfs.Share(op.tree.root.root)
+    except vfs.VfsError as exc:
+        log.info("delete-on-close of a purged durable open failed: %s", exc)
+        return
+    try:
+        root.unlink(op.parts, op.ino, op.is_dir)
+    except vfs.VfsError as exc:
+        log.info("delete-on-close of a purged durable open failed: %s", exc)
+    finally:
+        root.close()
 
 
 async def _forget(ws: "WorkerState", pid: int) -> None:
@@ -378,11 +444,9 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
     if ws is None or op.open_id is None:
         return
     ws.open_handles = max(0, ws.open_handles - 1)
-    ws.untrack(op.open_id)
     if record is not None:
-        # No checkpoint from here to the put below: an open waiting on this
-        # one's break may purge it once woken, and its delete of the record
-        # must queue behind this put, never before it.
+        # It stays tracked: its caching row stays mirrored, and break requests
+        # of other workers for its file still find it (workerstate).
         ws.breaks.detach(op.open_id)
         ws.breaks.oplocks.set_disconnected(op.open_id, True)
         ws.breaks.changed()
@@ -398,6 +462,7 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
         assert ws.nursery is not None
         ws.nursery.start_soon(_expire, ws, op, record)
         return
+    ws.untrack(op.open_id)
     ws.breaks.close(op.open_id)
     if op.durable is not None:
         op.durable = None
@@ -409,16 +474,7 @@ async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
     """A disconnected open that nobody reclaims ends with its timeout (3.3.2.2)."""
     await trio.sleep(record.timeout_ms / 1000)
     if ws.durable.get(record.persistent_id) is op and op.durable is record:
-        ws.breaks.close(record.persistent_id)
-        ws.durable.pop(record.persistent_id, None)
-        try:
-            stored = await ws.durable_store.get(record.persistent_id)
-            if stored is not None and stored.record.worker == ws.identity \
-                    and stored.record.disconnected_since is not None:
-                await ws.durable_store.replace(stored, None)
-        except StoreUnavailable as exc:
-            log.warning("expired durable record %016x left to the scavenger: %s",
-                        record.persistent_id, exc)
+        await _end_disconnected(ws, record.persistent_id)
 
 
 # -- reconnect ---------------------------------------------------------------------
@@ -463,6 +519,11 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND) from None
     if fresh is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    # Its old open (this worker's or another's of the node) lets go of its rows,
+    # so that the reopen's share mode does not meet its own.
+    await trio.to_thread.run_sync(tree.node.take_over_disconnected, pid)
+    if local is not None:
+        ws.untrack(pid)  # restore() mirrors it anew, under the reopen's key
     return fresh
 
 

