@@ -12,7 +12,10 @@ holder's worker (nodelocal.request_breaks, served in workerstate):
   a disconnected durable open there cannot acknowledge: its worker purges it
   when the open conflicts with it, as it would for an open of its own;
 - a WRITE (or lock, or size change) makes every other worker's read caches
-  stale; the write does not wait for those breaks (they need no ack).
+  stale; the write does not wait for those breaks (they need no ack);
+- a rename: other workers' leases may cache handles only while the name
+  stays, so they drop H first and the rename waits for that (as within a
+  worker, smb2.lease.v2_rename); oplocks are left alone.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import trio
 
 from smb import vfs
-from smb.oplocks import BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_READ, REMOTE_WRITE
+from smb.oplocks import (
+    BREAK_TIMEOUT_S, CACHING_OPLOCK, LEASE_HANDLE, LEASE_READ, REMOTE_RENAME, REMOTE_WRITE,
+)
 from smb.server import workerstate
 from smb.server.handler import CommandContext
 from smb.server.opens import CommandError
@@ -95,6 +100,25 @@ async def _break_handles(ctx: CommandContext, tree: "TreeConnect", c: "CreateReq
         while any(await trio.to_thread.run_sync(in_the_way)):
             await trio.sleep(workerstate.CROSS_WORKER_POLL)
     return True
+
+
+async def before_rename(ctx: CommandContext, op: "Open") -> None:
+    """Have other workers' leases of the file drop handle caching; wait (interim
+    response) for their acknowledgements or the break timeout."""
+    if workerstate.current() is None or op.open_id is None:
+        return
+    node = op.tree.node
+
+    def leases_cache_handles() -> bool:
+        return node.others_leases_caching(op.dev, op.ino, LEASE_HANDLE, CACHING_OPLOCK)
+
+    if not await trio.to_thread.run_sync(leases_cache_handles):
+        return
+    await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, 0, 0, REMOTE_RENAME)
+    await ctx.go_async()
+    with trio.move_on_after(_HANDLE_WAIT_S):
+        while await trio.to_thread.run_sync(leases_cache_handles):
+            await trio.sleep(workerstate.CROSS_WORKER_POLL)
 
 
 def contend_write(op: "Open") -> None:

@@ -351,6 +351,17 @@ class NodeLocal:
             return state
         return self._txn(run)
 
+    def others_leases_caching(self, dev: int, ino: int, bits: int, oplock_flag: int) -> bool:
+        """Whether another live worker's lease (a row without ``oplock_flag``)
+        caches any of ``bits`` of the file."""
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner FROM caching WHERE dev = ? AND ino = ? AND owner != ?"
+                " AND state & ? != 0 AND state & ? = 0",
+                (dev, ino, self.owner, bits, oplock_flag)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
     def request_breaks(self, dev: int, ino: int, access: int, share: int,
                        disposition: int) -> None:
         """Ask every other worker caching the file to break as this open requires."""

@@ -23,7 +23,7 @@ from smbprotocol.open import (
 import durable_client as dc
 import harness
 from rawclient import RawClient
-from smb.wire.create import encode_create_contexts
+from smb.wire import oplock as oplock_wire
 from smb.wire.create_contexts import LeaseContext
 from smb.wire.header import Command, parse_header
 from test_durable_reclaim import _durable_records
@@ -182,3 +182,59 @@ def test_purged_open_with_delete_on_close_deletes_the_file(two_workers, etcd_ser
     assert not (t.share / "doc.bin").exists()
     assert _durable_records(etcd_server.url, t) == []
     _no_traceback(t)
+
+
+_SET_INFO = struct.Struct("<HBBIHHI16s")
+_RENAME_INFO = struct.Struct("<B7xQI")
+_OPEN = struct.Struct("<HBBIQQIIIIIHHII")
+_LEASE_BREAK = struct.Struct("<HHI16sII")  # size, epoch, flags, key, current, new state
+LEASE_RH = 0x1 | 0x2
+LEASE_R = 0x1
+FILE_RENAME_INFORMATION = 10
+
+
+def _open_to_rename(client: RawClient, name: str) -> bytes:
+    """An open with DELETE access, sharing everything, no caching asked; its FileId."""
+    path = name.encode("utf-16-le")
+    body = _OPEN.pack(57, 0, 0, 2, 0, 0, DELETE | FILE_READ_ATTRIBUTES, 0x80, 0x7, 1, 0x40,
+                      64 + _OPEN.size, len(path), 0, 0) + path
+    header, frame = client.request(Command.CREATE, body)
+    assert header.status == 0, hex(header.status)
+    return frame[64 + 64:64 + 80]
+
+
+def _rename(client: RawClient, file_id: bytes, target: str) -> int:
+    name = target.encode("utf-16-le")
+    info = _RENAME_INFO.pack(0, 0, len(name)) + name
+    body = _SET_INFO.pack(33, 1, FILE_RENAME_INFORMATION, len(info), 64 + _SET_INFO.size, 0, 0,
+                          file_id) + info
+    header, _ = client.request(Command.SET_INFO, body)
+    return header.status
+
+
+def test_rename_breaks_handle_leases_held_through_another_worker(etcd_server, tmp_path):
+    """The holder's RH lease (worker A) is broken to R before a rename through
+    worker B completes, and the rename waits for the acknowledgement."""
+    from test_cross_worker_break import OPLOCK_LEASE, _create, _two_workers
+    key = bytes(range(16, 32))
+    with _two_workers(etcd_server.url, tmp_path / "h") as (holder, renamer):
+        status, level, _ = _create(holder, "old.txt", OPLOCK_LEASE,
+                                   lease=LeaseContext(key, LEASE_RH, version=1))
+        assert (status, level) == (0, OPLOCK_LEASE)
+        file_id = _open_to_rename(renamer, "old.txt")
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(
+            status=_rename(renamer, file_id, "new.txt")))
+        thread.start()
+        frame = holder.recv_frame()
+        assert frame is not None and parse_header(frame).command == Command.OPLOCK_BREAK
+        size, _, flags, broken, current, new = _LEASE_BREAK.unpack_from(frame, 64)
+        assert (size, broken, current, new, flags) == (44, key, LEASE_RH, LEASE_R, 1)
+        time.sleep(0.3)
+        assert "status" not in result  # the rename waits for the acknowledgement
+        header, _ = holder.request(Command.OPLOCK_BREAK,
+                                   oplock_wire.lease_ack_response(key, LEASE_R))
+        assert header.status == 0
+        thread.join(10)
+        assert result.get("status") == 0
+        assert sorted(p.name for p in (tmp_path / "h" / "share").iterdir()) == ["new.txt"]
