@@ -15,9 +15,10 @@ import time
 import uuid
 
 from smbprotocol.exceptions import SMBResponseException
+from smbprotocol.file_info import FileDispositionInformation
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open,
-    RequestedOplockLevel, ShareAccess,
+    RequestedOplockLevel, ShareAccess, SMB2SetInfoRequest,
 )
 
 import durable_client as dc
@@ -60,9 +61,23 @@ def _disconnected(etcd_url: str, t: harness.Target, count: int = 1) -> None:
         time.sleep(0.05)
 
 
+def _delete_pending(m: dc.Mount, op: Open) -> None:
+    """SET_INFO FileDispositionInformation: the file goes when its last open closes."""
+    req = SMB2SetInfoRequest()
+    info = FileDispositionInformation()
+    info["delete_pending"] = True
+    req["info_type"] = info.INFO_TYPE
+    req["file_info_class"] = info.INFO_CLASS
+    req["file_id"] = op.file_id
+    req["buffer"] = info
+    m.conn.receive(m.conn.send(req, sid=m.session.session_id, tid=m.tree.tree_connect_id))
+
+
 def _held_then_dropped(etcd_url: str, t: harness.Target, name: str, *,
                        options: int = CreateOptions.FILE_NON_DIRECTORY_FILE,
-                       access: int = dc.ACCESS) -> tuple[uuid.UUID, uuid.UUID, bytes, int]:
+                       access: int = dc.ACCESS, timeout_ms: int = 60_000,
+                       delete_pending: bool = False
+                       ) -> tuple[uuid.UUID, uuid.UUID, bytes, int]:
     """A durable v2 batch-oplock open of ``name`` (sharing read only) whose
     connection drops; (client guid, create guid, file id, the worker keeping it)."""
     client_guid, create_guid = uuid.uuid4(), uuid.uuid4()
@@ -71,9 +86,12 @@ def _held_then_dropped(etcd_url: str, t: harness.Target, name: str, *,
     contexts = op.create(ImpersonationLevel.Impersonation, access,
                          FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
                          CreateDisposition.FILE_OVERWRITE_IF, options,
-                         [dc.dh2q(create_guid)], RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
+                         [dc.dh2q(create_guid, timeout_ms)],
+                         RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
     assert any(isinstance(c, dc.SMB2CreateDurableHandleResponseV2) for c in contexts or [])
     op.write(b"first client", 0)
+    if delete_pending:
+        _delete_pending(m, op)
     m.drop()
     _disconnected(etcd_url, t)
     return client_guid, create_guid, op.file_id, pid
@@ -180,6 +198,21 @@ def test_purged_open_with_delete_on_close_deletes_the_file(two_workers, etcd_ser
     other.conn.disconnect()
     assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, closed, deleted, then looked up
     assert not (t.share / "doc.bin").exists()
+    assert _durable_records(etcd_server.url, t) == []
+    _no_traceback(t)
+
+
+def test_timed_out_open_with_a_pending_delete_deletes_the_file(two_workers, etcd_server):
+    """Its worker ends it when its timeout runs out, and the delete its client
+    set takes effect as the CLOSE would have made it."""
+    t = two_workers
+    _held_then_dropped(etcd_server.url, t, "pending.bin", access=dc.ACCESS | DELETE,
+                       timeout_ms=1000, delete_pending=True)
+    assert (t.share / "pending.bin").exists()  # disconnected, not closed: it stays
+    deadline = time.monotonic() + 10
+    while (t.share / "pending.bin").exists():
+        assert time.monotonic() < deadline, "the timed-out open did not delete its file"
+        time.sleep(0.1)
     assert _durable_records(etcd_server.url, t) == []
     _no_traceback(t)
 
