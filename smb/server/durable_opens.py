@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import stat as stat_mod
 import time
-from typing import TYPE_CHECKING, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 import trio
 
@@ -58,6 +58,7 @@ from smb.wire.create_contexts import (
 )
 
 if TYPE_CHECKING:
+    from hanode.config import ShareConfig
     from smb.server.opens import Open, TreeConnect
     from smb.server.workerstate import WorkerState
 
@@ -329,15 +330,21 @@ async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
         return
     log.debug("durable handle %016x of a dead worker %s by a conflicting open", pid,
               "purged" if gone else "was reclaimed meanwhile, not purged")
-    if gone and stored.record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
-        await trio.to_thread.run_sync(_delete_orphaned_file, ws, stored.record)
+    if gone:
+        await trio.to_thread.run_sync(
+            delete_on_close, ws.cfg.shares, stored.record,
+            lambda dev, ino: ws.node.others_open("", dev, ino))
 
 
-def _delete_orphaned_file(ws: "WorkerState", record: DurableRecord) -> None:
-    """The file of a dead worker's delete-on-close open, unless an open of this node
-    holds it (then its close deletes it: the dead open left no row to say so)."""
-    share = next((s for s in ws.cfg.shares if s.name.casefold() == record.share.casefold()),
-                 None)
+def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
+                    held: Callable[[int, int], bool] | None = None) -> None:
+    """A durable open that ended without its worker (purged after its worker died,
+    or expired by the scavenger) was created delete-on-close: its file goes, as
+    its CLOSE would have made it go, unless ``held(dev, inode)`` says another open
+    holds the file (the dead open left no node-table row to hand the delete on)."""
+    if not record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+        return
+    share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
     parts = vfs.parse_name(record.path)
     if share is None or not parts:
         return
@@ -349,7 +356,7 @@ def _delete_orphaned_file(ws: "WorkerState", record: DurableRecord) -> None:
     try:
         with root.lookup(parts) as where:
             found = where.st
-        if found is not None and not ws.node.others_open("", found.st_dev, found.st_ino):
+        if found is not None and not (held and held(found.st_dev, found.st_ino)):
             root.unlink(parts, found.st_ino, stat_mod.S_ISDIR(found.st_mode))
     except vfs.VfsError as exc:
         log.info("delete-on-close of a purged durable open failed: %s", exc)
