@@ -25,8 +25,8 @@ import trio
 log = logging.getLogger(__name__)
 
 from smb.oplocks import (
-    BREAK_TIMEOUT_S, CACHING_OPLOCK, REMOTE_RENAME, REMOTE_WRITE, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest,
-    OplockBreak, Outcome, oplock_as_lease,
+    BREAK_TIMEOUT_S, CACHING_OPLOCK, REMOTE_RENAME, REMOTE_WRITE, AckResult, Break, NodeOplocks,
+    OpenDecision, OpenRequest, OplockBreak, Outcome, oplock_as_lease,
 )
 from smb.wire import oplock as wire
 from smb.wire.header import Command
