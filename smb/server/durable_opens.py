@@ -346,20 +346,27 @@ def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
         return
     share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
     parts = vfs.parse_name(record.path)
-    if share is None or not parts:
-        return
+    if share is not None and parts:
+        _delete(share.path, parts, None, held)
+
+
+def _delete(share_path: str, parts: tuple[str, ...], ino: int | None,
+            held: Callable[[int, int], bool] | None = None) -> None:
+    """Delete a file of an open that no longer has its tree (its share's directory
+    is opened anew): only the inode ``ino`` when given, never one ``held``."""
     try:
-        root = vfs.Share(share.path)
+        root = vfs.Share(share_path)
     except vfs.VfsError as exc:
-        log.info("delete-on-close of a purged durable open failed: %s", exc)
+        log.info("delete-on-close of an ended durable open failed: %s", exc)
         return
     try:
         with root.lookup(parts) as where:
             found = where.st
-        if found is not None and not (held and held(found.st_dev, found.st_ino)):
+        if found is not None and ino in (None, found.st_ino) \
+                and not (held and held(found.st_dev, found.st_ino)):
             root.unlink(parts, found.st_ino, stat_mod.S_ISDIR(found.st_mode))
     except vfs.VfsError as exc:
-        log.info("delete-on-close of a purged durable open failed: %s", exc)
+        log.info("delete-on-close of an ended durable open failed: %s", exc)
     finally:
         root.close()
 
@@ -391,21 +398,9 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
 
 
 def _close_rows(op: "Open") -> None:
-    """close_file for an open whose descriptor and tree are gone already: the
-    delete goes through the share's directory opened anew."""
-    if not op.tree.node.close_file(op.key, op.dev, op.ino):
-        return
-    try:
-        root = vfs.Share(op.tree.root.root)
-    except vfs.VfsError as exc:
-        log.info("delete-on-close of a purged durable open failed: %s", exc)
-        return
-    try:
-        root.unlink(op.parts, op.ino, op.is_dir)
-    except vfs.VfsError as exc:
-        log.info("delete-on-close of a purged durable open failed: %s", exc)
-    finally:
-        root.close()
+    """close_file for an open whose descriptor and tree are gone already."""
+    if op.tree.node.close_file(op.key, op.dev, op.ino):
+        _delete(op.tree.root.root, op.parts, op.ino)
 
 
 async def _forget(ws: "WorkerState", pid: int) -> None:
