@@ -12,10 +12,14 @@ batch oplock or a lease with H, the record is stored through the worker's
 batched DurableWriter before the CREATE is answered; if etcd cannot take it
 (or the worker has no live liveness key) the open is answered without
 durability.  An open that ends without CLOSE (connection lost or
-LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
-open stays in NodeOplocks marked disconnected and its record is stamped
-``disconnected_since``, so a conflicting open purges it as Windows does and a
-reconnect on any worker of any node may adopt it.  CLOSE queues the record's
+LOGOFF, as Samba treats them): the descriptor and its byte-range locks go, its
+share-mode and caching rows stay in the node table, the open stays in
+NodeOplocks marked disconnected and its record is stamped
+``disconnected_since``.  A conflicting open purges it as Windows does, on this
+worker or, through a break request, on any other worker of the node; its end
+(purge or timeout) deletes the record, then the rows, and its delete-on-close
+takes effect as a CLOSE's would.  A reconnect on any worker of any node may
+adopt it; on this node it takes the old rows over.  CLOSE queues the record's
 delete without waiting for etcd (nobody reconnects a closed handle).
 
 A worker or node that died leaves records nobody holds in memory: the
