@@ -30,6 +30,7 @@ from smb.wire.header import Command, parse_header
 from test_durable_reclaim import _durable_records
 
 FILE_READ_ATTRIBUTES = 0x80
+FILE_READ_DATA = 0x1
 DELETE = 0x00010000
 SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | \
     ShareAccess.FILE_SHARE_DELETE
@@ -126,6 +127,29 @@ def test_conflicting_open_on_another_worker_purges_the_handle(two_workers, etcd_
         assert _try_reclaim(t, client_guid, file_id, create_guid, **where) \
             == dc.OBJECT_NAME_NOT_FOUND
     assert (t.share / "c.bin").read_bytes() == b"second client"
+    _no_traceback(t)
+
+
+def test_open_its_batch_oplock_would_break_on_another_worker_purges_it(two_workers,
+                                                                      etcd_server):
+    """No share conflict, but the batch oplock would have to break: a disconnected
+    open cannot acknowledge, so it is purged, and the open goes on at once."""
+    t = two_workers
+    client_guid, create_guid, file_id, holder = _held_then_dropped(etcd_server.url, t, "b.bin")
+    other, _ = _mount_on(t, uuid.uuid4(), not_worker=holder)
+    reader = Open(other.tree, "b.bin")
+    started = time.monotonic()
+    reader.create(ImpersonationLevel.Impersonation, FILE_READ_DATA,
+                  FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
+                  CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+                  RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    assert time.monotonic() - started < 5  # no 35 s break timeout
+    assert reader.read(0, 12) == b"first client"
+    reader.close()
+    other.conn.disconnect()
+    assert _durable_records(etcd_server.url, t) == []
+    assert _try_reclaim(t, client_guid, file_id, create_guid, worker=holder) \
+        == dc.OBJECT_NAME_NOT_FOUND
     _no_traceback(t)
 
 
