@@ -389,21 +389,32 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
     ws.untrack(pid)
     if op is None:
         return
-    if not await trio.to_thread.run_sync(op.tree.node.claim_disconnected, op.key):
-        log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
-        return
+    node = op.tree.node
     try:
         stored = await ws.durable_store.get(pid)
-        if stored is not None and stored.record.worker == ws.identity:
-            await ws.durable_store.replace(stored, None)
     except StoreUnavailable as exc:
-        log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
-    await trio.to_thread.run_sync(_close_rows, op)
+        log.warning("durable record %016x not read (the scavenger ends it): %s", pid, exc)
+        stored = None
+    if stored is not None and stored.record.worker != ws.identity:
+        # Reclaimed through another node (this node's table never saw it).
+        await trio.to_thread.run_sync(node.take_over_disconnected, pid)
+        return
+    if not await trio.to_thread.run_sync(node.claim_disconnected, op.key):
+        log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
+        return
+    ended = True
+    if stored is not None:
+        try:
+            # False: a reconnect adopted it since it was read; it keeps the file.
+            ended = await ws.durable_store.replace(stored, None)
+        except StoreUnavailable as exc:
+            log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
+    await trio.to_thread.run_sync(_close_rows, op, ended)
 
 
-def _close_rows(op: "Open") -> None:
+def _close_rows(op: "Open", may_delete: bool) -> None:
     """close_file for an open whose descriptor and tree are gone already."""
-    if op.tree.node.close_file(op.key, op.dev, op.ino):
+    if op.tree.node.close_file(op.key, op.dev, op.ino) and may_delete:
         _delete(op.tree.root.root, op.parts, op.ino)
 
 
