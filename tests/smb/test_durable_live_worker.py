@@ -3,9 +3,10 @@ other workers of its node as on its own (MS-SMB2 3.3.5.9: a conflicting open
 purges it, the old client's DH2C then gets OBJECT_NAME_NOT_FOUND; an open that
 conflicts with nothing leaves it reclaimable), and a DH2C landing on another
 worker than the one keeping the disconnected open takes it over.  Also: a
-purged open's delete-on-close deletes the file, and a rename breaks H leases
-held through another worker.  smbprotocol clients against ``hanode smb`` with
-two workers; each test picks the worker of each connection."""
+purged or timed-out open's delete-on-close deletes the file, and a rename
+breaks H leases held through another worker.  smbprotocol clients (raw SMB2
+for the lease break) against ``hanode smb`` with two workers; each test picks
+the worker of each connection."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from rawclient import RawClient
 from smb.wire import oplock as oplock_wire
 from smb.wire.create_contexts import LeaseContext
 from smb.wire.header import Command, parse_header
+from test_cross_worker_break import OPLOCK_LEASE, _create, _two_workers
 from test_durable_reclaim import _durable_records
 
 FILE_READ_ATTRIBUTES = 0x80
@@ -272,7 +274,6 @@ def _rename(client: RawClient, file_id: bytes, target: str) -> int:
 def test_rename_breaks_handle_leases_held_through_another_worker(etcd_server, tmp_path):
     """The holder's RH lease (worker A) is broken to R before a rename through
     worker B completes, and the rename waits for the acknowledgement."""
-    from test_cross_worker_break import OPLOCK_LEASE, _create, _two_workers
     key = bytes(range(16, 32))
     with _two_workers(etcd_server.url, tmp_path / "h") as (holder, renamer):
         status, level, _ = _create(holder, "old.txt", OPLOCK_LEASE,
