@@ -15,17 +15,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import trio
 
 from hanode import embedded_etcd, health, metrics, record
-from hanode.config import Config
+from hanode.config import Config, ShareConfig
 from hanode.conns import ConnList
 from hanode.election import Elector, Timing
 from hanode.sdnotify import Notifier
 from hanode.store import Store, StoreUnavailable
 from hanode.supervisor import Supervisor
 from hanode.takeover import VipOwner
+
+if TYPE_CHECKING:
+    from smb.durable import EtcdDurableStore
 
 log = logging.getLogger("hanode.agent")
 
@@ -59,21 +63,42 @@ async def _stop_on_signal(elector: Elector, notifier: Notifier,
             elector.stop()
 
 
-async def _scavenge_loop(store: Store, elector: Elector) -> None:
+async def _scavenge_loop(store: Store, elector: Elector, shares: Sequence[ShareConfig]) -> None:
     """Expire durable handles nobody reclaimed in time; only the leader does it,
     so that one node, not every node, pays for the listing."""
-    from smb.durable import EtcdDurableStore, scavenge
+    from smb.durable import EtcdDurableStore
     durable = EtcdDurableStore(store)
     while True:
         await trio.sleep(SCAVENGE_INTERVAL)
         if elector.state.role != "leader":
             continue
         try:
-            done = await scavenge(durable, time.time())
+            expired = await scavenge_once(durable, shares, time.time())
         except StoreUnavailable:
             continue  # the elector reports etcd's state
-        if done.expire:
-            log.info("%s: %d durable handle(s) expired", elector.me, len(done.expire))
+        if expired:
+            log.info("%s: %d durable handle(s) expired", elector.me, expired)
+
+
+async def scavenge_once(durable: "EtcdDurableStore", shares: Sequence[ShareConfig],
+                        now: float) -> int:
+    """One scavenger round; returns how many handles it expired.
+
+    An expired handle of a dead worker that was created delete-on-close takes
+    its file with it, as its CLOSE would have (a live worker ends its own
+    handles and their files itself).  Nothing tells the leader whether
+    another node's client holds that file open meanwhile; on Linux such an
+    open keeps its data, only the name goes.
+    """
+    from smb.durable import scavenge
+    from smb.server.durable_opens import delete_on_close
+    done = await scavenge(durable, now)
+    if done.expire:
+        live = await durable.live_workers()
+        for stored in done.expire:
+            if stored.record.worker not in live:
+                await trio.to_thread.run_sync(delete_on_close, shares, stored.record)
+    return len(done.expire)
 
 
 async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
@@ -97,7 +122,7 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
             nursery.start_soon(health.durable_loop, stats, store)
             nursery.start_soon(supervisor.run)
             nursery.start_soon(conns.run, owner.held_vips)
-            nursery.start_soon(_scavenge_loop, store, elector)
+            nursery.start_soon(_scavenge_loop, store, elector, cfg.shares)
             nursery.start_soon(record.publish_loop, store, elector, owner, conns, supervisor)
             log.info("%s: starting (cluster %s, etcd %s, %d VIP(s))",
                      me, cfg.cluster.name, ", ".join(endpoints), len(cfg.vips))

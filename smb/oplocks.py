@@ -76,6 +76,11 @@ _OVERWRITING = frozenset({FILE_SUPERSEDE, FILE_OVERWRITE, FILE_OVERWRITE_IF})
 # Not a CreateDisposition: marks a break request that another worker files
 # for a WRITE rather than for an open (see Breaks.remote_open).
 REMOTE_WRITE = -1
+# Likewise for a rename (Breaks.remote_open): leases drop handle caching.
+REMOTE_RENAME = -2
+# Marks an oplock's caching in the node table (Breaks.caching), beside the
+# lease-state bits: a rename elsewhere breaks leases only.
+CACHING_OPLOCK = 0x100
 
 _DATA_ACCESS = FILE_READ_DATA | FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_EXECUTE | DELETE
 _OPLOCK_STAT_BITS = SYNCHRONIZE | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES
@@ -122,6 +127,12 @@ def _breaks_nothing(req: "OpenRequest", holder_is_lease: bool) -> bool:
     """Stat opens leave caches alone: oplocks unless READ_CONTROL is asked, leases always."""
     bits = _LEASE_STAT_BITS if holder_is_lease else _OPLOCK_STAT_BITS
     return _is_stat_open(req.access, bits)
+
+
+def breaks_no_caching(access: int) -> bool:
+    """Whether an open with this access leaves every oplock and lease alone (a stat
+    open), whatever the holders are: another worker's open need not wait for them."""
+    return _is_stat_open(access, _OPLOCK_STAT_BITS)
 
 
 def share_conflict(access_a: int, share_a: int, access_b: int, share_b: int) -> bool:
@@ -581,9 +592,19 @@ class NodeOplocks:
         if file is None:
             return (), False
         f = self._files[file]
+        return self._handle_breaks(f, f.opens[open_id].lease_id)
+
+    def contend_remote_rename(self, file: Hashable) -> tuple[Break, ...]:
+        """Breaks a rename through an open this table does not know (another
+        worker's) causes; that worker waits on the mirrored caching."""
+        f = self._files.get(file)
+        return () if f is None else self._handle_breaks(f, None)[0]
+
+    def _handle_breaks(self, f: _File, own_lease: tuple[bytes, bytes] | None
+                       ) -> tuple[tuple[Break, ...], bool]:
         breaks: list[Break] = []
         wait = False
-        for h in self._holders(f, f.opens[open_id].lease_id):
+        for h in self._holders(f, own_lease):
             if h.lease is None:
                 continue
             if h.cached & LEASE_HANDLE:

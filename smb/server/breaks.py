@@ -25,8 +25,8 @@ import trio
 log = logging.getLogger(__name__)
 
 from smb.oplocks import (
-    BREAK_TIMEOUT_S, REMOTE_WRITE, AckResult, Break, NodeOplocks, OpenDecision, OpenRequest,
-    OplockBreak, Outcome, oplock_as_lease,
+    BREAK_TIMEOUT_S, CACHING_OPLOCK, REMOTE_RENAME, REMOTE_WRITE, AckResult, Break, NodeOplocks,
+    OpenDecision, OpenRequest, OplockBreak, Outcome, oplock_as_lease,
 )
 from smb.wire import oplock as wire
 from smb.wire.header import Command
@@ -80,9 +80,10 @@ class Breaks:
             held = self.oplocks.lease_state(*lease_id)
             return held[0] if held else 0
         try:
-            return oplock_as_lease(self.oplocks.oplock_level(open_id))
+            cached = oplock_as_lease(self.oplocks.oplock_level(open_id))
         except KeyError:
             return 0
+        return cached | CACHING_OPLOCK if cached else 0
 
     def remote_open(self, file: Hashable, request_id: int, access: int, share: int,
                     disposition: int, nursery: trio.Nursery) -> tuple[Hashable, ...]:
@@ -95,6 +96,9 @@ class Breaks:
         """
         if disposition == REMOTE_WRITE:
             self.dispatch(self.oplocks.contend_remote_write(file), nursery)
+            return ()
+        if disposition == REMOTE_RENAME:
+            self.dispatch(self.oplocks.contend_remote_rename(file), nursery)
             return ()
         open_id = ("remote", request_id)
         req = OpenRequest(open_id, b"remote-worker\x00\x00\x00", access, share, disposition)

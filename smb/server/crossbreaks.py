@@ -9,8 +9,13 @@ holder's worker (nodelocal.request_breaks, served in workerstate):
   serves, when that open caches handles: Windows and Samba break the handle
   cache first (a client keeps handles open only because it may), wait for the
   acknowledgement or the break timeout, and check the share modes once more;
+  a disconnected durable open there cannot acknowledge: its worker purges it
+  when the open conflicts with it, as it would for an open of its own;
 - a WRITE (or lock, or size change) makes every other worker's read caches
-  stale; the write does not wait for those breaks (they need no ack).
+  stale; the write does not wait for those breaks (they need no ack);
+- a rename: other workers' leases may cache handles only while the name
+  stays, so they drop H first and the rename waits for that (as within a
+  worker, smb2.lease.v2_rename); oplocks are left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import trio
 
 from smb import vfs
-from smb.oplocks import BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_READ, REMOTE_WRITE
+from smb.oplocks import (
+    BREAK_TIMEOUT_S, CACHING_OPLOCK, LEASE_HANDLE, LEASE_READ, REMOTE_RENAME, REMOTE_WRITE,
+)
 from smb.server import workerstate
 from smb.server.handler import CommandContext
 from smb.server.opens import CommandError
@@ -71,15 +78,47 @@ async def _break_handles(ctx: CommandContext, tree: "TreeConnect", c: "CreateReq
         return False
     dev, ino = found
     node = tree.node
-    if not await trio.to_thread.run_sync(node.others_caching, dev, ino) & LEASE_HANDLE:
+
+    def in_the_way() -> tuple[bool, bool]:
+        """(another worker's open caches handles, another worker keeps a
+        disconnected durable open this one conflicts with)."""
+        return (bool(node.others_caching(dev, ino) & LEASE_HANDLE),
+                node.disconnected_in_way(dev, ino, granted, c.share_access))
+
+    caching, disconnected = await trio.to_thread.run_sync(in_the_way)
+    if not caching and not disconnected:
         return False
-    await trio.to_thread.run_sync(node.request_breaks, dev, ino, granted, c.share_access,
-                                  c.disposition)
+    if caching:
+        await trio.to_thread.run_sync(node.request_breaks, dev, ino, granted, c.share_access,
+                                      c.disposition)
+    if disconnected:
+        # Its worker decides as for its own opens: a conflict purges it.
+        await trio.to_thread.run_sync(node.request_purges, dev, ino, granted, c.share_access,
+                                      c.disposition)
     await ctx.go_async()
     with trio.move_on_after(_HANDLE_WAIT_S):
-        while await trio.to_thread.run_sync(node.others_caching, dev, ino) & LEASE_HANDLE:
+        while any(await trio.to_thread.run_sync(in_the_way)):
             await trio.sleep(workerstate.CROSS_WORKER_POLL)
     return True
+
+
+async def before_rename(ctx: CommandContext, op: "Open") -> None:
+    """Have other workers' leases of the file drop handle caching; wait (interim
+    response) for their acknowledgements or the break timeout."""
+    if workerstate.current() is None or op.open_id is None:
+        return
+    node = op.tree.node
+
+    def leases_cache_handles() -> bool:
+        return node.others_leases_caching(op.dev, op.ino, LEASE_HANDLE, CACHING_OPLOCK)
+
+    if not await trio.to_thread.run_sync(leases_cache_handles):
+        return
+    await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, 0, 0, REMOTE_RENAME)
+    await ctx.go_async()
+    with trio.move_on_after(_HANDLE_WAIT_S):
+        while await trio.to_thread.run_sync(leases_cache_handles):
+            await trio.sleep(workerstate.CROSS_WORKER_POLL)
 
 
 def contend_write(op: "Open") -> None:

@@ -12,10 +12,14 @@ batch oplock or a lease with H, the record is stored through the worker's
 batched DurableWriter before the CREATE is answered; if etcd cannot take it
 (or the worker has no live liveness key) the open is answered without
 durability.  An open that ends without CLOSE (connection lost or
-LOGOFF, as Samba treats them): the descriptor and the node-table row go, the
-open stays in NodeOplocks marked disconnected and its record is stamped
-``disconnected_since``, so a conflicting open purges it as Windows does and a
-reconnect on any worker of any node may adopt it.  CLOSE queues the record's
+LOGOFF, as Samba treats them): the descriptor and its byte-range locks go, its
+share-mode and caching rows stay in the node table, the open stays in
+NodeOplocks marked disconnected and its record is stamped
+``disconnected_since``.  A conflicting open purges it as Windows does, on this
+worker or, through a break request, on any other worker of the node; its end
+(purge or timeout) deletes the record, then the rows, and its delete-on-close
+takes effect as a CLOSE's would.  A reconnect on any worker of any node may
+adopt it; on this node it takes the old rows over.  CLOSE queues the record's
 delete without waiting for etcd (nobody reconnects a closed handle).
 
 A worker or node that died leaves records nobody holds in memory: the
@@ -28,8 +32,9 @@ record at the same moment wins) and any other open leaves them reclaimable.
 from __future__ import annotations
 
 import logging
+import stat as stat_mod
 import time
-from typing import TYPE_CHECKING, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 import trio
 
@@ -41,7 +46,7 @@ from smb.durable import (
 )
 from smb.oplocks import (
     BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
-    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome,
+    Lease, LeaseGrant, OpenDecision, OpenRequest, Outcome, breaks_no_caching,
 )
 from smb.server import crossbreaks, workerstate
 from smb.server.breaks import Holder
@@ -57,6 +62,7 @@ from smb.wire.create_contexts import (
 )
 
 if TYPE_CHECKING:
+    from hanode.config import ShareConfig
     from smb.server.opens import Open, TreeConnect
     from smb.server.workerstate import WorkerState
 
@@ -119,10 +125,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         raise CommandError(Status.DELETE_PENDING)
     decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
-        if pid in ws.foreign:
-            await _purge_orphan(ws, pid)
-        else:
-            await _purged(ws, tree, pid)
+        await purged(ws, pid)
     if decision.outcome == Outcome.REFUSE:
         raise CommandError(decision.status)
     return decision
@@ -197,7 +200,7 @@ async def wait_for_other_workers(ctx: CommandContext, op: "Open", c: wire.Create
     open needs: write caching always, all caching for an overwrite.  Waits (with
     an interim response) until the holders acknowledged or their break timed out."""
     ws = workerstate.current()
-    if ws is None or op.is_dir:
+    if ws is None or op.is_dir or breaks_no_caching(op.access):
         return
     node = op.tree.node
     must_go = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if c.disposition in (
@@ -307,9 +310,20 @@ async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashabl
         ws.foreign[pid] = fresh
 
 
+async def purged(ws: "WorkerState", pid: int) -> None:
+    """A conflicting open (of this worker, or another worker's break request)
+    closed a disconnected durable open in NodeOplocks: end it for good."""
+    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
+    if pid in ws.foreign:
+        await _purge_orphan(ws, pid)
+    else:
+        await _end_disconnected(ws, pid)
+
+
 async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
     """A conflicting open closes a dead worker's disconnected open: its record goes,
-    unless a reconnect adopted it since it was read (then the reconnect won)."""
+    unless a reconnect adopted it since it was read (then the reconnect won), and
+    its delete-on-close takes effect as its CLOSE's would have."""
     stored = ws.foreign.pop(pid)
     ws.orphans.drop(stored.record)
     try:
@@ -320,19 +334,88 @@ async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
         return
     log.debug("durable handle %016x of a dead worker %s by a conflicting open", pid,
               "purged" if gone else "was reclaimed meanwhile, not purged")
+    if gone:
+        await trio.to_thread.run_sync(
+            delete_on_close, ws.cfg.shares, stored.record,
+            lambda dev, ino: ws.node.others_open("", dev, ino))
 
 
-async def _purged(ws: "WorkerState", tree: "TreeConnect", pid: int) -> None:
-    """A disconnected open lost its file to a conflicting open: it is closed for good,
-    and its delete-on-close takes effect as its CLOSE would have made it."""
-    op = ws.durable.get(pid)
-    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
-    await _forget(ws, pid)
-    if op is not None and op.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
+                    held: Callable[[int, int], bool] | None = None) -> None:
+    """A durable open that ended without its worker (purged after its worker died,
+    or expired by the scavenger) was created delete-on-close: its file goes, as
+    its CLOSE would have made it go, unless ``held(dev, inode)`` says another open
+    holds the file (the dead open left no node-table row to hand the delete on)."""
+    if not record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+        return
+    share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
+    parts = vfs.parse_name(record.path)
+    if share is not None and parts:
+        _delete(share.path, parts, None, held)
+
+
+def _delete(share_path: str, parts: tuple[str, ...], ino: int | None,
+            held: Callable[[int, int], bool] | None = None) -> None:
+    """Delete a file of an open that no longer has its tree (its share's directory
+    is opened anew): only the inode ``ino`` when given, never one ``held``."""
+    try:
+        root = vfs.Share(share_path)
+    except vfs.VfsError as exc:
+        log.info("delete-on-close of an ended durable open failed: %s", exc)
+        return
+    try:
+        with root.lookup(parts) as where:
+            found = where.st
+        if found is not None and ino in (None, found.st_ino) \
+                and not (held and held(found.st_dev, found.st_ino)):
+            root.unlink(parts, found.st_ino, stat_mod.S_ISDIR(found.st_mode))
+    except vfs.VfsError as exc:
+        log.info("delete-on-close of an ended durable open failed: %s", exc)
+    finally:
+        root.close()
+
+
+async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
+    """A disconnected open of this worker is closed for good (a conflicting open
+    purged it, or its timeout ran out): its record goes, then its node-table rows,
+    and its delete-on-close (or the file's pending delete) takes effect as its
+    CLOSE's would have.  A reconnect that took it over meanwhile (on any worker
+    of the node) owns it now: then only this worker's memory of it goes."""
+    releasing = ws.releasing.get(pid)
+    if releasing is not None:  # its disconnected record is still being stored
+        await releasing.wait()
+    op = ws.durable.pop(pid, None)
+    ws.breaks.close(pid)
+    ws.untrack(pid)
+    if op is None:
+        return
+    node = op.tree.node
+    try:
+        stored = await ws.durable_store.get(pid)
+    except StoreUnavailable as exc:
+        log.warning("durable record %016x not read (the scavenger ends it): %s", pid, exc)
+        stored = None
+    if stored is not None and stored.record.worker != ws.identity:
+        # Reclaimed through another node (this node's table never saw it).
+        await trio.to_thread.run_sync(node.take_over_disconnected, pid)
+        return
+    if not await trio.to_thread.run_sync(node.claim_disconnected, op.key):
+        log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
+        return
+    ended = True
+    if stored is not None:
         try:
-            await trio.to_thread.run_sync(tree.root.unlink, op.parts, op.ino, op.is_dir)
-        except vfs.VfsError as exc:
-            log.info("delete-on-close of a purged durable open failed: %s", exc)
+            # False: a reconnect adopted it since it was read; it keeps the file.
+            ended = await ws.durable_store.replace(stored, None)
+        except StoreUnavailable as exc:
+            log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
+    await trio.to_thread.run_sync(_close_rows, op, ended)
+
+
+def _close_rows(op: "Open", may_delete: bool) -> None:
+    """close_file for an open whose descriptor and tree are gone already."""
+    if op.tree.node.close_file(op.key, op.dev, op.ino) and may_delete:
+        _delete(op.tree.root.root, op.parts, op.ino)
 
 
 async def _forget(ws: "WorkerState", pid: int) -> None:
@@ -378,11 +461,9 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
     if ws is None or op.open_id is None:
         return
     ws.open_handles = max(0, ws.open_handles - 1)
-    ws.untrack(op.open_id)
     if record is not None:
-        # No checkpoint from here to the put below: an open waiting on this
-        # one's break may purge it once woken, and its delete of the record
-        # must queue behind this put, never before it.
+        # It stays tracked: its caching row stays mirrored, and break requests
+        # of other workers for its file still find it (workerstate).
         ws.breaks.detach(op.open_id)
         ws.breaks.oplocks.set_disconnected(op.open_id, True)
         ws.breaks.changed()
@@ -398,6 +479,7 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
         assert ws.nursery is not None
         ws.nursery.start_soon(_expire, ws, op, record)
         return
+    ws.untrack(op.open_id)
     ws.breaks.close(op.open_id)
     if op.durable is not None:
         op.durable = None
@@ -409,16 +491,7 @@ async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
     """A disconnected open that nobody reclaims ends with its timeout (3.3.2.2)."""
     await trio.sleep(record.timeout_ms / 1000)
     if ws.durable.get(record.persistent_id) is op and op.durable is record:
-        ws.breaks.close(record.persistent_id)
-        ws.durable.pop(record.persistent_id, None)
-        try:
-            stored = await ws.durable_store.get(record.persistent_id)
-            if stored is not None and stored.record.worker == ws.identity \
-                    and stored.record.disconnected_since is not None:
-                await ws.durable_store.replace(stored, None)
-        except StoreUnavailable as exc:
-            log.warning("expired durable record %016x left to the scavenger: %s",
-                        record.persistent_id, exc)
+        await _end_disconnected(ws, record.persistent_id)
 
 
 # -- reconnect ---------------------------------------------------------------------
@@ -465,6 +538,11 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND) from None
     if fresh is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
+    # Its old open (this worker's or another's of the node) lets go of its rows,
+    # so that the reopen's share mode does not meet its own.
+    await trio.to_thread.run_sync(tree.node.take_over_disconnected, pid)
+    if local is not None:
+        ws.untrack(pid)  # restore() mirrors it anew, under the reopen's key
     return fresh
 
 

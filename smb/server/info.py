@@ -10,7 +10,7 @@ import trio
 
 from smb import vfs
 from smb.server import access as acc
-from smb.server import durable_opens, workerstate
+from smb.server import crossbreaks, durable_opens, workerstate
 from smb.server.files import file_times
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
@@ -183,6 +183,7 @@ async def _before_rename(ctx: CommandContext, op: Open) -> None:
     ws = workerstate.current()
     if ws is not None and ws.nursery is not None and op.open_id is not None:
         await ws.breaks.before_rename(op.open_id, ws.nursery, ctx.go_async)
+        await crossbreaks.before_rename(ctx, op)
 
 
 def _renamed(ws: "workerstate.WorkerState", op: Open, old_key: Hashable) -> None:

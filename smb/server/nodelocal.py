@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS peers(owner TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS logoff_requests(
     id INTEGER NOT NULL, owner TEXT NOT NULL, session_id INTEGER NOT NULL, user TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logoff_requests_owner ON logoff_requests(owner);
+CREATE TABLE IF NOT EXISTS disconnected(
+    open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+    persistent_id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS disconnected_file ON disconnected(dev, ino);
+CREATE INDEX IF NOT EXISTS disconnected_id ON disconnected(persistent_id);
 """
 
 
@@ -170,7 +175,7 @@ class NodeLocal:
 
     def _drop_owner(self, owner: str) -> None:
         for table in ("opens", "locks", "delete_pending", "caching", "break_requests", "peers",
-                      "logoff_requests"):
+                      "logoff_requests", "disconnected"):
             self._db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
 
     def _live(self, owner: str) -> bool:
@@ -346,6 +351,17 @@ class NodeLocal:
             return state
         return self._txn(run)
 
+    def others_leases_caching(self, dev: int, ino: int, bits: int, oplock_flag: int) -> bool:
+        """Whether another live worker's lease (a row without ``oplock_flag``)
+        caches any of ``bits`` of the file."""
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT owner FROM caching WHERE dev = ? AND ino = ? AND owner != ?"
+                " AND state & ? != 0 AND state & ? = 0",
+                (dev, ino, self.owner, bits, oplock_flag)).fetchall()
+            return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
     def request_breaks(self, dev: int, ino: int, access: int, share: int,
                        disposition: int) -> None:
         """Ask every other worker caching the file to break as this open requires."""
@@ -373,6 +389,69 @@ class NodeLocal:
             self._db.execute("DELETE FROM break_requests WHERE owner = ?", (self.owner,))
             return rows
         return self._txn(run)
+
+    # -- disconnected durable opens ------------------------------------------
+    #
+    # A durable open whose connection dropped keeps its share-mode and caching
+    # rows while its worker keeps it for a reconnect, so that other workers'
+    # opens see it as its own worker does: one that conflicts with it files a
+    # break request there, which purges it.  The open's byte-range locks go
+    # (its durable record carries them to the reconnect).  Whoever removes the
+    # ``disconnected`` row owns the open's end: its worker purging or expiring
+    # it, or a reconnect on any worker taking it over.
+
+    def keep_disconnected(self, open_key: str, dev: int, ino: int, persistent_id: int) -> None:
+        def run() -> None:
+            self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
+            self._db.execute("INSERT OR REPLACE INTO disconnected VALUES (?,?,?,?,?)",
+                             (open_key, self.owner, dev, ino, _signed(persistent_id)))
+        self._txn(run)
+
+    def disconnected_in_way(self, dev: int, ino: int, access: int, share: int) -> bool:
+        """Whether another live worker keeps a disconnected open of the file whose
+        share mode excludes this one."""
+        def run() -> bool:
+            rows = self._db.execute(
+                "SELECT o.owner, o.access, o.share FROM disconnected d"
+                " JOIN opens o ON o.open_key = d.open_key"
+                " WHERE d.dev = ? AND d.ino = ? AND d.owner != ?",
+                (dev, ino, self.owner)).fetchall()
+            return any(share_conflict(access, share, a, s) and self._live(owner)
+                       for owner, a, s in rows)
+        return self._txn(run)
+
+    def request_purges(self, dev: int, ino: int, access: int, share: int,
+                       disposition: int) -> None:
+        """File this open as a break request with every other worker keeping a
+        disconnected open of the file (its worker purges what stands in the way)."""
+        def run() -> None:
+            owners = {r[0] for r in self._db.execute(
+                "SELECT DISTINCT owner FROM disconnected WHERE dev = ? AND ino = ? AND owner != ?",
+                (dev, ino, self.owner))}
+            for owner in owners:
+                self._db.execute(
+                    "INSERT INTO break_requests(owner, dev, ino, access, share, disposition)"
+                    " VALUES (?,?,?,?,?,?)", (owner, dev, ino, access, share, disposition))
+        self._txn(run)
+
+    def claim_disconnected(self, open_key: str) -> bool:
+        """Whether the caller may end this disconnected open (purged or timed out;
+        close_file then does the rest); False when a reconnect took it over first."""
+        return self._txn(lambda: self._db.execute(
+            "DELETE FROM disconnected WHERE open_key = ?", (open_key,)).rowcount) > 0
+
+    def take_over_disconnected(self, persistent_id: int) -> None:
+        """A reconnect adopted the durable open: the rows its old open left (on
+        whichever worker) go, without the effects of a close; the reopen records
+        its own."""
+        def run() -> None:
+            row = self._db.execute("SELECT open_key FROM disconnected WHERE persistent_id = ?",
+                                   (_signed(persistent_id),)).fetchone()
+            if row is None:
+                return
+            for table in ("disconnected", "opens", "locks", "caching"):
+                self._db.execute(f"DELETE FROM {table} WHERE open_key = ?", (row[0],))
+        self._txn(run)
 
     # -- PreviousSessionId across workers ------------------------------------
     #

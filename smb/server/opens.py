@@ -171,17 +171,19 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
             await durable_opens.released(op, record)
             raise
         try:
-            await trio.to_thread.run_sync(_release_blocking, op, record is None)
+            await trio.to_thread.run_sync(_release_blocking, op, record)
         finally:
             await durable_opens.released(op, record)
 
 
-def _release_blocking(op: Open, may_delete: bool) -> None:
+def _release_blocking(op: Open, record: "DurableRecord | None") -> None:
     """The node-table rows, delete-on-close and the descriptor, in one thread hop
-    (a CLOSE pays one hop, not three)."""
+    (a CLOSE pays one hop, not three).  An open staying disconnected (``record``)
+    keeps its rows for other workers to see; its delete-on-close waits for its end."""
     try:
-        must_delete = op.tree.node.close_file(op.key, op.dev, op.ino)
-        if must_delete and may_delete:
+        if record is not None:
+            op.tree.node.keep_disconnected(op.key, op.dev, op.ino, record.persistent_id)
+        elif op.tree.node.close_file(op.key, op.dev, op.ino):
             op.tree.root.unlink(op.parts, op.ino, op.is_dir)
     except vfs.VfsError:
         pass  # the file went away or the directory filled up meanwhile

@@ -152,14 +152,11 @@ class WorkerState:
                 file = self.inodes.get((dev, ino))
                 log.debug("break request %d for %s from another worker", rid, file)
                 if file is not None and self.nursery is not None:
+                    # Imported here: durable_opens imports this module.
+                    from smb.server.durable_opens import purged
                     for pid in self.breaks.remote_open(file, rid, access, share, disposition,
                                                        self.nursery):
-                        self.durable.pop(pid, None)
-                        try:
-                            await self.writer.delete(pid)
-                        except StoreUnavailable as exc:
-                            log.warning("durable record %016x not deleted (the scavenger "
-                                        "will): %s", pid, exc)
+                        await purged(self, pid)
             for rid, session_id, user in await trio.to_thread.run_sync(
                     self.node.logoff_requests):
                 # Imported here: the connection layer imports this module.

@@ -1,0 +1,63 @@
+"""Disconnected durable opens in the node-local table, between real processes:
+another worker's disconnected open stands in the way of a conflicting open,
+draws its purge request, and is ended by exactly one of its worker (claim)
+or a reconnect (take-over); a rename sees other workers' leases apart from
+their oplocks."""
+
+from __future__ import annotations
+
+from smb.oplocks import CACHING_OPLOCK, LEASE_HANDLE, LEASE_READ, LEASE_WRITE
+from smb.server.nodelocal import FILE_READ_DATA, FILE_SHARE_READ, FILE_WRITE_DATA
+from smb.wire.header import Status
+from test_nodelocal import DEV, INO, holder, table  # noqa: F401 (fixtures)
+
+PID = (1 << 64) - 5  # persistent ids use all 64 bits
+
+
+def test_another_workers_disconnected_open_stands_in_the_way(holder, table):
+    holder(f"""
+        t.open_file('gone', {DEV}, {INO}, 0x3, {FILE_SHARE_READ})
+        t.lock('gone', {DEV}, {INO}, [Range(0, 10, True)])
+        t.set_caching([('gone', {DEV}, {INO}, 7)])
+        t.keep_disconnected('gone', {DEV}, {INO}, {PID})
+    """)
+    assert table.open_file("w", DEV, INO, FILE_WRITE_DATA, 0x7) == Status.SHARING_VIOLATION
+    assert table.disconnected_in_way(DEV, INO, FILE_WRITE_DATA, 0x7)
+    assert not table.disconnected_in_way(DEV, INO, FILE_READ_DATA, 0x7)  # shares reading
+    assert not table.disconnected_in_way(DEV, INO + 1, FILE_WRITE_DATA, 0x7)
+    assert table.others_caching(DEV, INO) == 7  # its caching row stays
+    assert table.io_allowed("w", DEV, INO, 0, 10, True)  # its locks went (the record has them)
+    table.request_purges(DEV, INO, FILE_WRITE_DATA, 0x7, 1)
+    assert table.take_break_requests() == []  # for its worker, not for us
+
+
+def test_a_reconnect_takes_the_open_over_and_its_worker_may_no_longer_end_it(table):
+    assert table.open_file("old", DEV, INO, FILE_WRITE_DATA, 0) == Status.SUCCESS
+    table.set_caching([("old", DEV, INO, 7)])
+    table.keep_disconnected("old", DEV, INO, PID)
+    table.take_over_disconnected(PID)
+    assert not table.claim_disconnected("old")
+    assert table.open_file("new", DEV, INO, FILE_WRITE_DATA, 0) == Status.SUCCESS
+    table.take_over_disconnected(PID)  # nothing left to take: no effect on the reopen
+    assert table.others_open("x", DEV, INO)
+
+
+def test_its_worker_ends_it_once_and_a_delete_on_close_is_due(table):
+    assert table.open_file("old", DEV, INO, FILE_WRITE_DATA, 0) == Status.SUCCESS
+    table.set_delete_on_close("old", True)
+    table.keep_disconnected("old", DEV, INO, PID)
+    assert table.claim_disconnected("old")
+    assert not table.claim_disconnected("old")
+    table.take_over_disconnected(PID)  # too late: the claim won
+    assert table.close_file("old", DEV, INO) is True
+
+
+def test_leases_told_apart_from_oplocks(holder, table):
+    batch = LEASE_READ | LEASE_WRITE | LEASE_HANDLE | CACHING_OPLOCK
+    holder(f"""
+        t.set_caching([('batch', {DEV}, {INO}, {batch}),
+                       ('rh', {DEV}, {INO + 1}, {LEASE_READ | LEASE_HANDLE})])
+    """)
+    assert not table.others_leases_caching(DEV, INO, LEASE_HANDLE, CACHING_OPLOCK)
+    assert table.others_leases_caching(DEV, INO + 1, LEASE_HANDLE, CACHING_OPLOCK)
+    assert not table.others_leases_caching(DEV, INO + 1, LEASE_WRITE, CACHING_OPLOCK)
