@@ -29,7 +29,7 @@ from smb.wire import oplock as oplock_wire
 from smb.wire.create_contexts import LeaseContext
 from smb.wire.header import Command, parse_header
 from test_cross_worker_break import OPLOCK_LEASE, _create, _two_workers
-from test_durable_reclaim import _durable_records
+from test_durable_reclaim import _durable_records_left
 
 FILE_READ_ATTRIBUTES = 0x80
 FILE_READ_DATA = 0x1
@@ -57,7 +57,7 @@ def _disconnected(etcd_url: str, t: harness.Target, count: int = 1) -> None:
     """Until ``count`` durable records are stamped disconnected (the worker saw the drop)."""
     deadline = time.monotonic() + 10
     while True:
-        records = [e.value for e in _durable_records(etcd_url, t)]
+        records = [e.value for e in _durable_records_left(etcd_url, t, wait=0)]
         if sum(1 for r in records if r.get("disconnected_since")) >= count:
             return
         assert time.monotonic() < deadline, f"no disconnected record: {records}"
@@ -124,7 +124,7 @@ def test_conflicting_open_on_another_worker_purges_the_handle(two_workers, etcd_
     theirs.write(b"second client", 0)
     theirs.close()
     other.conn.disconnect()
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
     for where in ({"worker": holder}, {"not_worker": holder}):
         assert _try_reclaim(t, client_guid, file_id, create_guid, **where) \
             == dc.OBJECT_NAME_NOT_FOUND
@@ -149,7 +149,7 @@ def test_open_its_batch_oplock_would_break_on_another_worker_purges_it(two_worke
     assert reader.read(0, 12) == b"first client"
     reader.close()
     other.conn.disconnect()
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
     assert _try_reclaim(t, client_guid, file_id, create_guid, worker=holder) \
         == dc.OBJECT_NAME_NOT_FOUND
     _no_traceback(t)
@@ -172,7 +172,7 @@ def test_open_without_conflict_on_another_worker_leaves_it_reclaimable(two_worke
     assert op.read(0, 12) == b"first client"
     op.close()
     back.conn.disconnect()
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
     _no_traceback(t)
 
 
@@ -192,7 +192,7 @@ def test_reclaim_on_another_worker_takes_the_open_over(two_workers, etcd_server)
                 CreateOptions.FILE_NON_DIRECTORY_FILE, None,
                 RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
     stat.close()
-    assert len(_durable_records(etcd_server.url, t)) == 1
+    assert len(_durable_records_left(etcd_server.url, t, wait=0)) == 1
     op.write(b"reclaimed", 0)
     op.close()
     back.conn.disconnect()
@@ -201,7 +201,7 @@ def test_reclaim_on_another_worker_takes_the_open_over(two_workers, etcd_server)
     mine.close()
     there.conn.disconnect()
     assert (t.share / "r.bin").read_bytes() == b""  # OVERWRITE_IF truncated it
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
     _no_traceback(t)
 
 
@@ -224,7 +224,7 @@ def test_purged_open_with_delete_on_close_deletes_the_file(two_workers, etcd_ser
     other.conn.disconnect()
     assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, closed, deleted, then looked up
     assert not (t.share / "doc.bin").exists()
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
     _no_traceback(t)
 
 
@@ -239,7 +239,7 @@ def test_timed_out_open_with_a_pending_delete_deletes_the_file(two_workers, etcd
     while (t.share / "pending.bin").exists():
         assert time.monotonic() < deadline, "the timed-out open did not delete its file"
         time.sleep(0.1)
-    assert _durable_records(etcd_server.url, t) == []
+    assert _durable_records_left(etcd_server.url, t) == []
     _no_traceback(t)
 
 

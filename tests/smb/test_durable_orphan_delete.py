@@ -18,7 +18,7 @@ from smbprotocol.open import (
 import durable_client as dc
 import harness
 from test_durable_orphans import _wait_orphans_known
-from test_durable_reclaim import _cluster, _durable_records
+from test_durable_reclaim import _cluster, _durable_records_left
 
 DELETE = 0x00010000
 
@@ -56,7 +56,7 @@ def test_purged_orphan_with_delete_on_close_deletes_the_file(etcd_server, tmp_pa
         other.conn.disconnect()
         assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, deleted, then looked up
         assert not (n2.share / "doc.bin").exists()
-        assert _durable_records(etcd_server.url, n2) == []
+        assert _durable_records_left(etcd_server.url, n2) == []
     finally:
         harness.stop(n1)
         if n2 is not None:
