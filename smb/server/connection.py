@@ -599,8 +599,7 @@ class Connection:
                 last = i == len(outs) - 1
                 size = HEADER_SIZE + len(out.body) + len(out.payload)
                 pad = 0 if last else (-size) % 8
-                header = bytearray(
-                    out.header.evolve(next_command=0 if last else size + pad).pack())
+                header = bytearray(out.header.pack(next_command=0 if last else size + pad))
                 rest = [p for p in (out.body, out.payload, bytes(pad))
                         if len(p) and p is not direct]
                 if out.sign_with is not None and encrypted is None:
