@@ -11,7 +11,8 @@ streams, close), ``del`` per name (delete).  smbclient is C and sends one
 request at a time, so a phase's time is the servers' latency, not the
 client's Python; it includes one logon (a few ms).  The effect of each phase
 is checked on the share's directory itself.  Prints ops/s per server and
-phase and the median of the per-run hanode/smbd ratios.
+phase, the median of the per-run hanode/smbd ratios, and each server's CPU
+time per op (all its processes; steadier than ops/s on a shared machine).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import argparse
 import sys
 import time
 
-from smbpair import MODES, BenchError, Pair, bench_main, compare, default_tmpdir, smbclient
+from smbpair import (
+    MODES, BenchError, Pair, bench_main, compare, cpu_seconds, default_tmpdir, process_count,
+    smbclient,
+)
 
 PHASES = ("create", "stat", "delete")
 CLIENT = ("smbclient, one session per phase, one request at a time: create = put of a "
@@ -31,13 +35,17 @@ def name(i: int) -> str:
     return f"m{i:06d}.txt"
 
 
-def phase(target, mode: str, kind: str, files: int, small: str) -> float:
-    """Run one phase against ``target``; its rate in ops/s, after checking its effect."""
+def phase(target, mode: str, kind: str, files: int, small: str) -> tuple[float, float]:
+    """Run one phase against ``target``; its rate in ops/s and the server's CPU
+    time per op in microseconds, after checking its effect."""
     verb = {"create": f"put {small}", "stat": "allinfo", "delete": "del"}[kind]
     script = "".join(f"{verb} {name(i)}\n" for i in range(files))
+    processes = process_count(target)
+    cpu_before = cpu_seconds(target, processes)
     started = time.monotonic()
     out = smbclient(target, mode, stdin=script)
     elapsed = time.monotonic() - started
+    cpu = cpu_seconds(target, processes) - cpu_before
     present = sum(1 for p in target.share.iterdir() if p.name.startswith("m"))
     if kind == "stat":
         done = out.count("attributes:")
@@ -47,22 +55,25 @@ def phase(target, mode: str, kind: str, files: int, small: str) -> float:
         ok = done == files
     if not ok:
         raise BenchError(f"{target.name} {kind}: {done} of {files} done:\n{out[-2000:]}")
-    return files / elapsed
+    return files / elapsed, cpu * 1e6 / files
 
 
 def measure(pair: Pair, files: int, runs: int, mode: str, size: int) -> dict:
     small = pair.work / "small.dat"
     small.write_bytes(b"x" * size)
     rates: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     for run in range(runs):
         for target in pair.in_turn(run):
             for kind in PHASES:
-                rates.setdefault((kind, target.name), []).append(
-                    phase(target, mode, kind, files, str(small)))
+                rate, us = phase(target, mode, kind, files, str(small))
+                rates.setdefault((kind, target.name), []).append(rate)
+                cpu.setdefault((kind, target.name), []).append(us)
     rows = []
     for kind in PHASES:
         ours, theirs = rates[kind, "hanode"], rates[kind, "smbd"]
-        rows.append({"phase": kind, **compare(ours, theirs)})
+        rows.append({"phase": kind, **compare(ours, theirs),
+                     "cpu_us_per_op": compare(cpu[kind, "hanode"], cpu[kind, "smbd"])})
     return {"rows": rows}
 
 
@@ -71,11 +82,14 @@ def print_table(result: dict) -> None:
           f"mode {result['mode']}, hanode workers {result['workers']}, load average before "
           f"{result['load_before']}, after {result['load_after']}, {result['seconds']:.0f} s")
     print(f"client: {result['client']}")
-    print(f"{'phase':<7} | {'hanode ops/s':>12} | {'smbd ops/s':>10} | ratio (lowest-highest)")
+    print(f"{'phase':<7} | {'hanode ops/s':>12} | {'smbd ops/s':>10} | ratio (lowest-highest) | "
+          f"server CPU us/op hanode, smbd")
     for row in result["rows"]:
+        cpu = row["cpu_us_per_op"]
+        ratio = f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
         print(f"{row['phase']:<7} | {row['hanode_median']:>12.0f} | "
-              f"{row['smbd_median']:>10.0f} | {row['ratio']:.2f}x "
-              f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})")
+              f"{row['smbd_median']:>10.0f} | {ratio:<22} | "
+              f"{cpu['hanode_median']:.0f}, {cpu['smbd_median']:.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:

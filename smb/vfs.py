@@ -27,6 +27,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from smb import nowait
 from smb.wire import ea as ea_wire
 from smb.wire.header import Status
 
@@ -217,6 +218,8 @@ class Share:
             pass
         except OSError as exc:
             raise _os_error(exc, final=False) from None
+        if nowait.active():
+            raise nowait.WouldBlock()  # the directory may be large
         folded = name.casefold()
         try:
             with os.scandir(dir_fd) as it:
@@ -303,7 +306,10 @@ def list_directory(dir_fd: int, want: Callable[[str], bool] | None = None) -> It
 
     want: a test on the name, applied before the entry is stat'ed; a search
     for one name in a large directory then costs one stat, not one per entry.
+    Never in a no-waiting attempt (smb.nowait): the directory may be large.
     """
+    if nowait.active():
+        raise nowait.WouldBlock()
     try:
         with os.scandir(dir_fd) as it:
             for entry in it:

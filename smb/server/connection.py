@@ -623,7 +623,13 @@ class Connection:
                 if lent or crypto_size >= OFFLOAD_CRYPTO else frame()
             total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
             small = bytearray(struct.pack(">I", total))
-            async with self._send_lock:
+            # Taken without a checkpoint when free: send_all yields anyway, and
+            # a reply is sent per request.
+            if self._send_lock.locked():
+                await self._send_lock.acquire()
+            else:
+                self._send_lock.acquire_nowait()
+            try:
                 for piece in pieces:
                     if len(piece) < RECEIVE_CHUNK:
                         small += piece
@@ -636,6 +642,8 @@ class Connection:
                     await self._stream.send_all(small)
                 if direct is not None:
                     await self._send_file(direct, lent)
+            finally:
+                self._send_lock.release()
         finally:
             for out in outs:
                 if isinstance(out.payload, vfs.FileSlice):
@@ -655,7 +663,7 @@ class Connection:
             last = i == len(outs) - 1
             size = HEADER_SIZE + len(out.body) + len(out.payload)
             pad = 0 if last else (-size) % 8
-            header = bytearray(out.header.evolve(next_command=0 if last else size + pad).pack())
+            header = bytearray(out.header.pack(next_command=0 if last else size + pad))
             rest = [p for p in (out.body, out.payload, bytes(pad))
                     if len(p) and p is not direct]
             if out.sign_with is not None and seal is None:
@@ -741,20 +749,27 @@ class Connection:
             assert self._nursery is not None
             self._nursery.start_soon(self._run_handler, handler, call, request)
             await call.settled.wait()
-        else:
+        elif call.header.command in _SIDE_BY_SIDE:
+            # In a task of its own already (_process_beside): it may go async here.
             await self._run_handler(handler, call, request)
+        else:
+            # Only a call that went async is ever cancelled: it needs no scope.
+            call.reply = await self._invoke(handler, call, request)
         self._sync_calls.pop(call.header.message_id, None)
         return None if call.went_async else call.reply
+
+    async def _invoke(self, handler: Handler, call: _Call, request: Request) -> Reply:
+        try:
+            return await handler(_Context(self, call), request)
+        except Exception as exc:  # a handler bug must not take the worker down
+            log.error("%s handler failed: %s: %s", Command(call.header.command).name,
+                      type(exc).__name__, exc)
+            return Reply(status=Status.INTERNAL_ERROR, body=error_body())
 
     async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
         reply = Reply(status=Status.CANCELLED, body=error_body())
         with call.scope:
-            try:
-                reply = await handler(_Context(self, call), request)
-            except Exception as exc:  # a handler bug must not take the worker down
-                log.error("%s handler failed: %s: %s", Command(call.header.command).name,
-                          type(exc).__name__, exc)
-                reply = Reply(status=Status.INTERNAL_ERROR, body=error_body())
+            reply = await self._invoke(handler, call, request)
         if not call.went_async:
             call.reply = reply
             call.settled.set()

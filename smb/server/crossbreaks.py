@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 import trio
 
-from smb import vfs
+from smb import nowait, vfs
 from smb.oplocks import (
     BREAK_TIMEOUT_S, CACHING_OPLOCK, LEASE_HANDLE, LEASE_READ, REMOTE_RENAME, REMOTE_WRITE,
 )
@@ -138,5 +138,5 @@ def contend_write(op: "Open") -> None:
 
 async def _break_readers(op: "Open") -> None:
     node = op.tree.node
-    if await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & LEASE_READ:
+    if await nowait.run(node.others_caching, op.dev, op.ino) & LEASE_READ:
         await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, 0, 0, REMOTE_WRITE)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 
-import trio
-
-from smb import vfs
+from smb import nowait, vfs
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, DirectoryScan, Open, open_of
 from smb.wire import directory as wire
@@ -60,6 +58,8 @@ def _fill(op: Open, q: wire.QueryDirectoryRequest, limit: int) -> tuple[int, byt
     if fresh:
         op.scan = _snapshot(op, q.pattern or "*")
     scan = op.scan
+    if not fresh and nowait.active() and scan.next_index < len(scan.entries):
+        raise nowait.WouldBlock()  # each entry left is looked at again
     if scan.next_index >= len(scan.entries):
         if first and not scan.entries:
             return Status.NO_SUCH_FILE, b""
@@ -104,7 +104,7 @@ async def query_directory(ctx: CommandContext, req: Request) -> Reply:
     if q.pattern and ("\\" in q.pattern or "/" in q.pattern):
         raise CommandError(Status.OBJECT_NAME_INVALID)
     limit = min(q.output_length, ctx.connection.max_transact_size)
-    status, data = await trio.to_thread.run_sync(_fill, op, q, limit)
+    status, data = await nowait.run(_fill, op, q, limit)
     if status != Status.SUCCESS:
         raise CommandError(status)
     return Reply(body=wire.query_directory_response(data))

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 import trio
 
 from hanode.store import StoreUnavailable
-from smb import vfs
+from smb import nowait, vfs
 from smb.durable import (
     DurableRecord, LockRange, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
     is_disconnected,
@@ -206,7 +206,7 @@ async def wait_for_other_workers(ctx: CommandContext, op: "Open", c: wire.Create
     must_go = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if c.disposition in (
         wire.Disposition.SUPERSEDE, wire.Disposition.OVERWRITE, wire.Disposition.OVERWRITE_IF) \
         else LEASE_WRITE
-    if not await trio.to_thread.run_sync(node.others_caching, op.dev, op.ino) & must_go:
+    if not await nowait.run(node.others_caching, op.dev, op.ino) & must_go:
         return
     await trio.to_thread.run_sync(node.request_breaks, op.dev, op.ino, op.access,
                                   c.share_access, c.disposition)

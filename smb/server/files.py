@@ -8,10 +8,11 @@ import os
 import stat as stat_mod
 import struct
 import time
+from typing import Callable
 
 import trio
 
-from smb import vfs
+from smb import nowait, vfs
 from smb.server import access as acc
 from smb.server import crossbreaks
 from smb.server import durable_opens as dur
@@ -105,8 +106,9 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     """Look up, open or create, then register the share mode.
 
     (open, action, others): ``others`` (asked for only when the open is to
-    cache) says whether another worker had the file open just now; asked in
-    the same thread hop, a CREATE pays one hop where it paid two.
+    cache) says whether another worker had the file open just now.  Made as
+    a :mod:`smb.nowait` attempt, it opens only existing files found by their
+    exact name and gives up (WouldBlock) before it changed anything otherwise.
     """
     # NTFS's quota index: Windows tools open it to manage quotas; like Samba,
     # the share's root directory stands in for it.
@@ -123,14 +125,23 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
     else:
         parts, fd, action, is_dir, truncate = _lookup_and_open(tree, parts, c, granted,
                                                                reopen)
+    delete_on_close = bool(c.options & CreateOptions.DELETE_ON_CLOSE)
+    # Steps after the registration that may still fail, and delete-on-close
+    # that must then be refused, keep their order; otherwise delete-on-close
+    # is recorded with the open, in its transaction.
+    later = truncate or (action == wire.CreateAction.CREATED and bool(eas))
     try:
         st = os.fstat(fd)
+        with_open = delete_on_close and not later and (
+            is_dir or not vfs.dos_info(fd, st)[0] & vfs.FILE_ATTRIBUTE_READONLY)
+        if delete_on_close and not with_open and nowait.active():
+            raise nowait.WouldBlock()
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
                   access=granted, dev=st.st_dev, ino=st.st_ino)
-        status = tree.node.open_file(op.key, op.dev, op.ino, granted, c.share_access,
-                                     op.node_path)
-        if status != Status.SUCCESS:
-            raise CommandError(status)
+        registered = tree.node.register_open(op.key, op.dev, op.ino, granted, c.share_access,
+                                             op.node_path, with_open)
+        if registered.status != Status.SUCCESS:
+            raise CommandError(registered.status)
     except BaseException:
         os.close(fd)
         raise
@@ -140,7 +151,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
             vfs.set_dos_info(fd, st, attrs=c.file_attributes | vfs.FILE_ATTRIBUTE_ARCHIVE)
         if truncate or (action == wire.CreateAction.CREATED and eas):
             vfs.set_eas(fd, ea_wire.merge([], eas))
-        if c.options & CreateOptions.DELETE_ON_CLOSE:
+        if delete_on_close and not with_open:
             if not is_dir and vfs.dos_info(fd, st)[0] & vfs.FILE_ATTRIBUTE_READONLY:
                 raise CommandError(Status.CANNOT_DELETE)
             tree.node.set_delete_on_close(op.key, True)
@@ -148,7 +159,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         tree.node.close_file(op.key, op.dev, op.ino)
         os.close(fd)
         raise
-    others = ask_others and not is_dir and tree.node.other_owners_open(op.dev, op.ino)
+    others = ask_others and not is_dir and registered.other_owners
     return op, action, others
 
 
@@ -195,6 +206,8 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
             raise CommandError(Status.INVALID_PARAMETER)
         if truncate and tree.read_only:
             raise CommandError(Status.ACCESS_DENIED)
+        if truncate and nowait.active():
+            raise nowait.WouldBlock()  # freeing a large file's blocks takes a while
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
         if not is_dir and not reopen and (want_write or truncate) and (
                 vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
@@ -245,10 +258,9 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     oreq = dur.open_request(ctx, c, intent, granted, open_id)
     decision = await dur.decide(ctx, tree, oreq, parts)
     try:
-        op, action, others = await crossbreaks.open_breaking_handles(
-            ctx, tree, c, granted, functools.partial(
-                _open_blocking, tree, c, granted, file_id, False,
-                decision is not None and dur.has_caching(decision)))
+        op, action, others = await _open(ctx, tree, c, granted, functools.partial(
+            _open_blocking, tree, c, granted, file_id, False,
+            decision is not None and dur.has_caching(decision)))
     except BaseException:
         if decision is not None:
             dur.abandon(open_id)
@@ -276,6 +288,21 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
         times = _with_allocation(file_times(op.fd, op.name), op)
     body = wire.create_response(action, times, file_id, contexts, oplock_level=level)
     return Reply(body=body, file_id=file_id)
+
+
+async def _open(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest, granted: int,
+                open_blocking: Callable[[], tuple[Open, int, bool]]) -> tuple[Open, int, bool]:
+    """Open on the event loop when that needs no waiting (an existing file, no
+    truncation, the node table free); anything else, a sharing violation
+    included (it may need another worker's break), goes the threaded way."""
+    try:
+        return nowait.attempt(open_blocking)
+    except nowait.WouldBlock:
+        pass
+    except CommandError as exc:
+        if exc.status != Status.SHARING_VIOLATION:
+            raise
+    return await crossbreaks.open_breaking_handles(ctx, tree, c, granted, open_blocking)
 
 
 async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest,

@@ -8,7 +8,7 @@ from typing import Hashable
 
 import trio
 
-from smb import vfs
+from smb import nowait, vfs
 from smb.server import access as acc
 from smb.server import crossbreaks, durable_opens, workerstate
 from smb.server.files import file_times
@@ -42,6 +42,8 @@ def _file_facts(op: Open) -> wire.FileFacts:
 
 
 def _volume_facts(op: Open) -> wire.VolumeFacts:
+    if nowait.active():
+        raise nowait.WouldBlock()  # statfs of a cluster filesystem asks its peers
     sv = vfs.disk_usage(op.fd)
     root = os.fstat(op.tree.root.root_fd)
     return wire.VolumeFacts(
@@ -116,8 +118,7 @@ async def query_info(ctx: CommandContext, req: Request) -> Reply:
     op = open_of(ctx, req, q.file_id)
     if q.output_length > ctx.connection.max_transact_size:
         raise CommandError(Status.INVALID_PARAMETER)
-    status, data = await trio.to_thread.run_sync(
-        _query_blocking, op, q, ctx.connection.dialect)
+    status, data = await nowait.run(_query_blocking, op, q, ctx.connection.dialect)
     if status == Status.BUFFER_TOO_SMALL:
         return Reply(status=status, body=error_body(data))
     if status not in (Status.SUCCESS, Status.BUFFER_OVERFLOW):
@@ -247,6 +248,12 @@ _SETTERS = {
 }
 
 
+# Setters made of a few syscalls on the open's descriptor and node-table
+# statements (smb.nowait); a rename or a size change may take long.
+_SET_WITHOUT_WAITING = frozenset({FileClass.BASIC, FileClass.DISPOSITION, FileClass.FULL_EA,
+                                  FileClass.POSITION, FileClass.MODE})
+
+
 async def set_info(ctx: CommandContext, req: Request) -> Reply:
     s = wire.parse_set_info(req.body, req.message)
     op = open_of(ctx, req, s.file_id)
@@ -259,7 +266,10 @@ async def set_info(ctx: CommandContext, req: Request) -> Reply:
         raise CommandError(Status.ACCESS_DENIED)
     if s.info_class == FileClass.RENAME:
         await _before_rename(ctx, op)
-    await trio.to_thread.run_sync(setter, op, s.buffer)
+    if s.info_class in _SET_WITHOUT_WAITING:
+        await nowait.run(setter, op, s.buffer)
+    else:
+        await trio.to_thread.run_sync(setter, op, s.buffer)
     if s.info_class in (FileClass.ALLOCATION, FileClass.END_OF_FILE):
         durable_opens.contend_write(op)  # a size change makes read caches stale
     return Reply(body=wire.set_info_response())

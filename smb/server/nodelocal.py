@@ -12,9 +12,14 @@ cannot remove its rows, so whenever a row stands in the way its owner's
 liveness is checked (the pid must exist with the same start time, which
 rules out pid reuse) and all rows of a dead owner are dropped first.
 
-Calls block (SQLite waits for the file lock), so callers run them through
-``trio.to_thread.run_sync``; a mutex serialises this process's threads on
-its one connection.
+Calls may block (SQLite waits for the file lock), so callers run them
+through a thread; a mutex serialises this process's threads on their shared
+connection.  A call made in a :mod:`smb.nowait` attempt uses a connection of
+its own that never waits: a lock another process holds makes it raise
+WouldBlock before anything changed, and the call goes to a thread after all.
+That connection never checkpoints the WAL (a checkpoint writes and syncs the
+database file); every ``_CHECKPOINT_EVERY`` of its commits, one transaction
+goes to a thread instead, whose connection checkpoints as SQLite usually does.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import psutil
 
+from smb import nowait
 from smb.wire.header import Status
 
 # Access bits that take part in share-mode checks (MS-FSA 2.1.5.1.2.1).
@@ -41,6 +47,7 @@ FILE_SHARE_WRITE = 0x2
 FILE_SHARE_DELETE = 0x4
 
 _UINT64 = 1 << 64
+_CHECKPOINT_EVERY = 256
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS opens(
     open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL,
@@ -115,6 +122,15 @@ def _overlap(a_start: int, a_len: int, b_start: int, b_len: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Registered:
+    """What recording an open found: its NT status, and whether another live
+    process (worker) holds the file open too."""
+
+    status: int
+    other_owners: bool = False
+
+
+@dataclass(frozen=True)
 class Range:
     start: int
     length: int
@@ -140,9 +156,12 @@ class NodeLocal:
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.owner = _process_owner()
+        self._path = str(path)
         self._mutex = threading.Lock()
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                   timeout=30)
+        self._shared = sqlite3.connect(self._path, isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+        self._quick: sqlite3.Connection | None = None
+        self._quick_commits = 0
         self._db.execute("PRAGMA busy_timeout = 30000")
         # Workers start together; switching a new database to WAL answers "database
         # is locked" at once (no busy wait) to all but one of them, so the first
@@ -158,11 +177,43 @@ class NodeLocal:
                                            (self.owner,)))
 
     def close(self) -> None:
-        self._db.close()
+        self._shared.close()
+        if self._quick is not None:
+            self._quick.close()
 
     # -- transactions and crash cleanup ----------------------------------
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection of the calling thread: the event loop's own in a
+        no-waiting attempt, the shared one otherwise."""
+        if not nowait.active():
+            return self._shared
+        if self._quick is None:
+            quick = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
+                                    timeout=0)
+            try:
+                quick.execute("PRAGMA synchronous = NORMAL")
+                quick.execute("PRAGMA wal_autocheckpoint = 0")
+            except sqlite3.OperationalError:
+                quick.close()
+                raise nowait.WouldBlock() from None
+            self._quick = quick
+        return self._quick
+
+    def _read(self, sql: str, args: tuple) -> list[tuple]:
+        """One autocommit query (WAL readers take no lock a writer holds)."""
+        if nowait.active():
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError:
+                raise nowait.WouldBlock() from None
+        with self._mutex:
+            return self._shared.execute(sql, args).fetchall()
+
     def _txn(self, fn, *args):
+        if nowait.active():
+            return self._txn_now(fn, *args)
         with self._mutex:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -172,6 +223,27 @@ class NodeLocal:
                 raise
             self._db.execute("COMMIT")
             return result
+
+    def _txn_now(self, fn, *args):
+        if self._quick_commits >= _CHECKPOINT_EVERY:
+            self._quick_commits = 0
+            raise nowait.WouldBlock()  # this one commits (and checkpoints) in a thread
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            raise nowait.WouldBlock() from None
+        try:
+            result = fn(*args)
+        except sqlite3.OperationalError:
+            db.execute("ROLLBACK")
+            raise nowait.WouldBlock() from None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._quick_commits += 1
+        return result
 
     def _drop_owner(self, owner: str) -> None:
         for table in ("opens", "locks", "delete_pending", "caching", "break_requests", "peers",
@@ -200,12 +272,18 @@ class NodeLocal:
 
     def open_file(self, open_key: str, dev: int, ino: int, access: int, share: int,
                   path: str = "") -> int:
-        """Record an open if no live open's share mode forbids it; returns an NT status.
+        """Record an open if no live open's share mode forbids it; returns an NT status."""
+        return self.register_open(open_key, dev, ino, access, share, path).status
+
+    def register_open(self, open_key: str, dev: int, ino: int, access: int, share: int,
+                      path: str = "", delete_on_close: bool = False) -> "Registered":
+        """open_file, also saying whether another live worker holds the file, and
+        recording delete-on-close with the open: a CREATE needs one transaction.
 
         ``path`` (the file's absolute path) lets a rename of a directory see
         the opens below it.  It stays true because such renames are refused.
         """
-        def run() -> int:
+        def run() -> Registered:
             rows = self._db.execute(
                 "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
                 (dev, ino)).fetchall()
@@ -214,15 +292,16 @@ class NodeLocal:
                 "SELECT owner FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino)).fetchone()
             if pending is not None:
                 if live:
-                    return Status.DELETE_PENDING
+                    return Registered(Status.DELETE_PENDING)
                 self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino))
             for _, other_access, other_share in live:
                 if share_conflict(access, share, other_access, other_share):
-                    return Status.SHARING_VIOLATION
+                    return Registered(Status.SHARING_VIOLATION)
             self._db.execute(
-                "INSERT INTO opens(open_key, owner, dev, ino, access, share, path)"
-                " VALUES (?,?,?,?,?,?,?)", (open_key, self.owner, dev, ino, access, share, path))
-            return Status.SUCCESS
+                "INSERT INTO opens(open_key, owner, dev, ino, access, share, path,"
+                " delete_on_close) VALUES (?,?,?,?,?,?,?,?)",
+                (open_key, self.owner, dev, ino, access, share, path, int(delete_on_close)))
+            return Registered(Status.SUCCESS, any(r[0] != self.owner for r in live))
         return self._txn(run)
 
     def set_path(self, open_key: str, path: str) -> None:
@@ -272,10 +351,8 @@ class NodeLocal:
         self._txn(run)
 
     def delete_pending(self, dev: int, ino: int) -> bool:
-        def run() -> bool:
-            return self._db.execute("SELECT 1 FROM delete_pending WHERE dev = ? AND ino = ?",
-                                    (dev, ino)).fetchone() is not None
-        return self._txn(run)
+        return bool(self._read("SELECT 1 FROM delete_pending WHERE dev = ? AND ino = ?",
+                               (dev, ino)))
 
     def others_open(self, open_key: str, dev: int, ino: int) -> bool:
         """Whether a live open other than ``open_key`` holds the file."""

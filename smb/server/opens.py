@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from smb import vfs
+from smb import nowait, vfs
 from smb.durable import new_persistent_id
 from smb.server.handler import CommandContext, Request, SessionInfo
 from smb.server.nodelocal import NodeLocal
@@ -171,20 +171,22 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
             await durable_opens.released(op, record)
             raise
         try:
-            await trio.to_thread.run_sync(_release_blocking, op, record)
+            await _release_rows(op, record)
         finally:
             await durable_opens.released(op, record)
 
 
-def _release_blocking(op: Open, record: "DurableRecord | None") -> None:
-    """The node-table rows, delete-on-close and the descriptor, in one thread hop
-    (a CLOSE pays one hop, not three).  An open staying disconnected (``record``)
-    keeps its rows for other workers to see; its delete-on-close waits for its end."""
+async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
+    """The node-table rows, delete-on-close and the descriptor, in that order,
+    each on the event loop unless it would wait (smb.nowait).  An open staying
+    disconnected (``record``) keeps its rows for other workers to see; its
+    delete-on-close waits for its end."""
     try:
         if record is not None:
-            op.tree.node.keep_disconnected(op.key, op.dev, op.ino, record.persistent_id)
-        elif op.tree.node.close_file(op.key, op.dev, op.ino):
-            op.tree.root.unlink(op.parts, op.ino, op.is_dir)
+            await nowait.run(op.tree.node.keep_disconnected, op.key, op.dev, op.ino,
+                             record.persistent_id)
+        elif await nowait.run(op.tree.node.close_file, op.key, op.dev, op.ino):
+            await nowait.run(op.tree.root.unlink, op.parts, op.ino, op.is_dir)
     except vfs.VfsError:
         pass  # the file went away or the directory filled up meanwhile
     finally:

@@ -164,12 +164,14 @@ class Header:
     def evolve(self, **changes: object) -> "Header":
         return replace(self, **changes)
 
-    def pack(self) -> bytes:
+    def pack(self, next_command: int | None = None) -> bytes:
+        """The 64 bytes; ``next_command`` overrides NextCommand (a compound's
+        replies are framed without a copy of each header)."""
         middle = self.async_id if self.flags & _ASYNC else self.tree_id << 32
         return _HEADER.pack(
             PROTOCOL_ID, HEADER_SIZE, self.credit_charge, self.status, self.command,
-            self.credits, self.flags, self.next_command, self.message_id, middle,
-            self.session_id, self.signature,
+            self.credits, self.flags, self.next_command if next_command is None else next_command,
+            self.message_id, middle, self.session_id, self.signature,
         )
 
 

@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from smb import nowait, vfs
+from smb.server import nodelocal
 from smb.server.nodelocal import (
     DELETE, FILE_READ_DATA, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
     FILE_WRITE_DATA, NodeLocal, Range, share_conflict,
@@ -276,3 +278,56 @@ def test_workers_opening_a_new_table_at_once_all_succeed(tmp_path):
             p.join(timeout=60)
         failures += [o for o in outcomes if o != "ok"]
     assert failures == []
+
+
+# -- calls made on the event loop without waiting (smb.nowait) -------------------
+
+
+def test_no_wait_attempt_records_like_a_blocking_call(holder, table):
+    holder(f"assert t.open_file('other', {DEV}, {INO}, 0x1, 0x7) == 0")
+    got = nowait.attempt(table.register_open, "me", DEV, INO, DELETE, FILE_SHARE_READ, "/s/f",
+                         True)
+    assert got.status == Status.SUCCESS and got.other_owners
+    assert nowait.attempt(table.open_file, "w", DEV, INO, FILE_WRITE_DATA, 0x7) == \
+        Status.SHARING_VIOLATION
+    # Delete-on-close recorded with the open: the last close of this process
+    # leaves the file delete-pending for the other's open.
+    assert not nowait.attempt(table.close_file, "me", DEV, INO)
+    assert table.delete_pending(DEV, INO)
+    assert nowait.attempt(table.delete_pending, DEV, INO)
+
+
+def test_no_wait_attempt_gives_up_while_another_process_writes(holder, table):
+    # The other process holds the table's write lock (an open transaction).
+    holder("t._shared.execute('BEGIN IMMEDIATE')")
+    with pytest.raises(nowait.WouldBlock):
+        nowait.attempt(table.open_file, "me", DEV, INO, FILE_READ_DATA, 0x7)
+    # Reads still pass (WAL readers take no lock), and nothing was recorded.
+    assert nowait.attempt(table.delete_pending, DEV, INO) is False
+
+
+def test_no_wait_commits_leave_the_checkpoint_to_a_thread(table):
+    outcomes = []
+    for i in range(nodelocal._CHECKPOINT_EVERY + 1):
+        try:
+            nowait.attempt(table.set_path, f"k{i}", "/p")
+            outcomes.append("here")
+        except nowait.WouldBlock:
+            outcomes.append("thread")
+    assert outcomes.count("thread") == 1 and outcomes[-1] == "thread"
+
+
+def test_no_wait_attempt_does_not_list_a_directory(tmp_path):
+    share = vfs.Share(str(tmp_path))
+    try:
+        (tmp_path / "Exact.txt").write_text("x")
+        with nowait.attempt(share.lookup, ("Exact.txt",)) as where:
+            assert where.st is not None
+        # Another spelling needs a directory read: left to a thread.
+        with pytest.raises(nowait.WouldBlock):
+            nowait.attempt(share.lookup, ("exact.TXT",))
+        with share.lookup(("exact.TXT",)) as where:
+            assert where.name == "Exact.txt"
+        assert not nowait.active()
+    finally:
+        share.close()
