@@ -54,23 +54,24 @@ def refusal_before_auth(target: BindTarget | None, conn: BindingConnection, *,
     The order matters as much as the statuses: a client that tries several
     wrong things at once is told the first one in this list.
     """
+    # A GMAC session cannot gain a channel that signs otherwise, nor a GMAC
+    # channel join a session that does not sign with GMAC (the nonce of GMAC
+    # signatures makes the two sides disagree on what a signature covers).
+    if target is not None:
+        if target.signing_alg == SigningAlgorithm.AES_GMAC and \
+                conn.signing_alg != target.signing_alg:
+            return Status.REQUEST_OUT_OF_SEQUENCE
+        if conn.signing_alg == SigningAlgorithm.AES_GMAC and \
+                target.signing_alg != conn.signing_alg:
+            return Status.NOT_SUPPORTED
     if conn.dialect < Dialect.SMB_3_0 or not multichannel:
         return Status.REQUEST_NOT_ACCEPTED
     if session_id == 0:
         return Status.INVALID_PARAMETER
     if target is None:
         return Status.USER_SESSION_DELETED
-    # A GMAC session cannot gain a channel that signs otherwise, nor a GMAC
-    # channel join a session that does not sign with GMAC (the nonce of GMAC
-    # signatures makes the two sides disagree on what a signature covers).
-    if target.signing_alg == SigningAlgorithm.AES_GMAC and conn.signing_alg != target.signing_alg:
-        return Status.REQUEST_OUT_OF_SEQUENCE
-    if conn.signing_alg == SigningAlgorithm.AES_GMAC and target.signing_alg != conn.signing_alg:
-        return Status.NOT_SUPPORTED
     if not signed:
         return Status.INVALID_PARAMETER
-    if target.dialect < Dialect.SMB_3_0:
-        return Status.ACCESS_DENIED
     if target.dialect != conn.dialect or target.cipher != conn.cipher:
         return Status.INVALID_PARAMETER
     if target.is_guest:

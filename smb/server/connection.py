@@ -238,6 +238,9 @@ class Connection:
         # the binding exchanges in progress on it (by session id).
         self._channels: dict[int, Channel] = {}
         self._binds: dict[int, Session] = {}
+        # (MessageId, key) answering a signed request for a session of this
+        # worker that is not bound here (see _check_session).
+        self._stray: tuple[int, Channel] | None = None
         self._buf = bytearray()
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -518,6 +521,12 @@ class Connection:
                        encrypted: Session | None) -> int:
         """Session, signing and encryption checks for commands that need a session (3.3.5.2.9)."""
         if session is None or not session.valid:
+            # A signed request for a session of this worker that has no
+            # channel here is answered signed with the session's key, as the
+            # client, which signed it, wants its answer signed.
+            signer = self._session_signer(header, element) if session is None else None
+            if signer is not None:
+                self._stray = (header.message_id, signer)
             return Status.USER_SESSION_DELETED
         if encrypted is None:
             channel = self._channels.get(session.id)
@@ -562,6 +571,9 @@ class Connection:
         channel = self._channels.get(session.id) if session is not None else None
         if channel is not None and (header.is_signed or session.signing_required):
             return channel
+        stray, self._stray = self._stray, None
+        if stray is not None and stray[0] == header.message_id:
+            return stray[1]
         return None
 
     def _reply(self, outs: list[_Out], header: Header, reply: Reply,
@@ -880,13 +892,14 @@ class Connection:
             return
         existing = self._sessions.get(header.session_id) if header.session_id else None
         if header.session_id and existing is None:
-            self._fail(outs, header, Status.USER_SESSION_DELETED, _Chain())
+            outs.append(_Out(self._response_header(header, Status.USER_SESSION_DELETED),
+                             error_body(), b"", self._session_signer(header, element)))
             return
         reauth = existing is not None and existing.valid
         if reauth:
             status = self._check_session(existing, element, header, encrypted)
             if status != Status.SUCCESS:
-                self._fail(outs, header, status, _Chain())
+                self._fail(outs, header, status, _Chain(), existing)
                 return
             # Re-authentication: a fresh exchange, kept across its legs; the
             # session keeps its keys (MS-SMB2 3.3.5.5.2).
@@ -976,16 +989,14 @@ class Connection:
         """
         found = _worker_sessions.get(header.session_id)
         session = found[1] if found is not None and found[1].valid else None
-        verifier = None
-        if session is not None and header.is_signed and session.can_sign:
-            verifier = self._channels.get(session.id) or Channel(session.signing_key,
-                                                                 session.signing_alg)
-            if not crypto.verify(verifier.signing_key, verifier.signing_alg, element):
-                log.info("bad signature on a binding SESSION_SETUP from %s",
-                         self.info.client_address[0])
-                outs.append(_Out(self._response_header(header, Status.ACCESS_DENIED),
-                                 error_body(), b"", verifier))
-                return
+        verifier = self._session_key(header)
+        if verifier is not None and not crypto.verify(verifier.signing_key,
+                                                      verifier.signing_alg, element):
+            log.info("bad signature on a binding SESSION_SETUP from %s",
+                     self.info.client_address[0])
+            outs.append(_Out(self._response_header(header, Status.ACCESS_DENIED), error_body(),
+                             b"", verifier))
+            return
         target = None if session is None else BindTarget(
             session.dialect, session.signing_alg, session.cipher, session.info.is_guest)
         status = refusal_before_auth(
@@ -1020,6 +1031,25 @@ class Connection:
         log.info("session %#x gains a channel from %s", session.id, self.info.client_address[0])
         outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
                          self._channels[session.id]))
+
+    def _session_key(self, header: Header) -> Channel | None:
+        """The key a signed request naming a session of this worker verifies
+        with and is answered with: this connection's channel of it, else the
+        session's own key (a binding, or a request on a connection the session
+        is not bound to); None when unsigned or unknown."""
+        found = _worker_sessions.get(header.session_id)
+        if not header.is_signed or found is None or not found[1].can_sign:
+            return None
+        session = found[1]
+        return self._channels.get(session.id) or Channel(session.signing_key,
+                                                         session.signing_alg)
+
+    def _session_signer(self, header: Header, element: memoryview) -> Channel | None:
+        """``_session_key`` when the request verifies with it."""
+        key = self._session_key(header)
+        if key is None or not crypto.verify(key.signing_key, key.signing_alg, element):
+            return None
+        return key
 
     def _join(self, session: Session, signing_key: bytes) -> None:
         """Make this connection one of ``session``'s channels."""
