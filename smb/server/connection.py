@@ -49,8 +49,9 @@ SMALL_MAX_SIZE = 64 * 1024
 OFFLOAD_CRYPTO = 256 * 1024
 FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
-# Commands that may arrive unsigned on a session that must sign.
-_UNSIGNED_OK = {Command.NEGOTIATE, Command.SESSION_SETUP, Command.CANCEL}
+# Commands that may arrive unsigned on a session that must sign (a
+# re-authentication, a SESSION_SETUP on a valid session, is no such command).
+_UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
 # Messages starting with these may run beside each other (see _dispatch).
 _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
@@ -915,15 +916,17 @@ class Connection:
                 return
             session = self._new_session()
         result, resp_header = await self._authenticate(element, header, req, session)
+        # A re-authentication is answered signed as its request was.
+        signer = self._signer(header, existing) if reauth else None
         if result.status == Status.MORE_PROCESSING_REQUIRED:
-            outs.append(self._interim(session, resp_header, result.token))
+            outs.append(self._interim(session, resp_header, result.token, signer))
             return
         if result.status != Status.SUCCESS:
             # A failed re-authentication ends the session, on all its channels.
             if reauth:
                 await self._end_session(existing)
             self._sessions.pop(session.id, None)
-            outs.append(_Out(resp_header, error_body()))
+            outs.append(_Out(resp_header, error_body(), b"", signer))
             return
         if reauth:
             existing.info.user = session.info.user
