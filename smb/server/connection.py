@@ -139,6 +139,13 @@ async def logoff_here(session_id: int, user: str) -> bool:
 _COMMAND_NAMES = {int(c): c.name for c in Command}
 
 
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"{status:#x}"
+
+
 def _command_name(command: int) -> str:
     return _COMMAND_NAMES.get(command, "UNKNOWN")
 
@@ -1008,6 +1015,8 @@ class Connection:
         if status is None and session is not None and session.id in self._channels:
             status = Status.REQUEST_NOT_ACCEPTED  # bound here already
         if status is not None:
+            log.info("binding of session %#x from %s refused: %s", header.session_id,
+                     self.info.client_address[0], _status_name(status))
             self._binds.pop(header.session_id, None)
             outs.append(_Out(self._response_header(header, status), error_body(), b"",
                              verifier))
