@@ -861,7 +861,7 @@ class Connection:
         info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
         info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
             negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
-        if dialect >= Dialect.SMB_3_0:
+        if dialect >= Dialect.SMB_3_0 and self.config.smb.multichannel:
             info.server_capabilities |= negotiate.Capabilities.MULTI_CHANNEL
         self._cipher = choice.cipher
         self._signing_alg = choice.signing
@@ -1011,7 +1011,8 @@ class Connection:
             session.dialect, session.signing_alg, session.cipher, session.info.is_guest)
         status = refusal_before_auth(
             target, BindingConnection(self.info.dialect, self._signing_alg, self._cipher),
-            session_id=header.session_id, signed=header.is_signed, multichannel=True)
+            session_id=header.session_id, signed=header.is_signed,
+            multichannel=self.config.smb.multichannel)
         if status is None and session is not None and session.id in self._channels:
             status = Status.REQUEST_NOT_ACCEPTED  # bound here already
         if status is not None:

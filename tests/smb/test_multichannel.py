@@ -49,3 +49,12 @@ def test_binding_on_another_worker_is_refused_cleanly(two_workers):
         assert owner[sid] != worker, line
     # Both cases must have come up (all twelve on one side: a chance of 1 in 2048).
     assert same and other, (same, other)
+
+
+def test_multichannel_can_be_turned_off(etcd_server, tmp_path):
+    """``multichannel = false``: no SMB2_CAP_MULTI_CHANNEL, so clients do not bind."""
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode",
+                                smb_extra="multichannel = false") as target:
+        run = harness.run_smbtorture(target, "smb2.session.bind1", timeout=60)
+    assert run.results.get("bind1") == "skip", run.output[-3000:]
+    assert "doesn't support SMB2_CAP_MULTI_CHANNEL" in run.output, run.output[-3000:]
