@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
-from smb.server import workerstate
+from smb.server import handoff, workerstate
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
 from smb.server.credits import CreditWindow, expected_payload, required_charge
@@ -232,7 +232,7 @@ class Connection:
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
                  local_address: tuple[str, int] = ("", 0),
-                 metrics: "WorkerMetrics | None" = None):
+                 metrics: "WorkerMetrics | None" = None, received: bytes = b""):
         self.config = config
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
@@ -249,7 +249,9 @@ class Connection:
         # (MessageId, key) answering a signed request for a session of this
         # worker that is not bound here (see _check_session).
         self._stray: tuple[int, Channel] | None = None
-        self._buf = bytearray()
+        # Bytes another worker read from this connection before handing it here.
+        self._buf = bytearray(received)
+        self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._inflight = trio.Semaphore(limits.max_inflight)
@@ -837,6 +839,8 @@ class Connection:
         if choice is None:
             self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
             return
+        if choice.dialect >= Dialect.SMB_3_0 and not header.next_command:
+            await self._serve_where_client_is(req.client_guid, element)
         info = self.info
         info.client_guid = req.client_guid
         info.client_capabilities = req.capabilities
@@ -852,6 +856,30 @@ class Connection:
             self._preauth = crypto.preauth_update(crypto.PREAUTH_INITIAL, element)
             self._preauth = crypto.preauth_update(self._preauth, resp_header.pack() + resp_body)
         outs.append(_Out(resp_header, resp_body))
+
+    async def _serve_where_client_is(self, client_guid: bytes, element: memoryview) -> None:
+        """All connections of a multichannel client go to one worker (the first
+        that saw it), where its sessions are: hand this one over if that is
+        another worker, NEGOTIATE and all.  Should the hand-off fail, this
+        worker serves the connection (a binding would then be refused)."""
+        ws = workerstate.current()
+        sock = getattr(self._stream, "socket", None)
+        if ws is None or sock is None or not self.config.smb.multichannel or \
+                client_guid == bytes(16):
+            return
+        here = handoff.address(self.config.node.state_dir, ws.index)
+        there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
+        if there is None:
+            return
+        frame = len(element).to_bytes(4, "big") + bytes(element) + bytes(self._buf)
+        try:
+            await handoff.send(there, sock, frame)
+        except OSError as exc:
+            log.warning("could not hand a connection from %s to its client's worker: %s",
+                        self.info.client_address[0], exc)
+            return
+        self.handed_off = True
+        raise _Disconnect("handed to the worker that serves its client")
 
     def _set_dialect(self, dialect: int, choice: negotiate.Choice) -> None:
         info = self.info

@@ -1,0 +1,87 @@
+"""Passing a client connection to another worker of the node.
+
+SO_REUSEPORT spreads a client's connections over the workers, but a session
+and its channels live in one worker.  So, as Samba passes a connection to
+the process that owns its client GUID, a worker that reads a 3.x NEGOTIATE
+of a client another worker serves sends that worker the socket (SCM_RIGHTS
+over a Unix socket) together with the bytes read so far (the NEGOTIATE);
+the other worker serves the connection from that NEGOTIATE on, as if it had
+accepted it.
+
+Each worker listens on an abstract Unix socket (no file to clean up) named
+for the node's state directory and the worker's index.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import logging
+import socket
+from typing import Awaitable, Callable
+
+import trio
+
+log = logging.getLogger(__name__)
+
+# A NEGOTIATE frame (bounded before negotiation) and whatever followed it.
+MAX_HANDED_BYTES = 256 * 1024
+_FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
+
+
+def address(state_dir: str, index: int) -> bytes:
+    """The abstract socket address of worker ``index`` of the node at ``state_dir``."""
+    node = hashlib.sha256(state_dir.encode()).hexdigest()[:24]
+    return f"\0hanode-smb-{node}-w{index}".encode()
+
+
+async def send(to: bytes, sock: trio.socket.SocketType, received: bytes) -> None:
+    """Hand ``sock`` and the bytes already read from it to the worker at ``to``.
+
+    Raises OSError when that worker does not take it (gone, or restarting).
+    """
+    if len(received) > MAX_HANDED_BYTES:
+        raise OSError(f"{len(received)} bytes read ahead, more than a hand-off carries")
+    fds = array.array("i", [sock.fileno()])
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
+        await unix.connect(to)
+        await unix.sendmsg([received], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        # Wait for the receiver to close: it holds its own descriptor by then.
+        await unix.recv(1)
+
+
+Accept = Callable[[trio.SocketStream, bytes], Awaitable[None]]
+
+
+async def serve(at: bytes, accept: Accept, *,
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Take connections handed to this worker and serve each with ``accept``."""
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with listener:
+        await listener.bind(at)
+        listener.listen(64)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            while True:
+                unix, _ = await listener.accept()
+                nursery.start_soon(_take, unix, accept)
+
+
+async def _take(unix: trio.socket.SocketType, accept: Accept) -> None:
+    with unix:
+        try:
+            data, ancillary, _, _ = await unix.recvmsg(MAX_HANDED_BYTES, _FD_SPACE)
+        except OSError as exc:
+            log.warning("hand-off failed: %s", exc)
+            return
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    if len(fds) != 1:
+        for fd in fds:
+            socket.close(fd)
+        log.warning("hand-off without exactly one socket (%d)", len(fds))
+        return
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fds[0])))
+    await accept(stream, data)
