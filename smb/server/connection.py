@@ -839,7 +839,8 @@ class Connection:
         if choice is None:
             self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
             return
-        if choice.dialect >= Dialect.SMB_3_0 and not header.next_command:
+        if choice.dialect >= Dialect.SMB_3_0 and not header.next_command and \
+                req.capabilities & negotiate.Capabilities.MULTI_CHANNEL:
             await self._serve_where_client_is(req.client_guid, element)
         info = self.info
         info.client_guid = req.client_guid
@@ -861,7 +862,10 @@ class Connection:
         """All connections of a multichannel client go to one worker (the first
         that saw it), where its sessions are: hand this one over if that is
         another worker, NEGOTIATE and all.  Should the hand-off fail, this
-        worker serves the connection (a binding would then be refused)."""
+        worker serves the connection (a binding would then be refused).
+
+        Only clients that announce multichannel are kept together: the others
+        never bind, and their connections keep spreading over the workers."""
         ws = workerstate.current()
         sock = getattr(self._stream, "socket", None)
         if ws is None or sock is None or not self.config.smb.multichannel or \
