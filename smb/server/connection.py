@@ -931,9 +931,11 @@ class Connection:
             await self._bind(element, header, req, outs)
             return
         existing = self._sessions.get(header.session_id) if header.session_id else None
-        if header.session_id and existing is None:
+        if header.session_id and (existing is None or existing.deleted):
+            signer = self._signer(header, existing) if existing is not None else \
+                self._session_signer(header, element)
             outs.append(_Out(self._response_header(header, Status.USER_SESSION_DELETED),
-                             error_body(), b"", self._session_signer(header, element)))
+                             error_body(), b"", signer))
             return
         reauth = existing is not None and existing.valid
         if reauth:
@@ -963,8 +965,9 @@ class Connection:
         if result.status != Status.SUCCESS:
             # A failed re-authentication ends the session, on all its channels.
             if reauth:
-                await self._end_session(existing)
-            self._sessions.pop(session.id, None)
+                await self._end_session(existing, keep_channels=True)
+            else:
+                self._sessions.pop(session.id, None)
             outs.append(_Out(resp_header, error_body(), b"", signer))
             return
         if reauth:
@@ -1111,6 +1114,8 @@ class Connection:
         self._binds.pop(session.id, None)
         if self in session.connections:
             session.connections.remove(self)
+        if session.deleted:
+            return
         if session.connections:
             if _worker_sessions.get(session.id, (None,))[0] is self:
                 _worker_sessions[session.id] = (session.connections[0], session)
@@ -1119,13 +1124,23 @@ class Connection:
             del _worker_sessions[session.id]
         await _release_session(session.info)
 
-    async def _end_session(self, session: Session) -> None:
-        """LOGOFF (or a later setup naming it as previous): every channel goes."""
-        for conn in [*session.connections, self]:
-            conn._sessions.pop(session.id, None)
-            conn._channels.pop(session.id, None)
-            conn._binds.pop(session.id, None)
-        session.connections.clear()
+    async def _end_session(self, session: Session, *, keep_channels: bool = False) -> None:
+        """LOGOFF, a later setup naming it as previous, or a failed
+        re-authentication: the session ends on every channel.
+
+        ``keep_channels``: the channels keep it, ended, and answer what its
+        client still sends there USER_SESSION_DELETED signed with their keys
+        (smbtorture's client wants those answers signed, and smbd signs them).
+        """
+        if keep_channels:
+            session.valid = False
+            session.deleted = True
+        else:
+            for conn in [*session.connections, self]:
+                conn._sessions.pop(session.id, None)
+                conn._channels.pop(session.id, None)
+                conn._binds.pop(session.id, None)
+            session.connections.clear()
         if _worker_sessions.get(session.id, (None, None))[1] is session:
             del _worker_sessions[session.id]
         await _release_session(session.info)

@@ -20,15 +20,6 @@ CONNECTION_SUITES = [
     "smb2.lock.async", "smb2.lock.cancel", "smb2.lock.cancel-tdis", "smb2.lock.cancel-logoff",
 ]
 
-CONNECTION_GAPS = {
-    # After a failed re-authentication on the second channel ends the session,
-    # smbtorture's client sends nothing more on that channel and reports
-    # ACCESS_DENIED itself where USER_SESSION_DELETED from the server is
-    # expected; what smbd answers differently that keeps that channel's
-    # signing key usable on the client was not found yet.
-    "smb2.session.bind_invalid_auth": "client keeps no usable channel key after failed reauth",
-}
-
 # The file commands, on two workers, so that share modes and byte-range
 # locks are held in node-local state across processes.
 FILE_SUITES = ["smb2.read", "smb2.rw", "smb2.create", "smb2.getinfo", "smb2.dir", "smb2.rename",
@@ -41,7 +32,7 @@ FILE_GAPS = {
 
 @pytest.mark.parametrize("suite", CONNECTION_SUITES)
 def test_connection_parity(hanode_server, smbd_server, suite):
-    harness.assert_parity(hanode_server, smbd_server, suite, CONNECTION_GAPS, timeout=300)
+    harness.assert_parity(hanode_server, smbd_server, suite, timeout=300)
 
 
 @pytest.mark.parametrize("suite", FILE_SUITES)
