@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A NEGOTIATE frame (bounded before negotiation) and whatever followed it.
 MAX_HANDED_BYTES = 256 * 1024
+# A worker that does not take a connection this fast is not going to.
+HAND_OFF_TIMEOUT = 5.0
 _FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
 
 
@@ -39,15 +41,18 @@ async def send(to: bytes, sock: trio.socket.SocketType, received: bytes) -> None
     """Hand ``sock`` and the bytes already read from it to the worker at ``to``.
 
     Raises OSError when that worker does not take it (gone, or restarting).
+    Once sent, the socket is the other worker's: the descriptor in flight
+    keeps the connection open even after this worker closes its own.
     """
     if len(received) > MAX_HANDED_BYTES:
         raise OSError(f"{len(received)} bytes read ahead, more than a hand-off carries")
     fds = array.array("i", [sock.fileno()])
-    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
-        await unix.connect(to)
-        await unix.sendmsg([received], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        # Wait for the receiver to close: it holds its own descriptor by then.
-        await unix.recv(1)
+    with trio.move_on_after(HAND_OFF_TIMEOUT):
+        with trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
+            await unix.connect(to)
+            await unix.sendmsg([received], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            return
+    raise OSError("the worker did not take the connection in time")
 
 
 Accept = Callable[[trio.SocketStream, bytes], Awaitable[None]]
@@ -69,19 +74,31 @@ async def serve(at: bytes, accept: Accept, *,
 
 async def _take(unix: trio.socket.SocketType, accept: Accept) -> None:
     with unix:
+        handed = await _receive(unix)
+    if handed is not None:
+        data, fd = handed
+        await accept(trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fd))),
+                     data)
+
+
+async def _receive(unix: trio.socket.SocketType) -> tuple[bytes, int] | None:
+    """The bytes and the one socket a hand-off carries; None (logged) when it
+    does not carry exactly one socket in time."""
+    with trio.move_on_after(HAND_OFF_TIMEOUT):
         try:
             data, ancillary, _, _ = await unix.recvmsg(MAX_HANDED_BYTES, _FD_SPACE)
         except OSError as exc:
             log.warning("hand-off failed: %s", exc)
-            return
-    fds = array.array("i")
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-    if len(fds) != 1:
+            return None
+        fds = array.array("i")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+        if len(fds) == 1:
+            return data, fds[0]
         for fd in fds:
             socket.close(fd)
         log.warning("hand-off without exactly one socket (%d)", len(fds))
-        return
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fds[0])))
-    await accept(stream, data)
+        return None
+    log.warning("hand-off: nothing received in %g s", HAND_OFF_TIMEOUT)
+    return None
