@@ -20,6 +20,7 @@ from smb import vfs
 from smb.durable import new_persistent_id
 from smb.server.handler import CommandContext, Request, SessionInfo
 from smb.server.nodelocal import NodeLocal
+from smb.server.replay import ChannelSequence, LockSequences
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class Open:
     initial_allocation: int = 0  # AlSi at create; reported while larger than the file
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
+    # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
+    lock_sequences: LockSequences = field(default_factory=LockSequences)
+    channel: ChannelSequence = field(default_factory=ChannelSequence)
 
     @property
     def key(self) -> str:
