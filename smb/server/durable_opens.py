@@ -48,6 +48,7 @@ from smb.server.breaks import Holder
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.nodelocal import Range
 from smb.server.opens import CommandError, open_of
+from smb.server.replay import LockSequences
 from smb.wire import create as wire
 from smb.wire import oplock as oplock_wire
 from smb.wire.header import Status
@@ -363,7 +364,8 @@ async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecor
     # A reconnect from here on finds it disconnected and waits for released().
     op.durable = op.durable.evolve(
         disconnected_since=time.time(), position=op.position,
-        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
+        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks),
+        lock_sequences=op.lock_sequences.to_pairs())
     return op.durable
 
 
@@ -482,6 +484,7 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
                         record.desired_access, record.share_access, record.oplock_level,
                         record.lease, disconnected=False)
     op.durable = record
+    op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
     ws.durable[record.persistent_id] = op
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
     await ws.mirror()
