@@ -17,6 +17,7 @@ Both are pure state; the LOCK handler and the connection layer drive them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from smb.wire.crypto import Dialect
 from smb.wire.header import Command, Flags
@@ -64,14 +65,14 @@ class LockSequences:
         if 1 <= index <= LOCK_BUCKETS:
             self.valid[index] = number
 
-    def to_pairs(self) -> list[list[int]]:
+    def to_pairs(self) -> tuple[tuple[int, int], ...]:
         """For an open's durable record: the array is part of the open (3.3.1.10)."""
-        return [[index, number] for index, number in sorted(self.valid.items())]
+        return tuple(sorted(self.valid.items()))
 
     @classmethod
-    def from_pairs(cls, pairs: list[list[int]]) -> "LockSequences":
-        return cls({int(index): int(number) & _NUMBER_MASK for index, number in pairs
-                    if 1 <= int(index) <= LOCK_BUCKETS})
+    def from_pairs(cls, pairs: Iterable[tuple[int, int]]) -> "LockSequences":
+        return cls({index: number & _NUMBER_MASK for index, number in pairs
+                    if 1 <= index <= LOCK_BUCKETS})
 
 
 def checks_lock_sequence(dialect: int, durable: bool, server_capabilities: int) -> bool:
