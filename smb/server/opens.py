@@ -60,6 +60,7 @@ class Open:
     create_options: int = 0
     share_access: int = 0
     initial_allocation: int = 0  # AlSi at create; reported while larger than the file
+    create_action: int = 1  # what CREATE answered (OPENED unless it made the file)
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
