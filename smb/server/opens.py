@@ -61,6 +61,8 @@ class Open:
     share_access: int = 0
     initial_allocation: int = 0  # AlSi at create; reported while larger than the file
     create_action: int = 1  # what CREATE answered (OPENED unless it made the file)
+    # (ClientGuid, CreateGuid) of a DH2Q CREATE, for its replays (smb.server.create_replay).
+    replay_key: tuple[bytes, bytes] | None = None
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
@@ -164,9 +166,10 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
     rather than by CLOSE; a durable open then stays, disconnected, for its
     client's reconnect (its file is reopened from the record), as Samba does.
     """
-    from smb.server import durable_opens
+    from smb.server import create_replay, durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
+    create_replay.forget(op)
     record = None
     with trio.CancelScope(shield=True):
         try:
