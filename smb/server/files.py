@@ -24,6 +24,7 @@ from smb.wire import create as wire
 from smb.wire import ea as ea_wire
 from smb.wire import io as io_wire
 from smb.wire.create import CreateOptions, Disposition
+from smb.wire.create_contexts import DurabilityIntent
 from smb.wire.header import Status
 
 _VALID_SHARE_ACCESS = 0x7
@@ -240,6 +241,15 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     if replayed is not None:  # its first response was lost: answer with that open
         return _create_reply(c, replayed.op, _response_contexts(c, replayed.op)
                              + replayed.contexts, replayed.oplock_level)
+    with create_replay.in_progress(ctx, intent) as claim:
+        op, contexts, level = await _open_new(ctx, tree, c, intent)
+        claim.opened(op)
+    return _create_reply(c, op, contexts, level)
+
+
+async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest,
+                    intent: DurabilityIntent) -> tuple[Open, list[tuple[str, bytes]], int]:
+    """A CREATE that is not a reconnect or a replay: (open, response contexts, oplock level)."""
     granted = _check_create(c, tree)
     if open_count(ctx.session) >= MAX_OPENS_PER_SESSION:
         raise CommandError(Status.INSUFFICIENT_RESOURCES)
@@ -275,7 +285,7 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
         await dur.attach(ctx, op, dur.lease_id_of(ctx.connection.client_guid, decision.lease))
         contexts += await dur.grant(ctx, op, c, intent, decision)
         level = decision.oplock_level
-    return _create_reply(c, op, contexts, level)
+    return op, contexts, level
 
 
 def _create_reply(c: wire.CreateRequest, op: Open, contexts: list[tuple[str, bytes]],
