@@ -138,3 +138,30 @@ def verifies_channel(dialect: int, command: int) -> bool:
 def is_replay(flags: int) -> bool:
     return bool(flags & Flags.REPLAY_OPERATION)
 
+
+@dataclass
+class Admission:
+    """A request counted in an open's ChannelSequence, to be let go once answered."""
+
+    channel: ChannelSequence
+    sequence: int
+
+    def done(self) -> None:
+        self.channel.done(self.sequence)
+
+
+def admit(channel: ChannelSequence, dialect: int, command: int, flags: int,
+          status_field: int) -> Admission | None:
+    """3.3.5.2.10 for a request that met its open: None for the requests it
+    does not verify; raises StaleChannel for one that must fail."""
+    if not verifies_channel(dialect, command):
+        return None
+    sequence = channel_sequence_of(status_field)
+    if not channel.admit(sequence, is_replay(flags)):
+        raise StaleChannel()
+    return Admission(channel, sequence)
+
+
+class StaleChannel(Exception):
+    """The request's ChannelSequence is behind the open's: STATUS_FILE_NOT_AVAILABLE."""
+

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from smb.server.replay import (ChannelSequence, LockSequences, channel_sequence_of,
-                               checks_lock_sequence, lock_bucket, verifies_channel)
+from smb.server.replay import (ChannelSequence, LockSequences, StaleChannel, admit,
+                               channel_sequence_of, checks_lock_sequence, lock_bucket,
+                               verifies_channel)
 from smb.wire.crypto import Dialect
-from smb.wire.header import Command
+from smb.wire.header import Command, Flags
 from smb.wire.negotiate import Capabilities
 
 
@@ -154,3 +155,24 @@ def test_a_durable_record_keeps_the_lock_sequence_array():
     older = rec.to_json()
     del older["lock_sequences"]  # written before the array was kept
     assert DurableRecord.from_json(older).lock_sequences == ()
+
+
+def test_admit_counts_a_verified_request_until_it_is_answered():
+    ch = ChannelSequence()
+    admission = admit(ch, Dialect.SMB_3_1_1, Command.WRITE, 0, 0xBEEF0001)
+    assert admission is not None and (ch.sequence, ch.current) == (1, 1)
+    admission.done()
+    assert ch.current == 0
+
+
+def test_admit_leaves_other_requests_and_dialects_alone():
+    ch = ChannelSequence(sequence=5)
+    assert admit(ch, Dialect.SMB_3_0, Command.READ, 0, 1) is None
+    assert admit(ch, Dialect.SMB_2_1, Command.WRITE, 0, 1) is None
+    assert (ch.sequence, ch.current, ch.earlier) == (5, 0, 0)
+
+
+def test_admit_refuses_a_stale_write():
+    ch = ChannelSequence(sequence=5)
+    with pytest.raises(StaleChannel):
+        admit(ch, Dialect.SMB_3_0, Command.SET_INFO, Flags.REPLAY_OPERATION, 4)
