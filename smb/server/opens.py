@@ -20,7 +20,7 @@ from smb import vfs
 from smb.durable import new_persistent_id
 from smb.server.handler import CommandContext, Request, SessionInfo
 from smb.server.nodelocal import NodeLocal
-from smb.server.replay import ChannelSequence, LockSequences
+from smb.server import replay
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ class Open:
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
-    lock_sequences: LockSequences = field(default_factory=LockSequences)
-    channel: ChannelSequence = field(default_factory=ChannelSequence)
+    lock_sequences: replay.LockSequences = field(default_factory=replay.LockSequences)
+    channel: replay.ChannelSequence = field(default_factory=replay.ChannelSequence)
 
     @property
     def key(self) -> str:
@@ -156,6 +156,12 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     op = tree.opens.get(bytes(file_id))
     if op is None:
         raise CommandError(Status.FILE_CLOSED)
+    if req.admission is None:
+        try:
+            req.admission = replay.admit(op.channel, ctx.connection.dialect, req.header.command,
+                                         req.header.flags, req.header.status)
+        except replay.StaleChannel:
+            raise CommandError(Status.FILE_NOT_AVAILABLE) from None
     return op
 
 
