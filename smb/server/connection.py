@@ -728,6 +728,9 @@ class Connection:
                 log.error("%s handler failed: %s: %s", Command(call.header.command).name,
                           type(exc).__name__, exc)
                 reply = Reply(status=Status.INTERNAL_ERROR, body=error_body())
+            finally:
+                if request.admission is not None:  # no longer outstanding on its open
+                    request.admission.done()
         if not call.went_async:
             call.reply = reply
             call.settled.set()
