@@ -64,16 +64,21 @@ def find(ctx: CommandContext, flags: int, requested_level: int,
          intent: DurabilityIntent) -> Replayed | None:
     """The earlier open this CREATE replays, or None to process it as new.
 
+    A CreateGuid still in use refuses a CREATE that is not a replay
+    (DUPLICATE_OBJECTID).  An open that served any other request since is
+    no longer replay-eligible (3.3.5.9.10): the replay then opens anew.
     Only opens of this session count that are still open here: a
     disconnected durable open is taken back by DH2C, not by a replay.
     """
     key = _key(ctx, intent)
-    if key is None or ctx.session is None or not is_replay(flags) or key not in _opens:
+    if key is None or ctx.session is None or key not in _opens:
         return None
+    if not is_replay(flags):
+        raise CommandError(Status.DUPLICATE_OBJECTID)
     op = _opens[key]
     if op is None:
         raise CommandError(Status.FILE_NOT_AVAILABLE)  # the original is still on its way
-    if op.tree.opens.get(op.file_id) is not op \
+    if not op.replay_eligible or op.tree.opens.get(op.file_id) is not op \
             or all(tree is not op.tree for tree in ctx.session.trees.values()):
         return None
     return _answer(op, requested_level, intent)
@@ -93,10 +98,11 @@ class Claim:
 
 @contextmanager
 def in_progress(ctx: CommandContext, intent: DurabilityIntent) -> Iterator[Claim]:
-    """While a new CREATE is processed, replays of it are told to wait."""
+    """While a new CREATE is processed, replays of it are told to wait.
+
+    Its open takes the CreateGuid over from an earlier one that was no
+    longer replay-eligible."""
     key = _key(ctx, intent)
-    if key is not None and key in _opens:
-        key = None  # another open has this CreateGuid: keep it answering replays
     if key is not None:
         _opens[key] = None
     try:
