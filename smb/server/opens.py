@@ -63,6 +63,9 @@ class Open:
     create_action: int = 1  # what CREATE answered (OPENED unless it made the file)
     # (ClientGuid, CreateGuid) of a DH2Q CREATE, for its replays (smb.server.create_replay).
     replay_key: tuple[bytes, bytes] | None = None
+    # Open.IsReplayEligible: a replayed CREATE may be answered with this open
+    # only until the open served any other request.
+    replay_eligible: bool = True
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
@@ -156,6 +159,7 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     op = tree.opens.get(bytes(file_id))
     if op is None:
         raise CommandError(Status.FILE_CLOSED)
+    op.replay_eligible = False
     if req.admission is None:
         try:
             req.admission = replay.admit(op.channel, ctx.connection.dialect, req.header.command,
