@@ -27,8 +27,7 @@ CONNECTION_SUITES = [
 FILE_SUITES = ["smb2.read", "smb2.rw", "smb2.create", "smb2.getinfo", "smb2.dir", "smb2.rename",
                "smb2.lock", "smb2.ioctl", "smb2.compound", "smb2.credits"]
 FILE_GAPS = {
-    "smb2.lock.replay_smb3_specification_durable": "needs durable handles",
-    "smb2.lock.replay_smb3_specification_multi": "needs durable handles",
+    "smb2.lock.replay_smb3_specification_multi": "needs session binding (multichannel)",
     # Skipped by smbtorture unless NEGOTIATE offers multi-channel (the
     # connection layer's call); the FSCTL itself is answered and unit-tested.
     "smb2.ioctl.network_interface_info": "no SMB2_CAP_MULTI_CHANNEL",
