@@ -11,7 +11,8 @@ the open let the server tell such a replay from a new request:
   moves to another channel; a WRITE, SET_INFO or IOCTL that still carries an
   older value was overtaken and must not land on top of the newer ones.
 
-Both are pure state; the LOCK handler and the connection layer drive them.
+Both are pure state; the LOCK handler and open_of(), where a request meets
+its open, drive them.
 """
 
 from __future__ import annotations
