@@ -77,6 +77,8 @@ class SmbConfig:
     workers: int = 2  # 0: the agent runs no SMB workers (the service runs elsewhere)
     allow_guest: bool = False
     max_connections_per_worker: int = 1024
+    # Offer SMB2_CAP_MULTI_CHANNEL (3.x) and accept session bindings.
+    multichannel: bool = True
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,7 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
         max_connections_per_worker=s.get(
             "max_connections_per_worker", SmbConfig.max_connections_per_worker,
             c["integer"](1, 1_000_000)),
+        multichannel=s.get("multichannel", SmbConfig.multichannel, c["boolean"]),
     )
     s.finish()
 

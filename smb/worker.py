@@ -47,6 +47,7 @@ def _listen_socket(cfg: Config) -> trio.socket.SocketType:
 async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """One worker: accept connections until cancelled."""
     from hanode.store import Store
+    from smb.server import handoff
     from smb.server.connection import Connection
     from smb.server.userdb import EtcdUsers
     from smb.server.workerstate import WorkerState
@@ -59,7 +60,9 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
 
-    async def handle(stream: trio.SocketStream) -> None:
+    async def handle(stream: trio.SocketStream, received: bytes = b"") -> None:
+        """Serve one connection: accepted here, or handed over by another worker
+        with the bytes it ``received`` (that worker registered it already)."""
         try:
             peer = stream.socket.getpeername()[:2]
             local = stream.socket.getsockname()[:2]
@@ -77,9 +80,14 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
 
         async def register() -> None:
             try:
-                outcome.append(await _register(store, cfg, index, local[0], peer))
+                outcome.append(bool(received) or
+                               await _register(store, cfg, index, local[0], peer))
             finally:
                 registered.set()
+
+        conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]),
+                          local_address=(local[0], local[1]), metrics=metrics,
+                          received=received)
 
         try:
             # Registration runs beside the connection, so a client that comes
@@ -87,9 +95,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             async with trio.open_nursery() as conn_nursery:
                 conn_nursery.start_soon(register)
                 try:
-                    await Connection(stream, cfg, users, guid, (peer[0], peer[1]),
-                                     local_address=(local[0], local[1]),
-                                     metrics=metrics).serve()
+                    await conn.serve()
                 finally:
                     state.connections -= 1
                     metrics.connection_closed()
@@ -100,13 +106,17 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
         finally:
             with trio.CancelScope(shield=True):
                 await registered.wait()
-                if outcome and outcome[0]:
+                # A connection handed to another worker stays registered for it.
+                if outcome and outcome[0] and not conn.handed_off:
                     await _unregister(store, local[0], peer)
 
     try:
         async with trio.open_nursery() as nursery:
             # Liveness first: a worker takes connections once it can grant durability.
             await nursery.start(state.run)
+            if cfg.smb.multichannel:
+                await nursery.start(handoff.serve, handoff.address(cfg.node.state_dir, index),
+                                    handle)
             sock.listen(128)
             listener = trio.SocketListener(sock)
             log.info("worker %d listening on %s:%d", index, cfg.smb.listen, cfg.smb.port)

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
-from smb.server import workerstate
+from smb.server import handoff, workerstate
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
+from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
-from smb.server.sessions import Session, authenticate, filetime_now
+from smb.server.sessions import AuthResult, Session, authenticate, filetime_now
 from smb.server.userdb import UserLookup
 from smb.wire import crypto, negotiate, session as session_wire, spnego
 from smb.wire.crypto import Cipher, CryptoError, Dialect, SigningAlgorithm
@@ -48,8 +49,9 @@ SMALL_MAX_SIZE = 64 * 1024
 OFFLOAD_CRYPTO = 256 * 1024
 FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
-# Commands that may arrive unsigned on a session that must sign.
-_UNSIGNED_OK = {Command.NEGOTIATE, Command.SESSION_SETUP, Command.CANCEL}
+# Commands that may arrive unsigned on a session that must sign (a
+# re-authentication, a SESSION_SETUP on a valid session, is no such command).
+_UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
 # Messages starting with these may run beside each other (see _dispatch).
 _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
@@ -137,6 +139,13 @@ async def logoff_here(session_id: int, user: str) -> bool:
 _COMMAND_NAMES = {int(c): c.name for c in Command}
 
 
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"{status:#x}"
+
+
 def _command_name(command: int) -> str:
     return _COMMAND_NAMES.get(command, "UNKNOWN")
 
@@ -148,7 +157,7 @@ class _Out:
     header: Header
     body: bytes
     payload: bytes | memoryview | vfs.FileSlice = b""
-    sign_with: Session | None = None
+    sign_with: Channel | None = None
 
 
 @dataclass
@@ -223,7 +232,7 @@ class Connection:
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
                  local_address: tuple[str, int] = ("", 0),
-                 metrics: "WorkerMetrics | None" = None):
+                 metrics: "WorkerMetrics | None" = None, received: bytes = b""):
         self.config = config
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
@@ -233,7 +242,16 @@ class Connection:
         self._limits = limits
         self._credits = CreditWindow(limits.max_credits)
         self._sessions: dict[int, Session] = {}
-        self._buf = bytearray()
+        # This connection's channel of each of its sessions that signs, and
+        # the binding exchanges in progress on it (by session id).
+        self._channels: dict[int, Channel] = {}
+        self._binds: dict[int, Session] = {}
+        # (MessageId, key) answering a signed request for a session of this
+        # worker that is not bound here (see _check_session).
+        self._stray: tuple[int, Channel] | None = None
+        # Bytes another worker read from this connection before handing it here.
+        self._buf = bytearray(received)
+        self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._inflight = trio.Semaphore(limits.max_inflight)
@@ -275,10 +293,7 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
-                    if _worker_sessions.get(session.id, (None,))[0] is self:
-                        del _worker_sessions[session.id]
-                    await _release_session(session.info)
-                self._sessions.clear()
+                    await self._leave(session)
                 await self._stream.aclose()
 
     async def _next_frame(self) -> bytearray | memoryview | None:
@@ -491,11 +506,8 @@ class Connection:
             return self._fail(outs, header, status, next_chain, session)
         assert session is not None
         if command == Command.LOGOFF:
-            self._sessions.pop(session.id, None)
-            if _worker_sessions.get(session.id, (None,))[0] is self:
-                del _worker_sessions[session.id]
-            await _release_session(session.info)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
+            await self._end_session(session)
             return next_chain
 
         handler = (self._handlers if self._handlers is not None else _handlers()).get(command)
@@ -519,15 +531,22 @@ class Connection:
                        encrypted: Session | None) -> int:
         """Session, signing and encryption checks for commands that need a session (3.3.5.2.9)."""
         if session is None or not session.valid:
+            # A signed request for a session of this worker that has no
+            # channel here is answered signed with the session's key, as the
+            # client, which signed it, wants its answer signed.
+            signer = self._session_signer(header, element) if session is None else None
+            if signer is not None:
+                self._stray = (header.message_id, signer)
             return Status.USER_SESSION_DELETED
         if encrypted is None:
+            channel = self._channels.get(session.id)
             if header.is_signed:
-                if session.can_sign and not crypto.verify(
-                        session.signing_key, self._signing_alg, element):
+                if channel is not None and not crypto.verify(
+                        channel.signing_key, channel.signing_alg, element):
                     log.info("bad signature on %s from %s", Command(header.command).name,
                              self.info.client_address[0])
                     return Status.ACCESS_DENIED
-            elif session.signing_required and session.can_sign and \
+            elif session.signing_required and channel is not None and \
                     header.command not in _UNSIGNED_OK:
                 log.info("unsigned %s on a signed session from %s",
                          Command(header.command).name, self.info.client_address[0])
@@ -558,11 +577,13 @@ class Connection:
             session_id=header.session_id if session_id is None else session_id,
         )
 
-    def _signer(self, header: Header, session: Session | None) -> Session | None:
-        if session is None or not session.can_sign:
-            return None
-        if header.is_signed or session.signing_required:
-            return session
+    def _signer(self, header: Header, session: Session | None) -> Channel | None:
+        channel = self._channels.get(session.id) if session is not None else None
+        if channel is not None and (header.is_signed or session.signing_required):
+            return channel
+        stray, self._stray = self._stray, None
+        if stray is not None and stray[0] == header.message_id:
+            return stray[1]
         return None
 
     def _reply(self, outs: list[_Out], header: Header, reply: Reply,
@@ -604,8 +625,8 @@ class Connection:
                 rest = [p for p in (out.body, out.payload, bytes(pad))
                         if len(p) and p is not direct]
                 if out.sign_with is not None and encrypted is None:
-                    crypto.sign_header(out.sign_with.signing_key, self._signing_alg, header,
-                                       rest)
+                    crypto.sign_header(out.sign_with.signing_key, out.sign_with.signing_alg,
+                                       header, rest)
                 pieces += [header, *rest]
             if encrypted is not None:
                 seal = functools.partial(crypto.encrypt, encrypted.encrypt_key, self._cipher,
@@ -821,6 +842,9 @@ class Connection:
         if choice is None:
             self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
             return
+        if choice.dialect >= Dialect.SMB_3_0 and not header.next_command and \
+                req.capabilities & negotiate.Capabilities.MULTI_CHANNEL:
+            await self._serve_where_client_is(req.client_guid, element)
         info = self.info
         info.client_guid = req.client_guid
         info.client_capabilities = req.capabilities
@@ -837,6 +861,33 @@ class Connection:
             self._preauth = crypto.preauth_update(self._preauth, resp_header.pack() + resp_body)
         outs.append(_Out(resp_header, resp_body))
 
+    async def _serve_where_client_is(self, client_guid: bytes, element: memoryview) -> None:
+        """All connections of a multichannel client go to one worker (the first
+        that saw it), where its sessions are: hand this one over if that is
+        another worker, NEGOTIATE and all.  Should the hand-off fail, this
+        worker serves the connection (a binding would then be refused).
+
+        Only clients that announce multichannel are kept together: the others
+        never bind, and their connections keep spreading over the workers."""
+        ws = workerstate.current()
+        sock = getattr(self._stream, "socket", None)
+        if ws is None or sock is None or not self.config.smb.multichannel or \
+                client_guid == bytes(16):
+            return
+        here = handoff.address(self.config.node.state_dir, ws.index)
+        there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
+        if there is None:
+            return
+        frame = len(element).to_bytes(4, "big") + bytes(element) + bytes(self._buf)
+        try:
+            await handoff.send(there, sock, frame)
+        except OSError as exc:
+            log.warning("could not hand a connection from %s to its client's worker: %s",
+                        self.info.client_address[0], exc)
+            return
+        self.handed_off = True
+        raise _Disconnect("handed to the worker that serves its client")
+
     def _set_dialect(self, dialect: int, choice: negotiate.Choice) -> None:
         info = self.info
         info.dialect = dialect
@@ -845,6 +896,8 @@ class Connection:
         info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
         info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
             negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
+        if dialect >= Dialect.SMB_3_0 and self.config.smb.multichannel:
+            info.server_capabilities |= negotiate.Capabilities.MULTI_CHANNEL
         self._cipher = choice.cipher
         self._signing_alg = choice.signing
         self._negotiated = True
@@ -878,13 +931,21 @@ class Connection:
             self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
             return
         if req.flags & session_wire.SESSION_SETUP_BINDING:
-            self._fail(outs, header, Status.REQUEST_NOT_ACCEPTED, _Chain())
+            await self._bind(element, header, req, outs)
             return
         existing = self._sessions.get(header.session_id) if header.session_id else None
-        if header.session_id and existing is None:
-            self._fail(outs, header, Status.USER_SESSION_DELETED, _Chain())
+        if header.session_id and (existing is None or existing.deleted):
+            signer = self._signer(header, existing) if existing is not None else \
+                self._session_signer(header, element)
+            outs.append(_Out(self._response_header(header, Status.USER_SESSION_DELETED),
+                             error_body(), b"", signer))
             return
-        if existing is not None and existing.valid:
+        reauth = existing is not None and existing.valid
+        if reauth:
+            status = self._check_session(existing, element, header, encrypted)
+            if status != Status.SUCCESS:
+                self._fail(outs, header, status, _Chain(), existing)
+                return
             # Re-authentication: a fresh exchange, kept across its legs; the
             # session keeps its keys (MS-SMB2 3.3.5.5.2).
             if existing.reauth is None:
@@ -898,6 +959,40 @@ class Connection:
                 self._fail(outs, header, Status.INSUFFICIENT_RESOURCES, _Chain())
                 return
             session = self._new_session()
+        result, resp_header = await self._authenticate(element, header, req, session)
+        # A re-authentication is answered signed as its request was.
+        signer = self._signer(header, existing) if reauth else None
+        if result.status == Status.MORE_PROCESSING_REQUIRED:
+            outs.append(self._interim(session, resp_header, result.token, signer))
+            return
+        if result.status != Status.SUCCESS:
+            # A failed re-authentication ends the session, on all its channels.
+            if reauth:
+                await self._end_session(existing, keep_channels=True)
+            else:
+                self._sessions.pop(session.id, None)
+            outs.append(_Out(resp_header, error_body(), b"", signer))
+            return
+        if reauth:
+            existing.info.user = session.info.user
+            existing.reauth = None
+            session = existing
+        else:
+            session.dialect, session.cipher = self.info.dialect, self._cipher
+            session.signing_alg = self._signing_alg
+            self._join(session, session.signing_key)
+        log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
+                 self.info.client_address[0])
+        _worker_sessions[session.id] = (self, session)
+        if req.previous_session_id and req.previous_session_id != session.id:
+            await _logoff_previous(req.previous_session_id, session.info.user)
+        outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
+                         self._channels.get(session.id)))
+
+    async def _authenticate(self, element: memoryview, header: Header,
+                            req: session_wire.SessionSetupRequest,
+                            session: Session) -> tuple[AuthResult, Header]:
+        """One leg of ``session``'s exchange: the result and the response header."""
         dialect = self.info.dialect
         if dialect == Dialect.SMB_3_1_1:
             session.preauth = crypto.preauth_update(session.preauth, element)
@@ -906,46 +1001,164 @@ class Connection:
             dialect=dialect, cipher=self._cipher,
             client_signing_required=bool(
                 req.security_mode & negotiate.SecurityMode.SIGNING_REQUIRED))
-        resp_header = self._response_header(header, result.status, session_id=session.id)
-        if result.status == Status.MORE_PROCESSING_REQUIRED:
-            resp_body = session_wire.session_setup_response(0, result.token)
-            if dialect == Dialect.SMB_3_1_1:
-                session.preauth = crypto.preauth_update(session.preauth,
-                                                        resp_header.pack() + resp_body)
-            outs.append(_Out(resp_header, resp_body))
-            return
-        if result.status != Status.SUCCESS:
-            self._sessions.pop(session.id, None)
-            outs.append(_Out(resp_header, error_body()))
-            return
-        if existing is not None and existing.valid:
-            existing.info.user = session.info.user
-            existing.reauth = None
-            session = existing
+        return result, self._response_header(header, result.status, session_id=session.id)
+
+    def _interim(self, session: Session, resp_header: Header, token: bytes,
+                 sign_with: Channel | None = None) -> _Out:
+        """A MORE_PROCESSING_REQUIRED response, hashed (3.1.1) as it goes on the wire."""
+        resp_body = session_wire.session_setup_response(0, token)
+        if self.info.dialect == Dialect.SMB_3_1_1:
+            sent = bytearray(resp_header.pack())
+            if sign_with is not None:
+                crypto.sign_header(sign_with.signing_key, sign_with.signing_alg, sent,
+                                   [resp_body])
+            session.preauth = crypto.preauth_update(session.preauth, bytes(sent) + resp_body)
+        return _Out(resp_header, resp_body, b"", sign_with)
+
+    @staticmethod
+    def _setup_body(session: Session, token: bytes) -> bytes:
         flags = 0
         if session.info.is_guest:
             flags = session_wire.SessionFlags.IS_NULL if session.is_anonymous else \
                 session_wire.SessionFlags.IS_GUEST
         if session.info.encrypt_data:
             flags |= session_wire.SessionFlags.ENCRYPT_DATA
-        resp_body = session_wire.session_setup_response(flags, result.token)
-        log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
-                 self.info.client_address[0])
-        _worker_sessions[session.id] = (self, session)
-        if req.previous_session_id and req.previous_session_id != session.id:
-            await _logoff_previous(req.previous_session_id, session.info.user)
-        outs.append(_Out(resp_header, resp_body, b"", session if session.can_sign else None))
+        return session_wire.session_setup_response(flags, token)
+
+    # -- channels (binding, MS-SMB2 3.3.5.5.2) ---------------------------------------------
+
+    async def _bind(self, element: memoryview, header: Header,
+                    req: session_wire.SessionSetupRequest, outs: list[_Out]) -> None:
+        """One leg of binding this connection to a session set up on another one.
+
+        Every leg is signed with the key this connection knows the session by
+        (its own channel's once bound, else the session's) and answered so;
+        a refusal leaves the session as it was on its other channels.
+        """
+        found = _worker_sessions.get(header.session_id)
+        session = found[1] if found is not None and found[1].valid else None
+        verifier = self._session_key(header)
+        if verifier is not None and not crypto.verify(verifier.signing_key,
+                                                      verifier.signing_alg, element):
+            log.info("bad signature on a binding SESSION_SETUP from %s",
+                     self.info.client_address[0])
+            outs.append(_Out(self._response_header(header, Status.ACCESS_DENIED), error_body(),
+                             b"", verifier))
+            return
+        target = None if session is None else BindTarget(
+            session.dialect, session.signing_alg, session.cipher, session.info.is_guest)
+        status = refusal_before_auth(
+            target, BindingConnection(self.info.dialect, self._signing_alg, self._cipher),
+            session_id=header.session_id, signed=header.is_signed,
+            multichannel=self.config.smb.multichannel)
+        if status is None and session is not None and session.id in self._channels:
+            status = Status.REQUEST_NOT_ACCEPTED  # bound here already
+        if status is not None:
+            log.info("binding of session %#x from %s refused: %s", header.session_id,
+                     self.info.client_address[0], _status_name(status))
+            self._binds.pop(header.session_id, None)
+            outs.append(_Out(self._response_header(header, status), error_body(), b"",
+                             verifier))
+            return
+        assert session is not None
+        pending = self._binds.get(session.id)
+        if pending is None:
+            pending = self._binds[session.id] = Session(
+                session.id, SessionInfo(session.id, ""), self._preauth)
+        result, resp_header = await self._authenticate(element, header, req, pending)
+        if result.status == Status.MORE_PROCESSING_REQUIRED:
+            outs.append(self._interim(pending, resp_header, result.token, verifier))
+            return
+        del self._binds[session.id]
+        if result.status == Status.SUCCESS and (
+                pending.info.is_guest or pending.info.user != session.info.user):
+            log.info("binding of session %#x refused: authenticated as %r, not %r",
+                     session.id, pending.info.user, session.info.user)
+            resp_header = resp_header.evolve(status=Status.ACCESS_DENIED)
+        if resp_header.status != Status.SUCCESS:
+            outs.append(_Out(resp_header, error_body(), b"", verifier))
+            return
+        self._join(session, pending.signing_key)
+        log.info("session %#x gains a channel from %s", session.id, self.info.client_address[0])
+        outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
+                         self._channels[session.id]))
+
+    def _session_key(self, header: Header) -> Channel | None:
+        """The key a signed request naming a session of this worker verifies
+        with and is answered with: this connection's channel of it, else the
+        session's own key (a binding, or a request on a connection the session
+        is not bound to); None when unsigned or unknown."""
+        found = _worker_sessions.get(header.session_id)
+        if not header.is_signed or found is None or not found[1].can_sign:
+            return None
+        session = found[1]
+        return self._channels.get(session.id) or Channel(session.signing_key,
+                                                         session.signing_alg)
+
+    def _session_signer(self, header: Header, element: memoryview) -> Channel | None:
+        """``_session_key`` when the request verifies with it."""
+        key = self._session_key(header)
+        if key is None or not crypto.verify(key.signing_key, key.signing_alg, element):
+            return None
+        return key
+
+    def _join(self, session: Session, signing_key: bytes) -> None:
+        """Make this connection one of ``session``'s channels."""
+        self._sessions[session.id] = session
+        if signing_key:
+            self._channels[session.id] = Channel(signing_key, self._signing_alg)
+        session.connections.append(self)
+
+    async def _leave(self, session: Session) -> None:
+        """This connection goes away: the session loses this channel, and ends
+        with its last one."""
+        self._sessions.pop(session.id, None)
+        self._channels.pop(session.id, None)
+        self._binds.pop(session.id, None)
+        if self in session.connections:
+            session.connections.remove(self)
+        if session.deleted:
+            return
+        if session.connections:
+            if _worker_sessions.get(session.id, (None,))[0] is self:
+                _worker_sessions[session.id] = (session.connections[0], session)
+            return
+        if _worker_sessions.get(session.id, (None, None))[1] is session:
+            del _worker_sessions[session.id]
+        await _release_session(session.info)
+
+    async def _end_session(self, session: Session, *, keep_channels: bool = False) -> None:
+        """LOGOFF, a later setup naming it as previous, or a failed
+        re-authentication: the session ends on every channel.
+
+        ``keep_channels``: the channels keep it, ended, and answer what its
+        client still sends there USER_SESSION_DELETED signed with their keys
+        (smbtorture's client wants those answers signed, and smbd signs them).
+        """
+        if keep_channels:
+            session.valid = False
+            session.deleted = True
+        else:
+            for conn in [*session.connections, self]:
+                conn._sessions.pop(session.id, None)
+                conn._channels.pop(session.id, None)
+                conn._binds.pop(session.id, None)
+            session.connections.clear()
+        if _worker_sessions.get(session.id, (None, None))[1] is session:
+            del _worker_sessions[session.id]
+        await _release_session(session.info)
 
     async def drop_session(self, session: Session) -> None:
         """Another connection's SESSION_SETUP named this session as its previous one."""
-        if self._sessions.pop(session.id, None) is not None:
-            await _release_session(session.info)
+        if session.id in self._sessions:
+            await self._end_session(session)
 
     def _new_session(self) -> Session:
         # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.
         while True:
             session_id = int.from_bytes(os.urandom(4), "little")
-            if 0 < session_id < 0xFFFFFFFF and session_id not in self._sessions:
+            if 0 < session_id < 0xFFFFFFFF and session_id not in _worker_sessions \
+                    and session_id not in self._sessions:
                 break
         session = Session(session_id, SessionInfo(session_id, ""), self._preauth)
         self._sessions[session_id] = session

@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS peers(owner TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS logoff_requests(
     id INTEGER NOT NULL, owner TEXT NOT NULL, session_id INTEGER NOT NULL, user TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logoff_requests_owner ON logoff_requests(owner);
+CREATE TABLE IF NOT EXISTS clients(
+    guid BLOB PRIMARY KEY, owner TEXT NOT NULL, address BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS clients_owner ON clients(owner);
 """
 
 
@@ -170,7 +173,7 @@ class NodeLocal:
 
     def _drop_owner(self, owner: str) -> None:
         for table in ("opens", "locks", "delete_pending", "caching", "break_requests", "peers",
-                      "logoff_requests"):
+                      "logoff_requests", "clients"):
             self._db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
 
     def _live(self, owner: str) -> bool:
@@ -183,7 +186,8 @@ class NodeLocal:
     def purge_dead(self) -> int:
         """Drop every row of every dead owner; returns how many owners were dead."""
         def run() -> int:
-            owners = {row[0] for table in ("opens", "locks", "delete_pending", "caching", "peers")
+            owners = {row[0] for table in ("opens", "locks", "delete_pending", "caching", "peers",
+                                           "clients")
                       for row in self._db.execute(f"SELECT DISTINCT owner FROM {table}")}
             dead = [o for o in owners if o != self.owner and not _alive(o)]
             for owner in dead:
@@ -407,6 +411,24 @@ class NodeLocal:
             rows = self._db.execute("SELECT owner FROM logoff_requests WHERE id = ?",
                                     (request_id,)).fetchall()
             return any(self._live(r[0]) for r in rows)
+        return self._txn(run)
+
+    # -- multichannel clients ----------------------------------------------
+    # All connections of one client (GUID) are served by one worker, so that
+    # a connection can bind to a session set up on another; a worker that gets
+    # a client's NEGOTIATE hands the connection to the worker named here.
+
+    def claim_client(self, guid: bytes, address: bytes) -> bytes | None:
+        """The hand-off address of the live worker that serves ``guid``, or
+        None when this worker does (it claims clients nobody serves)."""
+        def run() -> bytes | None:
+            row = self._db.execute("SELECT owner, address FROM clients WHERE guid = ?",
+                                   (guid,)).fetchone()
+            if row is not None and row[0] != self.owner and self._live(row[0]):
+                return bytes(row[1])
+            self._db.execute("INSERT OR REPLACE INTO clients VALUES (?,?,?)",
+                             (guid, self.owner, address))
+            return None
         return self._txn(run)
 
     # -- byte-range locks --------------------------------------------------

@@ -42,6 +42,15 @@ class Session:
     decrypt_key: bytes = field(default=b"", repr=False)  # client-to-server
     # A re-authentication in progress on this (valid) session.
     reauth: "Session | None" = field(default=None, repr=False)
+    # What the first connection negotiated: a binding connection must match it.
+    dialect: int = 0
+    signing_alg: int = 0
+    cipher: int = 0
+    # Ended by a failed re-authentication, but kept on its channels so that
+    # what its client still sends is answered USER_SESSION_DELETED, signed.
+    deleted: bool = False
+    # The connections this session is bound to (its channels), first one first.
+    connections: list = field(default_factory=list, repr=False)
     _ntlm: ntlm.NtlmServer | None = field(default=None, repr=False)
     _spnego: bool = True
     _mech_types_der: bytes = b""

@@ -11,13 +11,11 @@ import harness
 
 pytestmark = pytest.mark.smbtorture
 
-# The connection layer, on one worker: negotiate, session setup, credits,
-# compounds, async compounds, session ids, interim responses, CANCEL.
+# The connection layer, on one worker: negotiate, session setup (with
+# re-authentication and multichannel binding), credits, compounds, async
+# compounds, session ids, interim responses, CANCEL.
 CONNECTION_SUITES = [
-    "smb2.connect", "smb2.credits", "smb2.compound_async", "smb2.session-id",
-    # The rest of smb2.session opens its files with a batch oplock and checks
-    # the grant; these two open no file with an oplock.
-    "smb2.session.two_logoff", "smb2.session.ntlmssp_bug14932",
+    "smb2.connect", "smb2.credits", "smb2.compound_async", "smb2.session-id", "smb2.session",
     # Interim responses and CANCEL of a waiting request (the lock handler goes async).
     "smb2.lock.async", "smb2.lock.cancel", "smb2.lock.cancel-tdis", "smb2.lock.cancel-logoff",
 ]
@@ -28,9 +26,6 @@ FILE_SUITES = ["smb2.read", "smb2.rw", "smb2.create", "smb2.getinfo", "smb2.dir"
                "smb2.lock", "smb2.ioctl", "smb2.compound", "smb2.credits"]
 FILE_GAPS = {
     "smb2.lock.replay_smb3_specification_multi": "needs session binding (multichannel)",
-    # Skipped by smbtorture unless NEGOTIATE offers multi-channel (the
-    # connection layer's call); the FSCTL itself is answered and unit-tested.
-    "smb2.ioctl.network_interface_info": "no SMB2_CAP_MULTI_CHANNEL",
 }
 
 
