@@ -132,7 +132,9 @@ def channel_sequence_of(status_field: int) -> int:
     return status_field & 0xFFFF
 
 
-def verifies_channel(dialect: int, command: int) -> bool:
+def refuses_stale(dialect: int, command: int) -> bool:
+    """Whether a stale ChannelSequence fails this request (it is counted on 3.x
+    whatever the command, so that a READ on a new channel moves it on too)."""
     return dialect >= Dialect.SMB_3_0 and command in CHANNEL_CHECKED
 
 
@@ -153,14 +155,17 @@ class Admission:
 
 def admit(channel: ChannelSequence, dialect: int, command: int, flags: int,
           status_field: int) -> Admission | None:
-    """3.3.5.2.10 for a request that met its open: None for the requests it
-    does not verify; raises StaleChannel for one that must fail."""
-    if not verifies_channel(dialect, command):
+    """3.3.5.2.10 for a request that met its open: None when it is not counted
+    (below 3.0, or stale and not one that must fail); raises StaleChannel for
+    a WRITE, SET_INFO or IOCTL that must fail."""
+    if dialect < Dialect.SMB_3_0:
         return None
     sequence = channel_sequence_of(status_field)
-    if not channel.admit(sequence, is_replay(flags)):
+    if channel.admit(sequence, is_replay(flags)):
+        return Admission(channel, sequence)
+    if refuses_stale(dialect, command):
         raise StaleChannel()
-    return Admission(channel, sequence)
+    return None
 
 
 class StaleChannel(Exception):

@@ -7,7 +7,7 @@ import pytest
 
 from smb.server.replay import (ChannelSequence, LockSequences, StaleChannel, admit,
                                channel_sequence_of, checks_lock_sequence, lock_bucket,
-                               verifies_channel)
+                               refuses_stale)
 from smb.wire.crypto import Dialect
 from smb.wire.header import Command, Flags
 from smb.wire.negotiate import Capabilities
@@ -140,8 +140,8 @@ def test_channel_sequence_is_the_low_half_of_the_status_field():
     (Dialect.SMB_3_0, Command.READ, False),
     (Dialect.SMB_2_1, Command.WRITE, False),
 ])
-def test_which_requests_verify_the_channel_sequence(dialect, command, checked):
-    assert verifies_channel(dialect, command) is checked
+def test_which_requests_a_stale_channel_sequence_fails(dialect, command, checked):
+    assert refuses_stale(dialect, command) is checked
 
 
 def test_a_durable_record_keeps_the_lock_sequence_array():
@@ -165,11 +165,20 @@ def test_admit_counts_a_verified_request_until_it_is_answered():
     assert ch.current == 0
 
 
-def test_admit_leaves_other_requests_and_dialects_alone():
+def test_admit_leaves_2_x_alone():
     ch = ChannelSequence(sequence=5)
-    assert admit(ch, Dialect.SMB_3_0, Command.READ, 0, 1) is None
     assert admit(ch, Dialect.SMB_2_1, Command.WRITE, 0, 1) is None
     assert (ch.sequence, ch.current, ch.earlier) == (5, 0, 0)
+
+
+def test_a_read_moves_the_channel_sequence_on_and_a_stale_one_passes_uncounted():
+    ch = ChannelSequence(sequence=5)
+    assert admit(ch, Dialect.SMB_3_0, Command.READ, 0, 6) is not None
+    assert ch.sequence == 6
+    assert admit(ch, Dialect.SMB_3_0, Command.READ, 0, 5) is None  # allowed, not counted
+    with pytest.raises(StaleChannel):
+        admit(ch, Dialect.SMB_3_0, Command.WRITE, 0, 5)
+    assert (ch.sequence, ch.current) == (6, 1)
 
 
 def test_admit_refuses_a_stale_write():
