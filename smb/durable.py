@@ -113,6 +113,9 @@ class DurableRecord:
     disconnected_since: float | None = None
     position: int = 0  # FilePositionInformation, kept across a reconnect
     initial_allocation: int = 0  # AlSi of the create, still reported after a reconnect
+    # Open.LockSequenceArray (smb.server.replay) as (bucket, number) pairs, kept
+    # with the locks: a LOCK replayed after the reconnect must find both.
+    lock_sequences: tuple[tuple[int, int], ...] = ()
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -133,6 +136,7 @@ class DurableRecord:
             "locks": [[lk.offset, lk.length, lk.exclusive] for lk in self.locks],
             "disconnected_since": self.disconnected_since, "position": self.position,
             "initial_allocation": self.initial_allocation,
+            "lock_sequences": [list(pair) for pair in self.lock_sequences],
         }
 
     @classmethod
@@ -159,6 +163,7 @@ class DurableRecord:
                 disconnected_since=None if since is None else float(since),
                 position=int(value.get("position", 0)),
                 initial_allocation=int(value.get("initial_allocation", 0)),
+                lock_sequences=tuple((int(i), int(n)) for i, n in value.get("lock_sequences", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None

@@ -787,6 +787,9 @@ class Connection:
             log.error("%s handler failed: %s: %s", Command(call.header.command).name,
                       type(exc).__name__, exc)
             return Reply(status=Status.INTERNAL_ERROR, body=error_body())
+        finally:
+            if request.admission is not None:  # no longer outstanding on its open
+                request.admission.done()
 
     async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
         reply = Reply(status=Status.CANCELLED, body=error_body())

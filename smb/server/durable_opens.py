@@ -53,6 +53,7 @@ from smb.server.breaks import Holder
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.nodelocal import Range
 from smb.server.opens import CommandError, open_of
+from smb.server.replay import LockSequences
 from smb.wire import create as wire
 from smb.wire import oplock as oplock_wire
 from smb.wire.header import Status
@@ -118,11 +119,13 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         return None
     file = file_key(tree, parts)
     await _restore_orphans(ws, tree, file, parts)
-    if parts and ws.breaks.oplocks.has_opens(file) and await trio.to_thread.run_sync(
-            _delete_pending_at, tree, parts):
-        # Refused before any holder is broken: the break would gain nothing
-        # (Windows and smbd send none; smb2.oplock.doc).
-        raise CommandError(Status.DELETE_PENDING)
+    if parts and ws.breaks.oplocks.has_opens(file):
+        # Refused before any holder is broken (or a share mode is weighed): the
+        # break would gain nothing (Windows and smbd send none; smb2.oplock.doc,
+        # smb2.replay.replay-regular).
+        refusal = await trio.to_thread.run_sync(_refusal_at, tree, parts, req.disposition)
+        if refusal is not None:
+            raise CommandError(refusal)
     decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
     for pid in decision.purged:
         await purged(ws, pid)
@@ -131,13 +134,18 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     return decision
 
 
-def _delete_pending_at(tree: "TreeConnect", parts: tuple[str, ...]) -> bool:
+def _refusal_at(tree: "TreeConnect", parts: tuple[str, ...], disposition: int) -> int | None:
+    """DELETE_PENDING, or OBJECT_NAME_COLLISION for a FILE_CREATE of a name that exists."""
     try:
         with tree.root.lookup(parts) as where:
-            return where.st is not None and tree.node.delete_pending(where.st.st_dev,
-                                                                     where.st.st_ino)
+            if where.st is None:
+                return None
+            if tree.node.delete_pending(where.st.st_dev, where.st.st_ino):
+                return Status.DELETE_PENDING
+            return Status.OBJECT_NAME_COLLISION if disposition == wire.Disposition.CREATE \
+                else None
     except vfs.VfsError:
-        return False
+        return None
 
 
 def without_caching(tree: "TreeConnect", req: OpenRequest, parts: tuple[str, ...]) -> OpenDecision:
@@ -446,7 +454,8 @@ async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecor
     # A reconnect from here on finds it disconnected and waits for released().
     op.durable = op.durable.evolve(
         disconnected_since=time.time(), position=op.position,
-        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks))
+        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks),
+        lock_sequences=op.lock_sequences.to_pairs())
     return op.durable
 
 
@@ -562,6 +571,7 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
                         record.desired_access, record.share_access, record.oplock_level,
                         record.lease, disconnected=False)
     op.durable = record
+    op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
     ws.durable[record.persistent_id] = op
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
     await ws.mirror()

@@ -14,7 +14,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.server import access as acc
-from smb.server import crossbreaks
+from smb.server import create_replay, crossbreaks
 from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
@@ -25,6 +25,7 @@ from smb.wire import create as wire
 from smb.wire import ea as ea_wire
 from smb.wire import io as io_wire
 from smb.wire.create import CreateOptions, Disposition
+from smb.wire.create_contexts import DurabilityIntent
 from smb.wire.header import Status
 
 _VALID_SHARE_ACCESS = 0x7
@@ -249,6 +250,19 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
     intent = dur.intent_of(c)
     if dur.is_reconnect(intent):
         return await _reconnect(ctx, tree, c, intent)
+    replayed = create_replay.find(ctx, req.header.flags, c.oplock_level, intent)
+    if replayed is not None:  # its first response was lost: answer with that open
+        return _create_reply(c, replayed.op, _response_contexts(c, replayed.op)
+                             + replayed.contexts, replayed.oplock_level)
+    with create_replay.in_progress(ctx, intent) as claim:
+        op, contexts, level = await _open_new(ctx, tree, c, intent)
+        claim.opened(op)
+    return _create_reply(c, op, contexts, level)
+
+
+async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest,
+                    intent: DurabilityIntent) -> tuple[Open, list[tuple[str, bytes]], int]:
+    """A CREATE that is not a reconnect or a replay: (open, response contexts, oplock level)."""
     granted = _check_create(c, tree)
     if open_count(ctx.session) >= MAX_OPENS_PER_SESSION:
         raise CommandError(Status.INSUFFICIENT_RESOURCES)
@@ -267,6 +281,7 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
         raise
     op.open_id = open_id if decision is not None else None
     op.share_access, op.create_options = c.share_access, c.options
+    op.create_action = action
     if action == wire.CreateAction.CREATED:
         op.initial_allocation = _initial_allocation(c)
     tree.opens[file_id] = op
@@ -282,12 +297,18 @@ async def create(ctx: CommandContext, req: Request) -> Reply:
         await dur.attach(ctx, op, dur.lease_id_of(ctx.connection.client_guid, decision.lease))
         contexts += await dur.grant(ctx, op, c, intent, decision)
         level = decision.oplock_level
+    return op, contexts, level
+
+
+def _create_reply(c: wire.CreateRequest, op: Open, contexts: list[tuple[str, bytes]],
+                  level: int) -> Reply:
     if _is_quota_file(c):
         times = _QUOTA_FILE_TIMES
     else:
         times = _with_allocation(file_times(op.fd, op.name), op)
-    body = wire.create_response(action, times, file_id, contexts, oplock_level=level)
-    return Reply(body=body, file_id=file_id)
+    body = wire.create_response(op.create_action, times, op.file_id, contexts,
+                                oplock_level=level)
+    return Reply(body=body, file_id=op.file_id)
 
 
 async def _open(ctx: CommandContext, tree: TreeConnect, c: wire.CreateRequest, granted: int,

@@ -17,6 +17,7 @@ from smb.wire.header import Header, Status
 
 if TYPE_CHECKING:
     from hanode.config import Config
+    from smb.server.replay import Admission
     from smb.vfs import FileSlice
 
 
@@ -31,6 +32,9 @@ class Request:
     # In a related compound: the FileId the previous command's reply produced,
     # to stand in for the all-0xFF FileId (MS-SMB2 3.3.5.2.7.2).
     related_file_id: bytes | None = None
+    # Set when the request met its open: counted in that open's channel
+    # sequence (smb.server.replay) until it is answered.
+    admission: "Admission | None" = None
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from smb.server import durable_opens
+from smb.server import durable_opens, replay
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.nodelocal import Range
 from smb.server.opens import CommandError, Open, open_of
@@ -65,6 +65,11 @@ async def lock(ctx: CommandContext, req: Request) -> Reply:
     if op.is_dir:
         raise CommandError(Status.INVALID_PARAMETER)
     unlock, fail_now, invalid = _check(parsed)
+    sequences = op.lock_sequences if replay.checks_lock_sequence(
+        ctx.connection.dialect, op.durable is not None,
+        ctx.connection.server_capabilities) else None
+    if sequences is not None and sequences.replayed(parsed.sequence):
+        return Reply(body=wire.lock_response())  # done already; its response was lost
     ranges = _ranges(parsed)
     if unlock:
         unlocks = [r for r, el in zip(ranges, parsed.locks) if el.flags == LockFlags.UNLOCK]
@@ -87,6 +92,8 @@ async def lock(ctx: CommandContext, req: Request) -> Reply:
         status = Status.RANGE_NOT_LOCKED  # the handle of a waiting lock was closed
     if status != Status.SUCCESS:
         raise CommandError(status)
+    if sequences is not None:
+        sequences.succeeded(parsed.sequence)
     if not unlock:
         durable_opens.contend_write(op)  # others may no longer cache reads of the file
     return Reply(body=wire.lock_response())

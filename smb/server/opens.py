@@ -20,6 +20,7 @@ from smb import nowait, vfs
 from smb.durable import new_persistent_id
 from smb.server.handler import CommandContext, Request, SessionInfo
 from smb.server.nodelocal import NodeLocal
+from smb.server import replay
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
@@ -59,8 +60,17 @@ class Open:
     create_options: int = 0
     share_access: int = 0
     initial_allocation: int = 0  # AlSi at create; reported while larger than the file
+    create_action: int = 1  # what CREATE answered (OPENED unless it made the file)
+    # (ClientGuid, CreateGuid) of a DH2Q CREATE, for its replays (smb.server.create_replay).
+    replay_key: tuple[bytes, bytes] | None = None
+    # Open.IsReplayEligible: a replayed CREATE may be answered with this open
+    # only until the open served any other request.
+    replay_eligible: bool = True
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
+    # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
+    lock_sequences: replay.LockSequences = field(default_factory=replay.LockSequences)
+    channel: replay.ChannelSequence = field(default_factory=replay.ChannelSequence)
 
     @property
     def key(self) -> str:
@@ -149,6 +159,13 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     op = tree.opens.get(bytes(file_id))
     if op is None:
         raise CommandError(Status.FILE_CLOSED)
+    op.replay_eligible = False
+    if req.admission is None:
+        try:
+            req.admission = replay.admit(op.channel, ctx.connection.dialect, req.header.command,
+                                         req.header.flags, req.header.status)
+        except replay.StaleChannel:
+            raise CommandError(Status.FILE_NOT_AVAILABLE) from None
     return op
 
 
@@ -159,9 +176,10 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
     rather than by CLOSE; a durable open then stays, disconnected, for its
     client's reconnect (its file is reopened from the record), as Samba does.
     """
-    from smb.server import durable_opens
+    from smb.server import create_replay, durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
+    create_replay.forget(op)
     record = None
     with trio.CancelScope(shield=True):
         try:
