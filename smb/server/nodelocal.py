@@ -446,15 +446,19 @@ class NodeLocal:
     def request_breaks(self, dev: int, ino: int, access: int, share: int,
                        disposition: int) -> None:
         """Ask every other worker caching the file to break as this open requires."""
-        def run() -> None:
-            owners = {r[0] for r in self._db.execute(
-                "SELECT DISTINCT owner FROM caching WHERE dev = ? AND ino = ? AND owner != ?",
-                (dev, ino, self.owner))}
-            for owner in owners:
-                self._db.execute(
-                    "INSERT INTO break_requests(owner, dev, ino, access, share, disposition)"
-                    " VALUES (?,?,?,?,?,?)", (owner, dev, ino, access, share, disposition))
-        self._txn(run)
+        self._txn(self._file_break_requests, "caching", dev, ino, access, share, disposition)
+
+    def _file_break_requests(self, holders: str, dev: int, ino: int, access: int, share: int,
+                             disposition: int) -> None:
+        """A break request with every other worker that has a row of the file in
+        the ``holders`` table (a constant of this module's schema)."""
+        owners = {r[0] for r in self._db.execute(
+            f"SELECT DISTINCT owner FROM {holders} WHERE dev = ? AND ino = ? AND owner != ?",
+            (dev, ino, self.owner))}
+        for owner in owners:
+            self._db.execute(
+                "INSERT INTO break_requests(owner, dev, ino, access, share, disposition)"
+                " VALUES (?,?,?,?,?,?)", (owner, dev, ino, access, share, disposition))
 
     def take_break_requests(self) -> list[tuple[int, int, int, int, int, int]]:
         """This worker's pending break requests (id, dev, ino, access, share, disposition)."""
@@ -505,15 +509,8 @@ class NodeLocal:
                        disposition: int) -> None:
         """File this open as a break request with every other worker keeping a
         disconnected open of the file (its worker purges what stands in the way)."""
-        def run() -> None:
-            owners = {r[0] for r in self._db.execute(
-                "SELECT DISTINCT owner FROM disconnected WHERE dev = ? AND ino = ? AND owner != ?",
-                (dev, ino, self.owner))}
-            for owner in owners:
-                self._db.execute(
-                    "INSERT INTO break_requests(owner, dev, ino, access, share, disposition)"
-                    " VALUES (?,?,?,?,?,?)", (owner, dev, ino, access, share, disposition))
-        self._txn(run)
+        self._txn(self._file_break_requests, "disconnected", dev, ino, access, share,
+                  disposition)
 
     def claim_disconnected(self, open_key: str) -> bool:
         """Whether the caller may end this disconnected open (purged or timed out;
