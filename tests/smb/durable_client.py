@@ -31,6 +31,9 @@ OBJECT_NAME_NOT_FOUND = 0xC0000034
 ACCESS_DENIED = 0xC0000022
 
 ACCESS = (FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE)
+FILE_READ_ATTRIBUTES = 0x80
+SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | \
+    ShareAccess.FILE_SHARE_DELETE
 
 
 def _context(name: bytes, data) -> SMB2CreateContextRequest:
@@ -98,6 +101,31 @@ def open_durable(m: Mount, name: str, create_guid: uuid.UUID) -> tuple[Open, lis
                          CreateOptions.FILE_NON_DIRECTORY_FILE, [dh2q(create_guid)],
                          RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
     return op, contexts or []
+
+
+def stat_open(tree: TreeConnect, name: str) -> None:
+    """Open for attributes only, sharing everything, and close: an open that
+    conflicts with no share mode and needs no caching broken."""
+    op = Open(tree, name)
+    op.create(ImpersonationLevel.Impersonation, FILE_READ_ATTRIBUTES,
+              FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
+              CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+              RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    op.close()
+
+
+def conflicting_open_status(tree: TreeConnect, name: str) -> int:
+    """The status of a read/write FILE_OPEN that shares only reads (0 when it
+    succeeded; that open then stays)."""
+    try:
+        Open(tree, name).create(
+            ImpersonationLevel.Impersonation, ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
+            ShareAccess.FILE_SHARE_READ, CreateDisposition.FILE_OPEN,
+            CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+            RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    except SMBResponseException as exc:
+        return exc.status
+    return 0
 
 
 def reclaim(m: Mount, file_id: bytes, create_guid: uuid.UUID) -> Open:

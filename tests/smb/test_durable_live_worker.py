@@ -31,11 +31,8 @@ from smb.wire.header import Command, parse_header
 from test_cross_worker_break import OPLOCK_LEASE, _create, _two_workers
 from test_durable_reclaim import _durable_records_left
 
-FILE_READ_ATTRIBUTES = 0x80
 FILE_READ_DATA = 0x1
 DELETE = 0x00010000
-SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | \
-    ShareAccess.FILE_SHARE_DELETE
 SHARING_VIOLATION = 0xC0000043
 
 
@@ -142,7 +139,7 @@ def test_open_its_batch_oplock_would_break_on_another_worker_purges_it(two_worke
     reader = Open(other.tree, "b.bin")
     started = time.monotonic()
     reader.create(ImpersonationLevel.Impersonation, FILE_READ_DATA,
-                  FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
+                  FileAttributes.FILE_ATTRIBUTE_NORMAL, dc.SHARE_ALL, CreateDisposition.FILE_OPEN,
                   CreateOptions.FILE_NON_DIRECTORY_FILE, None,
                   RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
     assert time.monotonic() - started < 5  # no 35 s break timeout
@@ -160,12 +157,7 @@ def test_open_without_conflict_on_another_worker_leaves_it_reclaimable(two_worke
     t = two_workers
     client_guid, create_guid, file_id, holder = _held_then_dropped(etcd_server.url, t, "n.bin")
     other, _ = _mount_on(t, uuid.uuid4(), not_worker=holder)
-    stat = Open(other.tree, "n.bin")
-    stat.create(ImpersonationLevel.Impersonation, FILE_READ_ATTRIBUTES,
-                FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
-                CreateOptions.FILE_NON_DIRECTORY_FILE, None,
-                RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-    stat.close()
+    dc.stat_open(other.tree, "n.bin")
     other.conn.disconnect()
     back, _ = _mount_on(t, client_guid, worker=holder)
     op = dc.reclaim(back, file_id, create_guid)
@@ -186,12 +178,7 @@ def test_reclaim_on_another_worker_takes_the_open_over(two_workers, etcd_server)
     assert op.read(0, 12) == b"first client"
     # A stat open on the old worker touches the file without conflicting.
     there, _ = _mount_on(t, uuid.uuid4(), worker=holder)
-    stat = Open(there.tree, "r.bin")
-    stat.create(ImpersonationLevel.Impersonation, FILE_READ_ATTRIBUTES,
-                FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
-                CreateOptions.FILE_NON_DIRECTORY_FILE, None,
-                RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-    stat.close()
+    dc.stat_open(there.tree, "r.bin")
     assert len(_durable_records_left(etcd_server.url, t, wait=0)) == 1
     op.write(b"reclaimed", 0)
     op.close()
@@ -212,15 +199,7 @@ def test_purged_open_with_delete_on_close_deletes_the_file(two_workers, etcd_ser
         options=CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE)
     assert (t.share / "doc.bin").exists()  # disconnected, not closed: it stays
     other, _ = _mount_on(t, uuid.uuid4(), not_worker=holder)
-    theirs = Open(other.tree, "doc.bin")
-    try:
-        theirs.create(ImpersonationLevel.Impersonation, dc.ACCESS,
-                      FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
-                      CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
-                      None, RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-        status = 0
-    except SMBResponseException as exc:
-        status = exc.status
+    status = dc.conflicting_open_status(other.tree, "doc.bin")
     other.conn.disconnect()
     assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, closed, deleted, then looked up
     assert not (t.share / "doc.bin").exists()
@@ -255,7 +234,7 @@ FILE_RENAME_INFORMATION = 10
 def _open_to_rename(client: RawClient, name: str) -> bytes:
     """An open with DELETE access, sharing everything, no caching asked; its FileId."""
     path = name.encode("utf-16-le")
-    body = _OPEN.pack(57, 0, 0, 2, 0, 0, DELETE | FILE_READ_ATTRIBUTES, 0x80, 0x7, 1, 0x40,
+    body = _OPEN.pack(57, 0, 0, 2, 0, 0, DELETE | dc.FILE_READ_ATTRIBUTES, 0x80, 0x7, 1, 0x40,
                       64 + _OPEN.size, len(path), 0, 0) + path
     header, frame = client.request(Command.CREATE, body)
     assert header.status == 0, hex(header.status)

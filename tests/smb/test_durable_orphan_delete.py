@@ -9,7 +9,6 @@ import os
 import signal
 import uuid
 
-from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open,
     RequestedOplockLevel, ShareAccess,
@@ -44,15 +43,7 @@ def test_purged_orphan_with_delete_on_close_deletes_the_file(etcd_server, tmp_pa
         _wait_orphans_known(etcd_server.url, n2, "n2")
         assert (n2.share / "doc.bin").exists()
         other = dc.mount(n2.port, n2.user, n2.password, n2.share_name, uuid.uuid4())
-        theirs = Open(other.tree, "doc.bin")
-        try:
-            theirs.create(ImpersonationLevel.Impersonation, dc.ACCESS,
-                          FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
-                          CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
-                          None, RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-            status = 0
-        except SMBResponseException as exc:
-            status = exc.status
+        status = dc.conflicting_open_status(other.tree, "doc.bin")
         other.conn.disconnect()
         assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, deleted, then looked up
         assert not (n2.share / "doc.bin").exists()

@@ -12,19 +12,11 @@ import time
 import uuid
 
 import pytest
-from smbprotocol.open import (
-    CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open,
-    RequestedOplockLevel, ShareAccess,
-)
 
 import durable_client as dc
 import harness
 from hanode.store import Store
 from test_durable_reclaim import _cluster, _durable_records_left
-
-FILE_READ_ATTRIBUTES = 0x80
-SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | \
-    ShareAccess.FILE_SHARE_DELETE
 
 
 def _wait_orphans_known(etcd_url: str, target: harness.Target, node: str,
@@ -81,12 +73,7 @@ def test_conflicting_open_on_another_node_purges_the_handle(orphaned, etcd_serve
 def test_open_without_conflict_leaves_the_handle_reclaimable(orphaned, etcd_server):
     n2, client_guid, create_guid, file_id = orphaned
     other = dc.mount(n2.port, n2.user, n2.password, n2.share_name, uuid.uuid4())
-    stat = Open(other.tree, "orphan.bin")
-    stat.create(ImpersonationLevel.Impersonation, FILE_READ_ATTRIBUTES,
-                FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL, CreateDisposition.FILE_OPEN,
-                CreateOptions.FILE_NON_DIRECTORY_FILE, None,
-                RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-    stat.close()
+    dc.stat_open(other.tree, "orphan.bin")
     other.conn.disconnect()
     back = dc.mount(n2.port, n2.user, n2.password, n2.share_name, client_guid)
     op = dc.reclaim(back, file_id, create_guid)
