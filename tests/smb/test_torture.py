@@ -25,7 +25,6 @@ CONNECTION_SUITES = [
 FILE_SUITES = ["smb2.read", "smb2.rw", "smb2.create", "smb2.getinfo", "smb2.dir", "smb2.rename",
                "smb2.lock", "smb2.ioctl", "smb2.compound", "smb2.credits"]
 FILE_GAPS = {
-    "smb2.lock.replay_smb3_specification_multi": "needs session binding (multichannel)",
 }
 
 
