@@ -1,8 +1,7 @@
-"""LOCK replay detection on durable opens (MS-SMB2 3.3.5.14) over real
-connections: a LOCK sent again with the same LockSequence is answered with
-success and not taken twice, also after the handle was reclaimed on a new
-connection (the array travels in the durable record).  smbprotocol is the
-client."""
+"""LOCK replay detection (MS-SMB2 3.3.5.14) over real connections: a LOCK
+sent again with the same LockSequence is answered with success and not taken
+twice, also after a durable handle was reclaimed on a new connection (the
+array travels in the durable record).  smbprotocol is the client."""
 
 from __future__ import annotations
 
@@ -50,16 +49,20 @@ def test_a_replayed_lock_is_answered_without_being_taken_again(hanode_server):
         m.conn.disconnect()
 
 
-def test_a_plain_open_does_not_check_lock_sequences(hanode_server):
+def test_a_plain_open_checks_lock_sequences_where_multichannel_is_offered(hanode_server):
+    """3.x with SMB2_GLOBAL_CAP_MULTI_CHANNEL: a LOCK may come again on another
+    channel, so every open verifies (3.3.5.14), not only durable ones."""
     m = _mount(hanode_server, uuid.uuid4())
     try:
+        assert m.conn.server_capabilities.has_flag(0x08)  # SMB2_GLOBAL_CAP_MULTI_CHANNEL
         op = dc.Open(m.tree, "replay-plain.bin")
         op.create(dc.ImpersonationLevel.Impersonation, dc.ACCESS,
                   dc.FileAttributes.FILE_ATTRIBUTE_NORMAL, dc.ShareAccess.FILE_SHARE_READ,
                   dc.CreateDisposition.FILE_OVERWRITE_IF,
                   dc.CreateOptions.FILE_NON_DIRECTORY_FILE)
         assert _lock(op, 1, 1) == 0
-        assert _lock(op, 1, 1) == LOCK_NOT_GRANTED
+        assert _lock(op, 1, 1) == 0
+        assert _lock(op, 0, 1) == LOCK_NOT_GRANTED
         op.close()
     finally:
         m.conn.disconnect()

@@ -24,9 +24,7 @@ CONNECTION_SUITES = [
 # locks are held in node-local state across processes.
 FILE_SUITES = ["smb2.read", "smb2.rw", "smb2.create", "smb2.getinfo", "smb2.dir", "smb2.rename",
                "smb2.lock", "smb2.ioctl", "smb2.compound", "smb2.credits"]
-FILE_GAPS = {
-    "smb2.lock.replay_smb3_specification_multi": "needs session binding (multichannel)",
-}
+FILE_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("suite", CONNECTION_SUITES)
