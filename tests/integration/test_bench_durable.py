@@ -26,8 +26,7 @@ def test_smb_bench_measures_plain_and_durable_opens(etcd_server):
         [sys.executable, str(bench), "--etcd", etcd_server.url, "--seconds", "0.5",
          "--clients", "1,2", "--workers", "1"],
         capture_output=True, text=True, timeout=120, check=True).stdout
-    rows = [line for line in out.splitlines() if re.match(r"\s+\d+ \|", line)]
-    assert [int(r.split("|")[0]) for r in rows] == [1, 2]
-    for row in rows:
-        plain, durable = (float(part.split()[0]) for part in row.split("|")[1:3])
-        assert plain > 0 and durable > 0, row
+    rows = [m.groups() for m in re.finditer(r"^\s+(\d+)\s+(\w+) \|\s+(\d+)", out, re.M)]
+    assert [(int(n), kind) for n, kind, _ in rows] == [
+        (n, kind) for n in (1, 2) for kind in ("plain", "batch", "durable")], out
+    assert all(int(rate) > 0 for _, _, rate in rows), out
