@@ -285,7 +285,8 @@ class Demo:
                              (reclaimed, "reclaimed its durable handle (DH2C)"),
                              (reopened, "could NOT reclaim; reopened the file")):
                 if ev is not None:
-                    phases.append({"at": rel(ev["t"]), "event": f"{c.name} {what}",
+                    status = f" (status {ev['status']})" if "status" in ev else ""
+                    phases.append({"at": rel(ev["t"]), "event": f"{c.name} {what}{status}",
                                    "client": c.name})
             stored = self.lab.share_dir / f"{c.name}.bin"
             stored_sha = _sha256(stored) if stored.exists() else None

@@ -32,7 +32,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import trio
 
@@ -50,6 +50,7 @@ V1_TIMEOUT_MS = 16 * 60 * 1000      # what Windows and Samba give DHnQ handles
 V2_DEFAULT_TIMEOUT_MS = 60_000      # DH2Q with Timeout 0
 V2_MAX_TIMEOUT_MS = 300_000         # DH2Q cap (0xFFFFFFFF comes back as this)
 SCAVENGE_GRACE_S = 2.0              # slack for clock skew between nodes
+RECLAIM_ATTEMPTS = 3                # reads and swaps of a record a reconnect tries
 
 _ALL_ONES = (1 << 64) - 1
 
@@ -620,6 +621,27 @@ def plan_scavenge(stored: Sequence[Stored], live_workers: frozenset[str] | set[s
         elif now >= r.disconnected_since + r.timeout_ms / 1000 + grace:
             expire.append(s)
     return ScavengePlan(stamp, expire)
+
+
+async def adopt_record(store: DurableStore, persistent_id: int, worker: str,
+                       check: Callable[[Stored | None, frozenset[str]], None],
+                       attempts: int = RECLAIM_ATTEMPTS) -> Stored | None:
+    """Take a record over for a reconnect on ``worker``: read it, let ``check``
+    refuse it (by raising), swap it with a compare-and-swap; the adopted record
+    as stored, or None when every swap lost.
+
+    The leader's scavenger stamps a dead worker's records right after a
+    takeover, just when that worker's clients reconnect: a swap that lost to
+    it reads and checks the record again.  One adopted elsewhere meanwhile
+    fails the check the second time.
+    """
+    for _ in range(attempts):
+        stored = await store.get(persistent_id)
+        check(stored, await store.live_workers())
+        assert stored is not None, "check must refuse a missing record"
+        if await store.replace(stored, adopt(stored.record, worker)):
+            return await store.get(persistent_id)
+    return None
 
 
 async def scavenge(store: DurableStore, now: float,

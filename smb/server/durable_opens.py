@@ -41,7 +41,8 @@ import trio
 from hanode.store import StoreUnavailable
 from smb import nowait, vfs
 from smb.durable import (
-    DurableRecord, LockRange, ReconnectRequest, Stored, adopt, check_reconnect, grant_durability,
+    DurableRecord, LockRange, ReconnectRequest, Stored, adopt_record, check_reconnect,
+    grant_durability,
     is_disconnected,
 )
 from smb.oplocks import (
@@ -518,31 +519,27 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     releasing = ws.releasing.get(pid)
     if releasing is not None:  # its old connection is still being let go
         await releasing.wait()
-    try:
-        stored = await ws.durable_store.get(pid)
-        live = await ws.durable_store.live_workers()
-    except StoreUnavailable:
-        raise CommandError(Status.OBJECT_NAME_NOT_FOUND) from None
-    record = stored.record if stored is not None else None
     local = ws.durable.get(pid)
     attached = local is not None and local.durable is not None \
         and local.durable.disconnected_since is None
-    disconnected = record is not None and not attached and (
-        is_disconnected(record, live) or record.worker == ws.identity)
-    status = check_reconnect(record, ReconnectRequest(
-        intent.durable, ctx.connection.client_guid, ctx.session.user, c.name, intent.lease),
-        disconnected=disconnected)
-    log.debug("reconnect of %016x: %s (disconnected %s)", pid, Status(status).name, disconnected)
-    if status != Status.SUCCESS:
-        raise CommandError(status)
-    assert stored is not None and record is not None
-    if record.share.casefold() != tree.share.name.casefold():
-        raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
-    adopted = adopt(record, ws.identity)
-    try:
-        if not await ws.durable_store.replace(stored, adopted):
+
+    def check(stored: Stored | None, live: frozenset[str]) -> None:
+        record = stored.record if stored is not None else None
+        disconnected = record is not None and not attached and (
+            is_disconnected(record, live) or record.worker == ws.identity)
+        status = check_reconnect(record, ReconnectRequest(
+            intent.durable, ctx.connection.client_guid, ctx.session.user, c.name, intent.lease),
+            disconnected=disconnected)
+        log.debug("reconnect of %016x: %s (disconnected %s)", pid, Status(status).name,
+                  disconnected)
+        if status != Status.SUCCESS:
+            raise CommandError(status)
+        assert record is not None
+        if record.share.casefold() != tree.share.name.casefold():
             raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
-        fresh = await ws.durable_store.get(pid)
+
+    try:
+        fresh = await adopt_record(ws.durable_store, pid, ws.identity, check)
     except StoreUnavailable:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND) from None
     if fresh is None:

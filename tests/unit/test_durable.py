@@ -9,9 +9,9 @@ import trio.testing
 from hanode.store import StoreUnavailable
 from smb import durable
 from smb.durable import (
-    DurableRecord, DurableWriter, LockRange, MemoryDurableStore, ReconnectRequest, RecordError,
-    Stored, adopt, check_reconnect, grant_durability, is_disconnected, new_persistent_id,
-    plan_scavenge, scavenge,
+    RECLAIM_ATTEMPTS, DurableRecord, DurableWriter, LockRange, MemoryDurableStore,
+    ReconnectRequest, RecordError, Stored, adopt, adopt_record, check_reconnect,
+    grant_durability, is_disconnected, new_persistent_id, plan_scavenge, scavenge,
 )
 from smb.oplocks import (
     LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_LEASE,
@@ -350,6 +350,64 @@ async def test_scavenge_stamps_orphans_then_expires_them_and_loses_to_adoption()
     assert set(store.records) == {1, 3}
     # A stale read loses against a newer write.
     assert not await store.replace(three, None)
+
+
+class _RacedStore(MemoryDurableStore):
+    """Runs ``race`` (another writer) just before each of the first ``times``
+    compare-and-swaps, as the scavenger or another node's reconnect would."""
+
+    def __init__(self, race, times: int) -> None:
+        super().__init__()
+        self.race, self.times = race, times
+
+    async def replace(self, old, new):
+        if self.times:
+            self.times -= 1
+            await self.race(self)
+        return await super().replace(old, new)
+
+
+async def _stamp(store):
+    await scavenge(store, now=1000.0)
+
+
+def _refuse_unless_disconnected(stored, live):
+    if stored is None or not is_disconnected(stored.record, live):
+        raise LookupError("not disconnected")
+
+
+async def test_reconnect_that_loses_its_swap_to_the_scavenger_reads_again_and_adopts():
+    """The scavenger stamps a dead worker's records right after a takeover, just
+    when its clients reconnect: the reconnect's swap lost, the record is still
+    its to take."""
+    store = _RacedStore(_stamp, times=1)
+    store.workers = {WORKER}
+    await store.write([record(pid=7, worker="/hanode/t/workers/dead/w0")], [])
+    adopted = await adopt_record(store, 7, WORKER, _refuse_unless_disconnected)
+    assert adopted is not None and adopted.record.worker == WORKER
+    assert adopted.record.disconnected_since is None and store.times == 0
+
+
+async def test_reconnect_that_loses_to_an_adoption_elsewhere_is_refused():
+    async def adopted_elsewhere(store):
+        stored = await store.get(7)
+        await MemoryDurableStore.replace(store, stored, adopt(stored.record, WORKER))
+
+    store = _RacedStore(adopted_elsewhere, times=1)
+    store.workers = {WORKER}
+    await store.write([record(pid=7, worker="/hanode/t/workers/dead/w0")], [])
+    with pytest.raises(LookupError):
+        await adopt_record(store, 7, "/hanode/t/workers/node2/w0", _refuse_unless_disconnected)
+    assert store.records[7][0].worker == WORKER
+
+
+async def test_reconnect_gives_up_after_its_attempts():
+    async def rewritten(store):
+        await store.write([(await store.get(7)).record], [])
+
+    store = _RacedStore(rewritten, times=RECLAIM_ATTEMPTS)
+    await store.write([record(pid=7, worker="/hanode/t/workers/dead/w0")], [])
+    assert await adopt_record(store, 7, WORKER, _refuse_unless_disconnected) is None
 
 
 async def test_memory_store_unavailable_raises_store_unavailable():
