@@ -405,8 +405,9 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
         log.warning("durable record %016x not read (the scavenger ends it): %s", pid, exc)
         stored = None
     if stored is not None and stored.record.worker != ws.identity:
-        # Reclaimed through another node (this node's table never saw it).
-        await trio.to_thread.run_sync(node.take_over_disconnected, pid)
+        # Reclaimed through another node (this node's table never saw it); by
+        # its key, not its id: a worker here may keep it disconnected again.
+        await trio.to_thread.run_sync(node.forget_disconnected, op.key)
         return
     if not await trio.to_thread.run_sync(node.claim_disconnected, op.key):
         log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)

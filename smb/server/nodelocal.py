@@ -525,11 +525,18 @@ class NodeLocal:
         def run() -> None:
             row = self._db.execute("SELECT open_key FROM disconnected WHERE persistent_id = ?",
                                    (_signed(persistent_id),)).fetchone()
-            if row is None:
-                return
-            for table in ("disconnected", "opens", "locks", "caching"):
-                self._db.execute(f"DELETE FROM {table} WHERE open_key = ?", (row[0],))
+            if row is not None:
+                self._drop_open_rows(row[0])
         self._txn(run)
+
+    def forget_disconnected(self, open_key: str) -> None:
+        """The rows this worker's disconnected open left, without the effects of
+        a close: it was reclaimed through another node (whose table has its own)."""
+        self._txn(self._drop_open_rows, open_key)
+
+    def _drop_open_rows(self, open_key: str) -> None:
+        for table in ("disconnected", "opens", "locks", "caching"):
+            self._db.execute(f"DELETE FROM {table} WHERE open_key = ?", (open_key,))
 
     # -- PreviousSessionId across workers ------------------------------------
     #
