@@ -117,6 +117,10 @@ class DurableRecord:
     # Open.LockSequenceArray (smb.server.replay) as (bucket, number) pairs, kept
     # with the locks: a LOCK replayed after the reconnect must find both.
     lock_sequences: tuple[tuple[int, int], ...] = ()
+    # The file's inode at the grant: an open that ends without its worker
+    # deletes (delete-on-close) only that file, never one created since under
+    # its name.  0 (records written before it was kept): nothing is deleted.
+    inode: int = 0
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -138,6 +142,7 @@ class DurableRecord:
             "disconnected_since": self.disconnected_since, "position": self.position,
             "initial_allocation": self.initial_allocation,
             "lock_sequences": [list(pair) for pair in self.lock_sequences],
+            "inode": self.inode,
         }
 
     @classmethod
@@ -165,6 +170,7 @@ class DurableRecord:
                 position=int(value.get("position", 0)),
                 initial_allocation=int(value.get("initial_allocation", 0)),
                 lock_sequences=tuple((int(i), int(n)) for i, n in value.get("lock_sequences", ())),
+                inode=int(value.get("inode", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None

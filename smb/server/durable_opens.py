@@ -254,7 +254,7 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         lease=None if lease is None else Lease(lease.key, lease.state, lease.epoch,
                                                lease.version, lease.parent_key),
         timeout_ms=found.timeout_ms, worker=ws.identity,
-        initial_allocation=op.initial_allocation)
+        initial_allocation=op.initial_allocation, inode=op.ino)
     stored = await _mirror_while_storing(ws, record)
     if not stored:
         return out
@@ -354,13 +354,14 @@ def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
     """A durable open that ended without its worker (purged after its worker died,
     or expired by the scavenger) was created delete-on-close: its file goes, as
     its CLOSE would have made it go, unless ``held(dev, inode)`` says another open
-    holds the file (the dead open left no node-table row to hand the delete on)."""
+    holds the file (the dead open left no node-table row to hand the delete on),
+    or the name now belongs to another file than the record's."""
     if not record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
         return
     share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
     parts = vfs.parse_name(record.path)
-    if share is not None and parts:
-        _delete(share.path, parts, None, held)
+    if share is not None and parts and record.inode:
+        _delete(share.path, parts, record.inode, held)
 
 
 def _delete(share_path: str, parts: tuple[str, ...], ino: int | None,
@@ -462,8 +463,9 @@ async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecor
 
 
 async def released(op: "Open", record: DurableRecord | None) -> None:
-    """The open left its tree and its node-table rows are gone; with a record
-    it stays as a disconnected durable open, otherwise it ends.
+    """The open left its tree: without a record it ended and its node-table
+    rows are gone; with one it stays as a disconnected durable open, its
+    share-mode and caching rows kept for the other workers to see.
 
     Only now are waiting opens woken: woken earlier, one could find the
     node-table row still there and fail with a sharing violation.

@@ -16,8 +16,12 @@ NON_DIRECTORY = CreateOptions.NON_DIRECTORY_FILE
 async def test_expired_delete_on_close_handle_of_a_dead_worker_takes_its_file(store, tmp_path):
     ds = EtcdDurableStore(store)
     (tmp_path / "sub").mkdir()
-    for name in ("doc.bin", "keep.bin", "live.bin"):
+    for name in ("doc.bin", "keep.bin", "live.bin", "renamed.bin"):
         (tmp_path / "sub" / name).write_bytes(b"x")
+    inode = {p.name: p.stat().st_ino for p in (tmp_path / "sub").iterdir()}
+    # The handle's file was renamed away and another file took its name since.
+    (tmp_path / "sub" / "renamed.bin").rename(tmp_path / "sub" / "moved.bin")
+    (tmp_path / "sub" / "renamed.bin").write_bytes(b"new")
     live = store.worker_key("n1", "w0")
     lease = store.grant_lease(10)
     store.put(live, {"pid": 1}, lease)
@@ -25,14 +29,20 @@ async def test_expired_delete_on_close_handle_of_a_dead_worker_takes_its_file(st
     expired_at = time.time() - 120
     doc = record(store, new_persistent_id(), dead, path="sub\\doc.bin",
                  create_options=NON_DIRECTORY | CreateOptions.DELETE_ON_CLOSE,
-                 disconnected_since=expired_at)
+                 disconnected_since=expired_at, inode=inode["doc.bin"])
     keep = record(store, new_persistent_id(), dead, path="sub\\keep.bin",
-                  create_options=NON_DIRECTORY, disconnected_since=expired_at)
+                  create_options=NON_DIRECTORY, disconnected_since=expired_at,
+                  inode=inode["keep.bin"])
     mine = record(store, new_persistent_id(), live, path="sub\\live.bin",
                   create_options=NON_DIRECTORY | CreateOptions.DELETE_ON_CLOSE,
-                  disconnected_since=expired_at)
-    await ds.write([doc, keep, mine], [])
+                  disconnected_since=expired_at, inode=inode["live.bin"])
+    gone = record(store, new_persistent_id(), dead, path="sub\\renamed.bin",
+                  create_options=NON_DIRECTORY | CreateOptions.DELETE_ON_CLOSE,
+                  disconnected_since=expired_at, inode=inode["renamed.bin"])
+    await ds.write([doc, keep, mine, gone], [])
     shares = (ShareConfig("test", str(tmp_path)),)
-    assert await scavenge_once(ds, shares, time.time()) == 3
+    assert await scavenge_once(ds, shares, time.time()) == 4
     assert await ds.list() == []
-    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["keep.bin", "live.bin"]
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
+        "keep.bin", "live.bin", "moved.bin", "renamed.bin"]
+    assert (tmp_path / "sub" / "renamed.bin").read_bytes() == b"new"
