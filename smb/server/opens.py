@@ -199,12 +199,25 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
     each on the event loop unless it would wait (smb.nowait).  An open staying
     disconnected (``record``) keeps its rows for other workers to see; its
     delete-on-close waits for its end."""
+    must_delete = False
     try:
         if record is not None:
             await nowait.run(op.tree.node.keep_disconnected, op.key, op.dev, op.ino,
                              record.persistent_id)
-        elif await nowait.run(op.tree.node.close_file, op.key, op.dev, op.ino):
-            await nowait.run(op.tree.root.unlink, op.parts, op.ino, op.is_dir)
+        else:
+            must_delete = await nowait.run(op.tree.node.close_file, op.key, op.dev, op.ino)
+    finally:
+        if not must_delete:
+            os.close(op.fd)
+    if must_delete:
+        # The last close of an unlinked file frees its blocks, which takes as
+        # long as the file is large: never on the event loop.
+        await trio.to_thread.run_sync(_unlink_then_close, op)
+
+
+def _unlink_then_close(op: Open) -> None:
+    try:
+        op.tree.root.unlink(op.parts, op.ino, op.is_dir)
     except vfs.VfsError:
         pass  # the file went away or the directory filled up meanwhile
     finally:
