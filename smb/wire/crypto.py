@@ -215,7 +215,10 @@ def _writable(part: Buffer) -> bool:
 def _update_in_place(context: ciphers.CipherContext, part: bytearray | memoryview) -> memoryview:
     """GCM output over its own input (OpenSSL allows exactly this overlap)."""
     view = memoryview(part)
-    context.update_into(view, view)
+    try:
+        context.update_into(view, view)
+    except ValueError:  # older cryptography wants room for a block more: copy instead
+        view[:] = context.update(view)
     return view
 
 
