@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 import hashlib
 import logging
+import os
 import socket
 from typing import Awaitable, Callable
 
@@ -25,7 +26,7 @@ import trio
 log = logging.getLogger(__name__)
 
 # A NEGOTIATE frame (bounded before negotiation) and whatever followed it.
-MAX_HANDED_BYTES = 256 * 1024
+MAX_HANDED_BYTES = 128 * 1024  # under Linux's default socket send buffer (208 KiB)
 # A worker that does not take a connection this fast is not going to.
 HAND_OFF_TIMEOUT = 5.0
 _FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
@@ -75,10 +76,22 @@ async def serve(at: bytes, accept: Accept, *,
 async def _take(unix: trio.socket.SocketType, accept: Accept) -> None:
     with unix:
         handed = await _receive(unix)
-    if handed is not None:
-        data, fd = handed
-        await accept(trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fd))),
-                     data)
+    if handed is None:
+        return
+    data, fd = handed
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:  # not a socket after all
+        os.close(fd)
+        log.warning("hand-off carried no usable socket: %s", exc)
+        return
+    try:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    except (OSError, ValueError) as exc:  # not a stream socket
+        sock.close()
+        log.warning("hand-off carried no usable socket: %s", exc)
+        return
+    await accept(stream, data)
 
 
 async def _receive(unix: trio.socket.SocketType) -> tuple[bytes, int] | None:
