@@ -104,6 +104,8 @@ async def _release_session(info: SessionInfo) -> None:
 
 # Every established session of this worker, for PreviousSessionId (3.3.5.5.3).
 _worker_sessions: dict[int, tuple["Connection", Session]] = {}
+# Connections this worker serves per multichannel client GUID it has claimed.
+_client_connections: dict[bytes, int] = {}
 
 
 async def _logoff_previous(session_id: int, user: str) -> None:
@@ -275,6 +277,7 @@ class Connection:
         self._next_async = 1
         self._negotiated = False
         self._wildcard = False  # answered an SMB1 NEGOTIATE with 0x02FF; SMB2 NEGOTIATE due
+        self._claimed: bytes | None = None  # the multichannel client GUID this one counts for
         self._preauth = crypto.PREAUTH_INITIAL
         self._cipher = Cipher.NONE
         self._signing_alg = SigningAlgorithm.HMAC_SHA256
@@ -304,6 +307,7 @@ class Connection:
             with trio.CancelScope(shield=True):
                 for session in list(self._sessions.values()):
                     await self._leave(session)
+                await self._release_client()
                 await self._stream.aclose()
 
     async def _next_frame(self) -> bytearray | memoryview | None:
@@ -917,9 +921,14 @@ class Connection:
         if ws is None or sock is None or not self.config.smb.multichannel or \
                 client_guid == bytes(16):
             return
-        here = handoff.address(self.config.node.state_dir, ws.index)
-        there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
+        if _client_connections.get(client_guid):
+            there = None  # served here already: the claim is this worker's
+        else:
+            here = handoff.address(self.config.node.state_dir, ws.index)
+            there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
         if there is None:
+            self._claimed = client_guid
+            _client_connections[client_guid] = _client_connections.get(client_guid, 0) + 1
             return
         frame = len(element).to_bytes(4, "big") + bytes(element) + bytes(self._buf)
         try:
@@ -930,6 +939,20 @@ class Connection:
             return
         self.handed_off = True
         raise _Disconnect("handed to the worker that serves its client")
+
+    async def _release_client(self) -> None:
+        """The worker's last connection of a multichannel client closed: its
+        claim goes, so the node table holds only clients served now."""
+        guid, self._claimed = self._claimed, None
+        if guid is None:
+            return
+        left = _client_connections.pop(guid) - 1
+        if left:
+            _client_connections[guid] = left
+            return
+        ws = workerstate.current()
+        if ws is not None:
+            await trio.to_thread.run_sync(ws.node.release_client, guid)
 
     def _set_dialect(self, dialect: int, choice: negotiate.Choice) -> None:
         info = self.info

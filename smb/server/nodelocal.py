@@ -591,6 +591,11 @@ class NodeLocal:
             return None
         return self._txn(run)
 
+    def release_client(self, guid: bytes) -> None:
+        """This worker no longer serves ``guid`` (its last connection closed)."""
+        self._txn(lambda: self._db.execute("DELETE FROM clients WHERE guid = ? AND owner = ?",
+                                           (guid, self.owner)))
+
     # -- byte-range locks --------------------------------------------------
 
     def _file_locks(self, dev: int, ino: int) -> list[tuple[str, Range]]:
