@@ -889,7 +889,11 @@ class Connection:
         if choice is None:
             self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
             return
+        # Only a connection's first message can be handed over: the receiving
+        # worker's credit window starts at MessageId 0 (an SMB1 upgrade is
+        # served here; a binding from it is then refused).
         if choice.dialect >= Dialect.SMB_3_0 and not header.next_command and \
+                not self._wildcard and header.message_id == 0 and \
                 req.capabilities & negotiate.Capabilities.MULTI_CHANNEL:
             await self._serve_where_client_is(req.client_guid, element)
         info = self.info
