@@ -1145,6 +1145,12 @@ class Connection:
             log.info("binding of session %#x refused: authenticated as %r, not %r",
                      session.id, pending.info.user, session.info.user)
             resp_header = resp_header.evolve(status=Status.ACCESS_DENIED)
+        if resp_header.status == Status.SUCCESS and (
+                not session.valid or _worker_sessions.get(session.id, (None, None))[1]
+                is not session):
+            # Logged off (or torn down by a PreviousSessionId) while this leg
+            # authenticated: there is nothing left to bind to.
+            resp_header = resp_header.evolve(status=Status.USER_SESSION_DELETED)
         if resp_header.status != Status.SUCCESS:
             outs.append(_Out(resp_header, error_body(), b"", verifier))
             return
