@@ -694,7 +694,10 @@ class Connection:
             if out.sign_with is not None and seal is None:
                 crypto.sign_header(out.sign_with.signing_key, out.sign_with.signing_alg, header,
                                    rest)
-            pieces += [header, *(p if _is_lent(p, lent) else _read_only(p) for p in rest)]
+            if seal is None:
+                pieces += [header, *rest]
+            else:  # sealed in place: only what is this reply's own may be overwritten
+                pieces += [header, *(p if _is_lent(p, lent) else _read_only(p) for p in rest)]
         if seal is None:
             return pieces
         # The headers and the pooled READ data are this reply's own: they are
