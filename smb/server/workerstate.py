@@ -135,7 +135,8 @@ class WorkerState:
         self.breaks.dirty = True
 
     def untrack(self, open_id: int) -> None:
-        """The open left this worker; its node-table rows went with close_file."""
+        """The open left this worker's memory (its node-table rows went with
+        close_file, or with a reconnect that took them over)."""
         found = self.tracked.pop(open_id, None)
         self._mirrored.pop(open_id, None)
         if found is not None:
