@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import durable_client as dc  # noqa: E402  (the tests' smbprotocol client)
 import harness  # noqa: E402  (starts hanode smb with a user and a share)
+from smbpair import process_cpu  # noqa: E402
 from smbprotocol.open import (  # noqa: E402
     CreateDisposition, CreateOptions, FileAttributes, ImpersonationLevel, Open,
     RequestedOplockLevel, ShareAccess,
@@ -90,17 +91,6 @@ class Result:
     client_ms: float     # CPU ms per open: the smbprotocol client processes
 
 
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
 def run(target: harness.Target, etcd_pid: int | None, clients: int, kind: str,
         seconds: float) -> Result:
     jobs = [(target.port, target.user, target.password, target.share_name, kind, seconds, i)
@@ -110,9 +100,9 @@ def run(target: harness.Target, etcd_pid: int | None, clients: int, kind: str,
     etcd = [psutil.Process(etcd_pid)] if etcd_pid is not None else []
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(clients) as pool:
-        s0, e0 = _cpu(server), _cpu(etcd)
+        s0, e0 = process_cpu(server), process_cpu(etcd)
         results = pool.map(_client, jobs)
-        s1, e1 = _cpu(server), _cpu(etcd)
+        s1, e1 = process_cpu(server), process_cpu(etcd)
     latencies = sorted(x for lat, _ in results for x in lat)
     n = len(latencies)
     if not n:

@@ -132,8 +132,13 @@ def cpu_seconds(target: Target, processes: int, timeout: float = 2.0) -> float:
     deadline = time.monotonic() + timeout
     while process_count(target) > processes and time.monotonic() < deadline:
         time.sleep(0.02)
+    return process_cpu([root, *root.children(recursive=True)])
+
+
+def process_cpu(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` and of the children they reaped."""
     total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in procs:
         try:
             times = proc.cpu_times()
         except psutil.Error:  # it ended meanwhile: its parent counts it once reaped
