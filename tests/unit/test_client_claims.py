@@ -36,3 +36,32 @@ def test_a_client_stays_with_the_live_worker_that_claimed_it(tmp_path):
         other.kill()
         other.wait()
         table.close()
+
+
+def test_a_released_client_is_free_for_the_next_worker(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from smb.server.nodelocal import NodeLocal
+        t = NodeLocal({str(tmp_path / "node.sqlite")!r})
+        assert t.claim_client({GUID!r}, b"other") is None
+        print("claimed", flush=True)
+        sys.stdin.readline()
+        t.release_client({GUID!r})
+        print("released", flush=True)
+        sys.stdin.readline()
+    """)
+    other = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    table = NodeLocal(tmp_path / "node.sqlite")
+    try:
+        assert other.stdout.readline().strip() == "claimed"
+        table.release_client(GUID)  # not this worker's claim: it stays
+        assert table.claim_client(GUID, b"me") == b"other"
+        other.stdin.write("\n")
+        other.stdin.flush()
+        assert other.stdout.readline().strip() == "released"
+        assert table.claim_client(GUID, b"me") is None  # its worker lives, but let it go
+    finally:
+        other.kill()
+        other.wait()
+        table.close()
