@@ -32,6 +32,9 @@ MAX_OPENS_PER_SESSION = 16384
 RELATED_FILE_ID = b"\xff" * 16
 
 
+# Blocks a deleted file may hold for its last close to free them on the event loop.
+INLINE_FREE_BYTES = 1 << 20
+
 @dataclass
 class DirectoryScan:
     """Where a QUERY_DIRECTORY enumeration stands on one open."""
@@ -209,19 +212,22 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
     finally:
         if not must_delete:
             os.close(op.fd)
-    if must_delete:
-        # The last close of an unlinked file frees its blocks, which takes as
-        # long as the file is large: never on the event loop.
-        await trio.to_thread.run_sync(_unlink_then_close, op)
-
-
-def _unlink_then_close(op: Open) -> None:
+    if not must_delete:
+        return
+    # The last close of an unlinked file frees its blocks, which takes as long
+    # as the file is large: a large one is let go in a thread, a small one
+    # (most deletes) here, where it costs less than the hop.
     try:
-        op.tree.root.unlink(op.parts, op.ino, op.is_dir)
+        small = os.fstat(op.fd).st_blocks * 512 <= INLINE_FREE_BYTES
+    except OSError:
+        small = False
+    run = nowait.run if small else trio.to_thread.run_sync
+    try:
+        await run(op.tree.root.unlink, op.parts, op.ino, op.is_dir)
     except vfs.VfsError:
         pass  # the file went away or the directory filled up meanwhile
     finally:
-        os.close(op.fd)
+        await run(os.close, op.fd)
 
 
 async def release_tree(tree: TreeConnect, *, keep_durable: bool = False) -> None:
