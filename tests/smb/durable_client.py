@@ -225,7 +225,10 @@ def _reclaim_until(port, user, password, share, client_guid, file_id, create_gui
     while time.monotonic() < deadline:
         try:
             m = mount(port, user, password, share, client_guid)
-        except (SMBException, OSError, ConnectionError) as exc:
+        except (SMBException, OSError, ConnectionError, ValueError) as exc:
+            # smbprotocol raises ValueError when the TCP connect fails: a
+            # connection the kernel queued on the killed worker's listener is
+            # reset, and the client connects again, as a real one does.
             last = exc
             time.sleep(0.2)
             continue
