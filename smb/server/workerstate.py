@@ -29,6 +29,7 @@ import psutil
 import trio
 
 from hanode.store import Store, StoreUnavailable
+from smb import nowait
 from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
 from smb.server.breaks import Breaks
 from smb.server.opens import node_table
@@ -218,7 +219,7 @@ class WorkerState:
                 self._mirrored[open_id] = state
                 changes.append((op.key, op.dev, op.ino, state))
         if changes:
-            await trio.to_thread.run_sync(self.node.set_caching, changes)
+            await nowait.run(self.node.set_caching, changes)
 
     async def _liveness(self) -> None:
         period = max(0.25, self.cfg.cluster.lease_ttl / 4)
