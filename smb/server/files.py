@@ -18,7 +18,7 @@ from smb.server import create_replay, crossbreaks
 from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
-    MAX_OPENS_PER_SESSION, CommandError, Open, TreeConnect, new_file_id, open_count, open_of,
+    INLINE_FREE_BYTES, MAX_OPENS_PER_SESSION, CommandError, Open, TreeConnect, new_file_id, open_count, open_of,
     release_open, tree_of,
 )
 from smb.wire import create as wire
@@ -102,12 +102,11 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes, reopen: bool = False,
-                   ask_others: bool = False) -> tuple[Open, int, bool]:
+                   file_id: bytes, reopen: bool = False) -> tuple[Open, int, bool]:
     """Look up, open or create, then register the share mode.
 
-    (open, action, others): ``others`` (asked for only when the open is to
-    cache) says whether another worker had the file open just now.  Made as
+    (open, action, others): ``others`` says whether another worker had the
+    file (not a directory) open just now.  Made as
     a :mod:`smb.nowait` attempt, it opens only existing files found by their
     exact name and gives up (WouldBlock) before it changed anything otherwise.
     """
@@ -160,8 +159,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         tree.node.close_file(op.key, op.dev, op.ino)
         os.close(fd)
         raise
-    others = ask_others and not is_dir and registered.other_owners
-    return op, action, others
+    return op, action, not is_dir and registered.other_owners
 
 
 def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRequest,
@@ -207,7 +205,7 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
             raise CommandError(Status.INVALID_PARAMETER)
         if truncate and tree.read_only:
             raise CommandError(Status.ACCESS_DENIED)
-        if truncate and nowait.active():
+        if truncate and nowait.active() and where.st.st_blocks * 512 > INLINE_FREE_BYTES:
             raise nowait.WouldBlock()  # freeing a large file's blocks takes a while
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
         if not is_dir and not reopen and (want_write or truncate) and (
@@ -273,8 +271,7 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
     decision = await dur.decide(ctx, tree, oreq, parts)
     try:
         op, action, others = await _open(ctx, tree, c, granted, functools.partial(
-            _open_blocking, tree, c, granted, file_id, False,
-            decision is not None and dur.has_caching(decision)))
+            _open_blocking, tree, c, granted, file_id))
     except BaseException:
         if decision is not None:
             dur.abandon(open_id)
@@ -288,7 +285,8 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
     contexts = _response_contexts(c, op)
     level = 0
     if decision is not None:
-        await dur.wait_for_other_workers(ctx, op, c)
+        if others:  # other workers mirror caching only of files they hold open
+            await dur.wait_for_other_workers(ctx, op, c)
         # Asked again only if another worker held it at open time: the
         # breaks just waited for may have made it close.
         if dur.has_caching(decision) and (op.is_dir or others and await trio.to_thread.run_sync(
