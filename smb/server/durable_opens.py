@@ -239,8 +239,10 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     found = None if is_reconnect(intent) else grant_durability(
         intent.durable, is_directory=op.is_dir, oplock_level=decision.oplock_level,
         lease_state=lease.state if lease is not None else None, store_available=ws.available)
+    # Other workers see the caching before the CREATE is answered; the mirror
+    # mostly takes no wait at all (smb.nowait), the record's etcd commit does.
+    await ws.mirror()
     if found is None:
-        await ws.mirror()
         return out
     assert op.open_id is not None and ctx.session is not None
     create_guid = (intent.durable.create_guid if isinstance(intent.durable, DurableV2Request)
@@ -255,8 +257,10 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
                                                lease.version, lease.parent_key),
         timeout_ms=found.timeout_ms, worker=ws.identity,
         initial_allocation=op.initial_allocation, inode=op.ino)
-    stored = await _mirror_while_storing(ws, record)
-    if not stored:
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("durable handle not granted, etcd unavailable: %s", exc)
         return out
     op.durable = record
     ws.durable[op.open_id] = op
@@ -264,25 +268,6 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
-
-
-async def _mirror_while_storing(ws: "WorkerState", record: DurableRecord) -> bool:
-    """Store the record and mirror the open's caching at the same time (both must be
-    done before the CREATE is answered; the etcd commit is the longer wait)."""
-    stored = True
-
-    async def store() -> None:
-        nonlocal stored
-        try:
-            await ws.writer.put(record)
-        except StoreUnavailable as exc:
-            log.warning("durable handle not granted, etcd unavailable: %s", exc)
-            stored = False
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(store)
-        await ws.mirror()
-    return stored
 
 
 async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashable,
