@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol, Sequence
 
 import trio
+import trio.testing
 
 from hanode.store import Store, StoreUnavailable
 from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, Lease
@@ -526,14 +527,13 @@ class DurableWriter:
         CREATEs a moment away from their put(); each etcd transaction costs
         this worker and etcd about as much CPU as a whole plain open, so
         waiting up to ``gather`` seconds for them is cheaper than a round
-        each.  An idle worker (nothing else runnable) sends at once: a lone
-        client never waits for company that cannot come.
+        each.  The wait ends as soon as every other task is blocked (waiting
+        for a client, a thread or etcd): an idle worker sends at once, and a
+        lone client never waits for company that cannot come.  (Trio offers
+        that condition in trio.testing; it is the scheduler's own idle test.)
         """
-        deadline = trio.current_time() + self.gather
-        while len(self._pending) < self.max_batch and trio.current_time() < deadline:
-            await trio.sleep(0)  # also polls the sockets: requests just arrived get to run
-            if not trio.lowlevel.current_statistics().tasks_runnable:
-                return
+        with trio.move_on_after(self.gather):
+            await trio.testing.wait_all_tasks_blocked()
 
     async def _round(self) -> None:
         final, taken = self._take_batch()

@@ -205,6 +205,37 @@ async def test_writer_batches_concurrent_puts_and_acks_only_after_store():
     assert store.writes <= 6  # 300 records, at most 128 per transaction, plus the first alone
 
 
+async def test_round_gathers_the_puts_of_requests_still_running():
+    """Puts a few scheduler steps behind the first one go in its transaction."""
+    store = MemoryDurableStore(latency=0.01)
+    writer = DurableWriter(store)
+
+    async def request(pid, steps):
+        for _ in range(steps):  # the CREATE's work before its put
+            await trio.sleep(0)
+        await writer.put(record(pid=pid))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        async with trio.open_nursery() as requests:
+            for pid in range(1, 6):
+                requests.start_soon(request, pid, pid)
+        assert store.writes == 1 and set(store.records) == {1, 2, 3, 4, 5}
+        nursery.cancel_scope.cancel()
+
+
+async def test_lone_put_does_not_wait_for_company(mock_clock):
+    """Nothing else runnable: the round goes at once, the clock never moves."""
+    store = MemoryDurableStore()
+    writer = DurableWriter(store, gather=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        start = trio.current_time()
+        await writer.put(record(pid=1))
+        assert trio.current_time() == start and store.writes == 1
+        nursery.cancel_scope.cancel()
+
+
 async def test_writer_reports_failure_to_every_waiter_and_recovers():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store)
