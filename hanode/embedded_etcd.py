@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 
+# Every durable open writes a record and deletes it: at a thousand opens a
+# second etcd's history grows by about a megabyte a second, and an etcd past
+# its space quota (2 GiB) refuses every write, leader key included.  hanode
+# never reads old revisions, so a minute of history is plenty.
+COMPACTION_RETENTION = "1m"
+
+
 class EtcdStartError(Exception):
     """etcd could not be started or did not become healthy."""
 
@@ -29,7 +36,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def start(data_dir: str | Path, client_url: str, peer_url: str, *, name: str = "hanode",
           wrap: list[str] | None = None, log_path: str | Path | None = None,
           timeout: float = 15.0, extra_args: Sequence[str] = (),
-          health_url: str | None = None) -> subprocess.Popen:
+          health_url: str | None = None,
+          compaction_retention: str = COMPACTION_RETENTION) -> subprocess.Popen:
     """Start etcd and wait until it answers /health; ``wrap`` prefixes the command
     (e.g. ``["ip", "netns", "exec", "ns1"]``).
 
@@ -46,6 +54,7 @@ def start(data_dir: str | Path, client_url: str, peer_url: str, *, name: str = "
         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
         "--initial-cluster", f"{name}={peer_url}",
         "--heartbeat-interval", "50", "--election-timeout", "500",
+        "--auto-compaction-mode", "periodic", "--auto-compaction-retention", compaction_retention,
         "--logger", "zap", "--log-level", "error", *extra_args,
     ]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL

@@ -203,6 +203,8 @@ def test_rendered_etcd_and_hanode_work_together(install, tmp_path):
     then reaches it with its client certificate and password."""
     flags = dropin_environment(install.units / "etcd.service.d/10-hanode.conf")
     assert flags["ETCD_CLIENT_CERT_AUTH"] == "true"
+    assert (flags["ETCD_AUTO_COMPACTION_MODE"], flags["ETCD_AUTO_COMPACTION_RETENTION"]) \
+        == ("periodic", "1m")
     log = open(tmp_path / "etcd.log", "wb")
     etcd = subprocess.Popen(["etcd"], env={"PATH": "/usr/bin:/bin", **flags},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
