@@ -24,7 +24,6 @@ import selectors
 import socket
 import struct
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import spnego
@@ -81,8 +80,8 @@ class Server:
 class Held:
     """A durable open left without CLOSE (``Conn.hold``): what reclaims it."""
 
-    client_guid: uuid.UUID
-    create_guid: uuid.UUID
+    client_guid: bytes  # as on the wire
+    create_guid: bytes
     file_id: bytes
     name: str
 
@@ -192,7 +191,7 @@ class Conn:
         self.server = server
         self.dialect = DIALECTS[dialect]
         self.sign = sign
-        self.client_guid = uuid.uuid4()
+        self.client_guid = os.urandom(16)
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.message_id = 0
@@ -251,7 +250,7 @@ class Conn:
 
     def _negotiate_message(self) -> bytes:
         security = SIGNING_REQUIRED if self.sign else SIGNING_ENABLED
-        guid = self.client_guid.bytes_le
+        guid = self.client_guid
         if self.dialect != 0x0311:
             return _header(NEGOTIATE) + struct.pack("<HHHHI16sQH", 36, 1, security, 0, 0, guid,
                                                     0, self.dialect)
@@ -333,10 +332,10 @@ class Conn:
     def hold(self, name: str) -> Held:
         """A durable open of ``name`` left open (no CLOSE): what a client whose
         connection is lost would reclaim."""
-        create_guid = uuid.uuid4()
+        create_guid = os.urandom(16)
         frame, guid_at = create_template("durable", name, self.session_id, self.tree_id,
                                          self.flags)
-        frame[guid_at:guid_at + 16] = create_guid.bytes_le
+        frame[guid_at:guid_at + 16] = create_guid
         self._send(frame)
         while True:
             response = self._recv_frame()
