@@ -25,6 +25,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import spnego
 from cryptography.hazmat.primitives import cmac, hashes
@@ -36,7 +37,7 @@ DIALECTS = {"3.0.2": 0x0302, "3.1.1": 0x0311}
 
 NEGOTIATE, SESSION_SETUP, TREE_CONNECT, CREATE, CLOSE = 0, 1, 3, 5, 6
 SUCCESS, PENDING, MORE_PROCESSING = 0, 0x103, 0xC0000016
-FLAG_RESPONSE, FLAG_ASYNC, FLAG_SIGNED = 0x1, 0x2, 0x8
+FLAG_ASYNC, FLAG_SIGNED = 0x2, 0x8
 SIGNING_ENABLED, SIGNING_REQUIRED = 0x1, 0x2
 OPLOCK_NONE, OPLOCK_BATCH = 0x00, 0x09
 BREAK_MESSAGE_ID = 0xFFFFFFFFFFFFFFFF
@@ -222,31 +223,39 @@ class Conn:
                                                           memoryview(frame)[NB:])
         self.sock.sendall(frame)
 
-    def _recv_frame(self) -> bytes:
-        while True:
-            if len(self.buffer) >= NB:
-                size = int.from_bytes(self.buffer[1:NB], "big")
-                if len(self.buffer) >= NB + size:
-                    frame = bytes(self.buffer[NB:NB + size])
-                    del self.buffer[:NB + size]
-                    return frame
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise OpenLoadError(f"{self.server.name}: the server closed the connection")
-            self.buffer += chunk
+    def _receive(self) -> None:
+        """Whatever the socket has now (blocking until something) into the buffer."""
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise OpenLoadError(f"{self.server.name}: the server closed the connection")
+        self.buffer += chunk
 
-    def _request(self, message: bytes) -> tuple[bytes, bytes]:
-        """Send one message; the message as sent (MessageId and signature in)
-        and its final response (interim PENDINGs skipped)."""
-        frame = _framed(message)
+    def _frames(self) -> Iterator[bytes]:
+        """The complete messages in the buffer, taken out of it."""
+        buf = self.buffer
+        while len(buf) >= NB:
+            size = int.from_bytes(buf[1:NB], "big")
+            if len(buf) < NB + size:
+                return
+            frame = bytes(buf[NB:NB + size])
+            del buf[:NB + size]
+            yield frame
+
+    def _exchange(self, frame: bytearray) -> tuple[bytes, bytes]:
+        """Send one framed message; the message as sent (MessageId and signature
+        in) and its final response (interim PENDINGs skipped)."""
         self._send(frame)
         sent = bytes(frame[NB:])
         while True:
-            frame = self._recv_frame()
-            status, _, credits, flags = struct.unpack_from("<IHHI", frame, 8)
-            self.credits += credits
-            if not (flags & FLAG_ASYNC and status == PENDING):
-                return sent, frame
+            for response in self._frames():
+                status, _, credits, flags = struct.unpack_from("<IHHI", response, 8)
+                self.credits += credits
+                if not (flags & FLAG_ASYNC and status == PENDING):
+                    return sent, response
+            self._receive()
+
+    def _request(self, message: bytes) -> tuple[bytes, bytes]:
+        return self._exchange(_framed(message))
 
     def _negotiate_message(self) -> bytes:
         security = SIGNING_REQUIRED if self.sign else SIGNING_ENABLED
@@ -336,13 +345,7 @@ class Conn:
         frame, guid_at = create_template("durable", name, self.session_id, self.tree_id,
                                          self.flags)
         frame[guid_at:guid_at + 16] = create_guid
-        self._send(frame)
-        while True:
-            response = self._recv_frame()
-            status, _, credits, flags = struct.unpack_from("<IHHI", response, 8)
-            self.credits += credits
-            if not (flags & FLAG_ASYNC and status == PENDING):
-                break
+        _, response = self._exchange(frame)
         self._verify(response, "CREATE")
         file_id = check_create(response, "durable", f"{self.server.name}: {name}")
         return Held(self.client_guid, create_guid, file_id, name)
@@ -437,17 +440,8 @@ def drive(conns: list[Conn], kind: str, seconds: float, *, depth: int = 1,
                                     f"({len(pending)} requests outstanding)")
             for key, _ in events:
                 conn = key.data
-                chunk = conn.sock.recv(262144)
-                if not chunk:
-                    raise OpenLoadError(f"{conn.server.name}: the server closed a connection")
-                buf = conn.buffer
-                buf += chunk
-                while len(buf) >= NB:
-                    size = int.from_bytes(buf[1:NB], "big")
-                    if len(buf) < NB + size:
-                        break
-                    frame = bytes(buf[NB:NB + size])
-                    del buf[:NB + size]
+                conn._receive()
+                for frame in conn._frames():
                     answer(conn, frame)
     finally:
         elapsed = time.perf_counter() - t0
