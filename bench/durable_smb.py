@@ -31,9 +31,6 @@ import psutil
 from openload import DIALECTS, KINDS, OpenLoadError, Server, connect, drive
 from smbpair import BenchError, Pair, bench_main, compare, default_tmpdir, process_cpu
 
-NAN = float("nan")
-
-
 def _procs(root_pid: int | None) -> list[psutil.Process]:
     """A process and all its children as they are now (smbd's per-connection ones
     included: they all live while the load's connections are open)."""
@@ -66,7 +63,7 @@ def measure(target, etcd_pid: int | None, clients: int, kind: str,
             "p50_ms": statistics.median(ordered) * 1000,
             "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
             "server_ms": (s1 - s0) * per_open,
-            "etcd_ms": (e1 - e0) * per_open if etcd else NAN,
+            "etcd_ms": (e1 - e0) * per_open if etcd else None,
             "load_ms": result.cpu * per_open}
 
 
@@ -110,11 +107,12 @@ def print_cell(cell: dict) -> None:
         runs = cell["runs"][name]
         ratios = (f"{cell['rate']['ratio']:>5.2f}x {cell['server_ms']['ratio']:>5.2f}x"
                   if name == "hanode" else "")
-        etcd = _median(runs, "etcd_ms")
+        etcd = [r["etcd_ms"] for r in runs if r["etcd_ms"] is not None]
+        etcd_ms = f"{statistics.median(etcd):.3f}" if etcd else "-"
         print(f"{cell['clients']:>7} {cell['kind']:>7} {name:>6} | "
               f"{_median(runs, 'rate'):>7.0f} {_median(runs, 'p50_ms'):>7.2f} "
               f"{_median(runs, 'p99_ms'):>7.2f} | {_median(runs, 'server_ms'):>6.3f} "
-              f"{'-' if etcd != etcd else f'{etcd:.3f}':>6} {_median(runs, 'load_ms'):>6.3f} | "
+              f"{etcd_ms:>6} {_median(runs, 'load_ms'):>6.3f} | "
               f"{ratios}", flush=True)
 
 
@@ -131,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="runs per cell, the servers' order swapped each run")
     parser.add_argument("--workers", type=int, default=2, help="hanode smb workers")
+    parser.add_argument("--etcd", help="etcd endpoint for hanode (default: an embedded etcd, "
+                                       "whose CPU is counted)")
     parser.add_argument("--tmpdir", default=default_tmpdir(),
                         help="where the shares live (default /dev/shm)")
     parser.add_argument("--json", action="store_true", help="one JSON line instead of a table")
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                       lambda pair: measure_pair(pair, counts, kinds, args), facts,
                       lambda result: print(f"load average {result['load_before']} before, "
                                            f"{result['load_after']} after; "
-                                           f"{result['seconds']:.0f} s in all"))
+                                           f"{result['seconds']:.0f} s in all"), args.etcd)
 
 
 if __name__ == "__main__":

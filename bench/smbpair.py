@@ -62,16 +62,17 @@ def default_tmpdir() -> str | None:
 
 
 @contextmanager
-def servers(parent: str | None, workers: int) -> Iterator[Pair]:
-    """etcd, ``hanode smb`` (``workers`` processes) and smbd in a fresh temp dir
-    under ``parent``; everything stopped and removed on the way out."""
+def servers(parent: str | None, workers: int, etcd: str | None = None) -> Iterator[Pair]:
+    """etcd (an embedded one unless ``etcd`` names one), ``hanode smb``
+    (``workers`` processes) and smbd in a fresh temp dir under ``parent``;
+    everything stopped and removed on the way out."""
     with ExitStack() as stack:
         base = Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
         if len(str(base)) > MAX_BASE:
             raise BenchError(f"{base}: too long a path for smbd's unix sockets "
                              f"(at most {MAX_BASE} characters; choose a shorter --tmpdir)")
-        url, etcd_pid = stack.enter_context(etcd_process(None))
+        url, etcd_pid = stack.enter_context(etcd_process(etcd))
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
                                           log_level="warning")
@@ -165,12 +166,12 @@ def load_average() -> list[float]:
 
 def bench_main(tmpdir: str | None, workers: int, as_json: bool,
                measure_pair: Callable[[Pair], dict], facts: dict,
-               print_table: Callable[[dict], None]) -> int:
+               print_table: Callable[[dict], None], etcd: str | None = None) -> int:
     """Start both servers, measure, and print the result with the run's facts
     (parameters, load before and after, wall time) as a table or one JSON line."""
     def body() -> int:
         started, load_before = time.monotonic(), load_average()
-        with servers(tmpdir, workers) as pair:
+        with servers(tmpdir, workers, etcd) as pair:
             result = measure_pair(pair)
         result.update(facts, workers=workers, load_before=load_before,
                       load_after=load_average(), seconds=time.monotonic() - started)
