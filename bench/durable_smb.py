@@ -44,8 +44,9 @@ def measure(target, etcd_pid: int | None, clients: int, kind: str,
             args: argparse.Namespace) -> dict:
     """One load run against ``target``: rate, latency and CPU per open."""
     server = Server(target.port, target.user, target.password, target.share_name, target.name)
-    conns = connect(server, clients, dialect=args.dialect, sign=args.sign)
+    conns = []
     try:
+        conns = connect(server, clients, dialect=args.dialect, sign=args.sign)
         watched, etcd = _procs(target.proc.pid), _procs(etcd_pid)
         s0, e0 = process_cpu(watched), process_cpu(etcd)
         result = drive(conns, kind, args.seconds, depth=args.depth)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import spnego
+import spnego.exceptions
 from cryptography.hazmat.primitives import cmac, hashes
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.kdf.kbkdf import CounterLocation, KBKDFHMAC, Mode
@@ -193,7 +194,11 @@ class Conn:
         self.dialect = DIALECTS[dialect]
         self.sign = sign
         self.client_guid = os.urandom(16)
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+        try:
+            self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+        except OSError as exc:
+            raise OpenLoadError(f"{server.name}: cannot connect to port {server.port}: "
+                                f"{exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.message_id = 0
         self.session_id = 0
@@ -204,6 +209,9 @@ class Conn:
         self.buffer = bytearray()
         try:
             self._logon()
+        except spnego.exceptions.SpnegoError as exc:
+            self.sock.close()
+            raise OpenLoadError(f"{server.name}: logon failed: {exc}") from None
         except BaseException:
             self.sock.close()
             raise
@@ -221,11 +229,17 @@ class Conn:
             frame[SIGNATURE_AT:SIGNATURE_AT + 16] = bytes(16)
             frame[SIGNATURE_AT:SIGNATURE_AT + 16] = _cmac(self.signing_key,
                                                           memoryview(frame)[NB:])
-        self.sock.sendall(frame)
+        try:
+            self.sock.sendall(frame)
+        except OSError as exc:
+            raise OpenLoadError(f"{self.server.name}: connection lost: {exc}") from None
 
     def _receive(self) -> None:
         """Whatever the socket has now (blocking until something) into the buffer."""
-        chunk = self.sock.recv(262144)
+        try:
+            chunk = self.sock.recv(262144)
+        except OSError as exc:
+            raise OpenLoadError(f"{self.server.name}: connection lost: {exc}") from None
         if not chunk:
             raise OpenLoadError(f"{self.server.name}: the server closed the connection")
         self.buffer += chunk

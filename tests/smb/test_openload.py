@@ -150,3 +150,10 @@ def test_a_withheld_oplock_stops_the_run(either):
         other.close()
     finally:
         m.conn.disconnect()
+
+
+def test_a_refused_logon_is_an_error(either):
+    wrong = Server(either.port, either.user, either.password + "x", either.share_name,
+                   either.name)
+    with pytest.raises(OpenLoadError, match="SESSION_SETUP status 0xc000006d"):
+        openload.connect(wrong, 1)
