@@ -287,7 +287,7 @@ class Conn:
                 + bytes(2) + struct.pack("<HHI", 1, len(preauth), 0) + preauth)
 
     def _logon(self) -> None:
-        where = f"{self.server.name}"
+        where = self.server.name
         request, response = self._request(self._negotiate_message())
         status = struct.unpack_from("<I", response, 8)[0]
         dialect = struct.unpack_from("<H", response, HEADER_SIZE + 4)[0]
@@ -302,8 +302,10 @@ class Conn:
         token = ctx.step()
         security = SIGNING_REQUIRED if self.sign else SIGNING_ENABLED
         while True:
-            request, response = self._request(_header(SESSION_SETUP, self.session_id) + struct.pack(
-                "<HBBIIHHQ", 25, 0, security, 0, 0, HEADER_SIZE + 24, len(token), 0) + token)
+            request, response = self._request(
+                _header(SESSION_SETUP, self.session_id)
+                + struct.pack("<HBBIIHHQ", 25, 0, security, 0, 0, HEADER_SIZE + 24, len(token), 0)
+                + token)
             preauth = hashlib.sha512(preauth + request).digest()
             status = struct.unpack_from("<I", response, 8)[0]
             self.session_id = struct.unpack_from("<Q", response, 40)[0]
