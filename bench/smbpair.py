@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from durable import etcd_endpoint  # noqa: E402  (bench/durable.py: an embedded etcd)
+from durable import etcd_process  # noqa: E402  (bench/durable.py: an embedded etcd)
 from lifecycle import BenchError, run_main  # noqa: E402,F401  (re-exported for the benches)
 from tests.smb import harness  # noqa: E402
 from tests.smb.harness import Target  # noqa: E402
@@ -47,6 +47,7 @@ class Pair(NamedTuple):
     hanode: Target
     smbd: Target
     work: Path  # scratch space for the client's files, removed with the servers
+    etcd_pid: int | None = None  # the embedded etcd hanode uses, whose CPU a bench may count
 
     def in_turn(self, run: int) -> tuple[Target, Target]:
         """Both servers, the one going first swapped every run, so that neither
@@ -61,16 +62,17 @@ def default_tmpdir() -> str | None:
 
 
 @contextmanager
-def servers(parent: str | None, workers: int) -> Iterator[Pair]:
-    """etcd, ``hanode smb`` (``workers`` processes) and smbd in a fresh temp dir
-    under ``parent``; everything stopped and removed on the way out."""
+def servers(parent: str | None, workers: int, etcd: str | None = None) -> Iterator[Pair]:
+    """etcd (an embedded one unless ``etcd`` names one), ``hanode smb``
+    (``workers`` processes) and smbd in a fresh temp dir under ``parent``;
+    everything stopped and removed on the way out."""
     with ExitStack() as stack:
         base = Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
         if len(str(base)) > MAX_BASE:
             raise BenchError(f"{base}: too long a path for smbd's unix sockets "
                              f"(at most {MAX_BASE} characters; choose a shorter --tmpdir)")
-        url = stack.enter_context(etcd_endpoint(None))
+        url, etcd_pid = stack.enter_context(etcd_process(etcd))
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
                                           log_level="warning")
@@ -80,7 +82,7 @@ def servers(parent: str | None, workers: int) -> Iterator[Pair]:
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None
         (base / "client").mkdir()
-        yield Pair(hanode, smbd, base / "client")
+        yield Pair(hanode, smbd, base / "client", etcd_pid)
         for target in (hanode, smbd):
             if "Traceback" in target.log_text():
                 raise BenchError(f"{target.name} logged a traceback:\n"
@@ -164,12 +166,12 @@ def load_average() -> list[float]:
 
 def bench_main(tmpdir: str | None, workers: int, as_json: bool,
                measure_pair: Callable[[Pair], dict], facts: dict,
-               print_table: Callable[[dict], None]) -> int:
+               print_table: Callable[[dict], None], etcd: str | None = None) -> int:
     """Start both servers, measure, and print the result with the run's facts
     (parameters, load before and after, wall time) as a table or one JSON line."""
     def body() -> int:
         started, load_before = time.monotonic(), load_average()
-        with servers(tmpdir, workers) as pair:
+        with servers(tmpdir, workers, etcd) as pair:
             result = measure_pair(pair)
         result.update(facts, workers=workers, load_before=load_before,
                       load_after=load_average(), seconds=time.monotonic() - started)

@@ -26,7 +26,9 @@ def test_smb_bench_measures_plain_and_durable_opens(etcd_server):
         [sys.executable, str(bench), "--etcd", etcd_server.url, "--seconds", "0.5",
          "--clients", "1,2", "--workers", "1"],
         capture_output=True, text=True, timeout=120, check=True).stdout
-    rows = [m.groups() for m in re.finditer(r"^\s+(\d+)\s+(\w+) \|\s+(\d+)", out, re.M)]
-    assert [(int(n), kind) for n, kind, _ in rows] == [
-        (n, kind) for n in (1, 2) for kind in ("plain", "batch", "durable")], out
-    assert all(int(rate) > 0 for _, _, rate in rows), out
+    rows = [m.groups() for m in
+            re.finditer(r"^\s+(\d+)\s+(\w+)\s+(hanode|smbd) \|\s+(\d+)", out, re.M)]
+    assert [(int(n), kind, server) for n, kind, server, _ in rows] == [
+        (n, kind, server) for n in (1, 2) for kind in ("plain", "batch", "durable")
+        for server in ("hanode", "smbd")], out
+    assert all(int(rate) > 0 for *_, rate in rows), out
