@@ -181,7 +181,10 @@ class OpenRequest:
 
     @property
     def access(self) -> int:
-        """The access the open really exercises: truncating the file writes it."""
+        """The access the open exercises as far as caching goes: truncating the
+        file writes it (so it is never a stat open).  Share modes weigh the
+        access asked for, as MS-FSA's GrantedAccess and smbd do: a reader
+        that overwrites does not deny other writers."""
         if self.disposition in _OVERWRITING:
             return self.desired_access | FILE_WRITE_DATA
         return self.desired_access
@@ -358,7 +361,7 @@ class NodeOplocks:
         purged = self._purge_disconnected(f, req, lease_id)
         self._files[file] = f  # purging the last open may have dropped it
         sharing_violation = any(
-            share_conflict(o.access, o.share, req.access, req.share_access)
+            share_conflict(o.access, o.share, req.desired_access, req.share_access)
             for o in f.opens.values())
 
         breaks: list[Break] = []
@@ -433,7 +436,7 @@ class NodeOplocks:
             if not o.disconnected or (lease_id is not None and o.lease_id == lease_id):
                 continue
             cached = (f.leases[o.lease_id].state if o.lease_id else _OPLOCK_AS_LEASE[o.oplock])
-            conflict = share_conflict(o.access, o.share, req.access, req.share_access)
+            conflict = share_conflict(o.access, o.share, req.desired_access, req.share_access)
             is_lease = o.lease_id is not None
             needs_break = (not _breaks_nothing(req, is_lease)
                            and self._break_to(cached, req, conflict, is_lease) is not None)
@@ -506,7 +509,7 @@ class NodeOplocks:
                 granted &= ~LEASE_HANDLE
             lease = self._grant_lease(f, lease_id, req.lease, granted)
             self._lease_file[lease_id] = file
-            f.opens[req.open_id] = _Open(req.client_guid, req.access,
+            f.opens[req.open_id] = _Open(req.client_guid, req.desired_access,
                                          req.share_access, OPLOCK_LEASE, lease_id)
             self._open_file[req.open_id] = file
             grant = LeaseGrant(lease.key, lease.state, lease.epoch, lease.version,
@@ -517,7 +520,7 @@ class NodeOplocks:
         if got_handle or (other_lease and _is_stat_open(req.access, _LEASE_STAT_BITS)):
             granted = LEASE_NONE  # a stat open caches only what nobody else holds
         level = _lease_as_oplock(granted)
-        f.opens[req.open_id] = _Open(req.client_guid, req.access, req.share_access,
+        f.opens[req.open_id] = _Open(req.client_guid, req.desired_access, req.share_access,
                                      level, None)
         self._open_file[req.open_id] = file
         return OpenDecision(Outcome.GRANT, oplock_level=level, breaks=tuple(breaks),

@@ -91,6 +91,15 @@ def test_sharing_violation_against_exclusive_is_immediate(node):
     assert d.outcome is Outcome.REFUSE and d.status == Status.SHARING_VIOLATION and not d.breaks
 
 
+def test_overwriting_reader_does_not_deny_writers(node):
+    """Share modes weigh the access asked for: a reader that overwrote the file
+    holds no write access a writer sharing only reads must exclude (smbd agrees)."""
+    node.open(F, oplock(1, OPLOCK_NONE, access=GENERIC_READ, disposition=FILE_OVERWRITE_IF))
+    d = node.open(F, oplock(2, OPLOCK_BATCH, client=C2, share=SHARE_READ,
+                            disposition=FILE_OVERWRITE_IF))
+    assert d.outcome is Outcome.GRANT and d.oplock_level == OPLOCK_II
+
+
 def test_sharing_violation_against_batch_breaks_first_then_fails(node):
     node.open(F, oplock(1, OPLOCK_BATCH, share=0))
     d = node.open(F, oplock(2, OPLOCK_BATCH))
