@@ -571,6 +571,14 @@ class Connection:
                 log.info("unsigned %s on a signed session from %s",
                          Command(header.command).name, self.info.client_address[0])
                 return Status.ACCESS_DENIED
+            elif header.command == Command.TREE_CONNECT and self.info.dialect == Dialect.SMB_3_1_1 \
+                    and not session.info.is_guest:
+                # 3.3.5.7: 3.1.1 signs every user's tree connect, so that nobody
+                # in the middle can turn the client's choice of share (and with
+                # it encryption) into another; refused as smbd refuses it.
+                log.info("unsigned TREE_CONNECT on SMB 3.1.1 from %s",
+                         self.info.client_address[0])
+                return Status.ACCESS_DENIED
             if session.info.encrypt_data:
                 log.info("unencrypted %s on an encrypted session from %s",
                          Command(header.command).name, self.info.client_address[0])

@@ -126,10 +126,7 @@ def test_an_error_status_stops_the_run(either):
 
 def test_a_withheld_oplock_stops_the_run(either):
     # Another client has the file open (no oplock, sharing everything): no
-    # server may grant a batch oplock on it, and the run must say so.  (The
-    # other open is FILE_OPEN_IF: after a FILE_OVERWRITE_IF read-only open,
-    # hanode answers a second client's open on the same worker with
-    # SHARING_VIOLATION where smbd grants it; reported with this bench.)
+    # server may grant a batch oplock on it, and the run must say so.
     name = "openload-0-0-batch.dat"
     m = dc.mount(either.port, either.user, either.password, either.share_name, uuid.uuid4())
     try:
