@@ -239,9 +239,9 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     found = None if is_reconnect(intent) else grant_durability(
         intent.durable, is_directory=op.is_dir, oplock_level=decision.oplock_level,
         lease_state=lease.state if lease is not None else None, store_available=ws.available)
-    # Other workers see the caching before the CREATE is answered; the mirror
-    # mostly takes no wait at all (smb.nowait), the record's etcd commit does.
-    await ws.mirror()
+    # Other workers see the open's caching before the CREATE is answered (the
+    # mirror mostly takes no wait at all: smb.nowait); the record's commit does.
+    await ws.mirror_open(op.open_id)
     if found is None:
         return out
     assert op.open_id is not None and ctx.session is not None
@@ -559,7 +559,7 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
     ws.durable[record.persistent_id] = op
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
-    await ws.mirror()
+    await ws.mirror_open(record.persistent_id)
 
 
 async def relock(op: "Open", record: DurableRecord) -> None:

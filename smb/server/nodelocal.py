@@ -462,10 +462,9 @@ class NodeLocal:
 
     def take_break_requests(self) -> list[tuple[int, int, int, int, int, int]]:
         """This worker's pending break requests (id, dev, ino, access, share, disposition)."""
-        with self._mutex:
-            if self._db.execute("SELECT 1 FROM break_requests WHERE owner = ? LIMIT 1",
-                                (self.owner,)).fetchone() is None:
-                return []
+        if not self._read("SELECT 1 FROM break_requests WHERE owner = ? LIMIT 1",
+                          (self.owner,)):
+            return []
 
         def run() -> list[tuple[int, int, int, int, int, int]]:
             rows = self._db.execute(
@@ -556,10 +555,8 @@ class NodeLocal:
 
     def logoff_requests(self) -> list[tuple[int, int, str]]:
         """This worker's pending logoff requests (request id, session id, user)."""
-        with self._mutex:
-            return self._db.execute(
-                "SELECT id, session_id, user FROM logoff_requests WHERE owner = ?",
-                (self.owner,)).fetchall()
+        return self._read("SELECT id, session_id, user FROM logoff_requests WHERE owner = ?",
+                          (self.owner,))
 
     def logoff_done(self, request_id: int) -> None:
         self._txn(lambda: self._db.execute(

@@ -81,6 +81,7 @@ class WorkerState:
         self.tracked: dict[int, tuple[Any, tuple[bytes, bytes] | None]] = {}
         self._mirrored: dict[int, int] = {}
         self.inodes: dict[tuple[int, int], Hashable] = {}
+        self._inode_opens: dict[tuple[int, int], int] = {}  # tracked opens per inode
         self.node = node_table(cfg)
         self._lease: int | None = None
         self.nursery: trio.Nursery | None = None
@@ -131,6 +132,9 @@ class WorkerState:
             self._lease = None
 
     def track(self, op: Any, file: Hashable, lease_id: tuple[bytes, bytes] | None) -> None:
+        if op.open_id not in self.tracked:
+            inode = (op.dev, op.ino)
+            self._inode_opens[inode] = self._inode_opens.get(inode, 0) + 1
         self.tracked[op.open_id] = (op, lease_id)
         self.inodes[(op.dev, op.ino)] = file
         self.breaks.dirty = True
@@ -141,15 +145,18 @@ class WorkerState:
         found = self.tracked.pop(open_id, None)
         self._mirrored.pop(open_id, None)
         if found is not None:
-            op = found[0]
-            if not any(o.dev == op.dev and o.ino == op.ino for o, _ in self.tracked.values()):
-                self.inodes.pop((op.dev, op.ino), None)
+            inode = (found[0].dev, found[0].ino)
+            left = self._inode_opens.pop(inode) - 1
+            if left:
+                self._inode_opens[inode] = left
+            else:
+                self.inodes.pop(inode, None)
 
     async def _cross_worker(self) -> None:
         """Serve other workers' break requests; mirror our caching for them."""
         while True:
             await trio.sleep(CROSS_WORKER_POLL)
-            for rid, dev, ino, access, share, disposition in await trio.to_thread.run_sync(
+            for rid, dev, ino, access, share, disposition in await nowait.run(
                     self.node.take_break_requests):
                 file = self.inodes.get((dev, ino))
                 log.debug("break request %d for %s from another worker", rid, file)
@@ -159,8 +166,7 @@ class WorkerState:
                     for pid in self.breaks.remote_open(file, rid, access, share, disposition,
                                                        self.nursery):
                         await purged(self, pid)
-            for rid, session_id, user in await trio.to_thread.run_sync(
-                    self.node.logoff_requests):
+            for rid, session_id, user in await nowait.run(self.node.logoff_requests):
                 # Imported here: the connection layer imports this module.
                 from smb.server.connection import logoff_here
                 await logoff_here(session_id, user)
@@ -212,8 +218,18 @@ class WorkerState:
 
     async def mirror(self) -> None:
         """Write the caching of tracked opens that changed since last time."""
+        await self._mirror(self.tracked)
+
+    async def mirror_open(self, open_id: int) -> None:
+        """Write one open's caching if it changed: what a CREATE must have
+        mirrored before it is answered (other opens' changes are the periodic
+        mirror's, which scans every open)."""
+        if open_id in self.tracked:
+            await self._mirror({open_id: self.tracked[open_id]})
+
+    async def _mirror(self, opens: dict[int, tuple[Any, tuple[bytes, bytes] | None]]) -> None:
         changes = []
-        for open_id, (op, lease_id) in self.tracked.items():
+        for open_id, (op, lease_id) in opens.items():
             state = self.breaks.caching(open_id, lease_id)
             if self._mirrored.get(open_id, 0) != state:
                 self._mirrored[open_id] = state

@@ -187,6 +187,21 @@ def test_write_breaks_level2_oplock_across_workers(etcd_server, tmp_path):
         assert _break_notice(holder) == (file_id, 0)  # level II to none, no ack wanted
 
 
+def test_write_breaks_the_open_left_after_another_of_the_file_closed(etcd_server, tmp_path):
+    """The holder's worker still finds the file by its inode for another
+    worker's break request after one of its two opens of it closed."""
+    with _two_workers(etcd_server.url, tmp_path / "h") as (holder, other):
+        status, level, first_id = _create(holder, "twice.dat", OPLOCK_II)
+        assert (status, level) == (0, OPLOCK_II)
+        status, level, kept_id = _create(holder, "twice.dat", OPLOCK_II)
+        assert (status, level) == (0, OPLOCK_II)
+        assert _close(holder, first_id) == 0
+        status, _, other_id = _create(other, "twice.dat", 0)
+        assert status == 0
+        assert _write(other, other_id, b"stale now") == 0
+        assert _break_notice(holder) == (kept_id, 0)
+
+
 def test_write_breaks_read_lease_across_workers(etcd_server, tmp_path):
     key = bytes(range(16))
     with _two_workers(etcd_server.url, tmp_path / "h") as (holder, other):
