@@ -121,6 +121,10 @@ class DurableRecord:
     # deletes (delete-on-close) only that file, never one created since under
     # its name.  0 (records written before it was kept): nothing is deleted.
     inode: int = 0
+    # A SET_INFO FileDispositionInformation set through this open: an open that
+    # ends without its worker deletes its file as for DELETE_ON_CLOSE, and a
+    # reconnect sets it again.  Stored before the SET_INFO is answered.
+    delete_pending: bool = False
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -142,7 +146,7 @@ class DurableRecord:
             "disconnected_since": self.disconnected_since, "position": self.position,
             "initial_allocation": self.initial_allocation,
             "lock_sequences": [list(pair) for pair in self.lock_sequences],
-            "inode": self.inode,
+            "inode": self.inode, "delete_pending": self.delete_pending,
         }
 
     @classmethod
@@ -171,6 +175,7 @@ class DurableRecord:
                 initial_allocation=int(value.get("initial_allocation", 0)),
                 lock_sequences=tuple((int(i), int(n)) for i, n in value.get("lock_sequences", ())),
                 inode=int(value.get("inode", 0)),
+                delete_pending=value.get("delete_pending", False) is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None
