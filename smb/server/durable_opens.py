@@ -352,11 +352,13 @@ async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
 def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
                     held: Callable[[int, int], bool] | None = None) -> None:
     """A durable open that ended without its worker (purged after its worker died,
-    or expired by the scavenger) was created delete-on-close: its file goes, as
-    its CLOSE would have made it go, unless ``held(dev, inode)`` says another open
-    holds the file (the dead open left no node-table row to hand the delete on),
-    or the name now belongs to another file than the record's."""
-    if not record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+    or expired by the scavenger) was created delete-on-close or had its client's
+    pending delete (the dead worker's node-table row of it died with it): its
+    file goes, as its CLOSE would have made it go, unless ``held(dev, inode)``
+    says another open holds the file (the dead open left no node-table row to
+    hand the delete on), or the name now belongs to another file than the record's."""
+    if not (record.create_options & wire.CreateOptions.DELETE_ON_CLOSE
+            or record.delete_pending):
         return
     share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
     parts = vfs.parse_name(record.path)
@@ -436,6 +438,26 @@ async def _forget(ws: "WorkerState", pid: int) -> None:
         await ws.writer.delete(pid)
     except StoreUnavailable as exc:
         log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
+
+
+async def keep_delete_pending(op: "Open", pending: bool) -> None:
+    """A SET_INFO FileDispositionInformation on a durable open is answered only
+    once its record carries the pending delete (or no longer does): should the
+    worker die, the open then ends elsewhere as its CLOSE would have, deleting
+    the file, and a reconnect sets the pending delete again.  If etcd cannot
+    take it, the answer goes anyway: the node table holds the flag while this
+    worker lives, only a crash would then lose it."""
+    ws = workerstate.current()
+    if ws is None or op.durable is None or op.durable.delete_pending == pending:
+        return
+    # Set before the write: a connection lost meanwhile stores its disconnected
+    # record (evolved from this one) after it, and keeps the flag.
+    op.durable = record = op.durable.evolve(delete_pending=pending)
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("durable record %016x: pending delete not stored: %s",
+                    record.persistent_id, exc)
 
 
 async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecord | None:
@@ -573,6 +595,8 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     op.durable = record
     op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
     ws.durable[record.persistent_id] = op
+    if record.delete_pending:  # the client set it before the open disconnected
+        await nowait.run(tree.node.set_delete_pending, op.dev, op.ino, True)
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
     await ws.mirror()
 
