@@ -295,6 +295,9 @@ class DurableStore(Protocol):
 
     async def get(self, persistent_id: int) -> Stored | None: ...
 
+    async def get_many(self, persistent_ids: Sequence[int]) -> dict[int, Stored]:
+        """Those of the records that exist, by persistent id, in few round trips."""
+
     async def list(self) -> list[Stored]: ...
 
     async def replace(self, old: Stored, new: DurableRecord | None) -> bool:
@@ -344,6 +347,11 @@ class MemoryDurableStore:
         found = self.records.get(persistent_id)
         return None if found is None else Stored(*found)
 
+    async def get_many(self, persistent_ids: Sequence[int]) -> dict[int, Stored]:
+        self._check()
+        return {pid: Stored(*self.records[pid]) for pid in persistent_ids
+                if pid in self.records}
+
     async def list(self) -> list[Stored]:
         self._check()
         return [Stored(r, rev) for r, rev in self.records.values()]
@@ -387,6 +395,12 @@ class EtcdDurableStore:
     async def get(self, persistent_id: int) -> Stored | None:
         entry = await trio.to_thread.run_sync(self.store.get, self.store.durable_key(persistent_id))
         return None if entry is None else self._decode(entry)
+
+    async def get_many(self, persistent_ids: Sequence[int]) -> dict[int, Stored]:
+        entries = await trio.to_thread.run_sync(
+            self.store.get_many, [self.store.durable_key(pid) for pid in persistent_ids])
+        found = (s for s in map(self._decode, entries) if s is not None)
+        return {s.record.persistent_id: s for s in found}
 
     async def list(self) -> list[Stored]:
         entries = await trio.to_thread.run_sync(self.store.get_prefix,
