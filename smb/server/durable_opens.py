@@ -396,9 +396,7 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
     releasing = ws.releasing.get(pid)
     if releasing is not None:  # its disconnected record is still being stored
         await releasing.wait()
-    op = ws.durable.pop(pid, None)
-    ws.breaks.close(pid)
-    ws.untrack(pid)
+    op = _drop(ws, pid)
     if op is None:
         return
     node = op.tree.node
@@ -408,9 +406,7 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
         log.warning("durable record %016x not read (the scavenger ends it): %s", pid, exc)
         stored = None
     if stored is not None and stored.record.worker != ws.identity:
-        # Reclaimed through another node (this node's table never saw it); by
-        # its key, not its id: a worker here may keep it disconnected again.
-        await trio.to_thread.run_sync(node.forget_disconnected, op.key)
+        await _forget_rows(op)
         return
     if not await trio.to_thread.run_sync(node.claim_disconnected, op.key):
         log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
@@ -423,6 +419,50 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
         except StoreUnavailable as exc:
             log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
     await trio.to_thread.run_sync(_close_rows, op, ended)
+
+
+def _drop(ws: "WorkerState", pid: int) -> "Open | None":
+    """This worker's memory of a durable open goes (its record and rows stay)."""
+    op = ws.durable.pop(pid, None)
+    ws.breaks.close(pid)
+    ws.untrack(pid)
+    return op
+
+
+async def _forget_rows(op: "Open") -> None:
+    """A disconnected open reclaimed through another node (this node's table never
+    saw the reclaim) leaves its rows without the effects of a close; by its key,
+    not its id: a worker here may keep the same handle disconnected again."""
+    await trio.to_thread.run_sync(op.tree.node.forget_disconnected, op.key)
+
+
+async def forget_reclaimed(ws: "WorkerState") -> None:
+    """Let go of this worker's disconnected opens that a reconnect took over on
+    another worker or node (their records name another worker now) or whose
+    records are gone: without this, each stays in memory, counted and with its
+    rows, until its timeout.  Forgotten, never purged: the record and the file
+    belong to someone else now.  One etcd read for all of them (Store.get_many).
+    """
+    waiting = {pid: op for pid, op in ws.durable.items()
+               if op.durable is not None and op.durable.disconnected_since is not None
+               and pid not in ws.releasing}
+    if not waiting:
+        return
+    try:
+        stored = await ws.durable_store.get_many(list(waiting))
+    except StoreUnavailable as exc:
+        log.debug("disconnected durable records not read: %s", exc)
+        return
+    for pid, op in waiting.items():
+        found = stored.get(pid)
+        if found is not None and found.record.worker == ws.identity:
+            continue
+        if ws.durable.get(pid) is not op:  # ended or reclaimed here while etcd was read
+            continue
+        log.debug("disconnected durable handle %016x %s elsewhere, forgotten here", pid,
+                  "reclaimed" if found is not None else "ended")
+        _drop(ws, pid)
+        await _forget_rows(op)
 
 
 def _close_rows(op: "Open", may_delete: bool) -> None:

@@ -30,7 +30,7 @@ DELETE = 0x00010000
 
 @contextmanager
 def _two_nodes(etcd_server, tmp_path) -> Iterator[tuple[harness.Target, harness.Target]]:
-    """Node 1 and node 2 of one cluster on one share; node 2's log must stay clean."""
+    """Node 1 and node 2 of one cluster on one share; their logs must stay clean."""
     n1 = harness.start_hanode(etcd_server.url, tmp_path / "n1", workers=1)
     n2 = None
     try:
@@ -41,7 +41,8 @@ def _two_nodes(etcd_server, tmp_path) -> Iterator[tuple[harness.Target, harness.
         harness.stop(n1)
         if n2 is not None:
             harness.stop(n2)
-    assert "Traceback" not in n2.log_text(), n2.log_text()[-4000:]
+    for t in (n1, n2):
+        assert "Traceback" not in t.log_text(), t.log_text()[-4000:]
 
 
 def _kill(etcd_url: str, n1: harness.Target, n2: harness.Target) -> None:
