@@ -84,9 +84,10 @@ async def scavenge_once(durable: "EtcdDurableStore", shares: Sequence[ShareConfi
                         now: float) -> int:
     """One scavenger round; returns how many handles it expired.
 
-    An expired handle of a dead worker that was created delete-on-close takes
-    its file with it, as its CLOSE would have (a live worker ends its own
-    handles and their files itself).  Nothing tells the leader whether
+    An expired handle of a dead worker that was created delete-on-close, or
+    whose client had set a pending delete through it, takes its file with it,
+    as its CLOSE would have (a live worker ends its own handles and their
+    files itself).  Nothing tells the leader whether
     another node's client holds that file open meanwhile; on Linux such an
     open keeps its data, only the name goes.
     """

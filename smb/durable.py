@@ -122,6 +122,10 @@ class DurableRecord:
     # deletes (delete-on-close) only that file, never one created since under
     # its name.  0 (records written before it was kept): nothing is deleted.
     inode: int = 0
+    # A SET_INFO FileDispositionInformation set through this open: an open that
+    # ends without its worker deletes its file as for DELETE_ON_CLOSE, and a
+    # reconnect sets it again.  Stored before the SET_INFO is answered.
+    delete_pending: bool = False
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -143,7 +147,7 @@ class DurableRecord:
             "disconnected_since": self.disconnected_since, "position": self.position,
             "initial_allocation": self.initial_allocation,
             "lock_sequences": [list(pair) for pair in self.lock_sequences],
-            "inode": self.inode,
+            "inode": self.inode, "delete_pending": self.delete_pending,
         }
 
     @classmethod
@@ -172,6 +176,7 @@ class DurableRecord:
                 initial_allocation=int(value.get("initial_allocation", 0)),
                 lock_sequences=tuple((int(i), int(n)) for i, n in value.get("lock_sequences", ())),
                 inode=int(value.get("inode", 0)),
+                delete_pending=value.get("delete_pending", False) is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None
@@ -291,6 +296,9 @@ class DurableStore(Protocol):
 
     async def get(self, persistent_id: int) -> Stored | None: ...
 
+    async def get_many(self, persistent_ids: Sequence[int]) -> dict[int, Stored]:
+        """Those of the records that exist, by persistent id, in few round trips."""
+
     async def list(self) -> list[Stored]: ...
 
     async def replace(self, old: Stored, new: DurableRecord | None) -> bool:
@@ -340,6 +348,11 @@ class MemoryDurableStore:
         found = self.records.get(persistent_id)
         return None if found is None else Stored(*found)
 
+    async def get_many(self, persistent_ids: Sequence[int]) -> dict[int, Stored]:
+        self._check()
+        return {pid: Stored(*self.records[pid]) for pid in persistent_ids
+                if pid in self.records}
+
     async def list(self) -> list[Stored]:
         self._check()
         return [Stored(r, rev) for r, rev in self.records.values()]
@@ -383,6 +396,12 @@ class EtcdDurableStore:
     async def get(self, persistent_id: int) -> Stored | None:
         entry = await trio.to_thread.run_sync(self.store.get, self.store.durable_key(persistent_id))
         return None if entry is None else self._decode(entry)
+
+    async def get_many(self, persistent_ids: Sequence[int]) -> dict[int, Stored]:
+        entries = await trio.to_thread.run_sync(
+            self.store.get_many, [self.store.durable_key(pid) for pid in persistent_ids])
+        found = (s for s in map(self._decode, entries) if s is not None)
+        return {s.record.persistent_id: s for s in found}
 
     async def list(self) -> list[Stored]:
         entries = await trio.to_thread.run_sync(self.store.get_prefix,

@@ -337,11 +337,13 @@ async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
 def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
                     held: Callable[[int, int], bool] | None = None) -> None:
     """A durable open that ended without its worker (purged after its worker died,
-    or expired by the scavenger) was created delete-on-close: its file goes, as
-    its CLOSE would have made it go, unless ``held(dev, inode)`` says another open
-    holds the file (the dead open left no node-table row to hand the delete on),
-    or the name now belongs to another file than the record's."""
-    if not record.create_options & wire.CreateOptions.DELETE_ON_CLOSE:
+    or expired by the scavenger) was created delete-on-close or had its client's
+    pending delete (the dead worker's node-table row of it died with it): its
+    file goes, as its CLOSE would have made it go, unless ``held(dev, inode)``
+    says another open holds the file (the dead open left no node-table row to
+    hand the delete on), or the name now belongs to another file than the record's."""
+    if not (record.create_options & wire.CreateOptions.DELETE_ON_CLOSE
+            or record.delete_pending):
         return
     share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
     parts = vfs.parse_name(record.path)
@@ -379,9 +381,7 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
     releasing = ws.releasing.get(pid)
     if releasing is not None:  # its disconnected record is still being stored
         await releasing.wait()
-    op = ws.durable.pop(pid, None)
-    ws.breaks.close(pid)
-    ws.untrack(pid)
+    op = _drop(ws, pid)
     if op is None:
         return
     node = op.tree.node
@@ -391,9 +391,7 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
         log.warning("durable record %016x not read (the scavenger ends it): %s", pid, exc)
         stored = None
     if stored is not None and stored.record.worker != ws.identity:
-        # Reclaimed through another node (this node's table never saw it); by
-        # its key, not its id: a worker here may keep it disconnected again.
-        await trio.to_thread.run_sync(node.forget_disconnected, op.key)
+        await _forget_rows(op)
         return
     if not await trio.to_thread.run_sync(node.claim_disconnected, op.key):
         log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
@@ -406,6 +404,50 @@ async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
         except StoreUnavailable as exc:
             log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
     await trio.to_thread.run_sync(_close_rows, op, ended)
+
+
+def _drop(ws: "WorkerState", pid: int) -> "Open | None":
+    """This worker's memory of a durable open goes (its record and rows stay)."""
+    op = ws.durable.pop(pid, None)
+    ws.breaks.close(pid)
+    ws.untrack(pid)
+    return op
+
+
+async def _forget_rows(op: "Open") -> None:
+    """A disconnected open reclaimed through another node (this node's table never
+    saw the reclaim) leaves its rows without the effects of a close; by its key,
+    not its id: a worker here may keep the same handle disconnected again."""
+    await trio.to_thread.run_sync(op.tree.node.forget_disconnected, op.key)
+
+
+async def forget_reclaimed(ws: "WorkerState") -> None:
+    """Let go of this worker's disconnected opens that a reconnect took over on
+    another worker or node (their records name another worker now) or whose
+    records are gone: without this, each stays in memory, counted and with its
+    rows, until its timeout.  Forgotten, never purged: the record and the file
+    belong to someone else now.  One etcd read for all of them (Store.get_many).
+    """
+    waiting = {pid: op for pid, op in ws.durable.items()
+               if op.durable is not None and op.durable.disconnected_since is not None
+               and pid not in ws.releasing}
+    if not waiting:
+        return
+    try:
+        stored = await ws.durable_store.get_many(list(waiting))
+    except StoreUnavailable as exc:
+        log.debug("disconnected durable records not read: %s", exc)
+        return
+    for pid, op in waiting.items():
+        found = stored.get(pid)
+        if found is not None and found.record.worker == ws.identity:
+            continue
+        if ws.durable.get(pid) is not op:  # ended or reclaimed here while etcd was read
+            continue
+        log.debug("disconnected durable handle %016x %s elsewhere, forgotten here", pid,
+                  "reclaimed" if found is not None else "ended")
+        _drop(ws, pid)
+        await _forget_rows(op)
 
 
 def _close_rows(op: "Open", may_delete: bool) -> None:
@@ -421,6 +463,26 @@ async def _forget(ws: "WorkerState", pid: int) -> None:
         await ws.writer.delete(pid)
     except StoreUnavailable as exc:
         log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
+
+
+async def keep_delete_pending(op: "Open", pending: bool) -> None:
+    """A SET_INFO FileDispositionInformation on a durable open is answered only
+    once its record carries the pending delete (or no longer does): should the
+    worker die, the open then ends elsewhere as its CLOSE would have, deleting
+    the file, and a reconnect sets the pending delete again.  If etcd cannot
+    take it, the answer goes anyway: the node table holds the flag while this
+    worker lives, only a crash would then lose it."""
+    ws = workerstate.current()
+    if ws is None or op.durable is None or op.durable.delete_pending == pending:
+        return
+    # Set before the write: a connection lost meanwhile stores its disconnected
+    # record (evolved from this one) after it, and keeps the flag.
+    op.durable = record = op.durable.evolve(delete_pending=pending)
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("durable record %016x: pending delete not stored: %s",
+                    record.persistent_id, exc)
 
 
 async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecord | None:
@@ -558,6 +620,8 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     op.durable = record
     op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
     ws.durable[record.persistent_id] = op
+    if record.delete_pending:  # the client set it before the open disconnected
+        await nowait.run(tree.node.set_delete_pending, op.dev, op.ino, True)
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
     await ws.mirror_open(record.persistent_id)
 

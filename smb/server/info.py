@@ -195,9 +195,14 @@ def _renamed(ws: "workerstate.WorkerState", op: Open, old_key: Hashable) -> None
         ws.inodes[(op.dev, op.ino)] = new_key
 
 
+def _pending(data: memoryview) -> bool:
+    """FileDispositionInformation's DeletePending."""
+    return bool(wire.parse_u8(data) & 1)
+
+
 def _set_disposition(op: Open, data: memoryview) -> None:
     _need(op, acc.DELETE)
-    pending = bool(wire.parse_u8(data) & 1)
+    pending = _pending(data)
     if pending:
         if not op.parts:
             raise CommandError(Status.ACCESS_DENIED)
@@ -270,6 +275,8 @@ async def set_info(ctx: CommandContext, req: Request) -> Reply:
         await nowait.run(setter, op, s.buffer)
     else:
         await trio.to_thread.run_sync(setter, op, s.buffer)
+    if s.info_class == FileClass.DISPOSITION:
+        await durable_opens.keep_delete_pending(op, _pending(s.buffer))
     if s.info_class in (FileClass.ALLOCATION, FileClass.END_OF_FILE):
         durable_opens.contend_write(op)  # a size change makes read caches stale
     return Reply(body=wire.set_info_response())

@@ -260,6 +260,23 @@ class NodeLocal:
         self._drop_owner(owner)
         return False
 
+    def _live_rows(self, sql: str, args: tuple) -> list[tuple]:
+        """The rows of a query (owner first) whose owner lives, read without the
+        write lock while every owner found lives.
+
+        Safe as a plain read: in WAL mode it sees the last committed state,
+        exactly what a BEGIN IMMEDIATE transaction would see, and a caller acts
+        on the answer only after either has ended, so the lock bought nothing
+        but the dropping of dead owners' rows.  Only when a dead owner turns
+        up (a worker crashed) is the query run again locked, dropping them.
+        """
+        rows = self._read(sql, args)
+        owners = {row[0] for row in rows}
+        if all(owner == self.owner or _alive(owner) for owner in owners):
+            return rows
+        return self._txn(lambda: [row for row in self._db.execute(sql, args).fetchall()
+                                  if self._live(row[0])])
+
     def purge_dead(self) -> int:
         """Drop every row of every dead owner; returns how many owners were dead."""
         def run() -> int:
@@ -421,16 +438,12 @@ class NodeLocal:
 
     def others_caching(self, dev: int, ino: int) -> int:
         """The union of what other live workers' opens of the file cache."""
-        def run() -> int:
-            rows = self._db.execute(
+        state = 0
+        for _, bits in self._live_rows(
                 "SELECT owner, state FROM caching WHERE dev = ? AND ino = ? AND owner != ?",
-                (dev, ino, self.owner)).fetchall()
-            state = 0
-            for owner, bits in rows:
-                if self._live(owner):
-                    state |= bits
-            return state
-        return self._txn(run)
+                (dev, ino, self.owner)):
+            state |= bits
+        return state
 
     def others_leases_caching(self, dev: int, ino: int, bits: int, oplock_flag: int) -> bool:
         """Whether another live worker's lease (a row without ``oplock_flag``)
@@ -494,15 +507,12 @@ class NodeLocal:
     def disconnected_in_way(self, dev: int, ino: int, access: int, share: int) -> bool:
         """Whether another live worker keeps a disconnected open of the file whose
         share mode excludes this one."""
-        def run() -> bool:
-            rows = self._db.execute(
-                "SELECT o.owner, o.access, o.share FROM disconnected d"
-                " JOIN opens o ON o.open_key = d.open_key"
-                " WHERE d.dev = ? AND d.ino = ? AND d.owner != ?",
-                (dev, ino, self.owner)).fetchall()
-            return any(share_conflict(access, share, a, s) and self._live(owner)
-                       for owner, a, s in rows)
-        return self._txn(run)
+        rows = self._live_rows(
+            "SELECT o.owner, o.access, o.share FROM disconnected d"
+            " JOIN opens o ON o.open_key = d.open_key"
+            " WHERE d.dev = ? AND d.ino = ? AND d.owner != ?",
+            (dev, ino, self.owner))
+        return any(share_conflict(access, share, a, s) for _, a, s in rows)
 
     def request_purges(self, dev: int, ino: int, access: int, share: int,
                        disposition: int) -> None:

@@ -186,13 +186,18 @@ class WorkerState:
                 await trio.sleep(CROSS_WORKER_POLL)
 
     async def _watch_owners(self) -> None:
-        """Refill the orphan index at start and whenever a worker's liveness key vanishes.
+        """Refill the orphan index at start and whenever a worker's liveness key vanishes;
+        let go of this worker's disconnected opens reclaimed elsewhere.
 
         One prefix read of the (few) liveness keys per period; the durable
         records are read only when an owner died, so the cost does not grow
-        with the number of open handles.
+        with the number of open handles.  This worker's disconnected opens
+        (few, and only after connections dropped) cost one more read.
         """
+        # Imported here: durable_opens imports this module.
+        from smb.server.durable_opens import forget_reclaimed
         while True:
+            await forget_reclaimed(self)
             try:
                 live = await self.durable_store.live_workers()
                 if self._live_workers is None or self._live_workers - live:

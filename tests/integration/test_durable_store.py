@@ -24,6 +24,17 @@ def record(store: Store, pid: int, worker: str, **kw) -> DurableRecord:
     return DurableRecord(**base)
 
 
+def test_get_many_reads_the_keys_that_exist_in_batches(store):
+    keys = [store.key("many", str(i)) for i in range(Store.MAX_TXN_OPS * 2 + 5)]
+    store.apply([(k, i) for i, k in enumerate(keys[:Store.MAX_TXN_OPS])])
+    store.apply([(k, i) for i, k in enumerate(keys[Store.MAX_TXN_OPS:], Store.MAX_TXN_OPS)
+                 if i % 3])
+    wanted = {k: i for i, k in enumerate(keys) if i < Store.MAX_TXN_OPS or i % 3}
+    found = store.get_many(keys + [store.key("absent")])
+    assert {e.key: e.value for e in found} == wanted
+    assert store.get_many([]) == []
+
+
 def test_apply_and_replace_if(store):
     a, b = store.key("a"), store.key("b")
     store.apply([(a, 1), (b, 2)])
@@ -52,6 +63,8 @@ async def test_etcd_durable_store_roundtrip(store):
     assert await ds.replace(got, moved)
     assert not await ds.replace(got, None)  # got is stale now
     assert (await ds.get(r.persistent_id)).record == moved
+    many = await ds.get_many([r.persistent_id, new_persistent_id()])
+    assert list(many) == [r.persistent_id] and many[r.persistent_id] == await ds.get(r.persistent_id)
     await ds.write([], [r.persistent_id])
     assert await ds.get(r.persistent_id) is None
 

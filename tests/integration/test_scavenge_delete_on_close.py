@@ -1,6 +1,7 @@
-"""The leader's scavenger expires a dead worker's delete-on-close durable handle
-and deletes its file, as the handle's CLOSE would have (issue 4); a handle
-without delete-on-close, or one of a live worker, leaves its file alone."""
+"""The leader's scavenger expires a dead worker's delete-on-close durable handle,
+or one whose client set a pending delete through it, and deletes its file, as
+the handle's CLOSE would have (issue 4); a handle without either, or one of a
+live worker, leaves its file alone."""
 
 import time
 
@@ -16,7 +17,7 @@ NON_DIRECTORY = CreateOptions.NON_DIRECTORY_FILE
 async def test_expired_delete_on_close_handle_of_a_dead_worker_takes_its_file(store, tmp_path):
     ds = EtcdDurableStore(store)
     (tmp_path / "sub").mkdir()
-    for name in ("doc.bin", "keep.bin", "live.bin", "renamed.bin"):
+    for name in ("doc.bin", "keep.bin", "live.bin", "renamed.bin", "pending.bin"):
         (tmp_path / "sub" / name).write_bytes(b"x")
     inode = {p.name: p.stat().st_ino for p in (tmp_path / "sub").iterdir()}
     # The handle's file was renamed away and another file took its name since.
@@ -39,9 +40,12 @@ async def test_expired_delete_on_close_handle_of_a_dead_worker_takes_its_file(st
     gone = record(store, new_persistent_id(), dead, path="sub\\renamed.bin",
                   create_options=NON_DIRECTORY | CreateOptions.DELETE_ON_CLOSE,
                   disconnected_since=expired_at, inode=inode["renamed.bin"])
-    await ds.write([doc, keep, mine, gone], [])
+    pending = record(store, new_persistent_id(), dead, path="sub\\pending.bin",
+                     create_options=NON_DIRECTORY, delete_pending=True,
+                     disconnected_since=expired_at, inode=inode["pending.bin"])
+    await ds.write([doc, keep, mine, gone, pending], [])
     shares = (ShareConfig("test", str(tmp_path)),)
-    assert await scavenge_once(ds, shares, time.time()) == 4
+    assert await scavenge_once(ds, shares, time.time()) == 5
     assert await ds.list() == []
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
         "keep.bin", "live.bin", "moved.bin", "renamed.bin"]

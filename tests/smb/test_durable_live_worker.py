@@ -61,11 +61,12 @@ def _disconnected(etcd_url: str, t: harness.Target, count: int = 1) -> None:
         time.sleep(0.05)
 
 
-def _delete_pending(m: dc.Mount, op: Open) -> None:
-    """SET_INFO FileDispositionInformation: the file goes when its last open closes."""
+def _delete_pending(m: dc.Mount, op: Open, pending: bool = True) -> None:
+    """SET_INFO FileDispositionInformation: the file goes when its last open closes
+    (or, with ``pending`` False, no longer does)."""
     req = SMB2SetInfoRequest()
     info = FileDispositionInformation()
-    info["delete_pending"] = True
+    info["delete_pending"] = pending
     req["info_type"] = info.INFO_TYPE
     req["file_info_class"] = info.INFO_CLASS
     req["file_id"] = op.file_id

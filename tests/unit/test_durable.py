@@ -57,9 +57,16 @@ def test_record_json_roundtrip():
     for r in (record(), leased_record(disconnected_since=1700000000.5),
               record(locks=(LockRange(0, 10, True), LockRange(1 << 40, 1, False))),
               record(lease=Lease(KEY, 7, 1, 2, b"\x99" * 16)),
-              record(position=0x1000, initial_allocation=8192)):
+              record(position=0x1000, initial_allocation=8192),
+              record(delete_pending=True)):
         assert DurableRecord.from_json(r.to_json()) == r
     assert record(pid=0xFFFF_FFFF_FFFF_FFFE).to_json()["persistent_id"] == "fffffffffffffffe"
+
+
+def test_record_written_before_pending_deletes_were_kept_has_none():
+    older = record(delete_pending=True).to_json()
+    del older["delete_pending"]
+    assert DurableRecord.from_json(older).delete_pending is False
 
 
 @pytest.mark.parametrize("bad", [None, {}, {"persistent_id": "zz"}, [1, 2]])

@@ -6,6 +6,9 @@ their oplocks."""
 
 from __future__ import annotations
 
+import sqlite3
+
+from smb import nowait
 from smb.oplocks import CACHING_OPLOCK, LEASE_HANDLE, LEASE_READ, LEASE_WRITE
 from smb.server.nodelocal import FILE_READ_DATA, FILE_SHARE_READ, FILE_WRITE_DATA
 from smb.wire.header import Status
@@ -61,3 +64,29 @@ def test_leases_told_apart_from_oplocks(holder, table):
     assert not table.others_leases_caching(DEV, INO, LEASE_HANDLE, CACHING_OPLOCK)
     assert table.others_leases_caching(DEV, INO + 1, LEASE_HANDLE, CACHING_OPLOCK)
     assert not table.others_leases_caching(DEV, INO + 1, LEASE_WRITE, CACHING_OPLOCK)
+
+
+def test_caching_and_disconnected_opens_are_read_while_another_process_writes(
+        holder, table, tmp_path):
+    """Both questions are plain reads: a write transaction another process holds
+    (a worker busy in the table) does not make them wait, even where waiting is
+    forbidden; a dead owner's rows still count for nothing and are dropped."""
+    proc = holder(f"""
+        t.open_file('gone', {DEV}, {INO}, 0x3, {FILE_SHARE_READ})
+        t.set_caching([('gone', {DEV}, {INO}, 7)])
+        t.keep_disconnected('gone', {DEV}, {INO}, {PID})
+    """)
+    writer = sqlite3.connect(tmp_path / "node.sqlite", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        assert nowait.attempt(table.others_caching, DEV, INO) == 7
+        assert nowait.attempt(table.disconnected_in_way, DEV, INO, FILE_WRITE_DATA, 0x7)
+        assert not nowait.attempt(table.disconnected_in_way, DEV, INO, FILE_READ_DATA, 0x7)
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+    proc.kill()
+    proc.wait()
+    assert table.others_caching(DEV, INO) == 0
+    assert not table.disconnected_in_way(DEV, INO, FILE_WRITE_DATA, 0x7)
+    assert table.open_file("w", DEV, INO, FILE_WRITE_DATA, 0x7) == Status.SUCCESS
