@@ -132,11 +132,12 @@ class WorkerState:
             self._lease = None
 
     def track(self, op: Any, file: Hashable, lease_id: tuple[bytes, bytes] | None) -> None:
-        if op.open_id not in self.tracked:
-            inode = (op.dev, op.ino)
-            self._inode_opens[inode] = self._inode_opens.get(inode, 0) + 1
+        if op.open_id in self.tracked:  # a reclaim re-attaching it (reopened, maybe anew)
+            self._release_inode(self.tracked[op.open_id][0])
+        inode = (op.dev, op.ino)
+        self._inode_opens[inode] = self._inode_opens.get(inode, 0) + 1
         self.tracked[op.open_id] = (op, lease_id)
-        self.inodes[(op.dev, op.ino)] = file
+        self.inodes[inode] = file
         self.breaks.dirty = True
 
     def untrack(self, open_id: int) -> None:
@@ -145,12 +146,15 @@ class WorkerState:
         found = self.tracked.pop(open_id, None)
         self._mirrored.pop(open_id, None)
         if found is not None:
-            inode = (found[0].dev, found[0].ino)
-            left = self._inode_opens.pop(inode) - 1
-            if left:
-                self._inode_opens[inode] = left
-            else:
-                self.inodes.pop(inode, None)
+            self._release_inode(found[0])
+
+    def _release_inode(self, op: Any) -> None:
+        inode = (op.dev, op.ino)
+        left = self._inode_opens.pop(inode, 1) - 1
+        if left:
+            self._inode_opens[inode] = left
+        else:
+            self.inodes.pop(inode, None)
 
     async def _cross_worker(self) -> None:
         """Serve other workers' break requests; mirror our caching for them."""
