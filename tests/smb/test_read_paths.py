@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from smbprotocol.connection import Connection
+from smbprotocol.connection import Connection, Dialects
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import (
     CreateDisposition, ImpersonationLevel, LockFlags, Open, ShareAccess,
@@ -57,7 +57,9 @@ def trees(two_workers):
     def open_tree(mode: str) -> TreeConnect:
         sign, encrypt = MODES[mode]
         conn = Connection(uuid.uuid4(), "127.0.0.1", two_workers.port, require_signing=sign)
-        conn.connect()
+        # SMB 3.1.1 signs every tree connect, and smbprotocol signs it only on a
+        # signed session (smbd refuses it unsigned too): unsigned means 3.0.2.
+        conn.connect(dialect=Dialects.SMB_3_0_2 if not sign else None)
         conns.append(conn)
         session = Session(conn, two_workers.user, two_workers.password,
                           require_encryption=encrypt)
