@@ -65,19 +65,25 @@ def _durable_open(m: dc.Mount, name: str, create_guid: uuid.UUID,
     return op
 
 
+def _kill_then_purge_deletes(etcd_server, n1, n2, name: str) -> None:
+    """Node 1 dies holding ``name``; a conflicting open on node 2 purges its
+    handle, which deletes the file, and no record is left."""
+    _kill(etcd_server.url, n1, n2)
+    assert (n2.share / name).exists()
+    other = dc.mount(n2.port, n2.user, n2.password, n2.share_name, uuid.uuid4())
+    status = dc.conflicting_open_status(other.tree, name)
+    other.conn.disconnect()
+    assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, deleted, then looked up
+    assert not (n2.share / name).exists()
+    assert _durable_records_left(etcd_server.url, n2) == []
+
+
 def test_purged_orphan_with_delete_on_close_deletes_the_file(etcd_server, tmp_path):
     with _two_nodes(etcd_server, tmp_path) as (n1, n2):
         m = dc.mount(n1.port, n1.user, n1.password, n1.share_name, uuid.uuid4())
         _durable_open(m, "doc.bin", uuid.uuid4(),
                       CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE)
-        _kill(etcd_server.url, n1, n2)
-        assert (n2.share / "doc.bin").exists()
-        other = dc.mount(n2.port, n2.user, n2.password, n2.share_name, uuid.uuid4())
-        status = dc.conflicting_open_status(other.tree, "doc.bin")
-        other.conn.disconnect()
-        assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, deleted, then looked up
-        assert not (n2.share / "doc.bin").exists()
-        assert _durable_records_left(etcd_server.url, n2) == []
+        _kill_then_purge_deletes(etcd_server, n1, n2, "doc.bin")
 
 
 def _reads_delete_pending(m: dc.Mount, op: Open) -> bool:
@@ -114,14 +120,7 @@ def test_purged_orphan_with_a_pending_delete_deletes_the_file(etcd_server, tmp_p
         assert _stored_pending(etcd_server.url, n1) == [False]
         _delete_pending(m, op)
         assert _stored_pending(etcd_server.url, n1) == [True]
-        _kill(etcd_server.url, n1, n2)
-        assert (n2.share / "pending.bin").exists()
-        other = dc.mount(n2.port, n2.user, n2.password, n2.share_name, uuid.uuid4())
-        status = dc.conflicting_open_status(other.tree, "pending.bin")
-        other.conn.disconnect()
-        assert status == dc.OBJECT_NAME_NOT_FOUND  # purged, deleted, then looked up
-        assert not (n2.share / "pending.bin").exists()
-        assert _durable_records_left(etcd_server.url, n2) == []
+        _kill_then_purge_deletes(etcd_server, n1, n2, "pending.bin")
 
 
 def test_reclaim_on_another_node_keeps_the_pending_delete(etcd_server, tmp_path):

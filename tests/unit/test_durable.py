@@ -1,6 +1,7 @@
 """Durable records, the grant and reconnect rules, the batched writer and the scavenger."""
 
 import secrets
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -192,6 +193,15 @@ def test_adopt_moves_the_record_to_the_new_worker():
 
 # -- the batched writer --------------------------------------------------------
 
+@asynccontextmanager
+async def running(writer: DurableWriter):
+    """The writer's task for the length of the block."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        yield
+        nursery.cancel_scope.cancel()
+
+
 async def test_writer_batches_concurrent_puts_and_acks_only_after_store():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store)
@@ -202,12 +212,10 @@ async def test_writer_batches_concurrent_puts_and_acks_only_after_store():
         assert pid in store.records  # never acknowledged before it is stored
         acked.append(pid)
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         async with trio.open_nursery() as clients:
             for pid in range(1, 301):
                 clients.start_soon(one, pid)
-        nursery.cancel_scope.cancel()
     assert sorted(acked) == list(range(1, 301))
     assert store.writes <= 6  # 300 records, at most 128 per transaction, plus the first alone
 
@@ -222,25 +230,21 @@ async def test_round_gathers_the_puts_of_requests_still_running():
             await trio.sleep(0)
         await writer.put(record(pid=pid))
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         async with trio.open_nursery() as requests:
             for pid in range(1, 6):
                 requests.start_soon(request, pid, pid)
         assert store.writes == 1 and set(store.records) == {1, 2, 3, 4, 5}
-        nursery.cancel_scope.cancel()
 
 
 async def test_lone_put_does_not_wait_for_company(mock_clock):
     """Nothing else runnable: the round goes at once, the clock never moves."""
     store = MemoryDurableStore()
     writer = DurableWriter(store, gather=10)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         start = trio.current_time()
         await writer.put(record(pid=1))
         assert trio.current_time() == start and store.writes == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_writer_reports_failure_to_every_waiter_and_recovers():
@@ -254,8 +258,7 @@ async def test_writer_reports_failure_to_every_waiter_and_recovers():
         except StoreUnavailable:
             failures.append(pid)
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         store.available = False
         async with trio.open_nursery() as clients:
             for pid in range(1, 11):
@@ -264,14 +267,12 @@ async def test_writer_reports_failure_to_every_waiter_and_recovers():
         store.available = True
         await writer.put(record(pid=99))
         assert 99 in store.records
-        nursery.cancel_scope.cancel()
 
 
 async def test_discard_returns_at_once_and_deletes_in_the_next_round(caplog):
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         await writer.put(record(pid=1))
         await writer.put(record(pid=2))
         writer.discard(1)
@@ -289,14 +290,12 @@ async def test_discard_returns_at_once_and_deletes_in_the_next_round(caplog):
             while 2 in store.records:  # and tried again until it is stored
                 await trio.sleep(0.05)
         assert writer.discarding == set()
-        nursery.cancel_scope.cancel()
 
 
 async def test_discard_rides_with_the_next_put_in_one_transaction():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store, linger=10)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         await writer.put(record(pid=1))
         writer.discard(1)
         assert writer.discarding == {1}
@@ -305,14 +304,12 @@ async def test_discard_rides_with_the_next_put_in_one_transaction():
         await writer.put(record(pid=2))
         assert store.writes == 2 and set(store.records) == {2}  # put and delete together
         assert writer.discarding == set()
-        nursery.cancel_scope.cancel()
 
 
 async def test_discard_alone_goes_after_the_linger(autojump_clock):
     store = MemoryDurableStore()
     writer = DurableWriter(store, linger=0.5)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         await writer.put(record(pid=1))
         start = trio.current_time()
         writer.discard(1)
@@ -322,14 +319,12 @@ async def test_discard_alone_goes_after_the_linger(autojump_clock):
             await trio.sleep(0.01)
         assert 0.5 <= trio.current_time() - start < 0.52
         assert store.writes == 2 and writer.discarding == set()
-        nursery.cancel_scope.cancel()
 
 
 async def test_writer_collapses_changes_to_one_record_within_a_round():
     store = MemoryDurableStore(latency=0.01)
     writer = DurableWriter(store, max_batch=2)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
+    async with running(writer):
         async with trio.open_nursery() as clients:
             # Each submission is queued before the next starts (trio shuffles
             # tasks started together).
@@ -340,7 +335,6 @@ async def test_writer_collapses_changes_to_one_record_within_a_round():
                             (writer.put, record(pid=4))]:   # over max_batch: next round
                 clients.start_soon(op, arg)
                 await trio.testing.wait_all_tasks_blocked()
-        nursery.cancel_scope.cancel()
     assert set(store.records) == {1, 3, 4} and store.writes == 3
 
 
