@@ -1,16 +1,25 @@
-"""Durable-record writes per second: the batched writer against one etcd put per record.
+"""Durable opens per second over real SMB: hanode against Samba's smbd, in the same run.
 
-Every durable grant must be in etcd before the CREATE response leaves, so
-the write rate bounds the durable opens a node can serve.  This measures, for
-1 and several concurrent openers, the rate and latency of "open" (store a
-record) plus "close" (delete it) through DurableWriter, against a plain put
-and delete per record, and prints the ratio.
+Both servers come from bench/smbpair.py (own etcd, ``hanode smb`` with
+--workers workers, a private smbd, all on 127.0.0.1).  The client is
+bench/openload.py: one process, one connection (own session and tree) per
+client, each doing CREATE then CLOSE back to back on its own file (--depth
+such pairs outstanding per connection), three kinds: plain (no oplock),
+batch (a batch oplock, no durability: what the oplock alone costs) and
+durable (DH2Q with a batch oplock; hanode stores each open's record in etcd
+before answering the CREATE).  Every response is checked; a server that
+answers wrong stops the bench with an error instead of a rate.
 
-    .venv/bin/python bench/durable.py                      # embedded etcd in a temp dir
-    .venv/bin/python bench/durable.py --etcd http://127.0.0.1:2379 --seconds 5
+Prints opens/s, p50/p99 of open+close, the CPU ms per open of the server (all
+its processes), of etcd and of the load generator, and hanode/smbd ratios of
+the rate and of the server CPU per open (the steadier figure on a shared
+machine).  The CPU is taken between connect and disconnect, so logons are
+not in it.
 
-Against --etcd, everything is written under /hanode/bench-<random>/ and
-removed afterwards.
+    .venv/bin/python bench/durable.py                          # 1,8,64 clients, 3 s
+    .venv/bin/python bench/durable.py --clients 8 --kinds durable --sign --runs 3
+
+bench/durable_records.py measures the record layer alone (etcd writes).
 """
 
 from __future__ import annotations
@@ -18,154 +27,137 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-import time
-import uuid
-from contextlib import contextmanager
-from typing import Awaitable, Callable, Iterator
 
-import trio
+import psutil
 
-from hanode import embedded_etcd
-from hanode.store import Store
-from smb.durable import DurableRecord, DurableWriter, EtcdDurableStore, new_persistent_id
-from smb.oplocks import OPLOCK_BATCH
+from openload import DIALECTS, KINDS, OpenLoadError, Server, connect, drive
+from smbpair import BenchError, Pair, bench_main, compare, default_tmpdir, process_cpu
 
-from lifecycle import run_main
-
-
-def make_record(worker: str) -> DurableRecord:
-    pid = new_persistent_id()
-    return DurableRecord(
-        persistent_id=pid, version=2, create_guid=uuid.uuid4().bytes,
-        client_guid=b"\xc1" * 16, owner="bench", share="test", path=f"dir/{pid:016x}.dat",
-        desired_access=0x12019F, share_access=7, create_options=0x40,
-        oplock_level=OPLOCK_BATCH, lease=None, timeout_ms=60_000, worker=worker)
+def _procs(root_pid: int | None) -> list[psutil.Process]:
+    """A process and all its children as they are now (smbd's per-connection ones
+    included: they all live while the load's connections are open)."""
+    if root_pid is None:
+        return []
+    root = psutil.Process(root_pid)
+    return [root, *root.children(recursive=True)]
 
 
-Op = Callable[[DurableRecord], Awaitable[None]]
+def measure(target, etcd_pid: int | None, clients: int, kind: str,
+            args: argparse.Namespace) -> dict:
+    """One load run against ``target``: rate, latency and CPU per open."""
+    server = Server(target.port, target.user, target.password, target.share_name, target.name)
+    conns = []
+    try:
+        conns = connect(server, clients, dialect=args.dialect, sign=args.sign)
+        watched, etcd = _procs(target.proc.pid), _procs(etcd_pid)
+        s0, e0 = process_cpu(watched), process_cpu(etcd)
+        result = drive(conns, kind, args.seconds, depth=args.depth)
+        s1, e1 = process_cpu(watched), process_cpu(etcd)
+    except OpenLoadError as exc:
+        raise BenchError(f"{kind}, {clients} clients: {exc}") from None
+    finally:
+        for conn in conns:
+            conn.close()
+    if not result.opens:
+        raise BenchError(f"{target.name} {kind}, {clients} clients: no open completed")
+    per_open = 1000 / result.opens
+    ordered = sorted(result.latencies)
+    return {"rate": result.rate, "opens": result.opens,
+            "p50_ms": statistics.median(ordered) * 1000,
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+            "server_ms": (s1 - s0) * per_open,
+            "etcd_ms": (e1 - e0) * per_open if etcd else None,
+            "load_ms": result.cpu * per_open}
 
 
-async def run_load(open_op: Op, close_op: Op, worker: str, clients: int,
-                   seconds: float) -> tuple[int, list[float], float]:
-    """clients tasks doing open+close back to back for ``seconds``;
-    (ops, latencies, this process's CPU seconds: the etcd client's cost)."""
-    latencies: list[float] = []
-    cpu0 = time.process_time()
-    deadline = trio.current_time() + seconds
-
-    async def client() -> None:
-        while trio.current_time() < deadline:
-            rec = make_record(worker)
-            t0 = time.perf_counter()
-            await open_op(rec)
-            await close_op(rec)
-            latencies.append(time.perf_counter() - t0)
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(clients):
-            nursery.start_soon(client)
-    return len(latencies), latencies, time.process_time() - cpu0
-
-
-async def measure(store: Store, clients: int,
-                  seconds: float) -> dict[str, tuple[float, float, float, float]]:
-    worker = store.worker_key("bench", "w0")
-    limiter = trio.CapacityLimiter(max(clients, 1))
-
-    async def plain_open(rec: DurableRecord) -> None:
-        await trio.to_thread.run_sync(store.put, store.durable_key(rec.persistent_id),
-                                      rec.to_json(), limiter=limiter)
-
-    async def plain_close(rec: DurableRecord) -> None:
-        await trio.to_thread.run_sync(store.delete, store.durable_key(rec.persistent_id),
-                                      limiter=limiter)
-
-    results = {}
-    results["plain"] = _summary(*await run_load(plain_open, plain_close, worker, clients,
-                                                seconds), seconds)
-
-    writer = DurableWriter(EtcdDurableStore(store))
-
-    async def batched_close(rec: DurableRecord) -> None:
-        writer.discard(rec.persistent_id)  # as CLOSE does: rides in the next put's round
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
-        results["batched"] = _summary(*await run_load(writer.put, batched_close, worker,
-                                                      clients, seconds), seconds)
-        nursery.cancel_scope.cancel()
-    return results
+def measure_pair(pair: Pair, counts: list[int], kinds: list[str],
+                 args: argparse.Namespace) -> dict:
+    cells = []
+    for clients in counts:
+        for kind in kinds:
+            runs: dict[str, list[dict]] = {"hanode": [], "smbd": []}
+            for run in range(args.runs):
+                for target in pair.in_turn(run):
+                    etcd = pair.etcd_pid if target is pair.hanode else None
+                    runs[target.name].append(measure(target, etcd, clients, kind, args))
+            cell = {"clients": clients, "kind": kind, "runs": runs,
+                    "rate": compare([r["rate"] for r in runs["hanode"]],
+                                    [r["rate"] for r in runs["smbd"]]),
+                    "server_ms": compare([r["server_ms"] for r in runs["hanode"]],
+                                         [r["server_ms"] for r in runs["smbd"]])}
+            cells.append(cell)
+            if not args.json:
+                print_cell(cell)
+    return {"cells": cells}
 
 
-def _summary(n: int, latencies: list[float], cpu: float,
-             seconds: float) -> tuple[float, float, float, float]:
-    """(ops/s, p50 ms, p99 ms, client CPU ms per op)."""
-    if not latencies:
-        return 0.0, float("nan"), float("nan"), float("nan")
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return n / seconds, statistics.median(ordered) * 1000, p99 * 1000, cpu * 1000 / n
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
 
 
-@contextmanager
-def etcd_endpoint(url: str | None) -> Iterator[str]:
-    with etcd_process(url) as (endpoint, _):
-        yield endpoint
+def print_header(args: argparse.Namespace, counts: list[int]) -> None:
+    print(f"op = CREATE + CLOSE on a file per connection; SMB {args.dialect}"
+          f"{', signed' if args.sign else ''}; depth {args.depth}; {args.seconds:g} s x "
+          f"{args.runs} run(s); hanode {args.workers} workers; {psutil.cpu_count()} CPUs; "
+          f"CPU in ms per open; ratios hanode/smbd")
+    print(f"{'clients':>7} {'kind':>7} {'server':>6} | {'opens/s':>7} {'p50 ms':>7} "
+          f"{'p99 ms':>7} | {'server':>6} {'etcd':>6} {'load':>6} | {'rate':>6} {'cpu':>6}",
+          flush=True)
 
 
-@contextmanager
-def etcd_process(url: str | None) -> Iterator[tuple[str, int | None]]:
-    """An etcd to bench against, and its pid when it is the embedded one (whose CPU
-    the SMB bench counts); an external --etcd has no pid here."""
-    if url:
-        yield url, None
-        return
-    with tempfile.TemporaryDirectory(prefix="hanode-bench-") as tmp:
-        client = f"http://127.0.0.1:{embedded_etcd.free_port()}"
-        peer = f"http://127.0.0.1:{embedded_etcd.free_port()}"
-        proc = embedded_etcd.start(tmp, client, peer, log_path=f"{tmp}/etcd.log")
-        try:
-            yield client, proc.pid
-        finally:
-            embedded_etcd.stop(proc)
+def print_cell(cell: dict) -> None:
+    for name in ("hanode", "smbd"):
+        runs = cell["runs"][name]
+        ratios = (f"{cell['rate']['ratio']:>5.2f}x {cell['server_ms']['ratio']:>5.2f}x"
+                  if name == "hanode" else "")
+        etcd = [r["etcd_ms"] for r in runs if r["etcd_ms"] is not None]
+        etcd_ms = f"{statistics.median(etcd):.3f}" if etcd else "-"
+        print(f"{cell['clients']:>7} {cell['kind']:>7} {name:>6} | "
+              f"{_median(runs, 'rate'):>7.0f} {_median(runs, 'p50_ms'):>7.2f} "
+              f"{_median(runs, 'p99_ms'):>7.2f} | {_median(runs, 'server_ms'):>6.3f} "
+              f"{etcd_ms:>6} {_median(runs, 'load_ms'):>6.3f} | "
+              f"{ratios}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--etcd", help="etcd endpoint (default: an embedded etcd)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--clients", default="1,8,64",
-                        help="comma-separated numbers of concurrent openers")
+    parser.add_argument("--clients", default="1,8,64", help="comma-separated connection counts")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"comma-separated, of {', '.join(KINDS)}")
+    parser.add_argument("--depth", type=int, default=1,
+                        help="CREATE+CLOSE pairs outstanding per connection")
+    parser.add_argument("--dialect", choices=sorted(DIALECTS), default="3.1.1")
+    parser.add_argument("--sign", action="store_true", help="sessions that require signing")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per cell, the servers' order swapped each run")
+    parser.add_argument("--workers", type=int, default=2, help="hanode smb workers")
+    parser.add_argument("--etcd", help="etcd endpoint for hanode (default: an embedded etcd, "
+                                       "whose CPU is counted)")
+    parser.add_argument("--tmpdir", default=default_tmpdir(),
+                        help="where the shares live (default /dev/shm)")
+    parser.add_argument("--json", action="store_true", help="one JSON line instead of a table")
     args = parser.parse_args(argv)
     try:
         counts = [int(c) for c in args.clients.split(",")]
     except ValueError:
         parser.error("--clients: comma-separated integers expected")
+    kinds = args.kinds.split(",")
+    if any(k not in KINDS for k in kinds):
+        parser.error(f"--kinds: each of {', '.join(KINDS)}")
+    if min(counts) < 1 or args.depth < 1 or args.runs < 1 or args.seconds <= 0:
+        parser.error("--clients, --depth, --runs and --seconds must be positive")
 
-    return run_main(lambda: _bench(args.etcd, counts, args.seconds))
-
-
-def _bench(etcd: str | None, counts: list[int], seconds: float) -> int:
-    with etcd_endpoint(etcd) as url:
-        store = Store([url], f"bench-{uuid.uuid4().hex[:8]}", timeout=5.0)
-        try:
-            print(f"etcd {url}; each op = store a durable record + delete it (open + close)")
-            print("plain: a put and a delete per record; batched: DurableWriter.put, and "
-                  "discard as CLOSE does; cpu = this process's CPU ms per op")
-            print(f"{'clients':>7} | {'plain ops/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'cpu':>5} | "
-                  f"{'batched ops/s':>13} {'p50 ms':>7} {'p99 ms':>7} {'cpu':>5} | {'ratio':>6}")
-            for clients in counts:
-                r = trio.run(measure, store, clients, seconds)
-                (pr, p50, p99, pc), (br, b50, b99, bc) = r["plain"], r["batched"]
-                ratio = br / pr if pr else float("inf")
-                print(f"{clients:>7} | {pr:>11.0f} {p50:>7.2f} {p99:>7.2f} {pc:>5.2f} | "
-                      f"{br:>13.0f} {b50:>7.2f} {b99:>7.2f} {bc:>5.2f} | {ratio:>5.1f}x",
-                      flush=True)
-        finally:
-            store.delete_prefix(store.prefix)
-            store.close()
-    return 0
+    if not args.json:
+        print_header(args, counts)
+    facts = {"bench": "durable", "clients": counts, "kinds": kinds,
+             "seconds_per_run": args.seconds, "runs": args.runs, "depth": args.depth,
+             "dialect": args.dialect, "signed": args.sign, "cpus": psutil.cpu_count()}
+    return bench_main(args.tmpdir, args.workers, args.json,
+                      lambda pair: measure_pair(pair, counts, kinds, args), facts,
+                      lambda result: print(f"load average {result['load_before']} before, "
+                                           f"{result['load_after']} after; "
+                                           f"{result['seconds']:.0f} s in all"), args.etcd)
 
 
 if __name__ == "__main__":

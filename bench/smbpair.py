@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from durable import etcd_process  # noqa: E402  (bench/durable.py: an embedded etcd)
+from durable_records import etcd_process  # noqa: E402  (an embedded etcd)
 from lifecycle import BenchError, run_main  # noqa: E402,F401  (re-exported for the benches)
 from tests.smb import harness  # noqa: E402
 from tests.smb.harness import Target  # noqa: E402

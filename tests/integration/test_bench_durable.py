@@ -1,11 +1,12 @@
-"""bench/durable.py runs end to end against the test etcd and reports both paths."""
+"""bench/durable.py (SMB opens, hanode against smbd) and bench/durable_records.py
+(the record layer) run end to end against the test etcd."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "durable.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "durable_records.py"
 
 
 def test_bench_prints_a_row_per_client_count(etcd_server):
@@ -21,7 +22,7 @@ def test_bench_prints_a_row_per_client_count(etcd_server):
 
 
 def test_smb_bench_measures_plain_and_durable_opens(etcd_server):
-    bench = BENCH.parent / "durable_smb.py"
+    bench = BENCH.parent / "durable.py"
     out = subprocess.run(
         [sys.executable, str(bench), "--etcd", etcd_server.url, "--seconds", "0.5",
          "--clients", "1,2", "--workers", "1"],
