@@ -29,11 +29,14 @@ def two_workers(etcd_server, tmp_path):
         yield target
 
 
-@pytest.fixture(scope="module")
-def smbd_server(tmp_path_factory):
-    """A private smbd for the module, configured as Samba's selftest shares are."""
+@pytest.fixture(scope="session")
+def smbd_baseline(tmp_path_factory):
+    """A private smbd, configured as Samba's selftest shares are, and its
+    smbtorture outcomes: each suite runs against it once per session."""
     target = harness.start_smbd(tmp_path_factory.mktemp("smbd"))
+    baseline = harness.SmbdBaseline(target)
     try:
-        yield target
+        yield baseline
     finally:
+        baseline.close()
         harness.stop(target)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,22 +303,37 @@ def regressions(hanode: TortureRun, smbd: TortureRun) -> list[str]:
                   if outcome == "success" and hanode.results.get(name) != "success")
 
 
-def compare_suite(hanode: Target, smbd: Target, suite: str, *extra: str,
-                  timeout: float = 600,
-                  concurrently: bool = False) -> tuple[TortureRun, TortureRun, list[str]]:
-    """Run ``suite`` against both servers; the list names hanode's regressions.
+class SmbdBaseline:
+    """smbd's runs of smbtorture suites, each run once per session and shared by
+    every test that compares hanode with it (smbd's outcome of a suite does not
+    depend on which hanode test asks).  Runs go one at a time on a thread of
+    their own, so a test's hanode run overlaps smbd's run of the same suite:
+    separate servers, separate shares, and most suites mostly wait."""
 
-    concurrently: both runs at once (separate servers, separate shares), for
-    suites that mostly wait out break timeouts (smb2.lease, smb2.oplock).
-    """
-    if concurrently:
-        with ThreadPoolExecutor(2) as pool:
-            ours_f = pool.submit(run_smbtorture, hanode, suite, *extra, timeout=timeout)
-            theirs_f = pool.submit(run_smbtorture, smbd, suite, *extra, timeout=timeout)
-            ours, theirs = ours_f.result(), theirs_f.result()
-    else:
-        ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
-        theirs = run_smbtorture(smbd, suite, *extra, timeout=timeout)
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="smbd-baseline")
+        self._runs: dict[tuple[str, ...], Future[TortureRun]] = {}
+
+    def start(self, suite: str, *extra: str, timeout: float = 600) -> Future[TortureRun]:
+        """smbd's run of ``suite``, started now unless it already was."""
+        key = (suite, *extra)
+        if key not in self._runs:
+            self._runs[key] = self._pool.submit(run_smbtorture, self.target, suite, *extra,
+                                                timeout=timeout)
+        return self._runs[key]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def compare_suite(hanode: Target, smbd: SmbdBaseline, suite: str, *extra: str,
+                  timeout: float = 600) -> tuple[TortureRun, TortureRun, list[str]]:
+    """Run ``suite`` against hanode while smbd's run of it goes on (or was done
+    before); the list names hanode's regressions."""
+    theirs_f = smbd.start(suite, *extra, timeout=timeout)
+    ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
+    theirs = theirs_f.result()
     return ours, theirs, regressions(ours, theirs)
 
 
@@ -328,13 +343,12 @@ def _known(suite: str, failure: str, known_gaps: Mapping[str, str]) -> bool:
     return name in known_gaps or f"{suite}.{name}" in known_gaps
 
 
-def assert_parity(hanode: Target, smbd: Target, suite: str,
-                  known_gaps: Mapping[str, str] | None = None, *, timeout: float = 600,
-                  concurrently: bool = False) -> None:
+def assert_parity(hanode: Target, smbd: SmbdBaseline, suite: str,
+                  known_gaps: Mapping[str, str] | None = None, *,
+                  timeout: float = 600) -> None:
     """Fail unless hanode passes every test of ``suite`` that smbd passes, but
     for ``known_gaps`` (test name to the reason it cannot pass yet)."""
-    ours, theirs, missing = compare_suite(hanode, smbd, suite, timeout=timeout,
-                                          concurrently=concurrently)
+    ours, theirs, missing = compare_suite(hanode, smbd, suite, timeout=timeout)
     if not theirs.results:
         raise AssertionError(f"smbd ran no test of {suite}:\n{theirs.output[-3000:]}")
     print(f"{suite}: hanode {_passed(ours)}/{len(ours.results)}, "

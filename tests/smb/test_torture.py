@@ -28,10 +28,10 @@ FILE_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("suite", CONNECTION_SUITES)
-def test_connection_parity(hanode_server, smbd_server, suite):
-    harness.assert_parity(hanode_server, smbd_server, suite, timeout=300)
+def test_connection_parity(hanode_server, smbd_baseline, suite):
+    harness.assert_parity(hanode_server, smbd_baseline, suite, timeout=300)
 
 
 @pytest.mark.parametrize("suite", FILE_SUITES)
-def test_file_parity(two_workers, smbd_server, suite):
-    harness.assert_parity(two_workers, smbd_server, suite, FILE_GAPS, timeout=600)
+def test_file_parity(two_workers, smbd_baseline, suite):
+    harness.assert_parity(two_workers, smbd_baseline, suite, FILE_GAPS, timeout=600)

@@ -29,9 +29,9 @@ SUITES = ["smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay", 
 
 
 @pytest.mark.parametrize("suite", SUITES)
-def test_parity_with_smbd(hanode_server, smbd_server, suite):
-    ours, theirs, missing = harness.compare_suite(hanode_server, smbd_server, suite,
-                                                  timeout=900, concurrently=True)
+def test_parity_with_smbd(hanode_server, smbd_baseline, suite):
+    ours, theirs, missing = harness.compare_suite(hanode_server, smbd_baseline, suite,
+                                                  timeout=900)
     assert theirs.results, f"smbd ran no test of {suite}:\n{theirs.output[-3000:]}"
     unexpected = [m for m in missing if f"{suite}.{m.split(':')[0]}" not in KNOWN_GAPS]
     passed = sum(1 for r in ours.results.values() if r == "success")
