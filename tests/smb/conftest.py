@@ -29,11 +29,29 @@ def two_workers(etcd_server, tmp_path):
         yield target
 
 
-@pytest.fixture(scope="module")
-def smbd_server(tmp_path_factory):
-    """A private smbd for the module, configured as Samba's selftest shares are."""
-    target = harness.start_smbd(tmp_path_factory.mktemp("smbd"))
+@pytest.fixture(scope="session")
+def smbd_baseline(tmp_path_factory):
+    """smbd's smbtorture outcomes, each suite run once per session against a
+    private smbd configured as Samba's selftest shares are."""
+    baseline = harness.SmbdBaseline(tmp_path_factory.mktemp("smbd"))
     try:
-        yield target
+        yield baseline
     finally:
-        harness.stop(target)
+        baseline.close()
+
+
+@pytest.fixture(scope="module")
+def parity_runs(etcd_server, smbd_baseline, tmp_path_factory, request):
+    """The module's smbtorture parity runs, every selected suite started before
+    its first test.  The module's ``PARITY`` maps each test function to the
+    workers and timeout of its suites; a test's ``suite`` parameter names one."""
+    plan = request.module.PARITY
+    runs = harness.ParityRuns(etcd_server.url, tmp_path_factory.mktemp("hanode"),
+                              smbd_baseline)
+    try:
+        for item in request.session.items:
+            if item.module is request.module:
+                runs.start(item.callspec.params["suite"], **plan[item.originalname])
+        yield runs
+    finally:
+        runs.close()

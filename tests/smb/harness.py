@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Iterator, Mapping
 import psutil
 
 from hanode.embedded_etcd import free_port
+from hanode.lab import wait_for
 
 USER = "root"
 PASSWORD = "Hn-test-pw1"
@@ -303,23 +304,75 @@ def regressions(hanode: TortureRun, smbd: TortureRun) -> list[str]:
                   if outcome == "success" and hanode.results.get(name) != "success")
 
 
-def compare_suite(hanode: Target, smbd: Target, suite: str, *extra: str,
-                  timeout: float = 600,
-                  concurrently: bool = False) -> tuple[TortureRun, TortureRun, list[str]]:
-    """Run ``suite`` against both servers; the list names hanode's regressions.
+class SmbdBaseline:
+    """smbd's runs of smbtorture suites, each run once per session and shared by
+    every test that compares hanode with it (smbd's outcome of a suite does not
+    depend on which hanode test asks).  Each run has a fresh private smbd of
+    its own, so up to ``jobs`` go on at once, beside hanode's runs, without
+    meeting on a share."""
 
-    concurrently: both runs at once (separate servers, separate shares), for
-    suites that mostly wait out break timeouts (smb2.lease, smb2.oplock).
-    """
-    if concurrently:
-        with ThreadPoolExecutor(2) as pool:
-            ours_f = pool.submit(run_smbtorture, hanode, suite, *extra, timeout=timeout)
-            theirs_f = pool.submit(run_smbtorture, smbd, suite, *extra, timeout=timeout)
-            ours, theirs = ours_f.result(), theirs_f.result()
-    else:
-        ours = run_smbtorture(hanode, suite, *extra, timeout=timeout)
-        theirs = run_smbtorture(smbd, suite, *extra, timeout=timeout)
-    return ours, theirs, regressions(ours, theirs)
+    def __init__(self, base: Path, *, jobs: int = 3) -> None:
+        self._base = base
+        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="smbd-baseline")
+        self._runs: dict[str, Future[TortureRun]] = {}
+
+    def start(self, suite: str, *, timeout: float = 600) -> Future[TortureRun]:
+        """smbd's run of ``suite``, started now unless it already was."""
+        if suite not in self._runs:
+            self._runs[suite] = self._pool.submit(self._run, suite, timeout)
+        return self._runs[suite]
+
+    def _run(self, suite: str, timeout: float) -> TortureRun:
+        target = start_smbd(self._base / suite)
+        try:
+            return run_smbtorture(target, suite, timeout=timeout)
+        finally:
+            stop(target)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ParityRuns:
+    """smbtorture suites run against hanode, each on a fresh ``hanode smb`` of
+    its own, up to ``jobs`` at once, and against smbd's baseline.  Most of a
+    suite's time is spent waiting (break timeouts, smbtorture's own timeouts),
+    not computing, so suites started together finish in about the time of the
+    longest.  Each server's log must hold no traceback, as with ``running_hanode``."""
+
+    def __init__(self, etcd_url: str, base: Path, smbd: SmbdBaseline, *, jobs: int = 3) -> None:
+        self._etcd_url = etcd_url
+        self._base = base
+        self._smbd = smbd
+        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="hanode-suite")
+        self._runs: dict[tuple[str, int], Future[TortureRun]] = {}
+
+    def start(self, suite: str, *, workers: int, timeout: float) -> Future[TortureRun]:
+        """hanode's run of ``suite`` on ``workers`` workers (and smbd's), started
+        now unless it already was."""
+        self._smbd.start(suite, timeout=timeout)
+        key = (suite, workers)
+        if key not in self._runs:
+            self._runs[key] = self._pool.submit(self._run, suite, workers, timeout)
+        return self._runs[key]
+
+    def check(self, suite: str, known_gaps: Mapping[str, str] | None = None, *,
+              workers: int, timeout: float) -> None:
+        """``assert_parity`` of hanode's run of ``suite`` with smbd's."""
+        ours = self.start(suite, workers=workers, timeout=timeout).result()
+        assert_parity(ours, self._smbd.start(suite, timeout=timeout).result(), known_gaps)
+
+    def _run(self, suite: str, workers: int, timeout: float) -> TortureRun:
+        with running_hanode(self._etcd_url, self._base / f"{suite}-{workers}w",
+                            workers=workers) as target:
+            # Node-local state (share modes, locks) has to hold across all the
+            # workers, so every one of them must be serving before the suite starts.
+            wait_for(lambda: listening_workers(target) == workers, 15,
+                     f"{workers} listening workers")
+            return run_smbtorture(target, suite, timeout=timeout)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _known(suite: str, failure: str, known_gaps: Mapping[str, str]) -> bool:
@@ -328,18 +381,17 @@ def _known(suite: str, failure: str, known_gaps: Mapping[str, str]) -> bool:
     return name in known_gaps or f"{suite}.{name}" in known_gaps
 
 
-def assert_parity(hanode: Target, smbd: Target, suite: str,
-                  known_gaps: Mapping[str, str] | None = None, *, timeout: float = 600,
-                  concurrently: bool = False) -> None:
-    """Fail unless hanode passes every test of ``suite`` that smbd passes, but
+def assert_parity(ours: TortureRun, theirs: TortureRun,
+                  known_gaps: Mapping[str, str] | None = None) -> None:
+    """Fail unless hanode passes every test of the suite that smbd passes, but
     for ``known_gaps`` (test name to the reason it cannot pass yet)."""
-    ours, theirs, missing = compare_suite(hanode, smbd, suite, timeout=timeout,
-                                          concurrently=concurrently)
+    suite = theirs.test
     if not theirs.results:
         raise AssertionError(f"smbd ran no test of {suite}:\n{theirs.output[-3000:]}")
     print(f"{suite}: hanode {_passed(ours)}/{len(ours.results)}, "
           f"smbd {_passed(theirs)}/{len(theirs.results)}")
-    unexpected = [m for m in missing if not _known(suite, m, known_gaps or {})]
+    unexpected = [m for m in regressions(ours, theirs)
+                  if not _known(suite, m, known_gaps or {})]
     if unexpected:
         raise AssertionError("\n".join(unexpected) + "\n" + ours.output[-4000:])
 

@@ -1,14 +1,13 @@
 """smbtorture parity for durable handles, oplocks and leases: every test the
 private smbd passes, hanode (one worker: oplocks and leases are granted and
 broken inside a worker) must pass too, except those listed in KNOWN_GAPS
-with the reason.  Each suite runs once per server, both servers at once
-(most of the time goes into waiting out break timeouts)."""
+with the reason.  Each suite runs once per server, several suites at once
+(most of the time goes into waiting out break timeouts; see the
+``parity_runs`` fixture)."""
 
 from __future__ import annotations
 
 import pytest
-
-import harness
 
 pytestmark = pytest.mark.smbtorture
 
@@ -28,13 +27,9 @@ SUITES = ["smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay", 
           "smb2.oplock", "smb2.replay"]
 
 
+PARITY = {"test_parity_with_smbd": {"workers": 1, "timeout": 900}}
+
+
 @pytest.mark.parametrize("suite", SUITES)
-def test_parity_with_smbd(hanode_server, smbd_server, suite):
-    ours, theirs, missing = harness.compare_suite(hanode_server, smbd_server, suite,
-                                                  timeout=900, concurrently=True)
-    assert theirs.results, f"smbd ran no test of {suite}:\n{theirs.output[-3000:]}"
-    unexpected = [m for m in missing if f"{suite}.{m.split(':')[0]}" not in KNOWN_GAPS]
-    passed = sum(1 for r in ours.results.values() if r == "success")
-    print(f"{suite}: hanode {passed}/{len(ours.results)}, smbd "
-          f"{sum(1 for r in theirs.results.values() if r == 'success')}/{len(theirs.results)}")
-    assert not unexpected, "\n".join(unexpected) + "\n" + ours.output[-4000:]
+def test_parity_with_smbd(parity_runs, suite):
+    parity_runs.check(suite, KNOWN_GAPS, **PARITY["test_parity_with_smbd"])
