@@ -29,6 +29,16 @@ def two_workers(etcd_server, tmp_path):
         yield target
 
 
+@pytest.fixture(scope="module")
+def smbd_server(tmp_path_factory):
+    """A private smbd for the module, configured as Samba's selftest shares are."""
+    target = harness.start_smbd(tmp_path_factory.mktemp("smbd"))
+    try:
+        yield target
+    finally:
+        harness.stop(target)
+
+
 @pytest.fixture(scope="session")
 def smbd_baseline(tmp_path_factory):
     """smbd's smbtorture outcomes, each suite run once per session against a
