@@ -14,7 +14,8 @@ made again in a thread, where it may wait as before.
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 import trio
 
@@ -39,6 +40,18 @@ def attempt(fn: Callable[..., T], *args: object) -> T:
         return fn(*args)
     finally:
         _state.active = False
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Waiting allowed again inside an attempt: for undoing what it already
+    changed when a later step fails (it cannot give up with WouldBlock then)."""
+    was = active()
+    _state.active = False
+    try:
+        yield
+    finally:
+        _state.active = was
 
 
 async def run(fn: Callable[..., T], *args: object) -> T:

@@ -156,8 +156,13 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
                 raise CommandError(Status.CANNOT_DELETE)
             tree.node.set_delete_on_close(op.key, True)
     except BaseException:
-        tree.node.close_file(op.key, op.dev, op.ino)
-        os.close(fd)
+        try:
+            # Registered already: the row must go even if that means waiting
+            # (on the event loop; this is the failure path of a small file).
+            with nowait.suspended():
+                tree.node.close_file(op.key, op.dev, op.ino)
+        finally:
+            os.close(fd)
         raise
     return op, action, not is_dir and registered.other_owners
 
