@@ -429,9 +429,10 @@ class NodeLocal:
         """Mirror (open_key, dev, ino, state) of this worker's opens; state 0 drops the row."""
         def run() -> None:
             for key, dev, ino, state in states:
-                if state:
-                    self._db.execute("INSERT OR REPLACE INTO caching VALUES (?,?,?,?,?)",
-                                     (key, self.owner, dev, ino, state))
+                if state:  # only while the open is there (a CLOSE may have just gone)
+                    self._db.execute("INSERT OR REPLACE INTO caching SELECT ?,?,?,?,?"
+                                     " WHERE EXISTS (SELECT 1 FROM opens WHERE open_key = ?)",
+                                     (key, self.owner, dev, ino, state, key))
                 else:
                     self._db.execute("DELETE FROM caching WHERE open_key = ?", (key,))
         self._txn(run)

@@ -81,7 +81,8 @@ class WorkerState:
         self.tracked: dict[int, tuple[Any, tuple[bytes, bytes] | None]] = {}
         self._mirrored: dict[int, int] = {}
         self.inodes: dict[tuple[int, int], Hashable] = {}
-        self._inode_opens: dict[tuple[int, int], int] = {}  # tracked opens per inode
+        self._inode_opens: dict[tuple[int, int], set[int]] = {}  # tracked open ids per inode
+        self._mirroring = trio.Lock()  # one mirror write at a time: the last state wins
         self.node = node_table(cfg)
         self._lease: int | None = None
         self.nursery: trio.Nursery | None = None
@@ -134,8 +135,9 @@ class WorkerState:
     def track(self, op: Any, file: Hashable, lease_id: tuple[bytes, bytes] | None) -> None:
         if op.open_id in self.tracked:  # a reclaim re-attaching it (reopened, maybe anew)
             self._release_inode(self.tracked[op.open_id][0])
+            self._mirrored.pop(op.open_id, None)  # the new open has rows of its own
         inode = (op.dev, op.ino)
-        self._inode_opens[inode] = self._inode_opens.get(inode, 0) + 1
+        self._inode_opens.setdefault(inode, set()).add(op.open_id)
         self.tracked[op.open_id] = (op, lease_id)
         self.inodes[inode] = file
         self.breaks.dirty = True
@@ -150,11 +152,15 @@ class WorkerState:
 
     def _release_inode(self, op: Any) -> None:
         inode = (op.dev, op.ino)
-        left = self._inode_opens.pop(inode, 1) - 1
-        if left:
-            self._inode_opens[inode] = left
-        else:
+        ids = self._inode_opens.get(inode, set())
+        ids.discard(op.open_id)
+        if not ids:
+            self._inode_opens.pop(inode, None)
             self.inodes.pop(inode, None)
+
+    def opens_of(self, dev: int, ino: int) -> list[Any]:
+        """The tracked opens of one file."""
+        return [self.tracked[i][0] for i in self._inode_opens.get((dev, ino), ())]
 
     async def _cross_worker(self) -> None:
         """Serve other workers' break requests; mirror our caching for them."""
@@ -230,21 +236,25 @@ class WorkerState:
         await self._mirror(self.tracked)
 
     async def mirror_open(self, open_id: int) -> None:
-        """Write one open's caching if it changed: what a CREATE must have
-        mirrored before it is answered (other opens' changes are the periodic
-        mirror's, which scans every open)."""
+        """Write the caching of one open's file if it changed: what a CREATE must
+        have mirrored before it is answered (its own open, and those sharing its
+        lease, whose state it may have raised); other files' changes are the
+        periodic mirror's, which scans every open."""
         if open_id in self.tracked:
-            await self._mirror({open_id: self.tracked[open_id]})
+            op = self.tracked[open_id][0]
+            await self._mirror({i: self.tracked[i]
+                                for i in self._inode_opens.get((op.dev, op.ino), ())})
 
     async def _mirror(self, opens: dict[int, tuple[Any, tuple[bytes, bytes] | None]]) -> None:
-        changes = []
-        for open_id, (op, lease_id) in opens.items():
-            state = self.breaks.caching(open_id, lease_id)
-            if self._mirrored.get(open_id, 0) != state:
-                self._mirrored[open_id] = state
-                changes.append((op.key, op.dev, op.ino, state))
-        if changes:
-            await nowait.run(self.node.set_caching, changes)
+        async with self._mirroring:
+            changes = []
+            for open_id, (op, lease_id) in opens.items():
+                state = self.breaks.caching(open_id, lease_id)
+                if self._mirrored.get(open_id, 0) != state:
+                    self._mirrored[open_id] = state
+                    changes.append((op.key, op.dev, op.ino, state))
+            if changes:
+                await nowait.run(self.node.set_caching, changes)
 
     async def _liveness(self) -> None:
         period = max(0.25, self.cfg.cluster.lease_ttl / 4)

@@ -233,6 +233,7 @@ def test_caching_mirrored_between_processes_and_break_requests(holder, table):
     """)
     assert table.others_caching(DEV, INO) == 7
     assert table.others_caching(DEV, INO + 1) == 0
+    assert table.open_file("mine", DEV, INO, 0x1, 0x7) == 0
     table.set_caching([("mine", DEV, INO, 1)])
     assert table.others_caching(DEV, INO) == 7  # our own rows do not count
     table.request_breaks(DEV, INO, FILE_WRITE_DATA, 0x7, 1)
@@ -240,6 +241,14 @@ def test_caching_mirrored_between_processes_and_break_requests(holder, table):
     proc.kill()
     proc.wait()
     assert table.others_caching(DEV, INO) == 0  # a dead worker caches nothing
+
+
+def test_caching_is_mirrored_only_for_an_open_that_is_there(table):
+    """A CLOSE may remove an open just before a late mirror write for it:
+    that write must not bring its caching row back."""
+    assert table.open_file("open", DEV, INO, 0x1, 0x7) == 0
+    table.set_caching([("open", DEV, INO, 1), ("closed", DEV, INO, 7)])
+    assert table._read("SELECT open_key, state FROM caching", ()) == [("open", 1)]
 
 
 def test_locks_of_an_open(table):

@@ -58,6 +58,8 @@ def test_its_worker_ends_it_once_and_a_delete_on_close_is_due(table):
 def test_leases_told_apart_from_oplocks(holder, table):
     batch = LEASE_READ | LEASE_WRITE | LEASE_HANDLE | CACHING_OPLOCK
     holder(f"""
+        t.open_file('batch', {DEV}, {INO}, 0x3, 0x7)
+        t.open_file('rh', {DEV}, {INO + 1}, 0x3, 0x7)
         t.set_caching([('batch', {DEV}, {INO}, {batch}),
                        ('rh', {DEV}, {INO + 1}, {LEASE_READ | LEASE_HANDLE})])
     """)
