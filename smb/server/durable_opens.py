@@ -473,16 +473,28 @@ async def keep_delete_pending(op: "Open", pending: bool) -> None:
     take it, the answer goes anyway: the node table holds the flag while this
     worker lives, only a crash would then lose it."""
     ws = workerstate.current()
-    if ws is None or op.durable is None or op.durable.delete_pending == pending:
+    if ws is None:
         return
-    # Set before the write: a connection lost meanwhile stores its disconnected
-    # record (evolved from this one) after it, and keeps the flag.
-    op.durable = record = op.durable.evolve(delete_pending=pending)
-    try:
-        await ws.writer.put(record)
-    except StoreUnavailable as exc:
-        log.warning("durable record %016x: pending delete not stored: %s",
-                    record.persistent_id, exc)
+    # The pending delete belongs to the file: every durable open of it on this
+    # worker says the same, whichever handle set or cleared it.  (Another
+    # worker's durable opens of the file keep what they last stored.)
+    changed = [o for o in ws.opens_of(op.dev, op.ino)
+               if o.durable is not None and o.durable.delete_pending != pending]
+    for o in changed:
+        # Set before the write: a connection lost meanwhile stores its
+        # disconnected record (evolved from this one) after it, and keeps the flag.
+        o.durable = o.durable.evolve(delete_pending=pending)
+
+    async def store(record: DurableRecord) -> None:
+        try:
+            await ws.writer.put(record)
+        except StoreUnavailable as exc:
+            log.warning("durable record %016x: pending delete not stored: %s",
+                        record.persistent_id, exc)
+
+    async with trio.open_nursery() as nursery:  # one writer round for them all
+        for o in changed:
+            nursery.start_soon(store, o.durable)
 
 
 async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecord | None:

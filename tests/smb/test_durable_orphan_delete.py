@@ -8,6 +8,7 @@ whole."""
 from __future__ import annotations
 
 import os
+import struct
 import signal
 import uuid
 from contextlib import contextmanager
@@ -141,3 +142,35 @@ def test_reclaim_on_another_node_keeps_the_pending_delete(etcd_server, tmp_path)
         back.conn.disconnect()
         assert not (n2.share / "back.bin").exists()
         assert _durable_records_left(etcd_server.url, n2) == []
+
+
+def _leased_durable(m: dc.Mount, name: str, lease_key: bytes) -> Open:
+    """A durable v2 open of ``name`` with an RH lease (two clients may both hold one)."""
+    lease = lease_key + struct.pack("<IIQ", 0x1 | 0x2, 0, 0) + bytes(16) + bytes(4)
+    op = Open(m.tree, name)
+    contexts = op.create(ImpersonationLevel.Impersonation, dc.ACCESS | DELETE,
+                         FileAttributes.FILE_ATTRIBUTE_NORMAL, dc.SHARE_ALL,
+                         CreateDisposition.FILE_OPEN_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                         [dc.dh2q(uuid.uuid4()), dc._context(b"RqLs", lease)],
+                         RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE)
+    assert any(isinstance(c, dc.SMB2CreateDurableHandleResponseV2) for c in contexts)
+    return op
+
+
+def test_a_pending_delete_cleared_through_another_handle_leaves_no_record_saying_it(
+        etcd_server, tmp_path):
+    """The pending delete belongs to the file: cleared through handle B, handle A's
+    record (A set it) no longer carries it, so A's end after a crash deletes nothing."""
+    with harness.running_hanode(etcd_server.url, tmp_path / "h") as t:
+        a = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+        b = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+        try:
+            op_a = _leased_durable(a, "shared.bin", b"\x0a" * 16)
+            op_b = _leased_durable(b, "shared.bin", b"\x0b" * 16)
+            _delete_pending(a, op_a)
+            assert sorted(_stored_pending(etcd_server.url, t)) == [True, True]
+            _delete_pending(b, op_b, False)
+            assert _stored_pending(etcd_server.url, t) == [False, False]
+        finally:
+            a.conn.disconnect()
+            b.conn.disconnect()
