@@ -480,6 +480,8 @@ async def keep_delete_pending(op: "Open", pending: bool) -> None:
     # worker's durable opens of the file keep what they last stored.)
     changed = [o for o in ws.opens_of(op.dev, op.ino)
                if o.durable is not None and o.durable.delete_pending != pending]
+    if not changed:  # most deletes: no durable open of the file, no nursery
+        return
     for o in changed:
         # Set before the write: a connection lost meanwhile stores its
         # disconnected record (evolved from this one) after it, and keeps the flag.
