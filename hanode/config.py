@@ -19,6 +19,7 @@ DEFAULT_PATH = Path("/etc/hanode/hanode.toml")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SHARE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.$-]{0,79}$")
+_NETBIOS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 
 class ConfigError(Exception):
@@ -39,6 +40,15 @@ class ClusterConfig:
     key_file: str | None = None
     user: str | None = None
     password: str | None = None
+    # The server's name in RPC answers (share browsing, lookups): one name for
+    # the whole cluster, since clients reach it through the VIP.  "": derived.
+    netbios_name: str = ""
+    workgroup: str = "WORKGROUP"
+
+    @property
+    def server_name(self) -> str:
+        """``netbios_name``, or the cluster name upper-cased and cut to 15 characters."""
+        return (self.netbios_name or self.name[:15]).upper()
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,13 @@ def _make_checks(source: str):  # noqa: C901 - a flat table of small validators
             fail(key, f"{value!r} is not a valid name (letters, digits, '_', '.', '-'; at most 63)")
         return value
 
+    def netbios_name(key: str, value: Any) -> str:
+        value = string(key, value)
+        if not _NETBIOS_RE.match(value):
+            fail(key, f"{value!r} is not a NetBIOS name (letters, digits, '_', '.', '-'; "
+                      "at most 15)")
+        return value
+
     def share_name(key: str, value: Any) -> str:
         value = string(key, value)
         if not _SHARE_NAME_RE.match(value):
@@ -274,6 +291,7 @@ def _make_checks(source: str):  # noqa: C901 - a flat table of small validators
 
     return {
         "string": string, "name": name, "share_name": share_name, "boolean": boolean,
+        "netbios_name": netbios_name,
         "integer": integer, "number": number, "url_list": url_list, "name_list": name_list,
         "listen_address": listen_address, "vip_address": vip_address,
         "interface": interface, "absolute_path": absolute_path, "log_level": log_level,
@@ -309,6 +327,8 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
         key_file=s.get("key_file", None, c["absolute_path"]),
         user=s.get("user", None, c["string"]),
         password=s.get("password", None, c["string"]),
+        netbios_name=s.get("netbios_name", "", c["netbios_name"]),
+        workgroup=s.get("workgroup", ClusterConfig.workgroup, c["netbios_name"]),
     )
     s.finish()
     if cluster.fence_margin >= cluster.lease_ttl:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from smb import vfs
-from smb.server import directory, durable_opens, files, info, ioctl, lock, notify, tree
+from smb.server import directory, durable_opens, files, info, ioctl, ipc, lock, notify, tree
 from smb.server.handler import CommandContext, Handler, Reply, Request
 from smb.server.opens import CommandError, session_closed
 from smb.wire.body import MalformedRequest
@@ -33,7 +33,7 @@ def _guarded(handler: Handler) -> Handler:
 
 
 HANDLERS: dict[Command, Handler] = {
-    command: _guarded(handler) for command, handler in {
+    command: _guarded(ipc.beside(command, handler)) for command, handler in {
         Command.TREE_CONNECT: tree.tree_connect,
         Command.TREE_DISCONNECT: tree.tree_disconnect,
         Command.CREATE: files.create,

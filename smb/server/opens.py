@@ -248,4 +248,5 @@ async def session_closed(session: SessionInfo) -> None:
     session.trees.clear()
     with trio.CancelScope(shield=True):
         for tree in trees:
-            await release_tree(tree, keep_durable=True)
+            if isinstance(tree, TreeConnect):  # an IPC$ tree (smb.server.ipc) holds no descriptors
+                await release_tree(tree, keep_durable=True)

@@ -7,6 +7,7 @@ import secrets
 import trio
 
 from smb import vfs
+from smb.server import ipc
 from smb.server.access import share_maximal_access
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import TreeConnect, node_table, release_tree
@@ -25,6 +26,8 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
     if session is None:
         return _error(Status.USER_SESSION_DELETED)
     parsed = wire.parse_tree_connect(req.body, req.message)
+    if parsed.share_name.upper() == ipc.SHARE_NAME:
+        return _connect_ipc(ctx, session)
     share = ctx.config.share(parsed.share_name)
     if share is None:
         return _error(Status.BAD_NETWORK_NAME)
@@ -40,9 +43,7 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
     except vfs.VfsError as exc:
         return _error(exc.status)
     node = await trio.to_thread.run_sync(node_table, ctx.config)
-    tree_id = secrets.randbelow(0xFFFFFFFE) + 1
-    while tree_id in session.trees:
-        tree_id = secrets.randbelow(0xFFFFFFFE) + 1
+    tree_id = _new_tree_id(session)
     maximal = share_maximal_access(share.read_only)
     encrypt = share.encrypt or session.encrypt_data
     session.trees[tree_id] = TreeConnect(
@@ -53,12 +54,34 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
     return Reply(body=body, tree_id=tree_id)
 
 
+def _new_tree_id(session) -> int:
+    tree_id = secrets.randbelow(0xFFFFFFFE) + 1
+    while tree_id in session.trees:
+        tree_id = secrets.randbelow(0xFFFFFFFE) + 1
+    return tree_id
+
+
+def _connect_ipc(ctx: CommandContext, session) -> Reply:
+    """IPC$: named pipes to the RPC services (smb.server.ipc)."""
+    if len(session.trees) >= MAX_TREES_PER_SESSION:
+        return _error(Status.INSUFFICIENT_RESOURCES)
+    tree_id = _new_tree_id(session)
+    tree = ipc.connect(ctx.config, session, tree_id, session.encrypt_data)
+    if not isinstance(tree, ipc.IpcTree):
+        return _error(tree)
+    session.trees[tree_id] = tree
+    flags = wire.SHAREFLAG_NO_CACHING | (wire.SHAREFLAG_ENCRYPT_DATA if tree.encrypt_data else 0)
+    body = wire.tree_connect_response(ipc.SHARE_TYPE_PIPE, flags, 0, ipc.MAXIMAL_ACCESS)
+    return Reply(body=body, tree_id=tree_id)
+
+
 async def tree_disconnect(ctx: CommandContext, req: Request) -> Reply:
     wire.parse_tree_disconnect(req.body)
     session = ctx.session
     tree = session.trees.pop(req.header.tree_id, None) if session is not None else None
     if tree is None:
         return _error(Status.NETWORK_NAME_DELETED)
-    with trio.CancelScope(shield=True):
-        await release_tree(tree)
+    if isinstance(tree, TreeConnect):  # an IPC$ tree holds no descriptors
+        with trio.CancelScope(shield=True):
+            await release_tree(tree)
     return Reply(body=wire.tree_disconnect_response())

@@ -113,7 +113,8 @@ def add_user(config: Path, user: str, password: str) -> subprocess.CompletedProc
 def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str = "",
                  share_extra: str = "", log_level: str = "info", cluster: str | None = None,
                  node: str = "n1", share: Path | None = None,
-                 env: dict[str, str] | None = None) -> Target:
+                 env: dict[str, str] | None = None, cluster_extra: str = "",
+                 extra_shares: str = "") -> Target:
     """Write a config, add the user through the CLI, start ``hanode smb``.
 
     A second node of the same cluster passes the first one's cluster name
@@ -129,6 +130,7 @@ def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str 
 [cluster]
 name = "{cluster or 't' + uuid.uuid4().hex[:8]}"
 etcd = ["{etcd_url}"]
+{cluster_extra}
 
 [node]
 name = "{node}"
@@ -144,6 +146,8 @@ workers = {workers}
 name = "{SHARE}"
 path = "{share}"
 {share_extra}
+
+{extra_shares}
 
 [log]
 level = "{log_level}"

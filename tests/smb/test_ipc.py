@@ -1,0 +1,102 @@
+"""Samba's RPC clients against hanode's IPC$ and against a private smbd, in the
+same test: share browsing (srvsvc), server and workstation info, SID and name
+lookups (lsarpc).  What hanode answers must agree with its config; where a
+field is the server's own (its name, its version), smbd's answer shows that
+the client parsed the same field from both."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+import harness
+
+NETBIOS = "HNIPCTEST"
+SHARE_COMMENT = "the test share"
+SMB_EXTRA = ""
+CLUSTER_EXTRA = f'netbios_name = "{NETBIOS}"'
+
+
+@pytest.fixture(scope="module")
+def hanode_ipc(etcd_server, tmp_path_factory):
+    """hanode with a commented share, a second share only bob may use, and a
+    fixed NetBIOS name."""
+    base = tmp_path_factory.mktemp("hanode-ipc")
+    private = base / "private"
+    private.mkdir()
+    with harness.running_hanode(
+            etcd_server.url, base / "srv", cluster_extra=CLUSTER_EXTRA,
+            share_extra=f'comment = "{SHARE_COMMENT}"',
+            extra_shares=f'[[share]]\nname = "bobonly"\npath = "{private}"\nusers = ["bob"]\n'
+    ) as target:
+        yield target
+
+
+def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def smbclient_list(target: harness.Target, *extra: str) -> subprocess.CompletedProcess:
+    return _run(["smbclient", "-p", str(target.port), "-L", "//127.0.0.1",
+                 "-U", target.credentials, *extra])
+
+
+def rpcclient(target: harness.Target, command: str) -> subprocess.CompletedProcess:
+    return _run(["rpcclient", "-p", str(target.port), "127.0.0.1", "-U", target.credentials,
+                 "-c", command])
+
+
+def _share_rows(out: str) -> dict[str, tuple[str, str]]:
+    """smbclient -L's table: name -> (type, comment)."""
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"^\t(\S+)\s+(Disk|IPC|Printer)\s*(.*)$", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(3).strip())
+    return rows
+
+
+@pytest.mark.parametrize("extra", [
+    ("-m", "SMB2"),
+    ("-m", "SMB3", "--client-protection=sign"),
+    ("-m", "SMB3", "--client-protection=encrypt"),
+], ids=["smb2", "smb3-signed", "smb3-encrypted"])
+def test_smbclient_lists_shares(hanode_ipc, smbd_server, extra):
+    ours = smbclient_list(hanode_ipc, *extra)
+    theirs = smbclient_list(smbd_server, *extra)
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    rows = _share_rows(ours.stdout)
+    # root may not use bob's share, so it is not listed.
+    assert rows == {"test": ("Disk", SHARE_COMMENT), "IPC$": ("IPC", "IPC Service (hanode)")}
+    smbd_rows = _share_rows(theirs.stdout)
+    assert smbd_rows["test"][0] == "Disk" and smbd_rows["IPC$"][0] == "IPC"
+
+
+def test_rpcclient_srvinfo(hanode_ipc, smbd_server):
+    ours = rpcclient(hanode_ipc, "srvinfo")
+    theirs = rpcclient(smbd_server, "srvinfo")
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert ours.stdout.split()[0] == NETBIOS
+    assert "platform_id     :\t500" in ours.stdout and "platform_id     :\t500" in theirs.stdout
+    assert "os version      :\t6.1" in ours.stdout
+
+
+def test_rpcclient_netshareenumall_and_getinfo(hanode_ipc, smbd_server):
+    for level in ("1", "2", "502"):  # the levels rpcclient can display
+        ours = rpcclient(hanode_ipc, f"netshareenumall {level}")
+        theirs = rpcclient(smbd_server, f"netshareenumall {level}")
+        assert theirs.returncode == 0 and ours.returncode == 0, ours.stdout + ours.stderr
+        names = re.findall(r"netname:\s*(\S+)", ours.stdout)
+        assert names == ["test", "IPC$"], ours.stdout
+        assert sorted(re.findall(r"netname:\s*(\S+)", theirs.stdout)) == ["IPC$", "test"]
+        if level in ("2", "502"):
+            assert f"path:\tC:{hanode_ipc.share}".replace("/", "\\") in ours.stdout, ours.stdout
+    ours = rpcclient(hanode_ipc, "netsharegetinfo test 2")
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert f"remark:\t{SHARE_COMMENT}" in ours.stdout, ours.stdout
+    missing = rpcclient(hanode_ipc, "netsharegetinfo nosuch 1")
+    assert "WERR_INVALID_NAME" in missing.stdout + missing.stderr
