@@ -79,10 +79,7 @@ class Writer:
 
     def pointer(self, pointee: Callable[[], None] | None) -> None:
         """A unique pointer: its referent id now, ``pointee`` with the deferred data."""
-        if self.ndr64:
-            self.align(8)
-        else:
-            self.align(4)
+        self.align(self.ptr_align)
         if pointee is None:
             self.buf += bytes(self.ptr_align)
             return
@@ -112,15 +109,17 @@ class Writer:
         self.count(n)
         self.raw(data)
 
-    def lsa_string(self, text: str | None) -> None:
-        """lsa_String / RPC_UNICODE_STRING: lengths in bytes, buffer without NUL."""
+    def lsa_string(self, text: str | None, *, large: bool = False) -> None:
+        """lsa_String / RPC_UNICODE_STRING: lengths in bytes, buffer without NUL;
+        ``large`` (lsa_StringLarge) announces room for a NUL that is not sent."""
         data = b"" if text is None else text.encode("utf-16-le")
+        size = len(data) + (2 if large and text is not None else 0)
         self.align(self.ptr_align)
         self.u16(len(data))
-        self.u16(len(data))
+        self.u16(size)
 
         def buffer() -> None:
-            self.count(len(data) // 2)
+            self.count(size // 2)
             self.count(0)
             self.count(len(data) // 2)
             self.raw(data)

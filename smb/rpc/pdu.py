@@ -49,6 +49,7 @@ class Fault(enum.IntEnum):
     PROTO_ERROR = 0x1C01000B
     REMOTE_NO_MEMORY = 0x1C000012  # nca_s_fault_remote_no_memory
     UNSPEC_REJECT = 0x1C000011  # nca_s_fault_unspec_reject
+    CONTEXT_MISMATCH = 0x1C00001A  # nca_s_fault_context_mismatch: a stale context handle
 
 
 class PduError(ValueError):

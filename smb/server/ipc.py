@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from hanode.store import StoreUnavailable
-from smb.rpc import srvsvc, wkssvc
+from smb.rpc import lsarpc, srvsvc, wkssvc
 from smb.rpc.interface import (
     STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, Call, CallFault, Facts, Interface, ShareFacts,
 )
@@ -48,6 +48,8 @@ MAXIMAL_ACCESS = 0x001F01FF  # what Samba grants on IPC$
 _INTERFACES: dict[str, Interface] = {
     "srvsvc": srvsvc.INTERFACE,
     "wkssvc": wkssvc.INTERFACE,
+    "lsarpc": lsarpc.INTERFACE,
+    "lsass": lsarpc.INTERFACE,  # another name of the same pipe
 }
 _PIPE_TIMES = create_wire.FileTimes(allocation_size=4096, attributes=0x80)  # FILE_ATTRIBUTE_NORMAL
 # Commands a pipe open cannot do (after its FileId was checked).

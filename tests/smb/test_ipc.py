@@ -100,3 +100,22 @@ def test_rpcclient_netshareenumall_and_getinfo(hanode_ipc, smbd_server):
     assert f"remark:\t{SHARE_COMMENT}" in ours.stdout, ours.stdout
     missing = rpcclient(hanode_ipc, "netsharegetinfo nosuch 1")
     assert "WERR_INVALID_NAME" in missing.stdout + missing.stderr
+def test_rpcclient_lsaquery(hanode_ipc, smbd_server):
+    ours = rpcclient(hanode_ipc, "lsaquery")
+    theirs = rpcclient(smbd_server, "lsaquery")
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert "Domain Name: WORKGROUP" in ours.stdout and "Domain Name: WORKGROUP" in theirs.stdout
+
+
+def test_rpcclient_lookupnames_and_lookupsids(hanode_ipc, smbd_server):
+    for target, domain in ((hanode_ipc, NETBIOS), (smbd_server, None)):
+        out = rpcclient(target, "lookupnames root Everyone").stdout
+        m = re.search(r"^root (S-1-5-21-[\d-]+) \(User: 1\)$", out, re.M)
+        assert m, out
+        assert re.search(r"^Everyone S-1-1-0 \(Well-known Group: 5\)$", out, re.M), out
+        back = rpcclient(target, f"lookupsids {m.group(1)} S-1-1-0 S-1-5-32-544").stdout
+        assert re.search(rf"^{m.group(1)} \S+\\root \(1\)$", back, re.M), back
+        assert re.search(r"^S-1-5-32-544 BUILTIN\\Administrators \(4\)$", back, re.M), back
+        if domain:
+            assert f"{domain}\\root" in back
