@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable
 
-from smb.rpc.interface import Call, CallFault, Facts, Interface, sid_bytes, uuid_syntax
+from smb.rpc.interface import Call, CallFault, Facts, Interface, sid_bytes, sid_text, uuid_syntax
 from smb.rpc.ndr import NdrError, Reader, Writer
 from smb.rpc.pdu import Fault
 
@@ -108,8 +108,13 @@ def _accounts(facts: Facts) -> list[Translation]:
 
 
 def lookup_name(facts: Facts, name: str) -> Translation | None:
-    """``name`` or ``DOMAIN\\name``, case-insensitive."""
+    """``name`` or ``DOMAIN\\name``, case-insensitive; ``DOMAIN\\`` is the
+    domain itself, and an empty name the server's own account domain."""
     domain, _, account = name.rpartition("\\")
+    if not account:
+        wanted = (domain or facts.netbios_name).lower()
+        return next((t for t in _accounts(facts)
+                     if t.sid_type == SID_DOMAIN and t.name.lower() == wanted), None)
     for t in _accounts(facts):
         if t.name.lower() == account.lower() and (not domain or domain.lower() == t.domain.lower()):
             return t
@@ -398,10 +403,10 @@ def _lookup_sids(call: Call, version: int) -> bytes:
 
         def array() -> None:
             w.count(len(found))
-            for t, index in zip(found, indexes):
+            for t, index, sid in zip(found, indexes, sids):
                 w.align(w.ptr_align)
                 w.enum16(t.sid_type if t else SID_UNKNOWN)
-                w.lsa_string(t.name if t else None)
+                w.lsa_string(t.name if t else sid_text(sid))  # unknown: the SID itself
                 w.u32(index)
                 if version >= 2:
                     w.u32(0)  # unknown

@@ -119,3 +119,36 @@ def test_rpcclient_lookupnames_and_lookupsids(hanode_ipc, smbd_server):
         assert re.search(r"^S-1-5-32-544 BUILTIN\\Administrators \(4\)$", back, re.M), back
         if domain:
             assert f"{domain}\\root" in back
+
+
+_TORTURE_RESULT = re.compile(r"^(success|failure|error|skip): (.+?)(?: \[)?$", re.M)
+# srvsvc calls outside what hanode serves (issue 15 asks for the share and
+# server information calls); smbd passes them, hanode faults them.
+SRVSVC_GAPS = {
+    "srvsvc (admin access).NetConnEnum": "connection enumeration is not served",
+    "srvsvc (admin access).NetFileEnum": "open-file enumeration is not served",
+    "srvsvc (admin access).NetSessEnum": "session enumeration is not served",
+    "srvsvc (admin access).NetDiskEnum": "disk enumeration is not served",
+    "srvsvc (admin access).NetRemoteTOD": "remote time of day is not served",
+}
+
+
+def _torture(target: harness.Target, suite: str) -> dict[str, str]:
+    done = _run(["smbtorture", "-p", str(target.port), "ncacn_np:127.0.0.1",
+                 "-U", target.credentials, suite], timeout=300)
+    return {m.group(2): m.group(1) for m in _TORTURE_RESULT.finditer(done.stdout + done.stderr)}
+
+
+@pytest.mark.parametrize("suite, gaps", [
+    ("rpc.srvsvc", SRVSVC_GAPS),
+    ("rpc.lsa.lookupsids", {}),
+    ("rpc.lsa.lookupnames", {}),
+])
+def test_smbtorture_rpc_parity(hanode_ipc, smbd_server, suite, gaps):
+    theirs = _torture(smbd_server, suite)
+    ours = _torture(hanode_ipc, suite)
+    passed = [name for name, outcome in theirs.items() if outcome == "success"]
+    assert passed, theirs
+    missing = [f"{name}: {ours.get(name, 'missing')}" for name in passed
+               if ours.get(name) != "success" and name not in gaps]
+    assert not missing, missing
