@@ -129,8 +129,7 @@ class RpcPipe:
         return results
 
     def _context(self, ctx: pdu.ContextElem) -> pdu.ContextResult:
-        if ctx.abstract[0][:8] == _FEATURE_NEGOTIATION and len(ctx.transfers) >= 1 \
-                and ctx.transfers[0][0][:8] == _FEATURE_NEGOTIATION:
+        if any(t[0][:8] == _FEATURE_NEGOTIATION for t in ctx.transfers):
             # Bind time feature negotiation: none of its features is offered.
             return pdu.ContextResult(pdu.Result.NEGOTIATE_ACK, 0, pdu.NULL_SYNTAX)
         if ctx.abstract != self._abstract:

@@ -1,0 +1,351 @@
+"""The DCE/RPC layer on bytes: binds, requests, fragments, faults, NDR, and the
+services' answers decoded field by field.  Client PDUs are built here from
+the C706/MS-RPCE layouts, independently of smb.rpc.pdu's builders."""
+
+from __future__ import annotations
+
+import struct
+import uuid
+
+import pytest
+
+from smb.rpc import lsarpc, srvsvc, wkssvc
+from smb.rpc.interface import STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, Call, CallFault, Facts, ShareFacts
+from smb.rpc.ndr import NDR64_SYNTAX, NDR_SYNTAX, NdrError, Reader, Writer
+from smb.rpc.pdu import Fault
+from smb.rpc.pipe import MAX_REQUEST, RpcPipe
+
+SRVSVC = (uuid.UUID("4b324fc8-1670-01d3-1278-5a47bf6ee188").bytes_le, 3)
+FEATURES = (uuid.UUID("6cb71c2c-9812-4540-0300-000000000000").bytes_le, 1)
+FACTS = Facts("HNTEST", "WORKGROUP", "hanode",
+              (ShareFacts("data", STYPE_DISKTREE, "the data", "C:\\srv\\data"),
+               ShareFacts("IPC$", STYPE_IPC | STYPE_SPECIAL, "IPC Service (hanode)", "C:\\", True)),
+              "alice", ("alice", "bob"))
+
+
+def header(ptype: int, body: bytes, call_id: int = 1, flags: int = 3) -> bytes:
+    return struct.pack("<BBBB4sHHI", 5, 0, ptype, flags, b"\x10\0\0\0", 16 + len(body), 0,
+                       call_id) + body
+
+
+def bind(contexts: list[tuple[int, tuple[bytes, int], list[tuple[bytes, int]]]],
+         call_id: int = 1, ptype: int = 11, xmit: int = 4280) -> bytes:
+    body = struct.pack("<HHIB3x", xmit, xmit, 0, len(contexts))
+    for cid, abstract, transfers in contexts:
+        body += struct.pack("<HBx", cid, len(transfers)) + struct.pack("<16sI", *abstract)
+        body += b"".join(struct.pack("<16sI", *t) for t in transfers)
+    return header(ptype, body, call_id)
+
+
+def request(opnum: int, stub: bytes, call_id: int = 2, context: int = 0, flags: int = 3,
+            alloc_hint: int | None = None) -> bytes:
+    hint = len(stub) if alloc_hint is None else alloc_hint
+    return header(0, struct.pack("<IHH", hint, context, opnum) + stub, call_id, flags)
+
+
+def pdus(pipe: RpcPipe) -> list[bytes]:
+    out = []
+    while pipe.pending():
+        out.append(pipe.read(1 << 20)[0])
+    return out
+
+
+def ack_results(ack: bytes) -> list[tuple[int, int, bytes]]:
+    addr_len = struct.unpack_from("<H", ack, 24)[0]
+    pos = 26 + addr_len
+    pos += -pos % 4
+    n = ack[pos]
+    pos += 4
+    out = []
+    for _ in range(n):
+        result, reason = struct.unpack_from("<HH", ack, pos)
+        out.append((result, reason, ack[pos + 4:pos + 20]))
+        pos += 24
+    return out
+
+
+def bound_pipe(transfer=NDR_SYNTAX) -> RpcPipe:
+    pipe = RpcPipe("srvsvc", SRVSVC)
+    assert pipe.receive(bind([(0, SRVSVC, [transfer])])) == []
+    pdus(pipe)
+    return pipe
+
+
+def fault_status(pdu: bytes) -> int:
+    assert pdu[2] == 3, pdu.hex()
+    return struct.unpack_from("<I", pdu, 24)[0]
+
+
+# -- binds ---------------------------------------------------------------------------
+
+
+def test_bind_ack_names_the_pipe_and_accepts_ndr():
+    pipe = RpcPipe("srvsvc", SRVSVC)
+    pipe.receive(bind([(0, SRVSVC, [NDR_SYNTAX])], call_id=7))
+    (ack,) = pdus(pipe)
+    assert ack[2] == 12 and struct.unpack_from("<I", ack, 12)[0] == 7
+    xmit, recv = struct.unpack_from("<HH", ack, 16)
+    assert (xmit, recv) == (4280, 4280)
+    addr_len = struct.unpack_from("<H", ack, 24)[0]
+    assert ack[26:26 + addr_len] == b"\\PIPE\\srvsvc\x00"
+    assert ack_results(ack) == [(0, 0, NDR_SYNTAX[0])]
+    assert struct.unpack_from("<H", ack, 8)[0] == len(ack)
+
+
+def test_bind_negotiates_ndr64_and_feature_negotiation():
+    pipe = RpcPipe("srvsvc", SRVSVC)
+    pipe.receive(bind([(0, SRVSVC, [NDR64_SYNTAX]), (1, SRVSVC, [NDR_SYNTAX]),
+                       (2, SRVSVC, [FEATURES])]))
+    (ack,) = pdus(pipe)
+    results = ack_results(ack)
+    assert results[0] == (0, 0, NDR64_SYNTAX[0])
+    assert results[1] == (0, 0, NDR_SYNTAX[0])
+    assert results[2][:2] == (3, 0)  # negotiate_ack, no features
+
+
+def test_bind_rejects_unknown_interface_and_syntax():
+    pipe = RpcPipe("srvsvc", SRVSVC)
+    other = (uuid.uuid4().bytes_le, 1)
+    pipe.receive(bind([(0, other, [NDR_SYNTAX]), (1, SRVSVC, [other])]))
+    (ack,) = pdus(pipe)
+    assert [r[:2] for r in ack_results(ack)] == [(2, 1), (2, 2)]
+
+
+def test_second_bind_is_refused_and_alter_context_adds_one():
+    pipe = bound_pipe()
+    pipe.receive(bind([(1, SRVSVC, [NDR_SYNTAX])], call_id=3))
+    (nak,) = pdus(pipe)
+    assert nak[2] == 13
+    pipe.receive(bind([(1, SRVSVC, [NDR_SYNTAX])], call_id=4, ptype=14))
+    (resp,) = pdus(pipe)
+    assert resp[2] == 15 and ack_results(resp) == [(0, 0, NDR_SYNTAX[0])]
+
+
+# -- requests and faults ----------------------------------------------------------------
+
+
+def srv_get_info_stub(level: int, ndr64: bool = False) -> bytes:
+    w = Writer(ndr64)
+    w.deferring(lambda: w.pointer(lambda: w.string("\\\\HNTEST")))
+    w.deferring(lambda: w.u32(level))
+    return w.getvalue()
+
+
+def test_request_before_bind_faults_and_breaks_the_pipe():
+    pipe = RpcPipe("srvsvc", SRVSVC)
+    assert pipe.receive(request(21, srv_get_info_stub(101))) == []
+    (fault,) = pdus(pipe)
+    assert fault_status(fault) == Fault.PROTO_ERROR
+    assert pipe.broken and pipe.receive(bind([(0, SRVSVC, [NDR_SYNTAX])])) == []
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda p: p[:8] + struct.pack("<H", 10) + p[10:],  # frag_length below the header
+    lambda p: p[:8] + struct.pack("<H", 60000) + p[10:] + bytes(60000),  # above max_recv
+    lambda p: b"\x04" + p[1:],  # RPC version 4
+    lambda p: p[:4] + b"\x00" + p[5:],  # big-endian data representation
+    lambda p: p[:2] + b"\x0c" + p[3:],  # a bind_ack from the client
+])
+def test_malformed_pdus_break_the_pipe(mangle):
+    pipe = bound_pipe()
+    pipe.receive(mangle(request(21, srv_get_info_stub(101))))
+    assert pipe.broken
+    assert all(p[2] == 3 for p in pdus(pipe))
+
+
+def test_unknown_opnum_and_context_fault_without_breaking():
+    pipe = bound_pipe()
+    (call,) = pipe.receive(request(99, b""))
+    assert call.opnum == 99
+    pipe.receive(request(21, b"", context=5, call_id=3))
+    (fault,) = pdus(pipe)
+    assert fault_status(fault) == Fault.UNKNOWN_IF and not pipe.broken
+    with pytest.raises(CallFault) as exc:
+        srvsvc.INTERFACE.invoke(Call(99, b"", False, FACTS))
+    assert exc.value.status == Fault.OP_RNG_ERROR
+
+
+def test_huge_alloc_hint_and_oversized_requests_are_refused():
+    pipe = bound_pipe()
+    pipe.receive(request(21, b"", alloc_hint=MAX_REQUEST + 1))
+    assert fault_status(pdus(pipe)[0]) == Fault.PROTO_ERROR and pipe.broken
+
+
+def test_fragments_are_reassembled_and_interleaving_is_refused():
+    stub = srv_get_info_stub(101)
+    pipe = bound_pipe()
+    assert pipe.receive(request(21, stub[:8], flags=1)) == []
+    (call,) = pipe.receive(request(21, stub[8:], flags=2))
+    assert call.stub == stub
+    pipe.receive(request(21, stub[:8], flags=1) + request(21, stub[8:], flags=2, call_id=9))
+    assert pipe.broken
+
+
+def test_responses_are_fragmented_to_max_xmit_and_reads_split_messages():
+    pipe = bound_pipe()
+    (call,) = pipe.receive(request(15, b""))
+    stub = bytes(range(256)) * 40  # 10240 bytes: three fragments of at most 4280
+    pipe.answer(call, stub)
+    frags = pdus(pipe)
+    assert len(frags) == 3 and all(len(f) <= 4280 for f in frags)
+    assert [f[3] & 3 for f in frags] == [1, 0, 2]
+    assert struct.unpack_from("<I", frags[1], 16)[0] == len(stub) - (len(frags[0]) - 24)
+    assert b"".join(f[24:] for f in frags) == stub
+    pipe.answer(call, b"\x01" * 100)
+    head, more = pipe.read(50)
+    tail, rest = pipe.read(1000)
+    assert more and not rest and len(head + tail) == 124
+
+
+# -- NDR and services -----------------------------------------------------------------
+
+
+def test_ndr_reader_refuses_lying_counts():
+    w = Writer()
+    w.count(1 << 30)
+    w.count(0)
+    w.count(1 << 30)
+    with pytest.raises(NdrError):
+        Reader(w.getvalue()).string()
+    with pytest.raises(CallFault) as exc:
+        srvsvc.INTERFACE.invoke(Call(21, b"\x01\x00", False, FACTS))
+    assert exc.value.status == Fault.NDR
+
+
+def _unique_string(r: Reader) -> str | None:
+    return r.pointer(r.string)
+
+
+@pytest.mark.parametrize("ndr64", [False, True])
+def test_net_srv_get_info_101(ndr64):
+    out = srvsvc.net_srv_get_info(Call(21, srv_get_info_stub(101, ndr64), ndr64, FACTS))
+    r = Reader(out, ndr64)
+
+    def info():
+        r.align(r.ptr_align)
+        assert r.u32() == 101
+
+        def body():
+            fields = [r.u32(), r.pointer(r.string), r.u32(), r.u32(), r.u32(),
+                      r.pointer(r.string)]
+            r.end_struct(r.ptr_align)
+            return fields
+        return r.pointer(body)
+    box = r.deferring(info)
+    assert r.deferring(r.u32) == 0 and r.remaining() == 0
+    platform, name, major, minor, kind, comment = box.value
+    assert (platform, name.value, comment.value) == (500, "HNTEST", "hanode")
+    assert kind & 0x8003 == 0x8003
+
+
+def enum_stub(level: int, ndr64: bool = False) -> bytes:
+    w = Writer(ndr64)
+    w.deferring(lambda: w.pointer(lambda: w.string("\\\\HNTEST")))
+
+    def ctr():
+        w.align(w.ptr_align)
+        w.u32(level)
+        w.u32(level)
+
+        def container():
+            w.align(w.ptr_align)
+            w.u32(0)
+            w.pointer(None)
+            w.end_struct(w.ptr_align)
+        w.pointer(container)
+        w.end_struct(w.ptr_align)
+    w.deferring(ctr)
+    w.deferring(lambda: w.u32(0xFFFFFFFF))
+    w.deferring(lambda: w.pointer(lambda: w.u32(0)))
+    return w.getvalue()
+
+
+@pytest.mark.parametrize("ndr64", [False, True])
+@pytest.mark.parametrize("level", [0, 1, 501])
+def test_net_share_enum_all(level, ndr64):
+    out = srvsvc.net_share_enum_all(Call(15, enum_stub(level, ndr64), ndr64, FACTS))
+    r = Reader(out, ndr64)
+
+    def entry():
+        r.align(r.ptr_align)
+        name = r.pointer(r.string)
+        kind = comment = None
+        if level:
+            kind = r.u32()
+            comment = r.pointer(r.string)
+        if level == 501:
+            r.u32()
+        r.end_struct(r.ptr_align)
+        return name, kind, comment
+
+    def ctr():
+        r.align(r.ptr_align)
+        assert r.u32() == level and r.u32() == level
+
+        def container():
+            r.align(r.ptr_align)
+            count = r.u32()
+
+            def array():
+                assert r.count() == count
+                return [entry() for _ in range(count)]
+            box = r.pointer(array)
+            r.end_struct(r.ptr_align)
+            return box
+        return r.pointer(container)
+    box = r.deferring(ctr)
+    assert r.deferring(r.u32) == 2
+    assert r.deferring(lambda: r.pointer(r.u32)).value == 0
+    assert r.deferring(r.u32) == 0 and r.remaining() == 0
+    rows = [(n.value, k, c.value if c else None) for n, k, c in box.value.value]
+    if level == 0:
+        assert rows == [("data", None, None), ("IPC$", None, None)]
+    else:
+        assert rows == [("data", 0, "the data"), ("IPC$", 0x80000003, "IPC Service (hanode)")]
+
+
+def test_net_share_get_info_unknown_share_and_level():
+    def stub(name, level):
+        w = Writer()
+        w.deferring(lambda: w.pointer(None))
+        w.deferring(lambda: w.string(name))
+        w.deferring(lambda: w.u32(level))
+        return w.getvalue()
+    out = srvsvc.net_share_get_info(Call(16, stub("nosuch", 1), False, FACTS))
+    assert out[-4:] == struct.pack("<I", srvsvc.WERR_INVALID_NAME)
+    out = srvsvc.net_share_get_info(Call(16, stub("data", 7), False, FACTS))
+    assert out[-4:] == struct.pack("<I", srvsvc.WERR_INVALID_LEVEL)
+
+
+def test_wksta_info_100():
+    out = wkssvc.net_wksta_get_info(Call(0, srv_get_info_stub(100), False, FACTS))
+    r = Reader(out)
+
+    def info():
+        assert r.u32() == 100
+        return r.pointer(lambda: (r.u32(), r.pointer(r.string), r.pointer(r.string), r.u32(),
+                                  r.u32()))
+    box = r.deferring(info)
+    assert r.deferring(r.u32) == 0
+    platform, name, domain, _, _ = box.value
+    assert (platform, name.value, domain.value) == (500, "HNTEST", "WORKGROUP")
+
+
+def test_lsa_names_and_sids_round_trip():
+    alice = lsarpc.lookup_name(FACTS, "HNTEST\\Alice")
+    assert alice is not None and alice.sid_type == lsarpc.SID_USER
+    assert lsarpc.lookup_sid(FACTS, alice.sid) == alice
+    assert alice.sid[:2] == b"\x01\x05" and alice.domain_sid == FACTS.machine_sid
+    assert lsarpc.lookup_name(FACTS, "carol") is None
+    assert lsarpc.lookup_name(FACTS, "BUILTIN\\").sid_type == lsarpc.SID_DOMAIN
+    assert lsarpc.lookup_name(FACTS, "everyone").sid == bytes.fromhex("010100000000000100000000")
+    # The same name gives the same SID on any node; another name another RID.
+    assert lsarpc.user_rid("alice") == lsarpc.user_rid("ALICE") != lsarpc.user_rid("bob")
+
+
+def test_lsa_stale_handle_faults_with_context_mismatch():
+    w = Writer()
+    w.deferring(lambda: w.raw(bytes(20)))
+    with pytest.raises(CallFault) as exc:
+        lsarpc.INTERFACE.invoke(Call(0, w.getvalue(), False, FACTS, set()))
+    assert exc.value.status == Fault.CONTEXT_MISMATCH
