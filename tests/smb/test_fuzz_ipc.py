@@ -1,0 +1,125 @@
+"""Malformed DCE/RPC on IPC$ named pipes never kills the worker.
+
+A seeded loop (reproducible) opens pipes on IPC$ and writes broken PDUs
+through WRITE and FSCTL_PIPE_TRANSCEIVE: mutations of valid binds and
+requests of every served operation, lying frag_lengths, huge alloc hints,
+unknown opnums and contexts, requests on unbound pipes, random stubs.
+Every one must get an SMB answer (an RPC fault in the data, or a pipe
+error status); afterwards the same worker still serves smbclient -L and its
+log holds no traceback.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import subprocess
+import uuid
+
+import harness
+from rawclient import RawClient
+from smb.wire.header import Command
+
+SEED = 20261203
+ROUNDS = 300
+NDR = (uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860").bytes_le, 2)
+INTERFACES = {
+    "srvsvc": ((uuid.UUID("4b324fc8-1670-01d3-1278-5a47bf6ee188").bytes_le, 3), (15, 16, 21)),
+    "wkssvc": ((uuid.UUID("6bffd098-a112-3610-9833-46c3f87e345a").bytes_le, 1), (0,)),
+    "lsarpc": ((uuid.UUID("12345778-1234-abcd-ef00-0123456789ab").bytes_le, 0),
+               (0, 6, 7, 14, 15, 44, 46, 57, 58, 68, 76)),
+}
+FSCTL_PIPE_TRANSCEIVE = 0x0011C017
+PIPE_ERRORS = {0xC00000B0, 0xC00000D9, 0xC0000128, 0xC000000D, 0x80000005, 0xC0000034}
+
+
+def _pdu(ptype: int, body: bytes, call_id: int = 1, flags: int = 3) -> bytes:
+    return struct.pack("<BBBB4sHHI", 5, 0, ptype, flags, b"\x10\0\0\0", 16 + len(body), 0,
+                       call_id) + body
+
+
+def _bind(abstract) -> bytes:
+    return _pdu(11, struct.pack("<HHIB3x", 4280, 4280, 0, 1) + struct.pack("<HBx", 0, 1)
+                + struct.pack("<16sI", *abstract) + struct.pack("<16sI", *NDR))
+
+
+def _request(rng: random.Random, opnum: int) -> bytes:
+    stub = rng.randbytes(rng.choice([0, 4, 8, 20, 64, 300]))
+    if rng.random() < 0.3:  # a plausible start: a NULL server name and a level
+        stub = b"\0\0\0\0" + struct.pack("<I", rng.choice([0, 1, 2, 101, 502, 0xFFFF])) + stub
+    return _pdu(0, struct.pack("<IHH", len(stub), 0, opnum) + stub, call_id=rng.randrange(1, 9))
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    buf = bytearray(data)
+    kind = rng.randrange(6)
+    if kind == 0:
+        for _ in range(rng.randint(1, 6)):
+            buf[rng.randrange(len(buf))] = rng.randrange(256)
+    elif kind == 1:  # frag_length lies
+        struct.pack_into("<H", buf, 8, rng.choice([0, 1, 15, 16, len(buf) + 1, 0xFFFF]))
+    elif kind == 2:  # alloc_hint, context id, opnum to extremes
+        if len(buf) >= 24:
+            struct.pack_into("<IHH", buf, 16, rng.choice([0, 0xFFFFFFFF, 1 << 30]),
+                             rng.choice([0, 1, 0xFFFF]), rng.choice([0, 99, 0xFFFF]))
+    elif kind == 3:  # fragment flags: a middle or last fragment out of nowhere
+        buf[3] = rng.choice([0, 1, 2, 0xFF])
+    elif kind == 4:
+        del buf[rng.randrange(1, len(buf)):]
+    return bytes(buf)
+
+
+def _create(client: RawClient, name: str) -> bytes | None:
+    raw = name.encode("utf-16-le")
+    body = struct.pack("<HBBIQQIIIIIHHII", 57, 0, 0, 2, 0, 0, 0x0012019F, 0, 3, 1, 0,
+                       64 + 56, len(raw), 0, 0) + raw
+    header, frame = client.request(Command.CREATE, body)
+    return frame[64 + 64:64 + 80] if header.status == 0 else None
+
+
+def _write(client: RawClient, fid: bytes, data: bytes) -> int:
+    body = struct.pack("<HHIQ16sIIHHI", 49, 64 + 48, len(data), 0, fid, 0, 0, 0, 0, 0) + data
+    return client.request(Command.WRITE, body)[0].status
+
+
+def _read(client: RawClient, fid: bytes) -> int:
+    body = struct.pack("<HBBIQ16sIIIHHB", 49, 0, 0, 65536, 0, fid, 0, 0, 0, 0, 0, 0)
+    return client.request(Command.READ, body)[0].status
+
+
+def _transceive(client: RawClient, fid: bytes, data: bytes) -> int:
+    body = struct.pack("<HHI16sIIIIIIII", 57, 0, FSCTL_PIPE_TRANSCEIVE, fid, 64 + 56,
+                       len(data), 0, 0, 0, 65536, 1, 0) + data
+    return client.request(Command.IOCTL, body)[0].status
+
+
+def test_malformed_rpc_never_kills_the_worker(hanode_server):
+    rng = random.Random(SEED)
+    workers = {p.pid for p in harness.worker_processes(hanode_server)}
+    with RawClient(hanode_server.port) as client:
+        client.negotiate()
+        assert client.session_setup(harness.USER, harness.PASSWORD) == 0
+        assert client.tree_connect("IPC$") == 0
+        assert _create(client, "nosuchpipe") is None
+        for _ in range(ROUNDS):
+            name = rng.choice(sorted(INTERFACES))
+            abstract, opnums = INTERFACES[name]
+            fid = _create(client, name)
+            assert fid is not None
+            frames = [_bind(abstract)] if rng.random() < 0.8 else []  # else: unbound
+            frames += [_request(rng, rng.choice(opnums + (99,))) for _ in range(rng.randint(1, 3))]
+            frames = [_mutate(rng, f) if rng.random() < 0.5 else f for f in frames]
+            for frame in frames:
+                if rng.random() < 0.5:
+                    status = _transceive(client, fid, frame)
+                else:
+                    status = _write(client, fid, frame)
+                    if status == 0:
+                        status = _read(client, fid)
+                assert status == 0 or status in PIPE_ERRORS, hex(status)
+            client.request(Command.CLOSE, struct.pack("<HHI16s", 24, 0, 0, fid))
+    assert {p.pid for p in harness.worker_processes(hanode_server)} == workers
+    listed = subprocess.run(["smbclient", "-p", str(hanode_server.port), "-L", "//127.0.0.1",
+                             "-U", hanode_server.credentials], capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0 and "IPC$" in listed.stdout, listed.stdout + listed.stderr
