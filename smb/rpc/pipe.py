@@ -49,10 +49,9 @@ class PendingCall:
 
 
 class RpcPipe:
-    def __init__(self, pipe_name: str, abstract: pdu.Syntax, *, allow_ndr64: bool = True) -> None:
+    def __init__(self, pipe_name: str, abstract: pdu.Syntax) -> None:
         self._address = "\\PIPE\\" + pipe_name
         self._abstract = abstract
-        self._allow_ndr64 = allow_ndr64
         self._contexts: dict[int, bool] = {}  # context id -> NDR64?
         self._bound = False
         self._max_xmit = MAX_FRAG
@@ -123,20 +122,23 @@ class RpcPipe:
     # -- bind, alter_context --------------------------------------------------------
 
     def _results(self, bind: pdu.Bind) -> list[pdu.ContextResult]:
-        results = []
-        for ctx in bind.contexts:
-            results.append(self._context(ctx))
-        return results
+        """NDR is chosen wherever the client offers it for the interface (Windows
+        offers NDR beside NDR64); NDR64 serves a client that offers nothing else.
+        NDR is the syntax every client in the tests speaks, so it is the one the
+        services' encodings are checked against by real peers."""
+        ndr_offered = any(ctx.abstract == self._abstract and NDR_SYNTAX in ctx.transfers
+                          for ctx in bind.contexts)
+        return [self._context(ctx, ndr_offered) for ctx in bind.contexts]
 
-    def _context(self, ctx: pdu.ContextElem) -> pdu.ContextResult:
+    def _context(self, ctx: pdu.ContextElem, ndr_offered: bool) -> pdu.ContextResult:
         if any(t[0][:8] == _FEATURE_NEGOTIATION for t in ctx.transfers):
             # Bind time feature negotiation: none of its features is offered.
             return pdu.ContextResult(pdu.Result.NEGOTIATE_ACK, 0, pdu.NULL_SYNTAX)
         if ctx.abstract != self._abstract:
             return pdu.ContextResult(pdu.Result.PROVIDER_REJECTION,
                                      pdu.Reason.ABSTRACT_SYNTAX_NOT_SUPPORTED, pdu.NULL_SYNTAX)
-        offered = [t for t in ctx.transfers
-                   if t in _SYNTAXES and (self._allow_ndr64 or not _SYNTAXES[t])]
+        offered = [t for t in ctx.transfers if t == NDR_SYNTAX
+                   or (t == NDR64_SYNTAX and not ndr_offered)]
         if not offered or ctx.context_id in self._contexts:
             return pdu.ContextResult(pdu.Result.PROVIDER_REJECTION,
                                      pdu.Reason.TRANSFER_SYNTAXES_NOT_SUPPORTED, pdu.NULL_SYNTAX)

@@ -98,9 +98,14 @@ def test_bind_negotiates_ndr64_and_feature_negotiation():
                        (2, SRVSVC, [FEATURES])]))
     (ack,) = pdus(pipe)
     results = ack_results(ack)
-    assert results[0] == (0, 0, NDR64_SYNTAX[0])
+    assert results[0][:2] == (2, 2)  # NDR is offered too, and preferred
     assert results[1] == (0, 0, NDR_SYNTAX[0])
     assert results[2][:2] == (3, 0)  # negotiate_ack, no features
+    ndr64_only = RpcPipe("srvsvc", SRVSVC)
+    ndr64_only.receive(bind([(0, SRVSVC, [NDR64_SYNTAX])]))
+    assert ack_results(pdus(ndr64_only)[0]) == [(0, 0, NDR64_SYNTAX[0])]
+    (call,) = ndr64_only.receive(request(21, srv_get_info_stub(101, True)))
+    assert call.ndr64
 
 
 def test_bind_rejects_unknown_interface_and_syntax():
