@@ -15,7 +15,6 @@ import harness
 
 NETBIOS = "HNIPCTEST"
 SHARE_COMMENT = "the test share"
-SMB_EXTRA = ""
 CLUSTER_EXTRA = f'netbios_name = "{NETBIOS}"'
 
 

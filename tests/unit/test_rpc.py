@@ -10,7 +10,9 @@ import uuid
 import pytest
 
 from smb.rpc import lsarpc, srvsvc, wkssvc
-from smb.rpc.interface import STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, Call, CallFault, Facts, ShareFacts
+from smb.rpc.interface import (
+    STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, Call, CallFault, Facts, ShareFacts,
+)
 from smb.rpc.ndr import NDR64_SYNTAX, NDR_SYNTAX, NdrError, Reader, Writer
 from smb.rpc.pdu import Fault
 from smb.rpc.pipe import MAX_REQUEST, RpcPipe
