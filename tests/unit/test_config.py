@@ -74,3 +74,13 @@ def test_config_check_cli_exit_codes(tmp_path, capsys):
     assert "smb.port" in err and "Traceback" not in err
     assert cli.main(["config", "check", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_netbios_name_default_and_validation():
+    cfg = parse({"node": {"name": "n1"}, "cluster": {"name": "production-cluster-a"}})
+    assert cfg.cluster.server_name == "PRODUCTION-CLUS" and cfg.cluster.workgroup == "WORKGROUP"
+    cfg = parse({"node": {"name": "n1"}, "cluster": {"netbios_name": "Files"}})
+    assert cfg.cluster.server_name == "FILES"
+    with pytest.raises(ConfigError, match=r"cluster\.netbios_name: .*at most 15"):
+        parse({"node": {"name": "n1"}, "cluster": {"netbios_name": "much-too-long-a-name"}},
+              "t.toml")
