@@ -49,6 +49,9 @@ class Target:
     password: str = PASSWORD
     share_name: str = SHARE
     config: Path | None = None
+    # The loopback address it listens on (clients that ignore -p need port 445
+    # on an address of their own).
+    address: str = "127.0.0.1"
 
     @property
     def unc(self) -> str:
@@ -68,7 +71,7 @@ def _wait_port(target: Target, timeout: float = START_TIMEOUT) -> None:
         if target.proc.poll() is not None:
             raise RuntimeError(f"{target.name} exited: {target.log_text()[-3000:]}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", target.port)) == 0:
+            if s.connect_ex((target.address, target.port)) == 0:
                 return
         time.sleep(0.05)
     raise RuntimeError(
@@ -114,7 +117,8 @@ def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str 
                  share_extra: str = "", log_level: str = "info", cluster: str | None = None,
                  node: str = "n1", share: Path | None = None,
                  env: dict[str, str] | None = None, cluster_extra: str = "",
-                 extra_shares: str = "") -> Target:
+                 extra_shares: str = "", address: str = "127.0.0.1",
+                 port: int | None = None) -> Target:
     """Write a config, add the user through the CLI, start ``hanode smb``.
 
     A second node of the same cluster passes the first one's cluster name
@@ -124,7 +128,7 @@ def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str 
     if share is None:
         share = base / "share"
         share.mkdir()
-    port = free_port()
+    port = port or free_port()
     config = base / "hanode.toml"
     config.write_text(f"""
 [cluster]
@@ -137,7 +141,7 @@ name = "{node}"
 state_dir = "{base / 'state'}"
 
 [smb]
-listen = "127.0.0.1"
+listen = "{address}"
 port = {port}
 workers = {workers}
 {smb_extra}
@@ -160,14 +164,14 @@ level = "{log_level}"
         proc = subprocess.Popen(hanode_command() + ["smb", "--config", str(config)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, **(env or {})})
-    return _listening(Target("hanode", port, share, log, proc, config=config))
+    return _listening(Target("hanode", port, share, log, proc, config=config, address=address))
 
 
 SMBD_CONF = """[global]
   server role = standalone server
   workgroup = WORKGROUP
   netbios name = HNSMBD{tag}
-  interfaces = 127.0.0.1
+  interfaces = {address}
   bind interfaces only = yes
   smb ports = {port}
   disable netbios = yes
@@ -207,16 +211,18 @@ def running_hanode(etcd_url: str, base: Path, **options) -> Iterator[Target]:
     assert "Traceback" not in target.log_text(), target.log_text()[-4000:]
 
 
-def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "") -> Target:
+def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "",
+               address: str = "127.0.0.1", port: int | None = None) -> Target:
     """A private smbd on a free loopback port, configured like Samba's selftest shares."""
     smbd = shutil.which("smbd") or "/usr/sbin/smbd"
     base.mkdir(parents=True, exist_ok=True)
     for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "share"):
         (base / sub).mkdir()
-    port = free_port()
+    port = port or free_port()
     conf = base / "smb.conf"
     conf.write_text(SMBD_CONF.format(
         tag=uuid.uuid4().hex[:6].upper(), port=port, base=base, share=base / "share",
+        address=address,
         share_name=SHARE, global_extra=global_extra, share_extra=share_extra))
     added = subprocess.run(["smbpasswd", "-c", str(conf), "-a", "-s", USER],
                            input=f"{PASSWORD}\n{PASSWORD}\n", capture_output=True, text=True,
@@ -228,7 +234,8 @@ def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "") -> 
         proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "-s", str(conf),
                                  "--debug-stdout"], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    return _listening(Target("smbd", port, base / "share", log, proc, config=conf))
+    return _listening(Target("smbd", port, base / "share", log, proc, config=conf,
+                             address=address))
 
 
 def stop(target: Target) -> None:

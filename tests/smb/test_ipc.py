@@ -6,6 +6,7 @@ the client parsed the same field from both."""
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 
@@ -151,3 +152,31 @@ def test_smbtorture_rpc_parity(hanode_ipc, smbd_server, suite, gaps):
     missing = [f"{name}: {ours.get(name, 'missing')}" for name in passed
                if ours.get(name) != "success" and name not in gaps]
     assert not missing, missing
+
+
+def test_net_rpc_share_list(etcd_server, tmp_path):
+    """``net rpc`` ignores -p (Samba 4.17 connects to 445, then 139), so each
+    server listens on port 445 of a loopback address of its own (smbd binds
+    only to addresses an interface holds: its is added to lo for the test)."""
+    base = random.randrange(2, 250)
+    smbd_address = f"127.77.{base}.1"
+    subprocess.run(["ip", "addr", "add", f"{smbd_address}/32", "dev", "lo"], check=True)
+    try:
+        smbd = harness.start_smbd(tmp_path / "smbd", address=smbd_address, port=445)
+    except BaseException:
+        subprocess.run(["ip", "addr", "del", f"{smbd_address}/32", "dev", "lo"])
+        raise
+    try:
+        with harness.running_hanode(
+                etcd_server.url, tmp_path / "hanode", address=f"127.77.{base}.2", port=445,
+                share_extra=f'comment = "{SHARE_COMMENT}"') as ours:
+            def shares(target: harness.Target) -> list[str]:
+                done = _run(["net", "rpc", "share", "list", "-S", target.address,
+                             "-U", target.credentials])
+                assert done.returncode == 0, done.stdout + done.stderr
+                return done.stdout.split()
+            assert shares(ours) == ["test", "IPC$"]
+            assert sorted(shares(smbd)) == ["IPC$", "test"]
+    finally:
+        harness.stop(smbd)
+        subprocess.run(["ip", "addr", "del", f"{smbd_address}/32", "dev", "lo"])
