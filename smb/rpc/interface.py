@@ -47,6 +47,8 @@ class Facts:
     caller: str
     # hanode's users (gathered for lsarpc only; empty for the other pipes).
     users: tuple[str, ...] = ()
+    # The time of the call (seconds since the epoch, UTC).
+    now: float = 0.0
 
     def share(self, name: str) -> ShareFacts | None:
         for s in self.shares:

@@ -422,6 +422,25 @@ def _lookup_sids(call: Call, version: int) -> bytes:
     return w.getvalue()
 
 
+def get_user_name(call: Call) -> bytes:
+    """Opnum 45: who the caller is, and the authority that vouched for it."""
+    r = call.reader()
+    r.deferring(lambda: r.pointer(r.string))  # system_name
+    r.deferring(lambda: r.pointer(r.lsa_string))  # account_name: [ref] to a unique pointer
+    authority = r.deferring(lambda: r.pointer(lambda: r.pointer(r.lsa_string)))
+    facts = call.facts
+    user, domain = (facts.caller, facts.netbios_name) if facts.caller else \
+        ("ANONYMOUS LOGON", "NT AUTHORITY")
+
+    def body(w: Writer) -> int:
+        w.deferring(lambda: w.pointer(lambda: w.lsa_string(user)))
+        w.deferring(lambda: w.pointer(
+            (lambda: w.pointer(lambda: w.lsa_string(domain)))
+            if authority.value is not None else None))
+        return STATUS_SUCCESS
+    return _with_status(call, body)
+
+
 def _schannel_only(call: Call) -> bytes:
     """LookupSids3 and LookupNames4 are for schannel-sealed callers (domain
     members); as Samba, any other caller gets an access-denied fault."""
@@ -435,6 +454,7 @@ _OPERATIONS: dict[int, Callable[[Call], bytes]] = {
     14: lambda call: _lookup_names(call, 1),
     15: lambda call: _lookup_sids(call, 1),
     44: open_policy2,
+    45: get_user_name,
     46: query_info_policy,
     57: lambda call: _lookup_sids(call, 2),
     58: lambda call: _lookup_names(call, 2),

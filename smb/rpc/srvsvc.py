@@ -1,12 +1,13 @@
 """srvsvc (MS-SRVS): the share list and server information clients browse.
 
 NetShareEnumAll (levels 0, 1, 2, 501, 502), NetShareGetInfo (the same and
-1004, 1005, 1006, 1501) and NetSrvGetInfo (100, 101, 102).  Errors are the
+1004, 1005, 1006, 1501) and NetSrvGetInfo (100, 101, 102) and NetRemoteTOD.  Errors are the
 WERROR codes Windows and Samba return, in the stub, not faults.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from smb.rpc.interface import Call, Facts, Interface, ShareFacts, uuid_syntax
@@ -211,10 +212,33 @@ def net_srv_get_info(call: Call) -> bytes:
     return w.getvalue()
 
 
+def net_remote_tod(call: Call) -> bytes:
+    """Opnum 28: the server's time of day, in UTC."""
+    r = call.reader()
+    _server_name(r)
+    now = call.facts.now
+    t = time.gmtime(now)
+    w = call.writer()
+
+    def info() -> None:
+        w.u32(int(now))  # elapsed: seconds since 1970
+        w.u32(int(now * 1000) & 0xFFFFFFFF)  # msecs: a millisecond counter
+        for value in (t.tm_hour, t.tm_min, t.tm_sec, int(now * 100) % 100):
+            w.u32(value)
+        w.u32(0)  # timezone: minutes west of UTC
+        w.u32(310)  # tinterval: clock tick in 0.0001 s, as Windows reports it
+        for value in (t.tm_mday, t.tm_mon, t.tm_year, (t.tm_wday + 1) % 7):
+            w.u32(value)
+    w.deferring(lambda: w.pointer(info))
+    w.deferring(lambda: w.u32(WERR_OK))
+    return w.getvalue()
+
+
 _OPERATIONS: dict[int, Callable[[Call], bytes]] = {
     15: net_share_enum_all,
     16: net_share_get_info,
     21: net_srv_get_info,
+    28: net_remote_tod,
     36: net_share_enum_all,
 }
 

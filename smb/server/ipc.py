@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,14 @@ class PipeOpen:
     interface: Interface
     rpc: RpcPipe
     handles: set[bytes] = field(default_factory=set)
+    closed: bool = False
+    # Set (and replaced) whenever output may have appeared or the open closed:
+    # a READ that found the pipe empty waits on it, as a blocking pipe read does.
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
 
 
 @dataclass
@@ -105,7 +114,7 @@ def facts(config: "Config", session: SessionInfo, users: tuple[str, ...] = ()) -
     shares.append(ShareFacts(SHARE_NAME, STYPE_IPC | STYPE_SPECIAL,
                              f"IPC Service ({SERVER_COMMENT})", "C:\\", True))
     return Facts(config.cluster.server_name, config.cluster.workgroup.upper(), SERVER_COMMENT,
-                 tuple(shares), "" if session.is_guest else session.user, users)
+                 tuple(shares), "" if session.is_guest else session.user, users, time.time())
 
 
 async def _user_names() -> tuple[str, ...]:
@@ -188,6 +197,8 @@ async def _close(ctx: CommandContext, tree: IpcTree, req: Request) -> Reply:
     flags, _ = create_wire.parse_close(req.body)
     pipe = _pipe_at(tree, req)
     del tree.pipes[pipe.file_id]
+    pipe.closed = True
+    pipe.wake()
     times = _PIPE_TIMES if flags & create_wire.CLOSE_FLAG_POSTQUERY_ATTRIB else None
     return Reply(body=create_wire.close_response(flags, times))
 
@@ -210,6 +221,14 @@ async def _write(ctx: CommandContext, tree: IpcTree, req: Request) -> Reply:
 async def _read(ctx: CommandContext, tree: IpcTree, req: Request) -> Reply:
     r = io_wire.parse_read(req.body)
     pipe = _pipe(tree, req, r.file_id)
+    if not pipe.rpc.pending() and not pipe.rpc.broken:
+        # Clients with several calls outstanding (Samba's async requests) post
+        # the READ before the WRITE that makes its answer: it waits, async.
+        await ctx.go_async()
+        while not pipe.rpc.pending() and not pipe.rpc.broken and not pipe.closed:
+            await pipe.changed.wait()
+    if pipe.closed:
+        return _error(Status.PIPE_DISCONNECTED)
     data, more = pipe.rpc.read(r.length)
     if not data:
         return _error(Status.PIPE_DISCONNECTED if pipe.rpc.broken else Status.PIPE_EMPTY)
@@ -236,8 +255,11 @@ async def _not_on_pipes(ctx: CommandContext, tree: IpcTree, req: Request) -> Rep
 
 async def _feed(ctx: CommandContext, pipe: PipeOpen, data: memoryview) -> None:
     """Give the pipe what the client wrote and answer every call it completes."""
-    for call in pipe.rpc.receive(data):
-        await _answer(ctx, pipe, call)
+    try:
+        for call in pipe.rpc.receive(data):
+            await _answer(ctx, pipe, call)
+    finally:
+        pipe.wake()
 
 
 async def _answer(ctx: CommandContext, pipe: PipeOpen, pending: PendingCall) -> None:

@@ -18,7 +18,7 @@ import uuid
 
 import harness
 from rawclient import RawClient
-from smb.wire.header import Command
+from smb.wire.header import Command, Flags, Header, parse_header
 
 SEED = 20261203
 ROUNDS = 300
@@ -30,6 +30,8 @@ INTERFACES = {
                (0, 6, 7, 14, 15, 44, 46, 57, 58, 68, 76)),
 }
 FSCTL_PIPE_TRANSCEIVE = 0x0011C017
+STATUS_PENDING = 0x103
+STATUS_CANCELLED = 0xC0000120
 PIPE_ERRORS = {0xC00000B0, 0xC00000D9, 0xC0000128, 0xC000000D, 0x80000005, 0xC0000034}
 
 
@@ -83,8 +85,22 @@ def _write(client: RawClient, fid: bytes, data: bytes) -> int:
 
 
 def _read(client: RawClient, fid: bytes) -> int:
+    """A READ; one that waits (nothing to read: a blocking pipe read goes
+    async) is cancelled, and must then end with STATUS_CANCELLED."""
     body = struct.pack("<HBBIQ16sIIIHHB", 49, 0, 0, 65536, 0, fid, 0, 0, 0, 0, 0, 0)
-    return client.request(Command.READ, body)[0].status
+    header = Header(command=Command.READ, message_id=client.message_id, credits=64,
+                    credit_charge=1, session_id=client.session_id, tree_id=client.tree_id)
+    client.message_id += 1
+    client.send_frame(header.pack() + body)
+    reply = parse_header(client.recv_frame())
+    if reply.status != STATUS_PENDING:
+        return reply.status
+    cancel = Header(command=Command.CANCEL, message_id=0, flags=Flags.ASYNC_COMMAND,
+                    async_id=reply.async_id, session_id=client.session_id)
+    client.send_frame(cancel.pack() + struct.pack("<HH", 4, 0))
+    status = parse_header(client.recv_frame()).status
+    assert status == STATUS_CANCELLED, hex(status)
+    return 0
 
 
 def _transceive(client: RawClient, fid: bytes, data: bytes) -> int:

@@ -129,7 +129,6 @@ SRVSVC_GAPS = {
     "srvsvc (admin access).NetFileEnum": "open-file enumeration is not served",
     "srvsvc (admin access).NetSessEnum": "session enumeration is not served",
     "srvsvc (admin access).NetDiskEnum": "disk enumeration is not served",
-    "srvsvc (admin access).NetRemoteTOD": "remote time of day is not served",
 }
 
 
@@ -143,6 +142,7 @@ def _torture(target: harness.Target, suite: str) -> dict[str, str]:
     ("rpc.srvsvc", SRVSVC_GAPS),
     ("rpc.lsa.lookupsids", {}),
     ("rpc.lsa.lookupnames", {}),
+    ("rpc.lsa-getuser", {}),
 ])
 def test_smbtorture_rpc_parity(hanode_ipc, smbd_server, suite, gaps):
     theirs = _torture(smbd_server, suite)

@@ -356,3 +356,27 @@ def test_lsa_stale_handle_faults_with_context_mismatch():
     with pytest.raises(CallFault) as exc:
         lsarpc.INTERFACE.invoke(Call(0, w.getvalue(), False, FACTS, set()))
     assert exc.value.status == Fault.CONTEXT_MISMATCH
+
+
+def test_net_remote_tod_reports_the_call_time_in_utc():
+    facts = Facts("HN", "WG", "c", (), "alice", now=1_700_000_000.25)  # 2023-11-14 22:13:20 UTC
+    out = srvsvc.net_remote_tod(Call(28, bytes(4), False, facts))  # a NULL server name
+    r = Reader(out)
+    box = r.deferring(lambda: r.pointer(lambda: [r.u32() for _ in range(12)]))
+    assert r.deferring(r.u32) == 0 and r.remaining() == 0
+    elapsed, _, hours, mins, secs, hunds, tz, _, day, month, year, weekday = box.value
+    assert (elapsed, hours, mins, secs, hunds, tz) == (1_700_000_000, 22, 13, 20, 25, 0)
+    assert (day, month, year, weekday) == (14, 11, 2023, 2)  # a Tuesday
+
+
+def test_lsa_get_user_name():
+    w = Writer()
+    w.deferring(lambda: w.pointer(None))
+    w.deferring(lambda: w.pointer(None))
+    w.deferring(lambda: w.pointer(lambda: w.pointer(None)))
+    out = lsarpc.get_user_name(Call(45, w.getvalue(), False, FACTS))
+    r = Reader(out)
+    account = r.deferring(lambda: r.pointer(r.lsa_string))
+    authority = r.deferring(lambda: r.pointer(lambda: r.pointer(r.lsa_string)))
+    assert r.deferring(r.u32) == 0 and r.remaining() == 0
+    assert account.value.value == "alice" and authority.value.value.value == "HNTEST"
