@@ -216,8 +216,8 @@ def _policy_info(w: Writer, level: int, facts: Facts) -> None:
     w.align(w.ptr_align)
     w.enum16(level)
     if level == POLICY_ROLE:
-        w.enum16(ROLE_PRIMARY)
-        w.end_struct(4)
+        w.u32(ROLE_PRIMARY)  # lsa_Role is a 32-bit enum on the wire
+        w.end_struct(w.ptr_align)
         return
     if level == POLICY_PRIMARY_DOMAIN:
         _domain_info(w, facts.workgroup, None)  # standalone: a workgroup, no domain SID

@@ -106,6 +106,12 @@ def test_rpcclient_lsaquery(hanode_ipc, smbd_server):
     assert theirs.returncode == 0, theirs.stdout + theirs.stderr
     assert ours.returncode == 0, ours.stdout + ours.stderr
     assert "Domain Name: WORKGROUP" in ours.stdout and "Domain Name: WORKGROUP" in theirs.stdout
+    account = rpcclient(hanode_ipc, "lsaquery 5").stdout
+    assert re.search(rf"^Domain Name: {NETBIOS}\nDomain Sid: S-1-5-21-\d+-\d+-\d+$", account,
+                     re.M), account
+    assert re.search(r"^Domain Sid: S-1-5-21-", rpcclient(smbd_server, "lsaquery 5").stdout, re.M)
+    user = rpcclient(hanode_ipc, "getusername")
+    assert f"Account Name: root, Authority Name: {NETBIOS}" in user.stdout, user.stdout
 
 
 def test_rpcclient_lookupnames_and_lookupsids(hanode_ipc, smbd_server):
