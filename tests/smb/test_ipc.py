@@ -186,3 +186,27 @@ def test_net_rpc_share_list(etcd_server, tmp_path):
     finally:
         harness.stop(smbd)
         subprocess.run(["ip", "addr", "del", f"{smbd_address}/32", "dev", "lo"])
+
+
+def test_share_list_follows_share_users(hanode_ipc):
+    """bob may use bobonly and sees it; root does not (test_smbclient_lists_shares)."""
+    added = harness.add_user(hanode_ipc.config, "bob", "Bob-pw-1")
+    assert added.returncode == 0, added.stderr
+    listed = _run(["smbclient", "-p", str(hanode_ipc.port), "-L", "//127.0.0.1",
+                   "-U", "bob%Bob-pw-1"])
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert set(_share_rows(listed.stdout)) == {"test", "bobonly", "IPC$"}
+
+
+def test_anonymous_share_list_only_with_allow_guest(etcd_server, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir()
+    restricted = f'[[share]]\nname = "rootonly"\npath = "{private}"\nusers = ["root"]\n'
+    with harness.running_hanode(etcd_server.url, tmp_path / "guest", smb_extra="allow_guest = true",
+                                extra_shares=restricted) as target:
+        listed = _run(["smbclient", "-p", str(target.port), "-L", "//127.0.0.1", "-N"])
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert set(_share_rows(listed.stdout)) == {"test", "IPC$"}
+    with harness.running_hanode(etcd_server.url, tmp_path / "noguest") as target:
+        refused = _run(["smbclient", "-p", str(target.port), "-L", "//127.0.0.1", "-N"])
+        assert refused.returncode != 0 and "IPC$" not in refused.stdout
