@@ -153,7 +153,10 @@ def beside(command: Command, handler: Handler) -> Handler:
             if r.ctl_code != ioctl_wire.FSCTL_PIPE_TRANSCEIVE:
                 return await handler(ctx, req)  # VALIDATE_NEGOTIATE_INFO and the like
             return await _transceive(ctx, tree, _pipe(tree, req, r.file_id), r)
-        return await _PIPE_COMMANDS[command](ctx, tree, req)
+        pipe_command = _PIPE_COMMANDS.get(command)
+        if pipe_command is None:  # a command added to the file side later
+            return _error(Status.INVALID_DEVICE_REQUEST)
+        return await pipe_command(ctx, tree, req)
     return run
 
 
