@@ -213,8 +213,7 @@ def _domain_info(w: Writer, name: str, sid: bytes | None) -> None:
 
 
 def _policy_info(w: Writer, level: int, facts: Facts) -> None:
-    w.align(w.ptr_align)
-    w.enum16(level)
+    w.union_switch(level, enum16=True)
     if level == POLICY_ROLE:
         w.u32(ROLE_PRIMARY)  # lsa_Role is a 32-bit enum on the wire
         w.end_struct(w.ptr_align)

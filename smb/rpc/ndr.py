@@ -77,6 +77,14 @@ class Writer:
         if self.ndr64:
             self.align(alignment)
 
+    def union_switch(self, value: int, *, enum16: bool = False) -> None:
+        """A non-encapsulated union's discriminant.  The union is aligned to its
+        widest arm (a pointer, in every union served here) both before the
+        discriminant and after it, which only NDR64 notices."""
+        self.align(self.ptr_align)
+        (self.enum16 if enum16 else self.u32)(value)
+        self.align(self.ptr_align)
+
     def pointer(self, pointee: Callable[[], None] | None) -> None:
         """A unique pointer: its referent id now, ``pointee`` with the deferred data."""
         self.align(self.ptr_align)
@@ -193,6 +201,13 @@ class Reader:
     def end_struct(self, alignment: int) -> None:
         if self.ndr64:
             self.align(alignment)
+
+    def union_switch(self, *, enum16: bool = False) -> int:
+        """See :meth:`Writer.union_switch`."""
+        self.align(self.ptr_align)
+        value = self.enum16() if enum16 else self.u32()
+        self.align(self.ptr_align)
+        return value
 
     def remaining(self) -> int:
         return len(self.data) - self.pos

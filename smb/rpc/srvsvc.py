@@ -105,7 +105,7 @@ def _read_enum_ctr(r: Reader) -> int:
     """SHARE_ENUM_STRUCT as the client sends it: the level and an empty container."""
     r.align(r.ptr_align)
     level = r.u32()
-    if r.u32() != level:
+    if r.union_switch() != level:
         raise NdrError("share container level and union discriminant differ")
     if level in _INFO_LEVELS:
         r.align(r.ptr_align)
@@ -134,7 +134,7 @@ def net_share_enum_all(call: Call) -> bytes:
     def ctr() -> None:
         w.align(w.ptr_align)
         w.u32(level)
-        w.u32(level)
+        w.union_switch(level)
         if level in _INFO_LEVELS:
             w.align(w.ptr_align)
             w.pointer((lambda: _share_array(w, level, shares)) if known else None)
@@ -162,8 +162,7 @@ def net_share_get_info(call: Call) -> bytes:
         status = WERR_OK
 
     def info() -> None:
-        w.align(w.ptr_align)
-        w.u32(level)
+        w.union_switch(level)
         if level in _INFO_LEVELS:
             w.align(w.ptr_align)
             w.pointer((lambda: w.deferring(lambda: _share_info(w, level, share)))
@@ -203,8 +202,7 @@ def net_srv_get_info(call: Call) -> bytes:
     w = call.writer()
 
     def info() -> None:
-        w.align(w.ptr_align)
-        w.u32(level)
+        w.union_switch(level)
         w.pointer((lambda: _server_info(w, level, call.facts)) if known else None)
         w.end_struct(w.ptr_align)
     w.deferring(info)

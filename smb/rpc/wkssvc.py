@@ -33,8 +33,7 @@ def net_wksta_get_info(call: Call) -> bytes:
     w = call.writer()
 
     def info() -> None:
-        w.align(w.ptr_align)
-        w.u32(level)
+        w.union_switch(level)
         w.pointer((lambda: _info(w, level, call.facts)) if known else None)
         w.end_struct(w.ptr_align)
     w.deferring(info)

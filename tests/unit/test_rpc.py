@@ -229,8 +229,7 @@ def test_net_srv_get_info_101(ndr64):
     r = Reader(out, ndr64)
 
     def info():
-        r.align(r.ptr_align)
-        assert r.u32() == 101
+        assert r.union_switch() == 101
 
         def body():
             fields = [r.u32(), r.pointer(r.string), r.u32(), r.u32(), r.u32(),
@@ -252,7 +251,7 @@ def enum_stub(level: int, ndr64: bool = False) -> bytes:
     def ctr():
         w.align(w.ptr_align)
         w.u32(level)
-        w.u32(level)
+        w.union_switch(level)
 
         def container():
             w.align(w.ptr_align)
@@ -287,7 +286,7 @@ def test_net_share_enum_all(level, ndr64):
 
     def ctr():
         r.align(r.ptr_align)
-        assert r.u32() == level and r.u32() == level
+        assert r.u32() == level and r.union_switch() == level
 
         def container():
             r.align(r.ptr_align)
@@ -329,7 +328,7 @@ def test_wksta_info_100():
     r = Reader(out)
 
     def info():
-        assert r.u32() == 100
+        assert r.union_switch() == 100
         return r.pointer(lambda: (r.u32(), r.pointer(r.string), r.pointer(r.string), r.u32(),
                                   r.u32()))
     box = r.deferring(info)
