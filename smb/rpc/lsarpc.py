@@ -150,17 +150,19 @@ def _with_status(call: Call, body: Callable[[Writer], int]) -> bytes:
 def _object_attribute(r: Reader) -> None:
     """lsa_ObjectAttribute: read for its length; its contents change nothing."""
     r.align(r.ptr_align)
-    r.u32()
+    r.count()  # len is a uint3264: eight bytes in NDR64
     r.pointer(r.u8)  # root_dir
     r.pointer(r.string)  # object_name
     r.u32()  # attributes
     r.pointer(_no_security_descriptor)
 
     def qos() -> None:
-        r.u32()
-        r.u16()
+        r.align(r.ptr_align)
+        r.count()  # len, a uint3264 too
+        r.enum16()  # impersonation level
         r.u8()
         r.u8()
+        r.end_struct(r.ptr_align)
     r.pointer(qos)
     r.end_struct(r.ptr_align)
 
@@ -216,7 +218,7 @@ def _policy_info(w: Writer, level: int, facts: Facts) -> None:
     w.union_switch(level, enum16=True)
     if level == POLICY_ROLE:
         w.u32(ROLE_PRIMARY)  # lsa_Role is a 32-bit enum on the wire
-        w.end_struct(w.ptr_align)
+        w.end_struct(4)
         return
     if level == POLICY_PRIMARY_DOMAIN:
         _domain_info(w, facts.workgroup, None)  # standalone: a workgroup, no domain SID
@@ -230,7 +232,6 @@ def _policy_info(w: Writer, level: int, facts: Facts) -> None:
         w.end_struct(w.ptr_align)
     else:
         _domain_info(w, facts.netbios_name, facts.machine_sid)
-    w.end_struct(w.ptr_align)
 
 
 _POLICY_LEVELS = (POLICY_PRIMARY_DOMAIN, POLICY_ACCOUNT_DOMAIN, POLICY_ROLE, POLICY_DNS,

@@ -5,6 +5,7 @@ the C706/MS-RPCE layouts, independently of smb.rpc.pdu's builders."""
 from __future__ import annotations
 
 import struct
+import subprocess
 import uuid
 
 import pytest
@@ -379,3 +380,172 @@ def test_lsa_get_user_name():
     authority = r.deferring(lambda: r.pointer(lambda: r.pointer(r.lsa_string)))
     assert r.deferring(r.u32) == 0 and r.remaining() == 0
     assert account.value.value == "alice" and authority.value.value.value == "HNTEST"
+
+
+# -- Samba's NDR parser reads what the services write ---------------------------------
+#
+# ndrdump (samba-testsuite, installed by scripts/setup.sh) is Samba's IDL-generated
+# NDR/NDR64 parser run on a file: an independent reader of every request these
+# tests build and of every answer the services give, in both transfer syntaxes.
+
+HANDLE = b"\x00" * 4 + bytes(range(16))
+
+
+def _handle_stub(w: Writer) -> None:
+    w.deferring(lambda: w.raw(HANDLE))
+
+
+def _lookup_names_stub(version: int, ndr64: bool) -> bytes:
+    names = ["HNTEST\\alice", "Everyone", "nobody-here"]
+    w = Writer(ndr64)
+    _handle_stub(w)
+    w.deferring(lambda: w.u32(len(names)))
+
+    def array():
+        w.count(len(names))
+        for name in names:
+            w.lsa_string(name)
+    w.deferring(array)
+    w.deferring(lambda: (w.align(w.ptr_align), w.u32(0), w.pointer(None),
+                         w.end_struct(w.ptr_align)))
+    w.deferring(lambda: w.enum16(1))
+    w.deferring(lambda: w.u32(0))
+    if version >= 2:
+        w.deferring(lambda: w.u32(0))
+        w.deferring(lambda: w.u32(2))
+    return w.getvalue()
+
+
+def _lookup_sids_stub(version: int, ndr64: bool) -> bytes:
+    sids = [lsarpc.lookup_name(FACTS, "alice").sid, bytes.fromhex("010100000000000100000000"),
+            bytes.fromhex("010400000000000515000000010000000200000003000000")]
+    w = Writer(ndr64)
+    _handle_stub(w)
+
+    def sid_array():
+        w.align(w.ptr_align)
+        w.u32(len(sids))
+
+        def pointers():
+            w.count(len(sids))
+            for sid in sids:
+                w.pointer(lambda sid=sid: w.sid(sid))
+        w.pointer(pointers)
+        w.end_struct(w.ptr_align)
+    w.deferring(sid_array)
+    w.deferring(lambda: (w.align(w.ptr_align), w.u32(0), w.pointer(None),
+                         w.end_struct(w.ptr_align)))
+    w.deferring(lambda: w.enum16(1))
+    w.deferring(lambda: w.u32(0))
+    if version >= 2:
+        w.deferring(lambda: w.u32(0))
+        w.deferring(lambda: w.u32(2))
+    return w.getvalue()
+
+
+def _open_policy2_stub(ndr64: bool) -> bytes:
+    w = Writer(ndr64)
+    w.deferring(lambda: w.pointer(lambda: w.string("\\\\HNTEST")))
+
+    def attr():
+        w.align(w.ptr_align)
+        w.count(24)  # uint3264
+        w.pointer(None)
+        w.pointer(None)
+        w.u32(0)
+        w.pointer(None)
+        w.pointer(lambda: (w.align(w.ptr_align), w.count(12), w.enum16(2), w.u8(1), w.u8(0),
+                           w.end_struct(w.ptr_align)))
+        w.end_struct(w.ptr_align)
+    w.deferring(attr)
+    w.deferring(lambda: w.u32(0x02000000))
+    return w.getvalue()
+
+
+def _query_policy_stub(level: int, ndr64: bool) -> bytes:
+    w = Writer(ndr64)
+    _handle_stub(w)
+    w.deferring(lambda: w.enum16(level))
+    return w.getvalue()
+
+
+def _get_info_stub(share: str, level: int, ndr64: bool) -> bytes:
+    w = Writer(ndr64)
+    w.deferring(lambda: w.pointer(lambda: w.string("\\\\HNTEST")))
+    w.deferring(lambda: w.string(share))
+    w.deferring(lambda: w.u32(level))
+    return w.getvalue()
+
+
+def _user_name_stub(ndr64: bool) -> bytes:
+    w = Writer(ndr64)
+    w.deferring(lambda: w.pointer(None))
+    w.deferring(lambda: w.pointer(None))
+    w.deferring(lambda: w.pointer(lambda: w.pointer(None)))
+    return w.getvalue()
+
+
+def _ndrdump_cases():
+    for level in (0, 1, 2, 501, 502):
+        yield ("srvsvc", "srvsvc_NetShareEnumAll", srvsvc.INTERFACE, 15,
+               lambda n, level=level: enum_stub(level, n), ["'data'", "'IPC$'"])
+    for level in (0, 1, 2, 501, 502, 1004, 1005, 1006, 1501):
+        yield ("srvsvc", "srvsvc_NetShareGetInfo", srvsvc.INTERFACE, 16,
+               lambda n, level=level: _get_info_stub("data", level, n), ["WERR_OK"])
+    for level in (100, 101, 102):
+        yield ("srvsvc", "srvsvc_NetSrvGetInfo", srvsvc.INTERFACE, 21,
+               lambda n, level=level: srv_get_info_stub(level, n), ["'HNTEST'"])
+        yield ("wkssvc", "wkssvc_NetWkstaGetInfo", wkssvc.INTERFACE, 0,
+               lambda n, level=level: srv_get_info_stub(level, n), ["'WORKGROUP'"])
+    yield ("srvsvc", "srvsvc_NetRemoteTOD", srvsvc.INTERFACE, 28,
+           lambda n: bytes(8 if n else 4), ["WERR_OK"])
+    yield ("lsarpc", "lsa_OpenPolicy2", lsarpc.INTERFACE, 44, _open_policy2_stub,
+           ["NT_STATUS_OK"])
+    for level in (3, 5, 6, 12, 14):
+        yield ("lsarpc", "lsa_QueryInfoPolicy", lsarpc.INTERFACE, 7,
+               lambda n, level=level: _query_policy_stub(level, n), ["NT_STATUS_OK"])
+    for opnum, func, version in ((14, "lsa_LookupNames", 1), (58, "lsa_LookupNames2", 2),
+                                 (68, "lsa_LookupNames3", 3)):
+        yield ("lsarpc", func, lsarpc.INTERFACE, opnum,
+               lambda n, version=version: _lookup_names_stub(version, n),
+               ["'HNTEST'", "SID_NAME_USER", "SID_NAME_UNKNOWN", "STATUS_SOME_UNMAPPED"])
+    for opnum, func, version in ((15, "lsa_LookupSids", 1), (57, "lsa_LookupSids2", 2)):
+        yield ("lsarpc", func, lsarpc.INTERFACE, opnum,
+               lambda n, version=version: _lookup_sids_stub(version, n),
+               ["'alice'", "'Everyone'", "'S-1-5-21-1-2-3'", "STATUS_SOME_UNMAPPED"])
+    yield ("lsarpc", "lsa_GetUserName", lsarpc.INTERFACE, 45, _user_name_stub, ["'alice'"])
+    yield ("lsarpc", "lsa_Close", lsarpc.INTERFACE, 0,
+           lambda n: _handle_only(n), ["NT_STATUS_OK"])
+
+
+def _handle_only(ndr64: bool) -> bytes:
+    w = Writer(ndr64)
+    _handle_stub(w)
+    return w.getvalue()
+
+
+def _ndrdump(ndr64: bool, iface: str, func: str, direction: str, path, context=None) -> str:
+    args = ["ndrdump", *(["--ndr64"] if ndr64 else []), iface, func, direction, str(path)]
+    if context is not None:
+        args += ["--context-file", str(context)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("ndr64", [False, True], ids=["ndr", "ndr64"])
+def test_samba_ndrdump_reads_requests_and_answers(tmp_path, ndr64):
+    failures = []
+    for i, (iface, func, interface, opnum, stub, expect) in enumerate(_ndrdump_cases()):
+        request = stub(ndr64)
+        answer = interface.invoke(Call(opnum, request, ndr64, FACTS, {HANDLE}))
+        (tmp_path / f"{i}.in").write_bytes(request)
+        (tmp_path / f"{i}.out").write_bytes(answer)
+        seen = _ndrdump(ndr64, iface, func, "in", tmp_path / f"{i}.in")
+        if "dump OK" not in seen or "unread bytes" in seen:
+            failures.append(f"{func} request {i}: {seen[-300:]}")
+            continue
+        seen = _ndrdump(ndr64, iface, func, "out", tmp_path / f"{i}.out", tmp_path / f"{i}.in")
+        if "dump OK" not in seen or "unread bytes" in seen \
+                or not all(e in seen for e in expect):
+            failures.append(f"{func} answer {i}: {seen[-1500:]}")
+    assert not failures, "\n".join(failures)
