@@ -93,39 +93,41 @@ def _child(sid: bytes, rid: int) -> bytes:
     return bytes([1, sid[1] + 1]) + sid[2:] + rid.to_bytes(4, "little")
 
 
-def _accounts(facts: Facts) -> list[Translation]:
-    out = []
-    for domain, name, sid, kind in _WELL_KNOWN:
-        out.append(Translation(kind, name, domain, _parent(sid), sid))
-    for domain, sid in _WELL_KNOWN_DOMAINS.items():
-        out.append(Translation(SID_DOMAIN, domain, domain, sid, sid))
-    machine = facts.machine_sid
-    out.append(Translation(SID_DOMAIN, facts.netbios_name, facts.netbios_name, machine, machine))
-    for user in facts.users:
-        out.append(Translation(SID_USER, user, facts.netbios_name, machine,
-                               _child(machine, user_rid(user))))
-    return out
+class Directory:
+    """Every name this server can translate, indexed once per call (a lookup
+    may carry thousands of names against thousands of users)."""
 
+    def __init__(self, facts: Facts) -> None:
+        machine = facts.machine_sid
+        accounts = [Translation(kind, name, domain, _parent(sid), sid)
+                    for domain, name, sid, kind in _WELL_KNOWN]
+        accounts += [Translation(SID_DOMAIN, domain, domain, sid, sid)
+                     for domain, sid in _WELL_KNOWN_DOMAINS.items()]
+        accounts.append(Translation(SID_DOMAIN, facts.netbios_name, facts.netbios_name,
+                                    machine, machine))
+        accounts += [Translation(SID_USER, user, facts.netbios_name, machine,
+                                 _child(machine, user_rid(user))) for user in facts.users]
+        self._server = facts.netbios_name.lower()
+        self._by_sid: dict[bytes, Translation] = {}
+        self._by_name: dict[str, Translation] = {}  # "name" and "domain\\name"
+        self._domains: dict[str, Translation] = {}
+        for t in accounts:
+            self._by_sid.setdefault(t.sid, t)
+            if t.sid_type == SID_DOMAIN:
+                self._domains.setdefault(t.name.lower(), t)
+            self._by_name.setdefault(t.name.lower(), t)
+            self._by_name.setdefault(f"{t.domain}\\{t.name}".lower(), t)
 
-def lookup_name(facts: Facts, name: str) -> Translation | None:
-    """``name`` or ``DOMAIN\\name``, case-insensitive; ``DOMAIN\\`` is the
-    domain itself, and an empty name the server's own account domain."""
-    domain, _, account = name.rpartition("\\")
-    if not account:
-        wanted = (domain or facts.netbios_name).lower()
-        return next((t for t in _accounts(facts)
-                     if t.sid_type == SID_DOMAIN and t.name.lower() == wanted), None)
-    for t in _accounts(facts):
-        if t.name.lower() == account.lower() and (not domain or domain.lower() == t.domain.lower()):
-            return t
-    return None
+    def name(self, name: str) -> Translation | None:
+        """``name`` or ``DOMAIN\\name``, case-insensitive; ``DOMAIN\\`` is the
+        domain itself, and an empty name the server's own account domain."""
+        domain, _, account = name.rpartition("\\")
+        if not account:
+            return self._domains.get(domain.lower() or self._server)
+        return self._by_name.get(name.lower() if domain else account.lower())
 
-
-def lookup_sid(facts: Facts, sid: bytes) -> Translation | None:
-    for t in _accounts(facts):
-        if t.sid == sid:
-            return t
-    return None
+    def sid(self, sid: bytes) -> Translation | None:
+        return self._by_sid.get(sid)
 
 
 # -- wire helpers --------------------------------------------------------------------
@@ -326,7 +328,8 @@ def _lookup_names(call: Call, version: int) -> bytes:
     if version >= 2:
         r.deferring(r.u32)  # lookup_options
         r.deferring(r.u32)  # client_revision
-    found = [lookup_name(call.facts, n) for n in names]
+    directory = Directory(call.facts)
+    found = [directory.name(n) for n in names]
     domains = _Domains()
     indexes = [domains.index(t) for t in found]
     mapped = sum(t is not None for t in found)
@@ -392,7 +395,8 @@ def _lookup_sids(call: Call, version: int) -> bytes:
     if version >= 2:
         r.deferring(r.u32)
         r.deferring(r.u32)
-    found = [lookup_sid(call.facts, s) for s in sids]
+    directory = Directory(call.facts)
+    found = [directory.sid(s) for s in sids]
     domains = _Domains()
     indexes = [domains.index(t) for t in found]
     mapped = sum(t is not None for t in found)

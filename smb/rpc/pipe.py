@@ -60,6 +60,7 @@ class RpcPipe:
         self._inbuf = bytearray()
         self._partial: tuple[pdu.Request, int, bytearray] | None = None
         self._out: collections.deque[bytes] = collections.deque()
+        self._out_bytes = 0
         self.broken = False
 
     # -- input --------------------------------------------------------------------
@@ -67,6 +68,10 @@ class RpcPipe:
     def receive(self, data: bytes | memoryview) -> list[PendingCall]:
         """Take bytes the client wrote; the calls now complete, in order."""
         if self.broken:
+            return []
+        if self._out_bytes > MAX_BUFFERED:
+            # Requests written and their answers never read: take no more.
+            self._break(None)
             return []
         self._inbuf += data
         calls: list[PendingCall] = []
@@ -93,7 +98,7 @@ class RpcPipe:
     def _break(self, call_id: int | None) -> None:
         """A protocol error: fault the call if it can be named, then take nothing more."""
         if call_id is not None:
-            self._out.append(pdu.fault(call_id, 0, Fault.PROTO_ERROR, did_not_execute=True))
+            self._queue(pdu.fault(call_id, 0, Fault.PROTO_ERROR, did_not_execute=True))
         self.broken = True
         self._inbuf.clear()
         self._partial = None
@@ -148,22 +153,22 @@ class RpcPipe:
 
     def _bind(self, frame: bytes, header: pdu.Header) -> None:
         if self._bound:
-            self._out.append(pdu.bind_nak(header.call_id, 0))
+            self._queue(pdu.bind_nak(header.call_id, 0))
             return
         if header.auth_length:
             # RPC-level authentication is not offered: the SMB session already
             # authenticated the caller (and signs or seals its traffic).
-            self._out.append(pdu.bind_nak(header.call_id, 8))  # authentication type not recognized
+            self._queue(pdu.bind_nak(header.call_id, 8))  # authentication type not recognized
             return
         bind = pdu.parse_bind(frame, header)
         if bind.max_xmit_frag < MIN_FRAG or bind.max_recv_frag < MIN_FRAG:
-            self._out.append(pdu.bind_nak(header.call_id, 2))  # local limit exceeded
+            self._queue(pdu.bind_nak(header.call_id, 2))  # local limit exceeded
             return
         self._max_xmit = min(bind.max_recv_frag, MAX_FRAG)
         self._max_recv = min(bind.max_xmit_frag, MAX_FRAG)
         self._assoc_group = bind.assoc_group_id or (secrets.randbits(31) | 0x1000)
         self._bound = True
-        self._out.append(pdu.bind_ack(
+        self._queue(pdu.bind_ack(
             header.call_id, PType.BIND_ACK, self._max_xmit, self._max_recv, self._assoc_group,
             self._address, self._results(bind), header.flags & pdu.FLAG_SUPPORT_HEADER_SIGN))
 
@@ -172,7 +177,7 @@ class RpcPipe:
             self._break(header.call_id)
             return
         bind = pdu.parse_bind(frame, header)
-        self._out.append(pdu.bind_ack(
+        self._queue(pdu.bind_ack(
             header.call_id, PType.ALTER_CONTEXT_RESP, self._max_xmit, self._max_recv,
             self._assoc_group, "", self._results(bind), 0))
 
@@ -208,7 +213,7 @@ class RpcPipe:
         self._partial = None
         ndr64 = self._contexts.get(started.context_id)
         if ndr64 is None:
-            self._out.append(pdu.fault(call_id, started.context_id, Fault.UNKNOWN_IF,
+            self._queue(pdu.fault(call_id, started.context_id, Fault.UNKNOWN_IF,
                                        did_not_execute=True))
             return None
         return PendingCall(call_id, started.context_id, started.opnum, bytes(stub), ndr64)
@@ -216,7 +221,7 @@ class RpcPipe:
     def answer(self, call: PendingCall, stub: bytes | None, fault_status: int = 0) -> None:
         """Queue the response to ``call`` in fragments, or its fault when ``stub`` is None."""
         if stub is None:
-            self._out.append(pdu.fault(call.call_id, call.context_id, fault_status))
+            self._queue(pdu.fault(call.call_id, call.context_id, fault_status))
             return
         room = (self._max_xmit - _RESPONSE_OVERHEAD) & ~7
         pos = 0
@@ -225,13 +230,17 @@ class RpcPipe:
             flags = (pdu.FLAG_FIRST if pos == 0 else 0)
             if pos + room >= len(stub):
                 flags |= pdu.FLAG_LAST
-            self._out.append(pdu.response(call.call_id, call.context_id, len(stub) - pos,
+            self._queue(pdu.response(call.call_id, call.context_id, len(stub) - pos,
                                           chunk, flags))
             pos += room
             if pos >= len(stub):
                 break
 
     # -- output ---------------------------------------------------------------------
+
+    def _queue(self, message: bytes) -> None:
+        self._out.append(message)
+        self._out_bytes += len(message)
 
     def pending(self) -> bool:
         return bool(self._out)
@@ -244,6 +253,8 @@ class RpcPipe:
         head = self._out[0]
         if len(head) <= limit:
             self._out.popleft()
+            self._out_bytes -= len(head)
             return head, False
         self._out[0] = head[limit:]
+        self._out_bytes -= limit
         return head[:limit], True

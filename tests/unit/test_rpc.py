@@ -179,6 +179,15 @@ def test_huge_alloc_hint_and_oversized_requests_are_refused():
     assert fault_status(pdus(pipe)[0]) == Fault.PROTO_ERROR and pipe.broken
 
 
+def test_answers_never_read_stop_the_pipe_taking_requests():
+    pipe = bound_pipe()
+    (call,) = pipe.receive(request(21, b""))
+    pipe.answer(call, bytes(MAX_REQUEST))
+    pipe.answer(call, bytes(MAX_REQUEST))
+    assert pipe.receive(request(21, b"", call_id=3)) == [] and pipe.broken
+    assert pipe.pending()  # what was answered can still be read
+
+
 def test_fragments_are_reassembled_and_interleaving_is_refused():
     stub = srv_get_info_stub(101)
     pipe = bound_pipe()
@@ -339,13 +348,13 @@ def test_wksta_info_100():
 
 
 def test_lsa_names_and_sids_round_trip():
-    alice = lsarpc.lookup_name(FACTS, "HNTEST\\Alice")
+    alice = lsarpc.Directory(FACTS).name("HNTEST\\Alice")
     assert alice is not None and alice.sid_type == lsarpc.SID_USER
-    assert lsarpc.lookup_sid(FACTS, alice.sid) == alice
+    assert lsarpc.Directory(FACTS).sid(alice.sid) == alice
     assert alice.sid[:2] == b"\x01\x05" and alice.domain_sid == FACTS.machine_sid
-    assert lsarpc.lookup_name(FACTS, "carol") is None
-    assert lsarpc.lookup_name(FACTS, "BUILTIN\\").sid_type == lsarpc.SID_DOMAIN
-    assert lsarpc.lookup_name(FACTS, "everyone").sid == bytes.fromhex("010100000000000100000000")
+    assert lsarpc.Directory(FACTS).name("carol") is None
+    assert lsarpc.Directory(FACTS).name("BUILTIN\\").sid_type == lsarpc.SID_DOMAIN
+    assert lsarpc.Directory(FACTS).name("everyone").sid == bytes.fromhex("010100000000000100000000")
     # The same name gives the same SID on any node; another name another RID.
     assert lsarpc.user_rid("alice") == lsarpc.user_rid("ALICE") != lsarpc.user_rid("bob")
 
@@ -417,7 +426,7 @@ def _lookup_names_stub(version: int, ndr64: bool) -> bytes:
 
 
 def _lookup_sids_stub(version: int, ndr64: bool) -> bytes:
-    sids = [lsarpc.lookup_name(FACTS, "alice").sid, bytes.fromhex("010100000000000100000000"),
+    sids = [lsarpc.Directory(FACTS).name("alice").sid, bytes.fromhex("010100000000000100000000"),
             bytes.fromhex("010400000000000515000000010000000200000003000000")]
     w = Writer(ndr64)
     _handle_stub(w)
