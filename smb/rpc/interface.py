@@ -112,8 +112,8 @@ class Interface:
     pipe: str
     syntax: Syntax
     operations: dict[int, Operation]
-    # Does the pipe need etcd's user list (for name and SID lookups)?
-    needs_users: bool = False
+    # The operations that need etcd's user list (name and SID lookups).
+    needs_users: frozenset[int] = frozenset()
 
     def invoke(self, call: Call) -> bytes:
         op = self.operations.get(call.opnum)

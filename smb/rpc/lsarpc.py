@@ -469,4 +469,4 @@ _OPERATIONS: dict[int, Callable[[Call], bytes]] = {
 
 INTERFACE = Interface("lsarpc", uuid_syntax("12345778-1234-abcd-ef00-0123456789ab", 0),
                       _OPERATIONS,
-                      needs_users=True)
+                      needs_users=frozenset({14, 15, 57, 58, 68}))

@@ -46,6 +46,7 @@ SHARE_NAME = "IPC$"
 SHARE_TYPE_PIPE = 0x02
 SERVER_COMMENT = "hanode"
 MAXIMAL_ACCESS = 0x001F01FF  # what Samba grants on IPC$
+READ_WAIT = 2.0  # seconds a READ on an empty pipe waits for an answer to appear
 _INTERFACES: dict[str, Interface] = {
     "srvsvc": srvsvc.INTERFACE,
     "wkssvc": wkssvc.INTERFACE,
@@ -77,6 +78,10 @@ class PipeOpen:
         self.changed.set()
         self.changed = trio.Event()
 
+    def close(self) -> None:
+        self.closed = True
+        self.wake()
+
 
 @dataclass
 class IpcTree:
@@ -88,6 +93,13 @@ class IpcTree:
     # File opens: never any on IPC$.  Present because session-wide walks over
     # every tree's file opens (FileId uniqueness, open counts) include this one.
     opens: dict = field(default_factory=dict)
+
+
+def disconnect(tree: IpcTree) -> None:
+    """TREE_DISCONNECT of IPC$: its pipes close, and READs waiting on them end."""
+    for pipe in tree.pipes.values():
+        pipe.close()
+    tree.pipes.clear()
 
 
 def may_use(share: "ShareConfig", session: SessionInfo) -> bool:
@@ -200,8 +212,7 @@ async def _close(ctx: CommandContext, tree: IpcTree, req: Request) -> Reply:
     flags, _ = create_wire.parse_close(req.body)
     pipe = _pipe_at(tree, req)
     del tree.pipes[pipe.file_id]
-    pipe.closed = True
-    pipe.wake()
+    pipe.close()
     times = _PIPE_TIMES if flags & create_wire.CLOSE_FLAG_POSTQUERY_ATTRIB else None
     return Reply(body=create_wire.close_response(flags, times))
 
@@ -226,10 +237,15 @@ async def _read(ctx: CommandContext, tree: IpcTree, req: Request) -> Reply:
     pipe = _pipe(tree, req, r.file_id)
     if not pipe.rpc.pending() and not pipe.rpc.broken:
         # Clients with several calls outstanding (Samba's async requests) post
-        # the READ before the WRITE that makes its answer: it waits, async.
+        # the READ before the WRITE that makes its answer: it waits, async, for
+        # at most READ_WAIT.  The bound is there because the connection holds
+        # every command but READ and WRITE back until the READs and WRITEs
+        # before it are done, so a CLOSE behind a READ that waited for good
+        # would never run.
         await ctx.go_async()
-        while not pipe.rpc.pending() and not pipe.rpc.broken and not pipe.closed:
-            await pipe.changed.wait()
+        with trio.move_on_after(READ_WAIT):
+            while not pipe.rpc.pending() and not pipe.rpc.broken and not pipe.closed:
+                await pipe.changed.wait()
     if pipe.closed:
         return _error(Status.PIPE_DISCONNECTED)
     data, more = pipe.rpc.read(r.length)
@@ -266,7 +282,7 @@ async def _feed(ctx: CommandContext, pipe: PipeOpen, data: memoryview) -> None:
 
 
 async def _answer(ctx: CommandContext, pipe: PipeOpen, pending: PendingCall) -> None:
-    users = await _user_names() if pipe.interface.needs_users else ()
+    users = await _user_names() if pending.opnum in pipe.interface.needs_users else ()
     call = Call(pending.opnum, pending.stub, pending.ndr64, facts(ctx.config, ctx.session, users),
                 pipe.handles)
     try:

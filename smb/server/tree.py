@@ -81,7 +81,9 @@ async def tree_disconnect(ctx: CommandContext, req: Request) -> Reply:
     tree = session.trees.pop(req.header.tree_id, None) if session is not None else None
     if tree is None:
         return _error(Status.NETWORK_NAME_DELETED)
-    if isinstance(tree, TreeConnect):  # an IPC$ tree holds no descriptors
+    if isinstance(tree, ipc.IpcTree):
+        ipc.disconnect(tree)
+    else:
         with trio.CancelScope(shield=True):
             await release_tree(tree)
     return Reply(body=wire.tree_disconnect_response())

@@ -139,3 +139,30 @@ def test_malformed_rpc_never_kills_the_worker(hanode_server):
                              "-U", hanode_server.credentials], capture_output=True, text=True,
                             timeout=60)
     assert listed.returncode == 0 and "IPC$" in listed.stdout, listed.stdout + listed.stderr
+
+
+def test_waiting_read_does_not_hold_a_close_back_for_good(hanode_server):
+    """A READ on an empty pipe waits (async) for a bounded time: the CLOSE the
+    client sends behind it (which the connection runs only after the READ)
+    is answered, and the READ ends as an empty pipe's does."""
+    with RawClient(hanode_server.port) as client:
+        client.negotiate()
+        assert client.session_setup(harness.USER, harness.PASSWORD) == 0
+        assert client.tree_connect("IPC$") == 0
+        fid = _create(client, "srvsvc")
+        body = struct.pack("<HBBIQ16sIIIHHB", 49, 0, 0, 65536, 0, fid, 0, 0, 0, 0, 0, 0)
+        read = Header(command=Command.READ, message_id=client.message_id, credits=64,
+                      credit_charge=1, session_id=client.session_id, tree_id=client.tree_id)
+        client.message_id += 1
+        client.send_frame(read.pack() + body)
+        interim = parse_header(client.recv_frame())
+        assert interim.status == STATUS_PENDING
+        close = Header(command=Command.CLOSE, message_id=client.message_id, credits=64,
+                       credit_charge=1, session_id=client.session_id, tree_id=client.tree_id)
+        client.message_id += 1
+        client.send_frame(close.pack() + struct.pack("<HHI16s", 24, 0, 0, fid))
+        answers = {}
+        for _ in range(2):
+            reply = parse_header(client.recv_frame())
+            answers[reply.command] = reply.status
+        assert answers == {Command.READ: 0xC00000D9, Command.CLOSE: 0}  # PIPE_EMPTY
