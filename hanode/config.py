@@ -205,6 +205,8 @@ def _make_checks(source: str):  # noqa: C901 - a flat table of small validators
         value = string(key, value)
         if not _SHARE_NAME_RE.match(value):
             fail(key, f"{value!r} is not a valid share name")
+        if value.upper() == "IPC$":
+            fail(key, "IPC$ is the server's named-pipe share and cannot be configured")
         return value
 
     def boolean(key: str, value: Any) -> bool:

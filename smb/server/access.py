@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hanode.config import ShareConfig
+    from smb.server.handler import SessionInfo
+
 FILE_READ_DATA = 0x00000001
 FILE_WRITE_DATA = 0x00000002
 FILE_APPEND_DATA = 0x00000004
@@ -56,3 +62,12 @@ def map_generic(mask: int, maximal: int) -> int:
 
 def share_maximal_access(read_only: bool) -> int:
     return READ_ONLY_ACCESS if read_only else FILE_ALL_ACCESS
+
+
+def may_connect(share: "ShareConfig", session: "SessionInfo") -> bool:
+    """A share's ``users`` rule: empty lets every session in, else only the
+    users named (case-insensitive), never a guest.  TREE_CONNECT enforces it;
+    share lists (smb.server.ipc) show only the shares it lets in."""
+    if not share.users:
+        return True
+    return not session.is_guest and session.user.lower() in (u.lower() for u in share.users)

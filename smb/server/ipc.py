@@ -30,6 +30,7 @@ from smb.rpc.interface import (
 from smb.rpc.pdu import Fault
 from smb.rpc.pipe import PendingCall, RpcPipe
 from smb.server import workerstate
+from smb.server.access import may_connect
 from smb.server.handler import CommandContext, Handler, Reply, Request, SessionInfo
 from smb.server.opens import MAX_OPENS_PER_SESSION, RELATED_FILE_ID, CommandError, open_count
 from smb.wire import create as create_wire
@@ -38,7 +39,7 @@ from smb.wire import ioctl as ioctl_wire
 from smb.wire.header import Command, Status, error_body
 
 if TYPE_CHECKING:
-    from hanode.config import Config, ShareConfig
+    from hanode.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class IpcTree:
     pipes: dict[bytes, PipeOpen] = field(default_factory=dict)
     # File opens: never any on IPC$.  Present because session-wide walks over
     # every tree's file opens (FileId uniqueness, open counts) include this one.
-    opens: dict = field(default_factory=dict)
+    opens: dict[bytes, object] = field(default_factory=dict)
 
 
 def disconnect(tree: IpcTree) -> None:
@@ -100,13 +101,6 @@ def disconnect(tree: IpcTree) -> None:
     for pipe in tree.pipes.values():
         pipe.close()
     tree.pipes.clear()
-
-
-def may_use(share: "ShareConfig", session: SessionInfo) -> bool:
-    """The tree-connect rule of who may use a share, for listing it."""
-    if not share.users:
-        return True
-    return not session.is_guest and session.user.lower() in (u.lower() for u in share.users)
 
 
 def connect(config: "Config", session: SessionInfo, tree_id: int, encrypt: bool) -> IpcTree | int:
@@ -117,12 +111,13 @@ def connect(config: "Config", session: SessionInfo, tree_id: int, encrypt: bool)
 
 
 def _windows_path(path: str) -> str:
+    """A share's path as Windows tools show it (and Samba reports it)."""
     return "C:" + path.replace("/", "\\")
 
 
 def facts(config: "Config", session: SessionInfo, users: tuple[str, ...] = ()) -> Facts:
     shares = [ShareFacts(s.name, STYPE_DISKTREE, s.comment, _windows_path(s.path), s.read_only)
-              for s in config.shares if may_use(s, session)]
+              for s in config.shares if may_connect(s, session)]
     shares.append(ShareFacts(SHARE_NAME, STYPE_IPC | STYPE_SPECIAL,
                              f"IPC Service ({SERVER_COMMENT})", "C:\\", True))
     return Facts(config.cluster.server_name, config.cluster.workgroup.upper(), SERVER_COMMENT,

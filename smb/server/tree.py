@@ -8,7 +8,7 @@ import trio
 
 from smb import vfs
 from smb.server import ipc
-from smb.server.access import share_maximal_access
+from smb.server.access import may_connect, share_maximal_access
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import TreeConnect, node_table, release_tree
 from smb.wire import tree as wire
@@ -31,8 +31,7 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
     share = ctx.config.share(parsed.share_name)
     if share is None:
         return _error(Status.BAD_NETWORK_NAME)
-    if share.users and (session.is_guest or session.user.lower()
-                        not in (u.lower() for u in share.users)):
+    if not may_connect(share, session):
         return _error(Status.ACCESS_DENIED)
     if share.encrypt and ctx.connection.dialect < 0x0300:
         return _error(Status.ACCESS_DENIED)  # the client cannot encrypt

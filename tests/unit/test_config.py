@@ -84,3 +84,5 @@ def test_netbios_name_default_and_validation():
     with pytest.raises(ConfigError, match=r"cluster\.netbios_name: .*at most 15"):
         parse({"node": {"name": "n1"}, "cluster": {"netbios_name": "much-too-long-a-name"}},
               "t.toml")
+    with pytest.raises(ConfigError, match=r"share\[0\]\.name: IPC\$ is the server's named-pipe"):
+        parse({"node": {"name": "n1"}, "share": [{"name": "ipc$", "path": "/srv/x"}]}, "t.toml")
