@@ -20,7 +20,6 @@ DREP_LE = b"\x10\x00\x00\x00"
 FLAG_FIRST = 0x01
 FLAG_LAST = 0x02
 FLAG_SUPPORT_HEADER_SIGN = 0x04  # in bind/bind_ack (PFC_PENDING_CANCEL elsewhere)
-FLAG_CONC_MPX = 0x10
 FLAG_OBJECT_UUID = 0x80
 
 
@@ -47,7 +46,6 @@ class Fault(enum.IntEnum):
     OP_RNG_ERROR = 0x1C010002
     UNKNOWN_IF = 0x1C010003
     PROTO_ERROR = 0x1C01000B
-    REMOTE_NO_MEMORY = 0x1C000012  # nca_s_fault_remote_no_memory
     UNSPEC_REJECT = 0x1C000011  # nca_s_fault_unspec_reject
     CONTEXT_MISMATCH = 0x1C00001A  # nca_s_fault_context_mismatch: a stale context handle
 

@@ -16,6 +16,8 @@ import struct
 import subprocess
 import uuid
 
+import pytest
+
 import harness
 from rawclient import RawClient
 from smb.wire.header import Command, Flags, Header, parse_header
@@ -109,10 +111,17 @@ def _transceive(client: RawClient, fid: bytes, data: bytes) -> int:
     return client.request(Command.IOCTL, body)[0].status
 
 
-def test_malformed_rpc_never_kills_the_worker(hanode_server):
+@pytest.fixture(scope="module")
+def ipc_server(etcd_server, tmp_path_factory):
+    """One ``hanode smb`` for the module; its log must hold no traceback."""
+    with harness.running_hanode(etcd_server.url, tmp_path_factory.mktemp("ipc")) as target:
+        yield target
+
+
+def test_malformed_rpc_never_kills_the_worker(ipc_server):
     rng = random.Random(SEED)
-    workers = {p.pid for p in harness.worker_processes(hanode_server)}
-    with RawClient(hanode_server.port) as client:
+    workers = {p.pid for p in harness.worker_processes(ipc_server)}
+    with RawClient(ipc_server.port) as client:
         client.negotiate()
         assert client.session_setup(harness.USER, harness.PASSWORD) == 0
         assert client.tree_connect("IPC$") == 0
@@ -134,18 +143,18 @@ def test_malformed_rpc_never_kills_the_worker(hanode_server):
                         status = _read(client, fid)
                 assert status == 0 or status in PIPE_ERRORS, hex(status)
             client.request(Command.CLOSE, struct.pack("<HHI16s", 24, 0, 0, fid))
-    assert {p.pid for p in harness.worker_processes(hanode_server)} == workers
-    listed = subprocess.run(["smbclient", "-p", str(hanode_server.port), "-L", "//127.0.0.1",
-                             "-U", hanode_server.credentials], capture_output=True, text=True,
+    assert {p.pid for p in harness.worker_processes(ipc_server)} == workers
+    listed = subprocess.run(["smbclient", "-p", str(ipc_server.port), "-L", "//127.0.0.1",
+                             "-U", ipc_server.credentials], capture_output=True, text=True,
                             timeout=60)
     assert listed.returncode == 0 and "IPC$" in listed.stdout, listed.stdout + listed.stderr
 
 
-def test_waiting_read_does_not_hold_a_close_back_for_good(hanode_server):
+def test_waiting_read_does_not_hold_a_close_back_for_good(ipc_server):
     """A READ on an empty pipe waits (async) for a bounded time: the CLOSE the
     client sends behind it (which the connection runs only after the READ)
     is answered, and the READ ends as an empty pipe's does."""
-    with RawClient(hanode_server.port) as client:
+    with RawClient(ipc_server.port) as client:
         client.negotiate()
         assert client.session_setup(harness.USER, harness.PASSWORD) == 0
         assert client.tree_connect("IPC$") == 0

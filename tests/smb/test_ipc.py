@@ -144,6 +144,7 @@ def _torture(target: harness.Target, suite: str, binding: str = "") -> dict[str,
     return {m.group(2): m.group(1) for m in _TORTURE_RESULT.finditer(done.stdout + done.stderr)}
 
 
+@pytest.mark.smbtorture
 @pytest.mark.parametrize("binding", ["", "[ndr64]"], ids=["ndr", "ndr64"])
 @pytest.mark.parametrize("suite, gaps", [
     ("rpc.srvsvc", SRVSVC_GAPS),
@@ -201,7 +202,7 @@ def test_share_list_follows_share_users(hanode_ipc):
     assert set(_share_rows(listed.stdout)) == {"test", "bobonly", "IPC$"}
 
 
-def test_anonymous_share_list_only_with_allow_guest(etcd_server, tmp_path):
+def test_anonymous_share_list_only_with_allow_guest(etcd_server, tmp_path, hanode_ipc):
     private = tmp_path / "private"
     private.mkdir()
     restricted = f'[[share]]\nname = "rootonly"\npath = "{private}"\nusers = ["root"]\n'
@@ -210,6 +211,5 @@ def test_anonymous_share_list_only_with_allow_guest(etcd_server, tmp_path):
         listed = _run(["smbclient", "-p", str(target.port), "-L", "//127.0.0.1", "-N"])
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert set(_share_rows(listed.stdout)) == {"test", "IPC$"}
-    with harness.running_hanode(etcd_server.url, tmp_path / "noguest") as target:
-        refused = _run(["smbclient", "-p", str(target.port), "-L", "//127.0.0.1", "-N"])
-        assert refused.returncode != 0 and "IPC$" not in refused.stdout
+    refused = _run(["smbclient", "-p", str(hanode_ipc.port), "-L", "//127.0.0.1", "-N"])
+    assert refused.returncode != 0 and "IPC$" not in refused.stdout  # allow_guest is off
