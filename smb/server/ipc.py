@@ -32,7 +32,7 @@ from smb.rpc.pipe import PendingCall, RpcPipe
 from smb.server import workerstate
 from smb.server.access import may_connect
 from smb.server.handler import CommandContext, Handler, Reply, Request, SessionInfo
-from smb.server.opens import MAX_OPENS_PER_SESSION, RELATED_FILE_ID, CommandError, open_count
+from smb.server.opens import RELATED_FILE_ID, CommandError
 from smb.wire import create as create_wire
 from smb.wire import io as io_wire
 from smb.wire import ioctl as ioctl_wire
@@ -47,6 +47,9 @@ SHARE_NAME = "IPC$"
 SHARE_TYPE_PIPE = 0x02
 SERVER_COMMENT = "hanode"
 MAXIMAL_ACCESS = 0x001F01FF  # what Samba grants on IPC$
+# A pipe may buffer a few MiB (smb.rpc.pipe.MAX_REQUEST, MAX_BUFFERED); clients
+# use a handful of pipes, so this bounds what one session can make a worker hold.
+MAX_PIPES_PER_SESSION = 64
 READ_WAIT = 2.0  # seconds a READ on an empty pipe waits for an answer to appear
 _INTERFACES: dict[str, Interface] = {
     "srvsvc": srvsvc.INTERFACE,
@@ -191,8 +194,8 @@ async def _create(ctx: CommandContext, tree: IpcTree, req: Request) -> Reply:
     if interface is None:
         return _error(Status.OBJECT_NAME_NOT_FOUND)
     session = ctx.session
-    if open_count(session) + sum(len(t.pipes) for t in session.trees.values()
-                                 if isinstance(t, IpcTree)) >= MAX_OPENS_PER_SESSION:
+    if sum(len(t.pipes) for t in session.trees.values()
+           if isinstance(t, IpcTree)) >= MAX_PIPES_PER_SESSION:
         return _error(Status.INSUFFICIENT_RESOURCES)
     file_id = secrets.token_bytes(16)
     while file_id == RELATED_FILE_ID or file_id in tree.pipes:

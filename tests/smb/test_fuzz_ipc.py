@@ -20,6 +20,7 @@ import pytest
 
 import harness
 from rawclient import RawClient
+from smb.server.ipc import MAX_PIPES_PER_SESSION
 from smb.wire.header import Command, Flags, Header, parse_header
 
 SEED = 20261203
@@ -175,3 +176,15 @@ def test_waiting_read_does_not_hold_a_close_back_for_good(ipc_server):
             reply = parse_header(client.recv_frame())
             answers[reply.command] = reply.status
         assert answers == {Command.READ: 0xC00000D9, Command.CLOSE: 0}  # PIPE_EMPTY
+
+
+def test_pipe_opens_per_session_are_bounded(ipc_server):
+    with RawClient(ipc_server.port) as client:
+        client.negotiate()
+        assert client.session_setup(harness.USER, harness.PASSWORD) == 0
+        assert client.tree_connect("IPC$") == 0
+        opened = [_create(client, "wkssvc") for _ in range(MAX_PIPES_PER_SESSION)]
+        assert None not in opened
+        assert _create(client, "wkssvc") is None  # INSUFFICIENT_RESOURCES
+        client.request(Command.CLOSE, struct.pack("<HHI16s", 24, 0, 0, opened[0]))
+        assert _create(client, "wkssvc") is not None
