@@ -9,7 +9,7 @@ import trio
 from smb import vfs
 from smb.server import ipc
 from smb.server.access import may_connect, share_maximal_access
-from smb.server.handler import CommandContext, Reply, Request
+from smb.server.handler import CommandContext, Reply, Request, SessionInfo
 from smb.server.opens import TreeConnect, node_table, release_tree
 from smb.wire import tree as wire
 from smb.wire.header import Status, error_body
@@ -53,14 +53,14 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
     return Reply(body=body, tree_id=tree_id)
 
 
-def _new_tree_id(session) -> int:
+def _new_tree_id(session: SessionInfo) -> int:
     tree_id = secrets.randbelow(0xFFFFFFFE) + 1
     while tree_id in session.trees:
         tree_id = secrets.randbelow(0xFFFFFFFE) + 1
     return tree_id
 
 
-def _connect_ipc(ctx: CommandContext, session) -> Reply:
+def _connect_ipc(ctx: CommandContext, session: SessionInfo) -> Reply:
     """IPC$: named pipes to the RPC services (smb.server.ipc)."""
     if len(session.trees) >= MAX_TREES_PER_SESSION:
         return _error(Status.INSUFFICIENT_RESOURCES)
