@@ -39,6 +39,8 @@ POLICY_DNS = 12
 POLICY_LOCAL_ACCOUNT_DOMAIN = 14
 ROLE_PRIMARY = 3  # a standalone server is the primary of its own account domain
 
+STATUS_INSUFFICIENT_RESOURCES = 0xC000009A
+MAX_HANDLES = 256  # open policy handles per pipe (a client needs one or two)
 NO_DOMAIN = 0xFFFFFFFF
 MAX_NAMES = 20480  # LSA_MAX_NAMES / SIDS per lookup, as Windows limits them
 
@@ -178,12 +180,15 @@ def _open(call: Call, system_name: Callable[[Reader], None]) -> bytes:
     system_name(r)
     r.deferring(lambda: _object_attribute(r))
     r.deferring(r.u32)  # access mask: every caller may read the policy
-    handle = b"\x00\x00\x00\x00" + secrets.token_bytes(16)
-    call.handles.add(handle)
+    if len(call.handles) >= MAX_HANDLES:
+        handle, status = bytes(20), STATUS_INSUFFICIENT_RESOURCES
+    else:
+        handle, status = b"\x00\x00\x00\x00" + secrets.token_bytes(16), STATUS_SUCCESS
+        call.handles.add(handle)
 
     def body(w: Writer) -> int:
         w.deferring(lambda: w.raw(handle))
-        return STATUS_SUCCESS
+        return status
     return _with_status(call, body)
 
 

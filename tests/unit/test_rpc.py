@@ -555,3 +555,14 @@ def test_samba_ndrdump_reads_requests_and_answers(tmp_path, ndr64):
                 or not all(e in seen for e in expect):
             failures.append(f"{func} answer {i}: {seen[-1500:]}")
     assert not failures, "\n".join(failures)
+
+
+def test_lsa_policy_handles_per_pipe_are_bounded():
+    handles: set[bytes] = set()
+    stub = _open_policy2_stub(False)
+    for _ in range(lsarpc.MAX_HANDLES):
+        out = lsarpc.INTERFACE.invoke(Call(44, stub, False, FACTS, handles))
+        assert out[-4:] == bytes(4)
+    out = lsarpc.INTERFACE.invoke(Call(44, stub, False, FACTS, handles))
+    assert out == bytes(20) + struct.pack("<I", lsarpc.STATUS_INSUFFICIENT_RESOURCES)
+    assert len(handles) == lsarpc.MAX_HANDLES
