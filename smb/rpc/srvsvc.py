@@ -1,7 +1,7 @@
 """srvsvc (MS-SRVS): the share list and server information clients browse.
 
 NetShareEnumAll (levels 0, 1, 2, 501, 502), NetShareGetInfo (the same and
-1004, 1005, 1006, 1501) and NetSrvGetInfo (100, 101, 102) and NetRemoteTOD.  Errors are the
+1004, 1005, 1006, 1501) and NetSrvGetInfo (100, 101, 102), NetDiskEnum and NetRemoteTOD.  Errors are the
 WERROR codes Windows and Samba return, in the stub, not faults.
 """
 
@@ -210,6 +210,51 @@ def net_srv_get_info(call: Call) -> bytes:
     return w.getvalue()
 
 
+DISKS = ("C:", "")  # every share path is shown on C: (see ShareFacts.path); "" ends the list
+
+
+def _read_disk_info(r: Reader) -> None:
+    """The DISK_ENUM_CONTAINER a client sends: no entries."""
+    r.align(r.ptr_align)
+    r.u32()
+    r.pointer(_no_entries)
+    r.end_struct(r.ptr_align)
+
+
+def net_disk_enum(call: Call) -> bytes:
+    """Opnum 23: the disks the server's paths live on, as Samba answers."""
+    r = call.reader()
+    _server_name(r)
+    level = r.deferring(r.u32)
+    r.deferring(lambda: _read_disk_info(r))
+    r.deferring(r.u32)  # maxlen
+    resume = r.deferring(lambda: r.pointer(r.u32))
+    disks = DISKS if level == 0 else ()
+    w = call.writer()
+
+    def info() -> None:
+        w.align(w.ptr_align)
+        w.u32(len(disks))
+
+        def array() -> None:
+            w.count(len(disks))  # conformant
+            w.count(0)  # and varying
+            w.count(len(disks))
+            for disk in disks:
+                text = (disk + "\x00").encode("utf-16-le")
+                w.u32(0)  # a [string] WCHAR[3]: offset, length, characters
+                w.u32(len(text) // 2)
+                w.raw(text)
+                w.end_struct(4)
+        w.pointer(array if disks else None)
+        w.end_struct(w.ptr_align)
+    w.deferring(info)
+    w.deferring(lambda: w.u32(len(disks)))
+    w.deferring(lambda: w.pointer((lambda: w.u32(0)) if resume.value is not None else None))
+    w.deferring(lambda: w.u32(WERR_OK if level == 0 else WERR_INVALID_LEVEL))
+    return w.getvalue()
+
+
 def net_remote_tod(call: Call) -> bytes:
     """Opnum 28: the server's time of day, in UTC."""
     r = call.reader()
@@ -236,6 +281,7 @@ _OPERATIONS: dict[int, Callable[[Call], bytes]] = {
     15: net_share_enum_all,
     16: net_share_get_info,
     21: net_srv_get_info,
+    23: net_disk_enum,
     28: net_remote_tod,
     36: net_share_enum_all,
 }

@@ -134,7 +134,6 @@ SRVSVC_GAPS = {
     "srvsvc (admin access).NetConnEnum": "connection enumeration is not served",
     "srvsvc (admin access).NetFileEnum": "open-file enumeration is not served",
     "srvsvc (admin access).NetSessEnum": "session enumeration is not served",
-    "srvsvc (admin access).NetDiskEnum": "disk enumeration is not served",
 }
 
 

@@ -486,6 +486,17 @@ def _get_info_stub(share: str, level: int, ndr64: bool) -> bytes:
     return w.getvalue()
 
 
+def _disk_enum_stub(ndr64: bool) -> bytes:
+    w = Writer(ndr64)
+    w.deferring(lambda: w.pointer(None))
+    w.deferring(lambda: w.u32(0))
+    w.deferring(lambda: (w.align(w.ptr_align), w.u32(0), w.pointer(None),
+                         w.end_struct(w.ptr_align)))
+    w.deferring(lambda: w.u32(26))
+    w.deferring(lambda: w.pointer(lambda: w.u32(0)))
+    return w.getvalue()
+
+
 def _user_name_stub(ndr64: bool) -> bytes:
     w = Writer(ndr64)
     w.deferring(lambda: w.pointer(None))
@@ -506,6 +517,8 @@ def _ndrdump_cases():
                lambda n, level=level: srv_get_info_stub(level, n), ["'HNTEST'"])
         yield ("wkssvc", "wkssvc_NetWkstaGetInfo", wkssvc.INTERFACE, 0,
                lambda n, level=level: srv_get_info_stub(level, n), ["'WORKGROUP'"])
+    yield ("srvsvc", "srvsvc_NetDiskEnum", srvsvc.INTERFACE, 23, _disk_enum_stub,
+           ["'C:'", "totalentries             : *"])
     yield ("srvsvc", "srvsvc_NetRemoteTOD", srvsvc.INTERFACE, 28,
            lambda n: bytes(8 if n else 4), ["WERR_OK"])
     yield ("lsarpc", "lsa_OpenPolicy2", lsarpc.INTERFACE, 44, _open_policy2_stub,
