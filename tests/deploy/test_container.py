@@ -15,6 +15,7 @@ Everything is removed afterwards, also on failure.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.container
 
@@ -36,8 +38,7 @@ CAPS = ["--cap-drop", "ALL", "--cap-add", "NET_ADMIN,NET_RAW,NET_BIND_SERVICE"]
 def build() -> list[str]:
     proc = subprocess.run(["bash", "scripts/build-image.sh", "--print-layers"], cwd=REPO,
                           capture_output=True, text=True, timeout=900,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "IMAGE": IMAGE,
-                               "HOME": "/root"})
+                          env={**os.environ, "IMAGE": IMAGE})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return [line for line in proc.stdout.splitlines() if line.startswith("sha256:")]
 
@@ -47,10 +48,11 @@ def image() -> list[str]:
     return build()
 
 
-def podman_run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def podman_run(*args: str, network: str = "none", timeout: float = 60
+               ) -> subprocess.CompletedProcess:
     name = "hnt" + secrets.token_hex(3)
     try:
-        return subprocess.run([*PODMAN, "run", "--name", name, "--network", "none", *LIMITS,
+        return subprocess.run([*PODMAN, "run", "--name", name, "--network", network, *LIMITS,
                                *args], capture_output=True, text=True, timeout=timeout)
     finally:
         subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True)
@@ -158,6 +160,7 @@ path = "/srv/hanode/test"
         assert lines[0] == "tini", top.stdout + top.stderr
         assert "hanode agent --config /run/hanode/hanode.toml" in lines[1]
         assert not [line for line in lines[2:] if line.endswith(" Z")], top.stdout
+        run_users_job(netns, tmp_path)
         began = time.monotonic()
         stop = subprocess.run([*PODMAN, "stop", "-t", "20", name], capture_output=True, timeout=60)
         assert stop.returncode == 0
@@ -172,6 +175,34 @@ path = "/srv/hanode/test"
             proc.kill()
         proc.wait()
         log.close()
+
+
+def run_users_job(netns: str, tmp_path: Path) -> None:
+    """deploy/kubernetes/users-job.yaml's command, as it is written there, in a
+    container beside the agent's: the SMB users of the mounted Secret land in etcd
+    (the agent's embedded one here)."""
+    job = yaml.safe_load((REPO / "deploy/kubernetes/users-job.yaml").read_text())
+    ctr = job["spec"]["template"]["spec"]["containers"][0]
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "alice").write_text("alice's password")
+    (users / "bob").write_text("bob's password\n")
+    (tmp_path / "job.toml").write_text(
+        '[cluster]\nname = "ct"\netcd = ["http://127.0.0.1:2379"]\n'
+        '[[vip]]\naddress = "10.79.0.50/24"\n')
+    env = [arg for e in ctr["env"] if e["name"] == "HANODE_NODE_NAME"
+           for arg in ("-e", f"{e['name']}={e['value']}")]
+    proc = podman_run("--read-only",
+                      "--tmpfs", "/run/hanode", *env,
+                      "-v", f"{tmp_path / 'job.toml'}:/etc/hanode/hanode.toml:ro",
+                      "-v", f"{users}:/etc/hanode/users:ro",
+                      "--entrypoint", ctr["command"][0], IMAGE, *ctr["command"][1:],
+                      network=f"ns:/run/netns/{netns}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = podman_run("--entrypoint", "hanode", IMAGE, "user", "list",
+                        "--etcd", "http://127.0.0.1:2379", "--cluster", "ct",
+                        network=f"ns:/run/netns/{netns}")
+    assert listed.stdout.split() == ["alice", "bob"], listed.stdout + listed.stderr
 
 
 def test_container_demo_copies_survive_podman_kill_and_the_node_comes_back(image):
