@@ -113,7 +113,7 @@ def render(env: dict[str, str]) -> config_mod.Config:
         data = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         config_mod.load(CONFIG)  # raises the ConfigError that says what is wrong
-        raise
+        raise ContainerError(f"cannot read {CONFIG}") from None
     merged = merge(data, env)
     cfg = config_mod.parse(merged, str(CONFIG))
     try:

@@ -102,15 +102,17 @@ EOF
 base_key=$( { echo "$SUITE $ARCH $MIRROR $BASE_EPOCH ${PACKAGES[*]}"; declare -f make_base; } \
             | sha256sum | cut -c1-16)
 base_tar=$STATE/base-$base_key.tar
-base_image=localhost/hanode-base:$base_key
 mkdir -p "$STATE"
 t0=$(date +%s)
-if [ "$refresh_base" = 1 ] || [ ! -s "$base_tar" ]; then
+if [ "$refresh_base" = 1 ] || [ ! -s "$base_tar" ] || [ ! -s "$base_tar.sha256" ]; then
   echo "build-image.sh: making the Debian $SUITE base (debootstrap from $MIRROR)"
   make_base "$work/base.tar"
+  sha256sum "$work/base.tar" | cut -d' ' -f1 >"$work/base.tar.sha256"
   mv "$work/base.tar" "$base_tar"
-  podman rmi -f "$base_image" >/dev/null 2>&1 || true
+  mv "$work/base.tar.sha256" "$base_tar.sha256"
 fi
+# Tagged by its content: a remade base that came out the same is the same image.
+base_image=localhost/hanode-base:$(cut -c1-16 "$base_tar.sha256")
 if ! podman image exists "$base_image"; then
   podman import --quiet --message "debootstrap $SUITE minbase + ${PACKAGES[*]}" \
     "$base_tar" "$base_image" >/dev/null
