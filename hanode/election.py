@@ -294,14 +294,16 @@ class Elector:
     """Keeps the node's lease, watches the leader key, and applies decide()."""
 
     def __init__(self, me: str, store: Store, vips: VipEffects, timing: Timing,
-                 health: HealthSource | None = None):
+                 health: HealthSource | None = None,
+                 on_handover: Callable[[str], None] = lambda cause: None):
         self.me = me
         self.store = store
         self.vips = vips
         self.timing = timing
         self.health = health
-        # Health handovers so far, by the kind of check that caused them (for metrics).
-        self.handovers: dict[str, int] = {}
+        # Told the kind of check (worker, marker, storage, link, check) behind each
+        # health handover, for the metrics.
+        self.on_handover = on_handover
         self.state = State()
         self.state_since = time.time()
         self._obs = _Observed()
@@ -430,7 +432,7 @@ class Elector:
             self._note_etcd(exc)
             return
         if created:
-            self.handovers[kind] = self.handovers.get(kind, 0) + 1
+            self.on_handover(kind)
             self._obs.switchover = SwitchoverSeen(to=action.to, from_=self.me)
         else:
             self._obs.switchover = _switchover_from(entry)

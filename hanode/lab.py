@@ -91,7 +91,8 @@ class Lab:
 
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
-                 cluster: str = "lab", ipv6: bool = False, workers: int = 0):
+                 cluster: str = "lab", ipv6: bool = False, workers: int = 0,
+                 extra_config: str = ""):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
         self.tag = "hn" + secrets.token_hex(3)
@@ -102,6 +103,8 @@ class Lab:
         self.port = port
         self.cluster = cluster
         self.workers = workers
+        # More TOML for every node's config (a [health] table, say).
+        self.extra_config = extra_config
         self.share_dir = self.workdir / "share"
         self.switch_ns = f"{self.tag}-sw"
         self.etcd_ns = f"{self.tag}-etcd"
@@ -145,8 +148,18 @@ class Lab:
             node.config.write_text(self.node_config(node))
         self.share_dir.mkdir(parents=True, exist_ok=True)
         self._start_etcd()
+        self.init_share()
         for node in self.nodes.values():
             self._start_listener(node)
+
+    def init_share(self) -> None:
+        """``hanode share init test``: the marker the nodes' health checks look for."""
+        node = next(iter(self.nodes.values()))
+        proc = subprocess.run(["ip", "netns", "exec", node.ns, sys.executable, "-m",
+                               "hanode.cli", "share", "init", "test", "--config",
+                               str(node.config)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"hanode share init test: {proc.stderr.strip()}")
 
     def down(self) -> None:
         for ns in reversed(self._namespaces):
@@ -237,8 +250,13 @@ workers = {self.workers}
 
 [[share]]
 name = "test"
-path = "{self.share_dir}"
+path = "{self.share_path(node)}"
+{self.extra_config}
 """
+
+    def share_path(self, node: Node) -> Path:
+        """Where the node sees the shared directory (every node the same one here)."""
+        return self.share_dir
 
     def popen(self, ns: str, *python_args: str, log: Path | None = None) -> subprocess.Popen:
         """This Python in namespace ns; output to log, or readable from .stdout without one."""

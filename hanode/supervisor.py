@@ -41,6 +41,9 @@ STABLE_AFTER = 10.0
 # small, because the agent's whole stop must stay under two seconds.
 STOP_GRACE = 0.3
 STATS_INTERVAL = 1.0
+# A worker younger than this is still starting: its failing health probe does
+# not get it killed (it is not listening yet, not hung).
+HUNG_GRACE = 5.0
 
 
 def restart_delay(crashes: int) -> float:
@@ -114,6 +117,20 @@ class Supervisor:
                         self.me, worker.index, _describe(code), ran, delay)
             await trio.sleep(delay)
             worker.restarts += 1
+
+    def restart_hung(self, index: int, why: str) -> None:
+        """Kill worker ``index`` (SIGKILL: a stopped or wedged process ignores SIGTERM);
+        its keeper restarts it with the usual backoff, and its durable handles
+        become reclaimable on whichever node serves the clients next."""
+        worker = self.workers[index]
+        pid = worker.pid
+        if pid is None or trio.current_time() - worker.started < HUNG_GRACE:
+            return
+        log.warning("%s: worker %d (pid %d) %s; killing it", self.me, index, pid, why)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # exited meanwhile; its keeper restarts it
 
     def _publish_pids(self) -> None:
         if self.metrics is not None:
