@@ -142,6 +142,7 @@ class Monitor:
 # -- the checks ----------------------------------------------------------------------
 
 class Restarter(Protocol):
+    def answered(self, index: int) -> None: ...
     def restart_hung(self, index: int, why: str) -> None: ...
 
 
@@ -153,7 +154,11 @@ def worker_check(index: int, state_dir: str, p: ProbeConfig, rise: int,
 
     async def run() -> Result:
         problem = await probe.ask(at)
-        return (True, "answers NEGOTIATE") if problem is None else (False, problem)
+        if problem is not None:
+            return False, problem
+        if supervisor is not None:
+            supervisor.answered(index)
+        return True, "answers NEGOTIATE"
 
     def failed() -> None:
         if supervisor is not None:

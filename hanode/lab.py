@@ -92,7 +92,7 @@ class Lab:
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
                  cluster: str = "lab", ipv6: bool = False, workers: int = 0,
-                 extra_config: str = ""):
+                 extra_config: str = "", share_mounts: str | None = None):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
         self.tag = "hn" + secrets.token_hex(3)
@@ -105,6 +105,14 @@ class Lab:
         self.workers = workers
         # More TOML for every node's config (a [health] table, say).
         self.extra_config = extra_config
+        # None: every node serves share_dir itself; "bind" or "bindfs": each node
+        # sees it through a mount of its own (<workdir>/<node>-share), which a
+        # test can take away (unmount) or hang (stop the bindfs daemon).
+        if share_mounts not in (None, "bind", "bindfs"):
+            raise ValueError("share_mounts is None, 'bind' or 'bindfs'")
+        self.share_mounts = share_mounts
+        self._mounted: list[Path] = []
+        self._fuse: dict[str, subprocess.Popen] = {}
         self.share_dir = self.workdir / "share"
         self.switch_ns = f"{self.tag}-sw"
         self.etcd_ns = f"{self.tag}-etcd"
@@ -147,6 +155,8 @@ class Lab:
             self._add_member(node.ns, node.name, node.ip)
             node.config.write_text(self.node_config(node))
         self.share_dir.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes.values():
+            self._mount_share(node)
         self._start_etcd()
         self.init_share()
         for node in self.nodes.values():
@@ -164,6 +174,7 @@ class Lab:
     def down(self) -> None:
         for ns in reversed(self._namespaces):
             self._kill_all(ns)
+        self._unmount_shares()
         for ns in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self._namespaces.clear()
@@ -255,8 +266,46 @@ path = "{self.share_path(node)}"
 """
 
     def share_path(self, node: Node) -> Path:
-        """Where the node sees the shared directory (every node the same one here)."""
-        return self.share_dir
+        """Where the node sees the shared directory."""
+        return self.share_dir if self.share_mounts is None else self.workdir / f"{node.name}-share"
+
+    def _mount_share(self, node: Node) -> None:
+        if self.share_mounts is None:
+            return
+        path = self.share_path(node)
+        path.mkdir(exist_ok=True)
+        if self.share_mounts == "bind":
+            _run("mount", "--bind", str(self.share_dir), str(path))
+        else:
+            # -f: the daemon stays our child, so a test can stop it by pid.
+            self._fuse[node.name] = subprocess.Popen(
+                ["bindfs", "-f", "--no-allow-other", str(self.share_dir), str(path)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: os.path.ismount(path), 10, f"bindfs on {path}")
+        self._mounted.append(path)
+
+    def unmount_share(self, name: str) -> Path:
+        """Take the shared storage away from one node: its share path is now an empty
+        local directory (lazily, as files the workers hold open keep the old mount)."""
+        path = self.share_path(self.nodes[name])
+        _run("umount", "-l", str(path))
+        self._mounted.remove(path)
+        return path
+
+    def hang_share(self, name: str) -> None:
+        """Stop the node's FUSE daemon: every access to its share path now blocks."""
+        self._fuse[name].send_signal(signal.SIGSTOP)
+
+    def _unmount_shares(self) -> None:
+        for proc in self._fuse.values():
+            proc.send_signal(signal.SIGCONT)
+        for path in reversed(self._mounted):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        self._mounted.clear()
+        for proc in self._fuse.values():
+            proc.kill()
+            proc.wait()
+        self._fuse.clear()
 
     def popen(self, ns: str, *python_args: str, log: Path | None = None) -> subprocess.Popen:
         """This Python in namespace ns; output to log, or readable from .stdout without one."""

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-testsuite
               python3-venv tcpdump
               ansible ansible-lint systemd python3-pip git)
+APT_PACKAGES+=(bindfs)  # issue 11: a FUSE passthrough whose daemon a test stops (hung storage)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
