@@ -46,6 +46,9 @@ PREFIX = 24
 SUBNET6 = "fd77::"  # every member also gets SUBNET6 + its host number, /64
 PREFIX6 = 64
 ETCD_IP = f"{SUBNET}.2"
+# With public_net: a second bridge for the clients and the VIP (eth1 everywhere),
+# so that the cluster network to etcd (eth0) and the public link fail apart.
+PUBLIC_SUBNET = "10.79.0"
 CLIENT_IP = f"{SUBNET}.100"
 ETCD_PORT = 2379
 
@@ -92,7 +95,8 @@ class Lab:
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
                  cluster: str = "lab", ipv6: bool = False, workers: int = 0,
-                 extra_config: str = "", share_mounts: str | None = None):
+                 extra_config: str = "", share_mounts: str | None = None,
+                 public_net: bool = False):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
         self.tag = "hn" + secrets.token_hex(3)
@@ -119,8 +123,13 @@ class Lab:
         self.client_ns = f"{self.tag}-cl"
         self.etcd_url = f"http://{ETCD_IP}:{ETCD_PORT}"
         # The VIP: 10.77.0.50/24, or fd77::50/64 with ipv6 (the client then uses IPv6 too).
-        self.vip_ip = f"{SUBNET6}50" if ipv6 else f"{SUBNET}.50"
+        if public_net and ipv6:
+            raise ValueError("a lab with a public network is IPv4 only")
+        self.public_net = public_net
+        self.vip_ip = (f"{SUBNET6}50" if ipv6 else
+                       f"{PUBLIC_SUBNET if public_net else SUBNET}.50")
         self.vip = f"{self.vip_ip}/{PREFIX6 if ipv6 else PREFIX}"
+        self.vip_interface = "eth1" if public_net else "eth0"
         self.nodes = {
             f"n{i}": Node(name=f"n{i}", ns=f"{self.tag}-n{i}", ip=f"{SUBNET}.{10 + i}",
                           config=self.workdir / f"n{i}.toml", log=self.workdir / f"n{i}.log")
@@ -154,6 +163,14 @@ class Lab:
         for node in self.nodes.values():
             self._add_member(node.ns, node.name, node.ip)
             node.config.write_text(self.node_config(node))
+        if self.public_net:
+            _run("ip", "-n", self.switch_ns, "link", "add", "br1", "type", "bridge",
+                 "forward_delay", "0")
+            _run("ip", "-n", self.switch_ns, "link", "set", "br1", "up")
+            self._add_public(self.client_ns, "pcl", f"{PUBLIC_SUBNET}.100")
+            for node in self.nodes.values():
+                self._add_public(node.ns, f"p{node.name}",
+                                 f"{PUBLIC_SUBNET}.{node.ip.rsplit('.', 1)[1]}")
         self.share_dir.mkdir(parents=True, exist_ok=True)
         for node in self.nodes.values():
             self._mount_share(node)
@@ -210,6 +227,19 @@ class Lab:
              "dev", "eth0", "nodad")
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
 
+    def _add_public(self, ns: str, port_name: str, ip: str) -> None:
+        """eth1 at ip in namespace ns, cabled to the public bridge."""
+        _run("ip", "-n", self.switch_ns, "link", "add", port_name, "type", "veth",
+             "peer", "name", "eth1", "netns", ns)
+        _run("ip", "-n", self.switch_ns, "link", "set", port_name, "master", "br1", "up")
+        _run("ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX}", "dev", "eth1")
+        _run("ip", "-n", ns, "link", "set", "eth1", "up")
+
+    def public_link(self, name: str, up: bool) -> None:
+        """Pull (or put back) the cable of a node's public interface at the switch:
+        the node's eth1 loses its carrier, its cluster network stays."""
+        _run("ip", "-n", self.switch_ns, "link", "set", f"p{name}", "up" if up else "down")
+
     def _start_etcd(self) -> None:
         data = self.workdir / "etcd"
         self._etcd = embedded_etcd.start(
@@ -253,7 +283,7 @@ state_dir = "{self.workdir / node.name}"
 
 [[vip]]
 address = "{self.vip}"
-interface = "eth0"
+interface = "{self.vip_interface}"
 
 [smb]
 port = {self.port}
@@ -287,7 +317,12 @@ path = "{self.share_path(node)}"
     def unmount_share(self, name: str) -> Path:
         """Take the shared storage away from one node: its share path is now an empty
         local directory (lazily, as files the workers hold open keep the old mount)."""
-        path = self.share_path(self.nodes[name])
+        node = self.nodes[name]
+        path = self.share_path(node)
+        if node.agent is not None:
+            # `ip netns exec` gave the agent a mount namespace of its own, which
+            # need not see unmounts made outside it (a private root).
+            _run("nsenter", f"--mount=/proc/{node.agent.pid}/ns/mnt", "umount", "-l", str(path))
         _run("umount", "-l", str(path))
         self._mounted.remove(path)
         return path
@@ -386,7 +421,7 @@ table inet hnfence {{
 
     def holds_vip(self, name: str) -> bool:
         out = json.loads(_run("ip", "-n", self.nodes[name].ns, "-j", "addr", "show",
-                              "dev", "eth0") or "[]")
+                              "dev", self.vip_interface) or "[]")
         return any(a.get("local") == self.vip_ip
                    for link in out for a in link.get("addr_info", []))
 

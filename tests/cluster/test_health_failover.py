@@ -226,3 +226,48 @@ while time.monotonic() < end:
     time.sleep(max(0.0, t + 0.02 - time.monotonic()))
 print(json.dumps(counts))
 """
+
+
+def test_public_link_down_moves_the_vip(tmp_path):
+    with Lab(2, workdir=tmp_path, workers=1, public_net=True,
+             extra_config=health_config()) as lab:
+        leader, other = start(lab)
+        watch = Watch(lab)
+        lab.public_link(leader, up=False)
+        cut = time.monotonic()
+        moved = watch.until(lambda h: h == [other], 5)
+        assert wait_for(lambda: smb_ls(lab, 2.0), 10, "a listing through the VIP")
+        rec = records(lab)[leader]
+        failing = [(c["name"], c["detail"]) for c in rec["health"]["checks"] if not c["ok"]]
+        assert failing == [("link eth1", "no carrier")]
+        assert moved - cut < 5
+
+
+# Fails every other second while this node holds the VIP: the check flaps
+# wherever the VIP goes, and passes on the other nodes.
+FLAPPY = ("! ip -o addr show dev eth0 | grep -q ' {vip}/' "
+          "|| [ $(( $(date +%s) % 2 )) -eq 0 ]")
+
+
+def test_flapping_check_moves_the_vip_at_most_once_per_hold_down(tmp_path):
+    hold_down, seconds = 4.0, 24.0
+    with Lab(2, workdir=tmp_path, workers=0) as lab:
+        extra = (f"\n[health]\nhold_down = {hold_down}\n\n[[health.check]]\nname = \"flappy\"\n"
+                 f"command = [\"/bin/sh\", \"-c\", \"{FLAPPY.format(vip=lab.vip_ip)}\"]\n"
+                 f"interval = 0.5\ntimeout = 0.5\nfall = 1\n")
+        for node in lab.nodes.values():
+            node.config.write_text(lab.node_config(node) + extra)
+        lab.start_agents()
+        watch = Watch(lab)
+        watch.hold(seconds)
+        last, moves = None, []  # when a new node first held the VIP
+        for t, holders in watch.samples:
+            if holders and holders[0] != last:
+                if last is not None:
+                    moves.append(t)
+                last = holders[0]
+        assert len(moves) >= 2, "the flapping check never moved the VIP"
+        assert len(moves) <= seconds / hold_down + 1, moves
+        gaps = [b - a for a, b in zip(moves, moves[1:])]
+        # Each claim starts a hold-down; the move after it comes no sooner.
+        assert all(g >= hold_down for g in gaps), gaps
