@@ -170,27 +170,37 @@ def worker_check(index: int, state_dir: str, p: ProbeConfig, rise: int,
 
 
 def marker_check(name: str, path: str, store: Store, p: ProbeConfig, rise: int) -> Check:
-    """The share's storage carries the cluster's identity marker (fatal if not)."""
+    """The share's storage carries the cluster's identity marker (fatal if not).
+
+    A share never initialised (no id in etcd) passes, saying so: a cluster
+    upgraded to health checks keeps serving until ``hanode share init``.
+    """
     spec = CheckSpec(f"marker {name}", fall=p.fall, rise=rise, fatal=True)
-    blocking = Blocking()
+    storage, etcd = Blocking(), Blocking()
     known: list[str | None] = []  # the id last read from etcd (empty: never read)
     outcome: list[str | None] = []
 
+    def read_id() -> None:
+        known[:] = [share_storage.stored_id(store, name)]
+
     async def run() -> Result:
-        try:
-            expected = await trio.to_thread.run_sync(share_storage.stored_id, store, name,
-                                                     abandon_on_cancel=True)
-            known[:] = [expected]
-        except StoreUnavailable:
-            if not known:
-                return None  # nothing to compare with yet; the elector reports etcd
-        if blocking.busy_for(trio.current_time()) is not None:
+        # A read still waiting for etcd is not joined by another (threads are finite).
+        if etcd.busy_for(trio.current_time()) is None:
+            try:
+                await etcd.call(read_id)
+            except StoreUnavailable:
+                pass  # keep the id last read; the elector reports etcd
+        if not known:
+            return None  # nothing to compare with yet
+        expected = known[0]
+        if expected is None:
+            return True, f"not initialised (hanode share init {name}); identity unchecked"
+        if storage.busy_for(trio.current_time()) is not None:
             return None  # the storage hangs: the storage check says so
         outcome[:] = []
-        await blocking.call(lambda: outcome.append(
-            share_storage.marker_problem(path, known[0])))
+        await storage.call(lambda: outcome.append(share_storage.marker_problem(path, expected)))
         problem = outcome[0]
-        return (True, f"storage id {known[0]}") if problem is None else (False, problem)
+        return (True, f"storage id {expected}") if problem is None else (False, problem)
 
     # A hung filesystem is the storage check's finding, not proof of wrong storage.
     return Check(spec, p.interval, p.timeout, run, on_timeout=None)

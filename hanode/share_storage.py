@@ -68,10 +68,8 @@ def write_marker(share_path: str, share_id: str) -> None:
         os.close(dfd)
 
 
-def marker_problem(share_path: str, expected: str | None) -> str | None:
+def marker_problem(share_path: str, expected: str) -> str | None:
     """Why the storage under share_path is not the cluster's, or None when it is."""
-    if expected is None:
-        return "no storage id in etcd (run: hanode share init NAME)"
     try:
         found = read_marker(share_path)
     except OSError as exc:
