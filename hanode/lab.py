@@ -327,9 +327,22 @@ path = "{self.share_path(node)}"
         self._mounted.remove(path)
         return path
 
+    def remount_share(self, name: str) -> None:
+        """Give a node whose share was unmounted its storage back (in its agent's mount
+        namespace, where its workers look)."""
+        node = self.nodes[name]
+        assert node.agent is not None and self.share_mounts == "bind"
+        path = self.share_path(node)
+        _run("nsenter", f"--mount=/proc/{node.agent.pid}/ns/mnt", "mount", "--bind",
+             str(self.share_dir), str(path))
+
     def hang_share(self, name: str) -> None:
         """Stop the node's FUSE daemon: every access to its share path now blocks."""
         self._fuse[name].send_signal(signal.SIGSTOP)
+
+    def resume_share(self, name: str) -> None:
+        """Let the node's FUSE daemon run again after hang_share()."""
+        self._fuse[name].send_signal(signal.SIGCONT)
 
     def _unmount_shares(self) -> None:
         for proc in self._fuse.values():
