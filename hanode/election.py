@@ -321,10 +321,6 @@ class Elector:
         facts = self._obs.facts(trio.current_time(), HEALTHY)
         return _lease_valid(facts, self.timing)
 
-    def health_changed(self) -> None:
-        """Node health changed: decide again now rather than at the next poll."""
-        self._obs.poke()
-
     def stop(self) -> None:
         self._obs.stopping = True
         self._campaign_scope.cancel()  # a campaign stuck on a slow etcd must not delay the exit

@@ -6,10 +6,12 @@ failover tests) and fails on any sample with two holders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +66,22 @@ def smb_put(lab: Lab, local: Path, name: str, timeout: float = 3.0) -> bool:
     return proc.returncode == 0
 
 
+COPY_SIZE = 8 << 20
+
+
+def start_copy(lab: Lab, name: str, size: int, seconds: float) -> subprocess.Popen:
+    """The demo's durable-handle client copying `size` bytes to the VIP over `seconds`."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client_ns, sys.executable, "-u", "-m", "hanode.democlient",
+         "--server", lab.vip_ip, "--user", USER, "--name", name, "--size", str(size),
+         "--chunk", str(256 << 10), "--pace", str(size / seconds)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdin is not None
+    proc.stdin.write(PASSWORD + "\n")
+    proc.stdin.close()
+    return proc
+
+
 def workers_of(lab: Lab, name: str) -> list[int]:
     agent = lab.nodes[name].agent
     assert agent is not None
@@ -88,6 +106,9 @@ def test_hung_workers_move_the_vip_and_get_restarted(tmp_path):
         time.sleep(HOLD_DOWN)
         hung = workers_of(lab, leader)
         assert len(hung) == 2
+        copy = start_copy(lab, "copy.bin", COPY_SIZE, seconds=8)
+        wait_for(lambda: (tmp_path / "share" / "copy.bin").exists(), 10, "the copy under way")
+        time.sleep(1.0)
         watch = Watch(lab)
         for pid in hung:
             os.kill(pid, signal.SIGSTOP)
@@ -96,6 +117,15 @@ def test_hung_workers_move_the_vip_and_get_restarted(tmp_path):
         served = wait_for(lambda: smb_ls(lab, 2.0) and time.monotonic(), 10,
                           "a listing through the VIP", interval=0.0)
         assert served - stopped <= WORKER_DETECTION + 1.0, (moved - stopped, served - stopped)
+
+        # The copy through a durable handle carried on across the move, byte for byte.
+        out, _ = copy.communicate(timeout=90)
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        done = next((e for e in events if e["ev"] == "done"), None)
+        assert done is not None, events[-3:]
+        assert any(e["ev"] == "reclaimed" for e in events), [e["ev"] for e in events]
+        stored = hashlib.sha256((tmp_path / "share" / "copy.bin").read_bytes()).hexdigest()
+        assert done["bytes"] == COPY_SIZE and done["sha256"] == stored
 
         # The supervisor killed the stopped workers and started new ones; the old
         # leader recovers as a standby and does not take the VIP back.
