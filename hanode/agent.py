@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import trio
 
-from hanode import embedded_etcd, health, metrics, record
+from hanode import checks, embedded_etcd, health, metrics, record
 from hanode.config import Config, ShareConfig
 from hanode.conns import ConnList
 from hanode.election import Elector, Timing
@@ -102,6 +102,13 @@ async def scavenge_once(durable: "EtcdDurableStore", shares: Sequence[ShareConfi
     return len(done.expire)
 
 
+def unready(elector: Elector, monitor: checks.Monitor) -> str | None:
+    """Why this node is not ready (``/readyz`` 503), or None: lease alive and checks pass."""
+    if not elector.lease_valid():
+        return "no live etcd lease"
+    return monitor.verdict().problem
+
+
 async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
     me = cfg.node.name
     store = Store.from_config(cfg.cluster, endpoints)
@@ -112,19 +119,25 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
         conns = ConnList(me, store, cfg.smb.port)
         async with trio.open_nursery() as nursery:
             owner = VipOwner(me, cfg, conns, nursery)
-            elector = Elector(me, store, owner,
-                              Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin))
             supervisor = Supervisor(cfg, store, stats)
+            monitor = checks.Monitor(me, checks.build(cfg, store, supervisor), stats)
+            elector = Elector(me, store, owner,
+                              Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin,
+                                     cfg.health.hold_down),
+                              health=monitor, on_handover=stats.handover)
             await nursery.start(_stop_on_signal, elector, notifier)
             if cfg.metrics.enabled:
-                await nursery.start(metrics.serve, stats, cfg.metrics.address, cfg.metrics.port)
+                await nursery.start(metrics.serve, stats, cfg.metrics.address, cfg.metrics.port,
+                                    lambda: unready(elector, monitor))
+            nursery.start_soon(monitor.run)
             reporter = health.Reporter(me, stats, notifier, [vip.ip for vip in cfg.vips])
             nursery.start_soon(health.report_loop, reporter, elector, owner)
             nursery.start_soon(health.durable_loop, stats, store)
             nursery.start_soon(supervisor.run)
             nursery.start_soon(conns.run, owner.held_vips)
             nursery.start_soon(_scavenge_loop, store, elector, cfg.shares)
-            nursery.start_soon(record.publish_loop, store, elector, owner, conns, supervisor)
+            nursery.start_soon(record.publish_loop, store, elector, owner, conns, supervisor,
+                               monitor)
             log.info("%s: starting (cluster %s, etcd %s, %d VIP(s))",
                      me, cfg.cluster.name, ", ".join(endpoints), len(cfg.vips))
             await elector.run(STOP_BUDGET)

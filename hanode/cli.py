@@ -49,6 +49,11 @@ def cmd_switchover(args: argparse.Namespace) -> int:
     return switchover.main(args)
 
 
+def cmd_share_init(args: argparse.Namespace) -> int:
+    from hanode import share_storage
+    return share_storage.main(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hanode import demo
     return demo.main(args)
@@ -111,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("switchover", cmd_switchover, "planned move of the VIP to another node")
     _add_cluster_args(p)
     p.add_argument("--to", metavar="NODE", help="target node (default: the healthiest standby)")
+
+    p = verb("share", lambda a: 0, "shares' storage identity")
+    share_verbs = p.add_subparsers(dest="share_verb", metavar="ACTION", required=True)
+    init = share_verbs.add_parser("init", help="write a share's storage marker (once, on the "
+                                               "shared storage) and record its id in etcd")
+    init.add_argument("name")
+    init.add_argument("--config", help=f"config file (default {config_mod.DEFAULT_PATH})")
+    init.add_argument("--force", action="store_true", help="make a new id even if etcd has one")
+    init.set_defaults(fn=cmd_share_init)
 
     p = verb("demo", cmd_demo, "the failover experiment on this machine (network namespaces)")
     p.add_argument("--nodes", type=int, default=3)

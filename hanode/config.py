@@ -8,7 +8,9 @@ what is wrong, so ``hanode`` can print it and exit 2 without a traceback.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +117,48 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """How often one kind of health check runs, how long it may take, and how many
+    failures in a row make it count as failed."""
+    interval: float
+    timeout: float
+    fall: int
+
+
+@dataclass(frozen=True)
+class CommandCheckConfig:
+    """An operator's check (``[[health.check]]``): exit status 0 means healthy."""
+    name: str
+    command: tuple[str, ...]
+    interval: float = 2.0
+    timeout: float = 1.0
+    fall: int = 2
+
+
+# The defaults aim at a failure served by another node within 5 s:
+# about fall x interval to notice, plus a fraction of a second to hand over.
+DEFAULT_PROBES = {
+    "worker": ProbeConfig(interval=1.0, timeout=1.0, fall=2),
+    "marker": ProbeConfig(interval=1.0, timeout=1.0, fall=1),
+    "storage": ProbeConfig(interval=1.0, timeout=1.0, fall=2),
+    "link": ProbeConfig(interval=0.5, timeout=0.5, fall=2),
+}
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    # Passes in a row a failed check needs before it counts as passing again.
+    rise: int = 3
+    # A leader hands over for health only after leading this long (anti-flapping).
+    hold_down: float = 10.0
+    worker: ProbeConfig = DEFAULT_PROBES["worker"]
+    marker: ProbeConfig = DEFAULT_PROBES["marker"]
+    storage: ProbeConfig = DEFAULT_PROBES["storage"]
+    link: ProbeConfig = DEFAULT_PROBES["link"]
+    checks: tuple[CommandCheckConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -123,6 +167,7 @@ class Config:
     shares: tuple[ShareConfig, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     source: str = "<memory>"
 
     def share(self, name: str) -> ShareConfig | None:
@@ -291,7 +336,19 @@ def _make_checks(source: str):  # noqa: C901 - a flat table of small validators
             fail(key, f"{value!r} is not one of debug, info, warning, error")
         return value
 
+    def command(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            fail(key, f"must be a non-empty list of strings, not {_kind(value)}")
+        argv = tuple(string(f"{key}[{i}]", v) for i, v in enumerate(value))
+        found = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+        if found is None or not os.path.isfile(found):
+            fail(key, f"{argv[0]!r} not found")
+        if not os.access(found, os.X_OK):
+            fail(key, f"{found!r} is not executable")
+        return argv
+
     return {
+        "command": command,
         "string": string, "name": name, "share_name": share_name, "boolean": boolean,
         "netbios_name": netbios_name,
         "integer": integer, "number": number, "url_list": url_list, "name_list": name_list,
@@ -402,9 +459,53 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
     log = LogConfig(level=s.get("level", "info", c["log_level"]))
     s.finish()
 
+    health = _health(table("health"), c)
+
     top.finish()
     return Config(node=node, cluster=cluster, vips=tuple(vips), smb=smb,
-                  shares=tuple(shares), metrics=metrics, log=log, source=source)
+                  shares=tuple(shares), metrics=metrics, log=log, health=health,
+                  source=source)
+
+
+def _timing(s: _Section, c: dict[str, Any], default: ProbeConfig | CommandCheckConfig
+            ) -> tuple[float, float, int]:
+    """interval, timeout and fall of one check; a timeout longer than the interval
+    would let rounds pile up."""
+    interval = s.get("interval", default.interval, c["number"](0.05, 3600))
+    timeout = s.get("timeout", default.timeout, c["number"](0.01, 3600))
+    fall = s.get("fall", default.fall, c["integer"](1, 100))
+    if timeout > interval:
+        s.fail(s.key("timeout"), f"{timeout:g} s is longer than {s.key('interval')} "
+                                 f"({interval:g} s)")
+    return interval, timeout, fall
+
+
+def _health(s: _Section, c: dict[str, Any]) -> HealthConfig:
+    rise = s.get("rise", HealthConfig.rise, c["integer"](1, 100))
+    hold_down = s.get("hold_down", HealthConfig.hold_down, c["number"](0, 86400))
+    probes = {}
+    for kind, default in DEFAULT_PROBES.items():
+        s.used.add(kind)
+        sub = _Section(s.source, s.key(kind), s.raw.get(kind, {}))
+        probes[kind] = ProbeConfig(*_timing(sub, c, default))
+        sub.finish()
+    s.used.add("check")
+    raw = s.raw.get("check", [])
+    if not isinstance(raw, list):
+        s.fail(s.key("check"), f"must be an array of tables ([[health.check]]), not {_kind(raw)}")
+    checks = []
+    for i, item in enumerate(raw):
+        sub = _Section(s.source, f"{s.key('check')}[{i}]", item)
+        name = sub.require("name", c["name"])
+        argv = sub.require("command", c["command"])
+        default = CommandCheckConfig(name=name, command=argv)
+        interval, timeout, fall = _timing(sub, c, default)
+        sub.finish()
+        if any(check.name == name for check in checks):
+            sub.fail(sub.key("name"), f"{name!r} is listed twice")
+        checks.append(CommandCheckConfig(name, argv, interval, timeout, fall))
+    s.finish()
+    return HealthConfig(rise=rise, hold_down=hold_down, checks=tuple(checks), **probes)
 
 
 def load(path: str | Path) -> Config:

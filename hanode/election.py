@@ -18,6 +18,7 @@ from typing import Callable, Literal, Protocol, TypeVar
 
 import trio
 
+from hanode.node_health import Verdict
 from hanode.store import Entry, Store, StoreUnavailable
 
 Role = Literal["starting", "standby", "leader", "fenced", "stopped"]
@@ -29,6 +30,11 @@ log = logging.getLogger("hanode.election")
 LEADER_POLL_INTERVAL = 0.1
 # The target of a switchover polls faster: the clients are waiting for its claim.
 SWITCHOVER_POLL_INTERVAL = 0.01
+# How often a leader reads the node records to know which standby is healthy.
+PEERS_INTERVAL = 0.25
+# The lease of a handover request the leader writes: if the target never
+# claims, the request vanishes by itself and the election goes back to normal.
+HANDOVER_TTL = 3
 # Retry pacing while etcd does not answer and our lease is surely gone.
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 2.0
@@ -38,6 +44,9 @@ BACKOFF_MAX = 2.0
 class Timing:
     lease_ttl: float
     fence_margin: float
+    # A leader hands over for health reasons only after leading this long, so
+    # that a flapping check moves the VIP at most once per hold-down period.
+    hold_down: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,10 @@ class Facts:
     vip_held: bool               # some VIP of ours is on its interface
     stopping: bool = False       # SIGTERM/SIGINT received
     switchover: SwitchoverSeen | None = None  # a planned move in progress
+    # Node health (hanode.node_health): None while every check passes, else why not.
+    unhealthy: str | None = None
+    must_not_serve: bool = False  # a fatal check fails (wrong or missing storage)
+    healthy_standby: str | None = None  # a standby whose record says healthy
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class State:
     term: int | None = None      # the term we lead (or led, while fenced)
     lease_id: int | None = None  # the lease our leader key is bound to
     fenced_at: float | None = None
+    led_since: float | None = None  # when we claimed (monotonic), for the hold-down
 
 
 # -- actions ------------------------------------------------------------------
@@ -113,7 +127,15 @@ class RevokeLease:
     lease_id: int
 
 
-Action = Campaign | ClaimVip | ReleaseVip | Resign | RevokeLease
+@dataclass(frozen=True)
+class HandOver:
+    """Ask for a planned move to a healthy standby (the switchover request key);
+    once it is seen, the switchover rule releases and resigns."""
+    to: str
+    cause: str
+
+
+Action = Campaign | ClaimVip | ReleaseVip | Resign | RevokeLease | HandOver
 
 
 def fence_deadline(facts: Facts, timing: Timing) -> float | None:
@@ -163,7 +185,7 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
             # as soon as the key is gone, and by then nothing of ours is left.
             return State(role="standby"), [ReleaseVip(reason=f"switchover to {move.to}",
                                                       urgent=False), Resign(state.term)]
-        return state, []
+        return _lead_while_unhealthy(state, facts, timing)
 
     if state.role == "fenced":
         if facts.lease_id != state.lease_id:
@@ -182,12 +204,36 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
         return state, actions
     leader = facts.leader
     if leader is not None and leader.node == me and leader.lease == facts.lease_id:
-        return (State(role="leader", term=leader.term, lease_id=facts.lease_id),
+        return (State(role="leader", term=leader.term, lease_id=facts.lease_id,
+                      led_since=facts.now),
                 [*actions, ClaimVip(leader.term)])
-    if leader is None and (facts.switchover is None or facts.switchover.to == me):
-        # During a planned move only its target campaigns.
+    if (leader is None and facts.unhealthy is None
+            and (facts.switchover is None or facts.switchover.to == me)):
+        # Only a healthy node campaigns; during a planned move only its target.
         actions.append(Campaign())
     return State(role="standby"), actions
+
+
+def _lead_while_unhealthy(state: State, facts: Facts,
+                          timing: Timing) -> tuple[State, list[Action]]:
+    """A leader whose node health fails hands over to a healthy standby.
+
+    Wrong or missing storage (must_not_serve) lets go at once, with or without
+    a successor: nothing may be written to a mount point that is not the
+    cluster's.  Otherwise the move waits for a healthy standby (with none, the
+    node keeps serving, degraded) and for the hold-down since we claimed.
+    """
+    if facts.unhealthy is None:
+        return state, []
+    assert state.term is not None
+    if facts.must_not_serve:
+        return State(role="standby"), [ReleaseVip(reason=f"must not serve: {facts.unhealthy}",
+                                                   urgent=False), Resign(state.term)]
+    held_long_enough = (state.led_since is None
+                        or facts.now - state.led_since >= timing.hold_down)
+    if facts.healthy_standby is not None and held_long_enough and facts.switchover is None:
+        return state, [HandOver(facts.healthy_standby, facts.unhealthy)]
+    return state, []
 
 
 def _drop_stray(facts: Facts) -> list[Action]:
@@ -198,6 +244,15 @@ def _drop_stray(facts: Facts) -> list[Action]:
 
 
 # -- the driver -----------------------------------------------------------------
+
+class HealthSource(Protocol):
+    """What the elector needs from node health (hanode.checks.Monitor implements it)."""
+
+    def verdict(self) -> Verdict: ...
+
+
+HEALTHY = Verdict(healthy=True, fatal=False, problem=None)
+
 
 class VipEffects(Protocol):
     """What the elector needs from the VIP side (hanode.takeover implements it)."""
@@ -220,26 +275,35 @@ class _Observed:
     vip_held: bool = False
     stopping: bool = False
     switchover: SwitchoverSeen | None = None
+    healthy_standby: str | None = None
     changed: trio.Event = field(default_factory=trio.Event)
 
     def poke(self) -> None:
         self.changed.set()
 
-    def facts(self, now: float) -> Facts:
+    def facts(self, now: float, health: Verdict) -> Facts:
         return Facts(now=now, lease_id=self.lease_id, lease_sent=self.lease_sent,
                      leader=self.leader, leader_known=self.leader_known,
                      vip_held=self.vip_held, stopping=self.stopping,
-                     switchover=self.switchover)
+                     switchover=self.switchover,
+                     unhealthy=None if health.healthy else (health.problem or "unhealthy"),
+                     must_not_serve=health.fatal, healthy_standby=self.healthy_standby)
 
 
 class Elector:
     """Keeps the node's lease, watches the leader key, and applies decide()."""
 
-    def __init__(self, me: str, store: Store, vips: VipEffects, timing: Timing):
+    def __init__(self, me: str, store: Store, vips: VipEffects, timing: Timing,
+                 health: HealthSource | None = None,
+                 on_handover: Callable[[str], None] = lambda cause: None):
         self.me = me
         self.store = store
         self.vips = vips
         self.timing = timing
+        self.health = health
+        # Told the kind of check (worker, marker, storage, link, check) behind each
+        # health handover, for the metrics.
+        self.on_handover = on_handover
         self.state = State()
         self.state_since = time.time()
         self._obs = _Observed()
@@ -251,6 +315,11 @@ class Elector:
     @property
     def lease_id(self) -> int | None:
         return self._obs.lease_id
+
+    def lease_valid(self) -> bool:
+        """Whether our lease surely still lives in etcd (the first half of node health)."""
+        facts = self._obs.facts(trio.current_time(), HEALTHY)
+        return _lease_valid(facts, self.timing)
 
     def stop(self) -> None:
         self._obs.stopping = True
@@ -266,6 +335,7 @@ class Elector:
             nursery.start_soon(self._lease_loop)
             nursery.start_soon(self._leader_poll_loop)
             nursery.start_soon(self._vip_watch_loop)
+            nursery.start_soon(self._peers_loop)
             await self._decide_loop(stop_budget)
             nursery.cancel_scope.cancel()
 
@@ -273,7 +343,8 @@ class Elector:
         while True:
             obs = self._obs
             obs.changed = trio.Event()
-            facts = obs.facts(trio.current_time())
+            facts = obs.facts(trio.current_time(),
+                              self.health.verdict() if self.health else HEALTHY)
             new, actions = decide(self.me, self.state, facts, self.timing)
             if new.role == "stopped":
                 notes = []
@@ -330,6 +401,8 @@ class Elector:
             # not make us leader again.
             self._see_leader(None, trio.current_time())
             return f"leader key of term {action.term} deleted"
+        elif isinstance(action, HandOver):
+            await self._hand_over(action)
         elif isinstance(action, RevokeLease):
             try:
                 await self._etcd(self.store.revoke_lease, action.lease_id)
@@ -338,6 +411,28 @@ class Elector:
             finally:
                 self._obs.lease_id = None
         return None
+
+    async def _hand_over(self, action: HandOver) -> None:
+        """Write the switchover request for a healthy standby; seeing it (set here at
+        once, not at the next poll) makes decide() release and resign."""
+        kind = action.cause.split(maxsplit=1)[0].rstrip(":")
+        log.warning("%s: unhealthy (%s); handing over to %s", self.me, action.cause, action.to)
+        value = {"to": action.to, "from": self.me, "time": time.time(), "cause": action.cause}
+        try:
+            lease = await self._etcd(self.store.grant_lease, HANDOVER_TTL)
+            created, _ = await self._etcd(self.store.create, self.store.switchover_key,
+                                          value, lease)
+            entry = None if created else await self._etcd(self.store.get,
+                                                          self.store.switchover_key)
+        except StoreUnavailable as exc:
+            self._note_etcd(exc)
+            return
+        if created:
+            self.on_handover(kind)
+            self._obs.switchover = SwitchoverSeen(to=action.to, from_=self.me)
+        else:
+            self._obs.switchover = _switchover_from(entry)
+        self._obs.poke()
 
     async def _campaign(self) -> None:
         lease = self._obs.lease_id
@@ -441,6 +536,23 @@ class Elector:
             await trio.sleep_until(
                 started + (SWITCHOVER_POLL_INTERVAL if fast else LEADER_POLL_INTERVAL))
 
+    async def _peers_loop(self) -> None:
+        """While leading, keep track of a standby whose node record says healthy."""
+        obs = self._obs
+        prefix = self.store.key("nodes") + "/"
+        while True:
+            found: str | None = None
+            if self.state.role == "leader":
+                try:
+                    records = await self._etcd(self.store.get_prefix, prefix)
+                    found = healthy_standby(self.me, [e.value for e in records])
+                except StoreUnavailable:
+                    found = None
+            if found != obs.healthy_standby:
+                obs.healthy_standby = found
+                obs.poke()
+            await trio.sleep(PEERS_INTERVAL)
+
     async def _vip_watch_loop(self) -> None:
         """Notice a VIP someone else added or removed on our interface."""
         while True:
@@ -449,6 +561,15 @@ class Elector:
             if held != self._obs.vip_held:
                 self._obs.vip_held = held
                 self._obs.poke()
+
+
+def healthy_standby(me: str, records: list[object]) -> str | None:
+    """The standby to hand over to: one whose record says healthy (first by name)."""
+    names = sorted(r["name"] for r in records
+                   if isinstance(r, dict) and isinstance(r.get("name"), str)
+                   and r["name"] != me and r.get("state") == "standby"
+                   and isinstance(r.get("health"), dict) and r["health"].get("healthy") is True)
+    return names[0] if names else None
 
 
 def _switchover_from(entry: Entry | None) -> SwitchoverSeen | None:

@@ -46,6 +46,9 @@ PREFIX = 24
 SUBNET6 = "fd77::"  # every member also gets SUBNET6 + its host number, /64
 PREFIX6 = 64
 ETCD_IP = f"{SUBNET}.2"
+# With public_net: a second bridge for the clients and the VIP (eth1 everywhere),
+# so that the cluster network to etcd (eth0) and the public link fail apart.
+PUBLIC_SUBNET = "10.79.0"
 CLIENT_IP = f"{SUBNET}.100"
 ETCD_PORT = 2379
 
@@ -91,7 +94,9 @@ class Lab:
 
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
-                 cluster: str = "lab", ipv6: bool = False, workers: int = 0):
+                 cluster: str = "lab", ipv6: bool = False, workers: int = 0,
+                 extra_config: str = "", share_mounts: str | None = None,
+                 public_net: bool = False):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
         self.tag = "hn" + secrets.token_hex(3)
@@ -102,14 +107,29 @@ class Lab:
         self.port = port
         self.cluster = cluster
         self.workers = workers
+        # More TOML for every node's config (a [health] table, say).
+        self.extra_config = extra_config
+        # None: every node serves share_dir itself; "bind" or "bindfs": each node
+        # sees it through a mount of its own (<workdir>/<node>-share), which a
+        # test can take away (unmount) or hang (stop the bindfs daemon).
+        if share_mounts not in (None, "bind", "bindfs"):
+            raise ValueError("share_mounts is None, 'bind' or 'bindfs'")
+        self.share_mounts = share_mounts
+        self._mounted: list[Path] = []
+        self._fuse: dict[str, subprocess.Popen] = {}
         self.share_dir = self.workdir / "share"
         self.switch_ns = f"{self.tag}-sw"
         self.etcd_ns = f"{self.tag}-etcd"
         self.client_ns = f"{self.tag}-cl"
         self.etcd_url = f"http://{ETCD_IP}:{ETCD_PORT}"
         # The VIP: 10.77.0.50/24, or fd77::50/64 with ipv6 (the client then uses IPv6 too).
-        self.vip_ip = f"{SUBNET6}50" if ipv6 else f"{SUBNET}.50"
+        if public_net and ipv6:
+            raise ValueError("a lab with a public network is IPv4 only")
+        self.public_net = public_net
+        self.vip_ip = (f"{SUBNET6}50" if ipv6 else
+                       f"{PUBLIC_SUBNET if public_net else SUBNET}.50")
         self.vip = f"{self.vip_ip}/{PREFIX6 if ipv6 else PREFIX}"
+        self.vip_interface = "eth1" if public_net else "eth0"
         self.nodes = {
             f"n{i}": Node(name=f"n{i}", ns=f"{self.tag}-n{i}", ip=f"{SUBNET}.{10 + i}",
                           config=self.workdir / f"n{i}.toml", log=self.workdir / f"n{i}.log")
@@ -143,14 +163,35 @@ class Lab:
         for node in self.nodes.values():
             self._add_member(node.ns, node.name, node.ip)
             node.config.write_text(self.node_config(node))
+        if self.public_net:
+            _run("ip", "-n", self.switch_ns, "link", "add", "br1", "type", "bridge",
+                 "forward_delay", "0")
+            _run("ip", "-n", self.switch_ns, "link", "set", "br1", "up")
+            self._add_public(self.client_ns, "pcl", f"{PUBLIC_SUBNET}.100")
+            for node in self.nodes.values():
+                self._add_public(node.ns, f"p{node.name}",
+                                 f"{PUBLIC_SUBNET}.{node.ip.rsplit('.', 1)[1]}")
         self.share_dir.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes.values():
+            self._mount_share(node)
         self._start_etcd()
+        self.init_share()
         for node in self.nodes.values():
             self._start_listener(node)
+
+    def init_share(self) -> None:
+        """``hanode share init test``: the marker the nodes' health checks look for."""
+        node = next(iter(self.nodes.values()))
+        proc = subprocess.run(["ip", "netns", "exec", node.ns, sys.executable, "-m",
+                               "hanode.cli", "share", "init", "test", "--config",
+                               str(node.config)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"hanode share init test: {proc.stderr.strip()}")
 
     def down(self) -> None:
         for ns in reversed(self._namespaces):
             self._kill_all(ns)
+        self._unmount_shares()
         for ns in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self._namespaces.clear()
@@ -185,6 +226,19 @@ class Lab:
         _run("ip", "-n", ns, "addr", "add", f"{SUBNET6}{ip.rsplit('.', 1)[1]}/{PREFIX6}",
              "dev", "eth0", "nodad")
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
+
+    def _add_public(self, ns: str, port_name: str, ip: str) -> None:
+        """eth1 at ip in namespace ns, cabled to the public bridge."""
+        _run("ip", "-n", self.switch_ns, "link", "add", port_name, "type", "veth",
+             "peer", "name", "eth1", "netns", ns)
+        _run("ip", "-n", self.switch_ns, "link", "set", port_name, "master", "br1", "up")
+        _run("ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX}", "dev", "eth1")
+        _run("ip", "-n", ns, "link", "set", "eth1", "up")
+
+    def public_link(self, name: str, up: bool) -> None:
+        """Pull (or put back) the cable of a node's public interface at the switch:
+        the node's eth1 loses its carrier, its cluster network stays."""
+        _run("ip", "-n", self.switch_ns, "link", "set", f"p{name}", "up" if up else "down")
 
     def _start_etcd(self) -> None:
         data = self.workdir / "etcd"
@@ -229,7 +283,7 @@ state_dir = "{self.workdir / node.name}"
 
 [[vip]]
 address = "{self.vip}"
-interface = "eth0"
+interface = "{self.vip_interface}"
 
 [smb]
 port = {self.port}
@@ -237,8 +291,69 @@ workers = {self.workers}
 
 [[share]]
 name = "test"
-path = "{self.share_dir}"
+path = "{self.share_path(node)}"
+{self.extra_config}
 """
+
+    def share_path(self, node: Node) -> Path:
+        """Where the node sees the shared directory."""
+        return self.share_dir if self.share_mounts is None else self.workdir / f"{node.name}-share"
+
+    def _mount_share(self, node: Node) -> None:
+        if self.share_mounts is None:
+            return
+        path = self.share_path(node)
+        path.mkdir(exist_ok=True)
+        if self.share_mounts == "bind":
+            _run("mount", "--bind", str(self.share_dir), str(path))
+        else:
+            # -f: the daemon stays our child, so a test can stop it by pid.
+            self._fuse[node.name] = subprocess.Popen(
+                ["bindfs", "-f", "--no-allow-other", str(self.share_dir), str(path)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: os.path.ismount(path), 10, f"bindfs on {path}")
+        self._mounted.append(path)
+
+    def unmount_share(self, name: str) -> Path:
+        """Take the shared storage away from one node: its share path is now an empty
+        local directory (lazily, as files the workers hold open keep the old mount)."""
+        node = self.nodes[name]
+        path = self.share_path(node)
+        if node.agent is not None:
+            # `ip netns exec` gave the agent a mount namespace of its own, which
+            # need not see unmounts made outside it (a private root).
+            _run("nsenter", f"--mount=/proc/{node.agent.pid}/ns/mnt", "umount", "-l", str(path))
+        _run("umount", "-l", str(path))
+        self._mounted.remove(path)
+        return path
+
+    def remount_share(self, name: str) -> None:
+        """Give a node whose share was unmounted its storage back (in its agent's mount
+        namespace, where its workers look)."""
+        node = self.nodes[name]
+        assert node.agent is not None and self.share_mounts == "bind"
+        path = self.share_path(node)
+        _run("nsenter", f"--mount=/proc/{node.agent.pid}/ns/mnt", "mount", "--bind",
+             str(self.share_dir), str(path))
+
+    def hang_share(self, name: str) -> None:
+        """Stop the node's FUSE daemon: every access to its share path now blocks."""
+        self._fuse[name].send_signal(signal.SIGSTOP)
+
+    def resume_share(self, name: str) -> None:
+        """Let the node's FUSE daemon run again after hang_share()."""
+        self._fuse[name].send_signal(signal.SIGCONT)
+
+    def _unmount_shares(self) -> None:
+        for proc in self._fuse.values():
+            proc.send_signal(signal.SIGCONT)
+        for path in reversed(self._mounted):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        self._mounted.clear()
+        for proc in self._fuse.values():
+            proc.kill()
+            proc.wait()
+        self._fuse.clear()
 
     def popen(self, ns: str, *python_args: str, log: Path | None = None) -> subprocess.Popen:
         """This Python in namespace ns; output to log, or readable from .stdout without one."""
@@ -265,7 +380,8 @@ path = "{self.share_dir}"
         """Start every agent; return the leader once exactly one node holds the VIP."""
         for name in self.nodes:
             self.start_agent(name)
-        return wait_for(self.sole_holder, 20, "a leader holding the VIP")
+        # A node leads only once its workers serve: slow on a loaded machine.
+        return wait_for(self.sole_holder, 60, "a leader holding the VIP")
 
     def terminate_agent(self, name: str, signum: int = signal.SIGTERM) -> subprocess.Popen:
         node = self.nodes[name]
@@ -319,7 +435,7 @@ table inet hnfence {{
 
     def holds_vip(self, name: str) -> bool:
         out = json.loads(_run("ip", "-n", self.nodes[name].ns, "-j", "addr", "show",
-                              "dev", "eth0") or "[]")
+                              "dev", self.vip_interface) or "[]")
         return any(a.get("local") == self.vip_ip
                    for link in out for a in link.get("addr_info", []))
 

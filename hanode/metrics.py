@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import psutil
 import trio
@@ -111,6 +111,16 @@ class Metrics:
                                buckets=ETCD_BUCKETS, registry=r)
         self._durable = Gauge("hanode_durable_handles",
                               "Durable handles recorded in etcd for the cluster", registry=r)
+        self._check = Gauge("hanode_health_check",
+                            "1 while this node's health check passes", ["check"], registry=r)
+        self._check_seconds = Histogram("hanode_health_check_duration_seconds",
+                                        "Time one round of a health check took", ["check"],
+                                        buckets=ETCD_BUCKETS, registry=r)
+        self._healthy = Gauge("hanode_node_healthy",
+                              "1 while every health check of this node passes", registry=r)
+        self._handovers = Counter("hanode_handovers",
+                                  "VIP handovers this node made for health, by cause",
+                                  ["cause"], registry=r)
         self._memory = _WorkerMemory()
         r.register(self._memory)
         self.worker_dir = Path(worker_dir) if worker_dir is not None else None
@@ -158,6 +168,17 @@ class Metrics:
 
     def set_durable_handles(self, n: int) -> None:
         self._durable.set(n)
+
+    def health_check(self, name: str, ok: bool, seconds: float) -> None:
+        self._check.labels(check=name).set(1 if ok else 0)
+        self._check_seconds.labels(check=name).observe(seconds)
+
+    def node_healthy(self, healthy: bool) -> None:
+        self._healthy.set(1 if healthy else 0)
+
+    def handover(self, cause: str) -> None:
+        """cause: the kind of check that made the leader hand over (worker, storage, ...)."""
+        self._handovers.labels(cause=cause).inc()
 
     def set_workers(self, pids: Mapping[str, int]) -> None:
         """The supervisor's current workers, name -> pid.
@@ -223,19 +244,28 @@ class WorkerMetrics:
 # --------------------------------------------------------------------------
 # HTTP, sans-IO: request head in, status out; status and body in, bytes out.
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}
+# /livez: the agent's trio loop turns (it answers at all); /readyz: the node is
+# healthy (lease alive and every check passing), for Kubernetes probes.
+PATHS = (b"/metrics", b"/livez", b"/readyz")
+
+
+def target(head: bytes) -> bytes:
+    """The path a request head asks for, without its query."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ")
+    return parts[1].split(b"?", 1)[0] if len(parts) > 1 else b""
 
 
 def route(head: bytes) -> int:
-    """The status to answer a request head with; 200 means: render the metrics."""
+    """The status to answer a request head with; 200 means: serve its PATHS entry."""
     line = head.split(b"\r\n", 1)[0]
     parts = line.split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         return 400
-    method, target = parts[0], parts[1].split(b"?", 1)[0]
-    if target != b"/metrics":
+    if target(head) not in PATHS:
         return 404
-    if method != b"GET":
+    if parts[0] != b"GET":
         return 405
     return 200
 
@@ -262,10 +292,14 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
     return data
 
 
-async def serve(metrics: Metrics, address: str, port: int, *,
+async def serve(metrics: Metrics, address: str, port: int,
+                unready: Callable[[], str | None] = lambda: None, *,
                 task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``/metrics`` until cancelled; reports the bound port when started,
-    None when it cannot listen (logged, not raised)."""
+    """Serve ``/metrics``, ``/livez`` and ``/readyz`` until cancelled; reports the bound
+    port when started, None when it cannot listen (logged, not raised).
+
+    unready: None while the node is ready, else why not (the body of the 503).
+    """
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -274,11 +308,18 @@ async def serve(metrics: Metrics, address: str, port: int, *,
                 if head is None:
                     return
                 status = route(head)
-                if status == 200:
+                path = target(head)
+                if status != 200:
+                    await stream.send_all(response(status))
+                elif path == b"/livez":
+                    await stream.send_all(response(200, b"alive\n"))
+                elif path == b"/readyz":
+                    why = unready()
+                    await stream.send_all(response(200, b"ready\n") if why is None
+                                          else response(503, (why + "\n").encode()))
+                else:
                     body = await trio.to_thread.run_sync(metrics.render)
                     await stream.send_all(response(200, body, CONTENT_TYPE))
-                else:
-                    await stream.send_all(response(status))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("metrics client went away: %s", exc)
         finally:

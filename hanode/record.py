@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from hanode.checks import Monitor
 from hanode.conns import ConnList
 from hanode.election import Elector
 from hanode.store import Store, StoreUnavailable
@@ -25,7 +26,7 @@ VERSION = version("hanode")
 
 
 def node_record(elector: Elector, owner: VipOwner, conns: ConnList,
-                supervisor: Supervisor) -> dict[str, Any]:
+                supervisor: Supervisor, monitor: Monitor) -> dict[str, Any]:
     """The record without its "updated" stamp, so that two of them compare equal when
     nothing worth telling changed."""
     state = elector.state
@@ -42,11 +43,12 @@ def node_record(elector: Elector, owner: VipOwner, conns: ConnList,
         "connections": conns.count,
         "durable_handles": sum(w["durable_handles"] or 0 for w in workers),
         "version": VERSION,
+        "health": monitor.report(),
     }
 
 
 async def publish_loop(store: Store, elector: Elector, owner: VipOwner, conns: ConnList,
-                       supervisor: Supervisor) -> None:
+                       supervisor: Supervisor, monitor: Monitor) -> None:
     """Rewrite the records as soon as they change, and every few seconds anyway.
 
     Comparing the local record every CHECK_INTERVAL costs nothing and spares
@@ -58,7 +60,7 @@ async def publish_loop(store: Store, elector: Elector, owner: VipOwner, conns: C
     written_at = float("-inf")
     while True:
         lease = elector.lease_id
-        record = node_record(elector, owner, conns, supervisor)
+        record = node_record(elector, owner, conns, supervisor, monitor)
         due = trio.current_time() - written_at >= REFRESH_INTERVAL
         if lease is not None and elector.state.role != "stopped" and (
                 due or written != (lease, record)):

@@ -128,7 +128,28 @@ def _node_report(node: NodeSeen) -> dict[str, Any]:
         "connections": record.get("connections") if record is not None else None,
         "durable_handles": record.get("durable_handles") if record is not None else None,
         "version": record.get("version") if record is not None else None,
+        "health": _health(record),
     }
+
+
+def _health(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The node's health as its agent published it; None (unknown) for a node that is
+    down or whose agent predates health checks."""
+    health = record.get("health") if record is not None else None
+    if not isinstance(health, Mapping) or not isinstance(health.get("checks"), list):
+        return None
+    checks = [{"name": str(c.get("name")), "ok": c.get("ok") is True,
+               "detail": str(c.get("detail", "")), "since": c.get("since")}
+              for c in health["checks"] if isinstance(c, Mapping)]
+    return {"healthy": health.get("healthy") is True and all(c["ok"] for c in checks),
+            "checks": checks}
+
+
+def health_word(node: Mapping[str, Any]) -> str:
+    health = node.get("health")
+    if health is None:
+        return "unknown"
+    return "healthy" if health["healthy"] else "unhealthy"
 
 
 def _and(names: list[str]) -> str:
@@ -159,6 +180,11 @@ def _verdict(snap: Snapshot, leader: str | None, nodes: list[dict[str, Any]],
             reasons.append(f"{node['name']} down")
         elif node["role"] == "fenced":
             reasons.append(f"{node['name']} fenced")
+        health = node["health"]
+        if node["state"] != "down" and health is not None and not health["healthy"]:
+            failing = [f"{c['name']}: {c['detail']}" for c in health["checks"] if not c["ok"]]
+            serving = " (serving while unhealthy)" if node["state"] == "leader" else ""
+            reasons.append(f"{node['name']}: unhealthy{serving}: " + ", ".join(failing))
     if not nodes:
         reasons.append("no nodes")
     return {"healthy": not reasons, "reasons": reasons}
@@ -260,11 +286,14 @@ def render_table(rep: Mapping[str, Any], now: float) -> str:
             rows.append([vip["address"], holder, _dash(vip["connections"])])
         lines += [""] + _columns(rows)
     if rep["nodes"]:
-        rows = [["NODE", "STATE", "LEASE", "WORKERS", "CONNECTIONS", "DURABLE", "LAST SEEN"]]
+        rows = [["NODE", "STATE", "HEALTH", "LEASE", "WORKERS", "CONNECTIONS", "DURABLE",
+                 "LAST SEEN"]]
         for node in rep["nodes"]:
             state = node["state"] if node["role"] in (node["state"], "standby") else \
                 f"{node['state']} ({node['role']})"
-            rows.append([node["name"], state, _dash(node["lease_ttl_left"], "s"),
+            rows.append([node["name"], state,
+                         "-" if node["state"] == "down" else health_word(node),
+                         _dash(node["lease_ttl_left"], "s"),
                          "-" if node["state"] == "down" else str(len(node["workers"])),
                          _dash(node["connections"]), _dash(node["durable_handles"]),
                          _age(node["last_seen"], now)])

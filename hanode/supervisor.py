@@ -41,6 +41,9 @@ STABLE_AFTER = 10.0
 # small, because the agent's whole stop must stay under two seconds.
 STOP_GRACE = 0.3
 STATS_INTERVAL = 1.0
+# A worker that has not answered its health probe yet is starting, not hung
+# (imports and etcd take seconds on a loaded machine), unless it takes this long.
+START_LIMIT = 60.0
 
 
 def restart_delay(crashes: int) -> float:
@@ -55,6 +58,7 @@ class Worker:
     started: float = 0.0
     restarts: int = 0
     crashes: int = 0  # quick crashes in a row
+    answered: bool = False  # this incarnation has answered a health probe
 
 
 class Supervisor:
@@ -97,6 +101,7 @@ class Supervisor:
             env = {**os.environ, **(self.metrics.worker_environment() if self.metrics else {})}
             proc = await trio.lowlevel.open_process(self.argv(worker.index), env=env)
             worker.pid, worker.started = proc.pid, trio.current_time()
+            worker.answered = False
             self._publish_pids()
             log.info("%s: worker %d started (pid %d)", self.me, worker.index, proc.pid)
             try:
@@ -114,6 +119,25 @@ class Supervisor:
                         self.me, worker.index, _describe(code), ran, delay)
             await trio.sleep(delay)
             worker.restarts += 1
+
+    def restart_hung(self, index: int, why: str) -> None:
+        """Kill worker ``index`` (SIGKILL: a stopped or wedged process ignores SIGTERM);
+        its keeper restarts it with the usual backoff, and its durable handles
+        become reclaimable on whichever node serves the clients next."""
+        worker = self.workers[index]
+        pid = worker.pid
+        starting = not worker.answered and trio.current_time() - worker.started < START_LIMIT
+        if pid is None or starting:
+            return
+        log.warning("%s: worker %d (pid %d) %s; killing it", self.me, index, pid, why)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # exited meanwhile; its keeper restarts it
+
+    def answered(self, index: int) -> None:
+        """Worker ``index`` answered its health probe: it has started."""
+        self.workers[index].answered = True
 
     def _publish_pids(self) -> None:
         if self.metrics is not None:

@@ -28,12 +28,15 @@ WAIT = 8.0
 POLL = 0.02
 
 
-def _health(node: Mapping[str, Any]) -> tuple[int, int, str]:
-    """Sort key: workers all running first, then fewest worker restarts, then by name."""
+def _health(node: Mapping[str, Any]) -> tuple[bool, int, int, str]:
+    """Sort key: nodes whose health checks pass first, then workers all running, then
+    fewest worker restarts, then by name."""
+    health = node.get("health")
+    unhealthy = not (isinstance(health, Mapping) and health.get("healthy") is True)
     workers = node.get("workers") or []
     down = sum(1 for w in workers if not isinstance(w, dict) or w.get("pid") is None)
     restarts = sum(w.get("restarts") or 0 for w in workers if isinstance(w, dict))
-    return down, restarts, node["name"]
+    return unhealthy, down, restarts, node["name"]
 
 
 def choose_target(nodes: Sequence[Mapping[str, Any]], leader: str, to: str | None) -> str:

@@ -8,6 +8,7 @@ APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-te
               python3-venv tcpdump
               ansible ansible-lint systemd python3-pip git)
 APT_PACKAGES+=(podman debootstrap runc iptables)  # issue 16: the container image, its demo and tests
+APT_PACKAGES+=(bindfs)  # issue 11: a FUSE passthrough whose daemon a test stops (hung storage)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

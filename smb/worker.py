@@ -47,6 +47,7 @@ def _listen_socket(cfg: Config) -> trio.socket.SocketType:
 async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """One worker: accept connections until cancelled."""
     from hanode.store import Store
+    from smb import probe
     from smb.server import handoff
     from smb.server.connection import Connection
     from smb.server.userdb import EtcdUsers
@@ -119,6 +120,10 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
                                     handle)
             sock.listen(128)
             listener = trio.SocketListener(sock)
+            # The agent's health probe, answered by the same connection code.
+            await nursery.start(probe.serve, probe.address(cfg.node.state_dir, index),
+                                lambda stream: Connection(stream, cfg, users, guid,
+                                                          probe.PEER).serve())
             log.info("worker %d listening on %s:%d", index, cfg.smb.listen, cfg.smb.port)
             task_status.started()
             await trio.serve_listeners(handle, [listener], handler_nursery=nursery)

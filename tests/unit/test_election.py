@@ -54,7 +54,7 @@ def test_absent_key_campaign_then_win_claims_vip():
     steps = run([facts(0.0), facts(0.05, lease_sent=0.0, leader=mine())])
     (s1, a1), (s2, a2) = steps
     assert s1.role == "standby" and a1 == [Campaign()]
-    assert s2 == leader_state() and a2 == [ClaimVip(42)]
+    assert s2 == replace(leader_state(), led_since=0.05) and a2 == [ClaimVip(42)]
 
 
 def test_other_leader_means_standby_without_campaign():
@@ -122,7 +122,8 @@ def test_fenced_stays_down_while_etcd_silent_then_resigns_and_campaigns():
     assert steps[0] == (fenced, []) and steps[1] == (fenced, [])
     assert steps[2][0].role == "standby" and steps[2][1] == [Resign(42)]
     assert steps[3][1] == [Campaign()]
-    assert steps[4] == (State(role="leader", term=57, lease_id=LEASE), [ClaimVip(57)])
+    assert steps[4] == (State(role="leader", term=57, lease_id=LEASE, led_since=12.9),
+                        [ClaimVip(57)])
 
 
 def test_fenced_keepalive_sent_before_fence_does_not_resurrect():

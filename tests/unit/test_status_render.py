@@ -145,7 +145,7 @@ def test_table_is_aligned_and_ends_with_the_verdict():
     for column in ("STATE", "LEASE", "WORKERS", "CONNECTIONS", "DURABLE", "LAST SEEN"):
         at = rows[0].index(column)
         assert all(row[at - 2:at] == "  " and row[at] != " " for row in rows[1:]), column
-    assert rows[1].split() == ["node1", "leader", "2s", "2", "3", "1", "1s", "ago"]
+    assert rows[1].split() == ["node1", "leader", "unknown", "2s", "2", "3", "1", "1s", "ago"]
     assert lines[-1] == "healthy"
 
 
