@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from hanode.cli import UserError
+from hanode.errors import UserError
 from hanode.lab import Lab, LabError
 from hanode.takeover import ANNOUNCE_ROUNDS
 
