@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterator
 from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, OPLOCK_LEASE, OPLOCK_NONE, LeaseGrant
 from smb.server import workerstate
 from smb.server.handler import CommandContext
-from smb.server.opens import CommandError
+from smb.server.errors import CommandError
 from smb.server.replay import is_replay
 from smb.wire.create_contexts import (
     LEASE_FLAG_BREAK_IN_PROGRESS, DurabilityIntent, DurableV2Request, durable_v2_response,
@@ -37,7 +37,7 @@ from smb.wire.header import Status
 
 if TYPE_CHECKING:
     from smb.durable import DurableRecord
-    from smb.server.opens import Open
+    from smb.server.handles import Open
 
 ReplayKey = tuple[bytes, bytes]  # (ClientGuid, CreateGuid)
 

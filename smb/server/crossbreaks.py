@@ -30,11 +30,11 @@ from smb.oplocks import (
 )
 from smb.server import workerstate
 from smb.server.handler import CommandContext
-from smb.server.opens import CommandError
+from smb.server.errors import CommandError
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
-    from smb.server.opens import Open, TreeConnect
+    from smb.server.handles import Open, TreeConnect
     from smb.wire.create import CreateRequest
 
 # The holder's worker sees a request within CROSS_WORKER_POLL; the client's

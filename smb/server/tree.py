@@ -9,7 +9,8 @@ import trio
 from smb import vfs
 from smb.server.access import share_maximal_access
 from smb.server.handler import CommandContext, Reply, Request
-from smb.server.opens import TreeConnect, node_table, release_tree
+from smb.server.nodelocal import node_table
+from smb.server.opens import TreeConnect, release_tree
 from smb.wire import tree as wire
 from smb.wire.header import Status, error_body
 
