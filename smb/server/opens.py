@@ -7,6 +7,7 @@ handle, and a FileId never repeats after a close.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from typing import TYPE_CHECKING
@@ -26,6 +27,8 @@ from smb.wire.header import Status
 
 if TYPE_CHECKING:
     from smb.durable import DurableRecord
+
+log = logging.getLogger(__name__)
 
 # Bounds a single session cannot exceed, whatever it sends.
 MAX_OPENS_PER_SESSION = 16384
@@ -127,8 +130,11 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
     run = nowait.run if small else trio.to_thread.run_sync
     try:
         await run(op.tree.root.unlink, op.parts, op.ino, op.is_dir)
-    except vfs.VfsError:
-        pass  # the file went away or the directory filled up meanwhile
+    except vfs.VfsError as exc:
+        # The CLOSE is answered anyway (nothing in it could carry the failure);
+        # a file gone meanwhile is no failure (vfs.unlink checks the inode).
+        log.warning("delete-on-close of %s in %s failed, the file stays: %s",
+                    op.display_name, op.tree.root.root, exc)
     finally:
         await run(os.close, op.fd)
 
