@@ -100,10 +100,8 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
                 finally:
                     state.connections -= 1
                     metrics.connection_closed()
-        except Exception as exc:  # the boundary: one line, the worker lives on
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]
-            log.error("connection from %s failed: %s: %s", peer[0], type(exc).__name__, exc)
+        except Exception as exc:  # the boundary: the worker lives on
+            log_connection_failure(peer[0], exc)
         finally:
             with trio.CancelScope(shield=True):
                 await registered.wait()
@@ -125,6 +123,17 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             await trio.serve_listeners(handle, [listener], handler_nursery=nursery)
     finally:
         await trio.to_thread.run_sync(store.close)
+
+
+def log_connection_failure(peer_ip: str, exc: Exception) -> None:
+    """What the worker's boundary logs when a connection ends with an exception
+    (a bug, since the connection layer answers bad input itself): one line naming
+    the innermost first error, then the traceback, which is what lets anyone fix it."""
+    first: BaseException = exc
+    while isinstance(first, BaseExceptionGroup) and first.exceptions:
+        first = first.exceptions[0]
+    log.error("connection from %s failed: %s: %s", peer_ip, type(first).__name__, first,
+              exc_info=exc)
 
 
 async def _register(store, cfg: Config, index: int, local_ip: str,
