@@ -266,7 +266,10 @@ class Demo:
 
     def result(self) -> dict[str, Any]:
         killed = self.killed_at
-        rel = (lambda t: None if t is None or killed is None else round(t - killed, 3))
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None or killed is None else round(t - killed, 3)
+
         claim = self._takeover_log()
         claimed_at, term, frames, tickled = claim if claim else (None, None, None, None)
         phases: list[dict[str, Any]] = []

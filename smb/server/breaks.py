@@ -22,14 +22,14 @@ from typing import Awaitable, Callable, Hashable
 
 import trio
 
-log = logging.getLogger(__name__)
-
 from smb.oplocks import (
     BREAK_TIMEOUT_S, CACHING_OPLOCK, REMOTE_RENAME, REMOTE_WRITE, AckResult, Break, NodeOplocks,
     OpenDecision, OpenRequest, OplockBreak, Outcome, oplock_as_lease,
 )
 from smb.wire import oplock as wire
 from smb.wire.header import Command
+
+log = logging.getLogger(__name__)
 
 Notify = Callable[[int, bytes, int], Awaitable[bool]]
 

@@ -16,7 +16,7 @@ def test_a_bug_is_logged_on_one_line_with_its_traceback(caplog):
         try:
             _handler_with_a_bug()
         except KeyError as inner:
-            raise ExceptionGroup("nursery", [inner])
+            raise ExceptionGroup("nursery", [inner]) from None
     except ExceptionGroup as exc:
         with caplog.at_level(logging.ERROR, logger="smb.worker"):
             log_connection_failure("10.0.0.9", exc)
