@@ -128,12 +128,12 @@ def contend_write(op: "Open") -> None:
     file gets caching (files.create), so once broken, nothing comes back.
     """
     ws = workerstate.current()
-    if ws is None or ws.nursery is None or op.open_id is None:
+    if ws is None or op.open_id is None:
         return
     if op.open_id in ws.breaks.remote_writes_done:
         return
     ws.breaks.remote_writes_done.add(op.open_id)
-    ws.nursery.start_soon(_break_readers, op)
+    ws.read_breaks.start_soon(_break_readers, op)
 
 
 async def _break_readers(op: "Open") -> None:

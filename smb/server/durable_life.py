@@ -71,8 +71,8 @@ async def _act(ws: WorkerState, op: "Open | None", pid: int, action: Action,
             finally:
                 ws.releasing.pop(pid).set()
     elif action is Action.ARM_EXPIRY:
-        assert op is not None and record is not None and ws.nursery is not None
-        ws.nursery.start_soon(_expire, ws, op, record)
+        assert op is not None and record is not None
+        ws.expiries.start_soon(_expire, ws, op, record)
     elif action is Action.REVIVE:
         ws.breaks.oplocks.set_disconnected(pid, False)
     elif action is Action.FORGET_ROWS:

@@ -117,7 +117,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     records.  None outside a worker (no caching offered at all).
     """
     ws = workerstate.current()
-    if ws is None or ws.nursery is None:
+    if ws is None:
         return None
     file = file_key(tree, parts)
     await _restore_orphans(ws, tree, file, parts)
@@ -128,7 +128,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         refusal = await trio.to_thread.run_sync(_refusal_at, tree, parts, req.disposition)
         if refusal is not None:
             raise CommandError(refusal)
-    decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
+    decision = await ws.breaks.decide(file, req, ctx.go_async)
     for pid in decision.purged:
         await purged(ws, pid)
     if decision.outcome == Outcome.REFUSE:
@@ -162,8 +162,8 @@ def without_caching(tree: "TreeConnect", req: OpenRequest, parts: tuple[str, ...
 
 def contend_write(op: "Open") -> None:
     ws = workerstate.current()
-    if ws is not None and ws.nursery is not None and op.open_id is not None:
-        ws.breaks.contend_write(op.open_id, ws.nursery)
+    if ws is not None and op.open_id is not None:
+        ws.breaks.contend_write(op.open_id)
     crossbreaks.contend_write(op)
 
 
@@ -437,9 +437,9 @@ async def oplock_break(ctx: CommandContext, req: Request) -> Reply:
         if result.status != Status.SUCCESS:
             raise CommandError(result.status)
         return Reply(body=oplock_wire.oplock_break(result.level, op.file_id))
-    if ws is None or ws.nursery is None:
+    if ws is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
-    result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state, ws.nursery)
+    result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state)
     if result.status != Status.SUCCESS:
         raise CommandError(result.status)
     return Reply(body=oplock_wire.lease_ack_response(ack.key, result.level))

@@ -182,8 +182,8 @@ def _set_rename(op: Open, data: memoryview) -> None:
 async def _before_rename(ctx: CommandContext, op: Open) -> None:
     """Other leases may cache the handle only while the name stays: break that first."""
     ws = workerstate.current()
-    if ws is not None and ws.nursery is not None and op.open_id is not None:
-        await ws.breaks.before_rename(op.open_id, ws.nursery, ctx.go_async)
+    if ws is not None and op.open_id is not None:
+        await ws.breaks.before_rename(op.open_id, ctx.go_async)
         await crossbreaks.before_rename(ctx, op)
 
 

@@ -40,6 +40,7 @@ from hanode.store import Store, StoreUnavailable
 from hanode.worker_names import worker_name
 from smb import nowait
 from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
+from smb.server.background import Background
 from smb.server.breaks import Breaks
 from smb.server.nodelocal import node_table
 
@@ -102,7 +103,11 @@ class WorkerState:
         self._mirroring = trio.Lock()  # one mirror write at a time: the last state wins
         self.node = node_table(cfg)
         self._lease: int | None = None
-        self.nursery: trio.Nursery | None = None
+        # Long-lived work request handlers start, each kind in its own nursery:
+        # the expiry of disconnected durable opens (smb.server.durable_life) and
+        # the breaks of other workers' read caches (smb.server.crossbreaks).
+        self.expiries = Background("durable open expiries")
+        self.read_breaks = Background("cross-worker read-cache breaks")
 
     def value(self) -> dict:
         try:
@@ -117,8 +122,9 @@ class WorkerState:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Liveness and the writer, for the worker's lifetime."""
         async with trio.open_nursery() as nursery:
-            self.nursery = nursery
             await nursery.start(self.writer.run)
+            for background in (self.breaks.tasks, self.expiries, self.read_breaks):
+                await nursery.start(background.run)
             with trio.move_on_after(5):
                 await self._refresh()
             token = _current.set(self)
@@ -186,9 +192,8 @@ class WorkerState:
                     self.node.take_break_requests):
                 file = self.inodes.get((dev, ino))
                 log.debug("break request %d for %s from another worker", rid, file)
-                if file is not None and self.nursery is not None:
-                    for pid in self.breaks.remote_open(file, rid, access, share, disposition,
-                                                       self.nursery):
+                if file is not None:
+                    for pid in self.breaks.remote_open(file, rid, access, share, disposition):
                         await self.hooks.purged(self, pid)
             for rid, session_id, user in await nowait.run(self.node.logoff_requests):
                 await self.hooks.logoff_here(session_id, user)
