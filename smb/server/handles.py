@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smb import vfs
 from smb.lifecycle import Life
@@ -60,7 +60,7 @@ class Open:
     # only until the open served any other request.
     replay_eligible: bool = True
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
-    notify_baseline: dict | None = None
+    notify_baseline: "dict[str, Any] | None" = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
     lock_sequences: replay.LockSequences = field(default_factory=replay.LockSequences)
     channel: replay.ChannelSequence = field(default_factory=replay.ChannelSequence)
