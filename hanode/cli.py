@@ -12,12 +12,9 @@ import sys
 from typing import Callable, Sequence
 
 from hanode import config as config_mod
+from hanode.errors import UserError
 
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """An operator mistake, phrased for the operator; exit status 2."""
 
 
 def _load(path: str | None) -> config_mod.Config:
@@ -30,8 +27,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_smb(args: argparse.Namespace) -> int:
-    from smb import worker
-    return worker.main(_load(args.config))
+    from hanode import smbnode
+    return smbnode.main(_load(args.config))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -154,7 +151,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Through the imported module, not this __main__ copy: the verbs raise
-    # hanode.cli.UserError, which main() must recognise as its own.
-    from hanode import cli
-    sys.exit(cli.main())
+    sys.exit(main())

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from hanode.cli import UserError
+from hanode.errors import UserError
 from hanode.lab import Lab, LabError
 from hanode.takeover import ANNOUNCE_ROUNDS
 
@@ -266,7 +266,10 @@ class Demo:
 
     def result(self) -> dict[str, Any]:
         killed = self.killed_at
-        rel = (lambda t: None if t is None or killed is None else round(t - killed, 3))
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None or killed is None else round(t - killed, 3)
+
         claim = self._takeover_log()
         claimed_at, term, frames, tickled = claim if claim else (None, None, None, None)
         phases: list[dict[str, Any]] = []

@@ -183,6 +183,7 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
         if move is not None and move.from_ == me and move.to != me:
             # Clients first, then the address, then the key: the target claims
             # as soon as the key is gone, and by then nothing of ours is left.
+            assert state.term is not None  # a leader has its term
             return State(role="standby"), [ReleaseVip(reason=f"switchover to {move.to}",
                                                       urgent=False), Resign(state.term)]
         return _lead_while_unhealthy(state, facts, timing)

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 from hanode import config as config_mod
-from hanode.cli import UserError
+from hanode.errors import UserError
 from hanode.store import Store, StoreUnavailable
 
 EXIT_HEALTHY = 0

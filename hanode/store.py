@@ -173,17 +173,25 @@ class Store:
     # -- connection handling -------------------------------------------------
 
     def _client(self, endpoint: str) -> etcd3.Etcd3Client:
-        client = self._clients.get(endpoint)
-        if client is None:
-            url = urlparse(endpoint)
-            ca, cert, key = self._tls
-            user, password = self._auth
-            client = etcd3.client(
-                host=url.hostname, port=url.port or 2379, timeout=self.timeout,
-                ca_cert=ca if url.scheme == "https" or ca else None,
-                cert_cert=cert, cert_key=key, user=user, password=password,
-            )
-            self._clients[endpoint] = client
+        """The endpoint's client, made on first use.  Made outside the lock (with
+        a user it authenticates, a network round trip); of two threads that made
+        one at once, the first to store it wins and the other closes its own."""
+        with self._lock:
+            client = self._clients.get(endpoint)
+        if client is not None:
+            return client
+        url = urlparse(endpoint)
+        ca, cert, key = self._tls
+        user, password = self._auth
+        made = etcd3.client(
+            host=url.hostname, port=url.port or 2379, timeout=self.timeout,
+            ca_cert=ca if url.scheme == "https" or ca else None,
+            cert_cert=cert, cert_key=key, user=user, password=password,
+        )
+        with self._lock:
+            client = self._clients.setdefault(endpoint, made)
+        if client is not made:
+            made.close()
         return client
 
     def _call(self, fn_name: str | Callable[[etcd3.Etcd3Client], Any], *args: Any,

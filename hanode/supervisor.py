@@ -27,7 +27,7 @@ import trio
 from hanode.config import Config
 from hanode.metrics import Metrics
 from hanode.store import Store, StoreUnavailable
-from smb.server.workerstate import worker_name
+from hanode.worker_names import worker_name
 
 log = logging.getLogger("hanode.supervisor")
 

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Mapping, Sequence
 
-from hanode.cli import UserError
+from hanode.errors import UserError
 from hanode.status import _target, report, take_snapshot
 from hanode.store import Store, StoreUnavailable
 

@@ -66,7 +66,8 @@ class VipOwner:
         held = False
         for vip in self.vips:
             try:
-                held = held or await trio.to_thread.run_sync(netvip.holds_vip, vip)
+                # Every VIP is read, also after one found held: the others' errors count.
+                held = await trio.to_thread.run_sync(netvip.holds_vip, vip) or held
             except NetError as exc:
                 errors.append(str(exc))
         error = "; ".join(errors) or None

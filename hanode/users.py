@@ -13,7 +13,7 @@ import re
 import sys
 
 from hanode import config as config_mod
-from hanode.cli import UserError
+from hanode.errors import UserError
 
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -1,8 +1,8 @@
 """SMB worker processes: ``hanode smb`` starts N of them, each a trio server on
 the same (listen, port) with SO_REUSEPORT so the kernel spreads connections
 across cores.  ``python -m smb.worker --config FILE --worker-index I`` is one
-worker; :func:`main` is the parent, which leaves starting, restarting and
-stopping them to :class:`hanode.supervisor.Supervisor`, as the agent does.
+worker; the parent that starts, restarts and stops them is the agent's
+supervisor (hanode.smbnode for ``hanode smb``), which this module does not import.
 """
 
 from __future__ import annotations
@@ -21,11 +21,18 @@ import trio
 from hanode import config as config_mod
 from hanode.config import Config, ConfigError
 from hanode.metrics import WorkerMetrics
+from hanode.store import Store, StoreUnavailable
+from smb import probe
+from smb.server import handoff
+from smb.server.connection import Connection, logoff_here
+from smb.server.durable_life import forget_reclaimed, purged
+from smb.server.userdb import EtcdUsers
+from smb.server.workerstate import Hooks, WorkerState
 
 log = logging.getLogger("smb.worker")
 
 
-def _setup_logging(cfg: Config, tag: str) -> None:
+def setup_logging(cfg: Config, tag: str) -> None:
     logging.basicConfig(
         level=getattr(logging, cfg.log.level.upper()), stream=sys.stderr,
         format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s")
@@ -46,17 +53,11 @@ def _listen_socket(cfg: Config) -> trio.socket.SocketType:
 
 async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """One worker: accept connections until cancelled."""
-    from hanode.store import Store
-    from smb import probe
-    from smb.server import handoff
-    from smb.server.connection import Connection
-    from smb.server.userdb import EtcdUsers
-    from smb.server.workerstate import WorkerState
-
     store = Store.from_config(cfg.cluster)
     users = EtcdUsers(store)
     guid = server_guid(cfg)
-    state = WorkerState(cfg, index, store)
+    state = WorkerState(cfg, index, store, Hooks(purged=purged, forget_reclaimed=forget_reclaimed,
+                                                 logoff_here=logoff_here))
     metrics = WorkerMetrics()
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
@@ -100,10 +101,8 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
                 finally:
                     state.connections -= 1
                     metrics.connection_closed()
-        except Exception as exc:  # the boundary: one line, the worker lives on
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]
-            log.error("connection from %s failed: %s: %s", peer[0], type(exc).__name__, exc)
+        except Exception as exc:  # the boundary: the worker lives on
+            log_connection_failure(peer[0], exc)
         finally:
             with trio.CancelScope(shield=True):
                 await registered.wait()
@@ -131,6 +130,17 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
         await trio.to_thread.run_sync(store.close)
 
 
+def log_connection_failure(peer_ip: str, exc: Exception) -> None:
+    """What the worker's boundary logs when a connection ends with an exception
+    (a bug, since the connection layer answers bad input itself): one line naming
+    the innermost first error, then the traceback, which is what lets anyone fix it."""
+    first: BaseException = exc
+    while isinstance(first, BaseExceptionGroup) and first.exceptions:
+        first = first.exceptions[0]
+    log.error("connection from %s failed: %s: %s", peer_ip, type(first).__name__, first,
+              exc_info=exc)
+
+
 async def _register(store, cfg: Config, index: int, local_ip: str,
                     peer: tuple[str, int]) -> bool:
     """Put the connection in the VIP's connection list, for the next holder's tickles.
@@ -138,7 +148,6 @@ async def _register(store, cfg: Config, index: int, local_ip: str,
     Deleted on a clean close only: after a crash the entry is what lets the
     node that takes the address over reset the client's stale connection.
     """
-    from hanode.store import StoreUnavailable
     value = {"node": cfg.node.name, "time": time.time(), "worker": index}
     try:
         await trio.to_thread.run_sync(store.put, store.conn_key(local_ip, peer[0], peer[1]),
@@ -150,14 +159,13 @@ async def _register(store, cfg: Config, index: int, local_ip: str,
 
 
 async def _unregister(store, local_ip: str, peer: tuple[str, int]) -> None:
-    from hanode.store import StoreUnavailable
     try:
         await trio.to_thread.run_sync(store.delete, store.conn_key(local_ip, peer[0], peer[1]))
     except StoreUnavailable as exc:
         log.warning("connection from %s not unregistered: %s", peer[0], exc)
 
 
-async def _until_signalled(stopping: str, run: Callable[..., Awaitable[None]],
+async def until_signalled(stopping: str, run: Callable[..., Awaitable[None]],
                            *args: object) -> None:
     """``run(*args)`` until SIGTERM or SIGINT, then cancelled (logging ``stopping``)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -169,22 +177,10 @@ async def _until_signalled(stopping: str, run: Callable[..., Awaitable[None]],
                 break
 
 
-def _check(cfg: Config) -> None:
+def check_config(cfg: Config) -> None:
     if not cfg.cluster.etcd:
         raise ConfigError(f"{cfg.source}: cluster.etcd: is empty; hanode smb needs etcd "
                           "endpoints (the agent starts an embedded one)")
-
-
-def main(cfg: Config) -> int:
-    """``hanode smb``: run the node's workers until SIGTERM, kept (started,
-    restarted, stopped) by the agent's supervisor; with no store it measures
-    nothing, as nobody reads its figures here."""
-    from hanode.supervisor import Supervisor
-
-    _check(cfg)
-    _setup_logging(cfg, "smb")
-    trio.run(_until_signalled, f"stopping {cfg.smb.workers} workers", Supervisor(cfg).run)
-    return 0
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
@@ -194,13 +190,13 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
-        _check(cfg)
+        check_config(cfg)
     except ConfigError as exc:
         print(f"hanode: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg, f"worker{args.worker_index}")
+    setup_logging(cfg, f"worker{args.worker_index}")
     try:
-        trio.run(_until_signalled, f"worker {args.worker_index} stopping", serve, cfg,
+        trio.run(until_signalled, f"worker {args.worker_index} stopping", serve, cfg,
                  args.worker_index)
     except OSError as exc:
         log.error("worker %d: %s", args.worker_index, exc)

@@ -15,10 +15,10 @@ import ipaddress
 import socket
 import struct
 
-import netifaces
 
 from hanode.config import VipConfig
 from hanode.net import NetError
+from hanode.net.addresses import interface_mac
 from hanode.net.packet import PROTO_ICMPV6, ip_header, with_checksum
 
 ETH_BROADCAST = b"\xff" * 6
@@ -72,23 +72,6 @@ def unsolicited_na(mac: bytes, ip6: str) -> bytes:
     icmp = with_checksum(addr, ALL_NODES, PROTO_ICMPV6, icmp, offset=2)
     packet = ip_header(addr, ALL_NODES, PROTO_ICMPV6, len(icmp), ttl=ND_HOP_LIMIT) + icmp
     return _ethernet(ETH_ALL_NODES, mac, ETHERTYPE_IPV6, packet)
-
-
-def interface_mac(interface: str) -> bytes:
-    """The link-layer address of an interface, as 6 bytes."""
-    try:
-        links = netifaces.ifaddresses(interface).get(netifaces.AF_LINK, [])
-    except ValueError:
-        raise NetError(f"interface {interface!r} does not exist") from None
-    for link in links:
-        text = link.get("addr", "")
-        try:
-            mac = bytes.fromhex(text.replace(":", ""))
-        except ValueError:
-            continue
-        if len(mac) == 6:
-            return mac
-    raise NetError(f"interface {interface!r} has no Ethernet address")
 
 
 def announcement_frames(vip: VipConfig, mac: bytes) -> list[bytes]:

@@ -5,7 +5,8 @@ the connection of the open (or, for a lease, of any open of the lease), an
 acknowledgement-requiring break starts the 35 s timer, and every change
 (an acknowledgement, a timeout, a close) wakes the opens that wait for one.
 A break that cannot be delivered (its connection just went away) is simply
-dropped: its timer still settles the state.
+dropped: its timer still settles the state.  Deliveries and timers run in
+``Breaks.tasks``, which the worker's state runs for the worker's lifetime.
 
 Scope: one worker process.  Across workers, the node table (nodelocal)
 mirrors what each open caches; an open in another worker files a break
@@ -22,14 +23,15 @@ from typing import Awaitable, Callable, Hashable
 
 import trio
 
-log = logging.getLogger(__name__)
-
 from smb.oplocks import (
     BREAK_TIMEOUT_S, CACHING_OPLOCK, REMOTE_RENAME, REMOTE_WRITE, AckResult, Break, NodeOplocks,
     OpenDecision, OpenRequest, OplockBreak, Outcome, oplock_as_lease,
 )
+from smb.server.background import Background
 from smb.wire import oplock as wire
 from smb.wire.header import Command
+
+log = logging.getLogger(__name__)
 
 Notify = Callable[[int, bytes, int], Awaitable[bool]]
 
@@ -54,6 +56,8 @@ class Breaks:
         # Opens whose writes already had other workers break their read caches
         # (crossbreaks.contend_write).
         self.remote_writes_done: set[Hashable] = set()
+        # Deliveries and timers; the worker's state runs it (workerstate).
+        self.tasks = Background("oplock and lease breaks")
 
     def attach(self, open_id: Hashable, holder: Holder) -> None:
         self.holders[open_id] = holder
@@ -86,7 +90,7 @@ class Breaks:
         return cached | CACHING_OPLOCK if cached else 0
 
     def remote_open(self, file: Hashable, request_id: int, access: int, share: int,
-                    disposition: int, nursery: trio.Nursery) -> tuple[Hashable, ...]:
+                    disposition: int) -> tuple[Hashable, ...]:
         """Another worker's open of ``file`` (or its write, for REMOTE_WRITE):
         break our holders as it requires.
 
@@ -95,27 +99,27 @@ class Breaks:
         Returns the disconnected durable opens it purged.
         """
         if disposition == REMOTE_WRITE:
-            self.dispatch(self.oplocks.contend_remote_write(file), nursery)
+            self.dispatch(self.oplocks.contend_remote_write(file))
             return ()
         if disposition == REMOTE_RENAME:
-            self.dispatch(self.oplocks.contend_remote_rename(file), nursery)
+            self.dispatch(self.oplocks.contend_remote_rename(file))
             return ()
         open_id = ("remote", request_id)
         req = OpenRequest(open_id, b"remote-worker\x00\x00\x00", access, share, disposition)
         decision = self.oplocks.open(file, req)
         log.debug("another worker's open: %s, breaks %s", decision.outcome.name, decision.breaks)
-        self.dispatch(decision.breaks, nursery)
+        self.dispatch(decision.breaks)
         if decision.outcome == Outcome.GRANT:
             self.oplocks.close(open_id)
         self.dirty = True
         return decision.purged
 
-    def dispatch(self, breaks: tuple[Break, ...], nursery: trio.Nursery) -> None:
+    def dispatch(self, breaks: tuple[Break, ...]) -> None:
         self.dirty = self.dirty or bool(breaks)
         for brk in breaks:
-            nursery.start_soon(self._deliver, brk)
+            self.tasks.start_soon(self._deliver, brk)
             if brk.ack_required:
-                nursery.start_soon(self._timer, brk, nursery)
+                self.tasks.start_soon(self._timer, brk)
 
     async def _deliver(self, brk: Break) -> None:
         # notify returns False when the holder's connection is gone; when no
@@ -143,18 +147,18 @@ class Breaks:
         """
         return [h for i, h in self.holders.items() if self.oplocks.client_of(i) == client_guid]
 
-    async def _timer(self, brk: Break, nursery: trio.Nursery) -> None:
+    async def _timer(self, brk: Break) -> None:
         await trio.sleep(BREAK_TIMEOUT_S)
-        self.dispatch(self.oplocks.break_timed_out(brk), nursery)
+        self.dispatch(self.oplocks.break_timed_out(brk))
         self.changed()
 
-    async def decide(self, file: Hashable, req: OpenRequest, nursery: trio.Nursery,
+    async def decide(self, file: Hashable, req: OpenRequest,
                      go_async: Callable[[], Awaitable[int]]) -> OpenDecision:
         """Decide an open, sending its breaks and waiting (interim response) until it may go on."""
         first = True
         while True:
             decision = self.oplocks.open(file, req, first_attempt=first)
-            self.dispatch(decision.breaks, nursery)
+            self.dispatch(decision.breaks)
             if decision.outcome != Outcome.WAIT:
                 return decision
             first = False
@@ -162,27 +166,26 @@ class Breaks:
             await go_async()
             await changed.wait()
 
-    async def before_rename(self, open_id: Hashable, nursery: trio.Nursery,
+    async def before_rename(self, open_id: Hashable,
                             go_async: Callable[[], Awaitable[int]]) -> None:
         """Break other leases' handle caching of the file and wait (interim
         response) until they let go."""
         while True:
             changed = self._changed
             breaks, wait = self.oplocks.rename_breaks(open_id)
-            self.dispatch(breaks, nursery)
+            self.dispatch(breaks)
             if not wait:
                 return
             await go_async()
             await changed.wait()
 
-    def contend_write(self, open_id: Hashable, nursery: trio.Nursery) -> None:
+    def contend_write(self, open_id: Hashable) -> None:
         if self.holders:
-            self.dispatch(self.oplocks.contend_write(open_id), nursery)
+            self.dispatch(self.oplocks.contend_write(open_id))
 
-    def ack_lease(self, client_guid: bytes, key: bytes, state: int,
-                  nursery: trio.Nursery) -> AckResult:
+    def ack_lease(self, client_guid: bytes, key: bytes, state: int) -> AckResult:
         result = self.oplocks.ack_lease(client_guid, key, state)
-        self.dispatch(result.breaks, nursery)
+        self.dispatch(result.breaks)
         self.changed()
         return result
 

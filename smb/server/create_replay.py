@@ -25,10 +25,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from trio.lowlevel import RunVar
+
 from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, OPLOCK_LEASE, OPLOCK_NONE, LeaseGrant
 from smb.server import workerstate
 from smb.server.handler import CommandContext
-from smb.server.opens import CommandError
+from smb.server.errors import CommandError
 from smb.server.replay import is_replay
 from smb.wire.create_contexts import (
     LEASE_FLAG_BREAK_IN_PROGRESS, DurabilityIntent, DurableV2Request, durable_v2_response,
@@ -37,12 +39,22 @@ from smb.wire.header import Status
 
 if TYPE_CHECKING:
     from smb.durable import DurableRecord
-    from smb.server.opens import Open
+    from smb.server.handles import Open
 
 ReplayKey = tuple[bytes, bytes]  # (ClientGuid, CreateGuid)
 
-# Opens made by a DH2Q CREATE, by ReplayKey; None while that CREATE is in progress.
-_opens: dict[ReplayKey, "Open | None"] = {}
+# Opens made by a DH2Q CREATE, by ReplayKey; None while that CREATE is in
+# progress.  One table per trio run (the worker's), not per process.
+_tables: RunVar[dict[ReplayKey, "Open | None"]] = RunVar("hanode_create_replays")
+
+
+def _opens() -> dict[ReplayKey, "Open | None"]:
+    try:
+        return _tables.get()
+    except LookupError:
+        table: dict[ReplayKey, "Open | None"] = {}
+        _tables.set(table)
+        return table
 
 
 @dataclass(frozen=True)
@@ -71,11 +83,12 @@ def find(ctx: CommandContext, flags: int, requested_level: int,
     disconnected durable open is taken back by DH2C, not by a replay.
     """
     key = _key(ctx, intent)
-    if key is None or ctx.session is None or key not in _opens:
+    opens = _opens()
+    if key is None or ctx.session is None or key not in opens:
         return None
     if not is_replay(flags):
         raise CommandError(Status.DUPLICATE_OBJECTID)
-    op = _opens[key]
+    op = opens[key]
     if op is None:
         raise CommandError(Status.FILE_NOT_AVAILABLE)  # the original is still on its way
     if not op.replay_eligible or op.tree.opens.get(op.file_id) is not op \
@@ -92,7 +105,7 @@ class Claim:
 
     def opened(self, op: "Open") -> None:
         if self.key is not None:
-            _opens[self.key] = op
+            _opens()[self.key] = op
             op.replay_key = self.key
 
 
@@ -103,19 +116,21 @@ def in_progress(ctx: CommandContext, intent: DurabilityIntent) -> Iterator[Claim
     Its open takes the CreateGuid over from an earlier one that was no
     longer replay-eligible."""
     key = _key(ctx, intent)
+    opens = _opens()
     if key is not None:
-        _opens[key] = None
+        opens[key] = None
     try:
         yield Claim(key)
     finally:
-        if key is not None and _opens.get(key) is None:
-            del _opens[key]
+        if key is not None and opens.get(key) is None:
+            del opens[key]
 
 
 def forget(op: "Open") -> None:
     """The open ended: a replay of its CREATE is a new CREATE again."""
-    if op.replay_key is not None and _opens.get(op.replay_key) is op:
-        del _opens[op.replay_key]
+    opens = _opens()
+    if op.replay_key is not None and opens.get(op.replay_key) is op:
+        del opens[op.replay_key]
 
 
 def _answer(op: "Open", requested_level: int, intent: DurabilityIntent) -> Replayed:

@@ -30,11 +30,11 @@ from smb.oplocks import (
 )
 from smb.server import workerstate
 from smb.server.handler import CommandContext
-from smb.server.opens import CommandError
+from smb.server.errors import CommandError
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
-    from smb.server.opens import Open, TreeConnect
+    from smb.server.handles import Open, TreeConnect
     from smb.wire.create import CreateRequest
 
 # The holder's worker sees a request within CROSS_WORKER_POLL; the client's
@@ -128,12 +128,12 @@ def contend_write(op: "Open") -> None:
     file gets caching (files.create), so once broken, nothing comes back.
     """
     ws = workerstate.current()
-    if ws is None or ws.nursery is None or op.open_id is None:
+    if ws is None or op.open_id is None:
         return
     if op.open_id in ws.breaks.remote_writes_done:
         return
     ws.breaks.remote_writes_done.add(op.open_id)
-    ws.nursery.start_soon(_break_readers, op)
+    ws.read_breaks.start_soon(_break_readers, op)
 
 
 async def _break_readers(op: "Open") -> None:

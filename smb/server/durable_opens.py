@@ -32,17 +32,14 @@ record at the same moment wins) and any other open leaves them reclaimable.
 from __future__ import annotations
 
 import logging
-import stat as stat_mod
-import time
-from typing import TYPE_CHECKING, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Hashable
 
 import trio
 
 from hanode.store import StoreUnavailable
 from smb import nowait, vfs
 from smb.durable import (
-    DurableRecord, LockRange, ReconnectRequest, Stored, adopt_record, check_reconnect,
-    grant_durability,
+    DurableRecord, ReconnectRequest, Stored, adopt_record, check_reconnect, grant_durability,
     is_disconnected,
 )
 from smb.oplocks import (
@@ -51,9 +48,14 @@ from smb.oplocks import (
 )
 from smb.server import crossbreaks, workerstate
 from smb.server.breaks import Holder
+from smb.server.durable_life import granted, is_attached, purged, reclaimed_here
+# Lifecycle entry points CREATE (smb.server.files) and the agent's scavenger reach here.
+from smb.server.durable_life import abandon as abandon, give_up as give_up
+from smb.server.durable_life import delete_on_close as delete_on_close
+from smb.server.errors import CommandError
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.nodelocal import Range
-from smb.server.opens import CommandError, open_of
+from smb.server.opens import open_of
 from smb.server.replay import LockSequences
 from smb.wire import create as wire
 from smb.wire import oplock as oplock_wire
@@ -64,7 +66,6 @@ from smb.wire.create_contexts import (
 )
 
 if TYPE_CHECKING:
-    from hanode.config import ShareConfig
     from smb.server.opens import Open, TreeConnect
     from smb.server.workerstate import WorkerState
 
@@ -116,7 +117,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     records.  None outside a worker (no caching offered at all).
     """
     ws = workerstate.current()
-    if ws is None or ws.nursery is None:
+    if ws is None:
         return None
     file = file_key(tree, parts)
     await _restore_orphans(ws, tree, file, parts)
@@ -127,7 +128,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         refusal = await trio.to_thread.run_sync(_refusal_at, tree, parts, req.disposition)
         if refusal is not None:
             raise CommandError(refusal)
-    decision = await ws.breaks.decide(file, req, ws.nursery, ctx.go_async)
+    decision = await ws.breaks.decide(file, req, ctx.go_async)
     for pid in decision.purged:
         await purged(ws, pid)
     if decision.outcome == Outcome.REFUSE:
@@ -159,26 +160,11 @@ def without_caching(tree: "TreeConnect", req: OpenRequest, parts: tuple[str, ...
     return ws.breaks.oplocks.open(file_key(tree, parts), plain)
 
 
-def abandon(open_id: int) -> None:
-    """An open decided on did not happen after all (the file could not be opened)."""
-    ws = workerstate.current()
-    if ws is not None:
-        ws.breaks.close(open_id)
-
-
 def contend_write(op: "Open") -> None:
     ws = workerstate.current()
-    if ws is not None and ws.nursery is not None and op.open_id is not None:
-        ws.breaks.contend_write(op.open_id, ws.nursery)
+    if ws is not None and op.open_id is not None:
+        ws.breaks.contend_write(op.open_id)
     crossbreaks.contend_write(op)
-
-
-async def give_up(record: DurableRecord) -> None:
-    """A reclaimed file is gone from storage: the durable open ends here."""
-    ws = workerstate.current()
-    if ws is not None:
-        ws.breaks.close(record.persistent_id)
-        await _forget(ws, record.persistent_id)
 
 
 def has_caching(decision: OpenDecision) -> bool:
@@ -262,8 +248,7 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     except StoreUnavailable as exc:
         log.warning("durable handle not granted, etcd unavailable: %s", exc)
         return out
-    op.durable = record
-    ws.durable[op.open_id] = op
+    granted(ws, op, record)
     log.debug("durable v%d handle %016x granted on %s", found.version, op.open_id, record.path)
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
@@ -304,167 +289,6 @@ async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashabl
         ws.foreign[pid] = fresh
 
 
-async def purged(ws: "WorkerState", pid: int) -> None:
-    """A conflicting open (of this worker, or another worker's break request)
-    closed a disconnected durable open in NodeOplocks: end it for good."""
-    log.debug("disconnected durable handle %016x purged by a conflicting open", pid)
-    if pid in ws.foreign:
-        await _purge_orphan(ws, pid)
-    else:
-        await _end_disconnected(ws, pid)
-
-
-async def _purge_orphan(ws: "WorkerState", pid: int) -> None:
-    """A conflicting open closes a dead worker's disconnected open: its record goes,
-    unless a reconnect adopted it since it was read (then the reconnect won), and
-    its delete-on-close takes effect as its CLOSE's would have."""
-    stored = ws.foreign.pop(pid)
-    ws.orphans.drop(stored.record)
-    try:
-        gone = await ws.durable_store.replace(stored, None)
-    except StoreUnavailable as exc:
-        log.warning("orphaned durable record %016x not deleted (the scavenger will): %s",
-                    pid, exc)
-        return
-    log.debug("durable handle %016x of a dead worker %s by a conflicting open", pid,
-              "purged" if gone else "was reclaimed meanwhile, not purged")
-    if gone:
-        await trio.to_thread.run_sync(
-            delete_on_close, ws.cfg.shares, stored.record,
-            lambda dev, ino: ws.node.others_open("", dev, ino))
-
-
-def delete_on_close(shares: "Sequence[ShareConfig]", record: DurableRecord,
-                    held: Callable[[int, int], bool] | None = None) -> None:
-    """A durable open that ended without its worker (purged after its worker died,
-    or expired by the scavenger) was created delete-on-close or had its client's
-    pending delete (the dead worker's node-table row of it died with it): its
-    file goes, as its CLOSE would have made it go, unless ``held(dev, inode)``
-    says another open holds the file (the dead open left no node-table row to
-    hand the delete on), or the name now belongs to another file than the record's."""
-    if not (record.create_options & wire.CreateOptions.DELETE_ON_CLOSE
-            or record.delete_pending):
-        return
-    share = next((s for s in shares if s.name.casefold() == record.share.casefold()), None)
-    parts = vfs.parse_name(record.path)
-    if share is not None and parts and record.inode:
-        _delete(share.path, parts, record.inode, held)
-
-
-def _delete(share_path: str, parts: tuple[str, ...], ino: int | None,
-            held: Callable[[int, int], bool] | None = None) -> None:
-    """Delete a file of an open that no longer has its tree (its share's directory
-    is opened anew): only the inode ``ino`` when given, never one ``held``."""
-    try:
-        root = vfs.Share(share_path)
-    except vfs.VfsError as exc:
-        log.info("delete-on-close of an ended durable open failed: %s", exc)
-        return
-    try:
-        with root.lookup(parts) as where:
-            found = where.st
-        if found is not None and ino in (None, found.st_ino) \
-                and not (held and held(found.st_dev, found.st_ino)):
-            root.unlink(parts, found.st_ino, stat_mod.S_ISDIR(found.st_mode))
-    except vfs.VfsError as exc:
-        log.info("delete-on-close of an ended durable open failed: %s", exc)
-    finally:
-        root.close()
-
-
-async def _end_disconnected(ws: "WorkerState", pid: int) -> None:
-    """A disconnected open of this worker is closed for good (a conflicting open
-    purged it, or its timeout ran out): its record goes, then its node-table rows,
-    and its delete-on-close (or the file's pending delete) takes effect as its
-    CLOSE's would have.  A reconnect that took it over meanwhile (on any worker
-    of the node) owns it now: then only this worker's memory of it goes."""
-    releasing = ws.releasing.get(pid)
-    if releasing is not None:  # its disconnected record is still being stored
-        await releasing.wait()
-    op = _drop(ws, pid)
-    if op is None:
-        return
-    node = op.tree.node
-    try:
-        stored = await ws.durable_store.get(pid)
-    except StoreUnavailable as exc:
-        log.warning("durable record %016x not read (the scavenger ends it): %s", pid, exc)
-        stored = None
-    if stored is not None and stored.record.worker != ws.identity:
-        await _forget_rows(op)
-        return
-    if not await trio.to_thread.run_sync(node.claim_disconnected, op.key):
-        log.debug("disconnected durable handle %016x was reclaimed meanwhile", pid)
-        return
-    ended = True
-    if stored is not None:
-        try:
-            # False: a reconnect adopted it since it was read; it keeps the file.
-            ended = await ws.durable_store.replace(stored, None)
-        except StoreUnavailable as exc:
-            log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
-    await trio.to_thread.run_sync(_close_rows, op, ended)
-
-
-def _drop(ws: "WorkerState", pid: int) -> "Open | None":
-    """This worker's memory of a durable open goes (its record and rows stay)."""
-    op = ws.durable.pop(pid, None)
-    ws.breaks.close(pid)
-    ws.untrack(pid)
-    return op
-
-
-async def _forget_rows(op: "Open") -> None:
-    """A disconnected open reclaimed through another node (this node's table never
-    saw the reclaim) leaves its rows without the effects of a close; by its key,
-    not its id: a worker here may keep the same handle disconnected again."""
-    await trio.to_thread.run_sync(op.tree.node.forget_disconnected, op.key)
-
-
-async def forget_reclaimed(ws: "WorkerState") -> None:
-    """Let go of this worker's disconnected opens that a reconnect took over on
-    another worker or node (their records name another worker now) or whose
-    records are gone: without this, each stays in memory, counted and with its
-    rows, until its timeout.  Forgotten, never purged: the record and the file
-    belong to someone else now.  One etcd read for all of them (Store.get_many).
-    """
-    waiting = {pid: op for pid, op in ws.durable.items()
-               if op.durable is not None and op.durable.disconnected_since is not None
-               and pid not in ws.releasing}
-    if not waiting:
-        return
-    try:
-        stored = await ws.durable_store.get_many(list(waiting))
-    except StoreUnavailable as exc:
-        log.debug("disconnected durable records not read: %s", exc)
-        return
-    for pid, op in waiting.items():
-        found = stored.get(pid)
-        if found is not None and found.record.worker == ws.identity:
-            continue
-        if ws.durable.get(pid) is not op:  # ended or reclaimed here while etcd was read
-            continue
-        log.debug("disconnected durable handle %016x %s elsewhere, forgotten here", pid,
-                  "reclaimed" if found is not None else "ended")
-        _drop(ws, pid)
-        await _forget_rows(op)
-
-
-def _close_rows(op: "Open", may_delete: bool) -> None:
-    """close_file for an open whose descriptor and tree are gone already."""
-    if op.tree.node.close_file(op.key, op.dev, op.ino) and may_delete:
-        _delete(op.tree.root.root, op.parts, op.ino)
-
-
-async def _forget(ws: "WorkerState", pid: int) -> None:
-    """A durable open is gone for good: its record goes too."""
-    ws.durable.pop(pid, None)
-    try:
-        await ws.writer.delete(pid)
-    except StoreUnavailable as exc:
-        log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
-
-
 async def keep_delete_pending(op: "Open", pending: bool) -> None:
     """A SET_INFO FileDispositionInformation on a durable open is answered only
     once its record carries the pending delete (or no longer does): should the
@@ -499,75 +323,6 @@ async def keep_delete_pending(op: "Open", pending: bool) -> None:
             nursery.start_soon(store, o.durable)
 
 
-async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecord | None:
-    """The record an open leaving its tree stays behind as, or None when it ends.
-
-    Read before the open's node-table rows go, since its byte-range locks go
-    with them and the record keeps them for the reconnect.
-    """
-    ws = workerstate.current()
-    if ws is None or op.open_id is None or op.durable is None or not keep_durable:
-        return None
-    done = ws.releasing[op.open_id] = trio.Event()
-    try:
-        locks = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
-    except BaseException:
-        del ws.releasing[op.open_id]
-        done.set()
-        raise
-    # A reconnect from here on finds it disconnected and waits for released().
-    op.durable = op.durable.evolve(
-        disconnected_since=time.time(), position=op.position,
-        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks),
-        lock_sequences=op.lock_sequences.to_pairs())
-    return op.durable
-
-
-async def released(op: "Open", record: DurableRecord | None) -> None:
-    """The open left its tree: without a record it ended and its node-table
-    rows are gone; with one it stays as a disconnected durable open, its
-    share-mode and caching rows kept for the other workers to see.
-
-    Only now are waiting opens woken: woken earlier, one could find the
-    node-table row still there and fail with a sharing violation.
-    """
-    ws = workerstate.current()
-    if ws is None or op.open_id is None:
-        return
-    ws.open_handles = max(0, ws.open_handles - 1)
-    if record is not None:
-        # It stays tracked: its caching row stays mirrored, and break requests
-        # of other workers for its file still find it (workerstate).
-        ws.breaks.detach(op.open_id)
-        ws.breaks.oplocks.set_disconnected(op.open_id, True)
-        ws.breaks.changed()
-        log.debug("durable handle %016x disconnected", op.open_id)
-        with trio.CancelScope(shield=True):
-            try:
-                await ws.writer.put(record)
-            except StoreUnavailable as exc:
-                log.warning("durable record %016x not marked disconnected: %s",
-                            op.open_id, exc)
-            finally:
-                ws.releasing.pop(op.open_id).set()
-        assert ws.nursery is not None
-        ws.nursery.start_soon(_expire, ws, op, record)
-        return
-    ws.untrack(op.open_id)
-    ws.breaks.close(op.open_id)
-    if op.durable is not None:
-        op.durable = None
-        ws.durable.pop(op.open_id, None)
-        ws.writer.discard(op.open_id)
-
-
-async def _expire(ws: "WorkerState", op: "Open", record: DurableRecord) -> None:
-    """A disconnected open that nobody reclaims ends with its timeout (3.3.2.2)."""
-    await trio.sleep(record.timeout_ms / 1000)
-    if ws.durable.get(record.persistent_id) is op and op.durable is record:
-        await _end_disconnected(ws, record.persistent_id)
-
-
 # -- reconnect ---------------------------------------------------------------------
 
 async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateRequest,
@@ -584,8 +339,7 @@ async def reclaim(ctx: CommandContext, tree: "TreeConnect", c: wire.CreateReques
     if releasing is not None:  # its old connection is still being let go
         await releasing.wait()
     local = ws.durable.get(pid)
-    attached = local is not None and local.durable is not None \
-        and local.durable.disconnected_since is None
+    attached = is_attached(local)
 
     def check(stored: Stored | None, live: frozenset[str]) -> None:
         record = stored.record if stored is not None else None
@@ -624,16 +378,12 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
     oplocks = ws.breaks.oplocks
     ws.forget_foreign(record.persistent_id)  # known here as a dead worker's: now ours
     ws.orphans.drop(record)
-    old = ws.durable.get(record.persistent_id)
-    if old is not None:
-        oplocks.set_disconnected(record.persistent_id, False)
-    else:
+    if not await reclaimed_here(ws, record.persistent_id):
         oplocks.restore(file_key(tree, op.parts), record.persistent_id, record.client_guid,
                         record.desired_access, record.share_access, record.oplock_level,
                         record.lease, disconnected=False)
-    op.durable = record
     op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
-    ws.durable[record.persistent_id] = op
+    granted(ws, op, record)
     if record.delete_pending:  # the client set it before the open disconnected
         await nowait.run(tree.node.set_delete_pending, op.dev, op.ino, True)
     await attach(ctx, op, lease_id_of(record.client_guid, record.lease))
@@ -687,9 +437,9 @@ async def oplock_break(ctx: CommandContext, req: Request) -> Reply:
         if result.status != Status.SUCCESS:
             raise CommandError(result.status)
         return Reply(body=oplock_wire.oplock_break(result.level, op.file_id))
-    if ws is None or ws.nursery is None:
+    if ws is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
-    result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state, ws.nursery)
+    result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state)
     if result.status != Status.SUCCESS:
         raise CommandError(result.status)
     return Reply(body=oplock_wire.lease_ack_response(ack.key, result.level))

@@ -170,7 +170,7 @@ def _set_rename(op: Open, data: memoryview) -> None:
     parent = op.tree.root.parent_stat(op.parts)
     if node.blocks_rename_inside(parent.st_dev, parent.st_ino):
         raise CommandError(Status.SHARING_VIOLATION)
-    ws = workerstate.current()
+    ws = trio.from_thread.run_sync(workerstate.current)  # a RunVar of the trio run
     old_key = durable_opens.file_key(op.tree, op.parts)
     op.parts = op.tree.root.rename(op.parts, op.ino, target, r.replace)
     node.set_path(op.key, op.node_path)
@@ -182,8 +182,8 @@ def _set_rename(op: Open, data: memoryview) -> None:
 async def _before_rename(ctx: CommandContext, op: Open) -> None:
     """Other leases may cache the handle only while the name stays: break that first."""
     ws = workerstate.current()
-    if ws is not None and ws.nursery is not None and op.open_id is not None:
-        await ws.breaks.before_rename(op.open_id, ws.nursery, ctx.go_async)
+    if ws is not None and op.open_id is not None:
+        await ws.breaks.before_rename(op.open_id, ctx.go_async)
         await crossbreaks.before_rename(ctx, op)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import struct
 
-import netifaces
 import trio
 
+from hanode.net.addresses import local_addresses
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server import copychunk, sparse
 from smb.server.opens import CommandError, Open, open_of
@@ -17,15 +17,9 @@ _LINK_SPEED = 10_000_000_000  # reported, not measured: clients only rank interf
 
 
 def _interfaces() -> list[wire.NetworkInterface]:
-    out = []
-    for index, name in enumerate(netifaces.interfaces(), start=1):
-        addrs = netifaces.ifaddresses(name)
-        for family in (netifaces.AF_INET, netifaces.AF_INET6):
-            for a in addrs.get(family, []):
-                address = a.get("addr", "").split("%")[0]
-                if address:
-                    out.append(wire.NetworkInterface(index, address, _LINK_SPEED))
-    return out
+    """Every address of the host, by its interface's index."""
+    return [wire.NetworkInterface(index, address, _LINK_SPEED)
+            for index, address in local_addresses()]
 
 
 def _validate_negotiate(ctx: CommandContext, data: memoryview) -> bytes:

@@ -30,11 +30,15 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from smb import nowait
 from smb.wire.header import Status
+
+if TYPE_CHECKING:
+    from hanode.config import Config
 
 # Access bits that take part in share-mode checks (MS-FSA 2.1.5.1.2.1).
 FILE_READ_DATA = 0x0001
@@ -697,3 +701,16 @@ class NodeLocal:
                     return False
             return True
         return self._txn(run)
+
+
+_node_tables: dict[str, NodeLocal] = {}
+
+
+def node_table(config: "Config") -> NodeLocal:
+    """This process's connection to the node's shared table, made on first use
+    (one per file: the worker's state and its tree connects share it)."""
+    path = str(Path(config.node.state_dir) / f"smb-{config.cluster.name}.sqlite")
+    table = _node_tables.get(path)
+    if table is None:
+        table = _node_tables[path] = NodeLocal(path)
+    return table

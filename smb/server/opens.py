@@ -1,31 +1,34 @@
-"""Tree connects and opens as one session of one worker holds them.
+"""Tree connects and opens as one session of one worker holds them: finding
+the open a request names, new FileIds, and letting opens go.
 
-A tree connect owns the share's directory fd (the jail's root) and the opens
-made through it; an open owns its file descriptor and its rows in the node's
-shared table.  FileIds are 16 random bytes: a client cannot guess another
-session's handle, and a FileId never repeats after a close.
+FileIds are 16 random bytes: a client cannot guess another session's
+handle, and a FileId never repeats after a close.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
 from smb import nowait, vfs
 from smb.durable import new_persistent_id
+from smb.server import create_replay, replay
+from smb.server.durable_life import disconnected_record, released
+from smb.server.errors import CommandError as CommandError  # handlers import it from here
 from smb.server.handler import CommandContext, Request, SessionInfo
-from smb.server.nodelocal import NodeLocal
-from smb.server import replay
+# The open and tree-connect records themselves; handlers import them from here.
+from smb.server.handles import DirectoryScan as DirectoryScan, Open as Open
+from smb.server.handles import TreeConnect as TreeConnect
 from smb.wire.header import Status
 
 if TYPE_CHECKING:
-    from hanode.config import Config, ShareConfig
     from smb.durable import DurableRecord
+
+log = logging.getLogger(__name__)
 
 # Bounds a single session cannot exceed, whatever it sends.
 MAX_OPENS_PER_SESSION = 16384
@@ -34,94 +37,6 @@ RELATED_FILE_ID = b"\xff" * 16
 
 # Blocks a deleted file may hold for its last close to free them on the event loop.
 INLINE_FREE_BYTES = 1 << 20
-
-@dataclass
-class DirectoryScan:
-    """Where a QUERY_DIRECTORY enumeration stands on one open."""
-
-    entries: list[tuple[str, os.stat_result]]
-    next_index: int = 0
-
-
-@dataclass
-class Open:
-    file_id: bytes
-    tree: "TreeConnect"
-    fd: int
-    parts: tuple[str, ...]
-    is_dir: bool
-    access: int
-    dev: int
-    ino: int
-    position: int = 0
-    mode: int = 0
-    scan: DirectoryScan | None = None
-    # Oplock/lease bookkeeping (smb.server.durable_opens): the open's id in
-    # the worker's NodeOplocks, and its durable record once granted.
-    open_id: int | None = None
-    durable: "DurableRecord | None" = None
-    create_options: int = 0
-    share_access: int = 0
-    initial_allocation: int = 0  # AlSi at create; reported while larger than the file
-    create_action: int = 1  # what CREATE answered (OPENED unless it made the file)
-    # (ClientGuid, CreateGuid) of a DH2Q CREATE, for its replays (smb.server.create_replay).
-    replay_key: tuple[bytes, bytes] | None = None
-    # Open.IsReplayEligible: a replayed CREATE may be answered with this open
-    # only until the open served any other request.
-    replay_eligible: bool = True
-    # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
-    notify_baseline: dict | None = None
-    # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
-    lock_sequences: replay.LockSequences = field(default_factory=replay.LockSequences)
-    channel: replay.ChannelSequence = field(default_factory=replay.ChannelSequence)
-
-    @property
-    def key(self) -> str:
-        return self.file_id.hex()
-
-    @property
-    def name(self) -> str:
-        return self.parts[-1] if self.parts else ""
-
-    @property
-    def node_path(self) -> str:
-        """The path the node table knows this open by."""
-        return os.path.join(self.tree.root.root, *self.parts)
-
-    @property
-    def display_name(self) -> str:
-        return "\\" + "\\".join(self.parts)
-
-
-@dataclass
-class TreeConnect:
-    """What the tree-connect handler keeps in ``SessionInfo.trees``.
-
-    ``encrypt_data`` tells the connection layer that every message on this
-    tree must travel encrypted (the share's ``encrypt`` key).
-    """
-
-    tree_id: int
-    share: "ShareConfig"
-    root: vfs.Share
-    read_only: bool
-    encrypt_data: bool
-    maximal_access: int
-    node: NodeLocal
-    opens: dict[bytes, Open] = field(default_factory=dict)
-
-
-_node_tables: dict[str, NodeLocal] = {}
-
-
-def node_table(config: "Config") -> NodeLocal:
-    """This process's connection to the node's shared table, made on first use."""
-    path = str(Path(config.node.state_dir) / f"smb-{config.cluster.name}.sqlite")
-    table = _node_tables.get(path)
-    if table is None:
-        table = _node_tables[path] = NodeLocal(path)
-    return table
-
 
 def new_file_id(session: SessionInfo, persistent: int | None = None) -> bytes:
     """A random FileId; its Persistent half is a durable-capable id (smb.durable)."""
@@ -134,14 +49,6 @@ def new_file_id(session: SessionInfo, persistent: int | None = None) -> bytes:
 
 def open_count(session: SessionInfo) -> int:
     return sum(len(t.opens) for t in session.trees.values())
-
-
-class CommandError(Exception):
-    """Ends a command with an error status (raised inside handlers only)."""
-
-    def __init__(self, status: int):
-        super().__init__(hex(status))
-        self.status = status
 
 
 def tree_of(ctx: CommandContext, req: Request) -> TreeConnect:
@@ -179,22 +86,21 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
     rather than by CLOSE; a durable open then stays, disconnected, for its
     client's reconnect (its file is reopened from the record), as Samba does.
     """
-    from smb.server import create_replay, durable_opens
     tree = op.tree
     tree.opens.pop(op.file_id, None)
     create_replay.forget(op)
     record = None
     with trio.CancelScope(shield=True):
         try:
-            record = await durable_opens.disconnected_record(op, keep_durable=keep_durable)
+            record = await disconnected_record(op, keep_durable=keep_durable)
         except BaseException:
             os.close(op.fd)
-            await durable_opens.released(op, record)
+            await released(op, record)
             raise
         try:
             await _release_rows(op, record)
         finally:
-            await durable_opens.released(op, record)
+            await released(op, record)
 
 
 async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
@@ -224,8 +130,11 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
     run = nowait.run if small else trio.to_thread.run_sync
     try:
         await run(op.tree.root.unlink, op.parts, op.ino, op.is_dir)
-    except vfs.VfsError:
-        pass  # the file went away or the directory filled up meanwhile
+    except vfs.VfsError as exc:
+        # The CLOSE is answered anyway (nothing in it could carry the failure);
+        # a file gone meanwhile is no failure (vfs.unlink checks the inode).
+        log.warning("delete-on-close of %s in %s failed, the file stays: %s",
+                    op.display_name, op.tree.root.root, exc)
     finally:
         await run(os.close, op.fd)
 

@@ -10,7 +10,8 @@ from smb import vfs
 from smb.server import ipc
 from smb.server.access import may_connect, share_maximal_access
 from smb.server.handler import CommandContext, Reply, Request, SessionInfo
-from smb.server.opens import TreeConnect, node_table, release_tree
+from smb.server.nodelocal import node_table
+from smb.server.opens import TreeConnect, release_tree
 from smb.wire import tree as wire
 from smb.wire.header import Status, error_body
 

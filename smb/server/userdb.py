@@ -12,6 +12,8 @@ from typing import Protocol
 
 import trio
 
+from hanode.store import Store, StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 CACHE_TTL = 2.0
@@ -23,7 +25,7 @@ class UserLookup(Protocol):
 
 
 class EtcdUsers:
-    def __init__(self, store, ttl: float = CACHE_TTL):
+    def __init__(self, store: Store, ttl: float = CACHE_TTL):
         self._store = store
         self._ttl = ttl
         self._cache: dict[str, tuple[float, bytes | None]] = {}
@@ -35,7 +37,6 @@ class EtcdUsers:
         hit = self._cache.get(key)
         if hit and now - hit[0] < self._ttl:
             return hit[1]
-        from hanode.store import StoreUnavailable
         if not key or "/" in key:
             return None
         try:

@@ -12,9 +12,15 @@ It also keeps the index of dead workers' durable records (refilled when
 a liveness key vanishes) and serves other workers' requests to log off a
 session named by a PreviousSessionId.
 
-Handlers reach this through :func:`current`; it is None outside a worker
-(unit tests of the connection layer), and then no open gets an oplock, a
-lease or durability, exactly as a server that offers none.
+Handlers reach this through :func:`current`, a trio RunVar of the worker's
+run (not a process-wide global); it is None outside a worker (unit tests of
+the connection layer), and then no open gets an oplock, a lease or
+durability, exactly as a server that offers none.
+
+What the state's background tasks do with a purged open, a reclaimed open
+and another worker's logoff request belongs to the layers above (the durable
+lifecycle driver, the connection layer): they come in as :class:`Hooks`, so
+this module imports neither.
 """
 
 from __future__ import annotations
@@ -23,16 +29,20 @@ import logging
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
 import psutil
 import trio
+from trio.lowlevel import RunVar
 
 from hanode.store import Store, StoreUnavailable
+from hanode.worker_names import worker_name
 from smb import nowait
 from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
+from smb.server.background import Background
 from smb.server.breaks import Breaks
-from smb.server.opens import node_table
+from smb.server.nodelocal import node_table
 
 if TYPE_CHECKING:
     from hanode.config import Config
@@ -45,14 +55,22 @@ LOGOFF_WAIT = 2.0  # how long a SESSION_SETUP waits for other workers to drop a 
 OWNER_POLL = 1.0  # how often the set of live workers (cluster-wide) is looked at
 
 
-def worker_name(index: int) -> str:
-    """The worker's name under ``workers/<node>/`` (the agent reads the same name)."""
-    return f"w{index}"
+@dataclass(frozen=True)
+class Hooks:
+    """What the worker's background tasks call into the layers above."""
+
+    # A disconnected durable open was purged by another worker's break request.
+    purged: Callable[["WorkerState", int], Awaitable[None]]
+    # Each owner poll: let go of disconnected opens reclaimed elsewhere.
+    forget_reclaimed: Callable[["WorkerState"], Awaitable[None]]
+    # Another worker asks to log off a session (PreviousSessionId): (session id, user).
+    logoff_here: Callable[[int, str], Awaitable[object]]
 
 
 class WorkerState:
-    def __init__(self, cfg: "Config", index: int, store: Store) -> None:
+    def __init__(self, cfg: "Config", index: int, store: Store, hooks: Hooks) -> None:
         self.cfg = cfg
+        self.hooks = hooks
         self.index = index
         self.store = store
         self.key = store.worker_key(cfg.node.name, worker_name(index))
@@ -85,7 +103,11 @@ class WorkerState:
         self._mirroring = trio.Lock()  # one mirror write at a time: the last state wins
         self.node = node_table(cfg)
         self._lease: int | None = None
-        self.nursery: trio.Nursery | None = None
+        # Long-lived work request handlers start, each kind in its own nursery:
+        # the expiry of disconnected durable opens (smb.server.durable_life) and
+        # the breaks of other workers' read caches (smb.server.crossbreaks).
+        self.expiries = Background("durable open expiries")
+        self.read_breaks = Background("cross-worker read-cache breaks")
 
     def value(self) -> dict:
         try:
@@ -99,20 +121,20 @@ class WorkerState:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Liveness and the writer, for the worker's lifetime."""
-        global _current
         async with trio.open_nursery() as nursery:
-            self.nursery = nursery
             await nursery.start(self.writer.run)
+            for background in (self.breaks.tasks, self.expiries, self.read_breaks):
+                await nursery.start(background.run)
             with trio.move_on_after(5):
                 await self._refresh()
-            _current = self
+            token = _current.set(self)
             nursery.start_soon(self._cross_worker)
             nursery.start_soon(self._watch_owners)
             task_status.started()
             try:
                 await self._liveness()
             finally:
-                _current = None
+                _current.reset(token)
 
     async def _refresh(self) -> None:
         """Keep the lease alive and the key current; a lost lease is granted anew."""
@@ -170,16 +192,11 @@ class WorkerState:
                     self.node.take_break_requests):
                 file = self.inodes.get((dev, ino))
                 log.debug("break request %d for %s from another worker", rid, file)
-                if file is not None and self.nursery is not None:
-                    # Imported here: durable_opens imports this module.
-                    from smb.server.durable_opens import purged
-                    for pid in self.breaks.remote_open(file, rid, access, share, disposition,
-                                                       self.nursery):
-                        await purged(self, pid)
+                if file is not None:
+                    for pid in self.breaks.remote_open(file, rid, access, share, disposition):
+                        await self.hooks.purged(self, pid)
             for rid, session_id, user in await nowait.run(self.node.logoff_requests):
-                # Imported here: the connection layer imports this module.
-                from smb.server.connection import logoff_here
-                await logoff_here(session_id, user)
+                await self.hooks.logoff_here(session_id, user)
                 await trio.to_thread.run_sync(self.node.logoff_done, rid)
             if self.breaks.dirty:
                 self.breaks.dirty = False
@@ -204,10 +221,8 @@ class WorkerState:
         with the number of open handles.  This worker's disconnected opens
         (few, and only after connections dropped) cost one more read.
         """
-        # Imported here: durable_opens imports this module.
-        from smb.server.durable_opens import forget_reclaimed
         while True:
-            await forget_reclaimed(self)
+            await self.hooks.forget_reclaimed(self)
             try:
                 live = await self.durable_store.live_workers()
                 if self._live_workers is None or self._live_workers - live:
@@ -275,8 +290,9 @@ class WorkerState:
                     self._lease = None
 
 
-_current: WorkerState | None = None
+_current: RunVar[WorkerState | None] = RunVar("hanode_worker_state", default=None)
 
 
 def current() -> WorkerState | None:
-    return _current
+    """The worker state of this trio run, while its :meth:`WorkerState.run` runs."""
+    return _current.get()

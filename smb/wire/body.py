@@ -9,6 +9,7 @@ allocated; these helpers are where that happens, once.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from smb.wire.header import HEADER_SIZE, Status
 
@@ -22,7 +23,7 @@ class MalformedRequest(ValueError):
 
 
 def unpack_fixed(layout: struct.Struct, body: bytes | memoryview,
-                 structure_size: int) -> tuple:
+                 structure_size: int) -> tuple[Any, ...]:
     """Unpack the fixed part; its first field is the StructureSize."""
     if len(body) < layout.size:
         raise MalformedRequest("request body shorter than its fixed part")

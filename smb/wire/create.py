@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from smb.wire.body import MalformedRequest, buffer_at, pad8, unpack_fixed, utf16
 
@@ -130,7 +131,7 @@ class FileTimes:
 
 
 def create_response(action: int, times: FileTimes, file_id: bytes,
-                    contexts: list[tuple[str, bytes]] = (), oplock_level: int = 0) -> bytes:
+                    contexts: Sequence[tuple[str, bytes]] = (), oplock_level: int = 0) -> bytes:
     blob = encode_create_contexts(list(contexts)) if contexts else b""
     # Contexts start 8-aligned after the 64-byte header and the 88-byte fixed part.
     ctx_off = 64 + _RESPONSE.size if blob else 0

@@ -10,6 +10,7 @@ import enum
 import hashlib
 import hmac
 import struct
+from typing import TypeGuard, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import ciphers, cmac
@@ -127,7 +128,7 @@ def signature_of(key: bytes, algorithm: int, parts: list[Buffer]) -> bytes:
     if algorithm == SigningAlgorithm.AES_CMAC:
         cm = cmac.CMAC(algorithms.AES(key))
         for part in parts:
-            cm.update(part)
+            cm.update(cast(bytes, part))  # any buffer, not copied
         return cm.finalize()
     if algorithm == SigningAlgorithm.AES_GMAC:
         gmac = ciphers.Cipher(algorithms.AES(key), modes.GCM(_gmac_nonce(parts[0]))).encryptor()
@@ -153,7 +154,7 @@ def verify(key: bytes, algorithm: int, message: Buffer) -> bool:
     if len(message) < HEADER_SIZE:
         return False
     view = memoryview(message)
-    parts = [view[:SIGNATURE_OFFSET], bytes(SIGNATURE_SIZE), view[HEADER_SIZE:]]
+    parts: list[Buffer] = [view[:SIGNATURE_OFFSET], bytes(SIGNATURE_SIZE), view[HEADER_SIZE:]]
     expected = signature_of(key, algorithm, parts)
     return hmac.compare_digest(expected, bytes(view[SIGNATURE_OFFSET:HEADER_SIZE]))
 
@@ -208,7 +209,7 @@ def encrypt(key: bytes, cipher: int, nonce: bytes, session_id: int,
     return TRANSFORM_PROTOCOL_ID + sealed[-16:] + aad, memoryview(sealed)[:-16]
 
 
-def _writable(part: Buffer) -> bool:
+def _writable(part: Buffer) -> TypeGuard[bytearray | memoryview]:
     return isinstance(part, bytearray) or (isinstance(part, memoryview) and not part.readonly)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, replace
+from typing import Any
 
 PROTOCOL_ID = b"\xfeSMB"
 TRANSFORM_PROTOCOL_ID = b"\xfdSMB"
@@ -165,7 +166,7 @@ class Header:
     def is_response(self) -> bool:
         return bool(self.flags & _RESPONSE)
 
-    def evolve(self, **changes: object) -> "Header":
+    def evolve(self, **changes: Any) -> "Header":
         return replace(self, **changes)
 
     def pack(self, next_command: int | None = None) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+from typing import Callable
 from dataclasses import dataclass
 
 from smb.wire.body import MalformedRequest, buffer_at, unpack_fixed, utf16
@@ -306,9 +307,11 @@ def security_descriptor(owner: str, group: str, aces: list[tuple[str, int]],
     offsets = [0, 0, 0, 0]  # owner, group, sacl, dacl
     pos = 20
     control = _SE_SELF_RELATIVE
-    for slot, flag, blob in ((0, OWNER_SECURITY_INFORMATION, lambda: encode_sid(owner)),
-                             (1, GROUP_SECURITY_INFORMATION, lambda: encode_sid(group)),
-                             (3, DACL_SECURITY_INFORMATION, lambda: _acl(aces))):
+    slots: tuple[tuple[int, int, Callable[[], bytes]], ...] = (
+        (0, OWNER_SECURITY_INFORMATION, lambda: encode_sid(owner)),
+        (1, GROUP_SECURITY_INFORMATION, lambda: encode_sid(group)),
+        (3, DACL_SECURITY_INFORMATION, lambda: _acl(aces)))
+    for slot, flag, blob in slots:
         if which & flag:
             raw = blob()
             offsets[slot] = pos
@@ -363,10 +366,10 @@ def parse_u8(data: bytes | memoryview) -> int:
 def parse_u64(data: bytes | memoryview) -> int:
     if len(data) < 8:
         raise MalformedRequest("information buffer too short")
-    return struct.unpack_from("<Q", data)[0]
+    return int(struct.unpack_from("<Q", data)[0])
 
 
 def parse_u32(data: bytes | memoryview) -> int:
     if len(data) < 4:
         raise MalformedRequest("information buffer too short")
-    return struct.unpack_from("<I", data)[0]
+    return int(struct.unpack_from("<I", data)[0])

@@ -69,7 +69,7 @@ def write_response(count: int) -> bytes:
 
 def parse_flush(body: bytes | memoryview) -> bytes:
     _, _, _, file_id = unpack_fixed(_FLUSH_REQUEST, body, 24)
-    return file_id
+    return bytes(file_id)
 
 
 def flush_response() -> bytes:

@@ -210,7 +210,7 @@ class NegotiateResponse:
             self.max_write_size, self.system_time, 0, sec_offset, len(self.security_buffer),
             ctx_offset)
         out = fixed + self.security_buffer
-        for i, blob in enumerate(ctx_blobs):
+        for blob in ctx_blobs:
             pad = (-(HEADER_SIZE + len(out))) % 8
             out += b"\x00" * pad + blob
         return out

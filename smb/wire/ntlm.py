@@ -127,14 +127,14 @@ def _text(data: bytes, unicode: bool) -> str:
 def message_type(data: bytes) -> int:
     if len(data) < 12 or data[:8] != SIGNATURE:
         raise NtlmError("not an NTLMSSP message")
-    return struct.unpack_from("<I", data, 8)[0]
+    return int(struct.unpack_from("<I", data, 8)[0])
 
 
 def parse_negotiate(data: bytes) -> int:
     """The client's NegotiateFlags."""
     if message_type(data) != NEGOTIATE_MESSAGE or len(data) < 16:
         raise NtlmError("not an NTLMSSP NEGOTIATE message")
-    return struct.unpack_from("<I", data, 12)[0]
+    return int(struct.unpack_from("<I", data, 12)[0])
 
 
 def parse_authenticate(data: bytes) -> Authenticate:

@@ -56,7 +56,7 @@ def test_watchdog_is_rate_limited_to_the_interval(listener):
     n = sdnotify.Notifier(name, interval=5.0, clock=lambda: now[0])
     try:
         sent = []
-        for step in range(12):  # a main loop turning every second for 12 s
+        for _ in range(12):  # a main loop turning every second for 12 s
             sent.append(n.watchdog())
             now[0] += 1.0
         assert sent == [True, False, False, False, False, True,

@@ -34,7 +34,8 @@ def test_aes_cmac_rfc4493_vectors():
 
 def test_kdf_counter_mode_layout():
     # One HMAC-SHA256 block: counter 1, label, 0x00, context, L=128, big-endian.
-    import hashlib, hmac
+    import hashlib
+    import hmac
     expected = hmac.new(b"k" * 16, b"\x00\x00\x00\x01L\x00\x00C\x00\x00\x00\x00\x80",
                         hashlib.sha256).digest()[:16]
     assert crypto.kdf(b"k" * 16, b"L\x00", b"C\x00") == expected

@@ -23,6 +23,7 @@ from smb.wire.create_contexts import (
     FileId, LeaseContext,
 )
 from smb.wire.header import Status
+import trio.lowlevel
 
 CREATE_GUID = bytes(range(16))
 CLIENT = b"\xc1" * 16
@@ -227,7 +228,7 @@ async def test_round_gathers_the_puts_of_requests_still_running():
 
     async def request(pid, steps):
         for _ in range(steps):  # the CREATE's work before its put
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         await writer.put(record(pid=pid))
 
     async with running(writer):

@@ -42,7 +42,8 @@ def msnlmp_blob() -> bytes:
 def test_msnlmp_ntlmv2_vectors():
     response_key = ntlm.ntowfv2(nt_hash(PASSWORD), USER, DOMAIN)
     assert response_key.hex() == "0c868a403bfd7a93a3001ef22ef02e3f"
-    import hmac, hashlib
+    import hmac
+    import hashlib
     proof = hmac.new(response_key, SERVER_CHALLENGE + msnlmp_blob(), hashlib.md5).digest()
     assert proof.hex() == "68cd0ab851e51c96aabc927bebef6a1c"
     base = hmac.new(response_key, proof, hashlib.md5).digest()
@@ -58,7 +59,8 @@ def _server_with_challenge() -> ntlm.NtlmServer:
 
 
 def _msnlmp_auth(password: str = PASSWORD, user: str = USER) -> bytes:
-    import hmac, hashlib
+    import hmac
+    import hashlib
     key = ntlm.ntowfv2(nt_hash(password), user, DOMAIN)
     proof = hmac.new(key, SERVER_CHALLENGE + msnlmp_blob(), hashlib.md5).digest()
     base = hmac.new(key, proof, hashlib.md5).digest()
