@@ -56,11 +56,13 @@ _UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
 _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
 _RESPONSE_FLAG = int(Flags.SERVER_TO_REDIR)
-# Handlers that may answer with an interim response and finish later (breaks,
-# blocking locks, change notifications, a rename waiting on lease breaks); see
-# _call_handler.  One that calls ctx.go_async must be listed: run in the
-# dispatcher's task, it would wait for an acknowledgement nobody reads.
-_MAY_GO_ASYNC = {Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY, Command.SET_INFO}
+# Handlers that may wait (breaks, blocking locks, change notifications, a
+# rename waiting on lease breaks): a message holding one runs in a task of its
+# own, and the receiver reads on once the handler calls ctx.go_async (see
+# _dispatch).  One that calls ctx.go_async must be listed: run in the
+# receiver's task, it would wait for an acknowledgement nobody reads.
+_MAY_GO_ASYNC = frozenset({Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY,
+                           Command.SET_INFO})
 _ECHOED_FLAGS = int(Flags.RELATED_OPERATIONS | Flags.PRIORITY_MASK)
 
 
@@ -171,11 +173,16 @@ class _Call:
     encrypted: Session | None
     allow_async: bool
     prior: list[_Out]
+    # Set when the receiver may read the connection's next message while this
+    # call's message is still being processed (None: the receiver runs it).
+    released: trio.Event | None = None
     async_id: int = 0
     went_async: bool = False
+    # Waiting without an interim response (an element of a compound that is
+    # not its last): the receiver reads on, the reply joins the compound.
+    detached: bool = False
     cancelled: bool = False
     reply: Reply | None = None
-    settled: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -229,6 +236,29 @@ def _request_file_id(command: int, body: memoryview, related: bytes | None) -> b
     return related if file_id == _ALL_FF and related is not None else file_id
 
 
+def _small_body_ok(body: memoryview, name: str, client: str) -> bool:
+    """Whether a LOGOFF, ECHO or CANCEL body is well formed (logged when not)."""
+    try:
+        session_wire.check_small_body(body, name)
+    except session_wire.BodyError as exc:
+        log.info("%s from %s", exc, client)
+        return False
+    return True
+
+
+def _may_wait(msg: memoryview) -> bool:
+    """Whether a (compound) message holds a command whose handler may wait."""
+    pos = 0
+    while len(msg) - pos >= HEADER_SIZE:
+        if int.from_bytes(msg[pos + 12:pos + 14], "little") in _MAY_GO_ASYNC:
+            return True
+        step = int.from_bytes(msg[pos + 20:pos + 24], "little")
+        if not step:
+            return False
+        pos += step
+    return False
+
+
 def _is_lent(piece: crypto.Buffer, lent: list[bytearray]) -> bool:
     return isinstance(piece, memoryview) and any(piece.obj is buf for buf in lent)
 
@@ -268,6 +298,7 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._inflight = trio.Semaphore(limits.max_inflight)
         self._beside = 0  # READs and WRITEs running side by side
+        self._detached = 0  # compound elements waiting without an interim response
         self._beside_done = trio.Event()
         # The file commands; tests of the connection layer may pass their own.
         self._handlers = handlers
@@ -409,6 +440,13 @@ class Connection:
         once).  Every other message waits until they are done and then runs in
         arrival order, so a CLOSE or SET_INFO sent behind WRITEs acts after
         them; CANCEL goes at once, as it must reach requests still running.
+
+        A message with a command that may wait (a CREATE breaking a lease, a
+        blocking lock) runs in a task of its own, and the receiver reads on
+        as soon as one of its handlers waits (``ctx.go_async``), whether that
+        command may answer with an interim response or, not being the last of
+        its compound, waits without one: the acknowledgement it waits for, a
+        CANCEL, or any other request comes in on this very connection.
         """
         command = msg[12] if len(msg) >= HEADER_SIZE else -1
         if command in _SIDE_BY_SIDE:
@@ -420,11 +458,29 @@ class Connection:
         if command != Command.CANCEL:
             while self._beside:
                 await self._beside_done.wait()
-        await self._process_chain(msg, encrypted)
+        if not _may_wait(msg):
+            await self._process_chain(msg, encrypted, None)
+            return
+        released = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._process_waiting, msg, encrypted, released)
+        await released.wait()
+
+    async def _process_waiting(self, msg: memoryview, encrypted: Session | None,
+                               released: trio.Event) -> None:
+        try:
+            await self._process_chain(msg, encrypted, released)
+        except _Disconnect as exc:
+            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+            self._close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            self._close()
+        finally:
+            released.set()
 
     async def _process_beside(self, msg: memoryview, encrypted: Session | None) -> None:
         try:
-            await self._process_chain(msg, encrypted)
+            await self._process_chain(msg, encrypted, None)
         except _Disconnect as exc:
             log.info("closing connection from %s: %s", self.info.client_address[0], exc)
             self._close()
@@ -441,7 +497,10 @@ class Connection:
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
-    async def _process_chain(self, msg: memoryview, encrypted: Session | None) -> None:
+    async def _process_chain(self, msg: memoryview, encrypted: Session | None,
+                             released: trio.Event | None) -> None:
+        """Process a (compound) message and send its reply; ``released`` is set
+        when a waiting command lets the receiver go on (see _dispatch)."""
         outs: list[_Out] = []
         chain: _Chain | None = None
         pos = 0
@@ -462,7 +521,7 @@ class Connection:
                 element = rest
             answered = len(outs)
             chain = await self._process_one(element, header, chain, encrypted, outs,
-                                            last=not step)
+                                            last=not step, released=released)
             if self._metrics is not None:
                 sent = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs[answered:])
                 self._metrics.operation(_command_name(header.command), len(element), sent)
@@ -475,10 +534,13 @@ class Connection:
     # -- one command ------------------------------------------------------------------
 
     async def _process_one(self, element: memoryview, header: Header, chain: _Chain | None,
-                           encrypted: Session | None, outs: list[_Out], last: bool) -> _Chain:
+                           encrypted: Session | None, outs: list[_Out], last: bool,
+                           released: trio.Event | None) -> _Chain:
         command = header.command
         if command == Command.CANCEL:
-            self._cancel(header)
+            # No response of its own (3.3.5.16), so a malformed one is dropped.
+            if _small_body_ok(element[HEADER_SIZE:], "CANCEL", self.info.client_address[0]):
+                self._cancel(header)
             return chain or _Chain()
         if not self._credits.consume(header.message_id, header.credit_charge):
             raise _Disconnect(f"MessageId {header.message_id} was not granted")
@@ -517,6 +579,8 @@ class Connection:
         session = self._sessions.get(header.session_id)
         if command == Command.ECHO:  # needs no session; signed when its session signs
             usable = session if session is not None and session.valid else None
+            if not _small_body_ok(body, "ECHO", self.info.client_address[0]):
+                return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain, usable)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), usable)
             return next_chain
         status = self._check_session(session, element, header, encrypted)
@@ -526,6 +590,8 @@ class Connection:
             return self._fail(outs, header, status, next_chain, session)
         assert session is not None
         if command == Command.LOGOFF:
+            if not _small_body_ok(body, "LOGOFF", self.info.client_address[0]):
+                return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain, session)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
             await self._end_session(session)
             return next_chain
@@ -533,7 +599,8 @@ class Connection:
         handler = (self._handlers if self._handlers is not None else _handlers()).get(command)
         if handler is None:
             return self._fail(outs, header, Status.NOT_SUPPORTED, next_chain, session)
-        call = _Call(header, session, encrypted, allow_async=last, prior=outs)
+        call = _Call(header, session, encrypted, allow_async=last, prior=outs,
+                     released=released)
         request = Request(header=header, body=body, message=element, related_file_id=file_id)
         reply = await self._call_handler(handler, call, request)
         if reply is None:  # went async: the interim took the earlier replies with it
@@ -773,24 +840,18 @@ class Connection:
     async def _call_handler(self, handler: Handler, call: _Call, request: Request) -> Reply | None:
         """Run the handler; returns its reply, or None once it went async.
 
-        Only a handler that may go async needs a task of its own (the
-        dispatcher goes on once it did); the others run right here, which
-        saves a task spawn and a wake-up per request.  The dispatcher reads no
-        frame while they run either way, so nothing else changes.
+        Commands that may wait run in a task of their own already (see
+        _dispatch and _process_beside), the others in the receiver's task,
+        which saves a task spawn and a wake-up per request.
         """
         self._sync_calls[call.header.message_id] = call
         if call.header.message_id in self._early_cancels:
             self._early_cancels.discard(call.header.message_id)
             call.cancelled = True
-        if call.header.command in _MAY_GO_ASYNC:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run_handler, handler, call, request)
-            await call.settled.wait()
-        elif call.header.command in _SIDE_BY_SIDE:
-            # In a task of its own already (_process_beside): it may go async here.
+        if call.header.command in _MAY_GO_ASYNC or call.header.command in _SIDE_BY_SIDE:
             await self._run_handler(handler, call, request)
         else:
-            # Only a call that went async is ever cancelled: it needs no scope.
+            # Only a call that waits is ever cancelled: it needs no scope.
             call.reply = await self._invoke(handler, call, request)
         self._sync_calls.pop(call.header.message_id, None)
         return None if call.went_async else call.reply
@@ -798,21 +859,29 @@ class Connection:
     async def _invoke(self, handler: Handler, call: _Call, request: Request) -> Reply:
         try:
             return await handler(_Context(self, call), request)
-        except Exception as exc:  # a handler bug must not take the worker down
-            log.error("%s handler failed: %s: %s", Command(call.header.command).name,
-                      type(exc).__name__, exc)
+        except Exception:  # a handler bug must not take the worker down
+            # The traceback goes to the log, for whoever fixes the bug; the
+            # client learns only that its request failed.
+            log.exception("%s handler failed on a request from %s",
+                          Command(call.header.command).name, self.info.client_address[0])
             return Reply(status=Status.INTERNAL_ERROR, body=error_body())
         finally:
             if request.admission is not None:  # no longer outstanding on its open
                 request.admission.done()
 
     async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
+        """The handler of a call that may wait, cancellable once it does; a
+        call that went async sends its final reply itself."""
         reply = Reply(status=Status.CANCELLED, body=error_body())
-        with call.scope:
-            reply = await self._invoke(handler, call, request)
+        try:
+            with call.scope:
+                reply = await self._invoke(handler, call, request)
+        finally:
+            if call.detached:
+                call.detached = False
+                self._detached -= 1
         if not call.went_async:
             call.reply = reply
-            call.settled.set()
             return
         self._async_calls.pop(call.async_id, None)
         body = reply.body or (b"" if reply.status == Status.SUCCESS else error_body())
@@ -829,8 +898,18 @@ class Connection:
             return call.async_id
         call.async_id = self._next_async
         self._next_async += 1
-        if not call.allow_async or len(self._async_calls) >= self._limits.max_async:
-            return call.async_id  # stays synchronous: its reply joins its compound
+        if len(self._async_calls) + self._detached >= self._limits.max_async:
+            return call.async_id  # the receiver waits for it, as for any other
+        if not call.allow_async:
+            # Stays synchronous, its reply joins its compound; meanwhile the
+            # receiver reads on (the acknowledgement it waits for, a CANCEL).
+            call.detached = True
+            self._detached += 1
+            if call.released is not None:
+                call.released.set()
+            if call.cancelled:
+                call.scope.cancel()
+            return call.async_id
         call.went_async = True
         self._async_calls[call.async_id] = call
         interim = self._response_header(call.header, Status.PENDING).evolve(
@@ -839,7 +918,8 @@ class Connection:
                                   self._signer(call.header, call.session))]
         call.prior.clear()
         await self._send(outs, call.encrypted)
-        call.settled.set()
+        if call.released is not None:
+            call.released.set()
         if call.cancelled:  # a CANCEL that came before the request reached its handler
             call.scope.cancel()
         return call.async_id
@@ -862,7 +942,7 @@ class Connection:
         if call is None or call.header.session_id != header.session_id:
             return
         call.cancelled = True
-        if call.went_async:
+        if call.went_async or call.detached:
             call.scope.cancel()
 
     # -- NEGOTIATE ------------------------------------------------------------------------
