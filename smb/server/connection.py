@@ -10,8 +10,6 @@ and a handler that raises is answered INTERNAL_ERROR with one log line.
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import logging
 import os
 import struct
@@ -21,11 +19,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
-from smb.server import handoff, workerstate
+from smb.server import commands, handoff, workerstate
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
+from smb.server.affinity import ClientAffinity
+from smb.server.session_table import SessionTable
 from smb.server.sessions import AuthResult, Session, authenticate, filetime_now
 from smb.server.userdb import UserLookup
 from smb.wire import crypto, negotiate, session as session_wire, spnego
@@ -82,62 +82,6 @@ class Limits:
 
 class _Disconnect(Exception):
     """The client broke the protocol in a way that ends the connection."""
-
-
-@functools.cache
-def _file_side():
-    """``smb.server.commands`` (the file commands), or None where it is not installed."""
-    if importlib.util.find_spec("smb.server.commands") is None:
-        return None
-    return importlib.import_module("smb.server.commands")
-
-
-def _handlers() -> dict[int, Handler]:
-    file_side = _file_side()
-    return file_side.HANDLERS if file_side is not None else {}
-
-
-async def _release_session(info: SessionInfo) -> None:
-    """Let the file side close the trees and opens of a session that ended."""
-    file_side = _file_side()
-    if file_side is not None:
-        await file_side.session_closed(info)
-
-
-# Every established session of this worker, for PreviousSessionId (3.3.5.5.3).
-_worker_sessions: dict[int, tuple["Connection", Session]] = {}
-# Connections this worker serves per multichannel client GUID it has claimed.
-_client_connections: dict[bytes, int] = {}
-
-
-async def _logoff_previous(session_id: int, user: str) -> None:
-    """Tear down a client's earlier session, so its durable opens become reclaimable.
-
-    It may live in this worker or in another worker of the node, which is
-    asked through the node table (its client may come back on any of them).
-    """
-    if await logoff_here(session_id, user):
-        return
-    ws = workerstate.current()
-    if ws is not None:
-        await ws.logoff_elsewhere(session_id, user)
-
-
-async def logoff_here(session_id: int, user: str) -> bool:
-    """Tear down a session of this worker; False when this worker does not hold it.
-
-    Only a session of the same user goes; anything else is ignored, as the
-    spec says.  Its opens are treated as if its connection had been lost.
-    """
-    found = _worker_sessions.get(session_id)
-    if found is None:
-        return False
-    conn, session = found
-    if not session.valid or session.info.user != user:
-        return True
-    del _worker_sessions[session_id]
-    await conn.drop_session(session)
-    return True
 
 
 _COMMAND_NAMES = {int(c): c.name for c in Command}
@@ -274,8 +218,13 @@ class Connection:
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
                  local_address: tuple[str, int] = ("", 0),
-                 metrics: "WorkerMetrics | None" = None, received: bytes = b""):
+                 metrics: "WorkerMetrics | None" = None, received: bytes = b"",
+                 sessions: SessionTable | None = None, affinity: ClientAffinity | None = None):
+        """``sessions`` and ``affinity`` are the worker's, shared by all its
+        connections (a connection on its own, as in unit tests, gets its own)."""
         self.config = config
+        self._worker_sessions = SessionTable() if sessions is None else sessions
+        self._affinity = ClientAffinity() if affinity is None else affinity
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
@@ -301,7 +250,7 @@ class Connection:
         self._detached = 0  # compound elements waiting without an interim response
         self._beside_done = trio.Event()
         # The file commands; tests of the connection layer may pass their own.
-        self._handlers = handlers
+        self._handlers = commands.HANDLERS if handlers is None else handlers
         self._sync_calls: dict[int, _Call] = {}
         self._async_calls: dict[int, _Call] = {}
         self._early_cancels: set[int] = set()
@@ -596,7 +545,7 @@ class Connection:
             await self._end_session(session)
             return next_chain
 
-        handler = (self._handlers if self._handlers is not None else _handlers()).get(command)
+        handler = self._handlers.get(command)
         if handler is None:
             return self._fail(outs, header, Status.NOT_SUPPORTED, next_chain, session)
         call = _Call(header, session, encrypted, allow_async=last, prior=outs,
@@ -1016,14 +965,14 @@ class Connection:
         if ws is None or sock is None or not self.config.smb.multichannel or \
                 client_guid == bytes(16):
             return
-        if _client_connections.get(client_guid):
+        if self._affinity.serves(client_guid):
             there = None  # served here already: the claim is this worker's
         else:
             here = handoff.address(self.config.node.state_dir, ws.index)
             there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
         if there is None:
             self._claimed = client_guid
-            _client_connections[client_guid] = _client_connections.get(client_guid, 0) + 1
+            self._affinity.join(client_guid)
             return
         frame = len(element).to_bytes(4, "big") + bytes(element) + bytes(self._buf)
         try:
@@ -1041,9 +990,7 @@ class Connection:
         guid, self._claimed = self._claimed, None
         if guid is None:
             return
-        left = _client_connections.pop(guid) - 1
-        if left:
-            _client_connections[guid] = left
+        if not self._affinity.leave(guid):
             return
         ws = workerstate.current()
         if ws is not None:
@@ -1144,9 +1091,9 @@ class Connection:
             self._join(session, session.signing_key)
         log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
                  self.info.client_address[0])
-        _worker_sessions[session.id] = (self, session)
+        self._worker_sessions.add(self, session)
         if req.previous_session_id and req.previous_session_id != session.id:
-            await _logoff_previous(req.previous_session_id, session.info.user)
+            await self._logoff_previous(req.previous_session_id, session.info.user)
         outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
                          self._channels.get(session.id)))
 
@@ -1196,8 +1143,9 @@ class Connection:
         (its own channel's once bound, else the session's) and answered so;
         a refusal leaves the session as it was on its other channels.
         """
-        found = _worker_sessions.get(header.session_id)
-        session = found[1] if found is not None and found[1].valid else None
+        session = self._worker_sessions.get(header.session_id)
+        if session is not None and not session.valid:
+            session = None
         verifier = self._session_key(header)
         if verifier is not None and not crypto.verify(verifier.signing_key,
                                                       verifier.signing_alg, element):
@@ -1237,8 +1185,7 @@ class Connection:
                      session.id, pending.info.user, session.info.user)
             resp_header = resp_header.evolve(status=Status.ACCESS_DENIED)
         if resp_header.status == Status.SUCCESS and (
-                not session.valid or _worker_sessions.get(session.id, (None, None))[1]
-                is not session):
+                not session.valid or not self._worker_sessions.holds(session)):
             # Logged off (or torn down by a PreviousSessionId) while this leg
             # authenticated: there is nothing left to bind to.
             resp_header = resp_header.evolve(status=Status.USER_SESSION_DELETED)
@@ -1255,10 +1202,9 @@ class Connection:
         with and is answered with: this connection's channel of it, else the
         session's own key (a binding, or a request on a connection the session
         is not bound to); None when unsigned or unknown."""
-        found = _worker_sessions.get(header.session_id)
-        if not header.is_signed or found is None or not found[1].can_sign:
+        session = self._worker_sessions.get(header.session_id)
+        if not header.is_signed or session is None or not session.can_sign:
             return None
-        session = found[1]
         return self._channels.get(session.id) or Channel(session.signing_key,
                                                          session.signing_alg)
 
@@ -1287,12 +1233,10 @@ class Connection:
         if session.deleted:
             return
         if session.connections:
-            if _worker_sessions.get(session.id, (None,))[0] is self:
-                _worker_sessions[session.id] = (session.connections[0], session)
+            self._worker_sessions.reach_through(self, session, session.connections[0])
             return
-        if _worker_sessions.get(session.id, (None, None))[1] is session:
-            del _worker_sessions[session.id]
-        await _release_session(session.info)
+        self._worker_sessions.forget(session)
+        await commands.session_closed(session.info)
 
     async def _end_session(self, session: Session, *, keep_channels: bool = False) -> None:
         """LOGOFF, a later setup naming it as previous, or a failed
@@ -1311,9 +1255,20 @@ class Connection:
                 conn._channels.pop(session.id, None)
                 conn._binds.pop(session.id, None)
             session.connections.clear()
-        if _worker_sessions.get(session.id, (None, None))[1] is session:
-            del _worker_sessions[session.id]
-        await _release_session(session.info)
+        self._worker_sessions.forget(session)
+        await commands.session_closed(session.info)
+
+    async def _logoff_previous(self, session_id: int, user: str) -> None:
+        """Tear down a client's earlier session, so its durable opens become reclaimable.
+
+        It may live in this worker or in another worker of the node, which is
+        asked through the node table (its client may come back on any of them).
+        """
+        if await self._worker_sessions.logoff(session_id, user):
+            return
+        ws = workerstate.current()
+        if ws is not None:
+            await ws.logoff_elsewhere(session_id, user)
 
     async def drop_session(self, session: Session) -> None:
         """Another connection's SESSION_SETUP named this session as its previous one."""
@@ -1324,7 +1279,7 @@ class Connection:
         # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.
         while True:
             session_id = int.from_bytes(os.urandom(4), "little")
-            if 0 < session_id < 0xFFFFFFFF and session_id not in _worker_sessions \
+            if 0 < session_id < 0xFFFFFFFF and session_id not in self._worker_sessions \
                     and session_id not in self._sessions:
                 break
         session = Session(session_id, SessionInfo(session_id, ""), self._preauth)

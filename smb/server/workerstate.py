@@ -31,8 +31,10 @@ import trio
 from hanode.store import Store, StoreUnavailable
 from smb import nowait
 from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
+from smb.server.affinity import ClientAffinity
 from smb.server.breaks import Breaks
 from smb.server.opens import node_table
+from smb.server.session_table import SessionTable
 
 if TYPE_CHECKING:
     from hanode.config import Config
@@ -62,6 +64,9 @@ class WorkerState:
         self.durable_store = EtcdDurableStore(store)
         self.writer = DurableWriter(self.durable_store)
         self.breaks = Breaks()
+        # The worker's sessions and multichannel clients, shared by its connections.
+        self.sessions = SessionTable()
+        self.clients = ClientAffinity()
         self.available = False   # etcd reachable and our liveness key in place
         self.connections = 0
         self.open_handles = 0
@@ -177,9 +182,7 @@ class WorkerState:
                                                        self.nursery):
                         await purged(self, pid)
             for rid, session_id, user in await nowait.run(self.node.logoff_requests):
-                # Imported here: the connection layer imports this module.
-                from smb.server.connection import logoff_here
-                await logoff_here(session_id, user)
+                await self.sessions.logoff(session_id, user)
                 await trio.to_thread.run_sync(self.node.logoff_done, rid)
             if self.breaks.dirty:
                 self.breaks.dirty = False
