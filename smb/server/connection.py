@@ -3,7 +3,7 @@ credits, compounds, async replies and CANCEL; everything else goes to the
 command handlers through the contract in :mod:`smb.server.handler`.
 
 A client can send anything: every frame is bounded before it is read, every
-parse error becomes an SMB error status or a closed connection (``_Disconnect``),
+parse error becomes an SMB error status or a closed connection (``ProtocolViolation``),
 and a handler that raises is answered INTERNAL_ERROR with one log line.
 """
 
@@ -22,17 +22,20 @@ from smb import vfs
 from smb.server import commands, handoff, workerstate
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
+from smb.server.compound import Chain, elements, holds_any, request_file_id, resolve
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
 from smb.server.affinity import ClientAffinity
 from smb.server.session_table import SessionTable
 from smb.server.sessions import AuthResult, Session, authenticate, filetime_now
+from smb.server.framing import FrameBuffer, frame_prefix
 from smb.server.userdb import UserLookup
+from smb.server.violation import ProtocolViolation
 from smb.wire import crypto, negotiate, session as session_wire, spnego
 from smb.wire.crypto import Cipher, CryptoError, Dialect, SigningAlgorithm
 from smb.wire.header import (
     HEADER_SIZE, PROTOCOL_ID, SMB1_PROTOCOL_ID, TRANSFORM_PROTOCOL_ID, Command, Flags,
-    Header, HeaderError, Status, error_body, parse_header,
+    Header, Status, error_body,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ _RESPONSE_FLAG = int(Flags.SERVER_TO_REDIR)
 _MAY_GO_ASYNC = frozenset({Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY,
                            Command.SET_INFO})
 _ECHOED_FLAGS = int(Flags.RELATED_OPERATIONS | Flags.PRIORITY_MASK)
+_LAST_COMMAND = max(Command)
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,6 @@ class Limits:
     logon_timeout: float = 30.0
     # Pipelined READs and WRITEs processed at the same time.
     max_inflight: int = 32
-
-
-class _Disconnect(Exception):
-    """The client broke the protocol in a way that ends the connection."""
 
 
 _COMMAND_NAMES = {int(c): c.name for c in Command}
@@ -147,39 +147,6 @@ class _Context:
         return self._call.cancelled
 
 
-@dataclass
-class _Chain:
-    """What a related command inherits from the one before it (MS-SMB2 3.3.5.2.7.2)."""
-
-    session_id: int = 0
-    tree_id: int = 0
-    file_id: bytes | None = None
-    # A failed CREATE fails the related commands after it with its status; a
-    # command without a usable session or a misplaced related flag makes the
-    # related commands after it INVALID_PARAMETER (as Windows and Samba answer).
-    inherited_status: int = Status.SUCCESS
-
-
-# Where each command's FileId sits in its body, for the FileId a related
-# command inherits when the previous one was not a CREATE.
-_FILE_ID_OFFSET = {
-    Command.CLOSE: 8, Command.FLUSH: 8, Command.READ: 16, Command.WRITE: 16,
-    Command.LOCK: 8, Command.IOCTL: 8, Command.QUERY_DIRECTORY: 8,
-    Command.CHANGE_NOTIFY: 8, Command.QUERY_INFO: 24, Command.SET_INFO: 16,
-    Command.OPLOCK_BREAK: 8,
-}
-_ALL_FF = b"\xff" * 16
-_LAST_COMMAND = max(Command)
-
-
-def _request_file_id(command: int, body: memoryview, related: bytes | None) -> bytes | None:
-    offset = _FILE_ID_OFFSET.get(command)
-    if offset is None or len(body) < offset + 16:
-        return None
-    file_id = bytes(body[offset:offset + 16])
-    return related if file_id == _ALL_FF and related is not None else file_id
-
-
 def _small_body_ok(body: memoryview, name: str, client: str) -> bool:
     """Whether a LOGOFF, ECHO or CANCEL body is well formed (logged when not)."""
     try:
@@ -188,19 +155,6 @@ def _small_body_ok(body: memoryview, name: str, client: str) -> bool:
         log.info("%s from %s", exc, client)
         return False
     return True
-
-
-def _may_wait(msg: memoryview) -> bool:
-    """Whether a (compound) message holds a command whose handler may wait."""
-    pos = 0
-    while len(msg) - pos >= HEADER_SIZE:
-        if int.from_bytes(msg[pos + 12:pos + 14], "little") in _MAY_GO_ASYNC:
-            return True
-        step = int.from_bytes(msg[pos + 20:pos + 24], "little")
-        if not step:
-            return False
-        pos += step
-    return False
 
 
 def _is_lent(piece: crypto.Buffer, lent: list[bytearray]) -> bool:
@@ -241,7 +195,7 @@ class Connection:
         # worker that is not bound here (see _check_session).
         self._stray: tuple[int, Channel] | None = None
         # Bytes another worker read from this connection before handing it here.
-        self._buf = bytearray(received)
+        self._frames = FrameBuffer(received, PRE_NEGOTIATE_MAX_FRAME)
         self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -261,7 +215,6 @@ class Connection:
         self._preauth = crypto.PREAUTH_INITIAL
         self._cipher = Cipher.NONE
         self._signing_alg = SigningAlgorithm.HMAC_SHA256
-        self._max_frame = PRE_NEGOTIATE_MAX_FRAME
 
     # -- the connection's life -------------------------------------------------------
 
@@ -276,7 +229,7 @@ class Connection:
                         if frame is None:
                             break
                         await self._handle_frame(frame)
-                except _Disconnect as exc:
+                except ProtocolViolation as exc:
                     log.info("closing connection from %s: %s", self.info.client_address[0], exc)
                 except (trio.BrokenResourceError, trio.ClosedResourceError,
                         ConnectionError):  # the client went away (recv_into raises these raw)
@@ -295,11 +248,11 @@ class Connection:
             return await self._read_frame()
         with trio.move_on_after(self._limits.logon_timeout):
             return await self._read_frame()
-        raise _Disconnect(f"no logon within {self._limits.logon_timeout:g} s")
+        raise ProtocolViolation(f"no logon within {self._limits.logon_timeout:g} s")
 
     async def _fill(self) -> bool:
         chunk = await self._stream.receive_some(RECEIVE_CHUNK)
-        self._buf += chunk
+        self._frames.receive_data(chunk)
         return bool(chunk)
 
     async def _receive_into(self, view: memoryview) -> int:
@@ -312,34 +265,27 @@ class Connection:
         return len(chunk)
 
     async def _read_frame(self) -> bytearray | memoryview | None:
-        """One direct-TCP frame (MS-SMB2 2.1), refused before allocation if too large."""
-        while len(self._buf) < 4:
+        """One direct-TCP frame's message, refused before allocation if too large."""
+        frames = self._frames
+        while True:
+            message = frames.next_message()
+            if message is not None:
+                return message
+            length = frames.pending()
+            if length >= MIN_POOLED:
+                break
             if not await self._fill():
-                if self._buf:
-                    raise _Disconnect("connection closed mid-message")
+                if len(frames):
+                    raise ProtocolViolation("connection closed mid-message")
                 return None
-        if self._buf[0] != 0:
-            raise _Disconnect("not a direct-TCP frame")
-        length = int.from_bytes(self._buf[1:4], "big")
-        if length > self._max_frame:
-            raise _Disconnect(f"frame of {length} bytes exceeds {self._max_frame}")
-        if length < 4:
-            raise _Disconnect("frame too short")
-        del self._buf[:4]
-        if len(self._buf) >= length:
-            frame = self._buf[:length]
-            del self._buf[:length]
-            return frame
-        # A large frame goes into a reused buffer: no allocation, no zero-fill.
-        view = FRAMES.take(length, self._max_frame) if length >= MIN_POOLED else \
-            memoryview(bytearray(length))
-        have = len(self._buf)
-        view[:have] = self._buf
-        self._buf.clear()
+        # A large frame goes into a reused buffer: no allocation, no zero-fill,
+        # and its bytes are read straight into it.
+        view = FRAMES.take(length, frames.max_frame)
+        have = frames.take(view)
         while have < length:
             got = await self._receive_into(view[have:])
             if not got:
-                raise _Disconnect("connection closed mid-message")
+                raise ProtocolViolation("connection closed mid-message")
             have += got
         return view
 
@@ -358,25 +304,25 @@ class Connection:
                 plain = opening() if len(frame) < OFFLOAD_CRYPTO else \
                     await trio.to_thread.run_sync(opening)
             except CryptoError as exc:
-                raise _Disconnect(str(exc)) from None
+                raise ProtocolViolation(str(exc)) from None
             if plain[:4] != PROTOCOL_ID:
-                raise _Disconnect("encrypted payload is not an SMB2 message")
+                raise ProtocolViolation("encrypted payload is not an SMB2 message")
             await self._dispatch(memoryview(plain), session)
         elif proto == SMB1_PROTOCOL_ID:
             await self._smb1_negotiate(frame)
         else:
-            raise _Disconnect("unknown protocol id")
+            raise ProtocolViolation("unknown protocol id")
 
     def _decrypting_session(self, frame: bytearray) -> Session:
         if self.info.dialect < Dialect.SMB_3_0 or self._cipher == Cipher.NONE:
-            raise _Disconnect("encrypted message without negotiated encryption")
+            raise ProtocolViolation("encrypted message without negotiated encryption")
         try:
             session_id, _ = crypto.parse_transform(frame)
         except CryptoError as exc:
-            raise _Disconnect(str(exc)) from None
+            raise ProtocolViolation(str(exc)) from None
         session = self._sessions.get(session_id)
         if session is None or not session.decrypt_key:
-            raise _Disconnect("encrypted message for an unknown session")
+            raise ProtocolViolation("encrypted message for an unknown session")
         return session
 
     # -- compounds ------------------------------------------------------------------------
@@ -407,7 +353,7 @@ class Connection:
         if command != Command.CANCEL:
             while self._beside:
                 await self._beside_done.wait()
-        if not _may_wait(msg):
+        if not holds_any(msg, _MAY_GO_ASYNC):
             await self._process_chain(msg, encrypted, None)
             return
         released = trio.Event()
@@ -419,7 +365,7 @@ class Connection:
                                released: trio.Event) -> None:
         try:
             await self._process_chain(msg, encrypted, released)
-        except _Disconnect as exc:
+        except ProtocolViolation as exc:
             log.info("closing connection from %s: %s", self.info.client_address[0], exc)
             self._close()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
@@ -430,7 +376,7 @@ class Connection:
     async def _process_beside(self, msg: memoryview, encrypted: Session | None) -> None:
         try:
             await self._process_chain(msg, encrypted, None)
-        except _Disconnect as exc:
+        except ProtocolViolation as exc:
             log.info("closing connection from %s: %s", self.info.client_address[0], exc)
             self._close()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
@@ -451,65 +397,40 @@ class Connection:
         """Process a (compound) message and send its reply; ``released`` is set
         when a waiting command lets the receiver go on (see _dispatch)."""
         outs: list[_Out] = []
-        chain: _Chain | None = None
-        pos = 0
-        while True:
-            rest = msg[pos:]
-            try:
-                header = parse_header(rest)
-            except HeaderError as exc:
-                raise _Disconnect(str(exc)) from None
-            if header.is_response:
-                raise _Disconnect("a response sent to the server")
-            step = header.next_command
-            if step:
-                if step % 8 or step < HEADER_SIZE or step > len(rest):
-                    raise _Disconnect("bad NextCommand")
-                element = rest[:step]
-            else:
-                element = rest
+        chain: Chain | None = None
+        for element in elements(msg):
             answered = len(outs)
-            chain = await self._process_one(element, header, chain, encrypted, outs,
-                                            last=not step, released=released)
+            chain = await self._process_one(element.message, element.header, chain, encrypted,
+                                            outs, last=element.last, released=released)
             if self._metrics is not None:
                 sent = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs[answered:])
-                self._metrics.operation(_command_name(header.command), len(element), sent)
-            if not step:
-                break
-            pos += step
+                self._metrics.operation(_command_name(element.header.command),
+                                        len(element.message), sent)
         if outs:
             await self._send(outs, encrypted)
 
     # -- one command ------------------------------------------------------------------
 
-    async def _process_one(self, element: memoryview, header: Header, chain: _Chain | None,
+    async def _process_one(self, element: memoryview, header: Header, chain: Chain | None,
                            encrypted: Session | None, outs: list[_Out], last: bool,
-                           released: trio.Event | None) -> _Chain:
+                           released: trio.Event | None) -> Chain:
         command = header.command
         if command == Command.CANCEL:
             # No response of its own (3.3.5.16), so a malformed one is dropped.
             if _small_body_ok(element[HEADER_SIZE:], "CANCEL", self.info.client_address[0]):
                 self._cancel(header)
-            return chain or _Chain()
+            return chain or Chain()
         if not self._credits.consume(header.message_id, header.credit_charge):
-            raise _Disconnect(f"MessageId {header.message_id} was not granted")
+            raise ProtocolViolation(f"MessageId {header.message_id} was not granted")
         if not self._negotiated and command != Command.NEGOTIATE:
-            raise _Disconnect("command before NEGOTIATE")
+            raise ProtocolViolation("command before NEGOTIATE")
 
         body = element[HEADER_SIZE:]
-        file_id = None
-        if header.is_related:
-            if chain is None:
-                return self._fail(outs, header, Status.INVALID_PARAMETER,
-                                  _Chain(inherited_status=Status.INVALID_PARAMETER))
-            header = header.evolve(
-                session_id=(chain.session_id if header.session_id == RELATED_ID
-                            else header.session_id),
-                tree_id=chain.tree_id if header.tree_id == 0xFFFFFFFF else header.tree_id)
-            file_id = chain.file_id
-            if chain.inherited_status != Status.SUCCESS:
-                return self._fail(outs, header, chain.inherited_status, chain)
-        next_chain = _Chain(header.session_id, header.tree_id)
+        resolved = resolve(header, chain)
+        header, file_id = resolved.header, resolved.file_id
+        if resolved.carry is not None:
+            return self._fail(outs, header, resolved.refusal, resolved.carry)
+        next_chain = Chain(header.session_id, header.tree_id)
         if command > _LAST_COMMAND:
             return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
 
@@ -556,7 +477,7 @@ class Connection:
             return next_chain
         self._reply(outs, header, reply, session)
         next_chain.file_id = reply.file_id if reply.file_id is not None else \
-            _request_file_id(command, body, file_id)
+            request_file_id(command, body, file_id)
         if reply.tree_id is not None:
             next_chain.tree_id = reply.tree_id
         if command == Command.CREATE:
@@ -638,8 +559,8 @@ class Connection:
         outs.append(_Out(self._response_header(header, reply.status, tree_id=reply.tree_id),
                          body, reply.payload, self._signer(header, session)))
 
-    def _fail(self, outs: list[_Out], header: Header, status: int, chain: _Chain,
-              session: Session | None = None) -> _Chain:
+    def _fail(self, outs: list[_Out], header: Header, status: int, chain: Chain,
+              session: Session | None = None) -> Chain:
         self._reply(outs, header, Reply(status=status, body=error_body()), session)
         return chain
 
@@ -767,7 +688,7 @@ class Connection:
         try:
             await trio.to_thread.run_sync(data.read_into, buf, done)
         except vfs.VfsError as exc:  # the header promised data: the stream is lost
-            raise _Disconnect(f"read failed mid-reply: status {exc.status:#x}") from None
+            raise ProtocolViolation(f"read failed mid-reply: status {exc.status:#x}") from None
         await self._stream.send_all(memoryview(buf)[:len(data) - done])
 
     async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
@@ -898,11 +819,11 @@ class Connection:
 
     async def _smb1_negotiate(self, frame: bytearray) -> None:
         if self._negotiated or self._wildcard:
-            raise _Disconnect("SMB1 NEGOTIATE after negotiation")
+            raise ProtocolViolation("SMB1 NEGOTIATE after negotiation")
         names = negotiate.smb1_dialects(frame)
         dialect = negotiate.smb1_upgrade_dialect(names or [])
         if dialect is None:
-            raise _Disconnect("SMB1 client without SMB2 dialects")
+            raise ProtocolViolation("SMB1 client without SMB2 dialects")
         self._credits.consume(0, 1)
         if dialect == Dialect.WILDCARD:
             self._wildcard = True
@@ -918,16 +839,16 @@ class Connection:
     async def _negotiate(self, element: memoryview, header: Header, body: memoryview,
                          outs: list[_Out]) -> None:
         if self._negotiated:
-            raise _Disconnect("second NEGOTIATE")
+            raise ProtocolViolation("second NEGOTIATE")
         try:
             req = negotiate.parse_request(body, element)
             choice = negotiate.choose(req)
         except negotiate.NegotiateError as exc:
             log.info("bad NEGOTIATE from %s: %s", self.info.client_address[0], exc)
-            self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
+            self._fail(outs, header, Status.INVALID_PARAMETER, Chain())
             return
         if choice is None:
-            self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
+            self._fail(outs, header, Status.NOT_SUPPORTED, Chain())
             return
         # Only a connection's first message can be handed over: the receiving
         # worker's credit window starts at MessageId 0 (an SMB1 upgrade is
@@ -974,7 +895,7 @@ class Connection:
             self._claimed = client_guid
             self._affinity.join(client_guid)
             return
-        frame = len(element).to_bytes(4, "big") + bytes(element) + bytes(self._buf)
+        frame = frame_prefix(len(element)) + bytes(element) + self._frames.leftover()
         try:
             await handoff.send(there, sock, frame)
         except OSError as exc:
@@ -982,7 +903,7 @@ class Connection:
                         self.info.client_address[0], exc)
             return
         self.handed_off = True
-        raise _Disconnect("handed to the worker that serves its client")
+        raise ProtocolViolation("handed to the worker that serves its client")
 
     async def _release_client(self) -> None:
         """The worker's last connection of a multichannel client closed: its
@@ -1010,7 +931,7 @@ class Connection:
         self._signing_alg = choice.signing
         self._negotiated = True
         self._wildcard = False
-        self._max_frame = size + FRAME_SLACK
+        self._frames.max_frame = size + FRAME_SLACK
 
     def _negotiate_body(self, dialect: int, req: negotiate.NegotiateRequest | None,
                         choice: negotiate.Choice) -> bytes:
@@ -1036,7 +957,7 @@ class Connection:
         try:
             req = session_wire.parse_session_setup(body, element)
         except session_wire.BodyError:
-            self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
+            self._fail(outs, header, Status.INVALID_PARAMETER, Chain())
             return
         if req.flags & session_wire.SESSION_SETUP_BINDING:
             await self._bind(element, header, req, outs)
@@ -1052,7 +973,7 @@ class Connection:
         if reauth:
             status = self._check_session(existing, element, header, encrypted)
             if status != Status.SUCCESS:
-                self._fail(outs, header, status, _Chain(), existing)
+                self._fail(outs, header, status, Chain(), existing)
                 return
             # Re-authentication: a fresh exchange, kept across its legs; the
             # session keeps its keys (MS-SMB2 3.3.5.5.2).
@@ -1064,7 +985,7 @@ class Connection:
             session = existing
         else:
             if len(self._sessions) >= self._limits.max_sessions:
-                self._fail(outs, header, Status.INSUFFICIENT_RESOURCES, _Chain())
+                self._fail(outs, header, Status.INSUFFICIENT_RESOURCES, Chain())
                 return
             session = self._new_session()
         result, resp_header = await self._authenticate(element, header, req, session)
