@@ -20,19 +20,20 @@ import trio
 
 from smb import vfs
 from smb.server import commands, handoff, workerstate
+from smb.server.affinity import ClientAffinity
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
 from smb.server.compound import Chain, elements, holds_any, request_file_id, resolve
 from smb.server.credits import CreditWindow, expected_payload, required_charge
+from smb.server.framing import FrameBuffer, frame_prefix
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
-from smb.server.affinity import ClientAffinity
+from smb.server.negotiation import PRE_NEGOTIATE_MAX_FRAME, Negotiation, Refusal
 from smb.server.session_table import SessionTable
 from smb.server.sessions import AuthResult, Session, authenticate, filetime_now
-from smb.server.framing import FrameBuffer, frame_prefix
 from smb.server.userdb import UserLookup
 from smb.server.violation import ProtocolViolation
-from smb.wire import crypto, negotiate, session as session_wire, spnego
-from smb.wire.crypto import Cipher, CryptoError, Dialect, SigningAlgorithm
+from smb.wire import crypto, negotiate, session as session_wire
+from smb.wire.crypto import Cipher, CryptoError, Dialect
 from smb.wire.header import (
     HEADER_SIZE, PROTOCOL_ID, SMB1_PROTOCOL_ID, TRANSFORM_PROTOCOL_ID, Command, Flags,
     Header, Status, error_body,
@@ -44,13 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
 RECEIVE_CHUNK = 64 * 1024
-LARGE_MAX_SIZE = 8 * 1024 * 1024
-SMALL_MAX_SIZE = 64 * 1024
 # Messages from this size on are encrypted, decrypted and signed in a worker thread.
 OFFLOAD_CRYPTO = 256 * 1024
-FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
 # Commands that may arrive unsigned on a session that must sign (a
 # re-authentication, a SESSION_SETUP on a valid session, is no such command).
@@ -196,6 +193,7 @@ class Connection:
         self._stray: tuple[int, Channel] | None = None
         # Bytes another worker read from this connection before handing it here.
         self._frames = FrameBuffer(received, PRE_NEGOTIATE_MAX_FRAME)
+        self._negotiation = Negotiation(self.info, config.smb.multichannel)
         self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -209,12 +207,7 @@ class Connection:
         self._async_calls: dict[int, _Call] = {}
         self._early_cancels: set[int] = set()
         self._next_async = 1
-        self._negotiated = False
-        self._wildcard = False  # answered an SMB1 NEGOTIATE with 0x02FF; SMB2 NEGOTIATE due
         self._claimed: bytes | None = None  # the multichannel client GUID this one counts for
-        self._preauth = crypto.PREAUTH_INITIAL
-        self._cipher = Cipher.NONE
-        self._signing_alg = SigningAlgorithm.HMAC_SHA256
 
     # -- the connection's life -------------------------------------------------------
 
@@ -298,7 +291,7 @@ class Connection:
             # The frame is this connection's own: the plaintext goes over the
             # ciphertext.  AES releases the GIL, so a large frame is opened in
             # a thread while the event loop sends replies and finishes writes.
-            opening = functools.partial(crypto.decrypt, session.decrypt_key, self._cipher,
+            opening = functools.partial(crypto.decrypt, session.decrypt_key, self._negotiation.cipher,
                                         frame, overwrite=True)
             try:
                 plain = opening() if len(frame) < OFFLOAD_CRYPTO else \
@@ -314,7 +307,7 @@ class Connection:
             raise ProtocolViolation("unknown protocol id")
 
     def _decrypting_session(self, frame: bytearray) -> Session:
-        if self.info.dialect < Dialect.SMB_3_0 or self._cipher == Cipher.NONE:
+        if self.info.dialect < Dialect.SMB_3_0 or self._negotiation.cipher == Cipher.NONE:
             raise ProtocolViolation("encrypted message without negotiated encryption")
         try:
             session_id, _ = crypto.parse_transform(frame)
@@ -422,7 +415,7 @@ class Connection:
             return chain or Chain()
         if not self._credits.consume(header.message_id, header.credit_charge):
             raise ProtocolViolation(f"MessageId {header.message_id} was not granted")
-        if not self._negotiated and command != Command.NEGOTIATE:
+        if not self._negotiation.negotiated and command != Command.NEGOTIATE:
             raise ProtocolViolation("command before NEGOTIATE")
 
         body = element[HEADER_SIZE:]
@@ -582,8 +575,8 @@ class Connection:
                 if isinstance(out.payload, vfs.FileSlice) and out.payload is not direct]
         try:
             seal = None if encrypted is None else functools.partial(
-                crypto.encrypt, encrypted.encrypt_key, self._cipher,
-                encrypted.next_nonce(self._cipher), encrypted.id)
+                crypto.encrypt, encrypted.encrypt_key, self._negotiation.cipher,
+                encrypted.next_nonce(self._negotiation.cipher), encrypted.id)
             frame = functools.partial(self._frame, outs, direct, lent, seal)
             crypto_size = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs
                               if encrypted is not None or o.sign_with is not None)
@@ -818,59 +811,26 @@ class Connection:
     # -- NEGOTIATE ------------------------------------------------------------------------
 
     async def _smb1_negotiate(self, frame: bytearray) -> None:
-        if self._negotiated or self._wildcard:
-            raise ProtocolViolation("SMB1 NEGOTIATE after negotiation")
-        names = negotiate.smb1_dialects(frame)
-        dialect = negotiate.smb1_upgrade_dialect(names or [])
-        if dialect is None:
-            raise ProtocolViolation("SMB1 client without SMB2 dialects")
+        body = self._negotiation.smb1(frame, now=filetime_now(), salt=os.urandom(32))
+        self._frames.max_frame = self._negotiation.max_frame
         self._credits.consume(0, 1)
-        if dialect == Dialect.WILDCARD:
-            self._wildcard = True
-        else:
-            # What the client will claim in FSCTL_VALIDATE_NEGOTIATE_INFO: no
-            # capabilities, GUID or security mode (SMB1 carried none), one dialect.
-            self.info.client_dialects = (dialect,)
-            self._set_dialect(dialect, negotiate.Choice(dialect))
         request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
-        body = self._negotiate_body(dialect, None, negotiate.Choice(dialect))
         await self._send([_Out(self._response_header(request, Status.SUCCESS), body)], None)
 
     async def _negotiate(self, element: memoryview, header: Header, body: memoryview,
                          outs: list[_Out]) -> None:
-        if self._negotiated:
-            raise ProtocolViolation("second NEGOTIATE")
-        try:
-            req = negotiate.parse_request(body, element)
-            choice = negotiate.choose(req)
-        except negotiate.NegotiateError as exc:
-            log.info("bad NEGOTIATE from %s: %s", self.info.client_address[0], exc)
-            self._fail(outs, header, Status.INVALID_PARAMETER, Chain())
+        offer = self._negotiation.offer(element, body)
+        if isinstance(offer, Refusal):
+            log.info("NEGOTIATE from %s refused: %s", self.info.client_address[0], offer.reason)
+            self._fail(outs, header, offer.status, Chain())
             return
-        if choice is None:
-            self._fail(outs, header, Status.NOT_SUPPORTED, Chain())
-            return
-        # Only a connection's first message can be handed over: the receiving
-        # worker's credit window starts at MessageId 0 (an SMB1 upgrade is
-        # served here; a binding from it is then refused).
-        if choice.dialect >= Dialect.SMB_3_0 and not header.next_command and \
-                not self._wildcard and header.message_id == 0 and \
-                req.capabilities & negotiate.Capabilities.MULTI_CHANNEL:
-            await self._serve_where_client_is(req.client_guid, element)
-        info = self.info
-        info.client_guid = req.client_guid
-        info.client_capabilities = req.capabilities
-        info.client_security_mode = req.security_mode
-        info.client_dialects = tuple(req.dialects)
-        self._set_dialect(choice.dialect, choice)
-        if choice.dialect >= Dialect.SMB_3_0 and choice.dialect < Dialect.SMB_3_1_1 and \
-                choice.cipher != Cipher.NONE:
-            info.server_capabilities |= negotiate.Capabilities.ENCRYPTION
-        resp_body = self._negotiate_body(choice.dialect, req, choice)
+        first = not header.next_command and header.message_id == 0
+        if self._negotiation.may_hand_off(offer, first_message=first):
+            await self._serve_where_client_is(offer.request.client_guid, element)
+        resp_body = self._negotiation.accept(offer, now=filetime_now(), salt=os.urandom(32))
+        self._frames.max_frame = self._negotiation.max_frame
         resp_header = self._response_header(header, Status.SUCCESS)
-        if choice.dialect == Dialect.SMB_3_1_1:
-            self._preauth = crypto.preauth_update(crypto.PREAUTH_INITIAL, element)
-            self._preauth = crypto.preauth_update(self._preauth, resp_header.pack() + resp_body)
+        self._negotiation.hash_exchange(element, resp_header.pack() + resp_body)
         outs.append(_Out(resp_header, resp_body))
 
     async def _serve_where_client_is(self, client_guid: bytes, element: memoryview) -> None:
@@ -883,8 +843,7 @@ class Connection:
         never bind, and their connections keep spreading over the workers."""
         ws = workerstate.current()
         sock = getattr(self._stream, "socket", None)
-        if ws is None or sock is None or not self.config.smb.multichannel or \
-                client_guid == bytes(16):
+        if ws is None or sock is None:
             return
         if self._affinity.serves(client_guid):
             there = None  # served here already: the claim is this worker's
@@ -917,39 +876,6 @@ class Connection:
         if ws is not None:
             await trio.to_thread.run_sync(ws.node.release_client, guid)
 
-    def _set_dialect(self, dialect: int, choice: negotiate.Choice) -> None:
-        info = self.info
-        info.dialect = dialect
-        size = SMALL_MAX_SIZE if dialect == Dialect.SMB_2_0_2 else LARGE_MAX_SIZE
-        info.max_transact_size = info.max_read_size = info.max_write_size = size
-        info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
-        info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
-            negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
-        if dialect >= Dialect.SMB_3_0 and self.config.smb.multichannel:
-            info.server_capabilities |= negotiate.Capabilities.MULTI_CHANNEL
-        self._cipher = choice.cipher
-        self._signing_alg = choice.signing
-        self._negotiated = True
-        self._wildcard = False
-        self._frames.max_frame = size + FRAME_SLACK
-
-    def _negotiate_body(self, dialect: int, req: negotiate.NegotiateRequest | None,
-                        choice: negotiate.Choice) -> bytes:
-        info = self.info
-        wildcard = dialect == Dialect.WILDCARD
-        return negotiate.NegotiateResponse(
-            security_mode=negotiate.SecurityMode.SIGNING_ENABLED, dialect=dialect,
-            server_guid=info.server_guid,
-            capabilities=0 if wildcard else info.server_capabilities,
-            max_transact_size=SMALL_MAX_SIZE if wildcard else info.max_transact_size,
-            max_read_size=SMALL_MAX_SIZE if wildcard else info.max_read_size,
-            max_write_size=SMALL_MAX_SIZE if wildcard else info.max_write_size,
-            system_time=filetime_now(), security_buffer=spnego.server_init_token(),
-            salt=os.urandom(32),
-            cipher=choice.cipher if choice.answer_cipher else None,
-            signing=choice.signing if choice.answer_signing else None,
-        ).pack()
-
     # -- SESSION_SETUP ----------------------------------------------------------------------
 
     async def _session_setup(self, element: memoryview, header: Header, body: memoryview,
@@ -979,7 +905,7 @@ class Connection:
             # session keeps its keys (MS-SMB2 3.3.5.5.2).
             if existing.reauth is None:
                 existing.reauth = Session(existing.id, SessionInfo(existing.id, ""),
-                                          self._preauth)
+                                          self._negotiation.preauth)
             session = existing.reauth
         elif existing is not None:
             session = existing
@@ -1007,8 +933,8 @@ class Connection:
             existing.reauth = None
             session = existing
         else:
-            session.dialect, session.cipher = self.info.dialect, self._cipher
-            session.signing_alg = self._signing_alg
+            session.dialect, session.cipher = self.info.dialect, self._negotiation.cipher
+            session.signing_alg = self._negotiation.signing_alg
             self._join(session, session.signing_key)
         log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
                  self.info.client_address[0])
@@ -1027,7 +953,7 @@ class Connection:
             session.preauth = crypto.preauth_update(session.preauth, element)
         result = await authenticate(
             session, req.security_buffer, self._users, allow_guest=self.config.smb.allow_guest,
-            dialect=dialect, cipher=self._cipher,
+            dialect=dialect, cipher=self._negotiation.cipher,
             client_signing_required=bool(
                 req.security_mode & negotiate.SecurityMode.SIGNING_REQUIRED))
         return result, self._response_header(header, result.status, session_id=session.id)
@@ -1078,7 +1004,7 @@ class Connection:
         target = None if session is None else BindTarget(
             session.dialect, session.signing_alg, session.cipher, session.info.is_guest)
         status = refusal_before_auth(
-            target, BindingConnection(self.info.dialect, self._signing_alg, self._cipher),
+            target, BindingConnection(self.info.dialect, self._negotiation.signing_alg, self._negotiation.cipher),
             session_id=header.session_id, signed=header.is_signed,
             multichannel=self.config.smb.multichannel)
         if status is None and session is not None and session.id in self._channels:
@@ -1094,7 +1020,7 @@ class Connection:
         pending = self._binds.get(session.id)
         if pending is None:
             pending = self._binds[session.id] = Session(
-                session.id, SessionInfo(session.id, ""), self._preauth)
+                session.id, SessionInfo(session.id, ""), self._negotiation.preauth)
         result, resp_header = await self._authenticate(element, header, req, pending)
         if result.status == Status.MORE_PROCESSING_REQUIRED:
             outs.append(self._interim(pending, resp_header, result.token, verifier))
@@ -1140,7 +1066,7 @@ class Connection:
         """Make this connection one of ``session``'s channels."""
         self._sessions[session.id] = session
         if signing_key:
-            self._channels[session.id] = Channel(signing_key, self._signing_alg)
+            self._channels[session.id] = Channel(signing_key, self._negotiation.signing_alg)
         session.connections.append(self)
 
     async def _leave(self, session: Session) -> None:
@@ -1203,6 +1129,6 @@ class Connection:
             if 0 < session_id < 0xFFFFFFFF and session_id not in self._worker_sessions \
                     and session_id not in self._sessions:
                 break
-        session = Session(session_id, SessionInfo(session_id, ""), self._preauth)
+        session = Session(session_id, SessionInfo(session_id, ""), self._negotiation.preauth)
         self._sessions[session_id] = session
         return session

@@ -40,7 +40,7 @@ def _logged_on(server, handlers) -> Connection:
     conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
                       handlers=handlers)
     conn._sessions[SESSION] = Session(SESSION, SessionInfo(SESSION, "u"), valid=True)
-    conn._negotiated = True
+    conn._negotiation.negotiated = True
     conn._credits.grant(30)
     return conn
 
