@@ -22,17 +22,19 @@ from smb import vfs
 from smb.server import commands, handoff, workerstate
 from smb.server.affinity import ClientAffinity
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
-from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
+from smb.server.channels import Channel
 from smb.server.compound import Chain, elements, holds_any, request_file_id, resolve
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.framing import FrameBuffer, frame_prefix
-from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
+from smb.server.handler import ConnectionInfo, Handler, Reply, Request
 from smb.server.negotiation import PRE_NEGOTIATE_MAX_FRAME, Negotiation, Refusal
+from smb.server.outgoing import Out
+from smb.server.session_setup import SessionSetup
 from smb.server.session_table import SessionTable
-from smb.server.sessions import AuthResult, Session, authenticate, filetime_now
+from smb.server.sessions import Session, filetime_now
 from smb.server.userdb import UserLookup
 from smb.server.violation import ProtocolViolation
-from smb.wire import crypto, negotiate, session as session_wire
+from smb.wire import crypto, session as session_wire
 from smb.wire.crypto import Cipher, CryptoError, Dialect
 from smb.wire.header import (
     HEADER_SIZE, PROTOCOL_ID, SMB1_PROTOCOL_ID, TRANSFORM_PROTOCOL_ID, Command, Flags,
@@ -84,25 +86,8 @@ class Limits:
 _COMMAND_NAMES = {int(c): c.name for c in Command}
 
 
-def _status_name(status: int) -> str:
-    try:
-        return Status(status).name
-    except ValueError:
-        return f"{status:#x}"
-
-
 def _command_name(command: int) -> str:
     return _COMMAND_NAMES.get(command, "UNKNOWN")
-
-
-@dataclass
-class _Out:
-    """One response of a (possibly compound) reply, not yet signed or framed."""
-
-    header: Header
-    body: bytes
-    payload: bytes | memoryview | vfs.FileSlice = b""
-    sign_with: Channel | None = None
 
 
 @dataclass
@@ -113,7 +98,7 @@ class _Call:
     session: Session | None
     encrypted: Session | None
     allow_async: bool
-    prior: list[_Out]
+    prior: list[Out]
     # Set when the receiver may read the connection's next message while this
     # call's message is still being processed (None: the receiver runs it).
     released: trio.Event | None = None
@@ -174,26 +159,27 @@ class Connection:
         """``sessions`` and ``affinity`` are the worker's, shared by all its
         connections (a connection on its own, as in unit tests, gets its own)."""
         self.config = config
-        self._worker_sessions = SessionTable() if sessions is None else sessions
         self._affinity = ClientAffinity() if affinity is None else affinity
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
         self._stream = stream
-        self._users = users
         self._limits = limits
         self._credits = CreditWindow(limits.max_credits)
-        self._sessions: dict[int, Session] = {}
-        # This connection's channel of each of its sessions that signs, and
-        # the binding exchanges in progress on it (by session id).
-        self._channels: dict[int, Channel] = {}
-        self._binds: dict[int, Session] = {}
         # (MessageId, key) answering a signed request for a session of this
         # worker that is not bound here (see _check_session).
         self._stray: tuple[int, Channel] | None = None
         # Bytes another worker read from this connection before handing it here.
         self._frames = FrameBuffer(received, PRE_NEGOTIATE_MAX_FRAME)
         self._negotiation = Negotiation(self.info, config.smb.multichannel)
+        self._setup = SessionSetup(
+            info=self.info, config=config, users=users, negotiation=self._negotiation,
+            table=SessionTable() if sessions is None else sessions, max_sessions=limits.max_sessions,
+            header_for=self._response_header, signer=self._signer, check=self._check_session,
+            release=commands.session_closed)
+        # This connection's sessions and its channels of them (SessionSetup's).
+        self._sessions = self._setup.sessions
+        self._channels = self._setup.channels
         self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -231,8 +217,7 @@ class Connection:
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                for session in list(self._sessions.values()):
-                    await self._leave(session)
+                await self._setup.leave_all()
                 await self._release_client()
                 await self._stream.aclose()
 
@@ -389,7 +374,7 @@ class Connection:
                              released: trio.Event | None) -> None:
         """Process a (compound) message and send its reply; ``released`` is set
         when a waiting command lets the receiver go on (see _dispatch)."""
-        outs: list[_Out] = []
+        outs: list[Out] = []
         chain: Chain | None = None
         for element in elements(msg):
             answered = len(outs)
@@ -405,7 +390,7 @@ class Connection:
     # -- one command ------------------------------------------------------------------
 
     async def _process_one(self, element: memoryview, header: Header, chain: Chain | None,
-                           encrypted: Session | None, outs: list[_Out], last: bool,
+                           encrypted: Session | None, outs: list[Out], last: bool,
                            released: trio.Event | None) -> Chain:
         command = header.command
         if command == Command.CANCEL:
@@ -431,7 +416,7 @@ class Connection:
             await self._negotiate(element, header, body, outs)
             return next_chain
         if command == Command.SESSION_SETUP:
-            await self._session_setup(element, header, body, encrypted, outs)
+            await self._setup.setup(element, header, body, encrypted, outs)
             return next_chain
 
         if (self.info.dialect >= Dialect.SMB_2_1 and header.credit_charge
@@ -456,7 +441,7 @@ class Connection:
             if not _small_body_ok(body, "LOGOFF", self.info.client_address[0]):
                 return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain, session)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
-            await self._end_session(session)
+            await self._setup.end(session)
             return next_chain
 
         handler = self._handlers.get(command)
@@ -484,7 +469,7 @@ class Connection:
             # A signed request for a session of this worker that has no
             # channel here is answered signed with the session's key, as the
             # client, which signed it, wants its answer signed.
-            signer = self._session_signer(header, element) if session is None else None
+            signer = self._setup.session_signer(header, element) if session is None else None
             if signer is not None:
                 self._stray = (header.message_id, signer)
             return Status.USER_SESSION_DELETED
@@ -544,20 +529,20 @@ class Connection:
             return stray[1]
         return None
 
-    def _reply(self, outs: list[_Out], header: Header, reply: Reply,
+    def _reply(self, outs: list[Out], header: Header, reply: Reply,
                session: Session | None) -> None:
         body = reply.body
         if reply.status not in (Status.SUCCESS,) and not body:
             body = error_body()
-        outs.append(_Out(self._response_header(header, reply.status, tree_id=reply.tree_id),
+        outs.append(Out(self._response_header(header, reply.status, tree_id=reply.tree_id),
                          body, reply.payload, self._signer(header, session)))
 
-    def _fail(self, outs: list[_Out], header: Header, status: int, chain: Chain,
+    def _fail(self, outs: list[Out], header: Header, status: int, chain: Chain,
               session: Session | None = None) -> Chain:
         self._reply(outs, header, Reply(status=status, body=error_body()), session)
         return chain
 
-    async def _send(self, outs: list[_Out], encrypted: Session | None) -> None:
+    async def _send(self, outs: list[Out], encrypted: Session | None) -> None:
         """Frame, sign or encrypt, and send one (compound) reply.
 
         Large payloads (READ data) are handed to the socket as they are instead
@@ -614,7 +599,7 @@ class Connection:
             for buf in lent:
                 READ_BUFFERS.give(buf)
 
-    def _frame(self, outs: list[_Out], direct: vfs.FileSlice | None, lent: list[bytearray],
+    def _frame(self, outs: list[Out], direct: vfs.FileSlice | None, lent: list[bytearray],
                seal: functools.partial | None) -> list[crypto.Buffer]:
         """The reply's bytes after its 4-byte length, in pieces (blocking: reads
         file data into ``lent``, one buffer per FileSlice but ``direct``)."""
@@ -643,7 +628,7 @@ class Connection:
         return list(seal(pieces, overwrite=True))
 
     @staticmethod
-    def _materialize(out: _Out, buf: bytearray) -> _Out:
+    def _materialize(out: Out, buf: bytearray) -> Out:
         """The reply with its file data read into ``buf``, or, when the read
         fails, the error the client is told instead (blocking)."""
         data = out.payload
@@ -651,7 +636,7 @@ class Connection:
         try:
             data.read_into(buf)
         except vfs.VfsError as exc:
-            return _Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
+            return Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
         finally:
             data.close()
         return replace(out, payload=memoryview(buf)[:len(data)])
@@ -693,7 +678,7 @@ class Connection:
         header = Header(command=command, message_id=RELATED_ID, flags=Flags.SERVER_TO_REDIR,
                         session_id=session_id)
         try:
-            await self._send([_Out(header, body)], encrypted)
+            await self._send([Out(header, body)], encrypted)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             return False
         return True
@@ -751,7 +736,7 @@ class Connection:
         header = self._response_header(call.header, reply.status, grant=False).evolve(
             flags=Flags.SERVER_TO_REDIR | Flags.ASYNC_COMMAND, async_id=call.async_id)
         try:
-            await self._send([_Out(header, body, reply.payload,
+            await self._send([Out(header, body, reply.payload,
                                    self._signer(call.header, call.session))], call.encrypted)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -777,7 +762,7 @@ class Connection:
         self._async_calls[call.async_id] = call
         interim = self._response_header(call.header, Status.PENDING).evolve(
             flags=Flags.SERVER_TO_REDIR | Flags.ASYNC_COMMAND, async_id=call.async_id)
-        outs = call.prior + [_Out(interim, error_body(), b"",
+        outs = call.prior + [Out(interim, error_body(), b"",
                                   self._signer(call.header, call.session))]
         call.prior.clear()
         await self._send(outs, call.encrypted)
@@ -815,10 +800,10 @@ class Connection:
         self._frames.max_frame = self._negotiation.max_frame
         self._credits.consume(0, 1)
         request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
-        await self._send([_Out(self._response_header(request, Status.SUCCESS), body)], None)
+        await self._send([Out(self._response_header(request, Status.SUCCESS), body)], None)
 
     async def _negotiate(self, element: memoryview, header: Header, body: memoryview,
-                         outs: list[_Out]) -> None:
+                         outs: list[Out]) -> None:
         offer = self._negotiation.offer(element, body)
         if isinstance(offer, Refusal):
             log.info("NEGOTIATE from %s refused: %s", self.info.client_address[0], offer.reason)
@@ -831,7 +816,7 @@ class Connection:
         self._frames.max_frame = self._negotiation.max_frame
         resp_header = self._response_header(header, Status.SUCCESS)
         self._negotiation.hash_exchange(element, resp_header.pack() + resp_body)
-        outs.append(_Out(resp_header, resp_body))
+        outs.append(Out(resp_header, resp_body))
 
     async def _serve_where_client_is(self, client_guid: bytes, element: memoryview) -> None:
         """All connections of a multichannel client go to one worker (the first
@@ -875,260 +860,3 @@ class Connection:
         ws = workerstate.current()
         if ws is not None:
             await trio.to_thread.run_sync(ws.node.release_client, guid)
-
-    # -- SESSION_SETUP ----------------------------------------------------------------------
-
-    async def _session_setup(self, element: memoryview, header: Header, body: memoryview,
-                             encrypted: Session | None, outs: list[_Out]) -> None:
-        try:
-            req = session_wire.parse_session_setup(body, element)
-        except session_wire.BodyError:
-            self._fail(outs, header, Status.INVALID_PARAMETER, Chain())
-            return
-        if req.flags & session_wire.SESSION_SETUP_BINDING:
-            await self._bind(element, header, req, outs)
-            return
-        existing = self._sessions.get(header.session_id) if header.session_id else None
-        if header.session_id and (existing is None or existing.deleted):
-            signer = self._signer(header, existing) if existing is not None else \
-                self._session_signer(header, element)
-            outs.append(_Out(self._response_header(header, Status.USER_SESSION_DELETED),
-                             error_body(), b"", signer))
-            return
-        reauth = existing is not None and existing.valid
-        if reauth:
-            status = self._check_session(existing, element, header, encrypted)
-            if status != Status.SUCCESS:
-                self._fail(outs, header, status, Chain(), existing)
-                return
-            # Re-authentication: a fresh exchange, kept across its legs; the
-            # session keeps its keys (MS-SMB2 3.3.5.5.2).
-            if existing.reauth is None:
-                existing.reauth = Session(existing.id, SessionInfo(existing.id, ""),
-                                          self._negotiation.preauth)
-            session = existing.reauth
-        elif existing is not None:
-            session = existing
-        else:
-            if len(self._sessions) >= self._limits.max_sessions:
-                self._fail(outs, header, Status.INSUFFICIENT_RESOURCES, Chain())
-                return
-            session = self._new_session()
-        result, resp_header = await self._authenticate(element, header, req, session)
-        # A re-authentication is answered signed as its request was.
-        signer = self._signer(header, existing) if reauth else None
-        if result.status == Status.MORE_PROCESSING_REQUIRED:
-            outs.append(self._interim(session, resp_header, result.token, signer))
-            return
-        if result.status != Status.SUCCESS:
-            # A failed re-authentication ends the session, on all its channels.
-            if reauth:
-                await self._end_session(existing, keep_channels=True)
-            else:
-                self._sessions.pop(session.id, None)
-            outs.append(_Out(resp_header, error_body(), b"", signer))
-            return
-        if reauth:
-            existing.info.user = session.info.user
-            existing.reauth = None
-            session = existing
-        else:
-            session.dialect, session.cipher = self.info.dialect, self._negotiation.cipher
-            session.signing_alg = self._negotiation.signing_alg
-            self._join(session, session.signing_key)
-        log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
-                 self.info.client_address[0])
-        self._worker_sessions.add(self, session)
-        if req.previous_session_id and req.previous_session_id != session.id:
-            await self._logoff_previous(req.previous_session_id, session.info.user)
-        outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
-                         self._channels.get(session.id)))
-
-    async def _authenticate(self, element: memoryview, header: Header,
-                            req: session_wire.SessionSetupRequest,
-                            session: Session) -> tuple[AuthResult, Header]:
-        """One leg of ``session``'s exchange: the result and the response header."""
-        dialect = self.info.dialect
-        if dialect == Dialect.SMB_3_1_1:
-            session.preauth = crypto.preauth_update(session.preauth, element)
-        result = await authenticate(
-            session, req.security_buffer, self._users, allow_guest=self.config.smb.allow_guest,
-            dialect=dialect, cipher=self._negotiation.cipher,
-            client_signing_required=bool(
-                req.security_mode & negotiate.SecurityMode.SIGNING_REQUIRED))
-        return result, self._response_header(header, result.status, session_id=session.id)
-
-    def _interim(self, session: Session, resp_header: Header, token: bytes,
-                 sign_with: Channel | None = None) -> _Out:
-        """A MORE_PROCESSING_REQUIRED response, hashed (3.1.1) as it goes on the wire."""
-        resp_body = session_wire.session_setup_response(0, token)
-        if self.info.dialect == Dialect.SMB_3_1_1:
-            sent = bytearray(resp_header.pack())
-            if sign_with is not None:
-                crypto.sign_header(sign_with.signing_key, sign_with.signing_alg, sent,
-                                   [resp_body])
-            session.preauth = crypto.preauth_update(session.preauth, bytes(sent) + resp_body)
-        return _Out(resp_header, resp_body, b"", sign_with)
-
-    @staticmethod
-    def _setup_body(session: Session, token: bytes) -> bytes:
-        flags = 0
-        if session.info.is_guest:
-            flags = session_wire.SessionFlags.IS_NULL if session.is_anonymous else \
-                session_wire.SessionFlags.IS_GUEST
-        if session.info.encrypt_data:
-            flags |= session_wire.SessionFlags.ENCRYPT_DATA
-        return session_wire.session_setup_response(flags, token)
-
-    # -- channels (binding, MS-SMB2 3.3.5.5.2) ---------------------------------------------
-
-    async def _bind(self, element: memoryview, header: Header,
-                    req: session_wire.SessionSetupRequest, outs: list[_Out]) -> None:
-        """One leg of binding this connection to a session set up on another one.
-
-        Every leg is signed with the key this connection knows the session by
-        (its own channel's once bound, else the session's) and answered so;
-        a refusal leaves the session as it was on its other channels.
-        """
-        session = self._worker_sessions.get(header.session_id)
-        if session is not None and not session.valid:
-            session = None
-        verifier = self._session_key(header)
-        if verifier is not None and not crypto.verify(verifier.signing_key,
-                                                      verifier.signing_alg, element):
-            log.info("bad signature on a binding SESSION_SETUP from %s",
-                     self.info.client_address[0])
-            outs.append(_Out(self._response_header(header, Status.ACCESS_DENIED), error_body(),
-                             b"", verifier))
-            return
-        target = None if session is None else BindTarget(
-            session.dialect, session.signing_alg, session.cipher, session.info.is_guest)
-        status = refusal_before_auth(
-            target, BindingConnection(self.info.dialect, self._negotiation.signing_alg, self._negotiation.cipher),
-            session_id=header.session_id, signed=header.is_signed,
-            multichannel=self.config.smb.multichannel)
-        if status is None and session is not None and session.id in self._channels:
-            status = Status.REQUEST_NOT_ACCEPTED  # bound here already
-        if status is not None:
-            log.info("binding of session %#x from %s refused: %s", header.session_id,
-                     self.info.client_address[0], _status_name(status))
-            self._binds.pop(header.session_id, None)
-            outs.append(_Out(self._response_header(header, status), error_body(), b"",
-                             verifier))
-            return
-        assert session is not None
-        pending = self._binds.get(session.id)
-        if pending is None:
-            pending = self._binds[session.id] = Session(
-                session.id, SessionInfo(session.id, ""), self._negotiation.preauth)
-        result, resp_header = await self._authenticate(element, header, req, pending)
-        if result.status == Status.MORE_PROCESSING_REQUIRED:
-            outs.append(self._interim(pending, resp_header, result.token, verifier))
-            return
-        del self._binds[session.id]
-        if result.status == Status.SUCCESS and (
-                pending.info.is_guest or pending.info.user != session.info.user):
-            log.info("binding of session %#x refused: authenticated as %r, not %r",
-                     session.id, pending.info.user, session.info.user)
-            resp_header = resp_header.evolve(status=Status.ACCESS_DENIED)
-        if resp_header.status == Status.SUCCESS and (
-                not session.valid or not self._worker_sessions.holds(session)):
-            # Logged off (or torn down by a PreviousSessionId) while this leg
-            # authenticated: there is nothing left to bind to.
-            resp_header = resp_header.evolve(status=Status.USER_SESSION_DELETED)
-        if resp_header.status != Status.SUCCESS:
-            outs.append(_Out(resp_header, error_body(), b"", verifier))
-            return
-        self._join(session, pending.signing_key)
-        log.info("session %#x gains a channel from %s", session.id, self.info.client_address[0])
-        outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
-                         self._channels[session.id]))
-
-    def _session_key(self, header: Header) -> Channel | None:
-        """The key a signed request naming a session of this worker verifies
-        with and is answered with: this connection's channel of it, else the
-        session's own key (a binding, or a request on a connection the session
-        is not bound to); None when unsigned or unknown."""
-        session = self._worker_sessions.get(header.session_id)
-        if not header.is_signed or session is None or not session.can_sign:
-            return None
-        return self._channels.get(session.id) or Channel(session.signing_key,
-                                                         session.signing_alg)
-
-    def _session_signer(self, header: Header, element: memoryview) -> Channel | None:
-        """``_session_key`` when the request verifies with it."""
-        key = self._session_key(header)
-        if key is None or not crypto.verify(key.signing_key, key.signing_alg, element):
-            return None
-        return key
-
-    def _join(self, session: Session, signing_key: bytes) -> None:
-        """Make this connection one of ``session``'s channels."""
-        self._sessions[session.id] = session
-        if signing_key:
-            self._channels[session.id] = Channel(signing_key, self._negotiation.signing_alg)
-        session.connections.append(self)
-
-    async def _leave(self, session: Session) -> None:
-        """This connection goes away: the session loses this channel, and ends
-        with its last one."""
-        self._sessions.pop(session.id, None)
-        self._channels.pop(session.id, None)
-        self._binds.pop(session.id, None)
-        if self in session.connections:
-            session.connections.remove(self)
-        if session.deleted:
-            return
-        if session.connections:
-            self._worker_sessions.reach_through(self, session, session.connections[0])
-            return
-        self._worker_sessions.forget(session)
-        await commands.session_closed(session.info)
-
-    async def _end_session(self, session: Session, *, keep_channels: bool = False) -> None:
-        """LOGOFF, a later setup naming it as previous, or a failed
-        re-authentication: the session ends on every channel.
-
-        ``keep_channels``: the channels keep it, ended, and answer what its
-        client still sends there USER_SESSION_DELETED signed with their keys
-        (smbtorture's client wants those answers signed, and smbd signs them).
-        """
-        if keep_channels:
-            session.valid = False
-            session.deleted = True
-        else:
-            for conn in [*session.connections, self]:
-                conn._sessions.pop(session.id, None)
-                conn._channels.pop(session.id, None)
-                conn._binds.pop(session.id, None)
-            session.connections.clear()
-        self._worker_sessions.forget(session)
-        await commands.session_closed(session.info)
-
-    async def _logoff_previous(self, session_id: int, user: str) -> None:
-        """Tear down a client's earlier session, so its durable opens become reclaimable.
-
-        It may live in this worker or in another worker of the node, which is
-        asked through the node table (its client may come back on any of them).
-        """
-        if await self._worker_sessions.logoff(session_id, user):
-            return
-        ws = workerstate.current()
-        if ws is not None:
-            await ws.logoff_elsewhere(session_id, user)
-
-    async def drop_session(self, session: Session) -> None:
-        """Another connection's SESSION_SETUP named this session as its previous one."""
-        if session.id in self._sessions:
-            await self._end_session(session)
-
-    def _new_session(self) -> Session:
-        # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.
-        while True:
-            session_id = int.from_bytes(os.urandom(4), "little")
-            if 0 < session_id < 0xFFFFFFFF and session_id not in self._worker_sessions \
-                    and session_id not in self._sessions:
-                break
-        session = Session(session_id, SessionInfo(session_id, ""), self._negotiation.preauth)
-        self._sessions[session_id] = session
-        return session

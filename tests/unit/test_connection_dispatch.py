@@ -39,7 +39,7 @@ def _logged_on(server, handlers) -> Connection:
     """A connection past NEGOTIATE with one valid unsigned session."""
     conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
                       handlers=handlers)
-    conn._sessions[SESSION] = Session(SESSION, SessionInfo(SESSION, "u"), valid=True)
+    conn._setup.sessions[SESSION] = Session(SESSION, SessionInfo(SESSION, "u"), valid=True)
     conn._negotiation.negotiated = True
     conn._credits.grant(30)
     return conn
