@@ -7,7 +7,7 @@ module decides nothing that needs a socket, a session or a file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Iterator
+from typing import Iterator
 
 from smb.server.violation import ProtocolViolation
 from smb.wire.header import HEADER_SIZE, Command, Header, HeaderError, Status, parse_header
@@ -57,20 +57,6 @@ def elements(msg: memoryview) -> Iterator[Element]:
             raise ProtocolViolation("bad NextCommand")
         yield Element(header, rest[:step], False)
         pos += step
-
-
-def holds_any(msg: memoryview, commands: Collection[int]) -> bool:
-    """Whether a message has an element with one of ``commands`` (read from
-    the headers as they are, before they are checked)."""
-    pos = 0
-    while len(msg) - pos >= HEADER_SIZE:
-        if int.from_bytes(msg[pos + 12:pos + 14], "little") in commands:
-            return True
-        step = int.from_bytes(msg[pos + 20:pos + 24], "little")
-        if not step:
-            return False
-        pos += step
-    return False
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import struct
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from smb.server import commands, handoff, workerstate
 from smb.server.affinity import ClientAffinity
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import Channel
-from smb.server.compound import Chain, elements, holds_any, request_file_id, resolve
+from smb.server.compound import Chain, elements, request_file_id, resolve
 from smb.server.credits import CreditWindow, expected_payload, required_charge
 from smb.server.framing import FrameBuffer, frame_prefix
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request
@@ -51,6 +50,8 @@ RECEIVE_CHUNK = 64 * 1024
 # Messages from this size on are encrypted, decrypted and signed in a worker thread.
 OFFLOAD_CRYPTO = 256 * 1024
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
+# The most pieces one writev(2) takes (Linux's UIO_MAXIOV).
+_IOV_MAX = 1024
 # Commands that may arrive unsigned on a session that must sign (a
 # re-authentication, a SESSION_SETUP on a valid session, is no such command).
 _UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
@@ -58,13 +59,6 @@ _UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
 _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
 _RESPONSE_FLAG = int(Flags.SERVER_TO_REDIR)
-# Handlers that may wait (breaks, blocking locks, change notifications, a
-# rename waiting on lease breaks): a message holding one runs in a task of its
-# own, and the receiver reads on once the handler calls ctx.go_async (see
-# _dispatch).  One that calls ctx.go_async must be listed: run in the
-# receiver's task, it would wait for an acknowledgement nobody reads.
-_MAY_GO_ASYNC = frozenset({Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY,
-                           Command.SET_INFO})
 _ECHOED_FLAGS = int(Flags.RELATED_OPERATIONS | Flags.PRIORITY_MASK)
 _LAST_COMMAND = max(Command)
 
@@ -99,9 +93,6 @@ class _Call:
     encrypted: Session | None
     allow_async: bool
     prior: list[Out]
-    # Set when the receiver may read the connection's next message while this
-    # call's message is still being processed (None: the receiver runs it).
-    released: trio.Event | None = None
     async_id: int = 0
     went_async: bool = False
     # Waiting without an interim response (an element of a compound that is
@@ -183,6 +174,9 @@ class Connection:
         self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        self._receiver: trio.lowlevel.Task | None = None  # the task reading the stream
+        # Replies are written to the socket's descriptor directly (_write_now).
+        self._sock: trio.socket.SocketType | None = getattr(stream, "socket", None)
         self._inflight = trio.Semaphore(limits.max_inflight)
         self._beside = 0  # READs and WRITEs running side by side
         self._detached = 0  # compound elements waiting without an interim response
@@ -202,24 +196,48 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                try:
-                    while True:
-                        frame = await self._next_frame()
-                        if frame is None:
-                            break
-                        await self._handle_frame(frame)
-                except ProtocolViolation as exc:
-                    log.info("closing connection from %s: %s", self.info.client_address[0], exc)
-                except (trio.BrokenResourceError, trio.ClosedResourceError,
-                        ConnectionError):  # the client went away (recv_into raises these raw)
-                    pass
-                finally:
-                    nursery.cancel_scope.cancel()
+                nursery.start_soon(self._receive)
         finally:
             with trio.CancelScope(shield=True):
                 await self._setup.leave_all()
                 await self._release_client()
                 await self._stream.aclose()
+
+    async def _receive(self) -> None:
+        """Read and process messages in arrival order while this task is the
+        connection's receiver.
+
+        A request runs in the receiver's task (no task spawn, no wake-up per
+        request) until its handler has to wait (``ctx.go_async``): then a new
+        task becomes the receiver and reads on (the acknowledgement the request
+        waits for, a CANCEL, other requests), and this one finishes the
+        request and ends.  When the client goes away or breaks the protocol,
+        the connection ends, with whatever still runs for it.
+        """
+        me = trio.lowlevel.current_task()
+        self._receiver = me
+        try:
+            while True:
+                frame = await self._next_frame()
+                if frame is None:
+                    break
+                await self._handle_frame(frame)
+                if self._receiver is not me:
+                    return  # handed over while processing: the new receiver reads on
+        except ProtocolViolation as exc:
+            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError,
+                ConnectionError):  # the client went away (recv_into raises these raw)
+            pass
+        self._close()
+
+    def _hand_over_receiving(self) -> None:
+        """A request is about to wait: if it runs in the receiver's task, a new
+        task takes over reading the connection (see _receive)."""
+        if trio.lowlevel.current_task() is self._receiver:
+            self._receiver = None
+            assert self._nursery is not None
+            self._nursery.start_soon(self._receive)
 
     async def _next_frame(self) -> bytearray | memoryview | None:
         if any(s.valid for s in self._sessions.values()):
@@ -235,7 +253,7 @@ class Connection:
 
     async def _receive_into(self, view: memoryview) -> int:
         """Read straight into the frame's buffer, so a large WRITE is copied once."""
-        sock = getattr(self._stream, "socket", None)
+        sock = self._sock
         if sock is not None:
             return await sock.recv_into(view)
         chunk = await self._stream.receive_some(len(view))
@@ -314,12 +332,12 @@ class Connection:
         arrival order, so a CLOSE or SET_INFO sent behind WRITEs acts after
         them; CANCEL goes at once, as it must reach requests still running.
 
-        A message with a command that may wait (a CREATE breaking a lease, a
-        blocking lock) runs in a task of its own, and the receiver reads on
-        as soon as one of its handlers waits (``ctx.go_async``), whether that
-        command may answer with an interim response or, not being the last of
-        its compound, waits without one: the acknowledgement it waits for, a
-        CANCEL, or any other request comes in on this very connection.
+        Any other request runs in the receiver's task until its handler has to
+        wait (a CREATE breaking a lease, a blocking lock): then, whether it may
+        answer with an interim response or, not being the last of its
+        compound, waits without one, the receiving goes on in a new task (see
+        _receive), as the acknowledgement it waits for, a CANCEL or any other
+        request comes in on this very connection.
         """
         command = msg[12] if len(msg) >= HEADER_SIZE else -1
         if command in _SIDE_BY_SIDE:
@@ -331,29 +349,11 @@ class Connection:
         if command != Command.CANCEL:
             while self._beside:
                 await self._beside_done.wait()
-        if not holds_any(msg, _MAY_GO_ASYNC):
-            await self._process_chain(msg, encrypted, None)
-            return
-        released = trio.Event()
-        assert self._nursery is not None
-        self._nursery.start_soon(self._process_waiting, msg, encrypted, released)
-        await released.wait()
-
-    async def _process_waiting(self, msg: memoryview, encrypted: Session | None,
-                               released: trio.Event) -> None:
-        try:
-            await self._process_chain(msg, encrypted, released)
-        except ProtocolViolation as exc:
-            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
-            self._close()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            self._close()
-        finally:
-            released.set()
+        await self._process_chain(msg, encrypted)
 
     async def _process_beside(self, msg: memoryview, encrypted: Session | None) -> None:
         try:
-            await self._process_chain(msg, encrypted, None)
+            await self._process_chain(msg, encrypted)
         except ProtocolViolation as exc:
             log.info("closing connection from %s: %s", self.info.client_address[0], exc)
             self._close()
@@ -370,16 +370,14 @@ class Connection:
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
-    async def _process_chain(self, msg: memoryview, encrypted: Session | None,
-                             released: trio.Event | None) -> None:
-        """Process a (compound) message and send its reply; ``released`` is set
-        when a waiting command lets the receiver go on (see _dispatch)."""
+    async def _process_chain(self, msg: memoryview, encrypted: Session | None) -> None:
+        """Process a (compound) message and send its reply."""
         outs: list[Out] = []
         chain: Chain | None = None
         for element in elements(msg):
             answered = len(outs)
             chain = await self._process_one(element.message, element.header, chain, encrypted,
-                                            outs, last=element.last, released=released)
+                                            outs, last=element.last)
             if self._metrics is not None:
                 sent = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs[answered:])
                 self._metrics.operation(_command_name(element.header.command),
@@ -390,8 +388,7 @@ class Connection:
     # -- one command ------------------------------------------------------------------
 
     async def _process_one(self, element: memoryview, header: Header, chain: Chain | None,
-                           encrypted: Session | None, outs: list[Out], last: bool,
-                           released: trio.Event | None) -> Chain:
+                           encrypted: Session | None, outs: list[Out], last: bool) -> Chain:
         command = header.command
         if command == Command.CANCEL:
             # No response of its own (3.3.5.16), so a malformed one is dropped.
@@ -447,8 +444,7 @@ class Connection:
         handler = self._handlers.get(command)
         if handler is None:
             return self._fail(outs, header, Status.NOT_SUPPORTED, next_chain, session)
-        call = _Call(header, session, encrypted, allow_async=last, prior=outs,
-                     released=released)
+        call = _Call(header, session, encrypted, allow_async=last, prior=outs)
         request = Request(header=header, body=body, message=element, related_file_id=file_id)
         reply = await self._call_handler(handler, call, request)
         if reply is None:  # went async: the interim took the earlier replies with it
@@ -570,9 +566,13 @@ class Connection:
             pieces = await trio.to_thread.run_sync(frame) \
                 if lent or crypto_size >= OFFLOAD_CRYPTO else frame()
             total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
-            small = bytearray(struct.pack(">I", total))
-            # Taken without a checkpoint when free: send_all yields anyway, and
-            # a reply is sent per request.
+            pieces.insert(0, frame_prefix(total))
+            if direct is None and not self._send_lock.locked():
+                pieces = self._write_now(pieces)
+                if not pieces:
+                    return
+            small = bytearray()
+            # Taken without a checkpoint when free: send_all yields anyway.
             if self._send_lock.locked():
                 await self._send_lock.acquire()
             else:
@@ -627,6 +627,31 @@ class Connection:
         # encrypted where they lie (see _read_only).
         return list(seal(pieces, overwrite=True))
 
+    def _write_now(self, pieces: list[crypto.Buffer]) -> list[crypto.Buffer]:
+        """Hand a reply to the kernel at once, without a trip through trio's
+        scheduler (a reply per request: the scheduler round trip cost more
+        than the write); returns what the socket did not take, for send_all.
+        Nothing else sends meanwhile: the caller checked that no send is in
+        progress, and nothing here yields.  Fairness stays with the receive
+        side, which checkpoints once per message read."""
+        if self._sock is None:
+            return pieces
+        # Asked each time: a closed socket says -1, and its number may be reused.
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("connection closed")
+        try:
+            written = os.writev(fd, pieces[:_IOV_MAX])
+        except BlockingIOError:
+            return pieces
+        except OSError as exc:  # reset by the client, or the socket is closed
+            raise trio.BrokenResourceError(str(exc)) from None
+        for i, piece in enumerate(pieces):
+            if written < len(piece):
+                return [memoryview(piece)[written:], *pieces[i + 1:]]
+            written -= len(piece)
+        return []
+
     @staticmethod
     def _materialize(out: Out, buf: bytearray) -> Out:
         """The reply with its file data read into ``buf``, or, when the read
@@ -648,7 +673,7 @@ class Connection:
         sendfile runs in a thread: a page that is not in the cache is read from
         the disk meanwhile, and the event loop must not wait for that.
         """
-        sock = getattr(self._stream, "socket", None)
+        sock = self._sock
         done = 0
         while sock is not None and done < len(data):
             try:
@@ -686,21 +711,12 @@ class Connection:
     # -- handlers, async and cancel --------------------------------------------------
 
     async def _call_handler(self, handler: Handler, call: _Call, request: Request) -> Reply | None:
-        """Run the handler; returns its reply, or None once it went async.
-
-        Commands that may wait run in a task of their own already (see
-        _dispatch and _process_beside), the others in the receiver's task,
-        which saves a task spawn and a wake-up per request.
-        """
+        """Run the handler; returns its reply, or None once it went async."""
         self._sync_calls[call.header.message_id] = call
         if call.header.message_id in self._early_cancels:
             self._early_cancels.discard(call.header.message_id)
             call.cancelled = True
-        if call.header.command in _MAY_GO_ASYNC or call.header.command in _SIDE_BY_SIDE:
-            await self._run_handler(handler, call, request)
-        else:
-            # Only a call that waits is ever cancelled: it needs no scope.
-            call.reply = await self._invoke(handler, call, request)
+        await self._run_handler(handler, call, request)
         self._sync_calls.pop(call.header.message_id, None)
         return None if call.went_async else call.reply
 
@@ -718,8 +734,8 @@ class Connection:
                 request.admission.done()
 
     async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
-        """The handler of a call that may wait, cancellable once it does; a
-        call that went async sends its final reply itself."""
+        """The handler, cancellable once it waits; a call that went async
+        sends its final reply itself."""
         reply = Reply(status=Status.CANCELLED, body=error_body())
         try:
             with call.scope:
@@ -753,8 +769,7 @@ class Connection:
             # receiver reads on (the acknowledgement it waits for, a CANCEL).
             call.detached = True
             self._detached += 1
-            if call.released is not None:
-                call.released.set()
+            self._hand_over_receiving()
             if call.cancelled:
                 call.scope.cancel()
             return call.async_id
@@ -766,8 +781,7 @@ class Connection:
                                   self._signer(call.header, call.session))]
         call.prior.clear()
         await self._send(outs, call.encrypted)
-        if call.released is not None:
-            call.released.set()
+        self._hand_over_receiving()
         if call.cancelled:  # a CANCEL that came before the request reached its handler
             call.scope.cancel()
         return call.async_id
@@ -827,7 +841,7 @@ class Connection:
         Only clients that announce multichannel are kept together: the others
         never bind, and their connections keep spreading over the workers."""
         ws = workerstate.current()
-        sock = getattr(self._stream, "socket", None)
+        sock = self._sock
         if ws is None or sock is None:
             return
         if self._affinity.serves(client_guid):
