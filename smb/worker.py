@@ -87,7 +87,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
 
         conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]),
                           local_address=(local[0], local[1]), metrics=metrics,
-                          received=received, sessions=state.sessions, affinity=state.clients)
+                          received=received, sessions=state.sessions, clients=state.clients)
 
         try:
             # Registration runs beside the connection, so a client that comes

@@ -6,9 +6,27 @@ there), because its sessions and their channels live in one worker.  The
 worker keeps the claim while it serves at least one connection of the
 client; this count says when the last one went, so the claim can go too.
 The worker owns one and hands it to each of its connections.
+
+:func:`claim` and :func:`release` are the thin drivers that keep the node
+table (smb.server.nodelocal, one per node) in step with the counts.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
+
+import trio
+
+
+class ClientClaims(Protocol):
+    """The node table's record of which worker serves which multichannel client."""
+
+    def claim_client(self, client_guid: bytes, address: bytes) -> bytes | None:
+        """Claim the client for the worker at ``address``; the address of
+        the worker that holds it already, or None (blocking)."""
+
+    def release_client(self, client_guid: bytes) -> None:
+        """Drop this worker's claim of the client (blocking)."""
 
 
 class ClientAffinity:
@@ -30,3 +48,23 @@ class ClientAffinity:
         if left:
             self._connections[client_guid] = left
         return not left
+
+
+async def claim(affinity: ClientAffinity, claims: ClientClaims, client_guid: bytes,
+                here: bytes) -> bytes | None:
+    """A connection of the client comes to this worker (at address ``here``):
+    None when this worker serves the client (now counted), else the address
+    of the worker that does, where the connection is to go."""
+    if not affinity.serves(client_guid):
+        there = await trio.to_thread.run_sync(claims.claim_client, client_guid, here)
+        if there is not None:
+            return there
+    affinity.join(client_guid)
+    return None
+
+
+async def release(affinity: ClientAffinity, claims: ClientClaims, client_guid: bytes) -> None:
+    """A connection of the client closed; with the worker's last one, the
+    claim goes, so the node table holds only clients served now."""
+    if affinity.leave(client_guid):
+        await trio.to_thread.run_sync(claims.release_client, client_guid)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import vfs
-from smb.server import commands, handoff, workerstate
+from smb.server import affinity, commands, handoff, workerstate
 from smb.server.affinity import ClientAffinity
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import Channel
@@ -146,11 +146,11 @@ class Connection:
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
                  local_address: tuple[str, int] = ("", 0),
                  metrics: "WorkerMetrics | None" = None, received: bytes = b"",
-                 sessions: SessionTable | None = None, affinity: ClientAffinity | None = None):
-        """``sessions`` and ``affinity`` are the worker's, shared by all its
+                 sessions: SessionTable | None = None, clients: ClientAffinity | None = None):
+        """``sessions`` and ``clients`` are the worker's, shared by all its
         connections (a connection on its own, as in unit tests, gets its own)."""
         self.config = config
-        self._affinity = ClientAffinity() if affinity is None else affinity
+        self._affinity = ClientAffinity() if clients is None else clients
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
@@ -844,14 +844,10 @@ class Connection:
         sock = self._sock
         if ws is None or sock is None:
             return
-        if self._affinity.serves(client_guid):
-            there = None  # served here already: the claim is this worker's
-        else:
-            here = handoff.address(self.config.node.state_dir, ws.index)
-            there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
+        there = await affinity.claim(self._affinity, ws.node, client_guid,
+                                     handoff.address(self.config.node.state_dir, ws.index))
         if there is None:
             self._claimed = client_guid
-            self._affinity.join(client_guid)
             return
         frame = frame_prefix(len(element)) + bytes(element) + self._frames.leftover()
         try:
@@ -864,13 +860,8 @@ class Connection:
         raise ProtocolViolation("handed to the worker that serves its client")
 
     async def _release_client(self) -> None:
-        """The worker's last connection of a multichannel client closed: its
-        claim goes, so the node table holds only clients served now."""
+        """This connection counted for its multichannel client (see affinity)."""
         guid, self._claimed = self._claimed, None
-        if guid is None:
-            return
-        if not self._affinity.leave(guid):
-            return
         ws = workerstate.current()
-        if ws is not None:
-            await trio.to_thread.run_sync(ws.node.release_client, guid)
+        if guid is not None and ws is not None:
+            await affinity.release(self._affinity, ws.node, guid)

@@ -8,7 +8,7 @@ from collections import Counter
 
 from hypothesis import given, strategies as st
 
-from smb.server.affinity import ClientAffinity
+from smb.server.affinity import ClientAffinity, claim, release
 from smb.server.handler import SessionInfo
 from smb.server.session_table import SessionTable
 from smb.server.sessions import Session
@@ -83,3 +83,31 @@ async def test_logoff_of_a_session_not_yet_valid_drops_nothing():
     table.add(owner, _session(4, valid=False))
     assert await table.logoff(4, "alice")  # held here, so no other worker is asked
     assert owner.dropped == []
+
+
+class Claims:
+    """The node table's claims, as a dict (the real one is nodelocal's SQLite)."""
+
+    def __init__(self) -> None:
+        self.held: dict[bytes, bytes] = {}
+
+    def claim_client(self, client_guid: bytes, address: bytes) -> bytes | None:
+        there = self.held.setdefault(client_guid, address)
+        return None if there == address else there
+
+    def release_client(self, client_guid: bytes) -> None:
+        del self.held[client_guid]
+
+
+async def test_claim_lasts_until_the_workers_last_connection_of_the_client():
+    here, there, claims = ClientAffinity(), ClientAffinity(), Claims()
+    guid = b"c" * 16
+    assert await claim(here, claims, guid, b"w0") is None
+    assert await claim(here, claims, guid, b"w0") is None  # counted, not asked again
+    assert await claim(there, claims, guid, b"w1") == b"w0"  # goes to worker 0
+    assert not there.serves(guid)
+    await release(here, claims, guid)
+    assert claims.held == {guid: b"w0"}
+    await release(here, claims, guid)
+    assert claims.held == {}
+    assert await claim(there, claims, guid, b"w1") is None
