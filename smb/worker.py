@@ -24,7 +24,7 @@ from hanode.metrics import WorkerMetrics
 from hanode.store import Store, StoreUnavailable
 from smb import probe
 from smb.server import handoff
-from smb.server.connection import Connection, logoff_here
+from smb.server.connection import Connection
 from smb.server.durable_life import forget_reclaimed, purged
 from smb.server.userdb import EtcdUsers
 from smb.server.workerstate import Hooks, WorkerState
@@ -56,8 +56,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     store = Store.from_config(cfg.cluster)
     users = EtcdUsers(store)
     guid = server_guid(cfg)
-    state = WorkerState(cfg, index, store, Hooks(purged=purged, forget_reclaimed=forget_reclaimed,
-                                                 logoff_here=logoff_here))
+    state = WorkerState(cfg, index, store, Hooks(purged=purged, forget_reclaimed=forget_reclaimed))
     metrics = WorkerMetrics()
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
@@ -89,7 +88,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
 
         conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]),
                           local_address=(local[0], local[1]), metrics=metrics,
-                          received=received)
+                          received=received, sessions=state.sessions, clients=state.clients)
 
         try:
             # Registration runs beside the connection, so a client that comes

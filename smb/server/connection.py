@@ -3,36 +3,41 @@ credits, compounds, async replies and CANCEL; everything else goes to the
 command handlers through the contract in :mod:`smb.server.handler`.
 
 A client can send anything: every frame is bounded before it is read, every
-parse error becomes an SMB error status or a closed connection (``_Disconnect``),
+parse error becomes an SMB error status or a closed connection (``ProtocolViolation``),
 and a handler that raises is answered INTERNAL_ERROR with one log line.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import logging
 import os
-import struct
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import trio
 
 from smb import vfs
-from smb.server import handoff, workerstate
+from smb.server import affinity, commands, handoff, workerstate
+from smb.server.affinity import ClientAffinity
 from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
-from smb.server.channels import BindingConnection, BindTarget, Channel, refusal_before_auth
+from smb.server.channels import Channel
+from smb.server.compound import Chain, elements, request_file_id, resolve
 from smb.server.credits import CreditWindow, expected_payload, required_charge
-from smb.server.handler import ConnectionInfo, Handler, Reply, Request, SessionInfo
-from smb.server.sessions import AuthResult, Session, authenticate, filetime_now
+from smb.server.framing import FrameBuffer, frame_prefix
+from smb.server.handler import ConnectionInfo, Handler, Reply, Request
+from smb.server.negotiation import PRE_NEGOTIATE_MAX_FRAME, Negotiation, Refusal
+from smb.server.outgoing import Out
+from smb.server.session_setup import SessionSetup
+from smb.server.session_table import SessionTable
+from smb.server.sessions import Session, filetime_now
 from smb.server.userdb import UserLookup
-from smb.wire import crypto, negotiate, session as session_wire, spnego
-from smb.wire.crypto import Cipher, CryptoError, Dialect, SigningAlgorithm
+from smb.server.violation import ProtocolViolation
+from smb.wire import crypto, session as session_wire
+from smb.wire.crypto import Cipher, CryptoError, Dialect
 from smb.wire.header import (
     HEADER_SIZE, PROTOCOL_ID, SMB1_PROTOCOL_ID, TRANSFORM_PROTOCOL_ID, Command, Flags,
-    Header, HeaderError, Status, error_body, parse_header,
+    Header, Status, error_body,
 )
 
 if TYPE_CHECKING:
@@ -41,14 +46,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRE_NEGOTIATE_MAX_FRAME = 64 * 1024
 RECEIVE_CHUNK = 64 * 1024
-LARGE_MAX_SIZE = 8 * 1024 * 1024
-SMALL_MAX_SIZE = 64 * 1024
 # Messages from this size on are encrypted, decrypted and signed in a worker thread.
 OFFLOAD_CRYPTO = 256 * 1024
-FRAME_SLACK = 64 * 1024 + crypto.TRANSFORM_HEADER_SIZE
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
+# The most pieces one writev(2) takes (Linux's UIO_MAXIOV).
+_IOV_MAX = 1024
 # Commands that may arrive unsigned on a session that must sign (a
 # re-authentication, a SESSION_SETUP on a valid session, is no such command).
 _UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
@@ -56,12 +59,8 @@ _UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
 _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
 _RESPONSE_FLAG = int(Flags.SERVER_TO_REDIR)
-# Handlers that may answer with an interim response and finish later (breaks,
-# blocking locks, change notifications, a rename waiting on lease breaks); see
-# _call_handler.  One that calls ctx.go_async must be listed: run in the
-# dispatcher's task, it would wait for an acknowledgement nobody reads.
-_MAY_GO_ASYNC = {Command.CREATE, Command.LOCK, Command.CHANGE_NOTIFY, Command.SET_INFO}
 _ECHOED_FLAGS = int(Flags.RELATED_OPERATIONS | Flags.PRIORITY_MASK)
+_LAST_COMMAND = max(Command)
 
 
 @dataclass(frozen=True)
@@ -78,88 +77,11 @@ class Limits:
     max_inflight: int = 32
 
 
-class _Disconnect(Exception):
-    """The client broke the protocol in a way that ends the connection."""
-
-
-@functools.cache
-def _file_side():
-    """``smb.server.commands`` (the file commands), or None where it is not installed."""
-    if importlib.util.find_spec("smb.server.commands") is None:
-        return None
-    return importlib.import_module("smb.server.commands")
-
-
-def _handlers() -> dict[int, Handler]:
-    file_side = _file_side()
-    return file_side.HANDLERS if file_side is not None else {}
-
-
-async def _release_session(info: SessionInfo) -> None:
-    """Let the file side close the trees and opens of a session that ended."""
-    file_side = _file_side()
-    if file_side is not None:
-        await file_side.session_closed(info)
-
-
-# Every established session of this worker, for PreviousSessionId (3.3.5.5.3).
-_worker_sessions: dict[int, tuple["Connection", Session]] = {}
-# Connections this worker serves per multichannel client GUID it has claimed.
-_client_connections: dict[bytes, int] = {}
-
-
-async def _logoff_previous(session_id: int, user: str) -> None:
-    """Tear down a client's earlier session, so its durable opens become reclaimable.
-
-    It may live in this worker or in another worker of the node, which is
-    asked through the node table (its client may come back on any of them).
-    """
-    if await logoff_here(session_id, user):
-        return
-    ws = workerstate.current()
-    if ws is not None:
-        await ws.logoff_elsewhere(session_id, user)
-
-
-async def logoff_here(session_id: int, user: str) -> bool:
-    """Tear down a session of this worker; False when this worker does not hold it.
-
-    Only a session of the same user goes; anything else is ignored, as the
-    spec says.  Its opens are treated as if its connection had been lost.
-    """
-    found = _worker_sessions.get(session_id)
-    if found is None:
-        return False
-    conn, session = found
-    if not session.valid or session.info.user != user:
-        return True
-    del _worker_sessions[session_id]
-    await conn.drop_session(session)
-    return True
-
-
 _COMMAND_NAMES = {int(c): c.name for c in Command}
-
-
-def _status_name(status: int) -> str:
-    try:
-        return Status(status).name
-    except ValueError:
-        return f"{status:#x}"
 
 
 def _command_name(command: int) -> str:
     return _COMMAND_NAMES.get(command, "UNKNOWN")
-
-
-@dataclass
-class _Out:
-    """One response of a (possibly compound) reply, not yet signed or framed."""
-
-    header: Header
-    body: bytes
-    payload: bytes | memoryview | vfs.FileSlice = b""
-    sign_with: Channel | None = None
 
 
 @dataclass
@@ -170,12 +92,14 @@ class _Call:
     session: Session | None
     encrypted: Session | None
     allow_async: bool
-    prior: list[_Out]
+    prior: list[Out]
     async_id: int = 0
     went_async: bool = False
+    # Waiting without an interim response (an element of a compound that is
+    # not its last): the receiver reads on, the reply joins the compound.
+    detached: bool = False
     cancelled: bool = False
     reply: Reply | None = None
-    settled: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -196,37 +120,14 @@ class _Context:
         return self._call.cancelled
 
 
-@dataclass
-class _Chain:
-    """What a related command inherits from the one before it (MS-SMB2 3.3.5.2.7.2)."""
-
-    session_id: int = 0
-    tree_id: int = 0
-    file_id: bytes | None = None
-    # A failed CREATE fails the related commands after it with its status; a
-    # command without a usable session or a misplaced related flag makes the
-    # related commands after it INVALID_PARAMETER (as Windows and Samba answer).
-    inherited_status: int = Status.SUCCESS
-
-
-# Where each command's FileId sits in its body, for the FileId a related
-# command inherits when the previous one was not a CREATE.
-_FILE_ID_OFFSET = {
-    Command.CLOSE: 8, Command.FLUSH: 8, Command.READ: 16, Command.WRITE: 16,
-    Command.LOCK: 8, Command.IOCTL: 8, Command.QUERY_DIRECTORY: 8,
-    Command.CHANGE_NOTIFY: 8, Command.QUERY_INFO: 24, Command.SET_INFO: 16,
-    Command.OPLOCK_BREAK: 8,
-}
-_ALL_FF = b"\xff" * 16
-_LAST_COMMAND = max(Command)
-
-
-def _request_file_id(command: int, body: memoryview, related: bytes | None) -> bytes | None:
-    offset = _FILE_ID_OFFSET.get(command)
-    if offset is None or len(body) < offset + 16:
-        return None
-    file_id = bytes(body[offset:offset + 16])
-    return related if file_id == _ALL_FF and related is not None else file_id
+def _small_body_ok(body: memoryview, name: str, client: str) -> bool:
+    """Whether a LOGOFF, ECHO or CANCEL body is well formed (logged when not)."""
+    try:
+        session_wire.check_small_body(body, name)
+    except session_wire.BodyError as exc:
+        log.info("%s from %s", exc, client)
+        return False
+    return True
 
 
 def _is_lent(piece: crypto.Buffer, lent: list[bytearray]) -> bool:
@@ -244,44 +145,49 @@ class Connection:
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
                  limits: Limits = Limits(), handlers: dict[int, Handler] | None = None,
                  local_address: tuple[str, int] = ("", 0),
-                 metrics: "WorkerMetrics | None" = None, received: bytes = b""):
+                 metrics: "WorkerMetrics | None" = None, received: bytes = b"",
+                 sessions: SessionTable | None = None, clients: ClientAffinity | None = None):
+        """``sessions`` and ``clients`` are the worker's, shared by all its
+        connections (a connection on its own, as in unit tests, gets its own)."""
         self.config = config
+        self._affinity = ClientAffinity() if clients is None else clients
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
         self._stream = stream
-        self._users = users
         self._limits = limits
         self._credits = CreditWindow(limits.max_credits)
-        self._sessions: dict[int, Session] = {}
-        # This connection's channel of each of its sessions that signs, and
-        # the binding exchanges in progress on it (by session id).
-        self._channels: dict[int, Channel] = {}
-        self._binds: dict[int, Session] = {}
         # (MessageId, key) answering a signed request for a session of this
         # worker that is not bound here (see _check_session).
         self._stray: tuple[int, Channel] | None = None
         # Bytes another worker read from this connection before handing it here.
-        self._buf = bytearray(received)
+        self._frames = FrameBuffer(received, PRE_NEGOTIATE_MAX_FRAME)
+        self._negotiation = Negotiation(self.info, config.smb.multichannel)
+        self._setup = SessionSetup(
+            info=self.info, config=config, users=users, negotiation=self._negotiation,
+            table=SessionTable() if sessions is None else sessions, max_sessions=limits.max_sessions,
+            header_for=self._response_header, signer=self._signer, check=self._check_session,
+            release=commands.session_closed)
+        # This connection's sessions and its channels of them (SessionSetup's).
+        self._sessions = self._setup.sessions
+        self._channels = self._setup.channels
         self.handed_off = False  # to another worker (see _negotiate)
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        self._receiver: trio.lowlevel.Task | None = None  # the task reading the stream
+        # Replies are written to the socket's descriptor directly (_write_now).
+        self._sock: trio.socket.SocketType | None = getattr(stream, "socket", None)
         self._inflight = trio.Semaphore(limits.max_inflight)
         self._beside = 0  # READs and WRITEs running side by side
+        self._detached = 0  # compound elements waiting without an interim response
         self._beside_done = trio.Event()
         # The file commands; tests of the connection layer may pass their own.
-        self._handlers = handlers
+        self._handlers = commands.HANDLERS if handlers is None else handlers
         self._sync_calls: dict[int, _Call] = {}
         self._async_calls: dict[int, _Call] = {}
         self._early_cancels: set[int] = set()
         self._next_async = 1
-        self._negotiated = False
-        self._wildcard = False  # answered an SMB1 NEGOTIATE with 0x02FF; SMB2 NEGOTIATE due
         self._claimed: bytes | None = None  # the multichannel client GUID this one counts for
-        self._preauth = crypto.PREAUTH_INITIAL
-        self._cipher = Cipher.NONE
-        self._signing_alg = SigningAlgorithm.HMAC_SHA256
-        self._max_frame = PRE_NEGOTIATE_MAX_FRAME
 
     # -- the connection's life -------------------------------------------------------
 
@@ -290,41 +196,64 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                try:
-                    while True:
-                        frame = await self._next_frame()
-                        if frame is None:
-                            break
-                        await self._handle_frame(frame)
-                except _Disconnect as exc:
-                    log.info("closing connection from %s: %s", self.info.client_address[0], exc)
-                except (trio.BrokenResourceError, trio.ClosedResourceError,
-                        ConnectionError):  # the client went away (recv_into raises these raw)
-                    pass
-                finally:
-                    nursery.cancel_scope.cancel()
+                nursery.start_soon(self._receive)
         finally:
             with trio.CancelScope(shield=True):
-                for session in list(self._sessions.values()):
-                    await self._leave(session)
+                await self._setup.leave_all()
                 await self._release_client()
                 await self._stream.aclose()
+
+    async def _receive(self) -> None:
+        """Read and process messages in arrival order while this task is the
+        connection's receiver.
+
+        A request runs in the receiver's task (no task spawn, no wake-up per
+        request) until its handler has to wait (``ctx.go_async``): then a new
+        task becomes the receiver and reads on (the acknowledgement the request
+        waits for, a CANCEL, other requests), and this one finishes the
+        request and ends.  When the client goes away or breaks the protocol,
+        the connection ends, with whatever still runs for it.
+        """
+        me = trio.lowlevel.current_task()
+        self._receiver = me
+        try:
+            while True:
+                frame = await self._next_frame()
+                if frame is None:
+                    break
+                await self._handle_frame(frame)
+                if self._receiver is not me:
+                    return  # handed over while processing: the new receiver reads on
+        except ProtocolViolation as exc:
+            log.info("closing connection from %s: %s", self.info.client_address[0], exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError,
+                ConnectionError):  # the client went away (recv_into raises these raw)
+            pass
+        self._close()
+
+    def _hand_over_receiving(self) -> None:
+        """A request is about to wait: if it runs in the receiver's task, a new
+        task takes over reading the connection (see _receive)."""
+        if trio.lowlevel.current_task() is self._receiver:
+            self._receiver = None
+            assert self._nursery is not None
+            self._nursery.start_soon(self._receive)
 
     async def _next_frame(self) -> bytearray | memoryview | None:
         if any(s.valid for s in self._sessions.values()):
             return await self._read_frame()
         with trio.move_on_after(self._limits.logon_timeout):
             return await self._read_frame()
-        raise _Disconnect(f"no logon within {self._limits.logon_timeout:g} s")
+        raise ProtocolViolation(f"no logon within {self._limits.logon_timeout:g} s")
 
     async def _fill(self) -> bool:
         chunk = await self._stream.receive_some(RECEIVE_CHUNK)
-        self._buf += chunk
+        self._frames.receive_data(chunk)
         return bool(chunk)
 
     async def _receive_into(self, view: memoryview) -> int:
         """Read straight into the frame's buffer, so a large WRITE is copied once."""
-        sock = getattr(self._stream, "socket", None)
+        sock = self._sock
         if sock is not None:
             return await sock.recv_into(view)
         chunk = await self._stream.receive_some(len(view))
@@ -332,34 +261,27 @@ class Connection:
         return len(chunk)
 
     async def _read_frame(self) -> bytearray | memoryview | None:
-        """One direct-TCP frame (MS-SMB2 2.1), refused before allocation if too large."""
-        while len(self._buf) < 4:
+        """One direct-TCP frame's message, refused before allocation if too large."""
+        frames = self._frames
+        while True:
+            message = frames.next_message()
+            if message is not None:
+                return message
+            length = frames.pending()
+            if length >= MIN_POOLED:
+                break
             if not await self._fill():
-                if self._buf:
-                    raise _Disconnect("connection closed mid-message")
+                if len(frames):
+                    raise ProtocolViolation("connection closed mid-message")
                 return None
-        if self._buf[0] != 0:
-            raise _Disconnect("not a direct-TCP frame")
-        length = int.from_bytes(self._buf[1:4], "big")
-        if length > self._max_frame:
-            raise _Disconnect(f"frame of {length} bytes exceeds {self._max_frame}")
-        if length < 4:
-            raise _Disconnect("frame too short")
-        del self._buf[:4]
-        if len(self._buf) >= length:
-            frame = self._buf[:length]
-            del self._buf[:length]
-            return frame
-        # A large frame goes into a reused buffer: no allocation, no zero-fill.
-        view = FRAMES.take(length, self._max_frame) if length >= MIN_POOLED else \
-            memoryview(bytearray(length))
-        have = len(self._buf)
-        view[:have] = self._buf
-        self._buf.clear()
+        # A large frame goes into a reused buffer: no allocation, no zero-fill,
+        # and its bytes are read straight into it.
+        view = FRAMES.take(length, frames.max_frame)
+        have = frames.take(view)
         while have < length:
             got = await self._receive_into(view[have:])
             if not got:
-                raise _Disconnect("connection closed mid-message")
+                raise ProtocolViolation("connection closed mid-message")
             have += got
         return view
 
@@ -372,31 +294,31 @@ class Connection:
             # The frame is this connection's own: the plaintext goes over the
             # ciphertext.  AES releases the GIL, so a large frame is opened in
             # a thread while the event loop sends replies and finishes writes.
-            opening = functools.partial(crypto.decrypt, session.decrypt_key, self._cipher,
+            opening = functools.partial(crypto.decrypt, session.decrypt_key, self._negotiation.cipher,
                                         frame, overwrite=True)
             try:
                 plain = opening() if len(frame) < OFFLOAD_CRYPTO else \
                     await trio.to_thread.run_sync(opening)
             except CryptoError as exc:
-                raise _Disconnect(str(exc)) from None
+                raise ProtocolViolation(str(exc)) from None
             if plain[:4] != PROTOCOL_ID:
-                raise _Disconnect("encrypted payload is not an SMB2 message")
+                raise ProtocolViolation("encrypted payload is not an SMB2 message")
             await self._dispatch(memoryview(plain), session)
         elif proto == SMB1_PROTOCOL_ID:
             await self._smb1_negotiate(frame)
         else:
-            raise _Disconnect("unknown protocol id")
+            raise ProtocolViolation("unknown protocol id")
 
     def _decrypting_session(self, frame: bytearray) -> Session:
-        if self.info.dialect < Dialect.SMB_3_0 or self._cipher == Cipher.NONE:
-            raise _Disconnect("encrypted message without negotiated encryption")
+        if self.info.dialect < Dialect.SMB_3_0 or self._negotiation.cipher == Cipher.NONE:
+            raise ProtocolViolation("encrypted message without negotiated encryption")
         try:
             session_id, _ = crypto.parse_transform(frame)
         except CryptoError as exc:
-            raise _Disconnect(str(exc)) from None
+            raise ProtocolViolation(str(exc)) from None
         session = self._sessions.get(session_id)
         if session is None or not session.decrypt_key:
-            raise _Disconnect("encrypted message for an unknown session")
+            raise ProtocolViolation("encrypted message for an unknown session")
         return session
 
     # -- compounds ------------------------------------------------------------------------
@@ -409,6 +331,13 @@ class Connection:
         once).  Every other message waits until they are done and then runs in
         arrival order, so a CLOSE or SET_INFO sent behind WRITEs acts after
         them; CANCEL goes at once, as it must reach requests still running.
+
+        Any other request runs in the receiver's task until its handler has to
+        wait (a CREATE breaking a lease, a blocking lock): then, whether it may
+        answer with an interim response or, not being the last of its
+        compound, waits without one, the receiving goes on in a new task (see
+        _receive), as the acknowledgement it waits for, a CANCEL or any other
+        request comes in on this very connection.
         """
         command = msg[12] if len(msg) >= HEADER_SIZE else -1
         if command in _SIDE_BY_SIDE:
@@ -425,7 +354,7 @@ class Connection:
     async def _process_beside(self, msg: memoryview, encrypted: Session | None) -> None:
         try:
             await self._process_chain(msg, encrypted)
-        except _Disconnect as exc:
+        except ProtocolViolation as exc:
             log.info("closing connection from %s: %s", self.info.client_address[0], exc)
             self._close()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
@@ -442,63 +371,41 @@ class Connection:
         self._nursery.cancel_scope.cancel()
 
     async def _process_chain(self, msg: memoryview, encrypted: Session | None) -> None:
-        outs: list[_Out] = []
-        chain: _Chain | None = None
-        pos = 0
-        while True:
-            rest = msg[pos:]
-            try:
-                header = parse_header(rest)
-            except HeaderError as exc:
-                raise _Disconnect(str(exc)) from None
-            if header.is_response:
-                raise _Disconnect("a response sent to the server")
-            step = header.next_command
-            if step:
-                if step % 8 or step < HEADER_SIZE or step > len(rest):
-                    raise _Disconnect("bad NextCommand")
-                element = rest[:step]
-            else:
-                element = rest
+        """Process a (compound) message and send its reply."""
+        outs: list[Out] = []
+        chain: Chain | None = None
+        for element in elements(msg):
             answered = len(outs)
-            chain = await self._process_one(element, header, chain, encrypted, outs,
-                                            last=not step)
+            chain = await self._process_one(element.message, element.header, chain, encrypted,
+                                            outs, last=element.last)
             if self._metrics is not None:
                 sent = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs[answered:])
-                self._metrics.operation(_command_name(header.command), len(element), sent)
-            if not step:
-                break
-            pos += step
+                self._metrics.operation(_command_name(element.header.command),
+                                        len(element.message), sent)
         if outs:
             await self._send(outs, encrypted)
 
     # -- one command ------------------------------------------------------------------
 
-    async def _process_one(self, element: memoryview, header: Header, chain: _Chain | None,
-                           encrypted: Session | None, outs: list[_Out], last: bool) -> _Chain:
+    async def _process_one(self, element: memoryview, header: Header, chain: Chain | None,
+                           encrypted: Session | None, outs: list[Out], last: bool) -> Chain:
         command = header.command
         if command == Command.CANCEL:
-            self._cancel(header)
-            return chain or _Chain()
+            # No response of its own (3.3.5.16), so a malformed one is dropped.
+            if _small_body_ok(element[HEADER_SIZE:], "CANCEL", self.info.client_address[0]):
+                self._cancel(header)
+            return chain or Chain()
         if not self._credits.consume(header.message_id, header.credit_charge):
-            raise _Disconnect(f"MessageId {header.message_id} was not granted")
-        if not self._negotiated and command != Command.NEGOTIATE:
-            raise _Disconnect("command before NEGOTIATE")
+            raise ProtocolViolation(f"MessageId {header.message_id} was not granted")
+        if not self._negotiation.negotiated and command != Command.NEGOTIATE:
+            raise ProtocolViolation("command before NEGOTIATE")
 
         body = element[HEADER_SIZE:]
-        file_id = None
-        if header.is_related:
-            if chain is None:
-                return self._fail(outs, header, Status.INVALID_PARAMETER,
-                                  _Chain(inherited_status=Status.INVALID_PARAMETER))
-            header = header.evolve(
-                session_id=(chain.session_id if header.session_id == RELATED_ID
-                            else header.session_id),
-                tree_id=chain.tree_id if header.tree_id == 0xFFFFFFFF else header.tree_id)
-            file_id = chain.file_id
-            if chain.inherited_status != Status.SUCCESS:
-                return self._fail(outs, header, chain.inherited_status, chain)
-        next_chain = _Chain(header.session_id, header.tree_id)
+        resolved = resolve(header, chain)
+        header, file_id = resolved.header, resolved.file_id
+        if resolved.carry is not None:
+            return self._fail(outs, header, resolved.refusal, resolved.carry)
+        next_chain = Chain(header.session_id, header.tree_id)
         if command > _LAST_COMMAND:
             return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
 
@@ -506,7 +413,7 @@ class Connection:
             await self._negotiate(element, header, body, outs)
             return next_chain
         if command == Command.SESSION_SETUP:
-            await self._session_setup(element, header, body, encrypted, outs)
+            await self._setup.setup(element, header, body, encrypted, outs)
             return next_chain
 
         if (self.info.dialect >= Dialect.SMB_2_1 and header.credit_charge
@@ -517,6 +424,8 @@ class Connection:
         session = self._sessions.get(header.session_id)
         if command == Command.ECHO:  # needs no session; signed when its session signs
             usable = session if session is not None and session.valid else None
+            if not _small_body_ok(body, "ECHO", self.info.client_address[0]):
+                return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain, usable)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), usable)
             return next_chain
         status = self._check_session(session, element, header, encrypted)
@@ -526,11 +435,13 @@ class Connection:
             return self._fail(outs, header, status, next_chain, session)
         assert session is not None
         if command == Command.LOGOFF:
+            if not _small_body_ok(body, "LOGOFF", self.info.client_address[0]):
+                return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain, session)
             self._reply(outs, header, Reply(body=session_wire.SMALL_RESPONSE), session)
-            await self._end_session(session)
+            await self._setup.end(session)
             return next_chain
 
-        handler = (self._handlers if self._handlers is not None else _handlers()).get(command)
+        handler = self._handlers.get(command)
         if handler is None:
             return self._fail(outs, header, Status.NOT_SUPPORTED, next_chain, session)
         call = _Call(header, session, encrypted, allow_async=last, prior=outs)
@@ -540,7 +451,7 @@ class Connection:
             return next_chain
         self._reply(outs, header, reply, session)
         next_chain.file_id = reply.file_id if reply.file_id is not None else \
-            _request_file_id(command, body, file_id)
+            request_file_id(command, body, file_id)
         if reply.tree_id is not None:
             next_chain.tree_id = reply.tree_id
         if command == Command.CREATE:
@@ -554,7 +465,7 @@ class Connection:
             # A signed request for a session of this worker that has no
             # channel here is answered signed with the session's key, as the
             # client, which signed it, wants its answer signed.
-            signer = self._session_signer(header, element) if session is None else None
+            signer = self._setup.session_signer(header, element) if session is None else None
             if signer is not None:
                 self._stray = (header.message_id, signer)
             return Status.USER_SESSION_DELETED
@@ -614,20 +525,20 @@ class Connection:
             return stray[1]
         return None
 
-    def _reply(self, outs: list[_Out], header: Header, reply: Reply,
+    def _reply(self, outs: list[Out], header: Header, reply: Reply,
                session: Session | None) -> None:
         body = reply.body
         if reply.status not in (Status.SUCCESS,) and not body:
             body = error_body()
-        outs.append(_Out(self._response_header(header, reply.status, tree_id=reply.tree_id),
+        outs.append(Out(self._response_header(header, reply.status, tree_id=reply.tree_id),
                          body, reply.payload, self._signer(header, session)))
 
-    def _fail(self, outs: list[_Out], header: Header, status: int, chain: _Chain,
-              session: Session | None = None) -> _Chain:
+    def _fail(self, outs: list[Out], header: Header, status: int, chain: Chain,
+              session: Session | None = None) -> Chain:
         self._reply(outs, header, Reply(status=status, body=error_body()), session)
         return chain
 
-    async def _send(self, outs: list[_Out], encrypted: Session | None) -> None:
+    async def _send(self, outs: list[Out], encrypted: Session | None) -> None:
         """Frame, sign or encrypt, and send one (compound) reply.
 
         Large payloads (READ data) are handed to the socket as they are instead
@@ -645,8 +556,8 @@ class Connection:
                 if isinstance(out.payload, vfs.FileSlice) and out.payload is not direct]
         try:
             seal = None if encrypted is None else functools.partial(
-                crypto.encrypt, encrypted.encrypt_key, self._cipher,
-                encrypted.next_nonce(self._cipher), encrypted.id)
+                crypto.encrypt, encrypted.encrypt_key, self._negotiation.cipher,
+                encrypted.next_nonce(self._negotiation.cipher), encrypted.id)
             frame = functools.partial(self._frame, outs, direct, lent, seal)
             crypto_size = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs
                               if encrypted is not None or o.sign_with is not None)
@@ -655,9 +566,13 @@ class Connection:
             pieces = await trio.to_thread.run_sync(frame) \
                 if lent or crypto_size >= OFFLOAD_CRYPTO else frame()
             total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
-            small = bytearray(struct.pack(">I", total))
-            # Taken without a checkpoint when free: send_all yields anyway, and
-            # a reply is sent per request.
+            pieces.insert(0, frame_prefix(total))
+            if direct is None and not self._send_lock.locked():
+                pieces = self._write_now(pieces)
+                if not pieces:
+                    return
+            small = bytearray()
+            # Taken without a checkpoint when free: send_all yields anyway.
             if self._send_lock.locked():
                 await self._send_lock.acquire()
             else:
@@ -684,7 +599,7 @@ class Connection:
             for buf in lent:
                 READ_BUFFERS.give(buf)
 
-    def _frame(self, outs: list[_Out], direct: vfs.FileSlice | None, lent: list[bytearray],
+    def _frame(self, outs: list[Out], direct: vfs.FileSlice | None, lent: list[bytearray],
                seal: functools.partial | None) -> list[crypto.Buffer]:
         """The reply's bytes after its 4-byte length, in pieces (blocking: reads
         file data into ``lent``, one buffer per FileSlice but ``direct``)."""
@@ -712,8 +627,33 @@ class Connection:
         # encrypted where they lie (see _read_only).
         return list(seal(pieces, overwrite=True))
 
+    def _write_now(self, pieces: list[crypto.Buffer]) -> list[crypto.Buffer]:
+        """Hand a reply to the kernel at once, without a trip through trio's
+        scheduler (a reply per request: the scheduler round trip cost more
+        than the write); returns what the socket did not take, for send_all.
+        Nothing else sends meanwhile: the caller checked that no send is in
+        progress, and nothing here yields.  Fairness stays with the receive
+        side, which checkpoints once per message read."""
+        if self._sock is None:
+            return pieces
+        # Asked each time: a closed socket says -1, and its number may be reused.
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("connection closed")
+        try:
+            written = os.writev(fd, pieces[:_IOV_MAX])
+        except BlockingIOError:
+            return pieces
+        except OSError as exc:  # reset by the client, or the socket is closed
+            raise trio.BrokenResourceError(str(exc)) from None
+        for i, piece in enumerate(pieces):
+            if written < len(piece):
+                return [memoryview(piece)[written:], *pieces[i + 1:]]
+            written -= len(piece)
+        return []
+
     @staticmethod
-    def _materialize(out: _Out, buf: bytearray) -> _Out:
+    def _materialize(out: Out, buf: bytearray) -> Out:
         """The reply with its file data read into ``buf``, or, when the read
         fails, the error the client is told instead (blocking)."""
         data = out.payload
@@ -721,7 +661,7 @@ class Connection:
         try:
             data.read_into(buf)
         except vfs.VfsError as exc:
-            return _Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
+            return Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
         finally:
             data.close()
         return replace(out, payload=memoryview(buf)[:len(data)])
@@ -733,7 +673,7 @@ class Connection:
         sendfile runs in a thread: a page that is not in the cache is read from
         the disk meanwhile, and the event loop must not wait for that.
         """
-        sock = getattr(self._stream, "socket", None)
+        sock = self._sock
         done = 0
         while sock is not None and done < len(data):
             try:
@@ -751,7 +691,7 @@ class Connection:
         try:
             await trio.to_thread.run_sync(data.read_into, buf, done)
         except vfs.VfsError as exc:  # the header promised data: the stream is lost
-            raise _Disconnect(f"read failed mid-reply: status {exc.status:#x}") from None
+            raise ProtocolViolation(f"read failed mid-reply: status {exc.status:#x}") from None
         await self._stream.send_all(memoryview(buf)[:len(data) - done])
 
     async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
@@ -763,7 +703,7 @@ class Connection:
         header = Header(command=command, message_id=RELATED_ID, flags=Flags.SERVER_TO_REDIR,
                         session_id=session_id)
         try:
-            await self._send([_Out(header, body)], encrypted)
+            await self._send([Out(header, body)], encrypted)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             return False
         return True
@@ -771,55 +711,48 @@ class Connection:
     # -- handlers, async and cancel --------------------------------------------------
 
     async def _call_handler(self, handler: Handler, call: _Call, request: Request) -> Reply | None:
-        """Run the handler; returns its reply, or None once it went async.
-
-        Only a handler that may go async needs a task of its own (the
-        dispatcher goes on once it did); the others run right here, which
-        saves a task spawn and a wake-up per request.  The dispatcher reads no
-        frame while they run either way, so nothing else changes.
-        """
+        """Run the handler; returns its reply, or None once it went async."""
         self._sync_calls[call.header.message_id] = call
         if call.header.message_id in self._early_cancels:
             self._early_cancels.discard(call.header.message_id)
             call.cancelled = True
-        if call.header.command in _MAY_GO_ASYNC:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run_handler, handler, call, request)
-            await call.settled.wait()
-        elif call.header.command in _SIDE_BY_SIDE:
-            # In a task of its own already (_process_beside): it may go async here.
-            await self._run_handler(handler, call, request)
-        else:
-            # Only a call that went async is ever cancelled: it needs no scope.
-            call.reply = await self._invoke(handler, call, request)
+        await self._run_handler(handler, call, request)
         self._sync_calls.pop(call.header.message_id, None)
         return None if call.went_async else call.reply
 
     async def _invoke(self, handler: Handler, call: _Call, request: Request) -> Reply:
         try:
             return await handler(_Context(self, call), request)
-        except Exception as exc:  # a handler bug must not take the worker down
-            log.error("%s handler failed: %s: %s", Command(call.header.command).name,
-                      type(exc).__name__, exc)
+        except Exception:  # a handler bug must not take the worker down
+            # The traceback goes to the log, for whoever fixes the bug; the
+            # client learns only that its request failed.
+            log.exception("%s handler failed on a request from %s",
+                          Command(call.header.command).name, self.info.client_address[0])
             return Reply(status=Status.INTERNAL_ERROR, body=error_body())
         finally:
             if request.admission is not None:  # no longer outstanding on its open
                 request.admission.done()
 
     async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
+        """The handler, cancellable once it waits; a call that went async
+        sends its final reply itself."""
         reply = Reply(status=Status.CANCELLED, body=error_body())
-        with call.scope:
-            reply = await self._invoke(handler, call, request)
+        try:
+            with call.scope:
+                reply = await self._invoke(handler, call, request)
+        finally:
+            if call.detached:
+                call.detached = False
+                self._detached -= 1
         if not call.went_async:
             call.reply = reply
-            call.settled.set()
             return
         self._async_calls.pop(call.async_id, None)
         body = reply.body or (b"" if reply.status == Status.SUCCESS else error_body())
         header = self._response_header(call.header, reply.status, grant=False).evolve(
             flags=Flags.SERVER_TO_REDIR | Flags.ASYNC_COMMAND, async_id=call.async_id)
         try:
-            await self._send([_Out(header, body, reply.payload,
+            await self._send([Out(header, body, reply.payload,
                                    self._signer(call.header, call.session))], call.encrypted)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -829,17 +762,26 @@ class Connection:
             return call.async_id
         call.async_id = self._next_async
         self._next_async += 1
-        if not call.allow_async or len(self._async_calls) >= self._limits.max_async:
-            return call.async_id  # stays synchronous: its reply joins its compound
+        if len(self._async_calls) + self._detached >= self._limits.max_async:
+            return call.async_id  # the receiver waits for it, as for any other
+        if not call.allow_async:
+            # Stays synchronous, its reply joins its compound; meanwhile the
+            # receiver reads on (the acknowledgement it waits for, a CANCEL).
+            call.detached = True
+            self._detached += 1
+            self._hand_over_receiving()
+            if call.cancelled:
+                call.scope.cancel()
+            return call.async_id
         call.went_async = True
         self._async_calls[call.async_id] = call
         interim = self._response_header(call.header, Status.PENDING).evolve(
             flags=Flags.SERVER_TO_REDIR | Flags.ASYNC_COMMAND, async_id=call.async_id)
-        outs = call.prior + [_Out(interim, error_body(), b"",
+        outs = call.prior + [Out(interim, error_body(), b"",
                                   self._signer(call.header, call.session))]
         call.prior.clear()
         await self._send(outs, call.encrypted)
-        call.settled.set()
+        self._hand_over_receiving()
         if call.cancelled:  # a CANCEL that came before the request reached its handler
             call.scope.cancel()
         return call.async_id
@@ -862,66 +804,33 @@ class Connection:
         if call is None or call.header.session_id != header.session_id:
             return
         call.cancelled = True
-        if call.went_async:
+        if call.went_async or call.detached:
             call.scope.cancel()
 
     # -- NEGOTIATE ------------------------------------------------------------------------
 
     async def _smb1_negotiate(self, frame: bytearray) -> None:
-        if self._negotiated or self._wildcard:
-            raise _Disconnect("SMB1 NEGOTIATE after negotiation")
-        names = negotiate.smb1_dialects(frame)
-        dialect = negotiate.smb1_upgrade_dialect(names or [])
-        if dialect is None:
-            raise _Disconnect("SMB1 client without SMB2 dialects")
+        body = self._negotiation.smb1(frame, now=filetime_now(), salt=os.urandom(32))
+        self._frames.max_frame = self._negotiation.max_frame
         self._credits.consume(0, 1)
-        if dialect == Dialect.WILDCARD:
-            self._wildcard = True
-        else:
-            # What the client will claim in FSCTL_VALIDATE_NEGOTIATE_INFO: no
-            # capabilities, GUID or security mode (SMB1 carried none), one dialect.
-            self.info.client_dialects = (dialect,)
-            self._set_dialect(dialect, negotiate.Choice(dialect))
         request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
-        body = self._negotiate_body(dialect, None, negotiate.Choice(dialect))
-        await self._send([_Out(self._response_header(request, Status.SUCCESS), body)], None)
+        await self._send([Out(self._response_header(request, Status.SUCCESS), body)], None)
 
     async def _negotiate(self, element: memoryview, header: Header, body: memoryview,
-                         outs: list[_Out]) -> None:
-        if self._negotiated:
-            raise _Disconnect("second NEGOTIATE")
-        try:
-            req = negotiate.parse_request(body, element)
-            choice = negotiate.choose(req)
-        except negotiate.NegotiateError as exc:
-            log.info("bad NEGOTIATE from %s: %s", self.info.client_address[0], exc)
-            self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
+                         outs: list[Out]) -> None:
+        offer = self._negotiation.offer(element, body)
+        if isinstance(offer, Refusal):
+            log.info("NEGOTIATE from %s refused: %s", self.info.client_address[0], offer.reason)
+            self._fail(outs, header, offer.status, Chain())
             return
-        if choice is None:
-            self._fail(outs, header, Status.NOT_SUPPORTED, _Chain())
-            return
-        # Only a connection's first message can be handed over: the receiving
-        # worker's credit window starts at MessageId 0 (an SMB1 upgrade is
-        # served here; a binding from it is then refused).
-        if choice.dialect >= Dialect.SMB_3_0 and not header.next_command and \
-                not self._wildcard and header.message_id == 0 and \
-                req.capabilities & negotiate.Capabilities.MULTI_CHANNEL:
-            await self._serve_where_client_is(req.client_guid, element)
-        info = self.info
-        info.client_guid = req.client_guid
-        info.client_capabilities = req.capabilities
-        info.client_security_mode = req.security_mode
-        info.client_dialects = tuple(req.dialects)
-        self._set_dialect(choice.dialect, choice)
-        if choice.dialect >= Dialect.SMB_3_0 and choice.dialect < Dialect.SMB_3_1_1 and \
-                choice.cipher != Cipher.NONE:
-            info.server_capabilities |= negotiate.Capabilities.ENCRYPTION
-        resp_body = self._negotiate_body(choice.dialect, req, choice)
+        first = not header.next_command and header.message_id == 0
+        if self._negotiation.may_hand_off(offer, first_message=first):
+            await self._serve_where_client_is(offer.request.client_guid, element)
+        resp_body = self._negotiation.accept(offer, now=filetime_now(), salt=os.urandom(32))
+        self._frames.max_frame = self._negotiation.max_frame
         resp_header = self._response_header(header, Status.SUCCESS)
-        if choice.dialect == Dialect.SMB_3_1_1:
-            self._preauth = crypto.preauth_update(crypto.PREAUTH_INITIAL, element)
-            self._preauth = crypto.preauth_update(self._preauth, resp_header.pack() + resp_body)
-        outs.append(_Out(resp_header, resp_body))
+        self._negotiation.hash_exchange(element, resp_header.pack() + resp_body)
+        outs.append(Out(resp_header, resp_body))
 
     async def _serve_where_client_is(self, client_guid: bytes, element: memoryview) -> None:
         """All connections of a multichannel client go to one worker (the first
@@ -932,20 +841,15 @@ class Connection:
         Only clients that announce multichannel are kept together: the others
         never bind, and their connections keep spreading over the workers."""
         ws = workerstate.current()
-        sock = getattr(self._stream, "socket", None)
-        if ws is None or sock is None or not self.config.smb.multichannel or \
-                client_guid == bytes(16):
+        sock = self._sock
+        if ws is None or sock is None:
             return
-        if _client_connections.get(client_guid):
-            there = None  # served here already: the claim is this worker's
-        else:
-            here = handoff.address(self.config.node.state_dir, ws.index)
-            there = await trio.to_thread.run_sync(ws.node.claim_client, client_guid, here)
+        there = await affinity.claim(self._affinity, ws.node, client_guid,
+                                     handoff.address(self.config.node.state_dir, ws.index))
         if there is None:
             self._claimed = client_guid
-            _client_connections[client_guid] = _client_connections.get(client_guid, 0) + 1
             return
-        frame = len(element).to_bytes(4, "big") + bytes(element) + bytes(self._buf)
+        frame = frame_prefix(len(element)) + bytes(element) + self._frames.leftover()
         try:
             await handoff.send(there, sock, frame)
         except OSError as exc:
@@ -953,300 +857,11 @@ class Connection:
                         self.info.client_address[0], exc)
             return
         self.handed_off = True
-        raise _Disconnect("handed to the worker that serves its client")
+        raise ProtocolViolation("handed to the worker that serves its client")
 
     async def _release_client(self) -> None:
-        """The worker's last connection of a multichannel client closed: its
-        claim goes, so the node table holds only clients served now."""
+        """This connection counted for its multichannel client (see affinity)."""
         guid, self._claimed = self._claimed, None
-        if guid is None:
-            return
-        left = _client_connections.pop(guid) - 1
-        if left:
-            _client_connections[guid] = left
-            return
         ws = workerstate.current()
-        if ws is not None:
-            await trio.to_thread.run_sync(ws.node.release_client, guid)
-
-    def _set_dialect(self, dialect: int, choice: negotiate.Choice) -> None:
-        info = self.info
-        info.dialect = dialect
-        size = SMALL_MAX_SIZE if dialect == Dialect.SMB_2_0_2 else LARGE_MAX_SIZE
-        info.max_transact_size = info.max_read_size = info.max_write_size = size
-        info.security_mode = negotiate.SecurityMode.SIGNING_ENABLED
-        info.server_capabilities = 0 if dialect == Dialect.SMB_2_0_2 else \
-            negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
-        if dialect >= Dialect.SMB_3_0 and self.config.smb.multichannel:
-            info.server_capabilities |= negotiate.Capabilities.MULTI_CHANNEL
-        self._cipher = choice.cipher
-        self._signing_alg = choice.signing
-        self._negotiated = True
-        self._wildcard = False
-        self._max_frame = size + FRAME_SLACK
-
-    def _negotiate_body(self, dialect: int, req: negotiate.NegotiateRequest | None,
-                        choice: negotiate.Choice) -> bytes:
-        info = self.info
-        wildcard = dialect == Dialect.WILDCARD
-        return negotiate.NegotiateResponse(
-            security_mode=negotiate.SecurityMode.SIGNING_ENABLED, dialect=dialect,
-            server_guid=info.server_guid,
-            capabilities=0 if wildcard else info.server_capabilities,
-            max_transact_size=SMALL_MAX_SIZE if wildcard else info.max_transact_size,
-            max_read_size=SMALL_MAX_SIZE if wildcard else info.max_read_size,
-            max_write_size=SMALL_MAX_SIZE if wildcard else info.max_write_size,
-            system_time=filetime_now(), security_buffer=spnego.server_init_token(),
-            salt=os.urandom(32),
-            cipher=choice.cipher if choice.answer_cipher else None,
-            signing=choice.signing if choice.answer_signing else None,
-        ).pack()
-
-    # -- SESSION_SETUP ----------------------------------------------------------------------
-
-    async def _session_setup(self, element: memoryview, header: Header, body: memoryview,
-                             encrypted: Session | None, outs: list[_Out]) -> None:
-        try:
-            req = session_wire.parse_session_setup(body, element)
-        except session_wire.BodyError:
-            self._fail(outs, header, Status.INVALID_PARAMETER, _Chain())
-            return
-        if req.flags & session_wire.SESSION_SETUP_BINDING:
-            await self._bind(element, header, req, outs)
-            return
-        existing = self._sessions.get(header.session_id) if header.session_id else None
-        if header.session_id and (existing is None or existing.deleted):
-            signer = self._signer(header, existing) if existing is not None else \
-                self._session_signer(header, element)
-            outs.append(_Out(self._response_header(header, Status.USER_SESSION_DELETED),
-                             error_body(), b"", signer))
-            return
-        reauth = existing is not None and existing.valid
-        if reauth:
-            status = self._check_session(existing, element, header, encrypted)
-            if status != Status.SUCCESS:
-                self._fail(outs, header, status, _Chain(), existing)
-                return
-            # Re-authentication: a fresh exchange, kept across its legs; the
-            # session keeps its keys (MS-SMB2 3.3.5.5.2).
-            if existing.reauth is None:
-                existing.reauth = Session(existing.id, SessionInfo(existing.id, ""),
-                                          self._preauth)
-            session = existing.reauth
-        elif existing is not None:
-            session = existing
-        else:
-            if len(self._sessions) >= self._limits.max_sessions:
-                self._fail(outs, header, Status.INSUFFICIENT_RESOURCES, _Chain())
-                return
-            session = self._new_session()
-        result, resp_header = await self._authenticate(element, header, req, session)
-        # A re-authentication is answered signed as its request was.
-        signer = self._signer(header, existing) if reauth else None
-        if result.status == Status.MORE_PROCESSING_REQUIRED:
-            outs.append(self._interim(session, resp_header, result.token, signer))
-            return
-        if result.status != Status.SUCCESS:
-            # A failed re-authentication ends the session, on all its channels.
-            if reauth:
-                await self._end_session(existing, keep_channels=True)
-            else:
-                self._sessions.pop(session.id, None)
-            outs.append(_Out(resp_header, error_body(), b"", signer))
-            return
-        if reauth:
-            existing.info.user = session.info.user
-            existing.reauth = None
-            session = existing
-        else:
-            session.dialect, session.cipher = self.info.dialect, self._cipher
-            session.signing_alg = self._signing_alg
-            self._join(session, session.signing_key)
-        log.info("session %#x for %r from %s", session.id, session.info.user or "anonymous",
-                 self.info.client_address[0])
-        _worker_sessions[session.id] = (self, session)
-        if req.previous_session_id and req.previous_session_id != session.id:
-            await _logoff_previous(req.previous_session_id, session.info.user)
-        outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
-                         self._channels.get(session.id)))
-
-    async def _authenticate(self, element: memoryview, header: Header,
-                            req: session_wire.SessionSetupRequest,
-                            session: Session) -> tuple[AuthResult, Header]:
-        """One leg of ``session``'s exchange: the result and the response header."""
-        dialect = self.info.dialect
-        if dialect == Dialect.SMB_3_1_1:
-            session.preauth = crypto.preauth_update(session.preauth, element)
-        result = await authenticate(
-            session, req.security_buffer, self._users, allow_guest=self.config.smb.allow_guest,
-            dialect=dialect, cipher=self._cipher,
-            client_signing_required=bool(
-                req.security_mode & negotiate.SecurityMode.SIGNING_REQUIRED))
-        return result, self._response_header(header, result.status, session_id=session.id)
-
-    def _interim(self, session: Session, resp_header: Header, token: bytes,
-                 sign_with: Channel | None = None) -> _Out:
-        """A MORE_PROCESSING_REQUIRED response, hashed (3.1.1) as it goes on the wire."""
-        resp_body = session_wire.session_setup_response(0, token)
-        if self.info.dialect == Dialect.SMB_3_1_1:
-            sent = bytearray(resp_header.pack())
-            if sign_with is not None:
-                crypto.sign_header(sign_with.signing_key, sign_with.signing_alg, sent,
-                                   [resp_body])
-            session.preauth = crypto.preauth_update(session.preauth, bytes(sent) + resp_body)
-        return _Out(resp_header, resp_body, b"", sign_with)
-
-    @staticmethod
-    def _setup_body(session: Session, token: bytes) -> bytes:
-        flags = 0
-        if session.info.is_guest:
-            flags = session_wire.SessionFlags.IS_NULL if session.is_anonymous else \
-                session_wire.SessionFlags.IS_GUEST
-        if session.info.encrypt_data:
-            flags |= session_wire.SessionFlags.ENCRYPT_DATA
-        return session_wire.session_setup_response(flags, token)
-
-    # -- channels (binding, MS-SMB2 3.3.5.5.2) ---------------------------------------------
-
-    async def _bind(self, element: memoryview, header: Header,
-                    req: session_wire.SessionSetupRequest, outs: list[_Out]) -> None:
-        """One leg of binding this connection to a session set up on another one.
-
-        Every leg is signed with the key this connection knows the session by
-        (its own channel's once bound, else the session's) and answered so;
-        a refusal leaves the session as it was on its other channels.
-        """
-        found = _worker_sessions.get(header.session_id)
-        session = found[1] if found is not None and found[1].valid else None
-        verifier = self._session_key(header)
-        if verifier is not None and not crypto.verify(verifier.signing_key,
-                                                      verifier.signing_alg, element):
-            log.info("bad signature on a binding SESSION_SETUP from %s",
-                     self.info.client_address[0])
-            outs.append(_Out(self._response_header(header, Status.ACCESS_DENIED), error_body(),
-                             b"", verifier))
-            return
-        target = None if session is None else BindTarget(
-            session.dialect, session.signing_alg, session.cipher, session.info.is_guest)
-        status = refusal_before_auth(
-            target, BindingConnection(self.info.dialect, self._signing_alg, self._cipher),
-            session_id=header.session_id, signed=header.is_signed,
-            multichannel=self.config.smb.multichannel)
-        if status is None and session is not None and session.id in self._channels:
-            status = Status.REQUEST_NOT_ACCEPTED  # bound here already
-        if status is not None:
-            log.info("binding of session %#x from %s refused: %s", header.session_id,
-                     self.info.client_address[0], _status_name(status))
-            self._binds.pop(header.session_id, None)
-            outs.append(_Out(self._response_header(header, status), error_body(), b"",
-                             verifier))
-            return
-        assert session is not None
-        pending = self._binds.get(session.id)
-        if pending is None:
-            pending = self._binds[session.id] = Session(
-                session.id, SessionInfo(session.id, ""), self._preauth)
-        result, resp_header = await self._authenticate(element, header, req, pending)
-        if result.status == Status.MORE_PROCESSING_REQUIRED:
-            outs.append(self._interim(pending, resp_header, result.token, verifier))
-            return
-        del self._binds[session.id]
-        if result.status == Status.SUCCESS and (
-                pending.info.is_guest or pending.info.user != session.info.user):
-            log.info("binding of session %#x refused: authenticated as %r, not %r",
-                     session.id, pending.info.user, session.info.user)
-            resp_header = resp_header.evolve(status=Status.ACCESS_DENIED)
-        if resp_header.status == Status.SUCCESS and (
-                not session.valid or _worker_sessions.get(session.id, (None, None))[1]
-                is not session):
-            # Logged off (or torn down by a PreviousSessionId) while this leg
-            # authenticated: there is nothing left to bind to.
-            resp_header = resp_header.evolve(status=Status.USER_SESSION_DELETED)
-        if resp_header.status != Status.SUCCESS:
-            outs.append(_Out(resp_header, error_body(), b"", verifier))
-            return
-        self._join(session, pending.signing_key)
-        log.info("session %#x gains a channel from %s", session.id, self.info.client_address[0])
-        outs.append(_Out(resp_header, self._setup_body(session, result.token), b"",
-                         self._channels[session.id]))
-
-    def _session_key(self, header: Header) -> Channel | None:
-        """The key a signed request naming a session of this worker verifies
-        with and is answered with: this connection's channel of it, else the
-        session's own key (a binding, or a request on a connection the session
-        is not bound to); None when unsigned or unknown."""
-        found = _worker_sessions.get(header.session_id)
-        if not header.is_signed or found is None or not found[1].can_sign:
-            return None
-        session = found[1]
-        return self._channels.get(session.id) or Channel(session.signing_key,
-                                                         session.signing_alg)
-
-    def _session_signer(self, header: Header, element: memoryview) -> Channel | None:
-        """``_session_key`` when the request verifies with it."""
-        key = self._session_key(header)
-        if key is None or not crypto.verify(key.signing_key, key.signing_alg, element):
-            return None
-        return key
-
-    def _join(self, session: Session, signing_key: bytes) -> None:
-        """Make this connection one of ``session``'s channels."""
-        self._sessions[session.id] = session
-        if signing_key:
-            self._channels[session.id] = Channel(signing_key, self._signing_alg)
-        session.connections.append(self)
-
-    async def _leave(self, session: Session) -> None:
-        """This connection goes away: the session loses this channel, and ends
-        with its last one."""
-        self._sessions.pop(session.id, None)
-        self._channels.pop(session.id, None)
-        self._binds.pop(session.id, None)
-        if self in session.connections:
-            session.connections.remove(self)
-        if session.deleted:
-            return
-        if session.connections:
-            if _worker_sessions.get(session.id, (None,))[0] is self:
-                _worker_sessions[session.id] = (session.connections[0], session)
-            return
-        if _worker_sessions.get(session.id, (None, None))[1] is session:
-            del _worker_sessions[session.id]
-        await _release_session(session.info)
-
-    async def _end_session(self, session: Session, *, keep_channels: bool = False) -> None:
-        """LOGOFF, a later setup naming it as previous, or a failed
-        re-authentication: the session ends on every channel.
-
-        ``keep_channels``: the channels keep it, ended, and answer what its
-        client still sends there USER_SESSION_DELETED signed with their keys
-        (smbtorture's client wants those answers signed, and smbd signs them).
-        """
-        if keep_channels:
-            session.valid = False
-            session.deleted = True
-        else:
-            for conn in [*session.connections, self]:
-                conn._sessions.pop(session.id, None)
-                conn._channels.pop(session.id, None)
-                conn._binds.pop(session.id, None)
-            session.connections.clear()
-        if _worker_sessions.get(session.id, (None, None))[1] is session:
-            del _worker_sessions[session.id]
-        await _release_session(session.info)
-
-    async def drop_session(self, session: Session) -> None:
-        """Another connection's SESSION_SETUP named this session as its previous one."""
-        if session.id in self._sessions:
-            await self._end_session(session)
-
-    def _new_session(self) -> Session:
-        # 32 bits, as Samba's: smbtorture (sessid.c) keeps session ids in a uint32_t.
-        while True:
-            session_id = int.from_bytes(os.urandom(4), "little")
-            if 0 < session_id < 0xFFFFFFFF and session_id not in _worker_sessions \
-                    and session_id not in self._sessions:
-                break
-        session = Session(session_id, SessionInfo(session_id, ""), self._preauth)
-        self._sessions[session_id] = session
-        return session
+        if guid is not None and ws is not None:
+            await affinity.release(self._affinity, ws.node, guid)

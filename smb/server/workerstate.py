@@ -40,9 +40,11 @@ from hanode.store import Store, StoreUnavailable
 from hanode.worker_names import worker_name
 from smb import nowait
 from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
+from smb.server.affinity import ClientAffinity
 from smb.server.background import Background
 from smb.server.breaks import Breaks
 from smb.server.nodelocal import node_table
+from smb.server.session_table import SessionTable
 
 if TYPE_CHECKING:
     from hanode.config import Config
@@ -63,8 +65,6 @@ class Hooks:
     purged: Callable[["WorkerState", int], Awaitable[None]]
     # Each owner poll: let go of disconnected opens reclaimed elsewhere.
     forget_reclaimed: Callable[["WorkerState"], Awaitable[None]]
-    # Another worker asks to log off a session (PreviousSessionId): (session id, user).
-    logoff_here: Callable[[int, str], Awaitable[object]]
 
 
 class WorkerState:
@@ -80,6 +80,9 @@ class WorkerState:
         self.durable_store = EtcdDurableStore(store)
         self.writer = DurableWriter(self.durable_store)
         self.breaks = Breaks()
+        # The worker's sessions and multichannel clients, shared by its connections.
+        self.sessions = SessionTable()
+        self.clients = ClientAffinity()
         self.available = False   # etcd reachable and our liveness key in place
         self.connections = 0
         self.open_handles = 0
@@ -196,7 +199,7 @@ class WorkerState:
                     for pid in self.breaks.remote_open(file, rid, access, share, disposition):
                         await self.hooks.purged(self, pid)
             for rid, session_id, user in await nowait.run(self.node.logoff_requests):
-                await self.hooks.logoff_here(session_id, user)
+                await self.sessions.logoff(session_id, user)
                 await trio.to_thread.run_sync(self.node.logoff_done, rid)
             if self.breaks.dirty:
                 self.breaks.dirty = False

@@ -74,8 +74,8 @@ async def test_cancel_that_overtakes_its_request():
     conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
                       handlers={Command.READ: waits_forever})
     # A logged-on session without signing, as after an NTLM exchange.
-    conn._sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
-    conn._negotiated = True
+    conn._setup.sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
+    conn._negotiation.negotiated = True
     conn._credits.grant(10)
 
     def frame(header: Header, body: bytes) -> bytes:
@@ -123,9 +123,9 @@ async def test_server_initiated_notifications():
     session requires encryption."""
     client, server = trio.testing.memory_stream_pair()
     conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1))
-    conn._cipher = Cipher.AES_128_GCM
+    conn._negotiation.cipher = Cipher.AES_128_GCM
     key = b"e" * 16
-    conn._sessions[9] = Session(9, SessionInfo(9, "u", encrypt_data=True), valid=True,
+    conn._setup.sessions[9] = Session(9, SessionInfo(9, "u", encrypt_data=True), valid=True,
                                 encrypt_key=key, decrypt_key=b"d" * 16)
     body = struct.pack("<HBB", 24, 1, 0) + b"\x00" * 20
     async with trio.open_nursery() as nursery:
@@ -159,8 +159,8 @@ async def test_reads_run_side_by_side_and_others_wait_for_them():
     client, server = trio.testing.memory_stream_pair()
     conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1),
                       handlers={Command.READ: slow_read, Command.FLUSH: flush})
-    conn._sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
-    conn._negotiated = True
+    conn._setup.sessions[7] = Session(7, SessionInfo(7, "u"), valid=True)
+    conn._negotiation.negotiated = True
     conn._credits.grant(10)
     read_body = struct.pack("<HBBIQ16sIIIHH", 49, 0, 0, 1, 0, b"f" * 16, 1, 0, 0, 0, 0) + b"\x00"
     flush_body = struct.pack("<HHI16s", 24, 0, 0, b"f" * 16)
