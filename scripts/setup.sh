@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-testsuite
               python3-venv tcpdump
               ansible ansible-lint systemd python3-pip git)
+APT_PACKAGES+=(qemu-system-x86 busybox-static)  # issue 17: the kernel-client lab (tests/kernel)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -22,6 +23,9 @@ fi
 for unit in etcd smbd nmbd samba-ad-dc; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
+
+# issue 17: the Debian kernel the kernel-client lab boots (unpacked, not installed).
+bash tests/kernel/fetch_kernel.sh
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
