@@ -179,6 +179,28 @@ def _set_rename(op: Open, data: memoryview) -> None:
         trio.from_thread.run_sync(_renamed, ws, op, old_key)
 
 
+def _set_link(op: Open, data: memoryview) -> None:
+    """FileLinkInformation (MS-FSA 2.1.5.15.7): one more name for the open file."""
+    r = wire.parse_rename(data)
+    if r.root_directory or not r.name:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if op.is_dir:
+        raise CommandError(Status.FILE_IS_A_DIRECTORY)
+    target = vfs.parse_name(r.name[1:] if r.name.startswith("\\") else r.name)
+    if not target or not op.parts:
+        raise CommandError(Status.ACCESS_DENIED)
+    existing = op.tree.root.exists(target)
+    if existing is not None:
+        if not r.replace:
+            raise CommandError(Status.OBJECT_NAME_COLLISION)
+        # The name replaced is deleted as by an open that shares nothing, so
+        # any open of it (this one too, for its own name) is a sharing
+        # violation: smbd's answer.
+        if op.tree.node.others_open("", existing.st_dev, existing.st_ino):
+            raise CommandError(Status.SHARING_VIOLATION)
+    op.tree.root.link(op.parts, op.ino, target, r.replace)
+
+
 async def _before_rename(ctx: CommandContext, op: Open) -> None:
     """Other leases may cache the handle only while the name stays: break that first."""
     ws = workerstate.current()
@@ -244,6 +266,7 @@ def _set_mode(op: Open, data: memoryview) -> None:
 _SETTERS = {
     FileClass.BASIC: _set_basic,
     FileClass.RENAME: _set_rename,
+    FileClass.LINK: _set_link,
     FileClass.DISPOSITION: _set_disposition,
     FileClass.FULL_EA: _set_eas,
     FileClass.POSITION: _set_position,
