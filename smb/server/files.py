@@ -349,8 +349,9 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     tree.opens[file_id] = op
     await dur.restore(ctx, tree, op, record)
     times = _with_allocation(file_times(op.fd, op.name), op)
-    body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
-                                dur.lease_context(record), oplock_level=record.oplock_level)
+    contexts = dur.lease_context(record) + _response_contexts(c, op)
+    body = wire.create_response(wire.CreateAction.OPENED, times, file_id, contexts,
+                                oplock_level=record.oplock_level)
     return Reply(body=body, file_id=file_id)
 
 

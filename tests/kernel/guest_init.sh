@@ -11,6 +11,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o size=80% tmp /tmp
+mount -t debugfs debug /sys/kernel/debug  # cifs's dynamic debug, for tests that read it
 mkdir -p /mnt
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
 for m in $(cat /etc/hkc-modules); do

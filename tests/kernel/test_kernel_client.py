@@ -11,6 +11,9 @@ are listed in EXCEPTIONS with that reason.
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 
 import guestlab
@@ -258,3 +261,53 @@ def test_open_file_step_as_on_smbd(mounted, step):
         f"{step} took {results['hanode'].seconds:.1f}s on hanode "
         f"({results['smbd'].seconds:.2f}s on smbd): a lease break the client "
         f"acknowledged was waited out")
+
+
+# The guest writes through an open file, the server side of its connection is
+# reset (ss -K in the lab's namespace), and the guest writes on through the
+# same descriptor.  cifs.ko then reconnects and reopens the file: with DHnC
+# (plus RqLs and QFid) first, and only when that fails by path again.  Its
+# dynamic debug log shows which: one "create/open" inside cifs_reopen_file
+# is a durable reclaim, two a fallback to a fresh open.
+RESET_WRITER = """
+    echo 1 > /proc/fs/cifs/cifsFYI
+    echo 'module cifs +p' > /sys/kernel/debug/dynamic_debug/control
+    dd if=/dev/urandom of=/tmp/want bs=64k count=32 2>/dev/null
+    (
+      exec 3> {path}/reset.dat
+      head -c 1048576 /tmp/want >&3
+      sleep 5
+      tail -c 1048576 /tmp/want >&3; echo "second write rc $?"
+      exec 3>&-; echo "closed rc $?"
+    ) > /tmp/writer.out 2>&1 &
+    sleep 2
+    dmesg -c > /dev/null
+"""
+RESET_CHECK = """
+    sleep 7
+    cat /tmp/writer.out
+    echo 3 > /proc/sys/vm/drop_caches
+    [ "$(sha256sum < {path}/reset.dat)" = "$(sha256sum < /tmp/want)" ] && echo "file intact"
+    echo 'module cifs -p' > /sys/kernel/debug/dynamic_debug/control
+    echo 0 > /proc/fs/cifs/cifsFYI
+    dmesg | sed -n '/in cifs_reopen_file/,/leaving cifs_reopen_file/p'
+"""
+
+
+def test_reset_connection_reclaims_open(mounted):
+    lab = mounted
+    reopen = {}
+    for name, path in MOUNTS.items():
+        lab.guest.run(RESET_WRITER.format(path=path), timeout=60).check()
+        killed = subprocess.run(["ip", "netns", "exec", lab.ns, "ss", "-K", "src",
+                                 lab.targets[name].host, "dst", guestlab.GUEST_IP],
+                                capture_output=True, text=True)
+        assert guestlab.GUEST_IP in killed.stdout, killed
+        out = lab.guest.run(RESET_CHECK.format(path=path), timeout=60).check()
+        print(f"--- {name}\n{out}")
+        assert "second write rc 0" in out and "closed rc 0" in out and "file intact" in out, out
+        reopen[name] = len(re.findall(r"smb2pdu.c: create/open", out))
+    print("CREATEs in the reopen:", reopen)
+    # hanode reclaims the durable open; smbd refuses DHnC next to QFid and the
+    # client opens the file again by its name.
+    assert reopen["hanode"] == 1, reopen
