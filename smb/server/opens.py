@@ -69,6 +69,9 @@ class Open:
     # Open.IsReplayEligible: a replayed CREATE may be answered with this open
     # only until the open served any other request.
     replay_eligible: bool = True
+    # The write time this handle keeps (ns): set by the client explicitly or
+    # frozen with -1 (MS-FSA UserSetModificationTime); -2 lets it move again.
+    frozen_write_ns: int | None = None
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
     notify_baseline: dict | None = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.

@@ -91,6 +91,7 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -
     kernel = initramfs.find_kernel()
     workdir.mkdir(parents=True, exist_ok=True)
     cpio = initramfs.build(workdir / "initramfs.cpio", kernel)
+    (workdir / "lab").mkdir(exist_ok=True)
     with Lab(3, workers=1, cluster="kc", workdir=workdir / "lab") as lab:
         lab.add_user(USER, PASSWORD)
         leader = lab.start_agents()
