@@ -27,6 +27,7 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--mb", type=int, default=256)
     p.add_argument("--modes", default=",".join(failover_trial.MODES))
+    p.add_argument("--verbose", action="store_true", help="print each trial's guest report")
     args = p.parse_args()
     print(f"{'MODE':11} {'N':>3} {'INTACT':>6} {'P50':>7} {'MAX':>7}  FIRST ERROR", flush=True)
     for mode in args.modes.split(","):
@@ -34,6 +35,10 @@ def main() -> int:
         for _ in range(args.trials):
             with tempfile.TemporaryDirectory(prefix="hkf-") as work:
                 results.append(failover_trial.run_trial(mode, args.mb, Path(work)))
+            if args.verbose:
+                r = results[-1]
+                print(f"# {mode}: dd rc {r.dd_rc}, intact {r.matched}, stall {r.stall_seconds}"
+                      f"\n{r.error}{r.guest_report}", flush=True)
         stalls = [r.stall_seconds for r in results if r.stall_seconds is not None]
         errors = [r.error or r.dd_error for r in results if not r.ok]
         p50 = f"{statistics.median(stalls):6.2f}s" if stalls else "     -"

@@ -31,6 +31,8 @@ USER, PASSWORD = "kc", "Kc-lab-pw1"
 MODES = ("hard", "sigterm", "switchover")
 
 COPY = """
+    echo 1 > /proc/fs/cifs/cifsFYI    # only cifs_reopen_file's lines: is the open reclaimed?
+    echo 'func cifs_reopen_file +p' > /sys/kernel/debug/dynamic_debug/control
     dd if=/dev/urandom of=/tmp/src bs=1M count={mb} 2>/dev/null
     sha256sum < /tmp/src | cut -d' ' -f1 > /tmp/src.sha
     (
@@ -55,7 +57,7 @@ COLLECT = """
     echo "source $(cat /tmp/src.sha)"
     echo "progress:"; cat /tmp/progress
     echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|durable|VFS|status code' | grep -v 'Attempting' | tail -n 40
+    dmesg | grep -iE 'reconnect|reopen|durable|CIFS: VFS|status code' | tail -n 40
 """
 
 

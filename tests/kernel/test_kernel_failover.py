@@ -20,6 +20,10 @@ pytestmark = pytest.mark.kernel
 COPY_MB = int(os.environ.get("HANODE_LAB_COPY_MB", "64"))
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 17: cifs.ko (6.1) fails the WRITE in flight when the takeover's "
+    "tickle-and-RST ends its connection (dd: Software caused connection abort) "
+    "instead of sending it again after reconnecting; see the README"))
 def test_copy_across_hard_kill(tmp_path):
     result = failover_trial.run_trial("hard", COPY_MB, tmp_path)
     print(f"dd rc {result.dd_rc}, matched {result.matched}, stall {result.stall_seconds}s\n"
