@@ -9,6 +9,7 @@ APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-te
               ansible ansible-lint systemd python3-pip git)
 APT_PACKAGES+=(podman debootstrap runc iptables)  # issue 16: the container image, its demo and tests
 APT_PACKAGES+=(bindfs)  # issue 11: a FUSE passthrough whose daemon a test stops (hung storage)
+APT_PACKAGES+=(qemu-system-x86 busybox-static)  # issue 17: the kernel-client lab (tests/kernel)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,6 +25,9 @@ fi
 for unit in etcd smbd nmbd samba-ad-dc; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
+
+# issue 17: the Debian kernel the kernel-client lab boots (unpacked, not installed).
+bash tests/kernel/fetch_kernel.sh
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import secrets
 import stat as stat_mod
 import struct
 import weakref
@@ -290,6 +291,39 @@ class Share:
                 except OSError as exc:
                     raise _os_error(exc, final=True) from None
                 return new.parts[:-1] + (target,)
+
+    def link(self, src: tuple[str, ...], ino: int, dst: tuple[str, ...],
+             replace: bool) -> None:
+        """Give the open file at ``src`` (inode ``ino``) the further name ``dst``.
+
+        With ``replace`` an existing file at ``dst`` gives way: the link is
+        made under a scratch name and renamed over it, so that ``dst`` names
+        either the old file or the new link at every moment.
+        """
+        with self.lookup(src) as old:
+            if old.st is None or old.st.st_ino != ino:
+                raise VfsError(Status.OBJECT_NAME_NOT_FOUND, "source moved away")
+            with self.lookup(dst) as new:
+                if new.st is not None and not replace:
+                    raise VfsError(Status.OBJECT_NAME_COLLISION)
+                if new.st is not None and stat_mod.S_ISDIR(new.st.st_mode):
+                    raise VfsError(Status.FILE_IS_A_DIRECTORY, "cannot replace a directory")
+                if new.st is not None and new.st.st_ino == ino:
+                    return  # already a name of this file
+                scratch = new.name if new.st is None else f".hanode-link-{secrets.token_hex(8)}"
+                try:
+                    os.link(old.name, scratch, src_dir_fd=old.parent_fd,
+                            dst_dir_fd=new.parent_fd, follow_symlinks=False)
+                except OSError as exc:
+                    raise _os_error(exc, final=True) from None
+                if scratch == new.name:
+                    return
+                try:
+                    os.rename(scratch, new.name, src_dir_fd=new.parent_fd,
+                              dst_dir_fd=new.parent_fd)
+                except OSError as exc:
+                    os.unlink(scratch, dir_fd=new.parent_fd)
+                    raise _os_error(exc, final=True) from None
 
     def parent_stat(self, parts: tuple[str, ...]) -> os.stat_result:
         """The directory that holds ``parts``."""

@@ -56,6 +56,25 @@ def file_times(fd: int, name: str = "", st: os.stat_result | None = None) -> wir
         end_of_file=0 if is_dir else st.st_size, attributes=attrs)
 
 
+def write_time_kept(kept: int | None, requested: int, current_ns: int) -> int | None:
+    """The write time a handle keeps after a FileBasicInformation with
+    LastWriteTime ``requested`` (MS-FSA 2.1.5.15.2): a time the client sets
+    stays through later writes on that handle, as does the current one
+    after -1; -2 lets writes move it again; 0 changes nothing."""
+    if requested == -2:
+        return None
+    if requested == 0:
+        return kept
+    return current_ns  # -1, or the time just set
+
+
+def keep_write_time(op: Open) -> None:
+    """After a write or size change through ``op``: put back the write time
+    the handle keeps, if any (a POSIX file's mtime moves with every write)."""
+    if op.frozen_write_ns is not None:
+        vfs.set_times(op.fd, None, op.frozen_write_ns)
+
+
 def _initial_allocation(c: wire.CreateRequest) -> int:
     """AlSi (2.2.13.2.6): the allocation size asked for at create, in whole 4 KiB blocks.
 
@@ -349,8 +368,9 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     tree.opens[file_id] = op
     await dur.restore(ctx, tree, op, record)
     times = _with_allocation(file_times(op.fd, op.name), op)
-    body = wire.create_response(wire.CreateAction.OPENED, times, file_id,
-                                dur.lease_context(record), oplock_level=record.oplock_level)
+    contexts = dur.lease_context(record) + _response_contexts(c, op)
+    body = wire.create_response(wire.CreateAction.OPENED, times, file_id, contexts,
+                                oplock_level=record.oplock_level)
     return Reply(body=body, file_id=file_id)
 
 
@@ -428,6 +448,8 @@ def _write_blocking(op: Open, data: memoryview, offset: int, through: bool) -> i
     if data and not op.tree.node.io_allowed(op.key, op.dev, op.ino, offset, len(data), True):
         raise CommandError(Status.FILE_LOCK_CONFLICT)
     n = vfs.pwrite(op.fd, data, offset) if data else 0
+    if data:
+        keep_write_time(op)
     if through:
         vfs.fdatasync(op.fd)
     return n

@@ -60,6 +60,9 @@ class Open:
     # only until the open served any other request.
     replay_eligible: bool = True
     # What CHANGE_NOTIFY last saw under this directory (smb.server.notify.Snapshot).
+    # The write time this handle keeps (ns): set by the client explicitly or
+    # frozen with -1 (MS-FSA UserSetModificationTime); -2 lets it move again.
+    frozen_write_ns: int | None = None
     notify_baseline: "dict[str, Any] | None" = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
     lock_sequences: replay.LockSequences = field(default_factory=replay.LockSequences)

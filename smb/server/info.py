@@ -11,7 +11,7 @@ import trio
 from smb import nowait, vfs
 from smb.server import access as acc
 from smb.server import crossbreaks, durable_opens, workerstate
-from smb.server.files import file_times
+from smb.server.files import file_times, keep_write_time, write_time_kept
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ea as ea_wire
@@ -143,6 +143,8 @@ def _set_basic(op: Open, data: memoryview) -> None:
         raise CommandError(Status.INVALID_PARAMETER)
     vfs.set_times(op.fd, None if b.last_access in _KEEP_TIMES else vfs.unix_ns(b.last_access),
                   None if b.last_write in _KEEP_TIMES else vfs.unix_ns(b.last_write))
+    op.frozen_write_ns = write_time_kept(op.frozen_write_ns, b.last_write,
+                                         os.fstat(op.fd).st_mtime_ns)
     attrs = b.attributes or None
     created = None if b.creation in _KEEP_TIMES else b.creation
     if attrs is not None or created is not None:
@@ -177,6 +179,28 @@ def _set_rename(op: Open, data: memoryview) -> None:
     if ws is not None:
         # Runs in a worker thread: the oplock state lives in the trio thread.
         trio.from_thread.run_sync(_renamed, ws, op, old_key)
+
+
+def _set_link(op: Open, data: memoryview) -> None:
+    """FileLinkInformation (MS-FSA 2.1.5.15.7): one more name for the open file."""
+    r = wire.parse_rename(data)
+    if r.root_directory or not r.name:
+        raise CommandError(Status.INVALID_PARAMETER)
+    if op.is_dir:
+        raise CommandError(Status.FILE_IS_A_DIRECTORY)
+    target = vfs.parse_name(r.name[1:] if r.name.startswith("\\") else r.name)
+    if not target or not op.parts:
+        raise CommandError(Status.ACCESS_DENIED)
+    existing = op.tree.root.exists(target)
+    if existing is not None:
+        if not r.replace:
+            raise CommandError(Status.OBJECT_NAME_COLLISION)
+        # The name replaced is deleted as by an open that shares nothing, so
+        # any open of it (this one too, for its own name) is a sharing
+        # violation: smbd's answer.
+        if op.tree.node.others_open("", existing.st_dev, existing.st_ino):
+            raise CommandError(Status.SHARING_VIOLATION)
+    op.tree.root.link(op.parts, op.ino, target, r.replace)
 
 
 async def _before_rename(ctx: CommandContext, op: Open) -> None:
@@ -224,8 +248,10 @@ def _set_size(op: Open, data: memoryview, allocation: bool) -> None:
         # Allocation below the end of file cuts the file; above it changes nothing visible.
         if size < os.fstat(op.fd).st_size:
             vfs.truncate(op.fd, size)
+            keep_write_time(op)
         return
     vfs.truncate(op.fd, size)
+    keep_write_time(op)
 
 
 def _set_eas(op: Open, data: memoryview) -> None:
@@ -244,6 +270,7 @@ def _set_mode(op: Open, data: memoryview) -> None:
 _SETTERS = {
     FileClass.BASIC: _set_basic,
     FileClass.RENAME: _set_rename,
+    FileClass.LINK: _set_link,
     FileClass.DISPOSITION: _set_disposition,
     FileClass.FULL_EA: _set_eas,
     FileClass.POSITION: _set_position,

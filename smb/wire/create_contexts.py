@@ -24,6 +24,7 @@ DHNC = b"DHnC"
 DH2Q = b"DH2Q"
 DH2C = b"DH2C"
 RQLS = b"RqLs"
+QFID = b"QFid"
 
 # Next, NameOffset, NameLength, Reserved, DataOffset, DataLength.
 _CONTEXT_HEADER = struct.Struct("<IHHHHI")
@@ -252,8 +253,14 @@ class DurabilityIntent:
     lease: LeaseContext | None
 
 
-# Besides itself, a reconnect may carry RqLs, and DHnC also a DHnQ (which 3.3.5.9.7 ignores).
-_RECONNECT_ALLOWED = {DH2C: frozenset({DH2C, RQLS}), DHNC: frozenset({DHNC, DHNQ, RQLS})}
+# Besides itself, a reconnect may carry RqLs, and DHnC also a DHnQ (which
+# 3.3.5.9.7 ignores).  QFid asks only for the file's on-disk id, which the
+# reconnect's response can give as any open's does: MS-SMB2 (3.3.5.9.7,
+# 3.3.5.9.12) does not make it fail a reconnect, and the Linux client sends
+# it with every DHnC (DHnC + RqLs + QFid), so refusing it, as Samba does,
+# would only cost that client its open.
+_RECONNECT_ALLOWED = {DH2C: frozenset({DH2C, RQLS, QFID}),
+                      DHNC: frozenset({DHNC, DHNQ, RQLS, QFID})}
 
 
 def durability_request(contexts: list[CreateContext]) -> DurabilityIntent | ContextError:
@@ -263,9 +270,9 @@ def durability_request(contexts: list[CreateContext]) -> DurabilityIntent | Cont
     every durable context has its exact size (INVALID_PARAMETER otherwise);
     DH2Q or DH2C next to any other durable context is INVALID_PARAMETER
     (3.3.5.9.10, 3.3.5.9.12, 3.3.5.9.7); DHnQ next to DHnC is ignored
-    (3.3.5.9.7); a reconnect carrying any other context besides RqLs, or one
-    twice, is OBJECT_NAME_NOT_FOUND (what Windows and Samba answer and smbtorture
-    asserts).
+    (3.3.5.9.7); a reconnect carrying any other context besides RqLs and
+    QFid, or one twice, is OBJECT_NAME_NOT_FOUND (what Windows and Samba
+    answer and smbtorture asserts).
     """
     found: dict[bytes, bytes] = {}
     for ctx in contexts:

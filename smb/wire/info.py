@@ -30,6 +30,7 @@ class FileClass(enum.IntEnum):
     ACCESS = 8
     NAME = 9
     RENAME = 10
+    LINK = 11
     DISPOSITION = 13
     POSITION = 14
     FULL_EA = 15
@@ -348,7 +349,8 @@ class RenameInfo:
 
 
 def parse_rename(data: bytes | memoryview) -> RenameInfo:
-    """FileRenameInformation, SMB2 layout (MS-FSCC 2.4.37.2)."""
+    """FileRenameInformation, SMB2 layout (MS-FSCC 2.4.37.2); FileLinkInformation
+    (2.4.21.2) has the same one."""
     if len(data) < 20:
         raise MalformedRequest("FileRenameInformation too short")
     replace, root, length = struct.unpack_from("<B7xQI", data)

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import psutil
 
@@ -49,13 +49,11 @@ class Target:
     password: str = PASSWORD
     share_name: str = SHARE
     config: Path | None = None
-    # The loopback address it listens on (clients that ignore -p need port 445
-    # on an address of their own).
-    address: str = "127.0.0.1"
+    host: str = "127.0.0.1"
 
     @property
     def unc(self) -> str:
-        return f"//127.0.0.1/{self.share_name}"
+        return f"//{self.host}/{self.share_name}"
 
     @property
     def credentials(self) -> str:
@@ -65,23 +63,33 @@ class Target:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _wait_port(target: Target, timeout: float = START_TIMEOUT) -> None:
+def _connects(target: Target, wrap: Sequence[str]) -> bool:
+    """Whether the target's port takes a connection; ``wrap`` (``ip netns exec
+    NS``) asks from inside the namespace the server runs in."""
+    if wrap:
+        probe = f"exec 3<>/dev/tcp/{target.host}/{target.port}"
+        return subprocess.run([*wrap, "bash", "-c", probe], capture_output=True).returncode == 0
+    with socket.socket() as s:
+        return s.connect_ex((target.host, target.port)) == 0
+
+
+def _wait_port(target: Target, wrap: Sequence[str] = (),
+               timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if target.proc.poll() is not None:
             raise RuntimeError(f"{target.name} exited: {target.log_text()[-3000:]}")
-        with socket.socket() as s:
-            if s.connect_ex((target.address, target.port)) == 0:
-                return
+        if _connects(target, wrap):
+            return
         time.sleep(0.05)
     raise RuntimeError(
         f"{target.name} did not listen on {target.port}: {target.log_text()[-3000:]}")
 
 
-def _listening(target: Target) -> Target:
+def _listening(target: Target, wrap: Sequence[str] = ()) -> Target:
     """The target once its port takes connections; stopped if it never does."""
     try:
-        _wait_port(target)
+        _wait_port(target, wrap)
     except BaseException:
         _stop_group(target.proc)
         raise
@@ -106,9 +114,10 @@ def hanode_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "hanode.cli"]
 
 
-def add_user(config: Path, user: str, password: str) -> subprocess.CompletedProcess:
+def add_user(config: Path, user: str, password: str,
+             wrap: Sequence[str] = ()) -> subprocess.CompletedProcess:
     """``hanode user add`` through the real CLI, the password on stdin."""
-    return subprocess.run(hanode_command() + ["user", "add", user, "--password-stdin",
+    return subprocess.run([*wrap, *hanode_command(), "user", "add", user, "--password-stdin",
                                               "--config", str(config)],
                           input=password + "\n", capture_output=True, text=True, timeout=30)
 
@@ -117,12 +126,14 @@ def start_hanode(etcd_url: str, base: Path, *, workers: int = 1, smb_extra: str 
                  share_extra: str = "", log_level: str = "info", cluster: str | None = None,
                  node: str = "n1", share: Path | None = None,
                  env: dict[str, str] | None = None, cluster_extra: str = "",
-                 extra_shares: str = "", address: str = "127.0.0.1",
-                 port: int | None = None) -> Target:
+                 extra_shares: str = "", listen: str = "127.0.0.1",
+                 port: int | None = None, wrap: Sequence[str] = ()) -> Target:
     """Write a config, add the user through the CLI, start ``hanode smb``.
 
     A second node of the same cluster passes the first one's cluster name
-    and share directory (shared storage) and its own node name.
+    and share directory (shared storage) and its own node name.  ``wrap``
+    (``ip netns exec NS``) runs the CLI and the server in a network namespace,
+    where they listen on ``listen``:``port``.
     """
     base.mkdir(parents=True, exist_ok=True)
     if share is None:
@@ -141,7 +152,7 @@ name = "{node}"
 state_dir = "{base / 'state'}"
 
 [smb]
-listen = "{address}"
+listen = "{listen}"
 port = {port}
 workers = {workers}
 {smb_extra}
@@ -156,22 +167,22 @@ path = "{share}"
 [log]
 level = "{log_level}"
 """)
-    added = add_user(config, USER, PASSWORD)
+    added = add_user(config, USER, PASSWORD, wrap)
     if added.returncode != 0:
         raise RuntimeError(f"hanode user add failed: {added.stderr}")
     log = base / "hanode-smb.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(hanode_command() + ["smb", "--config", str(config)],
+        proc = subprocess.Popen([*wrap, *hanode_command(), "smb", "--config", str(config)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, **(env or {})})
-    return _listening(Target("hanode", port, share, log, proc, config=config, address=address))
+    return _listening(Target("hanode", port, share, log, proc, config=config, host=listen), wrap)
 
 
 SMBD_CONF = """[global]
   server role = standalone server
   workgroup = WORKGROUP
   netbios name = HNSMBD{tag}
-  interfaces = {address}
+  interfaces = {listen}
   bind interfaces only = yes
   smb ports = {port}
   disable netbios = yes
@@ -212,8 +223,11 @@ def running_hanode(etcd_url: str, base: Path, **options) -> Iterator[Target]:
 
 
 def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "",
-               address: str = "127.0.0.1", port: int | None = None) -> Target:
-    """A private smbd on a free loopback port, configured like Samba's selftest shares."""
+               listen: str = "127.0.0.1", port: int | None = None,
+               wrap: Sequence[str] = ()) -> Target:
+    """A private smbd on a free loopback port, configured like Samba's selftest
+    shares; ``wrap`` (``ip netns exec NS``) runs it in a network namespace,
+    where it listens on ``listen``:``port``."""
     smbd = shutil.which("smbd") or "/usr/sbin/smbd"
     base.mkdir(parents=True, exist_ok=True)
     for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "share"):
@@ -222,7 +236,7 @@ def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "",
     conf = base / "smb.conf"
     conf.write_text(SMBD_CONF.format(
         tag=uuid.uuid4().hex[:6].upper(), port=port, base=base, share=base / "share",
-        address=address,
+        listen=listen,
         share_name=SHARE, global_extra=global_extra, share_extra=share_extra))
     added = subprocess.run(["smbpasswd", "-c", str(conf), "-a", "-s", USER],
                            input=f"{PASSWORD}\n{PASSWORD}\n", capture_output=True, text=True,
@@ -231,11 +245,11 @@ def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "",
         raise RuntimeError(f"smbpasswd failed: {added.stderr}")
     log = base / "smbd.out"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "-s", str(conf),
-                                 "--debug-stdout"], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen([*wrap, smbd, "--foreground", "--no-process-group", "-s",
+                                 str(conf), "--debug-stdout"], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     return _listening(Target("smbd", port, base / "share", log, proc, config=conf,
-                             address=address))
+                             host=listen), wrap)
 
 
 def stop(target: Target) -> None:

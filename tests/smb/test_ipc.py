@@ -171,16 +171,16 @@ def test_net_rpc_share_list(etcd_server, tmp_path):
     smbd_address = f"127.77.{base}.1"
     subprocess.run(["ip", "addr", "add", f"{smbd_address}/32", "dev", "lo"], check=True)
     try:
-        smbd = harness.start_smbd(tmp_path / "smbd", address=smbd_address, port=445)
+        smbd = harness.start_smbd(tmp_path / "smbd", listen=smbd_address, port=445)
     except BaseException:
         subprocess.run(["ip", "addr", "del", f"{smbd_address}/32", "dev", "lo"])
         raise
     try:
         with harness.running_hanode(
-                etcd_server.url, tmp_path / "hanode", address=f"127.77.{base}.2", port=445,
+                etcd_server.url, tmp_path / "hanode", listen=f"127.77.{base}.2", port=445,
                 share_extra=f'comment = "{SHARE_COMMENT}"') as ours:
             def shares(target: harness.Target) -> list[str]:
-                done = _run(["net", "rpc", "share", "list", "-S", target.address,
+                done = _run(["net", "rpc", "share", "list", "-S", target.host,
                              "-U", target.credentials])
                 assert done.returncode == 0, done.stdout + done.stderr
                 return done.stdout.split()

@@ -134,7 +134,8 @@ def dh(name, size):
     ([dh(b"DH2Q", 32), dh(b"DH2C", 36)], Status.INVALID_PARAMETER),
     ([dh(b"DH2C", 36), dh(b"DHnQ", 16)], Status.INVALID_PARAMETER),
     ([dh(b"DH2C", 36), dh(b"MxAc", 0)], Status.OBJECT_NAME_NOT_FOUND),
-    ([dh(b"DHnC", 16), dh(b"QFid", 0)], Status.OBJECT_NAME_NOT_FOUND),
+    ([dh(b"DHnC", 16), dh(b"MxAc", 0)], Status.OBJECT_NAME_NOT_FOUND),
+    ([dh(b"DHnC", 16), dh(b"QFid", 0), dh(b"QFid", 0)], Status.OBJECT_NAME_NOT_FOUND),
     ([dh(b"DH2C", 36), dh(b"RqLs", 32), dh(b"RqLs", 32)], Status.OBJECT_NAME_NOT_FOUND),
 ])
 def test_invalid_combinations(ctxs, status):
@@ -148,6 +149,12 @@ def test_valid_combinations():
     # DHnC with DHnQ: the request is ignored, the reconnect wins (3.3.5.9.7).
     intent = ok(durability_request([dh(b"DHnQ", 16), dh(b"DHnC", 16), dh(b"RqLs", 52)]))
     assert intent.durable == DurableV1Reconnect(FileId(0, 0)) and intent.lease.version == 2
+    # The Linux client's reconnect: DHnC, RqLs and QFid (the on-disk id it
+    # asks of every open); MS-SMB2 does not make QFid fail a reconnect.
+    intent = ok(durability_request([dh(b"DHnC", 16), dh(b"RqLs", 52), dh(b"QFid", 0)]))
+    assert intent.durable == DurableV1Reconnect(FileId(0, 0)) and intent.lease.version == 2
+    intent = ok(durability_request([dh(b"DH2C", 36), dh(b"QFid", 0)]))
+    assert isinstance(intent.durable, DurableV2Reconnect)
     intent = ok(durability_request([dh(b"DH2Q", 32), dh(b"RqLs", 32), dh(b"MxAc", 0)]))
     assert isinstance(intent.durable, DurableV2Request) and intent.lease.version == 1
     assert ok(durability_request([dh(b"MxAc", 0)])) == DurabilityIntent(None, None)

@@ -1,0 +1,125 @@
+"""Windows timestamp semantics (MS-FSA 2.1.5.15.2, FileBasicInformation)
+through smbprotocol, hanode against a private smbd: times a client sets are
+kept exactly (far past and far future too) and stay through later writes on
+the same handle; -1 freezes the write time for the handle, -2 lets it move
+again.  (smbtorture's smb2.timestamps of Samba 4.17 also asserts that the
+change time equals the write time just set, which is Samba's own choice and
+not MS-FSA's: see the README.)"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from smbprotocol.open import (
+    CreateDisposition, CreateOptions, FileAttributes, FilePipePrinterAccessMask,
+    ImpersonationLevel, Open, SMB2QueryInfoRequest, SMB2QueryInfoResponse, SMB2SetInfoRequest,
+)
+
+from test_link_parity import SHARE_ALL, Client
+
+FILE_BASIC = 4
+EPOCH = 116444736000000000  # 1970-01-01 as a FILETIME
+SECOND = 10_000_000
+
+
+def nt(unix_seconds: int) -> int:
+    return EPOCH + unix_seconds * SECOND
+
+
+def set_basic(c: Client, op: Open, *, creation=0, access=0, write=0, change=0) -> None:
+    req = SMB2SetInfoRequest()
+    req["info_type"] = 1
+    req["file_info_class"] = FILE_BASIC
+    req["file_id"] = op.file_id
+    req["buffer"] = struct.pack("<qqqqI4x", creation, access, write, change, 0)
+    assert c._status(req) == "SUCCESS"
+
+
+def basic(c: Client, op: Open) -> tuple[int, int, int, int]:
+    """(creation, access, write, change) as the server reports them."""
+    req = SMB2QueryInfoRequest()
+    req["info_type"] = 1
+    req["file_info_class"] = FILE_BASIC
+    req["output_buffer_length"] = 40
+    req["file_id"] = op.file_id
+    sent = c.conn.send(req, c.session.session_id, c.tree.tree_connect_id)
+    resp = SMB2QueryInfoResponse()
+    resp.unpack(c.conn.receive(sent)["data"].get_value())
+    return struct.unpack_from("<qqqq", resp["buffer"].get_value())
+
+
+def open_new(c: Client, name: str) -> Open:
+    op = Open(c.tree, name)
+    op.create(ImpersonationLevel.Impersonation,
+              FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE,
+              FileAttributes.FILE_ATTRIBUTE_NORMAL, SHARE_ALL,
+              CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE)
+    return op
+
+
+def scenario(target) -> dict[str, object]:
+    c = Client(target)
+    seen: dict[str, object] = {}
+    try:
+        f = open_new(c, "set")
+        set_basic(c, f, write=nt(981173106))
+        time.sleep(0.05)
+        f.write(b"after the set", 0)
+        seen["a set write time stays through writes on the handle"] = \
+            basic(c, f)[2] == nt(981173106)
+        f.close()
+
+        g = open_new(c, "frozen")
+        g.write(b"one", 0)
+        before = basic(c, g)[2]
+        set_basic(c, g, write=-1)
+        time.sleep(0.05)
+        g.write(b"two", 3)
+        seen["-1 freezes the write time"] = basic(c, g)[2] == before
+        set_basic(c, g, write=-2)
+        time.sleep(0.05)
+        g.write(b"three", 6)
+        seen["-2 lets it move again"] = basic(c, g)[2] > before
+        g.close()
+
+        h = open_new(c, "far")
+        kept = {}
+        for label, seconds in (("1910", -1_893_456_000), ("1969", -1), ("2250", 8_835_000_000)):
+            set_basic(c, h, creation=nt(seconds), write=nt(seconds), access=nt(seconds))
+            creation, access, write, _ = basic(c, h)
+            kept[label] = (creation, access, write) == (nt(seconds),) * 3
+        seen["far past and far future kept exactly"] = kept
+        h.close()
+    finally:
+        c.close()
+    return seen
+
+
+# smbd 4.17 lets writes move a write time frozen with -1; MS-FSA does not.
+BEYOND_SMBD = {"-1 freezes the write time"}
+
+
+def test_timestamps_as_on_smbd(hanode_server, smbd_server):
+    ours, theirs = scenario(hanode_server), scenario(smbd_server)
+    for item, outcome in ours.items():
+        assert outcome is True or (isinstance(outcome, dict) and all(outcome.values())), \
+            f"{item}: {outcome}"
+        if item not in BEYOND_SMBD:
+            assert outcome == theirs[item], f"{item}: hanode {outcome}, smbd {theirs[item]}"
+
+
+def test_change_time_is_never_the_clients(hanode_server):
+    """MS-FSA: the change time is the file system's; a client's value for it
+    in FileBasicInformation is not stored (smbd 4.17 reports the write time
+    instead, which MS-FSA does not)."""
+    c = Client(hanode_server)
+    try:
+        f = open_new(c, "change")
+        set_basic(c, f, write=nt(981173106), change=nt(981173106))
+        creation, _, write, change = basic(c, f)
+        assert write == nt(981173106)
+        assert change != nt(981173106)
+        assert abs(change - nt(int(time.time()))) < 120 * SECOND
+    finally:
+        c.close()
