@@ -144,12 +144,19 @@ path = "/srv/hanode/test"
     log = open(tmp_path / "agent.log", "wb")
     proc = subprocess.Popen(
         [*PODMAN, "run", "--name", name, "--network", f"ns:/run/netns/{netns}", *LIMITS, *CAPS,
-         "--tmpfs", "/var/lib/hanode", "-e", "HANODE_NODE_NAME=c1",
+         # as in the DaemonSet: a read-only root, writable /run, /tmp and state
+         "--read-only", "--tmpfs", "/var/lib/hanode", "-e", "HANODE_NODE_NAME=c1",
          "-v", f"{tmp_path / 'hanode.toml'}:/etc/hanode/hanode.toml:ro",
          "-v", f"{tmp_path / 'share'}:/srv/hanode/test", IMAGE],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         wait(lambda: vip_on(netns), 60, "the VIP on eth0")
+        metrics = subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-c",
+             "import urllib.request; print(urllib.request.urlopen("
+             "'http://127.0.0.1:9464/metrics', timeout=5).read().decode())"],
+            capture_output=True, text=True, timeout=30)
+        assert "hanode_leader 1.0" in metrics.stdout, metrics.stderr
         # The agent runs as tini's child with the rendered config; an orphan is reaped.
         top = subprocess.run([*PODMAN, "exec", name, "sh", "-c",
                               "cat /proc/1/comm; tr '\\0' ' ' </proc/$(cat /proc/1/task/1/children"
