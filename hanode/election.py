@@ -114,6 +114,8 @@ class ReleaseVip:
     """
     reason: str
     urgent: bool = True
+    # Set when node health makes us let go: the kind of check behind it (metrics).
+    health_cause: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,12 +231,20 @@ def _lead_while_unhealthy(state: State, facts: Facts,
     assert state.term is not None
     if facts.must_not_serve:
         return State(role="standby"), [ReleaseVip(reason=f"must not serve: {facts.unhealthy}",
-                                                   urgent=False), Resign(state.term)]
+                                                   urgent=False,
+                                                   health_cause=check_kind(facts.unhealthy)),
+                                        Resign(state.term)]
     held_long_enough = (state.led_since is None
                         or facts.now - state.led_since >= timing.hold_down)
     if facts.healthy_standby is not None and held_long_enough and facts.switchover is None:
         return state, [HandOver(facts.healthy_standby, facts.unhealthy)]
     return state, []
+
+
+def check_kind(problem: str) -> str:
+    """The kind of the first failing check in a health problem ("marker test: ..." ->
+    "marker"), the label of the handover metrics."""
+    return problem.split(maxsplit=1)[0].rstrip(":") if problem.strip() else "unknown"
 
 
 def _drop_stray(facts: Facts) -> list[Action]:
@@ -387,6 +397,8 @@ class Elector:
             await self.vips.claim(action.term)
             self._obs.vip_held = True
         elif isinstance(action, ReleaseVip):
+            if action.health_cause is not None:
+                self.on_handover(action.health_cause)
             reset = await self.vips.release(action.urgent)
             self._obs.vip_held = False
             return f"{action.reason}, VIP released, {reset} clients reset"
@@ -416,7 +428,6 @@ class Elector:
     async def _hand_over(self, action: HandOver) -> None:
         """Write the switchover request for a healthy standby; seeing it (set here at
         once, not at the next poll) makes decide() release and resign."""
-        kind = action.cause.split(maxsplit=1)[0].rstrip(":")
         log.warning("%s: unhealthy (%s); handing over to %s", self.me, action.cause, action.to)
         value = {"to": action.to, "from": self.me, "time": time.time(), "cause": action.cause}
         try:
@@ -429,7 +440,7 @@ class Elector:
             self._note_etcd(exc)
             return
         if created:
-            self.on_handover(kind)
+            self.on_handover(check_kind(action.cause))
             self._obs.switchover = SwitchoverSeen(to=action.to, from_=self.me)
         else:
             self._obs.switchover = _switchover_from(entry)

@@ -335,6 +335,8 @@ path = "{self.share_path(node)}"
         path = self.share_path(node)
         _run("nsenter", f"--mount=/proc/{node.agent.pid}/ns/mnt", "mount", "--bind",
              str(self.share_dir), str(path))
+        _run("mount", "--bind", str(self.share_dir), str(path))
+        self._mounted.append(path)
 
     def hang_share(self, name: str) -> None:
         """Stop the node's FUSE daemon: every access to its share path now blocks."""

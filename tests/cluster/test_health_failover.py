@@ -79,6 +79,7 @@ def start_copy(lab: Lab, name: str, size: int, seconds: float) -> subprocess.Pop
     assert proc.stdin is not None
     proc.stdin.write(PASSWORD + "\n")
     proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() must not touch it
     return proc
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from hanode.election import (
     Campaign, ClaimVip, Facts, HandOver, LeaderSeen, ReleaseVip, Resign, State, SwitchoverSeen,
-    Timing, decide, healthy_standby,
+    Timing, check_kind, decide, healthy_standby,
 )
 from hanode.node_health import NOT_CHECKED, CheckSpec, CheckState, fold, report, verdict
 
@@ -150,7 +150,14 @@ def test_wrong_storage_releases_at_once_even_without_a_standby_and_within_hold_d
     state, actions = decide(ME, leading(0.5), f, T)
     assert state.role == "standby"
     assert actions == [ReleaseVip("must not serve: marker test: storage marker missing "
-                                  "(not mounted?)", urgent=False), Resign(42)]
+                                  "(not mounted?)", urgent=False, health_cause="marker"),
+                       Resign(42)]
+
+
+def test_check_kind_labels_the_handover_metrics():
+    assert check_kind("worker 0: no NEGOTIATE reply within 1 s; link eth0: no carrier") == "worker"
+    assert check_kind("marker test: storage marker missing (not mounted?)") == "marker"
+    assert check_kind("") == "unknown"
 
 
 def test_recovered_node_does_not_take_the_vip_back():
