@@ -24,8 +24,9 @@ from typing import Any
 from hanode import config as config_mod
 from hanode.config import ShareConfig
 from hanode.store import Store, StoreUnavailable
+from smb.vfs import RESERVED_NAME
 
-MARKER_DIR = ".hanode"
+MARKER_DIR = RESERVED_NAME  # hidden from and closed to SMB clients (smb.vfs)
 MARKER_FILE = "share-id"
 # Longest id a marker may hold (a UUID is 36 characters).
 MAX_ID = 128

@@ -76,6 +76,18 @@ def unix_ns(ft: int) -> int:
     return (ft - _EPOCH_AS_FILETIME) * 100
 
 
+# The share root's directory that belongs to hanode, not to clients: the
+# storage identity marker and the health probe's scratch files live there
+# (hanode.share_storage).  Clients can neither see nor open it, so none can
+# delete the marker and take the share off every node.
+RESERVED_NAME = ".hanode"
+
+
+def is_reserved(parts: tuple[str, ...]) -> bool:
+    """True for hanode's own directory at the share root, in any spelling."""
+    return bool(parts) and parts[0].casefold() == RESERVED_NAME
+
+
 def parse_name(name: str) -> tuple[str, ...]:
     """Split a client's share-relative name into checked components.
 
@@ -107,6 +119,8 @@ def parse_name(name: str) -> tuple[str, ...]:
             raise VfsError(Status.OBJECT_NAME_INVALID, "not valid UTF-16") from None
         if len(encoded) > _MAX_COMPONENT_BYTES:
             raise VfsError(Status.OBJECT_NAME_INVALID, "component too long")
+    if is_reserved(parts):
+        raise VfsError(Status.OBJECT_NAME_NOT_FOUND, "hanode's own directory")
     return parts
 
 

@@ -27,7 +27,10 @@ def _snapshot(op: Open, pattern: str) -> DirectoryScan:
     with Samba; without an exact hit the directory is read as before.
     """
     entries: list[tuple[str, os.stat_result]] = []
+    at_root = not op.parts
     if pattern not in (".", "..") and "\0" not in pattern and not _WILDCARDS.intersection(pattern):
+        if at_root and vfs.is_reserved((pattern,)):
+            return DirectoryScan([])
         st = vfs.restat(op.fd, pattern)
         if st is not None:
             return DirectoryScan([(pattern, st)])
@@ -36,7 +39,8 @@ def _snapshot(op: Open, pattern: str) -> DirectoryScan:
         if wire.matches(pattern, name):
             entries.append((name, st))
     entries.extend((e.name, e.st) for e in vfs.list_directory(
-        op.fd, lambda name: wire.matches(pattern, name)))
+        op.fd, lambda name: wire.matches(pattern, name)
+        and not (at_root and vfs.is_reserved((name,)))))
     return DirectoryScan(entries)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 import trio
 
 from smb import vfs
-from smb.server import ipc
+from smb.server import ipc, workerstate
 from smb.server.access import may_connect, share_maximal_access
 from smb.server.handler import CommandContext, Reply, Request, SessionInfo
 from smb.server.nodelocal import node_table
@@ -16,6 +17,8 @@ from smb.wire import tree as wire
 from smb.wire.header import Status, error_body
 
 MAX_TREES_PER_SESSION = 128
+
+log = logging.getLogger(__name__)
 
 
 def _error(status: int) -> Reply:
@@ -38,6 +41,11 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
         return _error(Status.ACCESS_DENIED)  # the client cannot encrypt
     if len(session.trees) >= MAX_TREES_PER_SESSION:
         return _error(Status.INSUFFICIENT_RESOURCES)
+    state = workerstate.current()
+    problem = await state.share_ids.problem(share) if state is not None else None
+    if problem is not None:
+        log.warning("share %s not served: %s", share.name, problem)
+        return _error(Status.BAD_NETWORK_NAME)
     try:
         root = await trio.to_thread.run_sync(vfs.Share, share.path)
     except vfs.VfsError as exc:

@@ -45,6 +45,7 @@ from smb.server.background import Background
 from smb.server.breaks import Breaks
 from smb.server.nodelocal import node_table
 from smb.server.session_table import SessionTable
+from smb.server.share_identity import ShareIdentities
 
 if TYPE_CHECKING:
     from hanode.config import Config
@@ -73,6 +74,7 @@ class WorkerState:
         self.hooks = hooks
         self.index = index
         self.store = store
+        self.share_ids = ShareIdentities(store)
         self.key = store.worker_key(cfg.node.name, worker_name(index))
         self.started = time.time()
         # Incarnation: a restarted worker reuses its key, not its identity.
