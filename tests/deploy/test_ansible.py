@@ -176,6 +176,9 @@ all:
           hanode_user: root
           hanode_group: root
           hanode_smb_workers: 3
+          hanode_health: {{hold_down: 20, worker: {{interval: 2, timeout: 2, fall: 3}}}}
+          hanode_health_checks:
+            - {{name: always, command: [/bin/true], interval: 3}}
           etcd_client_port: {client_port}
           etcd_peer_port: {peer_port}
           etcd_metrics_url: {metrics_url}
@@ -223,6 +226,10 @@ def test_rendered_config_passes_config_check(install):
     assert cfg.share("projects").comment == 'Project "files"'
     assert cfg.share("scans").path == f"{install.root}/srv/hanode/scans"
     assert cfg.share("scans").read_only and cfg.share("scans").users == ("alice",)
+    assert cfg.health.hold_down == 20
+    assert (cfg.health.worker.timeout, cfg.health.worker.fall) == (2, 3)
+    assert [(c.name, c.command, c.interval) for c in cfg.health.checks] == \
+        [("always", ("/bin/true",), 3)]
     assert oct(install.config_file.stat().st_mode & 0o777) == "0o640"
 
 
