@@ -12,25 +12,24 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
 
-from smb import vfs
 from smb.server import affinity, commands, handoff, workerstate
 from smb.server.affinity import ClientAffinity
-from smb.server.buffers import FRAMES, MIN_POOLED, READ_BUFFERS
 from smb.server.channels import Channel
 from smb.server.compound import Chain, elements, request_file_id, resolve
 from smb.server.credits import CreditWindow, expected_payload, required_charge
-from smb.server.framing import FrameBuffer, frame_prefix
+from smb.server.framing import frame_prefix
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request
 from smb.server.negotiation import PRE_NEGOTIATE_MAX_FRAME, Negotiation, Refusal
 from smb.server.outgoing import Out
 from smb.server.session_setup import SessionSetup
 from smb.server.session_table import SessionTable
 from smb.server.sessions import Session, filetime_now
+from smb.server.transport import OFFLOAD_CRYPTO, Transport
 from smb.server.userdb import UserLookup
 from smb.server.violation import ProtocolViolation
 from smb.wire import crypto, session as session_wire
@@ -46,12 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECEIVE_CHUNK = 64 * 1024
-# Messages from this size on are encrypted, decrypted and signed in a worker thread.
-OFFLOAD_CRYPTO = 256 * 1024
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
-# The most pieces one writev(2) takes (Linux's UIO_MAXIOV).
-_IOV_MAX = 1024
 # Commands that may arrive unsigned on a session that must sign (a
 # re-authentication, a SESSION_SETUP on a valid session, is no such command).
 _UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
@@ -130,16 +124,6 @@ def _small_body_ok(body: memoryview, name: str, client: str) -> bool:
     return True
 
 
-def _is_lent(piece: crypto.Buffer, lent: list[bytearray]) -> bool:
-    return isinstance(piece, memoryview) and any(piece.obj is buf for buf in lent)
-
-
-def _read_only(piece: crypto.Buffer) -> crypto.Buffer:
-    """A handler's body or payload as the encryption must leave it: a handler
-    may keep what it returned, so only the reply's own buffers are overwritten."""
-    return piece if isinstance(piece, bytes) else memoryview(piece).toreadonly()
-
-
 class Connection:
     def __init__(self, stream: trio.abc.Stream, config: "Config", users: UserLookup,
                  server_guid: bytes, client_address: tuple[str, int] = ("", 0),
@@ -154,29 +138,25 @@ class Connection:
         self._metrics = metrics
         self.info = ConnectionInfo(server_guid=server_guid, client_address=client_address,
                                    local_address=local_address, notify=self.notify)
-        self._stream = stream
         self._limits = limits
         self._credits = CreditWindow(limits.max_credits)
         # (MessageId, key) answering a signed request for a session of this
         # worker that is not bound here (see _check_session).
         self._stray: tuple[int, Channel] | None = None
-        # Bytes another worker read from this connection before handing it here.
-        self._frames = FrameBuffer(received, PRE_NEGOTIATE_MAX_FRAME)
+        self._transport = Transport(stream, received, PRE_NEGOTIATE_MAX_FRAME)
         self._negotiation = Negotiation(self.info, config.smb.multichannel)
         self._setup = SessionSetup(
             info=self.info, config=config, users=users, negotiation=self._negotiation,
-            table=SessionTable() if sessions is None else sessions, max_sessions=limits.max_sessions,
+            table=SessionTable() if sessions is None else sessions,
+            max_sessions=limits.max_sessions,
             header_for=self._response_header, signer=self._signer, check=self._check_session,
             release=commands.session_closed)
         # This connection's sessions and its channels of them (SessionSetup's).
         self._sessions = self._setup.sessions
         self._channels = self._setup.channels
         self.handed_off = False  # to another worker (see _negotiate)
-        self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._receiver: trio.lowlevel.Task | None = None  # the task reading the stream
-        # Replies are written to the socket's descriptor directly (_write_now).
-        self._sock: trio.socket.SocketType | None = getattr(stream, "socket", None)
         self._inflight = trio.Semaphore(limits.max_inflight)
         self._beside = 0  # READs and WRITEs running side by side
         self._detached = 0  # compound elements waiting without an interim response
@@ -201,7 +181,7 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self._setup.leave_all()
                 await self._release_client()
-                await self._stream.aclose()
+                await self._transport.stream.aclose()
 
     async def _receive(self) -> None:
         """Read and process messages in arrival order while this task is the
@@ -241,49 +221,10 @@ class Connection:
 
     async def _next_frame(self) -> bytearray | memoryview | None:
         if any(s.valid for s in self._sessions.values()):
-            return await self._read_frame()
+            return await self._transport.receive_message()
         with trio.move_on_after(self._limits.logon_timeout):
-            return await self._read_frame()
+            return await self._transport.receive_message()
         raise ProtocolViolation(f"no logon within {self._limits.logon_timeout:g} s")
-
-    async def _fill(self) -> bool:
-        chunk = await self._stream.receive_some(RECEIVE_CHUNK)
-        self._frames.receive_data(chunk)
-        return bool(chunk)
-
-    async def _receive_into(self, view: memoryview) -> int:
-        """Read straight into the frame's buffer, so a large WRITE is copied once."""
-        sock = self._sock
-        if sock is not None:
-            return await sock.recv_into(view)
-        chunk = await self._stream.receive_some(len(view))
-        view[:len(chunk)] = chunk
-        return len(chunk)
-
-    async def _read_frame(self) -> bytearray | memoryview | None:
-        """One direct-TCP frame's message, refused before allocation if too large."""
-        frames = self._frames
-        while True:
-            message = frames.next_message()
-            if message is not None:
-                return message
-            length = frames.pending()
-            if length >= MIN_POOLED:
-                break
-            if not await self._fill():
-                if len(frames):
-                    raise ProtocolViolation("connection closed mid-message")
-                return None
-        # A large frame goes into a reused buffer: no allocation, no zero-fill,
-        # and its bytes are read straight into it.
-        view = FRAMES.take(length, frames.max_frame)
-        have = frames.take(view)
-        while have < length:
-            got = await self._receive_into(view[have:])
-            if not got:
-                raise ProtocolViolation("connection closed mid-message")
-            have += got
-        return view
 
     async def _handle_frame(self, frame: bytearray | memoryview) -> None:
         proto = bytes(frame[:4])
@@ -539,160 +480,11 @@ class Connection:
         return chain
 
     async def _send(self, outs: list[Out], encrypted: Session | None) -> None:
-        """Frame, sign or encrypt, and send one (compound) reply.
-
-        Large payloads (READ data) are handed to the socket as they are instead
-        of being copied into the frame, also when they are encrypted (with GCM).
-        READ data still in its file goes by sendfile(2) when the reply is the
-        last of its compound and neither signed nor encrypted; otherwise it is
-        read into a pooled buffer first, and signed or encrypted in the same
-        thread hop (a hop costs more than signing a MiB with GMAC).
-        """
-        direct = outs[-1].payload if encrypted is None and outs[-1].sign_with is None else None
-        if not isinstance(direct, vfs.FileSlice):
-            direct = None
-        # Taken here, not in the thread: the pool belongs to the event loop.
-        lent = [READ_BUFFERS.take(len(out.payload)) for out in outs
-                if isinstance(out.payload, vfs.FileSlice) and out.payload is not direct]
-        try:
-            seal = None if encrypted is None else functools.partial(
-                crypto.encrypt, encrypted.encrypt_key, self._negotiation.cipher,
-                encrypted.next_nonce(self._negotiation.cipher), encrypted.id)
-            frame = functools.partial(self._frame, outs, direct, lent, seal)
-            crypto_size = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs
-                              if encrypted is not None or o.sign_with is not None)
-            # File data is read, and large replies signed or sealed, in a thread:
-            # pread may wait for the disk, and AES and HMAC release the GIL.
-            pieces = await trio.to_thread.run_sync(frame) \
-                if lent or crypto_size >= OFFLOAD_CRYPTO else frame()
-            total = sum(len(p) for p in pieces) + (len(direct) if direct is not None else 0)
-            pieces.insert(0, frame_prefix(total))
-            if direct is None and not self._send_lock.locked():
-                pieces = self._write_now(pieces)
-                if not pieces:
-                    return
-            small = bytearray()
-            # Taken without a checkpoint when free: send_all yields anyway.
-            if self._send_lock.locked():
-                await self._send_lock.acquire()
-            else:
-                self._send_lock.acquire_nowait()
-            try:
-                for piece in pieces:
-                    if len(piece) < RECEIVE_CHUNK:
-                        small += piece
-                        continue
-                    if small:
-                        await self._stream.send_all(small)
-                        small = bytearray()
-                    await self._stream.send_all(piece)
-                if small:
-                    await self._stream.send_all(small)
-                if direct is not None:
-                    await self._send_file(direct, lent)
-            finally:
-                self._send_lock.release()
-        finally:
-            for out in outs:
-                if isinstance(out.payload, vfs.FileSlice):
-                    out.payload.close()
-            for buf in lent:
-                READ_BUFFERS.give(buf)
-
-    def _frame(self, outs: list[Out], direct: vfs.FileSlice | None, lent: list[bytearray],
-               seal: functools.partial | None) -> list[crypto.Buffer]:
-        """The reply's bytes after its 4-byte length, in pieces (blocking: reads
-        file data into ``lent``, one buffer per FileSlice but ``direct``)."""
-        buffers = iter(lent)
-        outs = [out if out.payload is direct or not isinstance(out.payload, vfs.FileSlice)
-                else self._materialize(out, next(buffers)) for out in outs]
-        pieces: list[crypto.Buffer] = []
-        for i, out in enumerate(outs):
-            last = i == len(outs) - 1
-            size = HEADER_SIZE + len(out.body) + len(out.payload)
-            pad = 0 if last else (-size) % 8
-            header = bytearray(out.header.pack(next_command=0 if last else size + pad))
-            rest = [p for p in (out.body, out.payload, bytes(pad))
-                    if len(p) and p is not direct]
-            if out.sign_with is not None and seal is None:
-                crypto.sign_header(out.sign_with.signing_key, out.sign_with.signing_alg, header,
-                                   rest)
-            if seal is None:
-                pieces += [header, *rest]
-            else:  # sealed in place: only what is this reply's own may be overwritten
-                pieces += [header, *(p if _is_lent(p, lent) else _read_only(p) for p in rest)]
-        if seal is None:
-            return pieces
-        # The headers and the pooled READ data are this reply's own: they are
-        # encrypted where they lie (see _read_only).
-        return list(seal(pieces, overwrite=True))
-
-    def _write_now(self, pieces: list[crypto.Buffer]) -> list[crypto.Buffer]:
-        """Hand a reply to the kernel at once, without a trip through trio's
-        scheduler (a reply per request: the scheduler round trip cost more
-        than the write); returns what the socket did not take, for send_all.
-        Nothing else sends meanwhile: the caller checked that no send is in
-        progress, and nothing here yields.  Fairness stays with the receive
-        side, which checkpoints once per message read."""
-        if self._sock is None:
-            return pieces
-        # Asked each time: a closed socket says -1, and its number may be reused.
-        fd = self._sock.fileno()
-        if fd < 0:
-            raise trio.ClosedResourceError("connection closed")
-        try:
-            written = os.writev(fd, pieces[:_IOV_MAX])
-        except BlockingIOError:
-            return pieces
-        except OSError as exc:  # reset by the client, or the socket is closed
-            raise trio.BrokenResourceError(str(exc)) from None
-        for i, piece in enumerate(pieces):
-            if written < len(piece):
-                return [memoryview(piece)[written:], *pieces[i + 1:]]
-            written -= len(piece)
-        return []
-
-    @staticmethod
-    def _materialize(out: Out, buf: bytearray) -> Out:
-        """The reply with its file data read into ``buf``, or, when the read
-        fails, the error the client is told instead (blocking)."""
-        data = out.payload
-        assert isinstance(data, vfs.FileSlice)
-        try:
-            data.read_into(buf)
-        except vfs.VfsError as exc:
-            return Out(out.header.evolve(status=exc.status), error_body(), b"", out.sign_with)
-        finally:
-            data.close()
-        return replace(out, payload=memoryview(buf)[:len(data)])
-
-    async def _send_file(self, data: vfs.FileSlice, lent: list[bytearray]) -> None:
-        """The payload of a reply whose header went already: sendfile(2) while the
-        kernel takes it, then (a file that cannot be sent so, or shrank) read.
-
-        sendfile runs in a thread: a page that is not in the cache is read from
-        the disk meanwhile, and the event loop must not wait for that.
-        """
-        sock = self._sock
-        done = 0
-        while sock is not None and done < len(data):
-            try:
-                sent, full = await trio.to_thread.run_sync(data.send_some, sock.fileno(), done)
-            except OSError:
-                break
-            done += sent
-            if not full:
-                break
-            await trio.lowlevel.wait_writable(sock)
-        if done == len(data):
-            return
-        buf = READ_BUFFERS.take(len(data) - done)
-        lent.append(buf)
-        try:
-            await trio.to_thread.run_sync(data.read_into, buf, done)
-        except vfs.VfsError as exc:  # the header promised data: the stream is lost
-            raise ProtocolViolation(f"read failed mid-reply: status {exc.status:#x}") from None
-        await self._stream.send_all(memoryview(buf)[:len(data) - done])
+        """Send a (compound) reply, sealed for ``encrypted`` when it is set."""
+        seal = None if encrypted is None else functools.partial(
+            crypto.encrypt, encrypted.encrypt_key, self._negotiation.cipher,
+            encrypted.next_nonce(self._negotiation.cipher), encrypted.id)
+        await self._transport.send(outs, seal)
 
     async def notify(self, command: int, body: bytes, session_id: int = 0) -> bool:
         """Send a server-initiated message (MessageId all 0xFF, no credits, unsigned);
@@ -811,7 +603,7 @@ class Connection:
 
     async def _smb1_negotiate(self, frame: bytearray) -> None:
         body = self._negotiation.smb1(frame, now=filetime_now(), salt=os.urandom(32))
-        self._frames.max_frame = self._negotiation.max_frame
+        self._transport.frames.max_frame = self._negotiation.max_frame
         self._credits.consume(0, 1)
         request = Header(command=Command.NEGOTIATE, message_id=0, credits=1)
         await self._send([Out(self._response_header(request, Status.SUCCESS), body)], None)
@@ -827,7 +619,7 @@ class Connection:
         if self._negotiation.may_hand_off(offer, first_message=first):
             await self._serve_where_client_is(offer.request.client_guid, element)
         resp_body = self._negotiation.accept(offer, now=filetime_now(), salt=os.urandom(32))
-        self._frames.max_frame = self._negotiation.max_frame
+        self._transport.frames.max_frame = self._negotiation.max_frame
         resp_header = self._response_header(header, Status.SUCCESS)
         self._negotiation.hash_exchange(element, resp_header.pack() + resp_body)
         outs.append(Out(resp_header, resp_body))
@@ -841,7 +633,7 @@ class Connection:
         Only clients that announce multichannel are kept together: the others
         never bind, and their connections keep spreading over the workers."""
         ws = workerstate.current()
-        sock = self._sock
+        sock = self._transport.sock
         if ws is None or sock is None:
             return
         there = await affinity.claim(self._affinity, ws.node, client_guid,
@@ -849,7 +641,7 @@ class Connection:
         if there is None:
             self._claimed = client_guid
             return
-        frame = frame_prefix(len(element)) + bytes(element) + self._frames.leftover()
+        frame = frame_prefix(len(element)) + bytes(element) + self._transport.frames.leftover()
         try:
             await handoff.send(there, sock, frame)
         except OSError as exc:

@@ -164,7 +164,7 @@ def spread_trees(two_workers):
             tree.connect()
             trees.append(tree)
             log = two_workers.log_text()
-            if len(trees) >= 2 and all(f"worker{i} INFO smb.server.connection: session" in log
+            if len(trees) >= 2 and all(f"worker{i} INFO smb.server.session_setup: session" in log
                                        for i in (0, 1)):
                 break
         else:

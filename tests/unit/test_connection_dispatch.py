@@ -177,3 +177,35 @@ async def test_handler_bug_is_logged_with_traceback_not_sent(caplog):
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.exc_info is not None and record.exc_info[0] is KeyError
     assert "FLUSH" in record.getMessage()
+
+
+async def test_every_waiting_request_lets_the_next_ones_in_and_order_holds_otherwise():
+    """Two requests that wait in a row (the second behind the first's
+    hand-over) and one that does not: each waiting one answers PENDING and
+    lets the receiving go on; the plain ones run in arrival order; the
+    waiting ones finish when the last request releases them."""
+    order: list[str] = []
+    release = trio.Event()
+
+    async def waits(ctx, request):
+        order.append(f"wait {request.header.message_id}")
+        await ctx.go_async()
+        await release.wait()
+        return Reply(body=b"w" * 8)
+
+    async def plain(ctx, request):
+        order.append(f"plain {request.header.message_id}")
+        if request.header.message_id == 3:
+            release.set()
+        return Reply(body=struct.pack("<HH", 4, 0))
+
+    flush = struct.pack("<HHI16s", 24, 0, 0, FILE_ID)
+    data = (_message((Command.FLUSH, 0, flush)) + _message((Command.QUERY_INFO, 1, bytes(40)))
+            + _message((Command.FLUSH, 2, flush)) + _message((Command.IOCTL, 3, bytes(56))))
+    frames = await _exchange({Command.FLUSH: waits, Command.QUERY_INFO: plain,
+                              Command.IOCTL: plain}, data, 6)
+    assert order == ["wait 0", "plain 1", "wait 2", "plain 3"]
+    statuses = [(h.message_id, h.status) for frame in frames for h, _ in frame]
+    assert statuses[:4] == [(0, Status.PENDING), (1, Status.SUCCESS), (2, Status.PENDING),
+                            (3, Status.SUCCESS)]
+    assert sorted(statuses[4:]) == [(0, Status.SUCCESS), (2, Status.SUCCESS)]
