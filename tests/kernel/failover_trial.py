@@ -31,8 +31,11 @@ USER, PASSWORD = "kc", "Kc-lab-pw1"
 MODES = ("hard", "sigterm", "switchover")
 
 COPY = """
-    echo 1 > /proc/fs/cifs/cifsFYI    # only cifs_reopen_file's lines: is the open reclaimed?
+    # cifs_reopen_file's lines and SMB2_open's: one CREATE inside a reopen is a
+    # durable reclaim, two a refused reclaim and a fresh open by name.
+    echo 1 > /proc/fs/cifs/cifsFYI
     echo 'func cifs_reopen_file +p' > /sys/kernel/debug/dynamic_debug/control
+    echo 'func SMB2_open +p' > /sys/kernel/debug/dynamic_debug/control
     dd if=/dev/urandom of=/tmp/src bs=1M count={mb} 2>/dev/null
     sha256sum < /tmp/src | cut -d' ' -f1 > /tmp/src.sha
     (
@@ -57,7 +60,7 @@ COLLECT = """
     echo "source $(cat /tmp/src.sha)"
     echo "progress:"; cat /tmp/progress
     echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|durable|CIFS: VFS|status code' | tail -n 40
+    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
 """
 
 
