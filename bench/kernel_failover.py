@@ -28,13 +28,16 @@ def main() -> int:
     p.add_argument("--mb", type=int, default=256)
     p.add_argument("--modes", default=",".join(failover_trial.MODES))
     p.add_argument("--verbose", action="store_true", help="print each trial's guest report")
+    p.add_argument("--read", action="store_true",
+                   help="sha256sum a file on //VIP/test across the move instead of copying")
     args = p.parse_args()
     print(f"{'MODE':11} {'N':>3} {'INTACT':>6} {'P50':>7} {'MAX':>7}  FIRST ERROR", flush=True)
     for mode in args.modes.split(","):
         results = []
         for _ in range(args.trials):
             with tempfile.TemporaryDirectory(prefix="hkf-") as work:
-                results.append(failover_trial.run_trial(mode, args.mb, Path(work)))
+                trial = failover_trial.run_read_trial if args.read else failover_trial.run_trial
+                results.append(trial(mode, args.mb, Path(work)))
             if args.verbose:
                 r = results[-1]
                 print(f"# {mode}: dd rc {r.dd_rc}, intact {r.matched}, stall {r.stall_seconds}"

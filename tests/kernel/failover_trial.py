@@ -10,16 +10,20 @@ long the file stopped growing on the shared storage around the move (the
 stall, sampled by the host every 50 ms), the guest's own progress timeline
 (uptime and the kernel's Dirty/Writeback counters every 0.5 s) and cifs.ko's
 log lines about reconnecting and reopening.  Used by test_kernel_failover.py
-(one trial) and bench/kernel_failover.py (many).
+(one trial of each) and bench/kernel_failover.py (many).  ``run_read_trial``
+is the same with a sha256sum of a file on //VIP/test instead of the copy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import guestlab
 import initramfs
@@ -31,8 +35,11 @@ USER, PASSWORD = "kc", "Kc-lab-pw1"
 MODES = ("hard", "sigterm", "switchover")
 
 COPY = """
-    echo 1 > /proc/fs/cifs/cifsFYI    # only cifs_reopen_file's lines: is the open reclaimed?
+    # cifs_reopen_file's lines and SMB2_open's: one CREATE inside a reopen is a
+    # durable reclaim, two a refused reclaim and a fresh open by name.
+    echo 1 > /proc/fs/cifs/cifsFYI
     echo 'func cifs_reopen_file +p' > /sys/kernel/debug/dynamic_debug/control
+    echo 'func SMB2_open +p' > /sys/kernel/debug/dynamic_debug/control
     dd if=/dev/urandom of=/tmp/src bs=1M count={mb} 2>/dev/null
     sha256sum < /tmp/src | cut -d' ' -f1 > /tmp/src.sha
     (
@@ -57,7 +64,7 @@ COLLECT = """
     echo "source $(cat /tmp/src.sha)"
     echo "progress:"; cat /tmp/progress
     echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|durable|CIFS: VFS|status code' | tail -n 40
+    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
 """
 
 
@@ -86,10 +93,9 @@ def _stall(samples: list[tuple[float, int]], moved_at: float) -> float | None:
     return max(gaps) if gaps else None
 
 
-def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -> TrialResult:
-    """One trial in a fresh cluster and a fresh guest; never raises for what
-    the copy does (that is the result), only for a lab that would not start."""
-    result = TrialResult(mode, mb)
+@contextmanager
+def _cluster_and_guest(workdir: Path, memory_mb: int) -> Iterator[tuple[Lab, str, guestlab.Guest]]:
+    """A fresh 3-node cluster with a leader, and the guest with //VIP/test mounted."""
     kernel = initramfs.find_kernel()
     workdir.mkdir(parents=True, exist_ok=True)
     cpio = initramfs.build(workdir / "initramfs.cpio", kernel)
@@ -98,14 +104,50 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -
         lab.add_user(USER, PASSWORD)
         leader = lab.start_agents()
         guest = guestlab.Guest(lab.switch_ns, "br0", workdir, ip=GUEST_IP,
-                               memory_mb=max(1024, 3 * mb + 512))
+                               memory_mb=memory_mb)
         try:
             guest.start(cpio, kernel)
             guest.run(f"mkdir -p /mnt/v && mount -t cifs //{lab.vip_ip}/test /mnt/v "
                       f"-o username={USER},password={PASSWORD},vers=3.1.1", 120).check()
+            yield lab, leader, guest
+        finally:
+            guest.close()
+
+
+def _move(lab: Lab, leader: str, mode: str) -> str:
+    """Move the service away from ``leader``; an error message, or ""."""
+    if mode == "hard":
+        lab.kill_node(leader)
+    elif mode == "sigterm":
+        lab.terminate_agent(leader, signal.SIGTERM)
+    else:
+        switched = lab.cli("switchover")
+        if switched.returncode != 0:
+            return f"hanode switchover: {switched.stderr.strip()}"
+    return ""
+
+
+def _wait_done(guest: guestlab.Guest, marker: str, timeout: float,
+               tick: Callable[[], object] = lambda: None) -> int | None:
+    """The status the guest wrote to ``marker`` (``... rc N ...``), polled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tick()
+        done = guest.run(f"cat {marker} 2>/dev/null || true", 30).output
+        if " rc " in done:
+            return int(done.split()[2])
+        time.sleep(0.05)
+    return None
+
+
+def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -> TrialResult:
+    """One copy trial in a fresh cluster and a fresh guest; never raises for
+    what the copy does (that is the result), only for a lab that would not start."""
+    result = TrialResult(mode, mb)
+    try:
+        with _cluster_and_guest(workdir, max(1024, 3 * mb + 512)) as (lab, leader, guest):
             guest.run(COPY.format(mb=mb), 300).check()
             target = lab.share_dir / "big"
-            size = mb << 20
             samples: list[tuple[float, int]] = []
 
             def sample() -> int:
@@ -113,25 +155,11 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -
                 samples.append((time.monotonic(), now))
                 return now
 
-            wait_for(lambda: sample() >= size // 4, copy_timeout, "a quarter of the copy",
+            wait_for(lambda: sample() >= (mb << 20) // 4, copy_timeout, "a quarter of the copy",
                      interval=0.05)
             moved_at = time.monotonic()
-            if mode == "hard":
-                lab.kill_node(leader)
-            elif mode == "sigterm":
-                lab.terminate_agent(leader, signal.SIGTERM)
-            else:
-                switched = lab.cli("switchover")
-                if switched.returncode != 0:
-                    result.error = f"hanode switchover: {switched.stderr.strip()}"
-            deadline = time.monotonic() + copy_timeout
-            while time.monotonic() < deadline:
-                sample()
-                done = guest.run("cat /tmp/dd.done 2>/dev/null || true", 30).output
-                if done.startswith("dd rc"):
-                    result.dd_rc = int(done.split()[2])
-                    break
-                time.sleep(0.05)
+            result.error = _move(lab, leader, mode)
+            result.dd_rc = _wait_done(guest, "/tmp/dd.done", copy_timeout, sample)
             result.samples = samples
             result.stall_seconds = _stall(samples, moved_at)
             report = guest.run(COLLECT, 60).output
@@ -142,8 +170,71 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -
                            if line.startswith("source ")), "")
             data = target.read_bytes() if target.exists() else b""
             result.matched = hashlib.sha256(data).hexdigest() == source
-        except guestlab.GuestError as exc:
-            result.error = str(exc)[-3000:]
-        finally:
-            guest.close()
+    except guestlab.GuestError as exc:
+        result.error = str(exc)[-3000:]
+    return result
+
+
+READ = """
+    echo 1 > /proc/fs/cifs/cifsFYI
+    echo 'func cifs_reopen_file +p' > /sys/kernel/debug/dynamic_debug/control
+    echo 'func SMB2_open +p' > /sys/kernel/debug/dynamic_debug/control
+    (
+      sha256sum < /mnt/v/big > /tmp/read.sha
+      echo "read rc $? end $(cut -d' ' -f1 /proc/uptime)" > /tmp/read.done
+    ) 2> /tmp/read.err &
+    (
+      # bytes sha256sum has read so far (its rchar), with the guest's uptime
+      while :; do
+        p=$(pidof sha256sum) || break
+        echo "$(cut -d' ' -f1 /proc/uptime) $(grep '^rchar:' /proc/$p/io | cut -d' ' -f2)"
+        sleep 0.2
+      done
+    ) > /tmp/progress &
+    echo $! > /tmp/progress.pid
+"""
+READ_REPORT = """
+    kill $(cat /tmp/progress.pid) 2>/dev/null
+    cat /tmp/read.done; cat /tmp/read.err
+    echo "read $(cut -d' ' -f1 /tmp/read.sha)"
+    echo "progress:"; cat /tmp/progress
+    echo "kernel:"
+    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
+"""
+# The read gets this head start before the move, so the move comes mid-read.
+READ_HEAD_START = 1.5
+
+
+def _guest_stall(report: str) -> float | None:
+    """The longest time the reader's byte count did not grow (from the
+    guest's own timestamped samples)."""
+    points = []
+    for line in report.split("progress:", 1)[-1].split("kernel:", 1)[0].splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].isdigit():
+            points.append((float(fields[0]), int(fields[1])))
+    grew = [t for (t, done), (_, before) in zip(points[1:], points) if done > before]
+    gaps = [b - a for a, b in zip(grew, grew[1:])]
+    return max(gaps) if gaps else None
+
+
+def run_read_trial(mode: str, mb: int, workdir: Path, *, timeout: float = 600) -> TrialResult:
+    """sha256sum of a file on //VIP/test while the service moves: the digest
+    must be the file's; the stall is the guest's longest pause in reading."""
+    result = TrialResult(f"read-{mode}", mb)
+    try:
+        with _cluster_and_guest(workdir, max(1024, 2 * mb + 512)) as (lab, leader, guest):
+            data = os.urandom(mb << 20)
+            (lab.share_dir / "big").write_bytes(data)
+            guest.run(READ, 60).check()
+            time.sleep(READ_HEAD_START)
+            result.error = _move(lab, leader, mode)
+            result.dd_rc = _wait_done(guest, "/tmp/read.done", timeout)
+            report = guest.run(READ_REPORT, 60).output
+            result.guest_report = report
+            result.stall_seconds = _guest_stall(report)
+            result.dd_error = "\n".join(report.splitlines()[1:2])
+            result.matched = f"read {hashlib.sha256(data).hexdigest()}" in report
+    except guestlab.GuestError as exc:
+        result.error = str(exc)[-3000:]
     return result

@@ -25,7 +25,7 @@ INIT = Path(__file__).with_name("guest_init.sh")
 # algorithms when it signs or seals; loading them up front keeps the first
 # mount free of module-loading surprises.
 MODULES = ("virtio_pci", "virtio_net", "ecb", "ctr", "cmac", "ccm", "gcm", "ghash-generic",
-           "sha512_generic", "des_generic", "cifs")
+           "sha512_generic", "cifs")
 
 
 class InitramfsError(Exception):

@@ -2,7 +2,7 @@
 through smbprotocol, hanode against a private smbd: times a client sets are
 kept exactly (far past and far future too) and stay through later writes on
 the same handle; -1 freezes the write time for the handle, -2 lets it move
-again.  (smbtorture's smb2.timestamps of Samba 4.17 also asserts that the
+again; a CLOSE asked for the attributes reports what a query would.  (smbtorture's smb2.timestamps of Samba 4.17 also asserts that the
 change time equals the write time just set, which is Samba's own choice and
 not MS-FSA's: see the README.)"""
 
@@ -123,3 +123,45 @@ def test_change_time_is_never_the_clients(hanode_server):
         assert abs(change - nt(int(time.time()))) < 120 * SECOND
     finally:
         c.close()
+
+
+NETWORK_OPEN = 34
+
+
+def network_open(c: Client, op: Open) -> tuple[int, ...]:
+    """FileNetworkOpenInformation: the four times, allocation, size, attributes."""
+    req = SMB2QueryInfoRequest()
+    req["info_type"] = 1
+    req["file_info_class"] = NETWORK_OPEN
+    req["output_buffer_length"] = 56
+    req["file_id"] = op.file_id
+    sent = c.conn.send(req, c.session.session_id, c.tree.tree_connect_id)
+    resp = SMB2QueryInfoResponse()
+    resp.unpack(c.conn.receive(sent)["data"].get_value())
+    return struct.unpack_from("<qqqqqqI", resp["buffer"].get_value())
+
+
+def close_with_attributes(c: Client, op: Open) -> tuple[int, ...]:
+    """CLOSE with SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB: what it reports, same order."""
+    req, _ = op.close(get_attributes=True, send=False)
+    sent = c.conn.send(req, c.session.session_id, c.tree.tree_connect_id)
+    return struct.unpack_from("<8xqqqqqqI", c.conn.receive(sent)["data"].get_value())
+
+
+def test_close_reports_what_a_query_would(hanode_server, smbd_server):
+    """MS-SMB2 3.3.5.10: the attributes a CLOSE returns are the file's as a
+    query would give them, here after a write under a write time the handle
+    keeps."""
+    for target in (hanode_server, smbd_server):
+        c = Client(target)
+        try:
+            f = open_new(c, "closing")
+            f.write(b"x" * 5000, 0)
+            set_basic(c, f, write=nt(981173106))
+            f.write(b"y" * 100, 5000)
+            queried = network_open(c, f)
+            closed = close_with_attributes(c, f)
+            assert closed == queried, f"{target.name}: close {closed} / query {queried}"
+            assert closed[2] == nt(981173106) and closed[5] == 5100, closed
+        finally:
+            c.close()
