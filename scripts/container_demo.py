@@ -320,7 +320,8 @@ def main(argv: list[str]) -> int:
     res = None
     ok = False
     try:
-        print(f"lab {lab.tag}: podman network {lab.network} ({lab.subnet}.0/24); etcd container {lab.etcd_url}; node containers "
+        print(f"lab {lab.tag}: podman network {lab.network} ({lab.subnet}.0/24); "
+              f"etcd container {lab.etcd_url}; node containers "
               + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes.values())
               + f"; VIP {lab.vip}; clients in namespace {lab.client_ns}", flush=True)
         t0 = time.monotonic()

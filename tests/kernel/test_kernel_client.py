@@ -269,9 +269,6 @@ def test_step_as_on_smbd(mounted, step):
 
 
 @pytest.mark.parametrize("step", sorted(BREAK_BOUND))
-@pytest.mark.xfail(strict=True, reason="issue 17: the lease-break acknowledgement is read only "
-                   "after the compound's CREATE gives up waiting (fixed in connection.py "
-                   "on another branch; drop this mark once merged)")
 def test_open_file_step_as_on_smbd(mounted, step):
     results = run_step(mounted, step)
     print({name: f"{r.seconds:.2f}s" for name, r in results.items()})

@@ -2,8 +2,9 @@
 through smbprotocol, hanode against a private smbd: times a client sets are
 kept exactly (far past and far future too) and stay through later writes on
 the same handle; -1 freezes the write time for the handle, -2 lets it move
-again; a CLOSE asked for the attributes reports what a query would.  (smbtorture's smb2.timestamps of Samba 4.17 also asserts that the
-change time equals the write time just set, which is Samba's own choice and
+again; a CLOSE asked for the attributes reports what a query would.
+(smbtorture's smb2.timestamps of Samba 4.17 also asserts that the change time
+equals the write time just set, which is Samba's own choice and
 not MS-FSA's: see the README.)"""
 
 from __future__ import annotations
