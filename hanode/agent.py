@@ -119,7 +119,7 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
         conns = ConnList(me, store, cfg.smb.port)
         async with trio.open_nursery() as nursery:
             owner = VipOwner(me, cfg, conns, nursery)
-            supervisor = Supervisor(cfg, store, stats)
+            supervisor = Supervisor(cfg, store, stats, etcd=endpoints)
             monitor = checks.Monitor(me, checks.build(cfg, store, supervisor), stats)
             elector = Elector(me, store, owner,
                               Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin,

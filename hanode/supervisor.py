@@ -65,8 +65,10 @@ class Supervisor:
     """Starts ``[smb] workers`` workers, restarts them, stops them when cancelled."""
 
     def __init__(self, cfg: Config, store: Store | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, etcd: tuple[str, ...] = ()):
         self.cfg = cfg
+        # The etcd the workers use: the config's, or the agent's embedded one.
+        self.etcd = cfg.cluster.etcd or etcd
         self.me = cfg.node.name
         self.store = store
         # Workers write their SMB counters where the agent's /metrics page reads them.
@@ -75,8 +77,9 @@ class Supervisor:
         self._stats: list[dict[str, Any]] = []
 
     def argv(self, index: int) -> list[str]:
+        embedded = [] if self.cfg.cluster.etcd else [f"--etcd={url}" for url in self.etcd]
         return [sys.executable, "-m", "smb.worker", "--config", self.cfg.source,
-                "--worker-index", str(index)]
+                "--worker-index", str(index), *embedded]
 
     def stats(self) -> list[dict[str, Any]]:
         """Per worker: index, pid (None while restarting), rss, connections, open_handles,
@@ -87,7 +90,7 @@ class Supervisor:
         """Until cancelled; then every worker gets SIGTERM, and SIGKILL after STOP_GRACE."""
         if not self.workers:
             return
-        if not self.cfg.cluster.etcd:
+        if not self.etcd:
             log.error("%s: SMB workers need cluster.etcd endpoints; not starting them", self.me)
             return
         async with trio.open_nursery() as nursery:

@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import uuid
+from dataclasses import replace
 from typing import Awaitable, Callable, Sequence
 
 import trio
@@ -186,9 +187,13 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smb.worker")
     parser.add_argument("--config", required=True)
     parser.add_argument("--worker-index", type=int, default=0)
+    # The agent's embedded etcd (a config without cluster.etcd): its URL.
+    parser.add_argument("--etcd", action="append", default=[])
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
+        if args.etcd and not cfg.cluster.etcd:
+            cfg = replace(cfg, cluster=replace(cfg.cluster, etcd=tuple(args.etcd)))
         check_config(cfg)
     except ConfigError as exc:
         print(f"hanode: {exc}", file=sys.stderr)

@@ -151,12 +151,15 @@ path = "/srv/hanode/test"
         stdout=log, stderr=subprocess.STDOUT)
     try:
         wait(lambda: vip_on(netns), 60, "the VIP on eth0")
-        metrics = subprocess.run(
-            ["ip", "netns", "exec", netns, sys.executable, "-c",
-             "import urllib.request; print(urllib.request.urlopen("
-             "'http://127.0.0.1:9464/metrics', timeout=5).read().decode())"],
-            capture_output=True, text=True, timeout=30)
-        assert "hanode_leader 1.0" in metrics.stdout, metrics.stderr
+
+        def metrics() -> str:
+            return subprocess.run(
+                ["ip", "netns", "exec", netns, sys.executable, "-c",
+                 "import urllib.request; print(urllib.request.urlopen("
+                 "'http://127.0.0.1:9464/metrics', timeout=5).read().decode())"],
+                capture_output=True, text=True, timeout=30).stdout
+        # The gauges are read off the agent's state every quarter second.
+        wait(lambda: "hanode_leader 1.0" in metrics(), 10, "hanode_leader 1 on /metrics")
         # The agent runs as tini's child with the rendered config; an orphan is reaped.
         top = subprocess.run([*PODMAN, "exec", name, "sh", "-c",
                               "cat /proc/1/comm; tr '\\0' ' ' </proc/$(cat /proc/1/task/1/children"
