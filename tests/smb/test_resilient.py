@@ -187,7 +187,7 @@ def test_request_forms(hanode_server, etcd_server):
         m.conn.disconnect()
 
 
-def test_directory_stale_handle_and_smb202(hanode_server):
+def test_directory_pipe_stale_handle_and_smb202(hanode_server):
     t = hanode_server
     m = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
     try:
@@ -199,6 +199,16 @@ def test_directory_stale_handle_and_smb202(hanode_server):
         op = plain_open(m, "f.bin")
         op.close()
         assert request_resiliency(m, op.file_id, timeout(1000)) == FILE_CLOSED
+        ipc = TreeConnect(m.session, "\\\\127.0.0.1\\IPC$")
+        ipc.connect()
+        pipe = Open(ipc, "srvsvc")
+        pipe.create(ImpersonationLevel.Impersonation, dc.ACCESS,
+                    FileAttributes.FILE_ATTRIBUTE_NORMAL, dc.SHARE_ALL,
+                    CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE)
+        on_ipc = dc.Mount(m.conn, m.session, ipc)
+        assert request_resiliency(on_ipc, pipe.file_id, timeout(1000)) == INVALID_PARAMETER
+        pipe.close()
+        assert request_resiliency(on_ipc, pipe.file_id, timeout(1000)) == FILE_CLOSED
     finally:
         m.conn.disconnect()
     conn = Connection(uuid.uuid4(), "127.0.0.1", t.port)
