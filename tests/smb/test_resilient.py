@@ -7,7 +7,10 @@ refuses the FSCTL (INVALID_DEVICE_REQUEST)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
+import time
 import uuid
 
 import pytest
@@ -15,7 +18,7 @@ from smbprotocol.connection import Connection, Dialects
 from smbprotocol.create_contexts import (
     CreateContextName, SMB2CreateDurableHandleReconnect,
 )
-from smbprotocol.exceptions import SMBResponseException
+from smbprotocol.exceptions import SMBException, SMBResponseException
 from smbprotocol.ioctl import IOCTLFlags, SMB2IOCTLRequest
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, DirectoryAccessMask, FileAttributes, ImpersonationLevel,
@@ -140,6 +143,49 @@ def test_plain_open_made_resilient_is_reclaimed_after_its_connection_drops(
         other.conn.disconnect()
     assert (t.share / "r.bin").read_bytes() == b"AFTERe the drop"
     wait_for(lambda: not _records(etcd_server.url, t), 2, "the record deleted")
+
+
+def _reclaim_until(t: harness.Target, client: uuid.UUID, file_id: bytes,
+                   seconds: float) -> tuple[Open, dc.Mount]:
+    """DHnC from new connections until it succeeds: a killed worker's open reads
+    as disconnected once its liveness key is gone."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            m = dc.mount(t.port, t.user, t.password, t.share_name, client)
+        except (SMBException, OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        try:
+            return dhnc_reclaim(m, file_id), m
+        except SMBResponseException as exc:
+            m.conn.disconnect()
+            if exc.status != dc.OBJECT_NAME_NOT_FOUND or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_resilient_open_of_a_killed_worker_is_reclaimed_on_another(two_workers):
+    t = two_workers
+    client = uuid.uuid4()
+    first = dc.mount(t.port, t.user, t.password, t.share_name, client)
+    op = plain_open(first, "k.bin")
+    op.write(b"written before the kill", 0)
+    assert request_resiliency(first, op.file_id, timeout(60_000)) == 0
+    killed = dc.serving_pid(t.port, first.local_port())
+    os.kill(killed, signal.SIGKILL)
+    first.drop()
+    mine, again = _reclaim_until(t, client, op.file_id, 30)
+    try:
+        assert dc.serving_pid(t.port, again.local_port()) != killed
+        assert mine.read(0, 23) == b"written before the kill"
+        mine.write(b"WRITTEN", 0)
+        mine.close()
+    finally:
+        again.conn.disconnect()
+    assert (t.share / "k.bin").read_bytes() == b"WRITTEN before the kill"
 
 
 def test_plain_open_without_resiliency_is_not_reclaimable(two_workers):
