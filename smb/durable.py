@@ -22,6 +22,9 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
   key vanishes; a CREATE of a listed name re-reads the record and restores
   it into NodeOplocks disconnected, so a conflicting open purges it (a
   compare-and-swap delete: a reconnect adopting it meanwhile wins).
+- FSCTL_LMR_REQUEST_RESILIENCY: resiliency_timeout() decides; the open, whatever
+  it caches, gets the same record (``resilient``, the resiliency timeout), so
+  everything below treats it as a durable open.
 - Connection lost: replace() each durable record with disconnected_since set.
   CLOSE: ``writer.discard(pid)`` (nobody waits).  Leader agent: ``await scavenge(...)``.
 """
