@@ -22,6 +22,9 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
   key vanishes; a CREATE of a listed name re-reads the record and restores
   it into NodeOplocks disconnected, so a conflicting open purges it (a
   compare-and-swap delete: a reconnect adopting it meanwhile wins).
+- FSCTL_LMR_REQUEST_RESILIENCY: resiliency_timeout() decides; the open, whatever
+  it caches, gets the same record (``resilient``, the resiliency timeout), so
+  everything below treats it as a durable open.
 - Connection lost: replace() each durable record with disconnected_since set.
   CLOSE: ``writer.discard(pid)`` (nobody waits).  Leader agent: ``await scavenge(...)``.
 """
@@ -50,6 +53,10 @@ log = logging.getLogger(__name__)
 V1_TIMEOUT_MS = 16 * 60 * 1000      # what Windows and Samba give DHnQ handles
 V2_DEFAULT_TIMEOUT_MS = 60_000      # DH2Q with Timeout 0
 V2_MAX_TIMEOUT_MS = 300_000         # DH2Q cap (0xFFFFFFFF comes back as this)
+# FSCTL_LMR_REQUEST_RESILIENCY (3.3.5.15.9): Timeout 0 gets what Windows gives
+# (120 s); more than the durable cap is refused rather than shortened.
+RESILIENT_DEFAULT_TIMEOUT_MS = 120_000
+MAX_RESILIENCY_TIMEOUT_MS = V2_MAX_TIMEOUT_MS
 SCAVENGE_GRACE_S = 2.0              # slack for clock skew between nodes
 RECLAIM_ATTEMPTS = 3                # reads and swaps of a record a reconnect tries
 
@@ -126,6 +133,10 @@ class DurableRecord:
     # ends without its worker deletes its file as for DELETE_ON_CLOSE, and a
     # reconnect sets it again.  Stored before the SET_INFO is answered.
     delete_pending: bool = False
+    # Made resilient by FSCTL_LMR_REQUEST_RESILIENCY (3.3.5.15.9): kept across a
+    # lost connection whatever its caching, for ``timeout_ms`` (the resiliency
+    # timeout); reclaimed with DHnC/DH2C as a durable open is.
+    resilient: bool = False
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -148,6 +159,7 @@ class DurableRecord:
             "initial_allocation": self.initial_allocation,
             "lock_sequences": [list(pair) for pair in self.lock_sequences],
             "inode": self.inode, "delete_pending": self.delete_pending,
+            "resilient": self.resilient,
         }
 
     @classmethod
@@ -177,6 +189,7 @@ class DurableRecord:
                 lock_sequences=tuple((int(i), int(n)) for i, n in value.get("lock_sequences", ())),
                 inode=int(value.get("inode", 0)),
                 delete_pending=value.get("delete_pending", False) is True,
+                resilient=value.get("resilient", False) is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None
@@ -216,6 +229,23 @@ def grant_durability(request: DurableV1Request | DurableV2Request | None, *,
         return Grant(1, V1_TIMEOUT_MS)
     timeout = request.timeout_ms or V2_DEFAULT_TIMEOUT_MS
     return Grant(2, min(timeout, V2_MAX_TIMEOUT_MS))
+
+
+def resiliency_timeout(requested_ms: int | None) -> int | None:
+    """The timeout a resiliency request gets (3.3.5.15.9), or None when it must be
+    refused with INVALID_PARAMETER: input shorter than NETWORK_RESILIENCY_REQUEST
+    (``None``) or a timeout above MAX_RESILIENCY_TIMEOUT_MS (compared in
+    seconds, as the spec words it).  0 asks for the server's default."""
+    if requested_ms is None or requested_ms // 1000 > MAX_RESILIENCY_TIMEOUT_MS // 1000:
+        return None
+    return requested_ms or RESILIENT_DEFAULT_TIMEOUT_MS
+
+
+def resilient_record(record: DurableRecord, timeout_ms: int) -> DurableRecord:
+    """A durable open made resilient: Open.IsDurable becomes FALSE and
+    Open.IsResilient TRUE (3.3.5.15.9), so the resiliency timeout is the one
+    that runs after a disconnect; everything a reconnect checks stays."""
+    return record.evolve(resilient=True, timeout_ms=timeout_ms)
 
 
 def is_disconnected(record: DurableRecord, live_workers: frozenset[str] | set[str]) -> bool:

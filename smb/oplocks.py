@@ -332,6 +332,20 @@ class NodeOplocks:
         file = self._open_file.get(open_id)
         return None if file is None else self._files[file].opens[open_id].client_guid
 
+    def caching_of(self, open_id: OpenId) -> tuple[int, Lease | None]:
+        """The open's oplock level and its lease as held now (OPLOCK_NONE and None
+        for an open this table does not know): what its durable record keeps."""
+        file = self._open_file.get(open_id)
+        if file is None:
+            return OPLOCK_NONE, None
+        f = self._files[file]
+        o = f.opens[open_id]
+        if o.lease_id is None:
+            return o.oplock, None
+        lease = f.leases[o.lease_id]
+        return o.oplock, Lease(lease.key, lease.state, lease.epoch, lease.version,
+                               lease.parent_key)
+
     def lease_state(self, client_guid: bytes, key: bytes) -> tuple[int, int, bool] | None:
         """(state, epoch, breaking) of a lease, or None."""
         file = self._lease_file.get((client_guid, key))

@@ -40,7 +40,7 @@ from hanode.store import StoreUnavailable
 from smb import nowait, vfs
 from smb.durable import (
     DurableRecord, ReconnectRequest, Stored, adopt_record, check_reconnect, grant_durability,
-    is_disconnected,
+    is_disconnected, resilient_record,
 )
 from smb.oplocks import (
     BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
@@ -253,6 +253,38 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
+
+
+async def make_resilient(ctx: CommandContext, op: "Open", timeout_ms: int) -> None:
+    """FSCTL_LMR_REQUEST_RESILIENCY (3.3.5.15.9) on an open: from now on it
+    outlives its connection for ``timeout_ms`` whatever it caches, as a durable
+    open does (the same record in etcd, the same lifecycle, reclaimed by DHnC or
+    DH2C on any worker of any node).  The answer waits for the record's commit;
+    if etcd cannot take it, INSUFFICIENT_RESOURCES says so without making the
+    client give up resiliency for its other opens (NOT_SUPPORTED would)."""
+    ws = workerstate.current()
+    if ws is None or op.open_id is None or ctx.session is None or not ws.available:
+        raise CommandError(Status.INSUFFICIENT_RESOURCES)
+    if op.durable is not None:
+        record = resilient_record(op.durable, timeout_ms)
+    else:
+        oplock_level, lease = ws.breaks.oplocks.caching_of(op.open_id)
+        record = DurableRecord(
+            persistent_id=op.open_id, version=1, create_guid=_V1_CREATE_GUID,
+            client_guid=ctx.connection.client_guid, owner=ctx.session.user,
+            share=op.tree.share.name, path="\\".join(op.parts),
+            desired_access=op.access, share_access=op.share_access,
+            create_options=op.create_options, oplock_level=oplock_level, lease=lease,
+            timeout_ms=timeout_ms, worker=ws.identity,
+            initial_allocation=op.initial_allocation, inode=op.ino,
+            lock_sequences=op.lock_sequences.to_pairs(), resilient=True)
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("resiliency of %016x not granted, etcd unavailable: %s", op.open_id, exc)
+        raise CommandError(Status.INSUFFICIENT_RESOURCES) from None
+    granted(ws, op, record)
+    log.debug("open %016x on %s resilient for %d ms", op.open_id, record.path, timeout_ms)
 
 
 async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashable,

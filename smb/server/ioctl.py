@@ -1,4 +1,4 @@
-"""IOCTL: the three FSCTLs clients need from a plain file server."""
+"""IOCTL: the FSCTLs clients need from a plain file server."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import struct
 import trio
 
 from hanode.net.addresses import local_addresses
+from smb.durable import resiliency_timeout
 from smb.server.handler import CommandContext, Reply, Request
-from smb.server import copychunk, sparse
+from smb.server import copychunk, durable_opens, sparse
 from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ioctl as wire
 from smb.wire.header import Status
@@ -32,6 +33,20 @@ def _validate_negotiate(ctx: CommandContext, data: memoryview) -> bytes:
         raise CommandError(Status.ACCESS_DENIED)
     return wire.validate_negotiate_response(conn.server_capabilities, conn.server_guid,
                                             conn.security_mode, conn.dialect)
+
+
+async def _request_resiliency(ctx: CommandContext, op: Open, r: wire.IoctlRequest) -> bytes:
+    """MS-SMB2 3.3.5.15.9, in its order: SMB 2.0.2 has no resiliency; a short
+    input or a timeout above the maximum is INVALID_PARAMETER.  A directory is
+    refused with INVALID_PARAMETER too (the spec names no status; NOT_SUPPORTED
+    would make the Linux client stop asking for its files too)."""
+    if ctx.connection.dialect == 0x0202:
+        raise CommandError(Status.INVALID_DEVICE_REQUEST)
+    timeout = resiliency_timeout(wire.parse_resiliency_request(r.input))
+    if timeout is None or op.is_dir:
+        raise CommandError(Status.INVALID_PARAMETER)
+    await durable_opens.make_resilient(ctx, op, timeout)
+    return b""
 
 
 def _on_open(op: Open, r: wire.IoctlRequest) -> bytes:
@@ -69,7 +84,10 @@ async def ioctl(ctx: CommandContext, req: Request) -> Reply:
             return await copychunk.copychunk(ctx, r, op)
         if r.ctl_code in sparse.CODES:
             return await sparse.fsctl(op, r)
-        output = _on_open(op, r)
+        if r.ctl_code == wire.FSCTL_LMR_REQUEST_RESILIENCY:
+            output = await _request_resiliency(ctx, op, r)
+        else:
+            output = _on_open(op, r)
     if len(output) > r.max_output:
         raise CommandError(Status.BUFFER_TOO_SMALL)
     return Reply(body=wire.ioctl_response(r.ctl_code, r.file_id, output))

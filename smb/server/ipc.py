@@ -160,6 +160,11 @@ def beside(command: Command, handler: Handler) -> Handler:
             return await handler(ctx, req)
         if command == Command.IOCTL:
             r = ioctl_wire.parse_ioctl(req.body, req.message)
+            if r.ctl_code == ioctl_wire.FSCTL_LMR_REQUEST_RESILIENCY:
+                # A pipe is never kept for a reconnect: refused as a directory's
+                # request is (smb.server.ioctl; the spec names no status).
+                _pipe(tree, req, r.file_id)
+                return _error(Status.INVALID_PARAMETER)
             if r.ctl_code != ioctl_wire.FSCTL_PIPE_TRANSCEIVE:
                 return await handler(ctx, req)  # VALIDATE_NEGOTIATE_INFO and the like
             return await _transceive(ctx, tree, _pipe(tree, req, r.file_id), r)

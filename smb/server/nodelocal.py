@@ -497,14 +497,18 @@ class NodeLocal:
     # A durable open whose connection dropped keeps its share-mode and caching
     # rows while its worker keeps it for a reconnect, so that other workers'
     # opens see it as its own worker does: one that conflicts with it files a
-    # break request there, which purges it.  The open's byte-range locks go
-    # (its durable record carries them to the reconnect).  Whoever removes the
+    # break request there, which purges it.  A durable open's byte-range locks
+    # go (its record carries them to the reconnect); a resilient open keeps
+    # them until it is reclaimed or ends (MS-SMB2 keeps the open itself, locks
+    # included, while it waits for its client).  Whoever removes the
     # ``disconnected`` row owns the open's end: its worker purging or expiring
     # it, or a reconnect on any worker taking it over.
 
-    def keep_disconnected(self, open_key: str, dev: int, ino: int, persistent_id: int) -> None:
+    def keep_disconnected(self, open_key: str, dev: int, ino: int, persistent_id: int,
+                          keep_locks: bool = False) -> None:
         def run() -> None:
-            self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
+            if not keep_locks:
+                self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
             self._db.execute("INSERT OR REPLACE INTO disconnected VALUES (?,?,?,?,?)",
                              (open_key, self.owner, dev, ino, _signed(persistent_id)))
         self._txn(run)

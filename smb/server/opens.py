@@ -112,7 +112,7 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
     try:
         if record is not None:
             await nowait.run(op.tree.node.keep_disconnected, op.key, op.dev, op.ino,
-                             record.persistent_id)
+                             record.persistent_id, record.resilient)
         else:
             must_delete = await nowait.run(op.tree.node.close_file, op.key, op.dev, op.ino)
     finally:

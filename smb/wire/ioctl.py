@@ -24,6 +24,7 @@ FSCTL_DFS_GET_REFERRALS_EX = 0x000601B0
 FSCTL_QUERY_NETWORK_INTERFACE_INFO = 0x001401FC
 FSCTL_VALIDATE_NEGOTIATE_INFO = 0x00140204
 FSCTL_PIPE_TRANSCEIVE = 0x0011C017
+FSCTL_LMR_REQUEST_RESILIENCY = 0x001401D4
 IOCTL_IS_FSCTL = 0x00000001
 
 _REQUEST = struct.Struct("<HHI16sIIIIIIII")
@@ -76,6 +77,19 @@ def parse_validate_negotiate(data: bytes | memoryview) -> ValidateNegotiate:
 def validate_negotiate_response(capabilities: int, guid: bytes, security_mode: int,
                                 dialect: int) -> bytes:
     return _VALIDATE.pack(capabilities, guid, security_mode, dialect)
+
+
+_RESILIENCY = struct.Struct("<II")
+
+
+def parse_resiliency_request(data: bytes | memoryview) -> int | None:
+    """NETWORK_RESILIENCY_REQUEST (2.2.31.3): the Timeout in milliseconds, or None
+    when the input is shorter than the structure (3.3.5.15.9 makes that
+    INVALID_PARAMETER, not a malformed message).  Reserved is ignored."""
+    if len(data) < _RESILIENCY.size:
+        return None
+    timeout: int = _RESILIENCY.unpack_from(data)[0]
+    return timeout
 
 
 def object_id(oid: bytes) -> bytes:

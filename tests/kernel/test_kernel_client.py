@@ -348,3 +348,43 @@ def test_reset_connection_reclaims_open(mounted):
     # hanode reclaims the durable open; smbd refuses DHnC next to QFid and the
     # client opens the file again by its name.
     assert reopen["hanode"] == 1, reopen
+
+
+# `-o resilienthandles`: after each open cifs.ko sends FSCTL_LMR_REQUEST_RESILIENCY
+# (Timeout 0: the server's default).  A refusal it maps to "not supported"
+# makes it log so and drop the option for the whole mount (/proc/mounts shows
+# it no more); any other error only goes to its debug log.  hanode grants it
+# and keeps the open across a connection reset as with the plain mount above;
+# smbd 4.17 refuses it (INVALID_DEVICE_REQUEST), the client gives up asking.
+RESILIENT_OPEN = """
+    mkdir -p {path} && mount -t cifs {unc} {path} -o {options} || exit 1
+    dmesg -c > /dev/null
+    echo x > {path}/probe; cat {path}/probe > /dev/null
+    grep ' {path} ' /proc/mounts | tr , '\\n' | grep -c '^resilienthandles$'
+    dmesg | grep -c 'resiliency not supported'
+    true
+"""
+
+
+def test_resilienthandles_mount_survives_reset(lab):
+    outputs = {}
+    for name, target in lab.targets.items():
+        path = f"/mnt/r{name}"
+        asked = lab.guest.run(RESILIENT_OPEN.format(
+            path=path, unc=target.unc,
+            options=guestlab.mount_options(target, "vers=3.1.1,resilienthandles")),
+            timeout=60).check()
+        lab.guest.run(RESET_WRITER.format(path=path), timeout=60).check()
+        killed = subprocess.run(["ip", "netns", "exec", lab.ns, "ss", "-K", "src",
+                                 target.host, "dst", guestlab.GUEST_IP],
+                                capture_output=True, text=True)
+        assert guestlab.GUEST_IP in killed.stdout, killed
+        out = lab.guest.run(RESET_CHECK.format(path=path), timeout=60).check()
+        lab.guest.run(f"umount {path}", timeout=60)
+        outputs[name] = (asked.split(), out)
+        print(f"--- {name}: resilienthandles kept, refusals logged: {asked.split()}\n{out}")
+        assert "second write rc 0" in out and "closed rc 0" in out and "file intact" in out, out
+    assert outputs["hanode"][0] == ["1", "0"]  # granted: the option stays, nothing refused
+    assert outputs["smbd"][0] == ["0", "1"]    # refused: the client drops the option
+    # hanode reclaims the open durably (one CREATE in the reopen).
+    assert len(re.findall(r"smb2pdu.c: create/open", outputs["hanode"][1])) == 1

@@ -60,7 +60,7 @@ def test_record_json_roundtrip():
               record(locks=(LockRange(0, 10, True), LockRange(1 << 40, 1, False))),
               record(lease=Lease(KEY, 7, 1, 2, b"\x99" * 16)),
               record(position=0x1000, initial_allocation=8192),
-              record(delete_pending=True)):
+              record(delete_pending=True), record(resilient=True, version=1)):
         assert DurableRecord.from_json(r.to_json()) == r
     assert record(pid=0xFFFF_FFFF_FFFF_FFFE).to_json()["persistent_id"] == "fffffffffffffffe"
 

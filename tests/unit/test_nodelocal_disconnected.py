@@ -10,7 +10,7 @@ import sqlite3
 
 from smb import nowait
 from smb.oplocks import CACHING_OPLOCK, LEASE_HANDLE, LEASE_READ, LEASE_WRITE
-from smb.server.nodelocal import FILE_READ_DATA, FILE_SHARE_READ, FILE_WRITE_DATA
+from smb.server.nodelocal import FILE_READ_DATA, FILE_SHARE_READ, FILE_WRITE_DATA, Range
 from smb.wire.header import Status
 from test_nodelocal import DEV, INO, holder, table  # noqa: F401 (fixtures)
 
@@ -32,6 +32,19 @@ def test_another_workers_disconnected_open_stands_in_the_way(holder, table):
     assert table.io_allowed("w", DEV, INO, 0, 10, True)  # its locks went (the record has them)
     table.request_purges(DEV, INO, FILE_WRITE_DATA, 0x7, 1)
     assert table.take_break_requests() == []  # for its worker, not for us
+
+
+def test_a_resilient_disconnected_open_keeps_its_locks_until_taken_over_or_ended(holder, table):
+    holder(f"""
+        t.open_file('res', {DEV}, {INO}, 0x3, 0x7)
+        t.lock('res', {DEV}, {INO}, [Range(0, 10, True)])
+        t.keep_disconnected('res', {DEV}, {INO}, {PID}, keep_locks=True)
+    """)
+    assert table.open_file("w", DEV, INO, FILE_WRITE_DATA, 0x7) == Status.SUCCESS
+    assert not table.io_allowed("w", DEV, INO, 0, 10, True)  # still its lock
+    assert table.lock("w", DEV, INO, [Range(0, 10, True)]) == Status.LOCK_NOT_GRANTED
+    table.take_over_disconnected(PID)  # a reconnect: the reopen takes its locks again
+    assert table.io_allowed("w", DEV, INO, 0, 10, True)
 
 
 def test_a_reconnect_takes_the_open_over_and_its_worker_may_no_longer_end_it(table):
