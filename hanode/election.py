@@ -147,6 +147,21 @@ def fence_deadline(facts: Facts, timing: Timing) -> float | None:
     return facts.lease_sent + timing.lease_ttl - timing.fence_margin
 
 
+def granted_note(requested: int, granted: int) -> str | None:
+    """What to tell the operator when etcd granted a longer lease than configured.
+
+    The fence rule stays on the configured TTL: etcd cannot expire the key
+    before the longer granted one, so fencing earlier is still safe.  But no
+    node can take over before the granted TTL, which bounds failover time.
+    """
+    if granted <= requested:
+        return None
+    return (f"etcd granted a {granted} s lease where cluster.lease_ttl asks for {requested} s "
+            f"(etcd's shortest lease is 1.5 election timeouts, rounded up); a dead leader is "
+            f"replaced after {granted} s, not {requested} s: run etcd with "
+            f"--heartbeat-interval 50 --election-timeout 500 for 1 s leases")
+
+
 def _lease_valid(facts: Facts, timing: Timing) -> bool:
     deadline = fence_deadline(facts, timing)
     return deadline is not None and facts.now < deadline
@@ -320,6 +335,8 @@ class Elector:
         self._obs = _Observed()
         self._etcd_up: bool | None = None
         self._campaign_scope = trio.CancelScope()
+        # The TTL etcd granted our last lease (None before the first grant).
+        self.granted_ttl: int | None = None
 
     # -- what others read -------------------------------------------------------
 
@@ -479,6 +496,14 @@ class Elector:
                 log.warning("%s: etcd unreachable (%s); retrying", self.me, error)
             self._etcd_up = up
 
+    def _note_granted(self, granted: int) -> None:
+        """One log line when etcd raised our TTL (again after it changes)."""
+        if granted != self.granted_ttl:
+            note = granted_note(int(self.timing.lease_ttl), granted)
+            if note is not None:
+                log.warning("%s: %s", self.me, note)
+            self.granted_ttl = granted
+
     def _see_leader(self, leader: LeaderSeen | None, as_of: float) -> None:
         """Keep the newest read: a poll that began before a campaign ended must not undo it.
 
@@ -503,8 +528,10 @@ class Elector:
             sent = trio.current_time()
             try:
                 if obs.lease_id is None:
-                    obs.lease_id = await self._etcd(self.store.grant_lease, int(ttl))
+                    obs.lease_id, granted = await self._etcd(self.store.grant_lease_ttl,
+                                                             int(ttl))
                     obs.lease_sent = sent
+                    self._note_granted(granted)
                 elif await self._etcd(self.store.keepalive, obs.lease_id) > 0:
                     obs.lease_sent = sent
                 else:

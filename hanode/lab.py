@@ -93,7 +93,7 @@ class Lab:
     """Namespaces, bridge, etcd and agents; a context manager that always cleans up."""
 
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
-                 lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
+                 lease_ttl: int = 2, fence_margin: float | None = None, port: int = 445,
                  cluster: str = "lab", ipv6: bool = False, workers: int = 0,
                  extra_config: str = "", share_mounts: str | None = None,
                  public_net: bool = False):
@@ -103,6 +103,7 @@ class Lab:
         self.own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.tag}-"))
         self.lease_ttl = lease_ttl
+        # None: the config's default for lease_ttl (default_fence_margin).
         self.fence_margin = fence_margin
         self.port = port
         self.cluster = cluster
@@ -275,7 +276,7 @@ class Lab:
 name = "{self.cluster}"
 etcd = {json.dumps(urls)}
 lease_ttl = {self.lease_ttl}
-fence_margin = {self.fence_margin}
+{"" if self.fence_margin is None else f"fence_margin = {self.fence_margin}"}
 
 [node]
 name = "{node.name}"

@@ -360,7 +360,17 @@ class Store:
     # -- leases --------------------------------------------------------------
 
     def grant_lease(self, ttl: int) -> int:
-        return self._call("lease", ttl).id
+        return self.grant_lease_ttl(ttl)[0]
+
+    def grant_lease_ttl(self, ttl: int) -> tuple[int, int]:
+        """Grant a lease; returns (lease id, the TTL etcd granted).
+
+        etcd raises a TTL below its minimum (1.5 election timeouts, rounded up
+        to whole seconds: 2 s with its defaults, 1 s with an election timeout
+        of 500 ms) to that minimum without saying so elsewhere.
+        """
+        lease = self._call("lease", ttl)
+        return lease.id, int(lease.ttl)
 
     def keepalive(self, lease_id: int) -> int:
         """Refresh a lease; returns the TTL etcd granted, 0 when the lease is gone."""
