@@ -87,14 +87,23 @@ class ConnList:
         for key in keys:
             await self._etcd(self.store.delete, key)
 
+    async def unlisted(self, vip: VipConfig) -> frozenset[Client]:
+        """Our live clients on vip that the list does not show yet."""
+        live = await trio.to_thread.run_sync(established, vip.ip, self.port)
+        listed = [(client, node) for _, client, node in await self._listed(vip)]
+        return frozenset(plan(listed, live, self.me)[0])
+
+    async def add(self, vip: VipConfig, clients: Iterable[Client]) -> None:
+        now = time.time()
+        for ip, port in clients:
+            await self._etcd(self.store.put, self.store.conn_key(vip.ip, ip, port),
+                             {"node": self.me, "time": now})
+
     async def reconcile(self, vip: VipConfig) -> int:
         live = await trio.to_thread.run_sync(established, vip.ip, self.port)
         listed = [(client, node) for _, client, node in await self._listed(vip)]
         to_put, to_delete = plan(listed, live, self.me)
-        now = time.time()
-        for ip, port in to_put:
-            await self._etcd(self.store.put, self.store.conn_key(vip.ip, ip, port),
-                             {"node": self.me, "time": now})
+        await self.add(vip, to_put)
         for ip, port in to_delete:
             await self._etcd(self.store.delete, self.store.conn_key(vip.ip, ip, port))
         return len(live)

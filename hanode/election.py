@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, TypeVar
+from typing import Awaitable, Callable, Literal, Protocol, TypeVar
 
 import trio
 
@@ -119,6 +119,18 @@ class ReleaseVip:
 
 
 @dataclass(frozen=True)
+class PlannedRelease:
+    """Let go of the VIP and resign in a planned move, in the order of
+    hanode.handoff: the address and our sockets go first, then the key; the
+    successor claims, announces and tickles, so no client reconnects into a
+    VIP nobody answers."""
+    term: int
+    reason: str
+    # Set when node health makes us let go: the kind of check behind it (metrics).
+    health_cause: str | None = None
+
+
+@dataclass(frozen=True)
 class Resign:
     """Delete the leader key, but only the incarnation created at term."""
     term: int
@@ -137,7 +149,7 @@ class HandOver:
     cause: str
 
 
-Action = Campaign | ClaimVip | ReleaseVip | Resign | RevokeLease | HandOver
+Action = Campaign | ClaimVip | ReleaseVip | PlannedRelease | Resign | RevokeLease | HandOver
 
 
 def fence_deadline(facts: Facts, timing: Timing) -> float | None:
@@ -174,10 +186,13 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
 
     if facts.stopping:
         actions: list[Action] = []
-        if state.role == "leader" or facts.vip_held:
-            actions.append(ReleaseVip(reason="graceful stop", urgent=False))
-        if state.term is not None:
-            actions.append(Resign(state.term))
+        if state.role == "leader" and state.term is not None:
+            actions.append(PlannedRelease(state.term, "graceful stop"))
+        else:
+            if facts.vip_held:
+                actions.append(ReleaseVip(reason="graceful stop", urgent=False))
+            if state.term is not None:
+                actions.append(Resign(state.term))
         if facts.lease_id is not None:
             actions.append(RevokeLease(facts.lease_id))
         return State(role="stopped"), actions
@@ -198,11 +213,8 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
             return State(role="standby"), [ReleaseVip(reason="leader key gone")]
         move = facts.switchover
         if move is not None and move.from_ == me and move.to != me:
-            # Clients first, then the address, then the key: the target claims
-            # as soon as the key is gone, and by then nothing of ours is left.
             assert state.term is not None  # a leader has its term
-            return State(role="standby"), [ReleaseVip(reason=f"switchover to {move.to}",
-                                                      urgent=False), Resign(state.term)]
+            return State(role="standby"), [PlannedRelease(state.term, f"switchover to {move.to}")]
         return _lead_while_unhealthy(state, facts, timing)
 
     if state.role == "fenced":
@@ -245,10 +257,9 @@ def _lead_while_unhealthy(state: State, facts: Facts,
         return state, []
     assert state.term is not None
     if facts.must_not_serve:
-        return State(role="standby"), [ReleaseVip(reason=f"must not serve: {facts.unhealthy}",
-                                                   urgent=False,
-                                                   health_cause=check_kind(facts.unhealthy)),
-                                        Resign(state.term)]
+        return State(role="standby"), [PlannedRelease(
+            state.term, f"must not serve: {facts.unhealthy}",
+            health_cause=check_kind(facts.unhealthy))]
     held_long_enough = (state.led_since is None
                         or facts.now - state.led_since >= timing.hold_down)
     if facts.healthy_standby is not None and held_long_enough and facts.switchover is None:
@@ -285,6 +296,8 @@ class VipEffects(Protocol):
 
     async def claim(self, term: int) -> None: ...
     async def release(self, urgent: bool) -> int: ...
+    async def hand_off(self, resign: Callable[[], Awaitable[object]],
+                       successor: Callable[[], Awaitable[str | None]]) -> str: ...
     async def held(self) -> bool: ...
 
 
@@ -419,18 +432,20 @@ class Elector:
             reset = await self.vips.release(action.urgent)
             self._obs.vip_held = False
             return f"{action.reason}, VIP released, {reset} clients reset"
+        elif isinstance(action, PlannedRelease):
+            if action.health_cause is not None:
+                self.on_handover(action.health_cause)
+            notes: list[str] = []
+
+            async def resign() -> None:
+                note = await self._resign(action.term)
+                if note:
+                    notes.append(note)
+            done = await self.vips.hand_off(resign, self._successor)
+            self._obs.vip_held = False
+            return "; ".join([f"{action.reason}, {done}", *notes])
         elif isinstance(action, Resign):
-            try:
-                deleted = await self._etcd(self.store.delete_if_created, self.store.leader_key,
-                                           action.term)
-            except StoreUnavailable:
-                return "leader key left to expire"
-            if not deleted:
-                return None
-            # A poll begun before the delete may still show our key; it must
-            # not make us leader again.
-            self._see_leader(None, trio.current_time())
-            return f"leader key of term {action.term} deleted"
+            return await self._resign(action.term)
         elif isinstance(action, HandOver):
             await self._hand_over(action)
         elif isinstance(action, RevokeLease):
@@ -441,6 +456,27 @@ class Elector:
             finally:
                 self._obs.lease_id = None
         return None
+
+    async def _resign(self, term: int) -> str | None:
+        """Delete the leader key of term (only that incarnation); a note for the log."""
+        try:
+            deleted = await self._etcd(self.store.delete_if_created, self.store.leader_key, term)
+        except StoreUnavailable:
+            return "leader key left to expire"
+        if not deleted:
+            return None
+        # A poll begun before the delete may still show our key; it must
+        # not make us leader again.
+        self._see_leader(None, trio.current_time())
+        return f"leader key of term {term} deleted"
+
+    async def _successor(self) -> str | None:
+        """The node now holding the leader key if it is not us (a planned move's claim)."""
+        try:
+            leader = _leader_from(await self._etcd(self.store.get, self.store.leader_key))
+        except StoreUnavailable:
+            return None
+        return leader.node if leader is not None and leader.node != self.me else None
 
     async def _hand_over(self, action: HandOver) -> None:
         """Write the switchover request for a healthy standby; seeing it (set here at

@@ -102,10 +102,28 @@ def test_sigterm_hands_over_within_half_a_second(lab, signum):
         assert claimed - sent < 0.5
         assert proc.wait(timeout=2) == 0
         assert time.monotonic() - sent < 2.0
-        # The old leader reset its client itself, at once.
+        # The new leader's tickle made the client notice, at once.
         assert client.wait_reset(1) - sent < 1.0
         # The lease was revoked: its node record is gone at once, not after the TTL.
         assert f"nodes/{leader}" not in lab.read_etcd("nodes/")
+    finally:
+        client.close()
+
+
+def test_sigterm_client_reconnects_to_the_new_holder_with_its_first_syn(lab):
+    """SIGTERM takes the planned-move order too (hanode.handoff): a client that
+    reconnects the moment it is reset finds the successor with its first SYN
+    and keeps that connection."""
+    leader = lab.start_agents()
+    client = lab.hold_connection(reconnect=True, listed=False)
+    try:
+        proc = lab.terminate_agent(leader)
+        client.wait_reset(3)
+        _, syns_again = client.wait_reconnected(3)
+        assert syns_again == 0
+        assert client.kept(), "the reconnect reached the node that was stopping"
+        assert proc.wait(timeout=2) == 0
+        assert lab.sole_holder() not in (None, leader)
     finally:
         client.close()
 
