@@ -5,9 +5,11 @@ the VIP answered by its new holder, else its SYN goes into the void and Linux
 sends it again only after a second (Windows later still).  So the old leader
 never resets its clients while it still holds the address; instead:
 
-1. every client it serves goes into the connection list (the successor
-   tickles exactly those after its claim; a client younger than the last
-   reconciliation would otherwise be missed),
+1. it records every client it serves in its hand-off record, which the
+   successor tickles after its claim along with the connection list (the list
+   alone would not do: a worker deletes its entry when its connection ends,
+   which step 3 makes happen, and a client younger than the agent's last
+   reconciliation is not in it),
 2. the address goes: from here on no new connection is taken, and the
    clients' packets are dropped,
 3. its own sockets on the VIP are dropped.  Without the address the kernel
@@ -41,8 +43,8 @@ CLAIM_BOUND = 0.5
 class HandOffFacts:
     now: float
     address_held: bool                  # our VIP addresses are still on the interface
-    unlisted: frozenset[Client] | None  # our live clients missing from the list; None: not read
-    listing_tried: bool                 # we tried to add them (etcd may have refused)
+    clients: frozenset[Client] | None   # our live connections on the VIPs; None: not read
+    recording_tried: bool               # we tried to record them (etcd may have refused)
     sockets_dropped: bool               # our sockets on the VIP are gone
     resigned: bool                      # we deleted our leader key, or tried to
     released_at: float | None           # when the address went
@@ -51,12 +53,12 @@ class HandOffFacts:
 
 @dataclass(frozen=True)
 class ReadClients:
-    """Compare our live connections on the VIP with the connection list."""
+    """Read our live connections on the VIPs (from the kernel)."""
 
 
 @dataclass(frozen=True)
-class ListClients:
-    """Add these clients to the connection list, for the successor's tickles."""
+class RecordClients:
+    """Write the hand-off record of these clients, for the successor's tickles."""
     clients: frozenset[Client]
 
 
@@ -85,16 +87,16 @@ class Done:
     claimed_by: str | None  # None: nobody claimed within the bound
 
 
-Step = ReadClients | ListClients | RemoveAddress | DropSockets | Resign | WaitForClaim | Done
+Step = ReadClients | RecordClients | RemoveAddress | DropSockets | Resign | WaitForClaim | Done
 
 
 def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
     """The next thing the old leader does in a planned move."""
     if f.address_held:
-        if f.unlisted is None:
+        if f.clients is None:
             return ReadClients()
-        if f.unlisted and not f.listing_tried:
-            return ListClients(f.unlisted)
+        if f.clients and not f.recording_tried:
+            return RecordClients(f.clients)
         return RemoveAddress()
     if not f.sockets_dropped:
         return DropSockets()

@@ -17,6 +17,9 @@ Key layout under ``/hanode/<cluster>/``:
     workers/<node>/<worker>         worker liveness; on the worker's lease
     users/<name>                    JSON {"nt_hash"}; never the password
     switchover                      JSON {"to", "from", "time"}; a planned move request
+    handoff/<vip>                   JSON {"node", "time", "clients": [[ip, port], ...]}: the
+                                    clients a leader served when it let go (planned move);
+                                    no lease, the successor tickles them and deletes it
 """
 
 from __future__ import annotations
@@ -156,6 +159,9 @@ class Store:
         """The (client ip, client port) at the end of a connection key."""
         ip, _, port = key.rsplit("/", 1)[1].rpartition(":")
         return ip, int(port)
+
+    def handoff_key(self, vip: str) -> str:
+        return self.key("handoff", vip)
 
     def durable_key(self, persistent_id: int) -> str:
         return self.key("durable", f"{persistent_id:016x}")

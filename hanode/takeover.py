@@ -216,20 +216,20 @@ class VipOwner:
         self._rounds.cancel()
         self._held = []
         by_ip = {vip.ip: vip for vip in self.vips}
-        address_held, unlisted, listing_tried = True, None, False
+        address_held, clients, recording_tried = True, None, False
         dropped: int | None = None
         resigned, released_at, claimed = False, None, None
         while True:
             facts = handoff.HandOffFacts(
-                now=trio.current_time(), address_held=address_held, unlisted=unlisted,
-                listing_tried=listing_tried, sockets_dropped=dropped is not None,
+                now=trio.current_time(), address_held=address_held, clients=clients,
+                recording_tried=recording_tried, sockets_dropped=dropped is not None,
                 resigned=resigned, released_at=released_at, claimed_by=claimed)
             step = handoff.next_step(facts)
             if isinstance(step, handoff.ReadClients):
-                unlisted = await self._unlisted()
-            elif isinstance(step, handoff.ListClients):
-                listing_tried = True
-                await self._list(by_ip, step.clients)
+                clients = await self._live_clients()
+            elif isinstance(step, handoff.RecordClients):
+                recording_tried = True
+                await self._record(by_ip, step.clients)
             elif isinstance(step, handoff.RemoveAddress):
                 for vip in self.vips:
                     await self._remove(vip)
@@ -252,27 +252,27 @@ class VipOwner:
                 took = trio.current_time() - released_at
                 who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
                        if step.claimed_by else f"no node claimed it within {took:.2f} s")
-                return (f"VIP released, {dropped or 0} connections dropped, "
-                        f"{len(unlisted or ())} added to the list; {who}")
+                return (f"VIP released, {len(clients or ())} clients recorded for the "
+                        f"successor, {dropped or 0} connections dropped; {who}")
 
-    async def _unlisted(self) -> frozenset[handoff.Client]:
-        """Our live clients the connection list misses (none if it cannot be read)."""
+    async def _live_clients(self) -> frozenset[handoff.Client]:
+        """Our established connections on the VIPs (none where the kernel cannot say)."""
         found: set[handoff.Client] = set()
         for vip in self.vips:
             try:
-                found.update((vip.ip, ip, port) for ip, port in await self.conns.unlisted(vip))
-            except (StoreUnavailable, psutil.Error) as exc:
-                log.warning("%s: cannot compare the connections on %s with the list: %s",
-                            self.me, vip.ip, exc)
+                found.update((vip.ip, ip, port) for ip, port in await self.conns.live(vip))
+            except psutil.Error as exc:
+                log.warning("%s: cannot list the connections on %s: %s", self.me, vip.ip, exc)
         return frozenset(found)
 
-    async def _list(self, by_ip: dict[str, VipConfig],
-                    clients: frozenset[handoff.Client]) -> None:
+    async def _record(self, by_ip: dict[str, VipConfig],
+                      clients: frozenset[handoff.Client]) -> None:
         for vip_ip, vip in by_ip.items():
             try:
-                await self.conns.add(vip, [(ip, port) for v, ip, port in clients if v == vip_ip])
+                await self.conns.hand_off(vip, [(ip, port) for v, ip, port in clients
+                                                if v == vip_ip])
             except StoreUnavailable as exc:
-                log.warning("%s: cannot list the clients of %s for the successor: %s",
+                log.warning("%s: cannot record the clients of %s for the successor: %s",
                             self.me, vip_ip, exc)
 
     async def _remove(self, vip: VipConfig) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hanode.handoff import (
-    CLAIM_BOUND, Done, DropSockets, HandOffFacts, ListClients, ReadClients, RemoveAddress,
+    CLAIM_BOUND, Done, DropSockets, HandOffFacts, RecordClients, ReadClients, RemoveAddress,
     Resign, Step, WaitForClaim, next_step,
 )
 
@@ -13,12 +13,12 @@ VIP = "10.0.0.50"
 OLD = (VIP, "10.0.0.9", 50000)    # listed by the last reconciliation
 FRESH = (VIP, "10.0.0.9", 50001)  # connected since: not listed yet
 
-START = HandOffFacts(now=10.0, address_held=True, unlisted=None, listing_tried=False,
+START = HandOffFacts(now=10.0, address_held=True, clients=None, recording_tried=False,
                      sockets_dropped=False, resigned=False, released_at=None, claimed_by=None)
 
 
-def play(world: list[tuple[float, str | None]], unlisted: frozenset = frozenset({FRESH}),
-         listing_fails: bool = False) -> list[Step]:
+def play(world: list[tuple[float, str | None]], clients: frozenset = frozenset({OLD, FRESH}),
+         recording_fails: bool = False) -> list[Step]:
     """Drive next_step as the driver would: each step changes the facts it acts on.
 
     world: (time, node holding the leader key if not us) seen at each claim poll."""
@@ -27,10 +27,9 @@ def play(world: list[tuple[float, str | None]], unlisted: frozenset = frozenset(
         step = next_step(f)
         steps.append(step)
         if isinstance(step, ReadClients):
-            f = replace(f, unlisted=unlisted)
-        elif isinstance(step, ListClients):
-            left = step.clients if listing_fails else frozenset()
-            f = replace(f, listing_tried=True, unlisted=left)
+            f = replace(f, clients=clients)
+        elif isinstance(step, RecordClients):
+            f = replace(f, recording_tried=True)
         elif isinstance(step, RemoveAddress):
             f = replace(f, address_held=False, released_at=f.now)
         elif isinstance(step, DropSockets):
@@ -45,9 +44,9 @@ def play(world: list[tuple[float, str | None]], unlisted: frozenset = frozenset(
             return steps
 
 
-def test_clients_are_listed_and_the_address_goes_before_the_key():
+def test_clients_are_recorded_and_the_address_goes_before_the_key():
     steps = play([(10.02, None), (10.04, "node2")])
-    assert steps[:5] == [ReadClients(), ListClients(frozenset({FRESH})), RemoveAddress(),
+    assert steps[:5] == [ReadClients(), RecordClients(frozenset({OLD, FRESH})), RemoveAddress(),
                          DropSockets(), Resign()]
     # Only after the key is gone does anyone wait for (and see) the successor's claim.
     assert steps[5:] == [WaitForClaim(10.0 + CLAIM_BOUND), WaitForClaim(10.0 + CLAIM_BOUND),
@@ -59,30 +58,32 @@ def test_never_resigns_while_the_address_is_ours():
     sockets with it: the successor claims as soon as the key is gone."""
     for held in (True, False):
         for dropped in (True, False):
-            for unlisted in (None, frozenset(), frozenset({OLD})):
+            for clients in (None, frozenset(), frozenset({OLD})):
                 for tried in (True, False):
                     f = replace(START, address_held=held, sockets_dropped=dropped,
-                                unlisted=unlisted, listing_tried=tried,
+                                clients=clients, recording_tried=tried,
                                 released_at=None if held else 10.0)
                     if isinstance(next_step(f), Resign):
                         assert not held and dropped
 
 
-def test_nothing_unlisted_goes_straight_to_the_address():
-    steps = play([(10.01, "node3")], unlisted=frozenset())
+def test_no_clients_goes_straight_to_the_address():
+    steps = play([(10.01, "node3")], clients=frozenset())
     assert steps == [ReadClients(), RemoveAddress(), DropSockets(), Resign(),
                      WaitForClaim(10.0 + CLAIM_BOUND), Done("node3")]
 
 
-def test_a_list_etcd_refused_does_not_hold_the_move_up():
-    steps = play([(10.01, "node2")], listing_fails=True)
-    assert steps[:3] == [ReadClients(), ListClients(frozenset({FRESH})), RemoveAddress()]
+def test_a_record_etcd_refused_does_not_hold_the_move_up():
+    """The driver notes the attempt whatever etcd said: the move goes on."""
+    steps = play([(10.01, "node2")])
+    assert steps[:3] == [ReadClients(), RecordClients(frozenset({OLD, FRESH})), RemoveAddress()]
+    assert steps.count(RecordClients(frozenset({OLD, FRESH}))) == 1
     assert steps[-1] == Done("node2")
 
 
 def test_nobody_claims_stops_waiting_after_the_bound():
     world = [(10.0 + t / 10, None) for t in range(1, 20)]
-    steps = play(world, unlisted=frozenset())
+    steps = play(world, clients=frozenset())
     assert steps[-1] == Done(None)
     waits = [s for s in steps if isinstance(s, WaitForClaim)]
     assert len(waits) == int(CLAIM_BOUND * 10)
