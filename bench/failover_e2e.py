@@ -27,10 +27,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def trial(kill: str, size: str, nodes: int) -> dict:
+def trial(kill: str, size: str, nodes: int, lease_ttl: int) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "hanode.cli", "demo", "--json", "--clients", "1",
-         "--nodes", str(nodes), "--size", size, "--kill", kill],
+         "--nodes", str(nodes), "--size", size, "--kill", kill,
+         "--lease-ttl", str(lease_ttl)],
         capture_output=True, text=True, timeout=300)
     try:
         return json.loads(proc.stdout)
@@ -44,12 +45,14 @@ def main() -> int:
     p.add_argument("--size", default="16M")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--lease-ttl", type=int, default=2, help="cluster.lease_ttl of the nodes")
     args = p.parse_args()
     print(f"{'MODE':11} {'N':>3} {'P50':>7} {'P95':>7} {'MAX':>7} {'RECLAIMED':>9} "
           f"{'MISMATCH':>8} {'FAILED':>6}", flush=True)
     all_matched = True
     for kill in args.modes.split(","):
-        results = [trial(kill, args.size, args.nodes) for _ in range(args.trials)]
+        results = [trial(kill, args.size, args.nodes, args.lease_ttl)
+                   for _ in range(args.trials)]
         stalls = [r["stall_seconds"] for r in results if r.get("stall_seconds") is not None]
         # A copy that did not finish counts as a mismatch: its bytes are not all there.
         mismatched = sum(1 for r in results if not r.get("sha256_match"))

@@ -24,6 +24,14 @@ _SHARE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.$-]{0,79}$")
 _NETBIOS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 
+def default_fence_margin(lease_ttl: int) -> float:
+    """A quarter of the TTL, at most 0.5 s: 0.5 s for the usual 2 s lease, 0.25 s
+    for a 1 s one.  The margin covers letting go of the VIP (netlink, a few ms)
+    and scheduling delays; the rest of the TTL is the time a keepalive may take
+    before the leader fences itself, and a 1 s lease cannot spare 0.5 s of it."""
+    return min(0.5, lease_ttl / 4)
+
+
 class ConfigError(Exception):
     """A configuration problem, already phrased for an operator."""
 
@@ -34,7 +42,8 @@ class ClusterConfig:
     etcd: tuple[str, ...] = ()
     lease_ttl: int = 2
     # Seconds before the lease could expire at which a leader that has heard
-    # nothing from etcd lets go of the VIP (self-fencing).
+    # nothing from etcd lets go of the VIP (self-fencing).  Unset in the file:
+    # default_fence_margin(lease_ttl).
     fence_margin: float = 0.5
     announce_refresh: float = 30.0
     ca_file: str | None = None
@@ -268,6 +277,17 @@ def _make_checks(source: str):  # noqa: C901 - a flat table of small validators
             return value
         return check
 
+    def whole_seconds(lo: int, hi: int):
+        """etcd grants leases in whole seconds (LeaseGrantRequest.TTL is an int64)."""
+        as_integer = integer(lo, hi)
+
+        def check(key: str, value: Any) -> int:
+            if isinstance(value, float):
+                fail(key, f"{value} is not whole seconds (etcd grants leases in whole "
+                          f"seconds; the shortest is 1, with an etcd tuned for it)")
+            return as_integer(key, value)
+        return check
+
     def number(lo: float, hi: float):
         def check(key: str, value: Any) -> float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -351,7 +371,8 @@ def _make_checks(source: str):  # noqa: C901 - a flat table of small validators
         "command": command,
         "string": string, "name": name, "share_name": share_name, "boolean": boolean,
         "netbios_name": netbios_name,
-        "integer": integer, "number": number, "url_list": url_list, "name_list": name_list,
+        "integer": integer, "whole_seconds": whole_seconds, "number": number,
+        "url_list": url_list, "name_list": name_list,
         "listen_address": listen_address, "vip_address": vip_address,
         "interface": interface, "absolute_path": absolute_path, "log_level": log_level,
     }
@@ -374,11 +395,13 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
         return [_Section(source, f"{name}[{i}]", item) for i, item in enumerate(raw)]
 
     s = table("cluster")
+    lease_ttl = s.get("lease_ttl", ClusterConfig.lease_ttl, c["whole_seconds"](1, 60))
     cluster = ClusterConfig(
         name=s.get("name", ClusterConfig.name, c["name"]),
         etcd=s.get("etcd", (), c["url_list"]),
-        lease_ttl=s.get("lease_ttl", ClusterConfig.lease_ttl, c["integer"](2, 60)),
-        fence_margin=s.get("fence_margin", ClusterConfig.fence_margin, c["number"](0.1, 30)),
+        lease_ttl=lease_ttl,
+        fence_margin=s.get("fence_margin", default_fence_margin(lease_ttl),
+                           c["number"](0.1, 30)),
         announce_refresh=s.get("announce_refresh", ClusterConfig.announce_refresh,
                                c["number"](0, 86400)),
         ca_file=s.get("ca_file", None, c["absolute_path"]),

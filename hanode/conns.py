@@ -80,21 +80,48 @@ class ConnList:
                 for e in entries]
 
     async def others(self, vip: VipConfig) -> list[tuple[str, Client, str | None]]:
-        """(key, client, node) of every entry of vip that another node wrote."""
-        return [entry for entry in await self._listed(vip) if entry[2] != self.me]
+        """(key, client, node) of every entry of vip that another node wrote, and of
+        every client in another node's hand-off record (the key is then the record's)."""
+        found = [entry for entry in await self._listed(vip) if entry[2] != self.me]
+        record = await self._etcd(self.store.get, self.store.handoff_key(vip.ip))
+        value = record.value if record is not None else None
+        if isinstance(value, dict) and value.get("node") != self.me:
+            seen = {client for _, client, _ in found}
+            for item in value.get("clients") or []:
+                if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                        and isinstance(item[1], int) and (item[0], item[1]) not in seen):
+                    found.append((record.key, (item[0], item[1]), str(value.get("node"))))
+        return found
+
+    async def live(self, vip: VipConfig) -> frozenset[Client]:
+        """Our established connections on vip (from the kernel)."""
+        return frozenset(await trio.to_thread.run_sync(established, vip.ip, self.port))
+
+    async def hand_off(self, vip: VipConfig, clients: Iterable[Client]) -> None:
+        """Record the clients we serve on vip for the successor's tickles.
+
+        Not in the connection list: a worker deletes its entry when its
+        connection ends, which the hand-off makes happen before the successor
+        reads the list."""
+        await self._etcd(self.store.put, self.store.handoff_key(vip.ip),
+                         {"node": self.me, "time": time.time(),
+                          "clients": sorted([ip, port] for ip, port in clients)})
 
     async def forget(self, keys: Iterable[str]) -> None:
-        for key in keys:
+        for key in set(keys):
             await self._etcd(self.store.delete, key)
+
+    async def add(self, vip: VipConfig, clients: Iterable[Client]) -> None:
+        now = time.time()
+        for ip, port in clients:
+            await self._etcd(self.store.put, self.store.conn_key(vip.ip, ip, port),
+                             {"node": self.me, "time": now})
 
     async def reconcile(self, vip: VipConfig) -> int:
         live = await trio.to_thread.run_sync(established, vip.ip, self.port)
         listed = [(client, node) for _, client, node in await self._listed(vip)]
         to_put, to_delete = plan(listed, live, self.me)
-        now = time.time()
-        for ip, port in to_put:
-            await self._etcd(self.store.put, self.store.conn_key(vip.ip, ip, port),
-                             {"node": self.me, "time": now})
+        await self.add(vip, to_put)
         for ip, port in to_delete:
             await self._etcd(self.store.delete, self.store.conn_key(vip.ip, ip, port))
         return len(live)

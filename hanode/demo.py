@@ -383,7 +383,7 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     out = sys.stderr if args.json else sys.stdout
-    lab = Lab(args.nodes, workers=WORKERS, cluster="demo")
+    lab = Lab(args.nodes, workers=WORKERS, cluster="demo", lease_ttl=args.lease_ttl)
     res = None
     try:
         print(f"lab {lab.tag}: etcd {lab.etcd_url}; nodes "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, TypeVar
+from typing import Awaitable, Callable, Literal, Protocol, TypeVar
 
 import trio
 
@@ -119,6 +119,18 @@ class ReleaseVip:
 
 
 @dataclass(frozen=True)
+class PlannedRelease:
+    """Let go of the VIP and resign in a planned move, in the order of
+    hanode.handoff: the address and our sockets go first, then the key; the
+    successor claims, announces and tickles, so no client reconnects into a
+    VIP nobody answers."""
+    term: int
+    reason: str
+    # Set when node health makes us let go: the kind of check behind it (metrics).
+    health_cause: str | None = None
+
+
+@dataclass(frozen=True)
 class Resign:
     """Delete the leader key, but only the incarnation created at term."""
     term: int
@@ -137,7 +149,7 @@ class HandOver:
     cause: str
 
 
-Action = Campaign | ClaimVip | ReleaseVip | Resign | RevokeLease | HandOver
+Action = Campaign | ClaimVip | ReleaseVip | PlannedRelease | Resign | RevokeLease | HandOver
 
 
 def fence_deadline(facts: Facts, timing: Timing) -> float | None:
@@ -145,6 +157,21 @@ def fence_deadline(facts: Facts, timing: Timing) -> float | None:
     if facts.lease_id is None or facts.lease_sent is None:
         return None
     return facts.lease_sent + timing.lease_ttl - timing.fence_margin
+
+
+def granted_note(requested: int, granted: int) -> str | None:
+    """What to tell the operator when etcd granted a longer lease than configured.
+
+    The fence rule stays on the configured TTL: etcd cannot expire the key
+    before the longer granted one, so fencing earlier is still safe.  But no
+    node can take over before the granted TTL, which bounds failover time.
+    """
+    if granted <= requested:
+        return None
+    return (f"etcd granted a {granted} s lease where cluster.lease_ttl asks for {requested} s "
+            f"(etcd's shortest lease is 1.5 election timeouts, rounded up); a dead leader is "
+            f"replaced after {granted} s, not {requested} s: run etcd with "
+            f"--heartbeat-interval 50 --election-timeout 500 for 1 s leases")
 
 
 def _lease_valid(facts: Facts, timing: Timing) -> bool:
@@ -159,10 +186,13 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
 
     if facts.stopping:
         actions: list[Action] = []
-        if state.role == "leader" or facts.vip_held:
-            actions.append(ReleaseVip(reason="graceful stop", urgent=False))
-        if state.term is not None:
-            actions.append(Resign(state.term))
+        if state.role == "leader" and state.term is not None:
+            actions.append(PlannedRelease(state.term, "graceful stop"))
+        else:
+            if facts.vip_held:
+                actions.append(ReleaseVip(reason="graceful stop", urgent=False))
+            if state.term is not None:
+                actions.append(Resign(state.term))
         if facts.lease_id is not None:
             actions.append(RevokeLease(facts.lease_id))
         return State(role="stopped"), actions
@@ -183,11 +213,8 @@ def decide(me: str, state: State, facts: Facts, timing: Timing) -> tuple[State, 
             return State(role="standby"), [ReleaseVip(reason="leader key gone")]
         move = facts.switchover
         if move is not None and move.from_ == me and move.to != me:
-            # Clients first, then the address, then the key: the target claims
-            # as soon as the key is gone, and by then nothing of ours is left.
             assert state.term is not None  # a leader has its term
-            return State(role="standby"), [ReleaseVip(reason=f"switchover to {move.to}",
-                                                      urgent=False), Resign(state.term)]
+            return State(role="standby"), [PlannedRelease(state.term, f"switchover to {move.to}")]
         return _lead_while_unhealthy(state, facts, timing)
 
     if state.role == "fenced":
@@ -230,10 +257,9 @@ def _lead_while_unhealthy(state: State, facts: Facts,
         return state, []
     assert state.term is not None
     if facts.must_not_serve:
-        return State(role="standby"), [ReleaseVip(reason=f"must not serve: {facts.unhealthy}",
-                                                   urgent=False,
-                                                   health_cause=check_kind(facts.unhealthy)),
-                                        Resign(state.term)]
+        return State(role="standby"), [PlannedRelease(
+            state.term, f"must not serve: {facts.unhealthy}",
+            health_cause=check_kind(facts.unhealthy))]
     held_long_enough = (state.led_since is None
                         or facts.now - state.led_since >= timing.hold_down)
     if facts.healthy_standby is not None and held_long_enough and facts.switchover is None:
@@ -270,6 +296,8 @@ class VipEffects(Protocol):
 
     async def claim(self, term: int) -> None: ...
     async def release(self, urgent: bool) -> int: ...
+    async def hand_off(self, resign: Callable[[], Awaitable[object]],
+                       successor: Callable[[], Awaitable[str | None]]) -> str: ...
     async def held(self) -> bool: ...
 
 
@@ -320,6 +348,8 @@ class Elector:
         self._obs = _Observed()
         self._etcd_up: bool | None = None
         self._campaign_scope = trio.CancelScope()
+        # The TTL etcd granted our last lease (None before the first grant).
+        self.granted_ttl: int | None = None
 
     # -- what others read -------------------------------------------------------
 
@@ -402,18 +432,20 @@ class Elector:
             reset = await self.vips.release(action.urgent)
             self._obs.vip_held = False
             return f"{action.reason}, VIP released, {reset} clients reset"
+        elif isinstance(action, PlannedRelease):
+            if action.health_cause is not None:
+                self.on_handover(action.health_cause)
+            notes: list[str] = []
+
+            async def resign() -> None:
+                note = await self._resign(action.term)
+                if note:
+                    notes.append(note)
+            done = await self.vips.hand_off(resign, self._successor)
+            self._obs.vip_held = False
+            return "; ".join([f"{action.reason}, {done}", *notes])
         elif isinstance(action, Resign):
-            try:
-                deleted = await self._etcd(self.store.delete_if_created, self.store.leader_key,
-                                           action.term)
-            except StoreUnavailable:
-                return "leader key left to expire"
-            if not deleted:
-                return None
-            # A poll begun before the delete may still show our key; it must
-            # not make us leader again.
-            self._see_leader(None, trio.current_time())
-            return f"leader key of term {action.term} deleted"
+            return await self._resign(action.term)
         elif isinstance(action, HandOver):
             await self._hand_over(action)
         elif isinstance(action, RevokeLease):
@@ -424,6 +456,27 @@ class Elector:
             finally:
                 self._obs.lease_id = None
         return None
+
+    async def _resign(self, term: int) -> str | None:
+        """Delete the leader key of term (only that incarnation); a note for the log."""
+        try:
+            deleted = await self._etcd(self.store.delete_if_created, self.store.leader_key, term)
+        except StoreUnavailable:
+            return "leader key left to expire"
+        if not deleted:
+            return None
+        # A poll begun before the delete may still show our key; it must
+        # not make us leader again.
+        self._see_leader(None, trio.current_time())
+        return f"leader key of term {term} deleted"
+
+    async def _successor(self) -> str | None:
+        """The node now holding the leader key if it is not us (a planned move's claim)."""
+        try:
+            leader = _leader_from(await self._etcd(self.store.get, self.store.leader_key))
+        except StoreUnavailable:
+            return None
+        return leader.node if leader is not None and leader.node != self.me else None
 
     async def _hand_over(self, action: HandOver) -> None:
         """Write the switchover request for a healthy standby; seeing it (set here at
@@ -479,6 +532,14 @@ class Elector:
                 log.warning("%s: etcd unreachable (%s); retrying", self.me, error)
             self._etcd_up = up
 
+    def _note_granted(self, granted: int) -> None:
+        """One log line when etcd raised our TTL (again after it changes)."""
+        if granted != self.granted_ttl:
+            note = granted_note(int(self.timing.lease_ttl), granted)
+            if note is not None:
+                log.warning("%s: %s", self.me, note)
+            self.granted_ttl = granted
+
     def _see_leader(self, leader: LeaderSeen | None, as_of: float) -> None:
         """Keep the newest read: a poll that began before a campaign ended must not undo it.
 
@@ -503,8 +564,10 @@ class Elector:
             sent = trio.current_time()
             try:
                 if obs.lease_id is None:
-                    obs.lease_id = await self._etcd(self.store.grant_lease, int(ttl))
+                    obs.lease_id, granted = await self._etcd(self.store.grant_lease_ttl,
+                                                             int(ttl))
                     obs.lease_sent = sent
+                    self._note_granted(granted)
                 elif await self._etcd(self.store.keepalive, obs.lease_id) > 0:
                     obs.lease_sent = sent
                 else:

@@ -31,6 +31,8 @@ import secrets
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -93,7 +95,7 @@ class Lab:
     """Namespaces, bridge, etcd and agents; a context manager that always cleans up."""
 
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
-                 lease_ttl: int = 2, fence_margin: float = 0.5, port: int = 445,
+                 lease_ttl: int = 2, fence_margin: float | None = None, port: int = 445,
                  cluster: str = "lab", ipv6: bool = False, workers: int = 0,
                  extra_config: str = "", share_mounts: str | None = None,
                  public_net: bool = False):
@@ -103,6 +105,7 @@ class Lab:
         self.own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.tag}-"))
         self.lease_ttl = lease_ttl
+        # None: the config's default for lease_ttl (default_fence_margin).
         self.fence_margin = fence_margin
         self.port = port
         self.cluster = cluster
@@ -275,7 +278,7 @@ class Lab:
 name = "{self.cluster}"
 etcd = {json.dumps(urls)}
 lease_ttl = {self.lease_ttl}
-fence_margin = {self.fence_margin}
+{"" if self.fence_margin is None else f"fence_margin = {self.fence_margin}"}
 
 [node]
 name = "{node.name}"
@@ -458,10 +461,14 @@ table inet hnfence {{
                                   self.vip_ip) or "[]")
         return entries[0].get("lladdr") if entries else None
 
-    def hold_connection(self) -> "IdleClient":
-        """An idle TCP connection from the client to VIP:port, once the leader has listed it."""
+    def hold_connection(self, reconnect: bool = False, listed: bool = True) -> "IdleClient":
+        """An idle TCP connection from the client to VIP:port, once the leader has listed
+        it (listed=False: at once).  reconnect: connect again at once after a reset."""
         client = IdleClient(self.popen(self.client_ns, "-u", "-m", "hanode.lab", "hold",
-                                       self.vip_ip, str(self.port)))
+                                       self.vip_ip, str(self.port),
+                                       *(["reconnect"] if reconnect else [])))
+        if not listed:
+            return client
         try:
             key = f"conns/{self.vip_ip}/{client.address[0]}:{client.address[1]}"
             wait_for(lambda: key in self.read_etcd(key), 5, f"{key} in etcd", interval=0.1)
@@ -529,6 +536,27 @@ class IdleClient:
         """The monotonic time the connection was reset; LabError if it was not."""
         return float(self._expect("reset", timeout)[0])
 
+    def wait_reconnected(self, timeout: float) -> tuple[float, int]:
+        """When the reconnect after the reset succeeded, and how many SYNs it sent again."""
+        at, retrans = self._expect("reconnected", timeout)
+        return float(at), int(retrans)
+
+    def kept(self, timeout: float = 3.0) -> bool:
+        """Whether the reconnected connection carried bytes for 1.5 s without a reset
+        or a retransmission pending (that is, a live node holds its other end)."""
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            if not sel.select(timeout):
+                raise LabError(f"client: no 'kept' or 'lost' within {timeout}s")
+        finally:
+            sel.close()
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] not in ("kept", "lost"):
+            raise LabError(f"client: expected 'kept' or 'lost', got {line or 'end of output'}")
+        return line[0] == "kept"
+
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
@@ -549,7 +577,19 @@ async def _listen(port: int) -> None:
     await trio.serve_tcp(keep, port)
 
 
-async def _hold(ip: str, port: int) -> None:
+# 100 ms apart: the reconnected client's bytes for 1.5 s, time for several retransmissions.
+KEEP_ROUNDS = 15
+
+
+def _syn_retransmits(sock: socket.socket) -> int:
+    """tcpi_total_retrans of a just-connected socket: SYNs sent again (Linux tcp_info)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("I", info, 100)[0]
+
+
+async def _hold(ip: str, port: int, reconnect: bool = False) -> None:
+    """Hold an idle connection; with reconnect, connect again the moment it is reset
+    (as Windows and the Linux kernel client do) and say how many SYNs that took."""
     import trio
 
     stream = await trio.open_tcp_stream(ip, port)
@@ -558,8 +598,24 @@ async def _hold(ip: str, port: int) -> None:
     try:
         data = await stream.receive_some(4096)
         print("closed" if not data else "data", time.monotonic(), flush=True)
+        return
     except trio.BrokenResourceError:
         print("reset", time.monotonic(), flush=True)
+    if reconnect:
+        again = await trio.open_tcp_stream(ip, port)
+        print("reconnected", time.monotonic(), _syn_retransmits(again.socket), flush=True)
+        # A connection some node took just before it let go of the VIP is dead:
+        # the bytes sent on it are reset by the VIP's holder, or never answered.
+        try:
+            for _ in range(KEEP_ROUNDS):
+                await again.send_all(b"x")
+                await trio.sleep(0.1)
+            info = again.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+            print("kept" if info[0] == 1 and info[2] == 0 else "lost", time.monotonic(),
+                  flush=True)  # tcpi_state ESTABLISHED, no retransmission pending
+        except trio.BrokenResourceError:
+            print("lost", time.monotonic(), flush=True)
+        await again.aclose()
 
 
 def _helper(argv: list[str]) -> int:
@@ -567,10 +623,11 @@ def _helper(argv: list[str]) -> int:
 
     if len(argv) == 2 and argv[0] == "listen":
         trio.run(_listen, int(argv[1]))
-    elif len(argv) == 3 and argv[0] == "hold":
-        trio.run(_hold, argv[1], int(argv[2]))
+    elif len(argv) in (3, 4) and argv[0] == "hold" and argv[3:] in ([], ["reconnect"]):
+        trio.run(_hold, argv[1], int(argv[2]), len(argv) == 4)
     else:
-        print("usage: python -m hanode.lab listen PORT | hold IP PORT", file=sys.stderr)
+        print("usage: python -m hanode.lab listen PORT | hold IP PORT [reconnect]",
+              file=sys.stderr)
         return 2
     return 0
 

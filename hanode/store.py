@@ -17,6 +17,9 @@ Key layout under ``/hanode/<cluster>/``:
     workers/<node>/<worker>         worker liveness; on the worker's lease
     users/<name>                    JSON {"nt_hash"}; never the password
     switchover                      JSON {"to", "from", "time"}; a planned move request
+    handoff/<vip>                   JSON {"node", "time", "clients": [[ip, port], ...]}: the
+                                    clients a leader served when it let go (planned move);
+                                    no lease, the successor tickles them and deletes it
 """
 
 from __future__ import annotations
@@ -156,6 +159,9 @@ class Store:
         """The (client ip, client port) at the end of a connection key."""
         ip, _, port = key.rsplit("/", 1)[1].rpartition(":")
         return ip, int(port)
+
+    def handoff_key(self, vip: str) -> str:
+        return self.key("handoff", vip)
 
     def durable_key(self, persistent_id: int) -> str:
         return self.key("durable", f"{persistent_id:016x}")
@@ -360,7 +366,17 @@ class Store:
     # -- leases --------------------------------------------------------------
 
     def grant_lease(self, ttl: int) -> int:
-        return self._call("lease", ttl).id
+        return self.grant_lease_ttl(ttl)[0]
+
+    def grant_lease_ttl(self, ttl: int) -> tuple[int, int]:
+        """Grant a lease; returns (lease id, the TTL etcd granted).
+
+        etcd raises a TTL below its minimum (1.5 election timeouts, rounded up
+        to whole seconds: 2 s with its defaults, 1 s with an election timeout
+        of 500 ms) to that minimum without saying so elsewhere.
+        """
+        lease = self._call("lease", ttl)
+        return lease.id, int(lease.ttl)
 
     def keepalive(self, lease_id: int) -> int:
         """Refresh a lease; returns the TTL etcd granted, 0 when the lease is gone."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Callable, TypeVar
+from typing import Awaitable, Callable, TypeVar
 
+import psutil
 import trio
 
+from hanode import handoff
 from hanode.config import Config, VipConfig
 from hanode.conns import Client, ConnList
 from hanode.net import NetError, announce, tickle
@@ -27,6 +29,8 @@ ANNOUNCE_ROUNDS = 3
 ROUND_INTERVAL = 1.0
 # How long releasing may spend resetting clients before it removes the address anyway.
 RESET_BUDGET = 0.25
+# How often a leader handing over reads the leader key for its successor's claim.
+CLAIM_POLL = 0.02
 
 
 class VipOwner:
@@ -92,28 +96,39 @@ class VipOwner:
         self._rounds = trio.CancelScope()
         self._nursery.start_soon(self._announce, self._rounds, term)
 
-    async def _round(self, clients: dict[VipConfig, list[tuple[str, Client, str | None]]]
-                     ) -> tuple[int, int]:
-        """One announcement per VIP, then one tickle to each client others served;
-        returns (announcement frames, tickles) sent."""
-        tickled = frames = 0
+    async def _announce_all(self) -> int:
+        """One announcement per VIP; returns the frames sent."""
+        frames = 0
         for vip in self._held:
             frames += await self._net(f"announcing {vip.ip}", announce.send_announcement,
                                       vip) or 0
+        self.announced += frames
+        return frames
+
+    async def _tickle(self, clients: dict[VipConfig, list[tuple[str, Client, str | None]]]
+                      ) -> int:
+        """One tickle to each client others served; returns how many were sent."""
+        tickled = 0
+        for vip in self._held:
             family = ipaddress.ip_address(vip.ip).version
             targets = [c for _, c, _ in clients.get(vip, [])
                        if ipaddress.ip_address(c[0]).version == family]
             if targets:
                 tickled += await self._net(f"tickling clients of {vip.ip}", tickle.send_tickles,
                                            vip.ip, self.port, targets) or 0
-        self.announced += frames
         self.tickled += tickled
-        return frames, tickled
+        return tickled
 
     async def _announce(self, scope: trio.CancelScope, term: int) -> None:
-        """Three rounds about a second apart, then a refresh every announce_refresh s."""
+        """Three rounds about a second apart, then a refresh every announce_refresh s.
+
+        The first announcement goes before the connection list is read: a
+        client's answer to a tickle must find this node, and every client
+        sending meanwhile is better off reaching it a round trip to etcd sooner.
+        """
         with scope:
             await trio.lowlevel.checkpoint()  # release() may have come before this task ran
+            frames = await self._announce_all()
             clients: dict[VipConfig, list[tuple[str, Client, str | None]]] = {}
             for vip in self._held:
                 try:
@@ -123,13 +138,14 @@ class VipOwner:
                                 self.me, vip.ip, exc)
             await self._release_opens_of_gone_nodes(
                 {node for entries in clients.values() for _, _, node in entries if node})
-            frames, tickled = await self._round(clients)
+            tickled = await self._tickle(clients)
             ips = ", ".join(v.ip for v in self._held) or "(none)"
             log.info("%s: leader (term %d), VIP %s claimed, %d announcement frames "
                      "(GARP/NA) per round, %d clients tickled", self.me, term, ips, frames, tickled)
             for _ in range(ANNOUNCE_ROUNDS - 1):
                 await trio.sleep(ROUND_INTERVAL)
-                await self._round(clients)
+                await self._announce_all()
+                await self._tickle(clients)
             try:
                 await self.conns.forget(key for entries in clients.values()
                                         for key, _, _ in entries)
@@ -139,7 +155,7 @@ class VipOwner:
                 return
             while True:
                 await trio.sleep(self.refresh)
-                await self._round({})
+                await self._announce_all()
 
     async def _release_opens_of_gone_nodes(self, nodes: set[str]) -> None:
         """Let the clients about to be tickled reclaim their durable opens here at once.
@@ -188,6 +204,76 @@ class VipOwner:
             if not urgent:
                 await self._remove(vip)
         return total
+
+    async def hand_off(self, resign: Callable[[], Awaitable[object]],
+                       successor: Callable[[], Awaitable[str | None]]) -> str:
+        """Let go of the VIPs in a planned move, in the order of hanode.handoff.
+
+        resign deletes our leader key; successor reads it and names the node
+        that claimed since (None: nobody yet, or unreadable).  Returns a note
+        for the log line.
+        """
+        self._rounds.cancel()
+        self._held = []
+        by_ip = {vip.ip: vip for vip in self.vips}
+        address_held, clients, recording_tried = True, None, False
+        dropped: int | None = None
+        resigned, released_at, claimed = False, None, None
+        while True:
+            facts = handoff.HandOffFacts(
+                now=trio.current_time(), address_held=address_held, clients=clients,
+                recording_tried=recording_tried, sockets_dropped=dropped is not None,
+                resigned=resigned, released_at=released_at, claimed_by=claimed)
+            step = handoff.next_step(facts)
+            if isinstance(step, handoff.ReadClients):
+                clients = await self._live_clients()
+            elif isinstance(step, handoff.RecordClients):
+                recording_tried = True
+                await self._record(by_ip, step.clients)
+            elif isinstance(step, handoff.RemoveAddress):
+                for vip in self.vips:
+                    await self._remove(vip)
+                address_held, released_at = False, trio.current_time()
+            elif isinstance(step, handoff.DropSockets):
+                dropped = 0
+                for vip in self.vips:
+                    with trio.move_on_after(RESET_BUDGET):
+                        dropped += await self._net(f"dropping connections on {vip.ip}",
+                                                   tickle.reset_local_connections, vip.ip,
+                                                   self.port, abandon=True) or 0
+            elif isinstance(step, handoff.Resign):
+                await resign()
+                resigned = True
+            elif isinstance(step, handoff.WaitForClaim):
+                await trio.sleep(max(0.0, min(CLAIM_POLL, step.until - trio.current_time())))
+                claimed = await successor()
+            else:
+                assert released_at is not None
+                took = trio.current_time() - released_at
+                who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
+                       if step.claimed_by else f"no node claimed it within {took:.2f} s")
+                return (f"VIP released, {len(clients or ())} clients recorded for the "
+                        f"successor, {dropped or 0} connections dropped; {who}")
+
+    async def _live_clients(self) -> frozenset[handoff.Client]:
+        """Our established connections on the VIPs (none where the kernel cannot say)."""
+        found: set[handoff.Client] = set()
+        for vip in self.vips:
+            try:
+                found.update((vip.ip, ip, port) for ip, port in await self.conns.live(vip))
+            except psutil.Error as exc:
+                log.warning("%s: cannot list the connections on %s: %s", self.me, vip.ip, exc)
+        return frozenset(found)
+
+    async def _record(self, by_ip: dict[str, VipConfig],
+                      clients: frozenset[handoff.Client]) -> None:
+        for vip_ip, vip in by_ip.items():
+            try:
+                await self.conns.hand_off(vip, [(ip, port) for v, ip, port in clients
+                                                if v == vip_ip])
+            except StoreUnavailable as exc:
+                log.warning("%s: cannot record the clients of %s for the successor: %s",
+                            self.me, vip_ip, exc)
 
     async def _remove(self, vip: VipConfig) -> None:
         await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)

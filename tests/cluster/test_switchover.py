@@ -52,3 +52,30 @@ def test_switchover_moves_vip_to_named_then_healthiest_node_and_refuses_bad_targ
     assert refused.returncode == 2
     assert refused.stderr.strip() == f"hanode: switchover: node {down!r} is down"
     assert lab.holders() == [now]
+
+
+def test_switchover_clients_reconnect_to_the_new_holder_with_their_first_syn(lab):
+    """The planned-move order: the old leader lists its clients (one connected an
+    instant ago, before any reconciliation), lets go of the address and its
+    sockets without telling the clients, resigns; the target claims, announces
+    and tickles.  A client that reconnects the moment it is reset then finds the
+    new holder with its first SYN: no SYN sent again (Linux would wait 1 s)."""
+    leader = lab.start_agents()
+    wait_for(lambda: len(lab.read_etcd("nodes/")) == 3, 10, "three node records")
+    listed = lab.hold_connection(reconnect=True)
+    fresh = lab.hold_connection(reconnect=True, listed=False)
+    try:
+        target = next(n for n in lab.nodes if n != leader)
+        proc = lab.cli("switchover", "--to", target)
+        assert proc.returncode == 0, proc.stderr
+        for client in (listed, fresh):
+            client.wait_reset(3)
+            _, syns_again = client.wait_reconnected(3)
+            assert syns_again == 0
+        for client in (listed, fresh):
+            assert client.kept(), "the reconnect reached a node that was letting go"
+        assert lab.holders() == [target]
+        assert lab.client_arp() == lab.mac(target)
+    finally:
+        listed.close()
+        fresh.close()

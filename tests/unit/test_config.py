@@ -38,6 +38,19 @@ def test_good_config_and_defaults(tmp_path):
     assert cfg.share("TEST").path == "/srv/hanode/test"
 
 
+def test_one_second_lease_accepted_with_a_margin_that_fits():
+    """etcd with --election-timeout 500 grants 1 s leases; the default margin
+    shrinks with the TTL so a 1 s leader still has 0.75 s for its keepalives."""
+    one = parse({"node": {"name": "n1"}, "cluster": {"lease_ttl": 1}})
+    assert one.cluster.lease_ttl == 1 and one.cluster.fence_margin == 0.25
+    two = parse({"node": {"name": "n1"}})
+    assert two.cluster.lease_ttl == 2 and two.cluster.fence_margin == 0.5
+    assert parse({"node": {"name": "n1"},
+                  "cluster": {"lease_ttl": 10}}).cluster.fence_margin == 0.5
+    explicit = parse({"node": {"name": "n1"}, "cluster": {"lease_ttl": 1, "fence_margin": 0.4}})
+    assert explicit.cluster.fence_margin == 0.4
+
+
 def test_minimal_config_only_node_name():
     cfg = parse({"node": {"name": "n1"}})
     assert cfg.cluster.etcd == () and cfg.vips == () and cfg.shares == ()
@@ -51,7 +64,11 @@ def test_minimal_config_only_node_name():
     ("[node]\nname='n1'\n[cluster]\netcd=['ftp://x']\n", "cluster.etcd[0]", "not an etcd URL"),
     ("[node]\nname='n1'\n[smb]\nport=70000\n", "smb.port", "out of range"),
     ("[node]\nname='n1'\n[smb]\nworkers='two'\n", "smb.workers", "must be an integer"),
-    ("[node]\nname='n1'\n[cluster]\nlease_ttl=1\n", "cluster.lease_ttl", "out of range"),
+    ("[node]\nname='n1'\n[cluster]\nlease_ttl=0\n", "cluster.lease_ttl", "out of range"),
+    ("[node]\nname='n1'\n[cluster]\nlease_ttl=0.5\n", "cluster.lease_ttl",
+     "0.5 is not whole seconds (etcd grants leases in whole seconds"),
+    ("[node]\nname='n1'\n[cluster]\nlease_ttl=1\nfence_margin=1\n", "cluster.fence_margin",
+     "must be smaller than cluster.lease_ttl"),
     ("[node]\nname='n1'\n[[share]]\nname='a'\npath='rel'\n", "share[0].path", "absolute"),
     ("[node]\nname='n1'\nfoo=1\n", "foo", "unknown key"),
     ("[node\n", "", "not valid TOML"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hanode.election import (
-    Campaign, ClaimVip, Facts, LeaderSeen, ReleaseVip, Resign, RevokeLease, State,
+    Campaign, ClaimVip, Facts, LeaderSeen, PlannedRelease, ReleaseVip, Resign, RevokeLease, State,
     SwitchoverSeen, Timing, decide, fence_deadline,
 )
 
@@ -168,14 +168,21 @@ def test_standby_with_vip_on_interface_drops_it():
     assert [type(a) for a in actions] == [ReleaseVip]
 
 
-def test_stop_as_leader_releases_then_resigns_then_revokes():
+def test_stop_as_leader_hands_off_then_revokes():
     state, actions = decide(ME, leader_state(), facts(3.0, leader=mine(), vip_held=True,
                                                       stopping=True), T)
     assert state.role == "stopped"
-    assert [type(a) for a in actions] == [ReleaseVip, Resign, RevokeLease]
-    assert not actions[0].urgent  # clients are reset while the address can still route RSTs
-    assert actions[1] == Resign(42) and actions[2] == RevokeLease(LEASE)
+    # The hand-off resigns after the address went; the lease goes last.
+    assert actions == [PlannedRelease(42, "graceful stop"), RevokeLease(LEASE)]
     assert decide(ME, state, facts(3.1), T) == (state, [])
+
+
+def test_stop_as_standby_with_a_stray_vip_releases_it_gently():
+    state, actions = decide(ME, State(role="standby"),
+                            facts(3.0, leader=LeaderSeen("node2", 40, 0x99), vip_held=True,
+                                  stopping=True), T)
+    assert state.role == "stopped"
+    assert actions == [ReleaseVip(reason="graceful stop", urgent=False), RevokeLease(LEASE)]
 
 
 def test_stop_as_standby_only_revokes():
@@ -212,12 +219,12 @@ def test_two_nodes_never_hold_at_once_over_a_partition():
 
 # -- planned moves (hanode switchover) -------------------------------------------
 
-def test_switchover_from_me_releases_gently_then_resigns():
+def test_switchover_from_me_hands_off_in_the_planned_order():
     move = SwitchoverSeen(to="node2", from_=ME)
     (state, actions), = run([facts(1.0, leader=mine(), vip_held=True, switchover=move)],
                             leader_state())
     assert state.role == "standby"
-    assert actions == [ReleaseVip(reason="switchover to node2", urgent=False), Resign(42)]
+    assert actions == [PlannedRelease(42, "switchover to node2")]
 
 
 def test_switchover_naming_another_leader_is_ignored():

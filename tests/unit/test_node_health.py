@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 
 from hanode.election import (
-    Campaign, ClaimVip, Facts, HandOver, LeaderSeen, ReleaseVip, Resign, State, SwitchoverSeen,
+    Campaign, ClaimVip, Facts, HandOver, LeaderSeen, PlannedRelease, State, SwitchoverSeen,
     Timing, check_kind, decide, healthy_standby,
 )
 from hanode.node_health import NOT_CHECKED, CheckSpec, CheckState, fold, report, verdict
@@ -128,7 +128,7 @@ def test_unhealthy_leader_hands_over_to_healthy_standby_then_releases_and_resign
                healthy_standby="node2", switchover=SwitchoverSeen("node2", ME))
     state, actions = decide(ME, state, f2, T)
     assert state.role == "standby"
-    assert actions == [ReleaseVip("switchover to node2", urgent=False), Resign(42)]
+    assert actions == [PlannedRelease(42, "switchover to node2")]
 
 
 def test_unhealthy_leader_without_healthy_standby_keeps_serving_degraded():
@@ -149,9 +149,8 @@ def test_wrong_storage_releases_at_once_even_without_a_standby_and_within_hold_d
               unhealthy="marker test: storage marker missing (not mounted?)")
     state, actions = decide(ME, leading(0.5), f, T)
     assert state.role == "standby"
-    assert actions == [ReleaseVip("must not serve: marker test: storage marker missing "
-                                  "(not mounted?)", urgent=False, health_cause="marker"),
-                       Resign(42)]
+    assert actions == [PlannedRelease(42, "must not serve: marker test: storage marker missing "
+                                      "(not mounted?)", health_cause="marker")]
 
 
 def test_check_kind_labels_the_handover_metrics():

@@ -1,0 +1,110 @@
+"""The order of a planned move (switchover, SIGTERM, health handover): a pure decision.
+
+A client that reconnects the moment it learns its connection is gone must find
+the VIP answered by its new holder, else its SYN goes into the void and Linux
+sends it again only after a second (Windows later still).  So the old leader
+never resets its clients while it still holds the address; instead:
+
+1. it records every client it serves in its hand-off record, which the
+   successor tickles after its claim along with the connection list (the list
+   alone would not do: a worker deletes its entry when its connection ends,
+   which step 3 makes happen, and a client younger than the agent's last
+   reconciliation is not in it),
+2. the address goes: from here on no new connection is taken, and the
+   clients' packets are dropped,
+3. its own sockets on the VIP are dropped.  Without the address the kernel
+   cannot route their RSTs, so no client hears of it yet, but the SMB
+   workers see the connections closed and mark their durable opens
+   disconnected before any client can ask the successor to reclaim them,
+4. the leader key goes, so the successor claims at once, announces the VIP
+   (GARP/NA) and then tickles the listed clients: their answers reach the new
+   holder, which resets them, and their reconnect finds it,
+5. it waits (bounded) to see the successor's claim, for the log line.  With
+   no claim within the bound it stops waiting: a later leader tickles the
+   listed clients when it claims, so none waits forever on a dead socket.
+
+:func:`next_step` is that order as a function of facts the driver
+(``takeover.VipOwner.hand_off``) gathers; it is tested over sequences of facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# (VIP, client address, client port): one connection the old leader served.
+Client = tuple[str, str, int]
+
+# How long the old leader waits to see its successor's claim.  Well inside the
+# agent's stop budget (1.5 s), so that a SIGTERM still revokes the lease after.
+CLAIM_BOUND = 0.5
+
+
+@dataclass(frozen=True)
+class HandOffFacts:
+    now: float
+    address_held: bool                  # our VIP addresses are still on the interface
+    clients: frozenset[Client] | None   # our live connections on the VIPs; None: not read
+    recording_tried: bool               # we tried to record them (etcd may have refused)
+    sockets_dropped: bool               # our sockets on the VIP are gone
+    resigned: bool                      # we deleted our leader key, or tried to
+    released_at: float | None           # when the address went
+    claimed_by: str | None              # another node holding the leader key, seen after resigning
+
+
+@dataclass(frozen=True)
+class ReadClients:
+    """Read our live connections on the VIPs (from the kernel)."""
+
+
+@dataclass(frozen=True)
+class RecordClients:
+    """Write the hand-off record of these clients, for the successor's tickles."""
+    clients: frozenset[Client]
+
+
+@dataclass(frozen=True)
+class RemoveAddress:
+    """Take the VIP addresses off the interface."""
+
+
+@dataclass(frozen=True)
+class DropSockets:
+    """Destroy our sockets on the VIP (silently: the address is gone)."""
+
+
+@dataclass(frozen=True)
+class Resign:
+    """Delete our leader key, so the successor claims."""
+
+
+@dataclass(frozen=True)
+class WaitForClaim:
+    until: float
+
+
+@dataclass(frozen=True)
+class Done:
+    claimed_by: str | None  # None: nobody claimed within the bound
+
+
+Step = ReadClients | RecordClients | RemoveAddress | DropSockets | Resign | WaitForClaim | Done
+
+
+def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
+    """The next thing the old leader does in a planned move."""
+    if f.address_held:
+        if f.clients is None:
+            return ReadClients()
+        if f.clients and not f.recording_tried:
+            return RecordClients(f.clients)
+        return RemoveAddress()
+    if not f.sockets_dropped:
+        return DropSockets()
+    if not f.resigned:
+        return Resign()
+    if f.claimed_by is not None:
+        return Done(f.claimed_by)
+    assert f.released_at is not None  # the address went before
+    if f.now >= f.released_at + bound:
+        return Done(None)
+    return WaitForClaim(f.released_at + bound)

@@ -1,0 +1,89 @@
+"""The order of a planned move, over sequences of facts (hanode.handoff)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hanode.handoff import (
+    CLAIM_BOUND, Done, DropSockets, HandOffFacts, RecordClients, ReadClients, RemoveAddress,
+    Resign, Step, WaitForClaim, next_step,
+)
+
+VIP = "10.0.0.50"
+OLD = (VIP, "10.0.0.9", 50000)    # listed by the last reconciliation
+FRESH = (VIP, "10.0.0.9", 50001)  # connected since: not listed yet
+
+START = HandOffFacts(now=10.0, address_held=True, clients=None, recording_tried=False,
+                     sockets_dropped=False, resigned=False, released_at=None, claimed_by=None)
+
+
+def play(world: list[tuple[float, str | None]], clients: frozenset = frozenset({OLD, FRESH}),
+         recording_fails: bool = False) -> list[Step]:
+    """Drive next_step as the driver would: each step changes the facts it acts on.
+
+    world: (time, node holding the leader key if not us) seen at each claim poll."""
+    f, steps, polls = START, [], iter(world)
+    while True:
+        step = next_step(f)
+        steps.append(step)
+        if isinstance(step, ReadClients):
+            f = replace(f, clients=clients)
+        elif isinstance(step, RecordClients):
+            f = replace(f, recording_tried=True)
+        elif isinstance(step, RemoveAddress):
+            f = replace(f, address_held=False, released_at=f.now)
+        elif isinstance(step, DropSockets):
+            f = replace(f, sockets_dropped=True)
+        elif isinstance(step, Resign):
+            f = replace(f, resigned=True)
+        elif isinstance(step, WaitForClaim):
+            now, claimed = next(polls)
+            assert now <= step.until or claimed is None
+            f = replace(f, now=now, claimed_by=claimed)
+        else:
+            return steps
+
+
+def test_clients_are_recorded_and_the_address_goes_before_the_key():
+    steps = play([(10.02, None), (10.04, "node2")])
+    assert steps[:5] == [ReadClients(), RecordClients(frozenset({OLD, FRESH})), RemoveAddress(),
+                         DropSockets(), Resign()]
+    # Only after the key is gone does anyone wait for (and see) the successor's claim.
+    assert steps[5:] == [WaitForClaim(10.0 + CLAIM_BOUND), WaitForClaim(10.0 + CLAIM_BOUND),
+                         Done("node2")]
+
+
+def test_never_resigns_while_the_address_is_ours():
+    """Whatever the facts, Resign only comes once the address is gone and our
+    sockets with it: the successor claims as soon as the key is gone."""
+    for held in (True, False):
+        for dropped in (True, False):
+            for clients in (None, frozenset(), frozenset({OLD})):
+                for tried in (True, False):
+                    f = replace(START, address_held=held, sockets_dropped=dropped,
+                                clients=clients, recording_tried=tried,
+                                released_at=None if held else 10.0)
+                    if isinstance(next_step(f), Resign):
+                        assert not held and dropped
+
+
+def test_no_clients_goes_straight_to_the_address():
+    steps = play([(10.01, "node3")], clients=frozenset())
+    assert steps == [ReadClients(), RemoveAddress(), DropSockets(), Resign(),
+                     WaitForClaim(10.0 + CLAIM_BOUND), Done("node3")]
+
+
+def test_a_record_etcd_refused_does_not_hold_the_move_up():
+    """The driver notes the attempt whatever etcd said: the move goes on."""
+    steps = play([(10.01, "node2")])
+    assert steps[:3] == [ReadClients(), RecordClients(frozenset({OLD, FRESH})), RemoveAddress()]
+    assert steps.count(RecordClients(frozenset({OLD, FRESH}))) == 1
+    assert steps[-1] == Done("node2")
+
+
+def test_nobody_claims_stops_waiting_after_the_bound():
+    world = [(10.0 + t / 10, None) for t in range(1, 20)]
+    steps = play(world, clients=frozenset())
+    assert steps[-1] == Done(None)
+    waits = [s for s in steps if isinstance(s, WaitForClaim)]
+    assert len(waits) == int(CLAIM_BOUND * 10)
