@@ -242,7 +242,7 @@ def test_mount_reaches_ipc_as_on_smbd(lab):
             echo "IPC complaints: $(dmesg | grep -cE 'IPC|BAD_NETWORK_NAME')"
         """
         result = lab.guest.run(script, timeout=120)
-        outputs[name] = (result.rc, result.output)
+        outputs[name] = (result.rc, result.output.strip())
     print(outputs)
     assert outputs["hanode"] == outputs["smbd"]
     assert outputs["hanode"] == (0, "IPC complaints: 0")
