@@ -372,7 +372,9 @@ def test_resilienthandles_mount_survives_reset(lab):
         path = f"/mnt/r{name}"
         asked = lab.guest.run(RESILIENT_OPEN.format(
             path=path, unc=target.unc,
-            options=guestlab.mount_options(target, "vers=3.1.1,resilienthandles")),
+            # nosharesock: a mount of the same share made earlier in the module
+            # would otherwise lend this one its superblock, and its options.
+            options=guestlab.mount_options(target, "vers=3.1.1,resilienthandles,nosharesock")),
             timeout=60).check()
         lab.guest.run(RESET_WRITER.format(path=path), timeout=60).check()
         killed = subprocess.run(["ip", "netns", "exec", lab.ns, "ss", "-K", "src",
