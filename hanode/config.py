@@ -109,6 +109,10 @@ class ShareConfig:
     comment: str = ""
     read_only: bool = False
     encrypt: bool = False
+    # A continuously available share (issue 14): TREE_CONNECT answers with
+    # SMB2_SHARE_CAP_CONTINUOUS_AVAILABILITY, persistent handles are granted on it
+    # and its writes are acknowledged only once on stable storage.
+    continuous_availability: bool = False
     # Empty: every user may connect.
     users: tuple[str, ...] = ()
 
@@ -461,6 +465,7 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
             comment=s.get("comment", "", c["string"]),
             read_only=s.get("read_only", False, c["boolean"]),
             encrypt=s.get("encrypt", False, c["boolean"]),
+            continuous_availability=s.get("continuous_availability", False, c["boolean"]),
             users=s.get("users", (), c["name_list"]),
         ))
         s.finish()

@@ -103,3 +103,14 @@ def test_netbios_name_default_and_validation():
               "t.toml")
     with pytest.raises(ConfigError, match=r"share\[0\]\.name: IPC\$ is the server's named-pipe"):
         parse({"node": {"name": "n1"}, "share": [{"name": "ipc$", "path": "/srv/x"}]}, "t.toml")
+
+
+def test_continuous_availability_is_off_unless_asked():
+    plain = parse({"node": {"name": "n1"}, "share": [{"name": "a", "path": "/srv/a"}]}, "t.toml")
+    assert plain.share("a").continuous_availability is False
+    ca = parse({"node": {"name": "n1"},
+                "share": [{"name": "a", "path": "/srv/a", "continuous_availability": True}]}, "t.toml")
+    assert ca.share("a").continuous_availability is True
+    with pytest.raises(ConfigError, match=r"share\[0\]\.continuous_availability"):
+        parse({"node": {"name": "n1"},
+               "share": [{"name": "a", "path": "/srv/a", "continuous_availability": "yes"}]}, "t.toml")
