@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from hanode import embedded_etcd
+from hanode import embedded_etcd, volatile_fs
 
 SUBNET = "10.77.0"
 PREFIX = 24
@@ -112,11 +112,13 @@ class Lab:
         self.workers = workers
         # More TOML for every node's config (a [health] table, say).
         self.extra_config = extra_config
-        # None: every node serves share_dir itself; "bind" or "bindfs": each node
-        # sees it through a mount of its own (<workdir>/<node>-share), which a
-        # test can take away (unmount) or hang (stop the bindfs daemon).
-        if share_mounts not in (None, "bind", "bindfs"):
-            raise ValueError("share_mounts is None, 'bind' or 'bindfs'")
+        # None: every node serves share_dir itself; "bind", "bindfs" or "volatile":
+        # each node sees it through a mount of its own (<workdir>/<node>-share),
+        # which a test can take away (unmount) or hang (stop the FUSE daemon);
+        # "volatile" (hanode.volatile_fs) holds what the node wrote without
+        # syncing in the node's own memory, lost when the node is killed.
+        if share_mounts not in (None, "bind", "bindfs", "volatile"):
+            raise ValueError("share_mounts is None, 'bind', 'bindfs' or 'volatile'")
         self.share_mounts = share_mounts
         self._mounted: list[Path] = []
         self._fuse: dict[str, subprocess.Popen] = {}
@@ -309,6 +311,15 @@ path = "{self.share_path(node)}"
         path.mkdir(exist_ok=True)
         if self.share_mounts == "bind":
             _run("mount", "--bind", str(self.share_dir), str(path))
+        elif self.share_mounts == "volatile":
+            # In the node's network namespace (its mounts stay the host's), so that
+            # kill_node kills it with the node's other processes.
+            try:
+                self._fuse[node.name] = volatile_fs.start(
+                    self.share_dir, path, self.workdir / f"{node.name}-volatile.log",
+                    wrap=["nsenter", f"--net=/run/netns/{node.ns}"])
+            except RuntimeError as exc:
+                raise LabError(str(exc)) from exc
         else:
             # -f: the daemon stays our child, so a test can stop it by pid.
             self._fuse[node.name] = subprocess.Popen(

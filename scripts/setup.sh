@@ -10,6 +10,7 @@ APT_PACKAGES=(etcd-server etcd-client iproute2 nftables smbclient samba samba-te
 APT_PACKAGES+=(podman debootstrap runc iptables)  # issue 16: the container image, its demo and tests
 APT_PACKAGES+=(bindfs)  # issue 11: a FUSE passthrough whose daemon a test stops (hung storage)
 APT_PACKAGES+=(qemu-system-x86 busybox-static)  # issue 17: the kernel-client lab (tests/kernel)
+APT_PACKAGES+=(fuse3 libfuse2)  # issue 14: hanode.volatile_fs (mfusepy loads libfuse2), the lab storage that loses unsynced writes
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
