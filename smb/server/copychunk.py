@@ -9,6 +9,7 @@ import trio
 
 from smb import vfs
 from smb.server import access as acc
+from smb.server import stable
 from smb.server.handler import CommandContext, Reply
 from smb.server.opens import CommandError, Open
 from smb.wire import ioctl as wire
@@ -36,20 +37,24 @@ def _source(ctx: CommandContext, key: bytes) -> Open:
 
 def _copy(src: Open, dest: Open, chunks: tuple[wire.Chunk, ...]) -> tuple[int, int, int]:
     """Copy chunk by chunk; (status, chunks written, bytes written)."""
-    written = total = 0
+    status, written, total = Status.SUCCESS, 0, 0
     for chunk in chunks:
         if not src.tree.node.io_allowed(src.key, src.dev, src.ino, chunk.source_offset,
                                         chunk.length, False) or \
                 not dest.tree.node.io_allowed(dest.key, dest.dev, dest.ino,
                                               chunk.target_offset, chunk.length, True):
-            return Status.FILE_LOCK_CONFLICT, written, total
+            status = Status.FILE_LOCK_CONFLICT
+            break
         buf = bytearray(chunk.length)
         if vfs.pread_into(src.fd, buf, chunk.source_offset) < chunk.length:
-            return Status.INVALID_VIEW_SIZE, written, total
+            status = Status.INVALID_VIEW_SIZE
+            break
         vfs.pwrite(dest.fd, buf, chunk.target_offset)
         written += 1
         total += chunk.length
-    return Status.SUCCESS, written, total
+    if total and stable.for_open(dest):
+        vfs.fdatasync(dest.fd)  # what the answer counts as written is stable, as for a WRITE
+    return status, written, total
 
 
 async def copychunk(ctx: CommandContext, r: wire.IoctlRequest, dest: Open) -> Reply:

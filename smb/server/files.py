@@ -14,7 +14,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.server import access as acc
-from smb.server import create_replay, crossbreaks
+from smb.server import create_replay, crossbreaks, stable
 from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
@@ -435,7 +435,7 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
         offset = os.fstat(op.fd).st_size  # 2.2.21: append to the end of the file
     if offset + len(w.data) > _MAX_FILE_OFFSET:
         raise CommandError(Status.INVALID_PARAMETER)
-    through = bool(w.flags & io_wire.WRITE_FLAG_WRITE_THROUGH)
+    through = stable.for_open(op, w.flags)
     n = await trio.to_thread.run_sync(_write_blocking, op, w.data, offset, through) \
         if w.data or through else 0
     dur.contend_write(op)
