@@ -62,10 +62,13 @@ def default_tmpdir() -> str | None:
 
 
 @contextmanager
-def servers(parent: str | None, workers: int, etcd: str | None = None) -> Iterator[Pair]:
+def servers(parent: str | None, workers: int, etcd: str | None = None,
+            hanode_options: dict | None = None, smbd_options: dict | None = None
+            ) -> Iterator[Pair]:
     """etcd (an embedded one unless ``etcd`` names one), ``hanode smb``
     (``workers`` processes) and smbd in a fresh temp dir under ``parent``;
-    everything stopped and removed on the way out."""
+    everything stopped and removed on the way out.  The options go to
+    harness.start_hanode and start_smbd (more shares, say)."""
     with ExitStack() as stack:
         base = Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
@@ -75,9 +78,9 @@ def servers(parent: str | None, workers: int, etcd: str | None = None) -> Iterat
         url, etcd_pid = stack.enter_context(etcd_process(etcd))
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
-                                          log_level="warning")
+                                          log_level="warning", **(hanode_options or {}))
             stack.callback(stop, hanode)
-            smbd = harness.start_smbd(base / "smbd")
+            smbd = harness.start_smbd(base / "smbd", **(smbd_options or {}))
             stack.callback(stop, smbd)
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None

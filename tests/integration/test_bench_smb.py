@@ -81,3 +81,12 @@ def test_ctrl_c_stops_the_servers_and_removes_the_temp_dir(short_tmp):
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     assert leftovers(short_tmp) == []
+
+
+def test_ca_write_reports_both_modes_and_the_cost(short_tmp):
+    result = run_bench("ca_write.py", short_tmp, "--size", "4M")
+    assert [r["mode"] for r in result["rows"]] == ["plain", "write-through"]
+    for row in result["rows"]:
+        assert row["hanode_median"] > 0 and row["smbd_median"] > 0, row
+        assert row["ratio"] == row["hanode_median"] / row["smbd_median"], row
+    assert set(result["write_through_over_plain"]) == {"hanode", "smbd"}
