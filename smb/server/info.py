@@ -10,7 +10,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.server import access as acc
-from smb.server import crossbreaks, durable_opens, workerstate
+from smb.server import crossbreaks, durable_opens, stable, workerstate
 from smb.server.files import file_times, keep_write_time, write_time_kept
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
@@ -244,14 +244,13 @@ def _set_size(op: Open, data: memoryview, allocation: bool) -> None:
     size = wire.parse_u64(data)
     if size > (1 << 63) - 1:
         raise CommandError(Status.INVALID_PARAMETER)
-    if allocation:
-        # Allocation below the end of file cuts the file; above it changes nothing visible.
-        if size < os.fstat(op.fd).st_size:
-            vfs.truncate(op.fd, size)
-            keep_write_time(op)
+    # Allocation below the end of file cuts the file; above it changes nothing visible.
+    if allocation and size >= os.fstat(op.fd).st_size:
         return
     vfs.truncate(op.fd, size)
     keep_write_time(op)
+    if stable.for_open(op):
+        vfs.fdatasync(op.fd)  # a new end of file is data too (a CA share loses none)
 
 
 def _set_eas(op: Open, data: memoryview) -> None:

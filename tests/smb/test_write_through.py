@@ -83,10 +83,24 @@ def server_side_copy(server, share: str, src: str, dst: str) -> None:
         smbclient.reset_connection_cache(connection_cache=cache)
 
 
+def set_end_of_file(server, share: str, name: str, size: int) -> None:
+    """SET_INFO FileEndOfFileInformation, through smbprotocol's truncate."""
+    cache: dict = {}
+    kw = {"port": server.port, "connection_cache": cache}
+    smbclient.register_session(server.host, username=server.user, password=server.password,
+                               **kw)
+    try:
+        smbclient.truncate(rf"\\{server.host}\{share}\{name}", size, **kw)
+    finally:
+        smbclient.reset_connection_cache(connection_cache=cache)
+
+
 def test_what_survives_the_death_of_the_nodes_page_cache(layered):
     server, backing, kill = layered
     write_file(server, "ca", "ca.bin")
     server_side_copy(server, "ca", "ca.bin", "ca-copy.bin")
+    write_file(server, "ca", "cut.bin")
+    set_end_of_file(server, "ca", "cut.bin", 1000)
     write_file(server, "test", "plain.bin")
     write_file(server, "test", "flag.bin", write_through=True)
     write_file(server, "test", "option.bin", option=CreateOptions.FILE_WRITE_THROUGH)
@@ -94,6 +108,7 @@ def test_what_survives_the_death_of_the_nodes_page_cache(layered):
     kill()
     assert (backing / "ca" / "ca.bin").read_bytes() == DATA
     assert (backing / "ca" / "ca-copy.bin").read_bytes() == DATA
+    assert (backing / "ca" / "cut.bin").read_bytes() == DATA[:1000]
     assert (backing / "plain" / "flag.bin").read_bytes() == DATA
     assert (backing / "plain" / "option.bin").read_bytes() == DATA
     assert (backing / "plain" / "flushed.bin").read_bytes() == DATA
