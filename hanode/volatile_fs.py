@@ -9,10 +9,14 @@ passthrough stands in for one machine's page cache over the shared storage:
   fsync/fdatasync of the file, or at once when the file was opened O_SYNC or
   O_DSYNC; only then does it reach the backing directory, written and
   fdatasync'ed there;
-- close(2) (FUSE flush/release) syncs nothing, as on a local filesystem;
-- everything else (create, mkdir, rename, unlink, truncate of the size the
-  backing file shows at sync, attributes, xattrs) goes to the backing
-  directory at once: the layer models lost data, not lost metadata;
+- close(2) (FUSE flush/release) syncs nothing, as on a local filesystem, and
+  nothing is ever written back on its own (a kernel would within about 30 s):
+  every unsynced write is still at risk when the node dies, which makes the
+  loss the tests look for certain rather than a matter of timing;
+- a file's size (truncate) is held with its data and reaches the backing
+  file with the next sync; everything else (create, mkdir, rename, unlink,
+  modes, times, xattrs) goes to the backing directory at once: the layer
+  models lost data, not lost metadata;
 - SIGKILL of this process drops whatever it still holds: the backing
   directory then shows the file as of its last sync.
 

@@ -32,6 +32,10 @@ pytestmark = pytest.mark.cluster
 SIZE = 4 << 20
 CHUNK = 256 << 10
 SEED = 1  # democlient's default: the stream is chunk_at(SEED, offset, length)
+# The layer is Python, one request at a time: on a loaded 2-core machine the
+# storage probe may wait behind the copy's writes longer than the default 1 s,
+# and a node that turns unhealthy hands the VIP over in the middle of the copy.
+PATIENT_STORAGE_CHECK = "\n[health.storage]\ninterval = 1\ntimeout = 5\nfall = 3\n"
 
 
 def expected() -> bytes:
@@ -41,7 +45,7 @@ def expected() -> bytes:
 def copy_across_a_hard_kill(lab: Lab) -> tuple[str, str, list[dict]]:
     """Copy SIZE bytes through the VIP, kill the serving node once a quarter was
     acknowledged; (killed node, new leader, the client's events)."""
-    leader, _ = start(lab)
+    start(lab)
     copy = start_copy(lab, "copy.bin", SIZE, seconds=4)
     events: list[dict] = []
     try:
@@ -51,6 +55,10 @@ def copy_across_a_hard_kill(lab: Lab) -> tuple[str, str, list[dict]]:
             if events[-1]["ev"] == "progress" and events[-1]["acked"] >= SIZE // 4:
                 break
         assert events and events[-1]["ev"] == "progress", events[-3:]
+        # The node serving the copy now (not necessarily the first leader: on a
+        # loaded machine a health check may have moved the VIP meanwhile).
+        leader = lab.sole_holder()
+        assert leader is not None
         watch = Watch(lab, [n for n in lab.nodes if n != leader])
         lab.kill_node(leader)
         watch.until(lambda h: len(h) == 1, 15)
@@ -63,7 +71,7 @@ def copy_across_a_hard_kill(lab: Lab) -> tuple[str, str, list[dict]]:
 
 @pytest.mark.parametrize("ca", [True, False], ids=["ca", "plain"])
 def test_copy_across_a_hard_kill(tmp_path, ca):
-    extra = "continuous_availability = true\n" if ca else ""
+    extra = ("continuous_availability = true\n" if ca else "") + PATIENT_STORAGE_CHECK
     with Lab(3, workdir=tmp_path, workers=1, share_mounts="volatile",
              extra_config=extra) as lab:
         killed, new, events = copy_across_a_hard_kill(lab)
@@ -74,8 +82,9 @@ def test_copy_across_a_hard_kill(tmp_path, ca):
         # opening the file again when its DH2C was refused (hanode refuses it while
         # the dead worker's liveness key lives, which may end a renewal period after
         # the leader key).  Either way it re-sends only the writes still in flight.
-        came_back = [e["ev"] for e in events if e["ev"] in ("reclaimed", "reopened")]
-        assert came_back, [e for e in events if e["ev"] != "progress"]
+        came_back = [e["ev"] for e in events if e["ev"] in ("lost", "reclaimed", "reopened")]
+        assert came_back[:1] == ["lost"] and len(came_back) >= 2, \
+            [e for e in events if e["ev"] != "progress"]
         want = expected()
         assert done["bytes"] == SIZE and done["sha256"] == hashlib.sha256(want).hexdigest()
         # What the clients see now: the file through the node that serves it.
