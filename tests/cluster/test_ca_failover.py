@@ -35,7 +35,7 @@ SEED = 1  # democlient's default: the stream is chunk_at(SEED, offset, length)
 # The layer is Python, one request at a time: on a loaded 2-core machine the
 # storage probe may wait behind the copy's writes longer than the default 1 s,
 # and a node that turns unhealthy hands the VIP over in the middle of the copy.
-PATIENT_STORAGE_CHECK = "\n[health.storage]\ninterval = 1\ntimeout = 5\nfall = 3\n"
+PATIENT_STORAGE_CHECK = "\n[health.storage]\ninterval = 3\ntimeout = 3\nfall = 2\n"
 
 
 def expected() -> bytes:
