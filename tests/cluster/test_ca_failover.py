@@ -23,7 +23,7 @@ import json
 import pytest
 
 from hanode.democlient import chunk_at
-from hanode.lab import Lab
+from hanode.lab import Lab, wait_for
 from tests.cluster.test_failover import Watch
 from tests.cluster.test_health_failover import start, start_copy
 
@@ -61,6 +61,9 @@ def copy_across_a_hard_kill(lab: Lab) -> tuple[str, str, list[dict]]:
         assert leader is not None
         watch = Watch(lab, [n for n in lab.nodes if n != leader])
         lab.kill_node(leader)
+        # Agent, worker and the node's volatile_fs layer (it runs in the node's
+        # network namespace): all gone, what the layer held with them.
+        wait_for(lambda: not lab.pids(lab.nodes[leader].ns), 5, "the node's processes to die")
         watch.until(lambda h: len(h) == 1, 15)
         out, _ = copy.communicate(timeout=90)
     finally:
