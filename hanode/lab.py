@@ -25,6 +25,7 @@ CLOCK_MONOTONIC, comparable across processes).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -39,9 +40,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
-from hanode import embedded_etcd, volatile_fs
+from hanode import embedded_etcd
 
 SUBNET = "10.77.0"
 PREFIX = 24
@@ -78,6 +79,45 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
         if time.monotonic() >= deadline:
             raise LabError(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(interval)
+
+
+def start_volatile_fs(backing: str | os.PathLike, mountpoint: str | os.PathLike,
+                      log: str | os.PathLike, wrap: Sequence[str] = (),
+                      timeout: float = 10.0) -> subprocess.Popen:
+    """Mount a hanode.volatile_fs layer over backing at mountpoint (an empty
+    directory) and return its process once the mount is up; its output goes to
+    log; wrap prefixes the command (``nsenter --net=...``).  LabError if it
+    does not mount."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "hanode.volatile_fs",
+                                 str(backing), str(mountpoint)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(mountpoint):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_volatile_fs(proc, mountpoint)
+            tail = open(log, errors="replace").read().strip()[-300:]
+            raise LabError(f"volatile_fs on {mountpoint} did not mount: {tail}")
+        time.sleep(0.02)
+    return proc
+
+
+def stop_volatile_fs(proc: subprocess.Popen, mountpoint: str | os.PathLike) -> None:
+    """Kill the layer (what it held is lost) and detach its mount; safe to repeat."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if os.path.ismount(mountpoint) or _dead_mount(mountpoint):
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+def _dead_mount(mountpoint: str | os.PathLike) -> bool:
+    """A FUSE mount whose daemon died answers ENOTCONN (ismount then says False)."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
 
 
 @dataclass
@@ -314,12 +354,9 @@ path = "{self.share_path(node)}"
         elif self.share_mounts == "volatile":
             # In the node's network namespace (its mounts stay the host's), so that
             # kill_node kills it with the node's other processes.
-            try:
-                self._fuse[node.name] = volatile_fs.start(
-                    self.share_dir, path, self.workdir / f"{node.name}-volatile.log",
-                    wrap=["nsenter", f"--net=/run/netns/{node.ns}"])
-            except RuntimeError as exc:
-                raise LabError(str(exc)) from exc
+            self._fuse[node.name] = start_volatile_fs(
+                self.share_dir, path, self.workdir / f"{node.name}-volatile.log",
+                wrap=["nsenter", f"--net=/run/netns/{node.ns}"])
         else:
             # -f: the daemon stays our child, so a test can stop it by pid.
             self._fuse[node.name] = subprocess.Popen(

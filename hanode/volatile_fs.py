@@ -24,20 +24,19 @@ Other nodes' mounts over the same backing directory see only what was synced
 (as with shared block storage); the kernel caches no attributes or names of
 it (timeouts 0), so a synced change shows on the next lookup.
 
-Run as ``python -m hanode.volatile_fs BACKING MOUNTPOINT`` (foreground; the
-lab starts one per node in the node's network namespace, so that killing the
-node kills it).  Lab use only: it keeps dirty data without bound.
+Run as ``python -m hanode.volatile_fs BACKING MOUNTPOINT`` (foreground;
+``hanode.lab.start_volatile_fs`` starts one per node in the node's network
+namespace, so that killing the node kills it).  Lab use only: it keeps dirty
+data without bound, and mfusepy comes with the test extras only.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import mfusepy
 
@@ -304,43 +303,6 @@ class VolatilePassthrough(mfusepy.Operations):
         self.sync_handles.discard(fh)
         os.close(fh)
         return 0
-
-
-def start(backing: str | os.PathLike, mountpoint: str | os.PathLike, log: str | os.PathLike,
-          wrap: Sequence[str] = (), timeout: float = 10.0) -> subprocess.Popen:
-    """Mount a layer over backing at mountpoint (an empty directory) and return its
-    process once the mount is up; its output goes to log; wrap prefixes the
-    command (``nsenter --net=...``)."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([*wrap, sys.executable, "-m", "hanode.volatile_fs",
-                                 str(backing), str(mountpoint)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while not os.path.ismount(mountpoint):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc, mountpoint)
-            tail = open(log, errors="replace").read().strip()[-300:]
-            raise RuntimeError(f"volatile_fs on {mountpoint} did not mount: {tail}")
-        time.sleep(0.02)
-    return proc
-
-
-def stop(proc: subprocess.Popen, mountpoint: str | os.PathLike) -> None:
-    """Kill the layer (what it held is lost) and detach its mount; safe to repeat."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    if os.path.ismount(mountpoint) or _dead_mount(mountpoint):
-        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-
-
-def _dead_mount(mountpoint: str | os.PathLike) -> bool:
-    """A FUSE mount whose daemon died answers ENOTCONN (ismount then says False)."""
-    try:
-        os.stat(mountpoint)
-    except OSError as exc:
-        return exc.errno == errno.ENOTCONN
-    return False
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
-"""The lab's write-losing storage (hanode.volatile_fs), mounted for real with FUSE:
-what was not synced is gone from the backing directory once the layer is killed;
-what was (fsync, fdatasync, O_DSYNC, O_SYNC) is there, byte for byte."""
+"""The lab's write-losing storage (hanode.volatile_fs), mounted for real with FUSE by
+hanode.lab.start_volatile_fs: what was not synced is gone from the backing
+directory once the layer is killed; what was (fsync, fdatasync, O_DSYNC, O_SYNC)
+is there, byte for byte."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hanode import volatile_fs
+from hanode.lab import LabError, start_volatile_fs, stop_volatile_fs
 
 PAYLOAD = os.urandom(300_000)  # several blocks, the last one partial
 
@@ -20,11 +21,11 @@ def layer(tmp_path):
     backing, mnt = tmp_path / "backing", tmp_path / "mnt"
     backing.mkdir()
     mnt.mkdir()
-    proc = volatile_fs.start(backing, mnt, tmp_path / "layer.log")
+    proc = start_volatile_fs(backing, mnt, tmp_path / "layer.log")
     try:
-        yield backing, mnt, lambda: volatile_fs.stop(proc, mnt)
+        yield backing, mnt, lambda: stop_volatile_fs(proc, mnt)
     finally:
-        volatile_fs.stop(proc, mnt)
+        stop_volatile_fs(proc, mnt)
         assert not os.path.ismount(mnt)
 
 
@@ -89,14 +90,14 @@ def test_another_nodes_layer_sees_only_what_was_synced(layer, tmp_path):
     backing, mnt, kill = layer
     other = tmp_path / "other"
     other.mkdir()
-    proc = volatile_fs.start(backing, other, tmp_path / "other.log")
+    proc = start_volatile_fs(backing, other, tmp_path / "other.log")
     try:
         write(mnt / "a.bin", b"unsynced")
         write(mnt / "b.bin", b"synced", sync=os.fsync)
         assert (other / "a.bin").read_bytes() == b""
         assert (other / "b.bin").read_bytes() == b"synced"
     finally:
-        volatile_fs.stop(proc, other)
+        stop_volatile_fs(proc, other)
 
 
 def test_a_killed_layer_is_cleaned_up(layer, tmp_path):
@@ -107,6 +108,6 @@ def test_a_killed_layer_is_cleaned_up(layer, tmp_path):
 
 
 def test_a_layer_that_cannot_mount_says_why(tmp_path):
-    with pytest.raises(RuntimeError, match="did not mount"):
-        volatile_fs.start(tmp_path / "missing", tmp_path / "nowhere", tmp_path / "l.log",
+    with pytest.raises(LabError, match="did not mount"):
+        start_volatile_fs(tmp_path / "missing", tmp_path / "nowhere", tmp_path / "l.log",
                           timeout=5)

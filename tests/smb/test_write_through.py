@@ -21,7 +21,7 @@ from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
 import harness
-from hanode import volatile_fs
+from hanode.lab import start_volatile_fs, stop_volatile_fs
 
 DATA = os.urandom(200_000)
 
@@ -32,15 +32,15 @@ def layered(etcd_server, tmp_path):
     backing, mnt = tmp_path / "backing", tmp_path / "mnt"
     for d in (backing / "plain", backing / "ca", mnt):
         d.mkdir(parents=True)
-    layer = volatile_fs.start(backing, mnt, tmp_path / "layer.log")
+    layer = start_volatile_fs(backing, mnt, tmp_path / "layer.log")
     try:
         with harness.running_hanode(
                 etcd_server.url, tmp_path / "hanode", share=mnt / "plain",
                 extra_shares=f'[[share]]\nname = "ca"\npath = "{mnt / "ca"}"\n'
                              f"continuous_availability = true\n") as server:
-            yield server, backing, lambda: volatile_fs.stop(layer, mnt)
+            yield server, backing, lambda: stop_volatile_fs(layer, mnt)
     finally:
-        volatile_fs.stop(layer, mnt)
+        stop_volatile_fs(layer, mnt)
 
 
 def write_file(server, share: str, name: str, *, write_through=False, option=0,
