@@ -32,8 +32,7 @@ SEMANTICS_GAPS: dict[str, str] = {
     **{f"smb2.timestamps.{t}": _DEFERRED for t in (
         "delayed-2write", "delayed-write-vs-flush", "delayed-write-vs-setbasic",
         "delayed-write-vs-seteof")},
-    **{f"smb2.delete-on-close-perms.{t}": _NO_ACLS for t in (
-        "CREATE", "FIND_and_set_DOC", "READONLY")},
+    **{f"smb2.delete-on-close-perms.{t}": _NO_ACLS for t in ("CREATE", "FIND_and_set_DOC")},
 }
 
 SUITES = ["smb2.timestamps", "smb2.delete-on-close-perms"]
