@@ -7,14 +7,13 @@ import functools
 import os
 import stat as stat_mod
 import struct
-import time
 from typing import Callable
 
 import trio
 
 from smb import nowait, vfs
 from smb.server import access as acc
-from smb.server import create_replay, crossbreaks
+from smb.server import create_replay, crossbreaks, writetime
 from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
@@ -66,13 +65,6 @@ def write_time_kept(kept: int | None, requested: int, current_ns: int) -> int | 
     if requested == 0:
         return kept
     return current_ns  # -1, or the time just set
-
-
-def keep_write_time(op: Open) -> None:
-    """After a write or size change through ``op``: put back the write time
-    the handle keeps, if any (a POSIX file's mtime moves with every write)."""
-    if op.frozen_write_ns is not None:
-        vfs.set_times(op.fd, None, op.frozen_write_ns)
 
 
 def _initial_allocation(c: wire.CreateRequest) -> int:
@@ -260,7 +252,11 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
     # New files get ARCHIVE ("changed since the last backup"), as on Windows.
     attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
     try:
-        vfs.set_dos_info(fd, os.fstat(fd), attrs=attrs, created=vfs.filetime(time.time_ns()))
+        # Born with the times the file system gave it, so the four times of a
+        # new file are equal, as on Windows (and a write time not yet moved
+        # by the deferred rules reads as the creation time).
+        st = os.fstat(fd)
+        vfs.set_dos_info(fd, st, attrs=attrs, created=vfs.filetime(st.st_mtime_ns))
     except BaseException:
         os.close(fd)
         raise
@@ -388,6 +384,7 @@ async def close(ctx: CommandContext, req: Request) -> Reply:
     flags, file_id = wire.parse_close(req.body)
     op = open_of(ctx, req, file_id)
     times = None
+    writetime.closing(op)
     if flags & wire.CLOSE_FLAG_POSTQUERY_ATTRIB:
         times = file_times(op.fd, op.name)
     with trio.CancelScope(shield=True):
@@ -402,6 +399,7 @@ async def flush(ctx: CommandContext, req: Request) -> Reply:
     if not op.access & _DATA_WRITE:
         raise CommandError(Status.ACCESS_DENIED)
     await trio.to_thread.run_sync(vfs.fdatasync, op.fd)
+    writetime.move_now(op)
     return Reply(body=io_wire.flush_response())
 
 
@@ -448,8 +446,11 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
     if offset + len(w.data) > _MAX_FILE_OFFSET:
         raise CommandError(Status.INVALID_PARAMETER)
     through = bool(w.flags & io_wire.WRITE_FLAG_WRITE_THROUGH)
+    before = writetime.before_write(op) if w.data else None
     n = await trio.to_thread.run_sync(_write_blocking, op, w.data, offset, through) \
         if w.data or through else 0
+    if w.data:
+        writetime.after_write(op, before)
     dur.contend_write(op)
     op.position = offset + n
     return Reply(body=io_wire.write_response(n))
@@ -460,8 +461,6 @@ def _write_blocking(op: Open, data: memoryview, offset: int, through: bool) -> i
     if data and not op.tree.node.io_allowed(op.key, op.dev, op.ino, offset, len(data), True):
         raise CommandError(Status.FILE_LOCK_CONFLICT)
     n = vfs.pwrite(op.fd, data, offset) if data else 0
-    if data:
-        keep_write_time(op)
     if through:
         vfs.fdatasync(op.fd)
     return n

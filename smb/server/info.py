@@ -11,7 +11,8 @@ import trio
 from smb import nowait, vfs
 from smb.server import access as acc
 from smb.server import crossbreaks, durable_opens, workerstate
-from smb.server.files import file_times, keep_write_time, write_time_kept
+from smb.server import writetime
+from smb.server.files import file_times, write_time_kept
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ea as ea_wire
@@ -141,6 +142,7 @@ def _set_basic(op: Open, data: memoryview) -> None:
         raise CommandError(Status.INVALID_PARAMETER)
     if b.attributes & vfs.FILE_ATTRIBUTE_TEMPORARY and op.is_dir:
         raise CommandError(Status.INVALID_PARAMETER)
+    writetime.move_now(op)  # even a request that sets no time makes a pending move
     vfs.set_times(op.fd, None if b.last_access in _KEEP_TIMES else vfs.unix_ns(b.last_access),
                   None if b.last_write in _KEEP_TIMES else vfs.unix_ns(b.last_write))
     op.frozen_write_ns = write_time_kept(op.frozen_write_ns, b.last_write,
@@ -248,10 +250,10 @@ def _set_size(op: Open, data: memoryview, allocation: bool) -> None:
         # Allocation below the end of file cuts the file; above it changes nothing visible.
         if size < os.fstat(op.fd).st_size:
             vfs.truncate(op.fd, size)
-            keep_write_time(op)
+            writetime.size_changed(op)
         return
     vfs.truncate(op.fd, size)
-    keep_write_time(op)
+    writetime.size_changed(op)
 
 
 def _set_eas(op: Open, data: memoryview) -> None:
