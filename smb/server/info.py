@@ -18,7 +18,7 @@ from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ea as ea_wire
 from smb.wire import info as wire
 from smb.wire.header import Status, error_body
-from smb.wire.info import FileClass, InfoType
+from smb.wire.info import FileClass, FsClass, InfoType
 
 # Times in FileBasicInformation: 0 leaves a time alone, -1 and -2 switch
 # automatic updates off and on again, which a POSIX file cannot do.
@@ -156,7 +156,7 @@ def _set_basic(op: Open, data: memoryview) -> None:
 def _set_rename(op: Open, data: memoryview) -> None:
     _need(op, acc.DELETE)
     r = wire.parse_rename(data)
-    if r.root_directory:
+    if r.root_directory or not r.name:
         raise CommandError(Status.INVALID_PARAMETER)
     target = vfs.parse_name(r.name[1:] if r.name.startswith("\\") else r.name)
     if not target or not op.parts:
@@ -282,6 +282,12 @@ _SETTERS = {
 }
 
 
+# Classes a Windows server knows but hanode cannot honour: valid data length
+# (needs SeManageVolumePrivilege's preallocation) and 8.3 short names (none
+# exist here).  NOT_SUPPORTED, as smbd answers, tells a client it may go on.
+_KNOWN_NOT_SUPPORTED = frozenset({FileClass.VALID_DATA_LENGTH, FileClass.SHORT_NAME})
+
+
 # Setters made of a few syscalls on the open's descriptor and node-table
 # statements (smb.nowait); a rename or a size change may take long.
 _SET_WITHOUT_WAITING = frozenset({FileClass.BASIC, FileClass.DISPOSITION, FileClass.FULL_EA,
@@ -291,7 +297,11 @@ _SET_WITHOUT_WAITING = frozenset({FileClass.BASIC, FileClass.DISPOSITION, FileCl
 async def set_info(ctx: CommandContext, req: Request) -> Reply:
     s = wire.parse_set_info(req.body, req.message)
     op = open_of(ctx, req, s.file_id)
+    if s.info_type == InfoType.FILESYSTEM and s.info_class != FsClass.CONTROL:
+        raise CommandError(Status.INVALID_INFO_CLASS)  # volume labels and the like: smbd's answer
     if s.info_type != InfoType.FILE:
+        raise CommandError(Status.NOT_SUPPORTED)  # quotas, security descriptors
+    if s.info_class in _KNOWN_NOT_SUPPORTED:
         raise CommandError(Status.NOT_SUPPORTED)
     setter = _SETTERS.get(s.info_class)
     if setter is None:
