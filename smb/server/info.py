@@ -200,6 +200,8 @@ def _set_link(op: Open, data: memoryview) -> None:
         # The name replaced is deleted as by an open that shares nothing, so
         # any open of it (this one too, for its own name) is a sharing
         # violation: smbd's answer.
+        if op.tree.node.delete_pending(existing.st_dev, existing.st_ino):
+            raise CommandError(Status.DELETE_PENDING)  # smbd's answer
         if op.tree.node.others_open("", existing.st_dev, existing.st_ino):
             raise CommandError(Status.SHARING_VIOLATION)
     op.tree.root.link(op.parts, op.ino, target, r.replace)

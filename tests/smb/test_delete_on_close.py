@@ -14,51 +14,14 @@ import struct
 
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import (
-    CreateDisposition, CreateOptions, FileAttributes, FilePipePrinterAccessMask,
-    ImpersonationLevel, Open, SMB2QueryInfoRequest, SMB2QueryInfoResponse, SMB2SetInfoRequest,
+    CreateDisposition, Open, SMB2QueryInfoRequest, SMB2QueryInfoResponse,
 )
 
-from test_link_parity import SHARE_ALL, Client
+from test_link_parity import (
+    DIR, DOC, FILE, READONLY, RW, A, Client, create, dispose, status,
+)
 
-A = FilePipePrinterAccessMask
-RW = A.FILE_READ_DATA | A.FILE_WRITE_DATA | A.FILE_READ_ATTRIBUTES
-RWD = RW | A.DELETE
-DOC = CreateOptions.FILE_DELETE_ON_CLOSE
-FILE = CreateOptions.FILE_NON_DIRECTORY_FILE
-DIR = CreateOptions.FILE_DIRECTORY_FILE
-READONLY = FileAttributes.FILE_ATTRIBUTE_READONLY
-FILE_DISPOSITION = 13
 FILE_STANDARD = 5
-
-
-def create(c: Client, name: str, *, access: int = RWD, options: int = FILE,
-           disposition: int = CreateDisposition.FILE_OPEN_IF, share: int = SHARE_ALL,
-           attributes: int = FileAttributes.FILE_ATTRIBUTE_NORMAL) -> tuple[str, Open | None]:
-    """(status, the open when it succeeded)."""
-    op = Open(c.tree, name)
-    try:
-        op.create(ImpersonationLevel.Impersonation, access, attributes, share, disposition,
-                  options)
-    except SMBResponseException as exc:
-        return f"{exc.status:#x}", None
-    return "SUCCESS", op
-
-
-def status(c: Client, name: str, **kw) -> str:
-    """The status of a CREATE, its handle closed again."""
-    got, op = create(c, name, **kw)
-    if op is not None:
-        op.close()
-    return got
-
-
-def dispose(c: Client, op: Open, delete: bool = True) -> str:
-    req = SMB2SetInfoRequest()
-    req["info_type"] = 1
-    req["file_info_class"] = FILE_DISPOSITION
-    req["file_id"] = op.file_id
-    req["buffer"] = bytes([int(delete)])
-    return c._status(req)
 
 
 def pending(c: Client, op: Open) -> bool:

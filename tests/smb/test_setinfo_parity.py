@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from smbprotocol.open import SMB2SetInfoRequest
 
-from test_delete_on_close import A, create
-from test_link_parity import Client
+from test_link_parity import A, Client, create
 
 FILE, FILESYSTEM = 1, 2
 # FileFsControlInformation sets quotas, which hanode does not keep: it

@@ -30,7 +30,8 @@ SEMANTICS_GAPS: dict[str, str] = {
     **{f"smb2.delete-on-close-perms.{t}": _NO_ACLS for t in ("CREATE", "FIND_and_set_DOC")},
 }
 
-SUITES = ["smb2.timestamps", "smb2.delete-on-close-perms"]
+# smb2.sharemode: the share-mode rules delete-on-close and links are checked against.
+SUITES = ["smb2.timestamps", "smb2.delete-on-close-perms", "smb2.sharemode"]
 PARITY = {"test_semantics_parity": {"workers": 1, "timeout": 300}}
 
 
