@@ -16,7 +16,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.durable import new_persistent_id
-from smb.server import create_replay, replay
+from smb.server import create_replay, replay, writetime
 from smb.server.durable_life import disconnected_record, released
 from smb.server.errors import CommandError as CommandError  # handlers import it from here
 from smb.server.handler import CommandContext, Request, SessionInfo
@@ -90,6 +90,10 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> int:
     client's reconnect (its file is reopened from the record), as Samba does.
     """
     tree = op.tree
+    # A handle that wrote since its write time last moved moves it now, however
+    # it ends (CLOSE, or its connection, session or tree going away): the data
+    # changed, and its pending move would not happen any more.
+    writetime.closing(op)
     tree.opens.pop(op.file_id, None)
     create_replay.forget(op)
     record = None

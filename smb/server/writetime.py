@@ -17,6 +17,7 @@ write moved.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import TYPE_CHECKING
@@ -28,6 +29,18 @@ from smb.server import workerstate
 
 if TYPE_CHECKING:
     from smb.server.handles import Open
+
+log = logging.getLogger(__name__)
+
+
+def _put(op: "Open", mtime_ns: int) -> None:
+    """Set the file's write time, if the file system lets this process: a
+    file another user owns refuses an explicit time (EPERM), and the write
+    time then moves as POSIX moves it, rather than the request failing."""
+    try:
+        vfs.set_times(op.fd, None, mtime_ns)
+    except vfs.VfsError as exc:
+        log.debug("write time of %s not kept: %s", op.display_name, exc)
 
 
 def before_write(op: "Open") -> int | None:
@@ -42,11 +55,11 @@ def after_write(op: "Open", before_ns: int | None) -> None:
     """After a write through ``op`` (on the event loop): put the write time
     back and, on the handle's first write, start the delayed move."""
     if op.frozen_write_ns is not None:
-        vfs.set_times(op.fd, None, op.frozen_write_ns)
+        _put(op, op.frozen_write_ns)
         return
     state = op.write_time
     first = state.shown_ns is None
-    vfs.set_times(op.fd, None, state.wrote(time.monotonic_ns(), before_ns or 0))
+    _put(op, state.wrote(time.monotonic_ns(), before_ns or 0))
     ws = workerstate.current()
     if first and ws is not None and state.due_ns is not None:
         ws.write_times.start_soon(_move_when_due, op, state.due_ns)
@@ -65,7 +78,7 @@ def move_now(op: "Open") -> None:
     if op.frozen_write_ns is not None or not op.write_time.pending:
         return
     now = time.time_ns()
-    vfs.set_times(op.fd, None, now)
+    _put(op, now)
     op.write_time.moved(now)
 
 
@@ -73,7 +86,7 @@ def size_changed(op: "Open") -> None:
     """After a size change through ``op``, which moved the mtime itself: a
     kept write time is put back, a pending move counts as made."""
     if op.frozen_write_ns is not None:
-        vfs.set_times(op.fd, None, op.frozen_write_ns)
+        _put(op, op.frozen_write_ns)
     elif op.write_time.shown_ns is not None:
         op.write_time.moved(os.fstat(op.fd).st_mtime_ns)
 

@@ -186,3 +186,22 @@ def test_close_reports_what_a_query_would(hanode_server, smbd_server):
             assert closed[2] == nt(981173106) and closed[5] == 5100, closed
         finally:
             c.close()
+
+
+def test_a_handle_ended_by_its_connection_moves_the_write_time(hanode_server, smbd_server):
+    """A handle that wrote and ends without a CLOSE (its connection dropped
+    within the two seconds) still moves the write time, as smbd does: the
+    data changed, and the pending move would not happen any more."""
+    for target in (hanode_server, smbd_server):
+        c = Client(target)
+        f = open_new(c, "dropped")
+        created = basic(c, f)[2]
+        time.sleep(0.05)
+        f.write(b"data", 0)
+        c.conn.disconnect(False)  # the socket closes; no CLOSE, no LOGOFF
+        path = target.share / "dropped"
+        deadline = time.monotonic() + 1.5  # within the delay the handle itself had
+        while nt(0) + path.stat().st_mtime_ns // 100 <= created and time.monotonic() < deadline:
+            time.sleep(0.05)
+        written = nt(0) + path.stat().st_mtime_ns // 100
+        assert written > created, f"{target.name}: write time {written}, created {created}"
