@@ -59,6 +59,8 @@ def after_write(op: "Open", before_ns: int | None) -> None:
         return
     state = op.write_time
     first = state.shown_ns is None
+    if first and before_ns is None:  # unfrozen by a request that ran meanwhile
+        before_ns = os.fstat(op.fd).st_mtime_ns
     _put(op, state.wrote(time.monotonic_ns(), before_ns or 0))
     ws = workerstate.current()
     if first and ws is not None and state.due_ns is not None:
