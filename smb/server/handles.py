@@ -17,6 +17,7 @@ from smb import vfs
 from smb.lifecycle import Life
 from smb.server import replay
 from smb.server.nodelocal import NodeLocal
+from smb.writetime import Deferred
 
 if TYPE_CHECKING:
     from hanode.config import ShareConfig
@@ -63,6 +64,8 @@ class Open:
     # The write time this handle keeps (ns): set by the client explicitly or
     # frozen with -1 (MS-FSA UserSetModificationTime); -2 lets it move again.
     frozen_write_ns: int | None = None
+    # Otherwise writes move it by the deferred rules (smb.server.writetime).
+    write_time: Deferred = field(default_factory=Deferred)
     notify_baseline: "dict[str, Any] | None" = None
     # Replay detection (smb.server.replay): LOCK buckets and the channel sequence.
     lock_sequences: replay.LockSequences = field(default_factory=replay.LockSequences)

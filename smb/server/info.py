@@ -11,13 +11,14 @@ import trio
 from smb import nowait, vfs
 from smb.server import access as acc
 from smb.server import crossbreaks, durable_opens, stable, workerstate
-from smb.server.files import file_times, keep_write_time, write_time_kept
+from smb.server import writetime
+from smb.server.files import file_times, write_time_kept
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import CommandError, Open, open_of
 from smb.wire import ea as ea_wire
 from smb.wire import info as wire
 from smb.wire.header import Status, error_body
-from smb.wire.info import FileClass, InfoType
+from smb.wire.info import FileClass, FsClass, InfoType
 
 # Times in FileBasicInformation: 0 leaves a time alone, -1 and -2 switch
 # automatic updates off and on again, which a POSIX file cannot do.
@@ -141,6 +142,7 @@ def _set_basic(op: Open, data: memoryview) -> None:
         raise CommandError(Status.INVALID_PARAMETER)
     if b.attributes & vfs.FILE_ATTRIBUTE_TEMPORARY and op.is_dir:
         raise CommandError(Status.INVALID_PARAMETER)
+    writetime.move_now(op)  # even a request that sets no time makes a pending move
     vfs.set_times(op.fd, None if b.last_access in _KEEP_TIMES else vfs.unix_ns(b.last_access),
                   None if b.last_write in _KEEP_TIMES else vfs.unix_ns(b.last_write))
     op.frozen_write_ns = write_time_kept(op.frozen_write_ns, b.last_write,
@@ -154,7 +156,7 @@ def _set_basic(op: Open, data: memoryview) -> None:
 def _set_rename(op: Open, data: memoryview) -> None:
     _need(op, acc.DELETE)
     r = wire.parse_rename(data)
-    if r.root_directory:
+    if r.root_directory or not r.name:
         raise CommandError(Status.INVALID_PARAMETER)
     target = vfs.parse_name(r.name[1:] if r.name.startswith("\\") else r.name)
     if not target or not op.parts:
@@ -198,6 +200,8 @@ def _set_link(op: Open, data: memoryview) -> None:
         # The name replaced is deleted as by an open that shares nothing, so
         # any open of it (this one too, for its own name) is a sharing
         # violation: smbd's answer.
+        if op.tree.node.delete_pending(existing.st_dev, existing.st_ino):
+            raise CommandError(Status.DELETE_PENDING)  # smbd's answer
         if op.tree.node.others_open("", existing.st_dev, existing.st_ino):
             raise CommandError(Status.SHARING_VIOLATION)
     op.tree.root.link(op.parts, op.ino, target, r.replace)
@@ -248,7 +252,7 @@ def _set_size(op: Open, data: memoryview, allocation: bool) -> None:
     if allocation and size >= os.fstat(op.fd).st_size:
         return
     vfs.truncate(op.fd, size)
-    keep_write_time(op)
+    writetime.size_changed(op)
     if stable.for_open(op):
         vfs.fdatasync(op.fd)  # a new end of file is data too (a CA share loses none)
 
@@ -279,6 +283,12 @@ _SETTERS = {
 }
 
 
+# Classes a Windows server knows but hanode cannot honour: valid data length
+# (needs SeManageVolumePrivilege's preallocation) and 8.3 short names (none
+# exist here).  NOT_SUPPORTED, as smbd answers, tells a client it may go on.
+_KNOWN_NOT_SUPPORTED = frozenset({FileClass.VALID_DATA_LENGTH, FileClass.SHORT_NAME})
+
+
 # Setters made of a few syscalls on the open's descriptor and node-table
 # statements (smb.nowait); a rename or a size change may take long.
 _SET_WITHOUT_WAITING = frozenset({FileClass.BASIC, FileClass.DISPOSITION, FileClass.FULL_EA,
@@ -288,7 +298,11 @@ _SET_WITHOUT_WAITING = frozenset({FileClass.BASIC, FileClass.DISPOSITION, FileCl
 async def set_info(ctx: CommandContext, req: Request) -> Reply:
     s = wire.parse_set_info(req.body, req.message)
     op = open_of(ctx, req, s.file_id)
+    if s.info_type == InfoType.FILESYSTEM and s.info_class != FsClass.CONTROL:
+        raise CommandError(Status.INVALID_INFO_CLASS)  # volume labels and the like: smbd's answer
     if s.info_type != InfoType.FILE:
+        raise CommandError(Status.NOT_SUPPORTED)  # quotas, security descriptors
+    if s.info_class in _KNOWN_NOT_SUPPORTED:
         raise CommandError(Status.NOT_SUPPORTED)
     setter = _SETTERS.get(s.info_class)
     if setter is None:

@@ -16,7 +16,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.durable import new_persistent_id
-from smb.server import create_replay, replay
+from smb.server import create_replay, replay, writetime
 from smb.server.durable_life import disconnected_record, released
 from smb.server.errors import CommandError as CommandError  # handlers import it from here
 from smb.server.handler import CommandContext, Request, SessionInfo
@@ -79,17 +79,25 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
     return op
 
 
-async def release_open(op: Open, *, keep_durable: bool = False) -> None:
+async def release_open(op: Open, *, keep_durable: bool = False) -> int:
     """Close an open: node-table rows, delete-on-close, then the descriptor.
+    Returns the status of its delete-on-close (SUCCESS when none failed), which
+    a CLOSE answers with, as smbd does (DIRECTORY_NOT_EMPTY for a directory
+    filled while it was open).
 
     keep_durable: the open ends with its tree connect, session or connection
     rather than by CLOSE; a durable open then stays, disconnected, for its
     client's reconnect (its file is reopened from the record), as Samba does.
     """
     tree = op.tree
+    # A handle that wrote since its write time last moved moves it now, however
+    # it ends (CLOSE, or its connection, session or tree going away): the data
+    # changed, and its pending move would not happen any more.
+    writetime.closing(op)
     tree.opens.pop(op.file_id, None)
     create_replay.forget(op)
     record = None
+    status: int = Status.SUCCESS
     with trio.CancelScope(shield=True):
         try:
             record = await disconnected_record(op, keep_durable=keep_durable)
@@ -98,12 +106,13 @@ async def release_open(op: Open, *, keep_durable: bool = False) -> None:
             await released(op, record)
             raise
         try:
-            await _release_rows(op, record)
+            status = await _release_rows(op, record)
         finally:
             await released(op, record)
+    return status
 
 
-async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
+async def _release_rows(op: Open, record: "DurableRecord | None") -> int:
     """The node-table rows, delete-on-close and the descriptor, in that order,
     each on the event loop unless it would wait (smb.nowait).  An open staying
     disconnected (``record``) keeps its rows for other workers to see; its
@@ -119,7 +128,7 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
         if not must_delete:
             os.close(op.fd)
     if not must_delete:
-        return
+        return Status.SUCCESS
     # The last close of an unlinked file frees its blocks, which takes as long
     # as the file is large: a large one is let go in a thread, a small one
     # (most deletes) here, where it costs less than the hop.
@@ -131,12 +140,14 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> None:
     try:
         await run(op.tree.root.unlink, op.parts, op.ino, op.is_dir)
     except vfs.VfsError as exc:
-        # The CLOSE is answered anyway (nothing in it could carry the failure);
-        # a file gone meanwhile is no failure (vfs.unlink checks the inode).
+        # The handle is closed all the same; a file gone meanwhile is no
+        # failure (vfs.unlink checks the inode).
         log.warning("delete-on-close of %s in %s failed, the file stays: %s",
                     op.display_name, op.tree.root.root, exc)
+        return exc.status
     finally:
         await run(os.close, op.fd)
+    return Status.SUCCESS
 
 
 async def release_tree(tree: TreeConnect, *, keep_durable: bool = False) -> None:

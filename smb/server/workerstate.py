@@ -113,6 +113,7 @@ class WorkerState:
         # the breaks of other workers' read caches (smb.server.crossbreaks).
         self.expiries = Background("durable open expiries")
         self.read_breaks = Background("cross-worker read-cache breaks")
+        self.write_times = Background("deferred write-time updates")  # smb.server.writetime
 
     def value(self) -> dict:
         try:
@@ -128,7 +129,8 @@ class WorkerState:
         """Liveness and the writer, for the worker's lifetime."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.writer.run)
-            for background in (self.breaks.tasks, self.expiries, self.read_breaks):
+            for background in (self.breaks.tasks, self.expiries, self.read_breaks,
+                               self.write_times):
                 await nursery.start(background.run)
             with trio.move_on_after(5):
                 await self._refresh()

@@ -43,6 +43,8 @@ class FileClass(enum.IntEnum):
     STREAM = 22
     COMPRESSION = 28
     NETWORK_OPEN = 34
+    VALID_DATA_LENGTH = 39
+    SHORT_NAME = 40
     ATTRIBUTE_TAG = 35
     NORMALIZED_NAME = 48
 

@@ -295,7 +295,9 @@ def listening_workers(target: Target) -> int:
 
 # -- smbtorture ------------------------------------------------------------------------------
 
-_RESULT = re.compile(r"^(success|failure|error|skip|xfail|uxsuccess): (\S+)", re.M)
+# A test's name may hold spaces (smb2.delete-on-close-perms' "CREATE Existing");
+# a failure's reason follows it after " [".
+_RESULT = re.compile(r"^(success|failure|error|skip|xfail|uxsuccess): (.+?)(?: \[)?$", re.M)
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Hard links (SET_INFO FileLinkInformation, MS-FSA 2.1.5.15.7) through
 smbprotocol, hanode against a private smbd: the same sequence of requests
-must get the same statuses and leave the same files.  (The kernel client's
+must get the same statuses and leave the same files, also where other
+handles hold the file or the name a link replaces (share modes, pending
+deletes).  (The kernel client's
 ``ln`` is in tests/kernel.)"""
 
 from __future__ import annotations
@@ -79,6 +81,69 @@ class Client:
         self.conn.disconnect(True)
 
 
+A = FilePipePrinterAccessMask
+RW = A.FILE_READ_DATA | A.FILE_WRITE_DATA | A.FILE_READ_ATTRIBUTES
+RWD = RW | A.DELETE
+DOC = CreateOptions.FILE_DELETE_ON_CLOSE
+FILE = CreateOptions.FILE_NON_DIRECTORY_FILE
+DIR = CreateOptions.FILE_DIRECTORY_FILE
+READONLY = FileAttributes.FILE_ATTRIBUTE_READONLY
+FILE_DISPOSITION = 13
+
+
+def create(c: Client, name: str, *, access: int = RWD, options: int = FILE,
+           disposition: int = CreateDisposition.FILE_OPEN_IF, share: int = SHARE_ALL,
+           attributes: int = FileAttributes.FILE_ATTRIBUTE_NORMAL) -> tuple[str, Open | None]:
+    """(status, the open when it succeeded)."""
+    op = Open(c.tree, name)
+    try:
+        op.create(ImpersonationLevel.Impersonation, access, attributes, share, disposition,
+                  options)
+    except SMBResponseException as exc:
+        return f"{exc.status:#x}", None
+    return "SUCCESS", op
+
+
+def status(c: Client, name: str, **kw) -> str:
+    """The status of a CREATE, its handle closed again."""
+    got, op = create(c, name, **kw)
+    if op is not None:
+        op.close()
+    return got
+
+
+def dispose(c: Client, op: Open, delete: bool = True) -> str:
+    req = SMB2SetInfoRequest()
+    req["info_type"] = 1
+    req["file_info_class"] = FILE_DISPOSITION
+    req["file_id"] = op.file_id
+    req["buffer"] = bytes([int(delete)])
+    return c._status(req)
+
+
+
+def share_mode_steps(c: Client) -> list[object]:
+    """Links and the other opens of the file and of the names involved."""
+    seen: list[object] = []
+    src = c.open("src")
+    c.open("other", share=ShareAccess.FILE_SHARE_READ)  # held, not sharing write or delete
+    _, plain = create(c, "src", access=A.FILE_READ_DATA | A.FILE_WRITE_ATTRIBUTES)
+    seen.append(("link through a handle without DELETE access", c.link(plain, "s2", False)))
+    _, locked = create(c, "src", access=A.FILE_READ_DATA, share=ShareAccess.FILE_SHARE_READ
+                       | ShareAccess.FILE_SHARE_WRITE)
+    seen.append(("link of a file another handle holds without sharing delete",
+                 c.link(src, "s3", False)))
+    seen.append(("replace a name held without sharing delete", c.link(src, "other", True)))
+    _, victim = create(c, "victim", access=A.DELETE | A.FILE_READ_ATTRIBUTES)
+    seen.append(("pending delete of the name to replace", dispose(c, victim)))
+    seen.append(("replace a name whose delete is pending", c.link(src, "victim", True)))
+    _, pending = create(c, "gone")
+    seen.append(("pending delete of the source", dispose(c, pending)))
+    seen.append(("link of a file whose delete is pending", c.link(pending, "gone2", False)))
+    seen.append(("link to the same name in another case", c.link(src, "SRC", False)))
+    return seen
+
+
 def scenario(target) -> list[object]:
     """The same requests against one server; what each got, and the files after."""
     c = Client(target)
@@ -103,6 +168,7 @@ def scenario(target) -> list[object]:
         seen.append(("content through the new name", g.read(0, 100)))
         g.write(b"DATA", 0)
         seen.append(("write through one name shows in the other", f.read(0, 100)))
+        seen.extend(share_mode_steps(c))
     finally:
         c.close()
     seen.append(sorted(p.name for p in target.share.iterdir()))

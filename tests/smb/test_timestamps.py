@@ -2,7 +2,10 @@
 through smbprotocol, hanode against a private smbd: times a client sets are
 kept exactly (far past and far future too) and stay through later writes on
 the same handle; -1 freezes the write time for the handle, -2 lets it move
-again; a CLOSE asked for the attributes reports what a query would.
+again; writes move the write time by the deferred rules (the first one
+about two seconds later, later ones at the close; FLUSH and SET_INFO make a
+pending move at once); a CLOSE asked for the attributes reports what a
+query would.
 (smbtorture's smb2.timestamps of Samba 4.17 also asserts that the change time
 equals the write time just set, which is Samba's own choice and
 not MS-FSA's: see the README.)"""
@@ -73,16 +76,33 @@ def scenario(target) -> dict[str, object]:
 
         g = open_new(c, "frozen")
         g.write(b"one", 0)
+        set_basic(c, g, write=-1)  # makes the first write's pending move, then freezes
         before = basic(c, g)[2]
-        set_basic(c, g, write=-1)
         time.sleep(0.05)
         g.write(b"two", 3)
+        g.flush()
         seen["-1 freezes the write time"] = basic(c, g)[2] == before
         set_basic(c, g, write=-2)
         time.sleep(0.05)
         g.write(b"three", 6)
+        g.flush()  # makes the pending move (writes alone move it later, see below)
         seen["-2 lets it move again"] = basic(c, g)[2] > before
         g.close()
+
+        d = open_new(c, "deferred")
+        created = basic(c, d)[2]
+        time.sleep(0.05)
+        d.write(b"one", 0)
+        seen["the first write does not move the write time at once"] = \
+            basic(c, d)[2] == created
+        time.sleep(2.5)
+        moved = basic(c, d)[2]
+        seen["about two seconds later it has moved"] = moved > created
+        d.write(b"two", 3)
+        time.sleep(0.05)
+        seen["a later write through the handle does not move it"] = basic(c, d)[2] == moved
+        closed = close_with_attributes(c, d)[2]
+        seen["the close moves it for that write"] = closed > moved
 
         h = open_new(c, "far")
         kept = {}
@@ -166,3 +186,22 @@ def test_close_reports_what_a_query_would(hanode_server, smbd_server):
             assert closed[2] == nt(981173106) and closed[5] == 5100, closed
         finally:
             c.close()
+
+
+def test_a_handle_ended_by_its_connection_moves_the_write_time(hanode_server, smbd_server):
+    """A handle that wrote and ends without a CLOSE (its connection dropped
+    within the two seconds) still moves the write time, as smbd does: the
+    data changed, and the pending move would not happen any more."""
+    for target in (hanode_server, smbd_server):
+        c = Client(target)
+        f = open_new(c, "dropped")
+        created = basic(c, f)[2]
+        time.sleep(0.05)
+        f.write(b"data", 0)
+        c.conn.disconnect(False)  # the socket closes; no CLOSE, no LOGOFF
+        path = target.share / "dropped"
+        deadline = time.monotonic() + 1.5  # within the delay the handle itself had
+        while nt(0) + path.stat().st_mtime_ns // 100 <= created and time.monotonic() < deadline:
+            time.sleep(0.05)
+        written = nt(0) + path.stat().st_mtime_ns // 100
+        assert written > created, f"{target.name}: write time {written}, created {created}"

@@ -1,8 +1,9 @@
 """smbtorture parity for Windows file semantics (issue 17): timestamps and
 delete-on-close permissions, hanode against a private smbd.  Every subtest
 smbd passes must pass here, except the gaps below, each with its reason.
-(Hard links and the write-time rules smbtorture 4.17 has no test for are
-checked in test_link_parity.py and test_timestamps.py.)"""
+(Hard links, delete-on-close without NT ACLs, and the write-time rules
+smbtorture 4.17 has no test for are checked in test_link_parity.py,
+test_delete_on_close.py and test_timestamps.py.)"""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ _CHANGE_TIME = ("smbtorture 4.17 asserts that the change time equals the write t
                 "just set (Samba 4.17 reports mtime as change time); MS-FSA keeps the "
                 "change time the file system's, as hanode does (test_timestamps.py), "
                 "and later smbtorture no longer asserts it")
-_DEFERRED = ("deferred write-time updates (the first write moves the write time "
-             "seconds later, further writes not until close) are not implemented: "
-             "hanode's write time is the file's mtime, moved by every write")
 _NO_ACLS = ("the suite's helper sets a security descriptor, which hanode refuses "
             "(no NT ACLs; SET_INFO security is NOT_SUPPORTED), returns without "
             "closing its directory handle, and the directory then stays "
@@ -29,14 +27,12 @@ SEMANTICS_GAPS: dict[str, str] = {
     "smb2.timestamps.test_close_not_attrib": (
         "the test names its file with '/' as separator; hanode refuses '/' in a "
         "name (OBJECT_NAME_INVALID), as Windows does"),
-    **{f"smb2.timestamps.{t}": _DEFERRED for t in (
-        "delayed-2write", "delayed-write-vs-flush", "delayed-write-vs-setbasic",
-        "delayed-write-vs-seteof")},
     **{f"smb2.delete-on-close-perms.{t}": _NO_ACLS for t in (
-        "CREATE", "FIND_and_set_DOC", "READONLY")},
+        "OVERWRITE_IF", "CREATE", "CREATE Existing", "CREATE_IF", "FIND_and_set_DOC")},
 }
 
-SUITES = ["smb2.timestamps", "smb2.delete-on-close-perms"]
+# smb2.sharemode: the share-mode rules delete-on-close and links are checked against.
+SUITES = ["smb2.timestamps", "smb2.delete-on-close-perms", "smb2.sharemode"]
 PARITY = {"test_semantics_parity": {"workers": 1, "timeout": 300}}
 
 
