@@ -78,7 +78,7 @@ def _command_name(command: int) -> str:
     return _COMMAND_NAMES.get(command, "UNKNOWN")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     """A handler invocation in flight; CANCEL finds it by MessageId or AsyncId."""
 
@@ -99,6 +99,8 @@ class _Call:
 
 class _Context:
     """What a handler sees (smb.server.handler.CommandContext)."""
+
+    __slots__ = ("config", "connection", "session", "_conn", "_call")
 
     def __init__(self, conn: "Connection", call: _Call):
         self.config = conn.config
@@ -528,7 +530,7 @@ class Connection:
     async def _run_handler(self, handler: Handler, call: _Call, request: Request) -> None:
         """The handler, cancellable once it waits; a call that went async
         sends its final reply itself."""
-        reply = Reply(status=Status.CANCELLED, body=error_body())
+        reply: Reply | None = None
         try:
             with call.scope:
                 reply = await self._invoke(handler, call, request)
@@ -536,6 +538,8 @@ class Connection:
             if call.detached:
                 call.detached = False
                 self._detached -= 1
+        if reply is None:  # cancelled while it waited
+            reply = Reply(status=Status.CANCELLED, body=error_body())
         if not call.went_async:
             call.reply = reply
             return

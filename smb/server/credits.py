@@ -28,6 +28,15 @@ class CreditWindow:
         charge = max(charge, 1)
         if message_id < self.low or message_id + charge > self.high:
             return False
+        if charge == 1 and message_id == self.low:
+            # The usual case, one request after the other: ``low`` is never
+            # spent (the loop below moves past spent ids), so nothing to check.
+            spent = self._spent
+            self.low += 1
+            while self.low in spent:
+                spent.discard(self.low)
+                self.low += 1
+            return True
         ids = range(message_id, message_id + charge)
         if any(i in self._spent for i in ids):
             return False

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from smb.vfs import FileSlice
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     header: Header
     # This command's bytes after its 64-byte header, up to NextCommand (or the end).
@@ -37,7 +37,7 @@ class Request:
     admission: "Admission | None" = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     status: int = Status.SUCCESS
     # The response body after the header (for errors, smb.wire.header.error_body()).

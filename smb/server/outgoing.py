@@ -9,7 +9,7 @@ from smb.server.channels import Channel
 from smb.wire.header import Header
 
 
-@dataclass
+@dataclass(slots=True)
 class Out:
     """One response of a (possibly compound) reply, not yet signed or framed;
     ``sign_with`` is the channel whose key signs it (None: unsigned)."""

@@ -84,6 +84,22 @@ def test_exact_match_wins_over_case_fold(share):
         assert where.st is not None
 
 
+def test_case_fold_match_past_names_that_fold_longer(share):
+    """The match is found by position among all names folded at once: names
+    before it whose folding changes their length (ß, the ﬁ ligature) must not
+    shift it to a neighbour."""
+    s, root, _ = share
+    for name in ("Straße", "ﬁle", "aﬃx", "Target.TXT", "target-not"):
+        (root / "Docs" / name).write_text(name)
+    for asked, found in (("target.txt", "Target.TXT"), ("STRASSE", "Straße"),
+                         ("FILE", "ﬁle"), ("affix", "aﬃx"), ("TARGET-NOT", "target-not")):
+        with s.lookup(("docs", asked)) as where:
+            assert where.name == found and where.st is not None
+    assert vfs._casefold_match(["b", "ß", "SS", "x"], "ss") == "ß"  # the first in order
+    assert vfs._casefold_match(["ab", "b"], "a") is None  # whole names only
+    assert vfs._casefold_match([], "a") is None
+
+
 def test_missing_names(share):
     s, _, _ = share
     with s.lookup(("Docs", "nothere")) as where:
