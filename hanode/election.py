@@ -35,6 +35,14 @@ PEERS_INTERVAL = 0.25
 # The lease of a handover request the leader writes: if the target never
 # claims, the request vanishes by itself and the election goes back to normal.
 HANDOVER_TTL = 3
+# Keepalives in flight at once: a TTL's worth at the TTL/4 pace.
+KEEPALIVES_IN_FLIGHT = 4
+# Threads for the elector's own etcd calls, apart from trio's default limiter:
+# a health check hung on dead storage abandons a thread every round, and once
+# those fill the default limiter a keepalive waiting for a token would let the
+# lease run out.  The elector has at most eight calls in flight (keepalives,
+# leader poll, peers, an action, one abandoned by a stop).
+ELECTOR_THREADS = 12
 # Retry pacing while etcd does not answer and our lease is surely gone.
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 2.0
@@ -334,7 +342,8 @@ class Elector:
 
     def __init__(self, me: str, store: Store, vips: VipEffects, timing: Timing,
                  health: HealthSource | None = None,
-                 on_handover: Callable[[str], None] = lambda cause: None):
+                 on_handover: Callable[[str], None] = lambda cause: None,
+                 on_keepalive: Callable[[float], None] = lambda seconds: None):
         self.me = me
         self.store = store
         self.vips = vips
@@ -343,11 +352,16 @@ class Elector:
         # Told the kind of check (worker, marker, storage, link, check) behind each
         # health handover, for the metrics.
         self.on_handover = on_handover
+        # Told the round trip of each keepalive that succeeded (seconds), for the
+        # metrics: the fence deadline is measured from when it was sent.
+        self.on_keepalive = on_keepalive
         self.state = State()
         self.state_since = time.time()
         self._obs = _Observed()
         self._etcd_up: bool | None = None
         self._campaign_scope = trio.CancelScope()
+        self._threads = trio.CapacityLimiter(ELECTOR_THREADS)
+        self._keepalives_in_flight = 0
         # The TTL etcd granted our last lease (None before the first grant).
         self.granted_ttl: int | None = None
 
@@ -520,7 +534,8 @@ class Elector:
     # -- fact gatherers -----------------------------------------------------------
 
     async def _etcd(self, fn: Callable[..., T], *args: object) -> T:
-        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True,
+                                             limiter=self._threads)
 
     def _note_etcd(self, error: StoreUnavailable | None) -> None:
         """One log line per change between reachable and unreachable."""
@@ -557,38 +572,62 @@ class Elector:
             obs.poke()
 
     async def _lease_loop(self) -> None:
+        """Grant a lease, then send a keepalive every TTL/4 without waiting for the
+        one before: on a busy machine a single keepalive may take half a second
+        (a starved thread, a slow etcd), and while the next ones waited behind it
+        the leader fenced itself at sent + TTL - margin though etcd kept the lease
+        alive.  Each success moves lease_sent to its own send time, if later."""
         obs = self._obs
         ttl = self.timing.lease_ttl
         backoff = BACKOFF_FIRST
-        while not obs.stopping:
-            sent = trio.current_time()
-            try:
-                if obs.lease_id is None:
-                    obs.lease_id, granted = await self._etcd(self.store.grant_lease_ttl,
-                                                             int(ttl))
-                    obs.lease_sent = sent
-                    self._note_granted(granted)
-                elif await self._etcd(self.store.keepalive, obs.lease_id) > 0:
-                    obs.lease_sent = sent
-                else:
-                    log.warning("%s: lease %x expired in etcd; taking a new one",
-                                self.me, obs.lease_id)
-                    obs.lease_id = obs.lease_sent = None
-                    obs.poke()
-                    continue
-                self._note_etcd(None)
-                backoff = BACKOFF_FIRST
+        async with trio.open_nursery() as keepalives:
+            while not obs.stopping:
+                sent = trio.current_time()
                 delay = ttl / 4
-            except StoreUnavailable as exc:
-                self._note_etcd(exc)
-                sent_last = obs.lease_sent
-                if sent_last is not None and trio.current_time() < sent_last + ttl:
-                    # The lease may still live: keep trying at the keepalive pace.
-                    delay = ttl / 4
+                if obs.lease_id is None:
+                    try:
+                        obs.lease_id, granted = await self._etcd(self.store.grant_lease_ttl,
+                                                                 int(ttl))
+                        obs.lease_sent = sent
+                        self._note_granted(granted)
+                        self._note_etcd(None)
+                        backoff = BACKOFF_FIRST
+                    except StoreUnavailable as exc:
+                        self._note_etcd(exc)
+                        delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+                    obs.poke()
                 else:
-                    delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
-            obs.poke()
-            await trio.sleep_until(sent + delay)
+                    if self._keepalives_in_flight < KEEPALIVES_IN_FLIGHT:
+                        keepalives.start_soon(self._keepalive, obs.lease_id, sent)
+                    if obs.lease_sent is not None and sent < obs.lease_sent + ttl:
+                        backoff = BACKOFF_FIRST  # the lease may still live: keep the pace
+                    else:
+                        delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+                await trio.sleep_until(sent + delay)
+            keepalives.cancel_scope.cancel()
+
+    async def _keepalive(self, lease_id: int, sent: float) -> None:
+        """One keepalive of lease_id, sent at sent; records what it learnt."""
+        obs = self._obs
+        self._keepalives_in_flight += 1
+        try:
+            ttl_left = await self._etcd(self.store.keepalive, lease_id)
+        except StoreUnavailable as exc:
+            self._note_etcd(exc)
+            return
+        finally:
+            self._keepalives_in_flight -= 1
+        if obs.lease_id != lease_id:
+            return  # that lease was given up meanwhile
+        self._note_etcd(None)
+        if ttl_left > 0:
+            self.on_keepalive(trio.current_time() - sent)
+            if obs.lease_sent is None or sent > obs.lease_sent:
+                obs.lease_sent = sent
+        else:
+            log.warning("%s: lease %x expired in etcd; taking a new one", self.me, lease_id)
+            obs.lease_id = obs.lease_sent = None
+        obs.poke()
 
     async def _leader_poll_loop(self) -> None:
         obs = self._obs
