@@ -35,14 +35,19 @@ PEERS_INTERVAL = 0.25
 # The lease of a handover request the leader writes: if the target never
 # claims, the request vanishes by itself and the election goes back to normal.
 HANDOVER_TTL = 3
-# Keepalives in flight at once: a TTL's worth at the TTL/4 pace.
-KEEPALIVES_IN_FLIGHT = 4
+# A keepalive goes every TTL / KEEPALIVES_PER_TTL.  The leader lets go at
+# sent + TTL - margin, so a keepalive may take up to TTL - margin - TTL/8
+# (0.625 s of a 1 s lease) before the leader fences itself; at TTL/4 that was
+# 0.5 s, which a busy machine exceeds now and then.
+KEEPALIVES_PER_TTL = 8
+# Keepalives in flight at once: up to a TTL's worth less the margin.
+KEEPALIVES_IN_FLIGHT = 6
 # Threads for the elector's own etcd calls, apart from trio's default limiter:
 # a health check hung on dead storage abandons a thread every round, and once
 # those fill the default limiter a keepalive waiting for a token would let the
-# lease run out.  The elector has at most eight calls in flight (keepalives,
+# lease run out.  The elector has at most ten calls in flight (keepalives,
 # leader poll, peers, an action, one abandoned by a stop).
-ELECTOR_THREADS = 12
+ELECTOR_THREADS = 14
 # Retry pacing while etcd does not answer and our lease is surely gone.
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 2.0
@@ -572,7 +577,7 @@ class Elector:
             obs.poke()
 
     async def _lease_loop(self) -> None:
-        """Grant a lease, then send a keepalive every TTL/4 without waiting for the
+        """Grant a lease, then send a keepalive every TTL/8 without waiting for the
         one before: on a busy machine a single keepalive may take half a second
         (a starved thread, a slow etcd), and while the next ones waited behind it
         the leader fenced itself at sent + TTL - margin though etcd kept the lease
@@ -583,7 +588,7 @@ class Elector:
         async with trio.open_nursery() as keepalives:
             while not obs.stopping:
                 sent = trio.current_time()
-                delay = ttl / 4
+                delay = ttl / KEEPALIVES_PER_TTL
                 if obs.lease_id is None:
                     try:
                         obs.lease_id, granted = await self._etcd(self.store.grant_lease_ttl,
