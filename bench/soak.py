@@ -3,8 +3,9 @@
     sudo .venv/bin/python bench/soak.py --duration 600
 
 A namespace lab (hanode.lab: three agents with SMB workers, etcd in its own
-namespace) runs with ``cluster.lease_ttl = 1`` while other processes keep the
-machine busy: one busy loop per core at normal priority, a writer that
+namespace) runs with ``cluster.lease_ttl = 1``, etcd and the agents at the
+CPU priority their systemd units give them (``--nice``, default -10), while
+other processes at the default priority keep the machine busy: one busy loop per core at normal priority, a writer that
 writes and fsyncs a file on the disk etcd's WAL lives on, and (``--copy``)
 an smbclient copying files through the VIP.  Nothing is supposed to happen:
 the first leader should still lead at the end.
@@ -157,12 +158,18 @@ def merged(per_node: list[list[tuple[float, float]]]) -> list[tuple[float, float
     return [(bound, sum(b[i][1] for b in per_node)) for i, (bound, _) in enumerate(per_node[0])]
 
 
+def ordinary() -> None:
+    """In a load process before exec: the default priority, whatever the soak runs at."""
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 def start_load(lab: Lab, cpu_hogs: int, disk: bool, copy: bool) -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, "-c", CPU_HOG]) for _ in range(cpu_hogs)]
+    procs = [subprocess.Popen([sys.executable, "-c", CPU_HOG], preexec_fn=ordinary)
+             for _ in range(cpu_hogs)]
     if disk:
         # In the lab's workdir: the same file system as etcd's data directory.
         procs.append(subprocess.Popen([sys.executable, "-c", DISK_HOG,
-                                       str(lab.workdir / "disk-hog.bin")]))
+                                       str(lab.workdir / "disk-hog.bin")], preexec_fn=ordinary))
     if copy:
         src = lab.workdir / "copy-src.bin"
         src.write_bytes(os.urandom(8 << 20))
@@ -170,7 +177,7 @@ def start_load(lab: Lab, cpu_hogs: int, disk: bool, copy: bool) -> list[subproce
                 f"-m SMB3 -c 'put {src} soak.bin; get soak.bin /dev/null' "
                 f">>{lab.workdir / 'copy.log'} 2>&1; done")
         procs.append(subprocess.Popen(["ip", "netns", "exec", lab.client_ns, "sh", "-c", loop],
-                                      start_new_session=True))
+                                      start_new_session=True, preexec_fn=ordinary))
     return procs
 
 
@@ -189,6 +196,10 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 
 def soak(args: argparse.Namespace) -> dict[str, object]:
+    # The lab's agents and etcd inherit this priority, as systemd gives it to
+    # them (Nice= of deploy/systemd/hanode-agent.service and of the Ansible
+    # etcd drop-in); the agents put their SMB workers back to 0.
+    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     with Lab(3, lease_ttl=1, workers=args.workers, workdir=args.workdir) as lab:
         first = lab.start_agents()
         if args.copy:
@@ -205,7 +216,7 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
                 if len(holders) != 1:
                     holder_faults += 1
                     print(f"  {args.duration - (end - now):6.1f}s VIP holders: {holders}",
-                          flush=True)
+                          file=sys.stderr, flush=True)
                 loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
                 time.sleep(max(0.0, now + SAMPLE_INTERVAL - time.monotonic()))
         finally:
@@ -226,6 +237,7 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
             "nodes": len(lab.nodes),
             "lease_ttl_s": 1,
             "load": {"cpu_hogs": args.cpu_hogs, "disk": args.disk, "copy": args.copy},
+            "nice": args.nice,
             "loadavg_1m_mean": round(sum(loads) / len(loads), 2) if loads else None,
             "loadavg_1m_max": max(loads, default=None),
             "first_leader": first,
@@ -264,6 +276,8 @@ def main() -> int:
     p.add_argument("--no-disk", dest="disk", action="store_false",
                    help="no fsync writer on etcd's disk")
     p.add_argument("--copy", action="store_true", help="an smbclient copying through the VIP")
+    p.add_argument("--nice", type=int, default=-10,
+                   help="CPU priority of etcd and the agents (default -10, as the units set it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--workdir", type=Path, help="keep the lab's files (logs) here")
     args = p.parse_args()
@@ -275,6 +289,7 @@ def main() -> int:
     else:
         ev = r["log_events"]
         print(f"duration {r['duration_s']:.0f} s, {r['nodes']} nodes, lease TTL 1 s, "
+              f"etcd and agents at nice {r['nice']}, "
               f"load: {r['load']}; load average (1 min) mean {r['loadavg_1m_mean']}, "
               f"max {r['loadavg_1m_max']}")
         print(f"leader changes {r['leader_changes']} (first leader {r['first_leader']}), "
