@@ -23,7 +23,8 @@ import trio
 from hanode import checks, embedded_etcd, health, looplag, metrics, record
 from hanode.config import Config, ShareConfig
 from hanode.conns import ConnList
-from hanode.election import Elector, Timing
+from hanode.election import Elector
+from hanode.leadership import Timing
 from hanode.sdnotify import Notifier
 from hanode.store import Store, StoreUnavailable
 from hanode.supervisor import Supervisor

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from pathlib import Path
 
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -67,6 +68,17 @@ class SlowRelay:
         done.cancel()
 
 
+def start_agent(cfg: Path, log: Path, runtime: Path) -> subprocess.Popen:
+    """The agent at the priority its unit gives it (Nice=-10), so that what this
+    test measures is the relay's delay, not other processes' load."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hanode.cli", "agent", "--config", str(cfg)],
+            env={**os.environ, "RUNTIME_DIRECTORY": str(runtime)},
+            stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, UNIT_NICE))
+
+
 def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
@@ -104,14 +116,7 @@ address = "127.0.0.1"
 port = {metrics_port}
 """)
         log = tmp_path / "agent.log"
-        with open(log, "wb") as out:
-            # At the priority its unit gives it (Nice=-10), so that what this
-            # measures is the relay's delay, not other processes' load.
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "hanode.cli", "agent", "--config", str(cfg)],
-                env={**os.environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")},
-                stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, UNIT_NICE))
+        agent = start_agent(cfg, log, tmp_path / "run")
         try:
             async def metric(name: str) -> float | None:
                 try:

@@ -16,11 +16,13 @@ async def test_a_blocked_loop_is_reported_with_its_length(caplog):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(looplag.watch, lags.append, "n1", 0.01, 0.25)
         await trio.sleep(0.05)
-        time.sleep(0.4)  # the mistake the watch is for: a blocking call in the loop
+        time.sleep(0.4)  # noqa: ASYNC251 - the mistake the watch is for: a blocking call in the loop
         await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
+    # The blocking call's stall at least (a busy machine may add others).
     stalls = [lag for lag in lags if lag >= 0.25]
-    assert len(stalls) == 1 and 0.3 <= stalls[0] < 1.5, lags
+    assert max(lags) >= 0.35, lags
     assert len(lags) >= 5  # it kept watching before and after the stall
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and warnings[0].startswith("n1: event loop stalled 0.")
+    assert len(warnings) == len(stalls), (warnings, lags)
+    assert all(w.startswith("n1: event loop stalled ") for w in warnings)
