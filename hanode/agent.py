@@ -9,27 +9,32 @@ are stopped, and the process exits 0 within two seconds.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import trio
 
-from hanode import checks, embedded_etcd, health, metrics, record
+from hanode import checks, embedded_etcd, health, looplag, metrics, record
 from hanode.config import Config, ShareConfig
 from hanode.conns import ConnList
-from hanode.election import Elector, Timing
+from hanode.election import Elector
+from hanode.leadership import Timing
 from hanode.sdnotify import Notifier
 from hanode.store import Store, StoreUnavailable
 from hanode.supervisor import Supervisor
 from hanode.takeover import VipOwner
-
-if TYPE_CHECKING:
-    from smb.durable import EtcdDurableStore
+# Imported here, with the agent, not on the scavenger's first round as leader:
+# importing the SMB server modules takes 0.2 s of CPU, seconds on a busy
+# machine, and an import inside a coroutine blocks the whole trio loop; the
+# new leader stalled that long, past its 1 s lease (bench/soak.py).
+from smb.durable import EtcdDurableStore, scavenge
+from smb.server.durable_opens import delete_on_close
 
 log = logging.getLogger("hanode.agent")
 
@@ -66,7 +71,6 @@ async def _stop_on_signal(elector: Elector, notifier: Notifier,
 async def _scavenge_loop(store: Store, elector: Elector, shares: Sequence[ShareConfig]) -> None:
     """Expire durable handles nobody reclaimed in time; only the leader does it,
     so that one node, not every node, pays for the listing."""
-    from smb.durable import EtcdDurableStore
     durable = EtcdDurableStore(store)
     while True:
         await trio.sleep(SCAVENGE_INTERVAL)
@@ -80,7 +84,7 @@ async def _scavenge_loop(store: Store, elector: Elector, shares: Sequence[ShareC
             log.info("%s: %d durable handle(s) expired", elector.me, expired)
 
 
-async def scavenge_once(durable: "EtcdDurableStore", shares: Sequence[ShareConfig],
+async def scavenge_once(durable: EtcdDurableStore, shares: Sequence[ShareConfig],
                         now: float) -> int:
     """One scavenger round; returns how many handles it expired.
 
@@ -91,8 +95,6 @@ async def scavenge_once(durable: "EtcdDurableStore", shares: Sequence[ShareConfi
     another node's client holds that file open meanwhile; on Linux such an
     open keeps its data, only the name goes.
     """
-    from smb.durable import scavenge
-    from smb.server.durable_opens import delete_on_close
     done = await scavenge(durable, now)
     if done.expire:
         live = await durable.live_workers()
@@ -124,11 +126,13 @@ async def run(cfg: Config, endpoints: tuple[str, ...]) -> None:
             elector = Elector(me, store, owner,
                               Timing(cfg.cluster.lease_ttl, cfg.cluster.fence_margin,
                                      cfg.health.hold_down),
-                              health=monitor, on_handover=stats.handover)
+                              health=monitor, on_handover=stats.handover,
+                              on_keepalive=stats.observe_keepalive)
             await nursery.start(_stop_on_signal, elector, notifier)
             if cfg.metrics.enabled:
                 await nursery.start(metrics.serve, stats, cfg.metrics.address, cfg.metrics.port,
                                     lambda: unready(elector, monitor))
+            nursery.start_soon(looplag.watch, stats.observe_loop_lag, me)
             nursery.start_soon(monitor.run)
             reporter = health.Reporter(me, stats, notifier, [vip.ip for vip in cfg.vips])
             nursery.start_soon(health.report_loop, reporter, elector, owner)
@@ -160,6 +164,11 @@ def main(cfg: Config) -> int:
             log.error("%s: cannot start the embedded etcd: %s", cfg.node.name, exc)
             return 1
         endpoints = (EMBEDDED_CLIENT_URL,)
+    # Everything imported so far lives as long as the process: out of the
+    # collector's sight, a full collection no longer walks the modules of gRPC,
+    # protobuf and the SMB server, which blocked the trio loop for a while on a
+    # busy machine.
+    gc.freeze()
     try:
         trio.run(run, cfg, endpoints)
     finally:

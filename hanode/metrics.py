@@ -44,6 +44,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # etcd answers a healthy request in about a millisecond; the top buckets are
 # there to show how close a slow etcd comes to the lease TTL (2 s by default).
 ETCD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# The trio loop's lateness (hanode.looplag): normally well under a millisecond;
+# with a 1 s lease the leader fences itself after 0.75 s without a keepalive.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0)
 
 # What generate_latest() writes: the classic text format.  Named here because
 # newer client libraries call a later version "latest", which older
@@ -109,6 +112,20 @@ class Metrics:
         self._etcd = Histogram("hanode_etcd_request_duration_seconds",
                                "Time etcd took to answer one request of the agent",
                                buckets=ETCD_BUCKETS, registry=r)
+        # The lease keepalive's round trip, through the thread hop and etcd: what
+        # the fencing rule (let go at sent + TTL - margin) depends on.
+        self._keepalive = Histogram("hanode_lease_keepalive_seconds",
+                                    "Round trip of one lease keepalive that succeeded",
+                                    buckets=LAG_BUCKETS, registry=r)
+        self._keepalive_max = Gauge("hanode_lease_keepalive_max_seconds",
+                                    "Longest lease keepalive round trip since the agent started",
+                                    registry=r)
+        self._lag = Histogram("hanode_event_loop_lag_seconds",
+                              "How late the agent's trio loop woke a sleeping task",
+                              buckets=LAG_BUCKETS, registry=r)
+        self._lag_max = Gauge("hanode_event_loop_lag_max_seconds",
+                              "Longest event-loop lag since the agent started", registry=r)
+        self._longest_keepalive = self._longest_lag = 0.0
         self._durable = Gauge("hanode_durable_handles",
                               "Durable handles recorded in etcd for the cluster", registry=r)
         self._check = Gauge("hanode_health_check",
@@ -165,6 +182,18 @@ class Metrics:
 
     def observe_etcd(self, seconds: float) -> None:
         self._etcd.observe(seconds)
+
+    def observe_keepalive(self, seconds: float) -> None:
+        self._keepalive.observe(seconds)
+        if seconds > self._longest_keepalive:
+            self._longest_keepalive = seconds
+            self._keepalive_max.set(seconds)
+
+    def observe_loop_lag(self, seconds: float) -> None:
+        self._lag.observe(seconds)
+        if seconds > self._longest_lag:
+            self._longest_lag = seconds
+            self._lag_max.set(seconds)
 
     def set_durable_handles(self, n: int) -> None:
         self._durable.set(n)

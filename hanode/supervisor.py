@@ -103,6 +103,7 @@ class Supervisor:
         while True:
             env = {**os.environ, **(self.metrics.worker_environment() if self.metrics else {})}
             proc = await trio.lowlevel.open_process(self.argv(worker.index), env=env)
+            _default_priority(proc.pid)
             worker.pid, worker.started = proc.pid, trio.current_time()
             worker.answered = False
             self._publish_pids()
@@ -200,3 +201,16 @@ def _describe(code: int) -> str:
         except ValueError:
             pass
     return f"status {code}"
+
+
+def _default_priority(pid: int) -> None:
+    """Put a new worker back to the default CPU priority if the agent runs ahead
+    of it (the unit's Nice=-10 is for the agent's lease renewals, not for
+    serving clients); a worker never runs ahead of ordinary processes.  Done
+    right after the start, before the worker has made threads of its own."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice < 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, 0)
+        except ProcessLookupError:
+            pass  # already gone; its exit is seen by the caller

@@ -83,6 +83,9 @@ port = {metrics_port}
         assert s["hanode_leader_term"] > 0
         assert s["hanode_takeovers_total"] == 1
         assert s["hanode_etcd_request_duration_seconds_count"] > 3
+        assert s["hanode_lease_keepalive_seconds_count"] > 0
+        assert 0 < s["hanode_lease_keepalive_max_seconds"] < 1
+        assert s["hanode_event_loop_lag_seconds_count"] > 10  # a turn every 50 ms
         assert "hanode_durable_handles" in s and "hanode_workers" in s
 
         agent.send_signal(signal.SIGTERM)

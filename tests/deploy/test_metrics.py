@@ -182,6 +182,20 @@ def test_stale_worker_files_are_cleared(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_keepalive_and_loop_lag_series_keep_their_longest():
+    m = metrics.Metrics()
+    for seconds in (0.004, 0.6, 0.02):
+        m.observe_keepalive(seconds)
+    m.observe_loop_lag(0.3)
+    m.observe_loop_lag(0.001)
+    s = samples(m.render().decode())
+    assert s[("hanode_lease_keepalive_seconds_count", ())] == 3
+    assert s[("hanode_lease_keepalive_seconds_bucket", (("le", "0.5"),))] == 2
+    assert s[("hanode_lease_keepalive_max_seconds", ())] == 0.6
+    assert s[("hanode_event_loop_lag_seconds_count", ())] == 2
+    assert s[("hanode_event_loop_lag_max_seconds", ())] == 0.3
+
+
 def test_store_reports_each_etcd_request_to_the_histogram(store):
     m = metrics.Metrics()
     store.on_request = m.observe_etcd

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hanode import embedded_etcd
-from hanode.election import granted_note
+from hanode.leadership import granted_note
 from hanode.store import Store
 
 

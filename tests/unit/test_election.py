@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hanode.election import (
+from hanode.leadership import (
     Campaign, ClaimVip, Facts, LeaderSeen, PlannedRelease, ReleaseVip, Resign, RevokeLease, State,
     SwitchoverSeen, Timing, decide, fence_deadline,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from hanode.election import (
+from hanode.leadership import (
     Campaign, ClaimVip, Facts, HandOver, LeaderSeen, PlannedRelease, State, SwitchoverSeen,
     Timing, check_kind, decide, healthy_standby,
 )
