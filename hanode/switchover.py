@@ -3,7 +3,7 @@
 The request is one key in etcd (``store.switchover_key``: to, from, time) on a
 short lease of its own, so a request that nobody completes (the command was
 killed, the target died) disappears by itself and the election goes back to
-normal.  The agents treat it as one more fact (see ``election.decide``): the
+normal.  The agents treat it as one more fact (see ``leadership.decide``): the
 leader it names resets its clients, releases the VIP and resigns; only the
 target campaigns meanwhile, so it claims as soon as the leader key is gone.
 This command only checks the request makes sense, writes it, waits for the
