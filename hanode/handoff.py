@@ -8,18 +8,23 @@ never resets its clients while it still holds the address; instead:
 1. it records every client it serves in its hand-off record, which the
    successor tickles after its claim along with the connection list (the list
    alone would not do: a worker deletes its entry when its connection ends,
-   which step 3 makes happen, and a client younger than the agent's last
+   which step 4 makes happen, and a client younger than the agent's last
    reconciliation is not in it),
-2. the address goes: from here on no new connection is taken, and the
+2. its SMB workers drain their connections (smb.server.drain): no more
+   credits, the requests in flight answered while the address still routes
+   the replies, bounded by DRAIN_BOUND.  The Linux kernel client fails a
+   WRITE it is still sending when its connection breaks, but sends again one
+   it has sent in full; a drained client is sending nothing,
+3. the address goes: from here on no new connection is taken, and the
    clients' packets are dropped,
-3. its own sockets on the VIP are dropped.  Without the address the kernel
+4. its own sockets on the VIP are dropped.  Without the address the kernel
    cannot route their RSTs, so no client hears of it yet, but the SMB
    workers see the connections closed and mark their durable opens
    disconnected before any client can ask the successor to reclaim them,
-4. the leader key goes, so the successor claims at once, announces the VIP
+5. the leader key goes, so the successor claims at once, announces the VIP
    (GARP/NA) and then tickles the listed clients: their answers reach the new
    holder, which resets them, and their reconnect finds it,
-5. it waits (bounded) to see the successor's claim, for the log line.  With
+6. it waits (bounded) to see the successor's claim, for the log line.  With
    no claim within the bound it stops waiting: a later leader tickles the
    listed clients when it claims, so none waits forever on a dead socket.
 
@@ -37,6 +42,10 @@ Client = tuple[str, str, int]
 # How long the old leader waits to see its successor's claim.  Well inside the
 # agent's stop budget (1.5 s), so that a SIGTERM still revokes the lease after.
 CLAIM_BOUND = 0.5
+# How long the workers may take to drain their connections.  A client keeps
+# being served meanwhile (until its credits run out), so this delays the move
+# more than it stalls the client.
+DRAIN_BOUND = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class HandOffFacts:
     address_held: bool                  # our VIP addresses are still on the interface
     clients: frozenset[Client] | None   # our live connections on the VIPs; None: not read
     recording_tried: bool               # we tried to record them (etcd may have refused)
+    drained: bool                       # the workers drained their connections, or tried
     sockets_dropped: bool               # our sockets on the VIP are gone
     resigned: bool                      # we deleted our leader key, or tried to
     released_at: float | None           # when the address went
@@ -60,6 +70,12 @@ class ReadClients:
 class RecordClients:
     """Write the hand-off record of these clients, for the successor's tickles."""
     clients: frozenset[Client]
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Have the SMB workers drain their connections on the VIPs, within ``bound``."""
+    bound: float
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,7 @@ class Done:
     claimed_by: str | None  # None: nobody claimed within the bound
 
 
-Step = ReadClients | RecordClients | RemoveAddress | DropSockets | Resign | WaitForClaim | Done
+Step = ReadClients | RecordClients | Drain | RemoveAddress | DropSockets | Resign | WaitForClaim | Done
 
 
 def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
@@ -97,6 +113,8 @@ def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
             return ReadClients()
         if f.clients and not f.recording_tried:
             return RecordClients(f.clients)
+        if f.clients and not f.drained:
+            return Drain(DRAIN_BOUND)
         return RemoveAddress()
     if not f.sockets_dropped:
         return DropSockets()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from contextlib import AsyncExitStack
 from typing import Awaitable, Callable, TypeVar
 
 import psutil
@@ -20,6 +21,7 @@ from hanode.conns import Client, ConnList
 from hanode.net import NetError, announce, tickle
 from hanode.net import vip as netvip
 from hanode.store import StoreUnavailable
+from smb import drainctl
 
 log = logging.getLogger("hanode.takeover")
 
@@ -40,6 +42,7 @@ class VipOwner:
         self.me = me
         self.vips = cfg.vips
         self.port = cfg.smb.port
+        self._drain_at = [drainctl.address(cfg.node.state_dir, i) for i in range(cfg.smb.workers)]
         self.refresh = cfg.cluster.announce_refresh
         self.conns = conns
         self._nursery = nursery
@@ -217,43 +220,54 @@ class VipOwner:
         self._held = []
         by_ip = {vip.ip: vip for vip in self.vips}
         address_held, clients, recording_tried = True, None, False
+        drained: tuple[int, int] | None = None
         dropped: int | None = None
         resigned, released_at, claimed = False, None, None
-        while True:
-            facts = handoff.HandOffFacts(
-                now=trio.current_time(), address_held=address_held, clients=clients,
-                recording_tried=recording_tried, sockets_dropped=dropped is not None,
-                resigned=resigned, released_at=released_at, claimed_by=claimed)
-            step = handoff.next_step(facts)
-            if isinstance(step, handoff.ReadClients):
-                clients = await self._live_clients()
-            elif isinstance(step, handoff.RecordClients):
-                recording_tried = True
-                await self._record(by_ip, step.clients)
-            elif isinstance(step, handoff.RemoveAddress):
-                for vip in self.vips:
-                    await self._remove(vip)
-                address_held, released_at = False, trio.current_time()
-            elif isinstance(step, handoff.DropSockets):
-                dropped = 0
-                for vip in self.vips:
-                    with trio.move_on_after(RESET_BUDGET):
-                        dropped += await self._net(f"dropping connections on {vip.ip}",
-                                                   tickle.reset_local_connections, vip.ip,
-                                                   self.port, abandon=True) or 0
-            elif isinstance(step, handoff.Resign):
-                await resign()
-                resigned = True
-            elif isinstance(step, handoff.WaitForClaim):
-                await trio.sleep(max(0.0, min(CLAIM_POLL, step.until - trio.current_time())))
-                claimed = await successor()
-            else:
-                assert released_at is not None
-                took = trio.current_time() - released_at
-                who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
-                       if step.claimed_by else f"no node claimed it within {took:.2f} s")
-                return (f"VIP released, {len(clients or ())} clients recorded for the "
-                        f"successor, {dropped or 0} connections dropped; {who}")
+        # The workers keep the drained connections without credits while the
+        # channels are held open, until the move has cut them.
+        async with AsyncExitStack() as draining:
+            while True:
+                facts = handoff.HandOffFacts(
+                    now=trio.current_time(), address_held=address_held, clients=clients,
+                    recording_tried=recording_tried, drained=drained is not None,
+                    sockets_dropped=dropped is not None,
+                    resigned=resigned, released_at=released_at, claimed_by=claimed)
+                step = handoff.next_step(facts)
+                if isinstance(step, handoff.ReadClients):
+                    clients = await self._live_clients()
+                elif isinstance(step, handoff.RecordClients):
+                    recording_tried = True
+                    await self._record(by_ip, step.clients)
+                elif isinstance(step, handoff.Drain):
+                    drained = await draining.enter_async_context(
+                        drainctl.drained(self._drain_at, list(by_ip), step.bound))
+                elif isinstance(step, handoff.RemoveAddress):
+                    for vip in self.vips:
+                        await self._remove(vip)
+                    address_held, released_at = False, trio.current_time()
+                elif isinstance(step, handoff.DropSockets):
+                    dropped = 0
+                    for vip in self.vips:
+                        with trio.move_on_after(RESET_BUDGET):
+                            dropped += await self._net(f"dropping connections on {vip.ip}",
+                                                       tickle.reset_local_connections, vip.ip,
+                                                       self.port, abandon=True) or 0
+                elif isinstance(step, handoff.Resign):
+                    await resign()
+                    resigned = True
+                elif isinstance(step, handoff.WaitForClaim):
+                    await trio.sleep(max(0.0, min(CLAIM_POLL, step.until - trio.current_time())))
+                    claimed = await successor()
+                else:
+                    break
+        assert isinstance(step, handoff.Done) and released_at is not None
+        took = trio.current_time() - released_at
+        who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
+               if step.claimed_by else f"no node claimed it within {took:.2f} s")
+        drain_note = (f"{drained[0]} connections drained ({drained[1]} not quiet in time), "
+                      if drained else "")
+        return (f"VIP released, {len(clients or ())} clients recorded for the "
+                f"successor, {drain_note}{dropped or 0} connections dropped; {who}")
 
     async def _live_clients(self) -> frozenset[handoff.Client]:
         """Our established connections on the VIPs (none where the kernel cannot say)."""
