@@ -25,8 +25,11 @@ never resets its clients while it still holds the address; instead:
    (GARP/NA) and then tickles the listed clients: their answers reach the new
    holder, which resets them, and their reconnect finds it,
 6. it waits (bounded) to see the successor's claim, for the log line.  With
-   no claim within the bound it stops waiting: a later leader tickles the
-   listed clients when it claims, so none waits forever on a dead socket.
+   no claim within the bound (the last node stopping) nobody would tickle
+   the clients, so it resets them itself (hanode.net.farreset: its own
+   tickle, and a RST in answer to the client's ACK that still reaches it),
+   and none waits on a dead socket; a later leader tickles the listed
+   clients too when it claims.
 
 :func:`next_step` is that order as a function of facts the driver
 (``takeover.VipOwner.hand_off``) gathers; it is tested over sequences of facts.
@@ -42,6 +45,9 @@ Client = tuple[str, str, int]
 # How long the old leader waits to see its successor's claim.  Well inside the
 # agent's stop budget (1.5 s), so that a SIGTERM still revokes the lease after.
 CLAIM_BOUND = 0.5
+# How long the old leader, when nobody claimed, waits for its clients' answers
+# to its tickles (a round trip on the LAN).
+RESET_WAIT = 0.1
 # How long the workers may take to drain their connections.  A client keeps
 # being served meanwhile (until its credits run out), so this delays the move
 # more than it stalls the client.
@@ -59,6 +65,7 @@ class HandOffFacts:
     resigned: bool                      # we deleted our leader key, or tried to
     released_at: float | None           # when the address went
     claimed_by: str | None              # another node holding the leader key, seen after resigning
+    clients_reset: bool = False         # we reset the clients ourselves (nobody claimed), or tried
 
 
 @dataclass(frozen=True)
@@ -99,11 +106,18 @@ class WaitForClaim:
 
 
 @dataclass(frozen=True)
+class ResetClients:
+    """Nobody claimed: reset these clients from here, waiting up to ``wait`` for their answers."""
+    clients: frozenset[Client]
+    wait: float
+
+
+@dataclass(frozen=True)
 class Done:
     claimed_by: str | None  # None: nobody claimed within the bound
 
 
-Step = ReadClients | RecordClients | Drain | RemoveAddress | DropSockets | Resign | WaitForClaim | Done
+Step = ReadClients | RecordClients | Drain | RemoveAddress | DropSockets | Resign | WaitForClaim | ResetClients | Done
 
 
 def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
@@ -124,5 +138,7 @@ def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
         return Done(f.claimed_by)
     assert f.released_at is not None  # the address went before
     if f.now >= f.released_at + bound:
+        if f.clients and not f.clients_reset:
+            return ResetClients(f.clients, RESET_WAIT)
         return Done(None)
     return WaitForClaim(f.released_at + bound)

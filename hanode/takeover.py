@@ -18,7 +18,7 @@ import trio
 from hanode import handoff
 from hanode.config import Config, VipConfig
 from hanode.conns import Client, ConnList
-from hanode.net import NetError, announce, tickle
+from hanode.net import NetError, announce, farreset, tickle
 from hanode.net import vip as netvip
 from hanode.store import StoreUnavailable
 from smb import drainctl
@@ -222,6 +222,7 @@ class VipOwner:
         address_held, clients, recording_tried = True, None, False
         drained: tuple[int, int] | None = None
         dropped: int | None = None
+        reset: int | None = None
         resigned, released_at, claimed = False, None, None
         # The workers keep the drained connections without credits while the
         # channels are held open, until the move has cut them.
@@ -231,7 +232,8 @@ class VipOwner:
                     now=trio.current_time(), address_held=address_held, clients=clients,
                     recording_tried=recording_tried, drained=drained is not None,
                     sockets_dropped=dropped is not None,
-                    resigned=resigned, released_at=released_at, claimed_by=claimed)
+                    resigned=resigned, released_at=released_at, claimed_by=claimed,
+                    clients_reset=reset is not None)
                 step = handoff.next_step(facts)
                 if isinstance(step, handoff.ReadClients):
                     clients = await self._live_clients()
@@ -258,16 +260,31 @@ class VipOwner:
                 elif isinstance(step, handoff.WaitForClaim):
                     await trio.sleep(max(0.0, min(CLAIM_POLL, step.until - trio.current_time())))
                     claimed = await successor()
+                elif isinstance(step, handoff.ResetClients):
+                    reset = await self._reset_unclaimed(by_ip, step)
                 else:
                     break
         assert isinstance(step, handoff.Done) and released_at is not None
         took = trio.current_time() - released_at
         who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
-               if step.claimed_by else f"no node claimed it within {took:.2f} s")
+               if step.claimed_by else
+               f"no node claimed it within {took:.2f} s, {reset or 0} clients reset from here")
         drain_note = (f"{drained[0]} connections drained ({drained[1]} not quiet in time), "
                       if drained else "")
         return (f"VIP released, {len(clients or ())} clients recorded for the "
                 f"successor, {drain_note}{dropped or 0} connections dropped; {who}")
+
+    async def _reset_unclaimed(self, by_ip: dict[str, VipConfig],
+                               step: handoff.ResetClients) -> int:
+        """Reset the clients ourselves (hanode.net.farreset); how many answered."""
+        done = 0
+        for vip_ip, vip in by_ip.items():
+            mine = [(ip, port) for v, ip, port in step.clients if v == vip_ip]
+            if mine:
+                done += await self._net(f"resetting the clients of {vip_ip} nobody claimed",
+                                        farreset.reset_clients, vip_ip, self.port,
+                                        vip.interface, mine, step.wait, abandon=True) or 0
+        return done
 
     async def _live_clients(self) -> frozenset[handoff.Client]:
         """Our established connections on the VIPs (none where the kernel cannot say)."""

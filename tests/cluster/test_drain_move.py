@@ -70,3 +70,23 @@ def test_switchover_answers_the_write_in_flight_and_cuts_nothing_half_sent(tmp_p
         finally:
             client.kill()
             client.wait()
+
+
+def test_the_last_node_stopping_resets_its_idle_client_itself(tmp_path):
+    """SIGTERM of a lone leader: no successor claims, so nobody would tickle its
+    client, which sends nothing and would wait on a dead connection for minutes.
+    The old leader resets it itself once the claim bound has passed (without
+    that, the client sees no reset at all)."""
+    with Lab(1, workdir=tmp_path) as lab:
+        lab.start_agents()
+        client = lab.hold_connection()
+        try:
+            stopped = time.monotonic()
+            assert lab.terminate_agent("n1").wait(timeout=5) == 0
+            assert client.wait_reset(3) - stopped < 2.0
+            assert not lab.holds_vip("n1")
+            log = lab.nodes["n1"].log.read_text()
+            assert "no node claimed it within" in log and "1 clients reset from here" in log, \
+                log[-2000:]
+        finally:
+            client.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hanode.handoff import (
-    CLAIM_BOUND, DRAIN_BOUND, Done, Drain, DropSockets, HandOffFacts, RecordClients, ReadClients, RemoveAddress,
-    Resign, Step, WaitForClaim, next_step,
+    CLAIM_BOUND, DRAIN_BOUND, RESET_WAIT, Done, Drain, DropSockets, HandOffFacts, RecordClients,
+    ReadClients, RemoveAddress, ResetClients, Resign, Step, WaitForClaim, next_step,
 )
 
 VIP = "10.0.0.50"
@@ -38,6 +38,8 @@ def play(world: list[tuple[float, str | None]], clients: frozenset = frozenset({
             f = replace(f, sockets_dropped=True)
         elif isinstance(step, Resign):
             f = replace(f, resigned=True)
+        elif isinstance(step, ResetClients):
+            f = replace(f, clients_reset=True)
         elif isinstance(step, WaitForClaim):
             now, claimed = next(polls)
             assert now <= step.until or claimed is None
@@ -106,3 +108,20 @@ def test_the_connections_are_drained_while_the_address_still_routes_replies():
     f = replace(START, clients=frozenset({OLD}), recording_tried=True)
     assert next_step(f) == Drain(DRAIN_BOUND)
     assert next_step(replace(f, drained=True)) == RemoveAddress()
+
+
+def test_nobody_claims_the_old_leader_resets_its_clients_itself_once():
+    """The last node stopping: no successor tickles, so the clients would wait
+    on dead sockets; the old leader resets them after the bound, then is done."""
+    world = [(10.0 + t / 10, None) for t in range(1, 20)]
+    steps = play(world)
+    assert steps[-2:] == [ResetClients(frozenset({OLD, FRESH}), RESET_WAIT), Done(None)]
+    # Not before the bound: a successor may still claim and tickle them.
+    assert all(isinstance(s, WaitForClaim) for s in steps[6:-2])
+    assert steps.count(ResetClients(frozenset({OLD, FRESH}), RESET_WAIT)) == 1
+
+
+def test_a_successor_resets_the_clients_not_the_old_leader():
+    steps = play([(10.3, None), (10.45, "node2")])
+    assert not any(isinstance(s, ResetClients) for s in steps)
+    assert steps[-1] == Done("node2")
