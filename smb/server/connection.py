@@ -226,14 +226,21 @@ class Connection:
         (no credits) until the cut."""
         self.draining = True
         while not self.ended:
-            step = drain.next_step(drain.DrainFacts(
+            facts = drain.DrainFacts(
                 now=trio.current_time(), deadline=deadline,
                 # A request answered with an interim response waits without
                 # the client sending anything for it.
                 in_flight=self._working + self._beside - len(self._async_calls),
                 partial=self._transport.partial, credits_held=self._credits.available,
-                last_received=self._transport.last_received))
+                last_received=self._transport.last_received)
+            step = drain.next_step(facts)
             if isinstance(step, drain.Drained):
+                if not step.quiet:
+                    log.info("%s not drained in time: %d requests in flight, %s, "
+                             "%d credits held, last bytes %.3f s ago",
+                             self.info.client_address[0], facts.in_flight,
+                             "a request partly in" if facts.partial else "nothing partly in",
+                             facts.credits_held, facts.now - facts.last_received)
                 return step.quiet
             await trio.sleep_until(step.until)
         return True
