@@ -48,9 +48,9 @@ CLAIM_BOUND = 0.5
 # How long the old leader, when nobody claimed, waits for its clients' answers
 # to its tickles (a round trip on the LAN).
 RESET_WAIT = 0.1
-# How long the workers may take to drain their connections.  A client keeps
-# being served meanwhile (until its credits run out), so this delays the move
-# more than it stalls the client.
+# How long the workers may take to drain their connections (smb.drain_timeout's
+# default).  A client keeps being served meanwhile (until its credits run out),
+# so this delays the move more than it stalls the client.
 DRAIN_BOUND = 0.5
 
 
@@ -120,15 +120,16 @@ class Done:
 Step = ReadClients | RecordClients | Drain | RemoveAddress | DropSockets | Resign | WaitForClaim | ResetClients | Done
 
 
-def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND) -> Step:
-    """The next thing the old leader does in a planned move."""
+def next_step(f: HandOffFacts, bound: float = CLAIM_BOUND,
+              drain_bound: float = DRAIN_BOUND) -> Step:
+    """The next thing the old leader does in a planned move (drain_bound 0: no drain)."""
     if f.address_held:
         if f.clients is None:
             return ReadClients()
         if f.clients and not f.recording_tried:
             return RecordClients(f.clients)
-        if f.clients and not f.drained:
-            return Drain(DRAIN_BOUND)
+        if f.clients and not f.drained and drain_bound > 0:
+            return Drain(drain_bound)
         return RemoveAddress()
     if not f.sockets_dropped:
         return DropSockets()

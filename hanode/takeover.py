@@ -43,6 +43,7 @@ class VipOwner:
         self.vips = cfg.vips
         self.port = cfg.smb.port
         self._drain_at = [drainctl.address(cfg.node.state_dir, i) for i in range(cfg.smb.workers)]
+        self._drain_bound = cfg.smb.drain_timeout
         self.refresh = cfg.cluster.announce_refresh
         self.conns = conns
         self._nursery = nursery
@@ -234,7 +235,7 @@ class VipOwner:
                     sockets_dropped=dropped is not None,
                     resigned=resigned, released_at=released_at, claimed_by=claimed,
                     clients_reset=reset is not None)
-                step = handoff.next_step(facts)
+                step = handoff.next_step(facts, drain_bound=self._drain_bound)
                 if isinstance(step, handoff.ReadClients):
                     clients = await self._live_clients()
                 elif isinstance(step, handoff.RecordClients):

@@ -25,7 +25,7 @@ from hanode.metrics import WorkerMetrics
 from hanode.store import Store, StoreUnavailable
 from smb import drainctl, probe
 from smb.server import handoff
-from smb.server.connection import Connection
+from smb.server.connection import Connection, Limits
 from smb.server.durable_life import forget_reclaimed, purged
 from smb.server.userdb import EtcdUsers
 from smb.server.workerstate import Hooks, WorkerState
@@ -60,6 +60,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     state = WorkerState(cfg, index, store, Hooks(purged=purged, forget_reclaimed=forget_reclaimed))
     metrics = WorkerMetrics()
     drains = drainctl.Drains()
+    limits = Limits(max_credits=cfg.smb.max_credits)
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
 
@@ -88,7 +89,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             finally:
                 registered.set()
 
-        conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]),
+        conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]), limits=limits,
                           local_address=(local[0], local[1]), metrics=metrics,
                           received=received, sessions=state.sessions, clients=state.clients)
 

@@ -125,3 +125,9 @@ def test_a_successor_resets_the_clients_not_the_old_leader():
     steps = play([(10.3, None), (10.45, "node2")])
     assert not any(isinstance(s, ResetClients) for s in steps)
     assert steps[-1] == Done("node2")
+
+
+def test_drain_timeout_sets_the_bound_and_zero_skips_the_drain():
+    f = replace(START, clients=frozenset({OLD}), recording_tried=True)
+    assert next_step(f, drain_bound=2.0) == Drain(2.0)
+    assert next_step(f, drain_bound=0) == RemoveAddress()
