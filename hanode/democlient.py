@@ -214,6 +214,31 @@ class Copier:
 
     # -- copying --------------------------------------------------------------------
 
+    def _credits(self) -> int:
+        """Credits the connection holds (smbprotocol's window), to send no more than them."""
+        assert self.conn is not None
+        window = self.conn.sequence_window
+        return int(window["high"] - window["low"])
+
+    def _charge(self, offset: int) -> int:
+        return (max(min(self.chunk, self.size - offset), 1) - 1) // 65536 + 1
+
+    def _wait_for_credits(self, need: int) -> None:
+        """With nothing in flight and no credit (a server draining its connections
+        before a planned move grants none), wait as Windows and Linux do until the
+        server grants some or the connection ends; Broken when it ends."""
+        assert self.conn is not None
+        deadline = time.monotonic() + RESPONSE_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._credits() >= need:
+                return
+            try:
+                self.conn._check_worker_running()  # raises once the socket failed
+            except Exception as exc:  # smbprotocol reports a dead socket in several ways
+                raise Broken(str(exc) or type(exc).__name__) from exc
+            time.sleep(0.005)
+        raise Broken(f"no credit for {RESPONSE_TIMEOUT:g} s")
+
     def _send_write(self, offset: int):
         assert self.open is not None and self.conn is not None and self.session is not None
         data = chunk_at(self.seed, offset, min(self.chunk, self.size - offset))
@@ -264,6 +289,10 @@ class Copier:
                     pending[resend[0]] = self._send_write(resend[0])
                     resend.pop(0)
                 while len(inflight) < DEPTH and next_offset < self.size:
+                    if self._credits() < self._charge(next_offset):
+                        if inflight:
+                            break  # their answers may bring credits
+                        self._wait_for_credits(self._charge(next_offset))
                     due = started + next_offset / self.pace if self.pace else 0.0
                     if time.monotonic() < due:
                         if inflight:

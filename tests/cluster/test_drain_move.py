@@ -82,7 +82,8 @@ def test_the_last_node_stopping_resets_its_idle_client_itself(tmp_path):
         client = lab.hold_connection()
         try:
             stopped = time.monotonic()
-            assert lab.terminate_agent("n1").wait(timeout=5) == 0
+            # (How soon the agent exits is not the point; under load it can take seconds.)
+            assert lab.terminate_agent("n1").wait(timeout=20) == 0
             assert client.wait_reset(3) - stopped < 2.0
             assert not lab.holds_vip("n1")
             log = lab.nodes["n1"].log.read_text()
