@@ -67,6 +67,11 @@ def main() -> int:
                    f"{max(stalls):6.3f}s" if stalls else f"{'-':>7} {'-':>7} {'-':>7}")
         print(f"{kill:11} {len(results):3d} {figures} {reclaimed:9d} {mismatched:8d} {failed:6d}",
               flush=True)
+        for r in results:
+            if not r.get("ok"):  # why, in one line per trial
+                why = r.get("error") or [c.get("error") for c in r.get("clients", [])] or \
+                    r.get("switchover")
+                print(f"#   {kill} failed: {why}", flush=True)
     return 0 if all_matched else 1
 
 
