@@ -228,43 +228,53 @@ class VipOwner:
         # The workers keep the drained connections without credits while the
         # channels are held open, until the move has cut them.
         async with AsyncExitStack() as draining:
-            while True:
-                facts = handoff.HandOffFacts(
-                    now=trio.current_time(), address_held=address_held, clients=clients,
-                    recording_tried=recording_tried, drained=drained is not None,
-                    sockets_dropped=dropped is not None,
-                    resigned=resigned, released_at=released_at, claimed_by=claimed,
-                    clients_reset=reset is not None)
-                step = handoff.next_step(facts, drain_bound=self._drain_bound)
-                if isinstance(step, handoff.ReadClients):
-                    clients = await self._live_clients()
-                elif isinstance(step, handoff.RecordClients):
-                    recording_tried = True
-                    await self._record(by_ip, step.clients)
-                elif isinstance(step, handoff.Drain):
-                    drained = await draining.enter_async_context(
-                        drainctl.drained(self._drain_at, list(by_ip), step.bound))
-                elif isinstance(step, handoff.RemoveAddress):
-                    for vip in self.vips:
-                        await self._remove(vip)
-                    address_held, released_at = False, trio.current_time()
-                elif isinstance(step, handoff.DropSockets):
-                    dropped = 0
-                    for vip in self.vips:
-                        with trio.move_on_after(RESET_BUDGET):
-                            dropped += await self._net(f"dropping connections on {vip.ip}",
-                                                       tickle.reset_local_connections, vip.ip,
-                                                       self.port, abandon=True) or 0
-                elif isinstance(step, handoff.Resign):
-                    await resign()
-                    resigned = True
-                elif isinstance(step, handoff.WaitForClaim):
-                    await trio.sleep(max(0.0, min(CLAIM_POLL, step.until - trio.current_time())))
-                    claimed = await successor()
-                elif isinstance(step, handoff.ResetClients):
-                    reset = await self._reset_unclaimed(by_ip, step)
-                else:
-                    break
+            try:
+                while True:
+                    facts = handoff.HandOffFacts(
+                        now=trio.current_time(), address_held=address_held, clients=clients,
+                        recording_tried=recording_tried, drained=drained is not None,
+                        sockets_dropped=dropped is not None,
+                        resigned=resigned, released_at=released_at, claimed_by=claimed,
+                        clients_reset=reset is not None)
+                    step = handoff.next_step(facts, drain_bound=self._drain_bound)
+                    if isinstance(step, handoff.ReadClients):
+                        clients = await self._live_clients()
+                    elif isinstance(step, handoff.RecordClients):
+                        recording_tried = True
+                        await self._record(by_ip, step.clients)
+                    elif isinstance(step, handoff.Drain):
+                        drained = await draining.enter_async_context(
+                            drainctl.drained(self._drain_at, list(by_ip), step.bound))
+                    elif isinstance(step, handoff.RemoveAddress):
+                        for vip in self.vips:
+                            await self._remove(vip)
+                        address_held, released_at = False, trio.current_time()
+                    elif isinstance(step, handoff.DropSockets):
+                        dropped = 0
+                        for vip in self.vips:
+                            with trio.move_on_after(RESET_BUDGET):
+                                dropped += await self._net(f"dropping connections on {vip.ip}",
+                                                           tickle.reset_local_connections, vip.ip,
+                                                           self.port, abandon=True) or 0
+                    elif isinstance(step, handoff.Resign):
+                        await resign()
+                        resigned = True
+                    elif isinstance(step, handoff.WaitForClaim):
+                        await trio.sleep(max(0.0, min(CLAIM_POLL,
+                                                      step.until - trio.current_time())))
+                        claimed = await successor()
+                    elif isinstance(step, handoff.ResetClients):
+                        reset = await self._reset_unclaimed(by_ip, step)
+                    else:
+                        break
+            finally:
+                if address_held:
+                    # Cut short (the stop budget of a SIGTERM ran out, say, during
+                    # the drain): the address goes all the same, or it would outlive
+                    # the agent while a successor claims it.
+                    with trio.CancelScope(shield=True), trio.move_on_after(RESET_BUDGET):
+                        for vip in self.vips:
+                            await self._remove(vip)
         assert isinstance(step, handoff.Done) and released_at is not None
         took = trio.current_time() - released_at
         who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"

@@ -23,6 +23,19 @@ RATE = "400mbit"
 CLIENT = Path(__file__).with_name("write_loop.py")
 
 
+def start_writer(lab: Lab) -> subprocess.Popen:
+    """tests/cluster/write_loop.py in the client namespace, once its file is open."""
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client_ns, sys.executable,
+         "-u", str(CLIENT), lab.vip_ip, str(lab.port), USER, "drained.bin", str(CHUNK)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert client.stdin is not None and client.stdout is not None
+    client.stdin.write(PASSWORD + "\n")
+    client.stdin.close()
+    assert client.stdout.readline().strip() == "ready"
+    return client
+
+
 def lines_until_not_ok(proc: subprocess.Popen, timeout: float) -> list[str]:
     """The client's lines from now to its first one that is not ``ok``."""
     assert proc.stdout is not None
@@ -45,15 +58,9 @@ def test_switchover_answers_the_write_in_flight_and_cuts_nothing_half_sent(tmp_p
         wait_for(lambda: len(lab.read_etcd("nodes/")) == 3, 10, "three node records")
         subprocess.run(["tc", "-n", lab.client_ns, "qdisc", "add", "dev", "eth0", "root",
                         "tbf", "rate", RATE, "burst", "32kb", "latency", "200ms"], check=True)
-        client = subprocess.Popen(
-            ["ip", "netns", "exec", lab.client_ns, sys.executable,
-             "-u", str(CLIENT), lab.vip_ip, str(lab.port), USER, "drained.bin", str(CHUNK)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        client = start_writer(lab)
         try:
-            assert client.stdin is not None and client.stdout is not None
-            client.stdin.write(PASSWORD + "\n")
-            client.stdin.close()
-            assert client.stdout.readline().strip() == "ready"
+            assert client.stdout is not None
             # Writing steadily before the move.
             assert [client.stdout.readline().split()[:2] for _ in range(5)] == \
                 [["ok", str(n)] for n in range(1, 6)]
@@ -91,3 +98,26 @@ def test_the_last_node_stopping_resets_its_idle_client_itself(tmp_path):
                 log[-2000:]
         finally:
             client.close()
+
+
+def test_a_sigterm_whose_stop_budget_ends_the_drain_still_removes_the_vip(tmp_path):
+    """drain_timeout 4 s against the agent's 1.5 s stop budget, with a client
+    that keeps sending for longer (1 MiB WRITEs over a 20 Mbit/s link): the
+    budget cuts the hand-off short in the drain, and the address must go all the
+    same, or it would outlive the agent beside its successor's."""
+    with Lab(3, workdir=tmp_path, workers=1, smb_config="drain_timeout = 4") as lab:
+        lab.add_user(USER, PASSWORD)
+        leader = lab.start_agents()
+        wait_for(lambda: len(lab.read_etcd("nodes/")) == 3, 10, "three node records")
+        subprocess.run(["tc", "-n", lab.client_ns, "qdisc", "add", "dev", "eth0", "root",
+                        "tbf", "rate", "20mbit", "burst", "32kb", "latency", "400ms"], check=True)
+        client = start_writer(lab)
+        try:
+            assert client.stdout is not None
+            assert client.stdout.readline().split()[:2] == ["ok", "1"]
+            assert lab.terminate_agent(leader).wait(timeout=20) == 0
+            assert not lab.holds_vip(leader)
+            wait_for(lambda: lab.sole_holder() not in (None, leader), 10, "a successor alone")
+        finally:
+            client.kill()
+            client.wait()
