@@ -27,11 +27,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def trial(kill: str, size: str, nodes: int, lease_ttl: int) -> dict:
+def trial(kill: str, size: str, nodes: int, lease_ttl: int, reconnect: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "hanode.cli", "demo", "--json", "--clients", "1",
          "--nodes", str(nodes), "--size", size, "--kill", kill,
-         "--lease-ttl", str(lease_ttl)],
+         "--lease-ttl", str(lease_ttl), "--reconnect", reconnect],
         capture_output=True, text=True, timeout=300)
     try:
         return json.loads(proc.stdout)
@@ -46,12 +46,15 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--lease-ttl", type=int, default=2, help="cluster.lease_ttl of the nodes")
+    p.add_argument("--reconnect", choices=["eager", "kernel"], default="eager",
+                   help="kernel: the client reconnects as the Linux kernel does (one connect, "
+                        "the kernel's SYN retransmission) instead of retrying from 50 ms up")
     args = p.parse_args()
     print(f"{'MODE':11} {'N':>3} {'P50':>7} {'P95':>7} {'MAX':>7} {'RECLAIMED':>9} "
           f"{'MISMATCH':>8} {'FAILED':>6}", flush=True)
     all_matched = True
     for kill in args.modes.split(","):
-        results = [trial(kill, args.size, args.nodes, args.lease_ttl)
+        results = [trial(kill, args.size, args.nodes, args.lease_ttl, args.reconnect)
                    for _ in range(args.trials)]
         stalls = [r["stall_seconds"] for r in results if r.get("stall_seconds") is not None]
         # A copy that did not finish counts as a mismatch: its bytes are not all there.
@@ -64,6 +67,11 @@ def main() -> int:
                    f"{max(stalls):6.3f}s" if stalls else f"{'-':>7} {'-':>7} {'-':>7}")
         print(f"{kill:11} {len(results):3d} {figures} {reclaimed:9d} {mismatched:8d} {failed:6d}",
               flush=True)
+        for r in results:
+            if not r.get("ok"):  # why, in one line per trial
+                why = r.get("error") or [c.get("error") for c in r.get("clients", [])] or \
+                    r.get("switchover")
+                print(f"#   {kill} failed: {why}", flush=True)
     return 0 if all_matched else 1
 
 

@@ -30,14 +30,24 @@ def main() -> int:
     p.add_argument("--verbose", action="store_true", help="print each trial's guest report")
     p.add_argument("--read", action="store_true",
                    help="sha256sum a file on //VIP/test across the move instead of copying")
+    p.add_argument("--smb", action="append", default=[], metavar="KEY=VALUE",
+                   help="a key of the nodes' [smb] table, e.g. max_credits=128 or "
+                        "drain_timeout=4 (repeatable; copy trials only)")
     args = p.parse_args()
+    for kv in args.smb:
+        if "=" not in kv:
+            p.error(f"--smb {kv!r}: expected KEY=VALUE")
+    smb_config = "\n".join(f"{k.strip()} = {v.strip()}"
+                           for k, v in (kv.split("=", 1) for kv in args.smb))
     print(f"{'MODE':11} {'N':>3} {'INTACT':>6} {'P50':>7} {'MAX':>7}  FIRST ERROR", flush=True)
     for mode in args.modes.split(","):
         results = []
         for _ in range(args.trials):
             with tempfile.TemporaryDirectory(prefix="hkf-") as work:
-                trial = failover_trial.run_read_trial if args.read else failover_trial.run_trial
-                results.append(trial(mode, args.mb, Path(work)))
+                results.append(failover_trial.run_read_trial(mode, args.mb, Path(work))
+                               if args.read else
+                               failover_trial.run_trial(mode, args.mb, Path(work),
+                                                        smb_config=smb_config))
             if args.verbose:
                 r = results[-1]
                 print(f"# {mode}: dd rc {r.dd_rc}, intact {r.matched}, stall {r.stall_seconds}"

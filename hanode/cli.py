@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     p.add_argument("--lease-ttl", type=int, choices=range(1, 61), default=2, metavar="S",
                    help="cluster.lease_ttl of the lab's nodes (1 to 60; default 2)")
+    p.add_argument("--reconnect", choices=["eager", "kernel"], default="eager",
+                   help="how the clients reconnect: eager (attempts from 50 ms up) or as "
+                        "the kernel does (its own SYN retransmission)")
 
     p = verb("config", lambda a: 0, "configuration tools")
     config_verbs = p.add_subparsers(dest="config_verb", metavar="ACTION", required=True)

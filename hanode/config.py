@@ -100,6 +100,12 @@ class SmbConfig:
     max_connections_per_worker: int = 1024
     # Offer SMB2_CAP_MULTI_CHANNEL (3.x) and accept session bindings.
     multichannel: bool = True
+    # The most credits a client may hold (MS-SMB2 3.3.1.2).  What a client holds
+    # is what it may still send once a planned move's drain grants no more, so a
+    # lower value lets the drain finish sooner (smb.server.drain).
+    max_credits: int = 8192
+    # How long a planned move waits for the connections to drain (0: no drain).
+    drain_timeout: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -454,6 +460,8 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> Config:
             "max_connections_per_worker", SmbConfig.max_connections_per_worker,
             c["integer"](1, 1_000_000)),
         multichannel=s.get("multichannel", SmbConfig.multichannel, c["boolean"]),
+        max_credits=s.get("max_credits", SmbConfig.max_credits, c["integer"](16, 8192)),
+        drain_timeout=s.get("drain_timeout", SmbConfig.drain_timeout, c["number"](0, 4)),
     )
     s.finish()
 

@@ -116,8 +116,10 @@ class Progress:
 
 
 class Demo:
-    def __init__(self, lab: Lab, clients: int, size: int, kill: str, out: TextIO):
+    def __init__(self, lab: Lab, clients: int, size: int, kill: str, out: TextIO,
+                 reconnect: str = "eager"):
         self.lab = lab
+        self.reconnect = reconnect  # the clients' --reconnect (hanode.democlient)
         self.n_clients = clients
         self.size = size
         self.kill = kill
@@ -167,7 +169,7 @@ class Demo:
                "hanode.democlient", "--server", lab.vip_ip, "--port", str(lab.port),
                "--user", USER, "--name", f"client{i}.bin", "--size", str(self.size),
                "--seed", str(i), "--chunk", str(min(max(self.size // 64, 64 << 10), 1 << 20)),
-               "--pace", str(self.size / MIN_COPY_SECONDS)]
+               "--pace", str(self.size / MIN_COPY_SECONDS), "--reconnect", self.reconnect]
         with open(lab.workdir / f"client{i}.log", "ab") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=err, text=True)
@@ -390,7 +392,7 @@ def main(args: argparse.Namespace) -> int:
               + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes.values())
               + f"; VIP {lab.vip}; clients in {lab.client_ns}", file=out, flush=True)
         lab.up()
-        res = Demo(lab, args.clients, size, args.kill, out).run()
+        res = Demo(lab, args.clients, size, args.kill, out, args.reconnect).run()
     except LabError as exc:
         print(f"hanode: demo: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

@@ -56,6 +56,11 @@ DURABLE_TIMEOUT_MS = 60_000
 # node, and a SYN sent into that gap is lost.
 CONNECT_TIMEOUT_FIRST = 0.05
 CONNECT_TIMEOUT_MAX = 1.0
+# --reconnect kernel: as the Linux kernel client does, one connect at a time that
+# relies on the kernel's own SYN retransmission (1 s, then 3 s...), and a pause
+# after a connect that failed outright.
+KERNEL_CONNECT_TIMEOUT = 10.0
+KERNEL_RETRY_PAUSE = 2.0
 RESPONSE_TIMEOUT = 10.0   # a write unanswered this long means the connection is gone
 RECONNECT_FOR = 60.0      # give up after this long without a server
 PROGRESS_EVERY = 0.1
@@ -104,8 +109,9 @@ def _context(name: bytes, data: Any) -> SMB2CreateContextRequest:
 
 class Copier:
     def __init__(self, target: Target, size: int, seed: int, chunk: int = CHUNK,
-                 pace: float = 0.0):
+                 pace: float = 0.0, kernel_reconnect: bool = False):
         self.target = target
+        self.kernel_reconnect = kernel_reconnect
         self.size = size
         self.seed = seed
         self.chunk = chunk
@@ -167,14 +173,15 @@ class Copier:
         attempts = 0
         while True:
             attempts += 1
-            timeout = min(CONNECT_TIMEOUT_FIRST * 2 ** (attempts - 1), CONNECT_TIMEOUT_MAX)
+            timeout = KERNEL_CONNECT_TIMEOUT if self.kernel_reconnect else \
+                min(CONNECT_TIMEOUT_FIRST * 2 ** (attempts - 1), CONNECT_TIMEOUT_MAX)
             try:
                 self._connect(previous_session_id, timeout)
                 return attempts
             except Exception as exc:  # refused, reset, timed out: smbprotocol says it many ways
                 if time.monotonic() >= deadline:
                     raise RuntimeError(f"no server for {RECONNECT_FOR:.0f} s: {exc}") from exc
-                time.sleep(0.02)
+                time.sleep(KERNEL_RETRY_PAUSE if self.kernel_reconnect else 0.02)
 
     def reconnect(self) -> None:
         """New connection, PreviousSessionId, tree, DH2C."""
@@ -206,6 +213,31 @@ class Copier:
         self.conn = self.session = self.open = None
 
     # -- copying --------------------------------------------------------------------
+
+    def _credits(self) -> int:
+        """Credits the connection holds (smbprotocol's window), to send no more than them."""
+        assert self.conn is not None
+        window = self.conn.sequence_window
+        return int(window["high"] - window["low"])
+
+    def _charge(self, offset: int) -> int:
+        return (max(min(self.chunk, self.size - offset), 1) - 1) // 65536 + 1
+
+    def _wait_for_credits(self, need: int) -> None:
+        """With nothing in flight and no credit (a server draining its connections
+        before a planned move grants none), wait as Windows and Linux do until the
+        server grants some or the connection ends; Broken when it ends."""
+        assert self.conn is not None
+        deadline = time.monotonic() + RESPONSE_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._credits() >= need:
+                return
+            try:
+                self.conn._check_worker_running()  # raises once the socket failed
+            except Exception as exc:  # smbprotocol reports a dead socket in several ways
+                raise Broken(str(exc) or type(exc).__name__) from exc
+            time.sleep(0.005)
+        raise Broken(f"no credit for {RESPONSE_TIMEOUT:g} s")
 
     def _send_write(self, offset: int):
         assert self.open is not None and self.conn is not None and self.session is not None
@@ -257,6 +289,10 @@ class Copier:
                     pending[resend[0]] = self._send_write(resend[0])
                     resend.pop(0)
                 while len(inflight) < DEPTH and next_offset < self.size:
+                    if self._credits() < self._charge(next_offset):
+                        if inflight:
+                            break  # their answers may bring credits
+                        self._wait_for_credits(self._charge(next_offset))
                     due = started + next_offset / self.pace if self.pace else 0.0
                     if time.monotonic() < due:
                         if inflight:
@@ -306,10 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--chunk", type=int, default=CHUNK, help="bytes per WRITE")
     p.add_argument("--pace", type=float, default=0.0, help="at most this many bytes/s")
+    p.add_argument("--reconnect", choices=["eager", "kernel"], default="eager",
+                   help="eager: connect attempts from 50 ms up; kernel: one at a time, "
+                        "with the kernel's SYN retransmission")
     args = p.parse_args(argv)
     password = sys.stdin.readline().rstrip("\n")
     copier = Copier(Target(args.server, args.port, args.share, args.user, password, args.name),
-                    args.size, args.seed, args.chunk, args.pace)
+                    args.size, args.seed, args.chunk, args.pace,
+                    kernel_reconnect=args.reconnect == "kernel")
     try:
         copier.run()
     except Exception as exc:  # the edge: one event line for the demo, no traceback

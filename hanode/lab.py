@@ -137,7 +137,7 @@ class Lab:
     def __init__(self, nodes: int = 2, *, workdir: str | Path | None = None,
                  lease_ttl: int = 2, fence_margin: float | None = None, port: int = 445,
                  cluster: str = "lab", ipv6: bool = False, workers: int = 0,
-                 extra_config: str = "", share_mounts: str | None = None,
+                 extra_config: str = "", share_mounts: str | None = None, smb_config: str = "",
                  public_net: bool = False):
         if not 1 <= nodes <= 9:
             raise ValueError("a lab has 1 to 9 nodes")
@@ -152,6 +152,7 @@ class Lab:
         self.workers = workers
         # More TOML for every node's config (a [health] table, say).
         self.extra_config = extra_config
+        self.smb_config = smb_config  # more keys of the nodes' [smb] table
         # None: every node serves share_dir itself; "bind", "bindfs" or "volatile":
         # each node sees it through a mount of its own (<workdir>/<node>-share),
         # which a test can take away (unmount) or hang (stop the FUSE daemon);
@@ -333,6 +334,7 @@ interface = "{self.vip_interface}"
 [smb]
 port = {self.port}
 workers = {self.workers}
+{self.smb_config}
 
 [[share]]
 name = "test"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from contextlib import AsyncExitStack
 from typing import Awaitable, Callable, TypeVar
 
 import psutil
@@ -17,9 +18,10 @@ import trio
 from hanode import handoff
 from hanode.config import Config, VipConfig
 from hanode.conns import Client, ConnList
-from hanode.net import NetError, announce, tickle
+from hanode.net import NetError, announce, farreset, tickle
 from hanode.net import vip as netvip
 from hanode.store import StoreUnavailable
+from smb import drainctl
 
 log = logging.getLogger("hanode.takeover")
 
@@ -40,6 +42,8 @@ class VipOwner:
         self.me = me
         self.vips = cfg.vips
         self.port = cfg.smb.port
+        self._drain_at = [drainctl.address(cfg.node.state_dir, i) for i in range(cfg.smb.workers)]
+        self._drain_bound = cfg.smb.drain_timeout
         self.refresh = cfg.cluster.announce_refresh
         self.conns = conns
         self._nursery = nursery
@@ -217,43 +221,81 @@ class VipOwner:
         self._held = []
         by_ip = {vip.ip: vip for vip in self.vips}
         address_held, clients, recording_tried = True, None, False
+        drained: tuple[int, int] | None = None
         dropped: int | None = None
+        reset: int | None = None
         resigned, released_at, claimed = False, None, None
-        while True:
-            facts = handoff.HandOffFacts(
-                now=trio.current_time(), address_held=address_held, clients=clients,
-                recording_tried=recording_tried, sockets_dropped=dropped is not None,
-                resigned=resigned, released_at=released_at, claimed_by=claimed)
-            step = handoff.next_step(facts)
-            if isinstance(step, handoff.ReadClients):
-                clients = await self._live_clients()
-            elif isinstance(step, handoff.RecordClients):
-                recording_tried = True
-                await self._record(by_ip, step.clients)
-            elif isinstance(step, handoff.RemoveAddress):
-                for vip in self.vips:
-                    await self._remove(vip)
-                address_held, released_at = False, trio.current_time()
-            elif isinstance(step, handoff.DropSockets):
-                dropped = 0
-                for vip in self.vips:
-                    with trio.move_on_after(RESET_BUDGET):
-                        dropped += await self._net(f"dropping connections on {vip.ip}",
-                                                   tickle.reset_local_connections, vip.ip,
-                                                   self.port, abandon=True) or 0
-            elif isinstance(step, handoff.Resign):
-                await resign()
-                resigned = True
-            elif isinstance(step, handoff.WaitForClaim):
-                await trio.sleep(max(0.0, min(CLAIM_POLL, step.until - trio.current_time())))
-                claimed = await successor()
-            else:
-                assert released_at is not None
-                took = trio.current_time() - released_at
-                who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
-                       if step.claimed_by else f"no node claimed it within {took:.2f} s")
-                return (f"VIP released, {len(clients or ())} clients recorded for the "
-                        f"successor, {dropped or 0} connections dropped; {who}")
+        # The workers keep the drained connections without credits while the
+        # channels are held open, until the move has cut them.
+        async with AsyncExitStack() as draining:
+            try:
+                while True:
+                    facts = handoff.HandOffFacts(
+                        now=trio.current_time(), address_held=address_held, clients=clients,
+                        recording_tried=recording_tried, drained=drained is not None,
+                        sockets_dropped=dropped is not None,
+                        resigned=resigned, released_at=released_at, claimed_by=claimed,
+                        clients_reset=reset is not None)
+                    step = handoff.next_step(facts, drain_bound=self._drain_bound)
+                    if isinstance(step, handoff.ReadClients):
+                        clients = await self._live_clients()
+                    elif isinstance(step, handoff.RecordClients):
+                        recording_tried = True
+                        await self._record(by_ip, step.clients)
+                    elif isinstance(step, handoff.Drain):
+                        drained = await draining.enter_async_context(
+                            drainctl.drained(self._drain_at, list(by_ip), step.bound))
+                    elif isinstance(step, handoff.RemoveAddress):
+                        for vip in self.vips:
+                            await self._remove(vip)
+                        address_held, released_at = False, trio.current_time()
+                    elif isinstance(step, handoff.DropSockets):
+                        dropped = 0
+                        for vip in self.vips:
+                            with trio.move_on_after(RESET_BUDGET):
+                                dropped += await self._net(f"dropping connections on {vip.ip}",
+                                                           tickle.reset_local_connections, vip.ip,
+                                                           self.port, abandon=True) or 0
+                    elif isinstance(step, handoff.Resign):
+                        await resign()
+                        resigned = True
+                    elif isinstance(step, handoff.WaitForClaim):
+                        await trio.sleep(max(0.0, min(CLAIM_POLL,
+                                                      step.until - trio.current_time())))
+                        claimed = await successor()
+                    elif isinstance(step, handoff.ResetClients):
+                        reset = await self._reset_unclaimed(by_ip, step)
+                    else:
+                        break
+            finally:
+                if address_held:
+                    # Cut short (the stop budget of a SIGTERM ran out, say, during
+                    # the drain): the address goes all the same, or it would outlive
+                    # the agent while a successor claims it.
+                    with trio.CancelScope(shield=True), trio.move_on_after(RESET_BUDGET):
+                        for vip in self.vips:
+                            await self._remove(vip)
+        assert isinstance(step, handoff.Done) and released_at is not None
+        took = trio.current_time() - released_at
+        who = (f"{step.claimed_by} claimed it {took:.2f} s later and tickles them"
+               if step.claimed_by else
+               f"no node claimed it within {took:.2f} s, {reset or 0} clients reset from here")
+        drain_note = (f"{drained[0]} connections drained ({drained[1]} not quiet in time), "
+                      if drained else "")
+        return (f"VIP released, {len(clients or ())} clients recorded for the "
+                f"successor, {drain_note}{dropped or 0} connections dropped; {who}")
+
+    async def _reset_unclaimed(self, by_ip: dict[str, VipConfig],
+                               step: handoff.ResetClients) -> int:
+        """Reset the clients ourselves (hanode.net.farreset); how many answered."""
+        done = 0
+        for vip_ip, vip in by_ip.items():
+            mine = [(ip, port) for v, ip, port in step.clients if v == vip_ip]
+            if mine:
+                done += await self._net(f"resetting the clients of {vip_ip} nobody claimed",
+                                        farreset.reset_clients, vip_ip, self.port,
+                                        vip.interface, mine, step.wait, abandon=True) or 0
+        return done
 
     async def _live_clients(self) -> frozenset[handoff.Client]:
         """Our established connections on the VIPs (none where the kernel cannot say)."""

@@ -23,9 +23,9 @@ from hanode import config as config_mod
 from hanode.config import Config, ConfigError
 from hanode.metrics import WorkerMetrics
 from hanode.store import Store, StoreUnavailable
-from smb import probe
+from smb import drainctl, probe
 from smb.server import handoff
-from smb.server.connection import Connection
+from smb.server.connection import Connection, Limits
 from smb.server.durable_life import forget_reclaimed, purged
 from smb.server.userdb import EtcdUsers
 from smb.server.workerstate import Hooks, WorkerState
@@ -59,6 +59,8 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     guid = server_guid(cfg)
     state = WorkerState(cfg, index, store, Hooks(purged=purged, forget_reclaimed=forget_reclaimed))
     metrics = WorkerMetrics()
+    drains = drainctl.Drains()
+    limits = Limits(max_credits=cfg.smb.max_credits)
     sock = _listen_socket(cfg)
     await sock.bind((cfg.smb.listen, cfg.smb.port))
 
@@ -87,7 +89,7 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             finally:
                 registered.set()
 
-        conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]),
+        conn = Connection(stream, cfg, users, guid, (peer[0], peer[1]), limits=limits,
                           local_address=(local[0], local[1]), metrics=metrics,
                           received=received, sessions=state.sessions, clients=state.clients)
 
@@ -97,7 +99,8 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             async with trio.open_nursery() as conn_nursery:
                 conn_nursery.start_soon(register)
                 try:
-                    await conn.serve()
+                    with drains.track(conn):
+                        await conn.serve()
                 finally:
                     state.connections -= 1
                     metrics.connection_closed()
@@ -117,6 +120,9 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
             if cfg.smb.multichannel:
                 await nursery.start(handoff.serve, handoff.address(cfg.node.state_dir, index),
                                     handle)
+            # Before a planned move, the agent has the connections drained.
+            await nursery.start(drainctl.serve, drainctl.address(cfg.node.state_dir, index),
+                                drains)
             sock.listen(128)
             listener = trio.SocketListener(sock)
             # The agent's health probe, answered by the same connection code.

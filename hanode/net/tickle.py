@@ -39,14 +39,19 @@ def _address(text: str, like: int | None = None) -> ipaddress.IPv4Address | ipad
     return addr
 
 
-def tickle_packet(src_ip: str, src_port: int, dst_ip: str, dst_port: int) -> bytes:
-    """A whole IPv4 or IPv6 packet carrying a bare TCP ACK, seq 0, ack 0, window 1234."""
+def tcp_packet(src_ip: str, src_port: int, dst_ip: str, dst_port: int, *, seq: int = 0,
+               ack: int = 0, flags: int = TCP_FLAG_ACK, window: int = TICKLE_WINDOW) -> bytes:
+    """A whole IPv4 or IPv6 packet carrying one bare TCP segment (no options, no data)."""
     src = _address(src_ip)
     dst = _address(dst_ip, like=src.version)
-    tcp = struct.pack("!HHIIBBHHH", src_port, dst_port, 0, 0, 5 << 4, TCP_FLAG_ACK,
-                      TICKLE_WINDOW, 0, 0)
+    tcp = struct.pack("!HHIIBBHHH", src_port, dst_port, seq, ack, 5 << 4, flags, window, 0, 0)
     tcp = with_checksum(src, dst, PROTO_TCP, tcp, offset=16)
     return ip_header(src, dst, PROTO_TCP, len(tcp), ttl=TICKLE_TTL) + tcp
+
+
+def tickle_packet(src_ip: str, src_port: int, dst_ip: str, dst_port: int) -> bytes:
+    """A bare TCP ACK, seq 0, ack 0, window 1234: out of any window, so it draws an ACK."""
+    return tcp_packet(src_ip, src_port, dst_ip, dst_port)
 
 
 def send_tickles(vip_ip: str, port: int, clients: Iterable[tuple[str, int]]) -> int:

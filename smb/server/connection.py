@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from smb.server import affinity, commands, handoff, workerstate
+from smb.server import affinity, commands, drain, handoff, workerstate
 from smb.server.affinity import ClientAffinity
 from smb.server.channels import Channel
 from smb.server.compound import Chain, elements, request_file_id, resolve
@@ -170,6 +170,9 @@ class Connection:
         self._early_cancels: set[int] = set()
         self._next_async = 1
         self._claimed: bytes | None = None  # the multichannel client GUID this one counts for
+        self._working = 0  # frames the receivers are handling (see drain)
+        self.draining = False  # no more credits: a planned move is about to cut it
+        self.ended = False
 
     # -- the connection's life -------------------------------------------------------
 
@@ -180,6 +183,7 @@ class Connection:
                 self._nursery = nursery
                 nursery.start_soon(self._receive)
         finally:
+            self.ended = True
             with trio.CancelScope(shield=True):
                 await self._setup.leave_all()
                 await self._release_client()
@@ -203,7 +207,11 @@ class Connection:
                 frame = await self._next_frame()
                 if frame is None:
                     break
-                await self._handle_frame(frame)
+                self._working += 1
+                try:
+                    await self._handle_frame(frame)
+                finally:
+                    self._working -= 1
                 if self._receiver is not me:
                     return  # handed over while processing: the new receiver reads on
         except ProtocolViolation as exc:
@@ -212,6 +220,41 @@ class Connection:
                 ConnectionError):  # the client went away (recv_into raises these raw)
             pass
         self._close()
+
+    async def drain(self, deadline: float) -> bool:
+        """Before a planned move cuts this connection: grant no more credits and
+        answer what is in flight, until smb.server.drain says it is drained.
+        Returns whether it got quiet before ``deadline``.  It stays draining
+        (no credits) until the cut."""
+        self.draining = True
+        while not self.ended:
+            facts = drain.DrainFacts(
+                now=trio.current_time(), deadline=deadline,
+                # A request answered with an interim response waits without
+                # the client sending anything for it.
+                in_flight=self._working + self._beside - len(self._async_calls),
+                partial=self._transport.partial, credits_held=self._credits.available,
+                last_received=self._transport.last_received)
+            step = drain.next_step(facts)
+            if isinstance(step, drain.Drained):
+                if not step.quiet:
+                    log.info("%s not drained in time: %d requests in flight, %s, "
+                             "%d credits held, last bytes %.3f s ago",
+                             self.info.client_address[0], facts.in_flight,
+                             "a request partly in" if facts.partial else "nothing partly in",
+                             facts.credits_held, facts.now - facts.last_received)
+                return step.quiet
+            await trio.sleep_until(step.until)
+        return True
+
+    @property
+    def local_ip(self) -> str:
+        return self.info.local_address[0]
+
+    def close(self) -> None:
+        """End the connection (from outside it: a drain the move did not cut)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def _hand_over_receiving(self) -> None:
         """A request is about to wait: if it runs in the receiver's task, a new
@@ -454,7 +497,7 @@ class Connection:
         return Header(
             command=header.command, message_id=header.message_id, flags=flags, status=status,
             credit_charge=header.credit_charge,
-            credits=self._credits.grant(header.credits) if grant else 0,
+            credits=self._credits.grant(header.credits) if grant and not self.draining else 0,
             tree_id=header.tree_id if tree_id is None else tree_id,
             session_id=header.session_id if session_id is None else session_id,
         )

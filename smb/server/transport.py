@@ -97,9 +97,14 @@ class Transport:
         self.sock: trio.socket.SocketType | None = getattr(stream, "socket", None)
         self.frames = FrameBuffer(received, max_frame)
         self._send_lock = trio.Lock()
+        # For a drain (smb.server.drain): when bytes last came in, and whether
+        # a large frame is partly read into its buffer.
+        self.last_received = float("-inf")
+        self.reading_frame = False
 
     async def _fill(self) -> bool:
         chunk = await self.stream.receive_some(RECEIVE_CHUNK)
+        self.last_received = trio.current_time()
         self.frames.receive_data(chunk)
         return bool(chunk)
 
@@ -130,12 +135,20 @@ class Transport:
         # and its bytes are read straight into it.
         view = FRAMES.take(length, frames.max_frame)
         have = frames.take(view)
+        self.reading_frame = True
         while have < length:
             got = await self._receive_into(view[have:])
+            self.last_received = trio.current_time()
             if not got:
                 raise ProtocolViolation("connection closed mid-message")
             have += got
+        self.reading_frame = False
         return view
+
+    @property
+    def partial(self) -> bool:
+        """Whether bytes of a request are in that were not handed on yet."""
+        return self.reading_frame or len(self.frames) > 0
 
     async def send(self, outs: list[Out], seal: Seal | None) -> None:
         """Frame, sign or encrypt (``seal``), and send one (compound) reply.

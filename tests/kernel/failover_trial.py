@@ -94,13 +94,15 @@ def _stall(samples: list[tuple[float, int]], moved_at: float) -> float | None:
 
 
 @contextmanager
-def _cluster_and_guest(workdir: Path, memory_mb: int) -> Iterator[tuple[Lab, str, guestlab.Guest]]:
-    """A fresh 3-node cluster with a leader, and the guest with //VIP/test mounted."""
+def _cluster_and_guest(workdir: Path, memory_mb: int,
+                       smb_config: str = "") -> Iterator[tuple[Lab, str, guestlab.Guest]]:
+    """A fresh 3-node cluster with a leader, and the guest with //VIP/test mounted;
+    smb_config: more keys of the nodes' [smb] table."""
     kernel = initramfs.find_kernel()
     workdir.mkdir(parents=True, exist_ok=True)
     cpio = initramfs.build(workdir / "initramfs.cpio", kernel)
     (workdir / "lab").mkdir(exist_ok=True)
-    with Lab(3, workers=1, cluster="kc", workdir=workdir / "lab") as lab:
+    with Lab(3, workers=1, cluster="kc", workdir=workdir / "lab", smb_config=smb_config) as lab:
         lab.add_user(USER, PASSWORD)
         leader = lab.start_agents()
         guest = guestlab.Guest(lab.switch_ns, "br0", workdir, ip=GUEST_IP,
@@ -140,12 +142,14 @@ def _wait_done(guest: guestlab.Guest, marker: str, timeout: float,
     return None
 
 
-def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600) -> TrialResult:
+def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
+              smb_config: str = "") -> TrialResult:
     """One copy trial in a fresh cluster and a fresh guest; never raises for
     what the copy does (that is the result), only for a lab that would not start."""
     result = TrialResult(mode, mb)
     try:
-        with _cluster_and_guest(workdir, max(1024, 3 * mb + 512)) as (lab, leader, guest):
+        with _cluster_and_guest(workdir, max(1024, 3 * mb + 512), smb_config) as \
+                (lab, leader, guest):
             guest.run(COPY.format(mb=mb), 300).check()
             target = lab.share_dir / "big"
             samples: list[tuple[float, int]] = []

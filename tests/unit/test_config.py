@@ -64,6 +64,8 @@ def test_minimal_config_only_node_name():
     ("[node]\nname='n1'\n[cluster]\netcd=['ftp://x']\n", "cluster.etcd[0]", "not an etcd URL"),
     ("[node]\nname='n1'\n[smb]\nport=70000\n", "smb.port", "out of range"),
     ("[node]\nname='n1'\n[smb]\nworkers='two'\n", "smb.workers", "must be an integer"),
+    ("[node]\nname='n1'\n[smb]\nmax_credits=8\n", "smb.max_credits", "out of range"),
+    ("[node]\nname='n1'\n[smb]\ndrain_timeout=10\n", "smb.drain_timeout", "out of range"),
     ("[node]\nname='n1'\n[cluster]\nlease_ttl=0\n", "cluster.lease_ttl", "out of range"),
     ("[node]\nname='n1'\n[cluster]\nlease_ttl=0.5\n", "cluster.lease_ttl",
      "0.5 is not whole seconds (etcd grants leases in whole seconds"),
@@ -114,3 +116,11 @@ def test_continuous_availability_is_off_unless_asked():
     with pytest.raises(ConfigError, match=r"share\[0\]\.continuous_availability"):
         parse({"node": {"name": "n1"},
                "share": [{"name": "a", "path": "/srv/a", "continuous_availability": "yes"}]}, "t.toml")
+
+
+def test_credit_cap_and_drain_timeout_default_and_set():
+    plain = parse({"node": {"name": "n1"}}, "t.toml")
+    assert (plain.smb.max_credits, plain.smb.drain_timeout) == (8192, 0.5)
+    tuned = parse({"node": {"name": "n1"}, "smb": {"max_credits": 128, "drain_timeout": 2}},
+                  "t.toml")
+    assert (tuned.smb.max_credits, tuned.smb.drain_timeout) == (128, 2)
