@@ -121,6 +121,9 @@ class WorkerState:
             rss = 0
         return {"pid": os.getpid(), "rss": rss, "connections": self.connections,
                 "open_handles": self.open_handles, "durable_handles": len(self.durable),
+                # Of those, the persistent ones (CA shares): kept whatever they cache.
+                "persistent_handles": sum(1 for op in self.durable.values()
+                                          if op.durable is not None and op.durable.persistent),
                 "orphaned_durable": len(self.orphans),
                 "started": self.started, "identity": self.identity}
 

@@ -114,14 +114,21 @@ def lock_status(op: Open, offset: int, length: int) -> int:
     return 0
 
 
-def records(etcd_url: str, target: harness.Target) -> list[dict]:
+def records(etcd_url: str, target: harness.Target, kind: str = "durable") -> list[dict]:
     cluster = next(line.split('"')[1] for line in target.config.read_text().splitlines()
                    if line.startswith('name = "t'))
     store = Store([etcd_url], cluster)
     try:
-        return [e.value for e in store.get_prefix(store.key("durable") + "/")]
+        return [e.value for e in store.get_prefix(store.key(kind) + "/")]
     finally:
         store.close()
+
+
+def handles_counted(etcd_url: str, target: harness.Target) -> tuple[int, int]:
+    """(durable, persistent) handles as the workers publish them for status and metrics."""
+    workers = records(etcd_url, target, "workers")
+    return (sum(w.get("durable_handles", 0) for w in workers),
+            sum(w.get("persistent_handles", 0) for w in workers))
 
 
 def test_ca_share_and_persistent_handles_are_advertised_to_3x_only(ca_server):
@@ -158,6 +165,8 @@ def test_persistent_granted_without_caching_only_on_the_ca_share(ca_server, etcd
                            "flags": DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT}
         [record] = records(etcd_server.url, t)
         assert (record["persistent"], record["oplock_level"], record["lease"]) == (True, 0, None)
+        wait_for(lambda: handles_counted(etcd_server.url, t) == (1, 1), 10,
+                 "the persistent handle counted apart")
         op.close()
         plain = TreeConnect(m.session, f"\\\\127.0.0.1\\{PLAIN}")
         plain.connect()
@@ -171,6 +180,8 @@ def test_persistent_granted_without_caching_only_on_the_ca_share(ca_server, etcd
         assert granted == {"timeout": 60_000, "flags": 0}
         [record] = records(etcd_server.url, t)
         assert record["persistent"] is False
+        wait_for(lambda: handles_counted(etcd_server.url, t) == (1, 0), 10,
+                 "a durable handle, none persistent")
         op.close()
     finally:
         m.conn.disconnect()
