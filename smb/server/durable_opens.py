@@ -351,6 +351,28 @@ async def keep_locks(op: "Open") -> None:
         log.warning("persistent record %016x: locks not stored: %s", record.persistent_id, exc)
 
 
+async def _keep_caching(ws: "WorkerState", ops: list["Open"]) -> None:
+    """An acknowledged break changed what these opens cache: those persistent
+    ones whose record says otherwise store what they now hold before the
+    acknowledgement is answered, so a reclaim after the node's death reports
+    the lease state the client really has."""
+    changed = []
+    for o in ops:
+        record = o.durable
+        if record is None or not record.persistent or o.open_id is None:
+            continue
+        level, lease = ws.breaks.oplocks.caching_of(o.open_id)
+        if (level, lease) != (record.oplock_level, record.lease):
+            o.durable = record.evolve(oplock_level=level, lease=lease)
+            changed.append(o.durable)
+    for record in changed:  # one writer round (acks of one lease come together)
+        try:
+            await ws.writer.put(record)
+        except StoreUnavailable as exc:
+            log.warning("persistent record %016x: caching not stored: %s",
+                        record.persistent_id, exc)
+
+
 async def keep_delete_pending(op: "Open", pending: bool) -> None:
     """A SET_INFO FileDispositionInformation on a durable open is answered only
     once its record carries the pending delete (or no longer does): should the
@@ -500,10 +522,14 @@ async def oplock_break(ctx: CommandContext, req: Request) -> Reply:
         result = ws.breaks.ack_oplock(op.open_id, ack.level)
         if result.status != Status.SUCCESS:
             raise CommandError(result.status)
+        await _keep_caching(ws, [op])
         return Reply(body=oplock_wire.oplock_break(result.level, op.file_id))
     if ws is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state)
     if result.status != Status.SUCCESS:
         raise CommandError(result.status)
+    await _keep_caching(ws, [o for o in ws.durable.values() if o.durable is not None
+                             and o.durable.lease is not None and o.durable.lease.key == ack.key
+                             and o.durable.client_guid == ctx.connection.client_guid])
     return Reply(body=oplock_wire.lease_ack_response(ack.key, result.level))
