@@ -62,10 +62,12 @@ def default_tmpdir() -> str | None:
 
 
 @contextmanager
-def servers(parent: str | None, workers: int, etcd: str | None = None) -> Iterator[Pair]:
+def servers(parent: str | None, workers: int, etcd: str | None = None,
+            extra_shares: str = "") -> Iterator[Pair]:
     """etcd (an embedded one unless ``etcd`` names one), ``hanode smb``
-    (``workers`` processes) and smbd in a fresh temp dir under ``parent``;
-    everything stopped and removed on the way out."""
+    (``workers`` processes; ``extra_shares``: more [[share]] tables for its
+    config, ``{base}`` standing for the temp dir) and smbd in a fresh temp dir
+    under ``parent``; everything stopped and removed on the way out."""
     with ExitStack() as stack:
         base = Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
@@ -75,7 +77,8 @@ def servers(parent: str | None, workers: int, etcd: str | None = None) -> Iterat
         url, etcd_pid = stack.enter_context(etcd_process(etcd))
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
-                                          log_level="warning")
+                                          log_level="warning",
+                                          extra_shares=extra_shares.format(base=base))
             stack.callback(stop, hanode)
             smbd = harness.start_smbd(base / "smbd")
             stack.callback(stop, smbd)
@@ -166,12 +169,13 @@ def load_average() -> list[float]:
 
 def bench_main(tmpdir: str | None, workers: int, as_json: bool,
                measure_pair: Callable[[Pair], dict], facts: dict,
-               print_table: Callable[[dict], None], etcd: str | None = None) -> int:
+               print_table: Callable[[dict], None], etcd: str | None = None,
+               extra_shares: str = "") -> int:
     """Start both servers, measure, and print the result with the run's facts
     (parameters, load before and after, wall time) as a table or one JSON line."""
     def body() -> int:
         started, load_before = time.monotonic(), load_average()
-        with servers(tmpdir, workers, etcd) as pair:
+        with servers(tmpdir, workers, etcd, extra_shares) as pair:
             result = measure_pair(pair)
         result.update(facts, workers=workers, load_before=load_before,
                       load_after=load_average(), seconds=time.monotonic() - started)
