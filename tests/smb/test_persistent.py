@@ -18,8 +18,9 @@ import uuid
 import pytest
 from smbprotocol.connection import Capabilities, Connection, Dialects
 from smbprotocol.create_contexts import (
-    CreateContextName, DurableHandleFlags, SMB2CreateDurableHandleReconnectV2,
+    CreateContextName, DurableHandleFlags, LeaseState, SMB2CreateDurableHandleReconnectV2,
     SMB2CreateDurableHandleRequestV2, SMB2CreateDurableHandleResponseV2,
+    SMB2CreateRequestLeaseV2, SMB2CreateResponseLeaseV2,
 )
 from smbprotocol.exceptions import SMBException, SMBResponseException
 from smbprotocol.open import (
@@ -347,3 +348,58 @@ def test_smbtorture_persistent_opens_on_a_ca_share(etcd_server, tmp_path):
             run = harness.run_smbtorture(t, test, timeout=300)
             name = test.removeprefix("smb2.durable-v2-open.")
             assert run.results == {name: "success"}, run.output[-3000:]
+
+
+def _lease(key: bytes, state: int):
+    req = SMB2CreateRequestLeaseV2()
+    req["lease_key"] = key
+    req["lease_state"] = state
+    req["parent_lease_key"] = bytes(16)
+    req["epoch"] = bytes(2)
+    return dc._context(CreateContextName.SMB2_CREATE_REQUEST_LEASE, req)
+
+
+def test_a_disconnected_persistent_lease_is_broken_at_once_and_reclaimed_as_it_stands(
+        ca_server, etcd_server):
+    """No break can reach a disconnected open: an open that needs only its
+    lease's write caching gone takes it at once (not after the 35 s break
+    timeout), the persistent open stays, and its reclaim reports what it still
+    holds."""
+    t = ca_server
+    client, create_guid, key = uuid.uuid4(), uuid.uuid4(), os.urandom(16)
+    rwh = (LeaseState.SMB2_LEASE_READ_CACHING | LeaseState.SMB2_LEASE_WRITE_CACHING
+           | LeaseState.SMB2_LEASE_HANDLE_CACHING)
+    share_all = dc.SHARE_ALL
+    first = dc.mount(t.port, t.user, t.password, t.share_name, client)
+    op = Open(first.tree, "l.bin")
+    op.create(ImpersonationLevel.Impersonation, dc.ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
+              share_all, CreateDisposition.FILE_OVERWRITE_IF,
+              CreateOptions.FILE_NON_DIRECTORY_FILE, [dh2q(create_guid), _lease(key, rwh)],
+              RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE)
+    first.drop()
+    wait_for(lambda: records(etcd_server.url, t)[0]["disconnected_since"] is not None, 5,
+             "the persistent open stored as disconnected")
+    other = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+    again = dc.mount(t.port, t.user, t.password, t.share_name, client)
+    try:
+        started = time.monotonic()
+        theirs = Open(other.tree, "l.bin")
+        theirs.create(ImpersonationLevel.Impersonation, dc.ACCESS,
+                      FileAttributes.FILE_ATTRIBUTE_NORMAL, share_all,
+                      CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                      None, RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+        assert time.monotonic() - started < 10  # no break timeout waited out
+        theirs.close()
+        mine = Open(again.tree, "l.bin")
+        contexts = mine.create(
+            ImpersonationLevel.Impersonation, dc.ACCESS, FileAttributes.FILE_ATTRIBUTE_NORMAL,
+            share_all, CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
+            [dh2c(op.file_id, create_guid), _lease(key, 0)],
+            RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE)
+        [lease] = [c for c in contexts if isinstance(c, SMB2CreateResponseLeaseV2)]
+        assert lease["lease_state"].get_value() == (LeaseState.SMB2_LEASE_READ_CACHING
+                                                     | LeaseState.SMB2_LEASE_HANDLE_CACHING)
+        mine.close()
+    finally:
+        other.conn.disconnect()
+        again.conn.disconnect()
