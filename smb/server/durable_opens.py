@@ -318,13 +318,43 @@ async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashabl
         if fresh is None or fresh.record.worker in live:
             ws.orphans.drop(listed.record)
             ws.forget_foreign(pid)
+            await trio.to_thread.run_sync(tree.node.forget_disconnected, _stand_in_key(pid))
             continue
         if pid not in ws.foreign:
             r = fresh.record
+            refuse = refusal_while_disconnected(r)
             ws.breaks.oplocks.restore(file, pid, r.client_guid, r.desired_access,
                                       r.share_access, r.oplock_level, r.lease,
-                                      disconnected=True, refuse=refusal_while_disconnected(r))
+                                      disconnected=True, refuse=refuse)
+            if refuse is not None:
+                await trio.to_thread.run_sync(_stand_in, tree, parts, r, refuse)
         ws.foreign[pid] = fresh
+
+
+def _stand_in_key(persistent_id: int) -> str:
+    """The node-table key of a dead worker's open held for it here (no file id
+    of a live open looks like it)."""
+    return f"kept-{persistent_id:016x}"
+
+
+def _stand_in(tree: "TreeConnect", parts: tuple[str, ...], record: DurableRecord,
+              refuse: int) -> None:
+    """A dead worker's disconnected open that keeps its file (persistent,
+    resilient) gets node-table rows here, so that the node's other workers'
+    opens meet its share mode and every open's LOCK, READ and WRITE meet its
+    byte-range locks, as they did while its worker lived.  Only the file it
+    was granted on: one created since under its name is not its file."""
+    try:
+        with tree.root.lookup(parts) as where:
+            st = where.st
+    except vfs.VfsError:
+        return
+    if st is None or (record.inode and st.st_ino != record.inode):
+        return
+    tree.node.stand_in(_stand_in_key(record.persistent_id), st.st_dev, st.st_ino,
+                       record.desired_access, record.share_access, record.persistent_id,
+                       [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks],
+                       refuse)
 
 
 async def keep_locks(op: "Open") -> None:
@@ -351,11 +381,13 @@ async def keep_locks(op: "Open") -> None:
         log.warning("persistent record %016x: locks not stored: %s", record.persistent_id, exc)
 
 
-async def _keep_caching(ws: "WorkerState", ops: list["Open"]) -> None:
-    """An acknowledged break changed what these opens cache: those persistent
-    ones whose record says otherwise store what they now hold before the
-    acknowledgement is answered, so a reclaim after the node's death reports
-    the lease state the client really has."""
+async def keep_caching(ws: "WorkerState", ops: list["Open"]) -> None:
+    """What these opens cache changed (an acknowledged break: before the
+    acknowledgement is answered; a break needing no acknowledgement, or a
+    disconnected persistent open's caching given up for another open: as the
+    worker mirrors it): those persistent ones whose record says otherwise
+    store what they now hold, so a reclaim on any worker or node reports the
+    lease state the client really has."""
     changed = []
     for o in ops:
         record = o.durable
@@ -522,14 +554,14 @@ async def oplock_break(ctx: CommandContext, req: Request) -> Reply:
         result = ws.breaks.ack_oplock(op.open_id, ack.level)
         if result.status != Status.SUCCESS:
             raise CommandError(result.status)
-        await _keep_caching(ws, [op])
+        await keep_caching(ws, [op])
         return Reply(body=oplock_wire.oplock_break(result.level, op.file_id))
     if ws is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state)
     if result.status != Status.SUCCESS:
         raise CommandError(result.status)
-    await _keep_caching(ws, [o for o in ws.durable.values() if o.durable is not None
+    await keep_caching(ws, [o for o in ws.durable.values() if o.durable is not None
                              and o.durable.lease is not None and o.durable.lease.key == ack.key
                              and o.durable.client_guid == ctx.connection.client_guid])
     return Reply(body=oplock_wire.lease_ack_response(ack.key, result.level))

@@ -560,6 +560,26 @@ class NodeLocal:
                 "DELETE FROM disconnected WHERE open_key = ?", (open_key,)).rowcount > 0
         return self._txn(run)
 
+    def stand_in(self, open_key: str, dev: int, ino: int, access: int, share: int,
+                 persistent_id: int, locks: list[Range], refuse: int) -> None:
+        """Rows for a dead worker's disconnected open that keeps its file, known
+        from its etcd record: its share mode and byte-range locks then hold on
+        this node as they held where it was (until a reconnect takes it over,
+        its record ends, or this worker dies with the rows)."""
+        def run() -> None:
+            self._drop_open_rows(open_key)
+            self._db.execute(
+                "INSERT INTO opens(open_key, owner, dev, ino, access, share) VALUES (?,?,?,?,?,?)",
+                (open_key, self.owner, dev, ino, access, share))
+            self._db.executemany(
+                "INSERT INTO locks VALUES (?,?,?,?,?,?,?)",
+                [(open_key, self.owner, dev, ino, _signed(r.start), _signed(r.length),
+                  int(r.exclusive)) for r in locks])
+            self._db.execute("INSERT INTO disconnected VALUES (?,?,?,?,?)",
+                             (open_key, self.owner, dev, ino, _signed(persistent_id)))
+            self._db.execute("INSERT INTO keeping VALUES (?,?,?)", (open_key, self.owner, refuse))
+        self._txn(run)
+
     def still_disconnected(self, open_key: str) -> bool:
         """Whether this disconnected open is still its worker's to keep (no
         reconnect on any worker of the node took it over)."""
