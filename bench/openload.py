@@ -34,6 +34,11 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.kdf.kbkdf import CounterLocation, KBKDFHMAC, Mode
 
 KINDS = ("plain", "batch", "durable")
+# DH2Q with the persistent flag and no oplock: granted only on a continuously
+# available share (bench/persistent.py), so not among the kinds smbd is asked for.
+PERSISTENT = "persistent"
+ALL_KINDS = (*KINDS, PERSISTENT)
+DHANDLE_FLAG_PERSISTENT = 0x2
 DIALECTS = {"3.0.2": 0x0302, "3.1.1": 0x0311}
 
 NEGOTIATE, SESSION_SETUP, TREE_CONNECT, CREATE, CLOSE = 0, 1, 3, 5, 6
@@ -126,17 +131,18 @@ def create_template(kind: str, name: str, session_id: int, tree_id: int,
     """A framed CREATE for ``kind``, and where its DH2Q CreateGuid sits (None
     when it has none)."""
     path = name.encode("utf-16-le")
-    oplock = OPLOCK_NONE if kind == "plain" else OPLOCK_BATCH
+    oplock = OPLOCK_NONE if kind in ("plain", PERSISTENT) else OPLOCK_BATCH
     name_at = HEADER_SIZE + 56
     contexts = b""
     guid_at = None
     ctx_at = 0
-    if kind == "durable":
+    if kind in ("durable", PERSISTENT):
         ctx_at = name_at + len(path) + (-len(path) % 8)
         # Next, NameOffset, NameLength, Reserved, DataOffset, DataLength; the
-        # name padded to 8; Timeout, Flags (no persistence), Reserved, CreateGuid.
+        # name padded to 8; Timeout, Flags, Reserved, CreateGuid.
+        dh_flags = DHANDLE_FLAG_PERSISTENT if kind == PERSISTENT else 0
         contexts = struct.pack("<IHHHHI", 0, 16, 4, 0, 24, 32) + b"DH2Q" + bytes(4) \
-            + struct.pack("<II8s16s", DH2Q_TIMEOUT_MS, 0, bytes(8), bytes(16))
+            + struct.pack("<II8s16s", DH2Q_TIMEOUT_MS, dh_flags, bytes(8), bytes(16))
         guid_at = NB + ctx_at + 40
     body = struct.pack("<HBBIQQIIIIIHHII", 57, 0, oplock, IMPERSONATION, 0, 0, DESIRED_ACCESS,
                        ATTRIBUTE_NORMAL, SHARE_READ, FILE_OVERWRITE_IF, NON_DIRECTORY_FILE,
@@ -163,11 +169,11 @@ def check_create(frame: bytes, kind: str, where: str) -> bytes:
         raise OpenLoadError(f"{where}: CREATE answered status 0x{status:08x}")
     if len(frame) < HEADER_SIZE + 88:
         raise OpenLoadError(f"{where}: CREATE response of {len(frame)} bytes is too short")
-    if kind != "plain" and frame[HEADER_SIZE + 2] != OPLOCK_BATCH:
+    if kind in ("batch", "durable") and frame[HEADER_SIZE + 2] != OPLOCK_BATCH:
         raise OpenLoadError(f"{where}: batch oplock asked, oplock level "
                             f"0x{frame[HEADER_SIZE + 2]:02x} granted")
-    if kind == "durable" and not _has_context(frame, b"DH2Q"):
-        raise OpenLoadError(f"{where}: durable handle asked, no DH2Q response context")
+    if kind in ("durable", PERSISTENT) and not _has_context(frame, b"DH2Q"):
+        raise OpenLoadError(f"{where}: {kind} handle asked, no DH2Q response context")
     return bytes(frame[HEADER_SIZE + 64:HEADER_SIZE + 80])
 
 
@@ -387,8 +393,8 @@ def drive(conns: list[Conn], kind: str, seconds: float, *, depth: int = 1,
     """CREATE+CLOSE on every connection (``depth`` chains each, a file per
     chain) for ``seconds``; chains that are mid-open then finish their CLOSE.
     Counts only opens whose CLOSE completed."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"kind must be one of {ALL_KINDS}")
     selector = selectors.DefaultSelector()
     pending: dict[tuple[int, int], _Chain] = {}
     latencies: list[float] = []

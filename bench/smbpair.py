@@ -68,7 +68,8 @@ def servers(parent: str | None, workers: int, etcd: str | None = None,
     """etcd (an embedded one unless ``etcd`` names one), ``hanode smb``
     (``workers`` processes) and smbd in a fresh temp dir under ``parent``;
     everything stopped and removed on the way out.  The options go to
-    harness.start_hanode and start_smbd (more shares, say)."""
+    harness.start_hanode and start_smbd (more shares, say); in hanode's
+    ``extra_shares``, ``{base}`` stands for the temp dir."""
     with ExitStack() as stack:
         base = Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="hnbench-", dir=parent)))
@@ -76,9 +77,12 @@ def servers(parent: str | None, workers: int, etcd: str | None = None,
             raise BenchError(f"{base}: too long a path for smbd's unix sockets "
                              f"(at most {MAX_BASE} characters; choose a shorter --tmpdir)")
         url, etcd_pid = stack.enter_context(etcd_process(etcd))
+        hanode_options = dict(hanode_options or {})
+        if "extra_shares" in hanode_options:
+            hanode_options["extra_shares"] = hanode_options["extra_shares"].format(base=base)
         try:
             hanode = harness.start_hanode(url, base / "hanode", workers=workers,
-                                          log_level="warning", **(hanode_options or {}))
+                                          log_level="warning", **hanode_options)
             stack.callback(stop, hanode)
             smbd = harness.start_smbd(base / "smbd", **(smbd_options or {}))
             stack.callback(stop, smbd)
@@ -169,12 +173,13 @@ def load_average() -> list[float]:
 
 def bench_main(tmpdir: str | None, workers: int, as_json: bool,
                measure_pair: Callable[[Pair], dict], facts: dict,
-               print_table: Callable[[dict], None], etcd: str | None = None) -> int:
+               print_table: Callable[[dict], None], etcd: str | None = None,
+               extra_shares: str = "") -> int:
     """Start both servers, measure, and print the result with the run's facts
     (parameters, load before and after, wall time) as a table or one JSON line."""
     def body() -> int:
         started, load_before = time.monotonic(), load_average()
-        with servers(tmpdir, workers, etcd) as pair:
+        with servers(tmpdir, workers, etcd, {"extra_shares": extra_shares}) as pair:
             result = measure_pair(pair)
         result.update(facts, workers=workers, load_before=load_before,
                       load_after=load_average(), seconds=time.monotonic() - started)

@@ -128,6 +128,11 @@ class Metrics:
         self._longest_keepalive = self._longest_lag = 0.0
         self._durable = Gauge("hanode_durable_handles",
                               "Durable handles recorded in etcd for the cluster", registry=r)
+        self._node_handles = Gauge(
+            "hanode_node_durable_handles",
+            "Durable handles this node's workers hold, by kind (persistent: on a continuously "
+            "available share, kept whatever they cache; durable: the others)", ["kind"],
+            registry=r)
         self._check = Gauge("hanode_health_check",
                             "1 while this node's health check passes", ["check"], registry=r)
         self._check_seconds = Histogram("hanode_health_check_duration_seconds",
@@ -197,6 +202,11 @@ class Metrics:
 
     def set_durable_handles(self, n: int) -> None:
         self._durable.set(n)
+
+    def set_node_handles(self, durable: int, persistent: int) -> None:
+        """durable: every durable handle of this node's workers, persistent ones included."""
+        self._node_handles.labels(kind="durable").set(durable - persistent)
+        self._node_handles.labels(kind="persistent").set(persistent)
 
     def health_check(self, name: str, ok: bool, seconds: float) -> None:
         self._check.labels(check=name).set(1 if ok else 0)

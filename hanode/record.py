@@ -42,6 +42,7 @@ def node_record(elector: Elector, owner: VipOwner, conns: ConnList,
         "workers": workers,
         "connections": conns.count,
         "durable_handles": sum(w["durable_handles"] or 0 for w in workers),
+        "persistent_handles": sum(w.get("persistent_handles") or 0 for w in workers),
         "version": VERSION,
         "health": monitor.report(),
     }

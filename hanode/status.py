@@ -127,6 +127,8 @@ def _node_report(node: NodeSeen) -> dict[str, Any]:
         "workers": list(record.get("workers") or []) if record is not None else [],
         "connections": record.get("connections") if record is not None else None,
         "durable_handles": record.get("durable_handles") if record is not None else None,
+        # Of the durable handles, those on continuously available shares.
+        "persistent_handles": record.get("persistent_handles") if record is not None else None,
         "version": record.get("version") if record is not None else None,
         "health": _health(record),
     }
@@ -287,7 +289,7 @@ def render_table(rep: Mapping[str, Any], now: float) -> str:
         lines += [""] + _columns(rows)
     if rep["nodes"]:
         rows = [["NODE", "STATE", "HEALTH", "LEASE", "WORKERS", "CONNECTIONS", "DURABLE",
-                 "LAST SEEN"]]
+                 "PERSISTENT", "LAST SEEN"]]
         for node in rep["nodes"]:
             state = node["state"] if node["role"] in (node["state"], "standby") else \
                 f"{node['state']} ({node['role']})"
@@ -296,7 +298,7 @@ def render_table(rep: Mapping[str, Any], now: float) -> str:
                          _dash(node["lease_ttl_left"], "s"),
                          "-" if node["state"] == "down" else str(len(node["workers"])),
                          _dash(node["connections"]), _dash(node["durable_handles"]),
-                         _age(node["last_seen"], now)])
+                         _dash(node["persistent_handles"]), _age(node["last_seen"], now)])
         lines += [""] + _columns(rows)
         workers = _worker_rows(rep["nodes"])
         if len(workers) > 1:

@@ -83,7 +83,8 @@ class Supervisor:
 
     def stats(self) -> list[dict[str, Any]]:
         """Per worker: index, pid (None while restarting), rss, connections, open_handles,
-        durable_handles, restarts, as of the last measurement."""
+        durable_handles, persistent_handles (of the durable ones), restarts, as of
+        the last measurement."""
         return list(self._stats)
 
     async def run(self) -> None:
@@ -159,6 +160,10 @@ class Supervisor:
             except StoreUnavailable:
                 liveness = {}
             self._stats = await trio.to_thread.run_sync(self._measure, liveness)
+            if self.metrics is not None:
+                self.metrics.set_node_handles(
+                    sum(w["durable_handles"] or 0 for w in self._stats),
+                    sum(w["persistent_handles"] or 0 for w in self._stats))
             await trio.sleep(STATS_INTERVAL)
 
     def _measure(self, liveness: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -178,9 +183,11 @@ class Supervisor:
                     pass  # it just died; the next round shows the new one
             live = liveness.get(worker_name(worker.index), {})
             handles, durable = live.get("open_handles"), live.get("durable_handles")
+            persistent = live.get("persistent_handles")
             out.append({"index": worker.index, "pid": pid, "rss": rss, "connections": conns,
                         "open_handles": handles if isinstance(handles, int) else None,
                         "durable_handles": durable if isinstance(durable, int) else None,
+                        "persistent_handles": persistent if isinstance(persistent, int) else None,
                         "restarts": worker.restarts})
         return out
 

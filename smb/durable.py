@@ -43,7 +43,7 @@ import trio.testing
 from hanode.store import Store, StoreUnavailable
 from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, Lease
 from smb.wire.create_contexts import (
-    CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
+    DHANDLE_FLAG_PERSISTENT, CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
     LeaseContext, durable_v1_response, durable_v2_response,
 )
 from smb.wire.header import Status
@@ -137,6 +137,23 @@ class DurableRecord:
     # lost connection whatever its caching, for ``timeout_ms`` (the resiliency
     # timeout); reclaimed with DHnC/DH2C as a durable open is.
     resilient: bool = False
+    # Granted by DH2Q with SMB2_DHANDLE_FLAG_PERSISTENT on a continuously
+    # available share (3.3.5.9.10), whatever its caching: while disconnected its
+    # share mode and locks stay in force (a conflicting open is refused, never
+    # purges it), and its locks and lock sequences are stored before every LOCK
+    # that changed them is answered.  Reclaimed only by DH2C with the flag, from
+    # the same client GUID, user and create GUID.
+    persistent: bool = False
+    # Open.ChannelSequence (3.3.5.2.10), kept with the locks and at disconnect, so
+    # that a request from before a failover stays stale after the reclaim.
+    channel_sequence: int = 0
+
+    @property
+    def kept_while_disconnected(self) -> bool:
+        """Whether a conflicting open must be refused rather than purge it: a
+        persistent open (3.3.5.9) and a resilient one (3.3.5.15.9) keep their
+        share mode and locks while their client is away; a durable one does not."""
+        return self.persistent or self.resilient
 
     def evolve(self, **changes: Any) -> "DurableRecord":
         return replace(self, **changes)
@@ -159,7 +176,8 @@ class DurableRecord:
             "initial_allocation": self.initial_allocation,
             "lock_sequences": [list(pair) for pair in self.lock_sequences],
             "inode": self.inode, "delete_pending": self.delete_pending,
-            "resilient": self.resilient,
+            "resilient": self.resilient, "persistent": self.persistent,
+            "channel_sequence": self.channel_sequence,
         }
 
     @classmethod
@@ -190,6 +208,8 @@ class DurableRecord:
                 inode=int(value.get("inode", 0)),
                 delete_pending=value.get("delete_pending", False) is True,
                 resilient=value.get("resilient", False) is True,
+                persistent=value.get("persistent", False) is True,
+                channel_sequence=int(value.get("channel_sequence", 0)) & 0xFFFF,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a durable record: {exc!r}") from None
@@ -201,27 +221,37 @@ class DurableRecord:
 class Grant:
     version: int
     timeout_ms: int
+    persistent: bool = False
 
     def response_context(self) -> CreateContext:
         """The context the CREATE response carries (never on a reconnect)."""
         if self.version == 1:
             return durable_v1_response()
-        return durable_v2_response(self.timeout_ms, 0)
+        return durable_v2_response(self.timeout_ms,
+                                   DHANDLE_FLAG_PERSISTENT if self.persistent else 0)
 
 
 def grant_durability(request: DurableV1Request | DurableV2Request | None, *,
                      is_directory: bool, oplock_level: int,
-                     lease_state: int | None, store_available: bool = True) -> Grant | None:
+                     lease_state: int | None, store_available: bool = True,
+                     continuously_available: bool = False) -> Grant | None:
     """Whether an open that succeeded becomes durable, and for how long.
 
-    3.3.5.9.6 / 3.3.5.9.10: only with a batch oplock or a lease holding
-    handle caching (what was granted, not what was asked), never for a
-    directory.  Persistent handles are never granted (no CA shares), so the
-    PERSISTENT flag is simply not echoed.  Without etcd the open is answered
-    without durability rather than with a promise that could not be kept.
+    3.3.5.9.10: DH2Q with the PERSISTENT flag on a continuously available
+    share (``continuously_available``: the share is CA and the connection 3.x,
+    so the server advertised persistent handles) is granted whatever the open
+    caches, and answered with the flag.  Otherwise (3.3.5.9.6 / 3.3.5.9.10)
+    only with a batch oplock or a lease holding handle caching (what was
+    granted, not what was asked): a persistent request elsewhere gets at most
+    a durable handle, its flag not echoed.  Never for a directory.  Without
+    etcd the open is answered without durability rather than with a promise
+    that could not be kept.
     """
     if request is None or is_directory or not store_available:
         return None
+    if isinstance(request, DurableV2Request) and request.persistent and continuously_available:
+        timeout = request.timeout_ms or V2_DEFAULT_TIMEOUT_MS
+        return Grant(2, min(timeout, V2_MAX_TIMEOUT_MS), persistent=True)
     handle_cached = lease_state is not None and bool(lease_state & LEASE_HANDLE)
     if not (oplock_level == OPLOCK_BATCH or handle_cached):
         return None
@@ -246,6 +276,21 @@ def resilient_record(record: DurableRecord, timeout_ms: int) -> DurableRecord:
     Open.IsResilient TRUE (3.3.5.15.9), so the resiliency timeout is the one
     that runs after a disconnect; everything a reconnect checks stays."""
     return record.evolve(resilient=True, timeout_ms=timeout_ms)
+
+
+def refusal_while_disconnected(record: DurableRecord) -> int | None:
+    """The status a conflicting open gets while this open is disconnected, or
+    None when the conflicting open purges it instead (a durable open).
+
+    A persistent open answers STATUS_FILE_NOT_AVAILABLE (3.3.5.9: the client
+    may retry once the owner reclaimed it or it expired); a resilient open is
+    still an open of the file, so the conflict is an ordinary sharing violation.
+    """
+    if record.persistent:
+        return Status.FILE_NOT_AVAILABLE
+    if record.resilient:
+        return Status.SHARING_VIOLATION
+    return None
 
 
 def is_disconnected(record: DurableRecord, live_workers: frozenset[str] | set[str]) -> bool:
@@ -280,12 +325,18 @@ def check_reconnect(record: DurableRecord | None, req: ReconnectRequest, *,
     lease key matches (a leased open without a lease, or the reverse, is
     NOT_FOUND whatever the name, as smb2.durable-open.reopen2-lease expects);
     the user is the owner (ACCESS_DENIED); a leased open has the same name
-    (INVALID_PARAMETER).  Persistent and "not durable" checks never fire
-    here: every record is durable and none is persistent.
+    (INVALID_PARAMETER).  A persistent open is reclaimed only by a DH2C with
+    the PERSISTENT flag, and (beyond the spec's letter, which asks it of
+    leased opens only) only from its own client GUID, leased or not: an open
+    that outlives its node must not be taken by another client that learned
+    its ids.  The "not durable" check never fires: every record is durable.
     """
     if record is None or record.persistent_id != req.reconnect.file_id.persistent:
         return Status.OBJECT_NAME_NOT_FOUND
-    if record.lease is not None and record.client_guid != req.client_guid:
+    if (record.lease is not None or record.persistent) and record.client_guid != req.client_guid:
+        return Status.OBJECT_NAME_NOT_FOUND
+    if record.persistent and not (isinstance(req.reconnect, DurableV2Reconnect)
+                                  and req.reconnect.persistent):
         return Status.OBJECT_NAME_NOT_FOUND
     if (isinstance(req.reconnect, DurableV2Reconnect)
             and record.create_guid != req.reconnect.create_guid):

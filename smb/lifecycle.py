@@ -9,6 +9,11 @@ A durable open is in one of six phases::
      CLOSED                            +--record names another worker--> RECLAIMED
                                        +--record gone (ended elsewhere)--> PURGED
 
+A persistent or resilient open *keeps its file* while disconnected
+(``Life.keeps_file``): it is detached so that a conflicting open is refused
+instead of purging it, and a purge never ends it; only its timeout, its
+reclaim or its record ending elsewhere do.
+
 RECLAIMED, PURGED, EXPIRED and CLOSED are final: no fact moves an open out of
 them, so a late timer or a second purge of the same open does nothing.  An
 open that was never durable lives the same way with ``durable=False``: losing
@@ -51,6 +56,8 @@ class Action(enum.Enum):
     DISCARD_RECORD = "discard_record"  # its record's delete is queued (nobody waits for it)
     DELETE_RECORD = "delete_record"    # its record is deleted now
     DETACH = "detach"                  # breaks no longer go to a connection; marked disconnected
+    # ... and, while disconnected, a conflicting open is refused rather than purging it.
+    DETACH_KEEPING = "detach_keeping"
     STORE_RECORD = "store_record"      # the disconnected record (locks, position) is written
     ARM_EXPIRY = "arm_expiry"          # its timeout starts
     REVIVE = "revive"                  # marked connected again in the oplock/lease table
@@ -68,12 +75,16 @@ class Action(enum.Enum):
 class Life:
     phase: Phase = Phase.ATTACHED
     durable: bool = False
+    keeps_file: bool = False  # persistent or resilient: never purged by a conflicting open
 
 
 # -- facts ---------------------------------------------------------------------------
 
 class Event(enum.Enum):
     GRANTED = "granted"              # its durable record is stored: it is durable now
+    # Its record (persistent, or made resilient) is stored: durable, and it keeps
+    # its share mode and locks while disconnected.
+    GRANTED_KEEPING = "granted_keeping"
     CLOSED = "closed"                # CLOSE, TREE_DISCONNECT, or a reclaimed file gone
     CONNECTION_LOST = "lost"         # its connection or session ended without CLOSE
     RECLAIMED_HERE = "reclaimed_here"  # a reconnect on this worker adopted it (a new open)
@@ -99,29 +110,34 @@ def decide(life: Life, event: Event) -> Decision:
     if life.phase is Phase.ATTACHED:
         if event is Event.GRANTED:
             return Decision(replace(life, durable=True))
+        if event is Event.GRANTED_KEEPING:
+            return Decision(replace(life, durable=True, keeps_file=True))
         if event is Event.CLOSED or (event is Event.CONNECTION_LOST and not life.durable):
             actions = (Action.FORGET, Action.DISCARD_RECORD) if life.durable \
                 else (Action.FORGET,)
-            return Decision(Life(Phase.CLOSED, life.durable), actions)
+            return Decision(replace(life, phase=Phase.CLOSED), actions)
         if event is Event.CONNECTION_LOST:
             # It stays tracked: its caching row stays mirrored, and other
             # workers' break requests for its file still find it.
-            return Decision(Life(Phase.DISCONNECTED, True),
-                            (Action.DETACH, Action.STORE_RECORD, Action.ARM_EXPIRY))
+            detach = Action.DETACH_KEEPING if life.keeps_file else Action.DETACH
+            return Decision(replace(life, phase=Phase.DISCONNECTED),
+                            (detach, Action.STORE_RECORD, Action.ARM_EXPIRY))
         return Decision(life)
     # DISCONNECTED
     if event is Event.RECLAIMED_HERE:
-        return Decision(Life(Phase.RECLAIMED, True), (Action.REVIVE,))
+        return Decision(replace(life, phase=Phase.RECLAIMED), (Action.REVIVE,))
     if event is Event.PURGE:
-        return Decision(life, ending=Phase.PURGED)
+        # A conflicting open is refused by an open that keeps its file; a purge
+        # that reaches one anyway (a stale break request) changes nothing.
+        return Decision(life) if life.keeps_file else Decision(life, ending=Phase.PURGED)
     if event is Event.TIMED_OUT:
         return Decision(life, ending=Phase.EXPIRED)
     if event is Event.RECORD_ELSEWHERE:
-        return Decision(Life(Phase.RECLAIMED, True), (Action.FORGET, Action.FORGET_ROWS))
+        return Decision(replace(life, phase=Phase.RECLAIMED), (Action.FORGET, Action.FORGET_ROWS))
     if event is Event.RECORD_GONE:
-        return Decision(Life(Phase.PURGED, True), (Action.FORGET, Action.FORGET_ROWS))
+        return Decision(replace(life, phase=Phase.PURGED), (Action.FORGET, Action.FORGET_ROWS))
     if event is Event.CLOSED:  # its reclaim found the file gone from storage
-        return Decision(Life(Phase.CLOSED, True), (Action.FORGET, Action.DELETE_RECORD))
+        return Decision(replace(life, phase=Phase.CLOSED), (Action.FORGET, Action.DELETE_RECORD))
     return Decision(life)
 
 

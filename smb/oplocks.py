@@ -256,6 +256,9 @@ class OpenDecision:
     # Disconnected durable opens that stood in the way and are now closed
     # (their durable records must be deleted).
     purged: tuple[OpenId, ...] = ()
+    # REFUSE because of this disconnected open that keeps its file (persistent,
+    # resilient): its driver makes sure it is still disconnected here.
+    refused_by: OpenId | None = None
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,9 @@ class _Open:
     breaking_to: int | None = None
     token: int = 0
     disconnected: bool = False
+    # While disconnected, a conflicting open is refused with this status
+    # instead of purging it (a persistent or resilient open keeps its file).
+    refuse: int | None = None
 
 
 @dataclass
@@ -372,6 +378,9 @@ class NodeOplocks:
         if lease_id is not None and self._lease_file.get(lease_id, file) != file:
             return OpenDecision(Outcome.REFUSE, Status.INVALID_PARAMETER)
         f = self._files.setdefault(file, _File())
+        refusal = self._settle_kept(f, req, lease_id)
+        if refusal is not None:
+            return OpenDecision(Outcome.REFUSE, refusal[1], refused_by=refusal[0])
         purged = self._purge_disconnected(f, req, lease_id)
         self._files[file] = f  # purging the last open may have dropped it
         sharing_violation = any(
@@ -438,6 +447,45 @@ class NodeOplocks:
             keep &= LEASE_READ  # oplocks break to level II or none only
         return keep
 
+    def _in_way(self, f: _File, req: OpenRequest, lease_id: tuple[bytes, bytes] | None
+                ) -> list[tuple[OpenId, _Open, bool, int | None]]:
+        """The disconnected opens this open conflicts with, each with whether
+        their share modes conflict and what its caching would have to be broken
+        to (None: nothing); a break nobody can acknowledge."""
+        found = []
+        for oid, o in f.opens.items():
+            if not o.disconnected or (lease_id is not None and o.lease_id == lease_id):
+                continue
+            cached = (f.leases[o.lease_id].state if o.lease_id else _OPLOCK_AS_LEASE[o.oplock])
+            conflict = share_conflict(o.access, o.share, req.desired_access, req.share_access)
+            is_lease = o.lease_id is not None
+            to = None if _breaks_nothing(req, is_lease) else \
+                self._break_to(cached, req, conflict, is_lease)
+            if conflict or to is not None:
+                found.append((oid, o, conflict, to))
+        return found
+
+    def _settle_kept(self, f: _File, req: OpenRequest,
+                     lease_id: tuple[bytes, bytes] | None) -> tuple[OpenId, int] | None:
+        """Disconnected opens that keep their file (persistent, resilient) never
+        lose it to this open: one whose share mode it conflicts with refuses it
+        (returned: that open and its status); one whose caching it only needs
+        broken is broken at once to what it needs, without a notification
+        nobody could receive or acknowledge (its client learns its state on
+        reclaim), so no open waits out a break timeout on it."""
+        for oid, o, conflict, to in self._in_way(f, req, lease_id):
+            if o.refuse is None:
+                continue
+            if conflict:
+                return oid, o.refuse
+            assert to is not None
+            if o.lease_id is not None:
+                lease = f.leases[o.lease_id]
+                lease.state, lease.breaking = to, False
+            else:
+                o.oplock = _lease_as_oplock(to)
+        return None
+
     def _purge_disconnected(self, f: _File, req: OpenRequest,
                             lease_id: tuple[bytes, bytes] | None) -> tuple[OpenId, ...]:
         """Close disconnected durable opens that stand in this open's way.
@@ -446,15 +494,8 @@ class NodeOplocks:
         cannot be waited out, so (as Windows does) they lose the file.
         """
         purged = []
-        for oid, o in list(f.opens.items()):
-            if not o.disconnected or (lease_id is not None and o.lease_id == lease_id):
-                continue
-            cached = (f.leases[o.lease_id].state if o.lease_id else _OPLOCK_AS_LEASE[o.oplock])
-            conflict = share_conflict(o.access, o.share, req.desired_access, req.share_access)
-            is_lease = o.lease_id is not None
-            needs_break = (not _breaks_nothing(req, is_lease)
-                           and self._break_to(cached, req, conflict, is_lease) is not None)
-            if conflict or needs_break:
+        for oid, o, _, _ in self._in_way(f, req, lease_id):
+            if o.refuse is None:
                 self._remove_open(f, oid)
                 purged.append(oid)
         return tuple(purged)
@@ -648,7 +689,7 @@ class NodeOplocks:
 
     def restore(self, file: Hashable, open_id: OpenId, client_guid: bytes, access: int,
                 share: int, oplock_level: int, lease: Lease | None, *,
-                disconnected: bool = True) -> None:
+                disconnected: bool = True, refuse: int | None = None) -> None:
         """Register a durable open this node learns from its etcd record.
 
         A node taking over loads every durable record this way (disconnected)
@@ -666,7 +707,7 @@ class NodeOplocks:
             self._lease_file[lease_id] = file
         level = OPLOCK_LEASE if lease is not None else oplock_level
         f.opens[open_id] = _Open(client_guid, access, share, level, lease_id,
-                                 disconnected=disconnected)
+                                 disconnected=disconnected, refuse=refuse)
         self._open_file[open_id] = file
 
     # -- closes and durable disconnects ----------------------------------------
@@ -686,10 +727,15 @@ class NodeOplocks:
         if not f.opens:
             del self._files[file]
 
-    def set_disconnected(self, open_id: OpenId, disconnected: bool) -> None:
-        """A durable open lost (or regained) its connection; it keeps its caching."""
+    def set_disconnected(self, open_id: OpenId, disconnected: bool,
+                         refuse: int | None = None) -> None:
+        """A durable open lost (or regained) its connection; it keeps its caching.
+        ``refuse``: while disconnected, conflicting opens get this status rather
+        than purge it (smb.durable.refusal_while_disconnected)."""
         f = self._files[self._open_file[open_id]]
-        f.opens[open_id].disconnected = disconnected
+        o = f.opens[open_id]
+        o.disconnected = disconnected
+        o.refuse = refuse if disconnected else None
 
     # -- acknowledgements and timeouts -------------------------------------------
 

@@ -146,7 +146,9 @@ class Connection:
         # worker that is not bound here (see _check_session).
         self._stray: tuple[int, Channel] | None = None
         self._transport = Transport(stream, received, PRE_NEGOTIATE_MAX_FRAME)
-        self._negotiation = Negotiation(self.info, config.smb.multichannel)
+        self._negotiation = Negotiation(
+            self.info, config.smb.multichannel,
+            persistent_handles=any(s.continuous_availability for s in config.shares))
         self._setup = SessionSetup(
             info=self.info, config=config, users=users, negotiation=self._negotiation,
             table=SessionTable() if sessions is None else sessions,

@@ -10,7 +10,8 @@ holder's worker (nodelocal.request_breaks, served in workerstate):
   cache first (a client keeps handles open only because it may), wait for the
   acknowledgement or the break timeout, and check the share modes once more;
   a disconnected durable open there cannot acknowledge: its worker purges it
-  when the open conflicts with it, as it would for an open of its own;
+  when the open conflicts with it, as it would for an open of its own (a
+  persistent or resilient one keeps the file: the open is refused);
 - a WRITE (or lock, or size change) makes every other worker's read caches
   stale; the write does not wait for those breaks (they need no ack);
 - a rename: other workers' leases may cache handles only while the name
@@ -78,6 +79,10 @@ async def _break_handles(ctx: CommandContext, tree: "TreeConnect", c: "CreateReq
         return False
     dev, ino = found
     node = tree.node
+    # A disconnected persistent (or resilient) open keeps its file: refused, not purged.
+    refusal = await trio.to_thread.run_sync(node.kept_in_way, dev, ino, granted, c.share_access)
+    if refusal is not None:
+        raise CommandError(refusal)
 
     def in_the_way() -> tuple[bool, bool]:
         """(another worker's open caches handles, another worker keeps a

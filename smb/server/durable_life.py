@@ -19,7 +19,7 @@ import trio
 
 from hanode.store import StoreUnavailable
 from smb import lifecycle, vfs
-from smb.durable import DurableRecord, LockRange, Stored
+from smb.durable import DurableRecord, LockRange, Stored, refusal_while_disconnected
 from smb.lifecycle import Action, EndFacts, Event, Life, Owner, Phase
 from smb.server.workerstate import WorkerState, current
 from smb.wire import create as wire
@@ -56,9 +56,11 @@ async def _act(ws: WorkerState, op: "Open | None", pid: int, action: Action,
             await ws.writer.delete(pid)
         except StoreUnavailable as exc:
             log.warning("durable record %016x not deleted (the scavenger will): %s", pid, exc)
-    elif action is Action.DETACH:
+    elif action in (Action.DETACH, Action.DETACH_KEEPING):
         ws.breaks.detach(pid)
-        ws.breaks.oplocks.set_disconnected(pid, True)
+        ws.breaks.oplocks.set_disconnected(pid, True, refusal_while_disconnected(record)
+                                           if action is Action.DETACH_KEEPING and record
+                                           else None)
         ws.breaks.changed()
         log.debug("durable handle %016x disconnected", pid)
     elif action is Action.STORE_RECORD:
@@ -118,7 +120,8 @@ def granted(ws: WorkerState, op: "Open", record: DurableRecord) -> None:
     """The open's durable record is stored (a grant, or a reconnect adopting it)."""
     assert op.open_id is not None
     op.durable = record
-    op.life = lifecycle.decide(op.life, Event.GRANTED).life
+    op.life = lifecycle.decide(op.life, Event.GRANTED_KEEPING if record.kept_while_disconnected
+                               else Event.GRANTED).life
     ws.durable[op.open_id] = op
 
 
@@ -156,7 +159,7 @@ async def disconnected_record(op: "Open", *, keep_durable: bool) -> DurableRecor
     op.durable = op.durable.evolve(
         disconnected_since=time.time(), position=op.position,
         locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in locks),
-        lock_sequences=op.lock_sequences.to_pairs())
+        lock_sequences=op.lock_sequences.to_pairs(), channel_sequence=op.channel.sequence)
     return op.durable
 
 
@@ -204,6 +207,22 @@ async def purged(ws: WorkerState, pid: int) -> None:
     decision = lifecycle.decide(op.life, Event.PURGE)
     if decision.ending is not None:
         await _end(ws, op, decision.ending)
+
+
+async def refused_for(ws: WorkerState, pid: int) -> bool:
+    """A disconnected open that keeps its file (persistent, resilient) refused a
+    conflicting open: True when it really stands, False when a reconnect on
+    another worker of the node took it over meanwhile (its node-table row is
+    gone), which this worker would otherwise learn only at its next owner
+    poll; it is then forgotten here at once and the open may be decided again."""
+    op = ws.durable.get(pid)
+    if op is None or op.life.phase is not Phase.DISCONNECTED or pid in ws.releasing:
+        return True
+    if await trio.to_thread.run_sync(op.tree.node.still_disconnected, op.key):
+        return True
+    log.debug("disconnected handle %016x taken over elsewhere, forgotten here", pid)
+    await _apply(ws, op, pid, Event.RECORD_ELSEWHERE)
+    return False
 
 
 async def _purge_orphan(ws: WorkerState, pid: int) -> None:

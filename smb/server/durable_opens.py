@@ -39,8 +39,8 @@ import trio
 from hanode.store import StoreUnavailable
 from smb import nowait, vfs
 from smb.durable import (
-    DurableRecord, ReconnectRequest, Stored, adopt_record, check_reconnect, grant_durability,
-    is_disconnected, resilient_record,
+    DurableRecord, LockRange, ReconnectRequest, Stored, adopt_record, check_reconnect, grant_durability,
+    is_disconnected, refusal_while_disconnected, resilient_record,
 )
 from smb.oplocks import (
     BREAK_TIMEOUT_S, LEASE_HANDLE, LEASE_NONE, LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE,
@@ -48,7 +48,7 @@ from smb.oplocks import (
 )
 from smb.server import crossbreaks, workerstate
 from smb.server.breaks import Holder
-from smb.server.durable_life import granted, is_attached, purged, reclaimed_here
+from smb.server.durable_life import granted, is_attached, purged, reclaimed_here, refused_for
 # Lifecycle entry points CREATE (smb.server.files) and the agent's scavenger reach here.
 from smb.server.durable_life import abandon as abandon, give_up as give_up
 from smb.server.durable_life import delete_on_close as delete_on_close
@@ -129,6 +129,8 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
         if refusal is not None:
             raise CommandError(refusal)
     decision = await ws.breaks.decide(file, req, ctx.go_async)
+    if decision.refused_by is not None and not await refused_for(ws, decision.refused_by):
+        decision = await ws.breaks.decide(file, req, ctx.go_async)
     for pid in decision.purged:
         await purged(ws, pid)
     if decision.outcome == Outcome.REFUSE:
@@ -224,7 +226,9 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
     lease = decision.lease
     found = None if is_reconnect(intent) else grant_durability(
         intent.durable, is_directory=op.is_dir, oplock_level=decision.oplock_level,
-        lease_state=lease.state if lease is not None else None, store_available=ws.available)
+        lease_state=lease.state if lease is not None else None, store_available=ws.available,
+        continuously_available=(op.tree.share.continuous_availability
+                                and ctx.connection.dialect >= 0x0300))
     # Other workers see the open's caching before the CREATE is answered (the
     # mirror mostly takes no wait at all: smb.nowait); the record's commit does.
     await ws.mirror_open(op.open_id)
@@ -242,14 +246,16 @@ async def grant(ctx: CommandContext, op: "Open", c: wire.CreateRequest,
         lease=None if lease is None else Lease(lease.key, lease.state, lease.epoch,
                                                lease.version, lease.parent_key),
         timeout_ms=found.timeout_ms, worker=ws.identity,
-        initial_allocation=op.initial_allocation, inode=op.ino)
+        initial_allocation=op.initial_allocation, inode=op.ino, persistent=found.persistent)
     try:
         await ws.writer.put(record)
     except StoreUnavailable as exc:
         log.warning("durable handle not granted, etcd unavailable: %s", exc)
         return out
     granted(ws, op, record)
-    log.debug("durable v%d handle %016x granted on %s", found.version, op.open_id, record.path)
+    log.debug("%s v%d handle %016x granted on %s",
+              "persistent" if found.persistent else "durable", found.version, op.open_id,
+              record.path)
     ctx_out = found.response_context()
     out.append((ctx_out.name.decode(), ctx_out.data))
     return out
@@ -312,13 +318,91 @@ async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashabl
         if fresh is None or fresh.record.worker in live:
             ws.orphans.drop(listed.record)
             ws.forget_foreign(pid)
+            await trio.to_thread.run_sync(tree.node.forget_disconnected, _stand_in_key(pid))
             continue
         if pid not in ws.foreign:
             r = fresh.record
+            refuse = refusal_while_disconnected(r)
             ws.breaks.oplocks.restore(file, pid, r.client_guid, r.desired_access,
                                       r.share_access, r.oplock_level, r.lease,
-                                      disconnected=True)
+                                      disconnected=True, refuse=refuse)
+            if refuse is not None:
+                await trio.to_thread.run_sync(_stand_in, tree, parts, r, refuse)
         ws.foreign[pid] = fresh
+
+
+def _stand_in_key(persistent_id: int) -> str:
+    """The node-table key of a dead worker's open held for it here (no file id
+    of a live open looks like it)."""
+    return f"kept-{persistent_id:016x}"
+
+
+def _stand_in(tree: "TreeConnect", parts: tuple[str, ...], record: DurableRecord,
+              refuse: int) -> None:
+    """A dead worker's disconnected open that keeps its file (persistent,
+    resilient) gets node-table rows here, so that the node's other workers'
+    opens meet its share mode and every open's LOCK, READ and WRITE meet its
+    byte-range locks, as they did while its worker lived.  Only the file it
+    was granted on: one created since under its name is not its file."""
+    try:
+        with tree.root.lookup(parts) as where:
+            st = where.st
+    except vfs.VfsError:
+        return
+    if st is None or (record.inode and st.st_ino != record.inode):
+        return
+    tree.node.stand_in(_stand_in_key(record.persistent_id), st.st_dev, st.st_ino,
+                       record.desired_access, record.share_access, record.persistent_id,
+                       [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks],
+                       refuse)
+
+
+async def keep_locks(op: "Open") -> None:
+    """A LOCK or unlock through a persistent open is answered only once its record
+    carries the open's byte-range locks and lock sequences as they now stand:
+    should its node die, the reclaim elsewhere takes them back from the record,
+    and a replayed LOCK finds its sequence.  A durable open's record takes
+    them when it disconnects (its node table keeps them until then).  If etcd
+    cannot take them the LOCK is answered anyway (logged): the node table holds
+    them while this node lives, only its death would lose them."""
+    ws = workerstate.current()
+    record = op.durable
+    if ws is None or record is None or not record.persistent:
+        return
+    ranges = await trio.to_thread.run_sync(op.tree.node.locks_of, op.key)
+    # Set before the write: a connection lost meanwhile stores its disconnected
+    # record (evolved from this one) after it, with the same locks.
+    op.durable = record = record.evolve(
+        locks=tuple(LockRange(r.start, r.length, r.exclusive) for r in ranges),
+        lock_sequences=op.lock_sequences.to_pairs(), channel_sequence=op.channel.sequence)
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("persistent record %016x: locks not stored: %s", record.persistent_id, exc)
+
+
+async def keep_caching(ws: "WorkerState", ops: list["Open"]) -> None:
+    """What these opens cache changed (an acknowledged break: before the
+    acknowledgement is answered; a break needing no acknowledgement, or a
+    disconnected persistent open's caching given up for another open: as the
+    worker mirrors it): those persistent ones whose record says otherwise
+    store what they now hold, so a reclaim on any worker or node reports the
+    lease state the client really has."""
+    changed = []
+    for o in ops:
+        record = o.durable
+        if record is None or not record.persistent or o.open_id is None:
+            continue
+        level, lease = ws.breaks.oplocks.caching_of(o.open_id)
+        if (level, lease) != (record.oplock_level, record.lease):
+            o.durable = record.evolve(oplock_level=level, lease=lease)
+            changed.append(o.durable)
+    for record in changed:  # one writer round (acks of one lease come together)
+        try:
+            await ws.writer.put(record)
+        except StoreUnavailable as exc:
+            log.warning("persistent record %016x: caching not stored: %s",
+                        record.persistent_id, exc)
 
 
 async def keep_delete_pending(op: "Open", pending: bool) -> None:
@@ -415,6 +499,8 @@ async def restore(ctx: CommandContext, tree: "TreeConnect", op: "Open",
                         record.desired_access, record.share_access, record.oplock_level,
                         record.lease, disconnected=False)
     op.lock_sequences = LockSequences.from_pairs(record.lock_sequences)
+    if record.persistent:  # a durable open starts its channel anew, as before
+        op.channel.sequence = record.channel_sequence
     granted(ws, op, record)
     if record.delete_pending:  # the client set it before the open disconnected
         await nowait.run(tree.node.set_delete_pending, op.dev, op.ino, True)
@@ -468,10 +554,14 @@ async def oplock_break(ctx: CommandContext, req: Request) -> Reply:
         result = ws.breaks.ack_oplock(op.open_id, ack.level)
         if result.status != Status.SUCCESS:
             raise CommandError(result.status)
+        await keep_caching(ws, [op])
         return Reply(body=oplock_wire.oplock_break(result.level, op.file_id))
     if ws is None:
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     result = ws.breaks.ack_lease(ctx.connection.client_guid, ack.key, ack.state)
     if result.status != Status.SUCCESS:
         raise CommandError(result.status)
+    await keep_caching(ws, [o for o in ws.durable.values() if o.durable is not None
+                             and o.durable.lease is not None and o.durable.lease.key == ack.key
+                             and o.durable.client_guid == ctx.connection.client_guid])
     return Reply(body=oplock_wire.lease_ack_response(ack.key, result.level))

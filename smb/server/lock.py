@@ -94,6 +94,7 @@ async def lock(ctx: CommandContext, req: Request) -> Reply:
         raise CommandError(status)
     if sequences is not None:
         sequences.succeeded(parsed.sequence)
+    await durable_opens.keep_locks(op)
     if not unlock:
         durable_opens.contend_write(op)  # others may no longer cache reads of the file
     return Reply(body=wire.lock_response())

@@ -43,9 +43,14 @@ class Offer:
 
 
 class Negotiation:
-    def __init__(self, info: ConnectionInfo, multichannel: bool) -> None:
+    def __init__(self, info: ConnectionInfo, multichannel: bool,
+                 persistent_handles: bool = False) -> None:
         self.info = info
         self.multichannel = multichannel
+        # Some share is continuously available (issue 14): 3.x connections are
+        # told the server keeps persistent handles.  Not advertised otherwise,
+        # since clients then expect replays answered as a CA server answers them.
+        self.persistent_handles = persistent_handles
         self.negotiated = False
         # Answered an SMB1 NEGOTIATE with 0x02FF: an SMB2 NEGOTIATE is due.
         self.wildcard = False
@@ -134,6 +139,8 @@ class Negotiation:
             negotiate.Capabilities.LARGE_MTU | negotiate.Capabilities.LEASING
         if dialect >= Dialect.SMB_3_0 and self.multichannel:
             info.server_capabilities |= negotiate.Capabilities.MULTI_CHANNEL
+        if dialect >= Dialect.SMB_3_0 and self.persistent_handles:
+            info.server_capabilities |= negotiate.Capabilities.PERSISTENT_HANDLES
         self.cipher = choice.cipher
         self.signing_alg = choice.signing
         self.negotiated = True

@@ -83,6 +83,8 @@ CREATE TABLE IF NOT EXISTS disconnected(
     persistent_id INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS disconnected_file ON disconnected(dev, ino);
 CREATE INDEX IF NOT EXISTS disconnected_id ON disconnected(persistent_id);
+CREATE TABLE IF NOT EXISTS keeping(
+    open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, status INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS clients(
     guid BLOB PRIMARY KEY, owner TEXT NOT NULL, address BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS clients_owner ON clients(owner);
@@ -254,7 +256,7 @@ class NodeLocal:
 
     def _drop_owner(self, owner: str) -> None:
         for table in ("opens", "locks", "delete_pending", "caching", "break_requests", "peers",
-                      "logoff_requests", "disconnected", "clients"):
+                      "logoff_requests", "disconnected", "keeping", "clients"):
             self._db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
 
     def _live(self, owner: str) -> bool:
@@ -502,26 +504,45 @@ class NodeLocal:
     # them until it is reclaimed or ends (MS-SMB2 keeps the open itself, locks
     # included, while it waits for its client).  Whoever removes the
     # ``disconnected`` row owns the open's end: its worker purging or expiring
-    # it, or a reconnect on any worker taking it over.
+    # it, or a reconnect on any worker taking it over.  A persistent or
+    # resilient open also has a ``keeping`` row: it keeps its locks, and an
+    # open that conflicts with it is refused with the row's status, never
+    # purges it.
 
     def keep_disconnected(self, open_key: str, dev: int, ino: int, persistent_id: int,
-                          keep_locks: bool = False) -> None:
+                          refuse: int | None = None) -> None:
+        """``refuse``: the open keeps its file (and locks) while disconnected, and
+        conflicting opens get this status (smb.durable.refusal_while_disconnected)."""
         def run() -> None:
-            if not keep_locks:
+            if refuse is None:
                 self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO keeping VALUES (?,?,?)",
+                                 (open_key, self.owner, refuse))
             self._db.execute("INSERT OR REPLACE INTO disconnected VALUES (?,?,?,?,?)",
                              (open_key, self.owner, dev, ino, _signed(persistent_id)))
         self._txn(run)
 
-    def disconnected_in_way(self, dev: int, ino: int, access: int, share: int) -> bool:
-        """Whether another live worker keeps a disconnected open of the file whose
-        share mode excludes this one."""
-        rows = self._live_rows(
-            "SELECT o.owner, o.access, o.share FROM disconnected d"
+    def _disconnected_rows(self, dev: int, ino: int) -> list[tuple]:
+        """(owner, access, share, refusal or None) of other workers' disconnected opens."""
+        return self._live_rows(
+            "SELECT o.owner, o.access, o.share, k.status FROM disconnected d"
             " JOIN opens o ON o.open_key = d.open_key"
+            " LEFT JOIN keeping k ON k.open_key = d.open_key"
             " WHERE d.dev = ? AND d.ino = ? AND d.owner != ?",
             (dev, ino, self.owner))
-        return any(share_conflict(access, share, a, s) for _, a, s in rows)
+
+    def disconnected_in_way(self, dev: int, ino: int, access: int, share: int) -> bool:
+        """Whether another live worker keeps a disconnected open of the file whose
+        share mode excludes this one, and that a purge request may end."""
+        return any(k is None and share_conflict(access, share, a, s)
+                   for _, a, s, k in self._disconnected_rows(dev, ino))
+
+    def kept_in_way(self, dev: int, ino: int, access: int, share: int) -> int | None:
+        """The status refusing this open when another worker's disconnected open
+        that keeps its file (persistent, resilient) excludes it by share mode."""
+        return next((k for _, a, s, k in self._disconnected_rows(dev, ino)
+                     if k is not None and share_conflict(access, share, a, s)), None)
 
     def request_purges(self, dev: int, ino: int, access: int, share: int,
                        disposition: int) -> None:
@@ -533,8 +554,36 @@ class NodeLocal:
     def claim_disconnected(self, open_key: str) -> bool:
         """Whether the caller may end this disconnected open (purged or timed out;
         close_file then does the rest); False when a reconnect took it over first."""
-        return self._txn(lambda: self._db.execute(
-            "DELETE FROM disconnected WHERE open_key = ?", (open_key,)).rowcount) > 0
+        def run() -> bool:
+            self._db.execute("DELETE FROM keeping WHERE open_key = ?", (open_key,))
+            return self._db.execute(
+                "DELETE FROM disconnected WHERE open_key = ?", (open_key,)).rowcount > 0
+        return self._txn(run)
+
+    def stand_in(self, open_key: str, dev: int, ino: int, access: int, share: int,
+                 persistent_id: int, locks: list[Range], refuse: int) -> None:
+        """Rows for a dead worker's disconnected open that keeps its file, known
+        from its etcd record: its share mode and byte-range locks then hold on
+        this node as they held where it was (until a reconnect takes it over,
+        its record ends, or this worker dies with the rows)."""
+        def run() -> None:
+            self._drop_open_rows(open_key)
+            self._db.execute(
+                "INSERT INTO opens(open_key, owner, dev, ino, access, share) VALUES (?,?,?,?,?,?)",
+                (open_key, self.owner, dev, ino, access, share))
+            self._db.executemany(
+                "INSERT INTO locks VALUES (?,?,?,?,?,?,?)",
+                [(open_key, self.owner, dev, ino, _signed(r.start), _signed(r.length),
+                  int(r.exclusive)) for r in locks])
+            self._db.execute("INSERT INTO disconnected VALUES (?,?,?,?,?)",
+                             (open_key, self.owner, dev, ino, _signed(persistent_id)))
+            self._db.execute("INSERT INTO keeping VALUES (?,?,?)", (open_key, self.owner, refuse))
+        self._txn(run)
+
+    def still_disconnected(self, open_key: str) -> bool:
+        """Whether this disconnected open is still its worker's to keep (no
+        reconnect on any worker of the node took it over)."""
+        return bool(self._read("SELECT 1 FROM disconnected WHERE open_key = ?", (open_key,)))
 
     def take_over_disconnected(self, persistent_id: int) -> None:
         """A reconnect adopted the durable open: the rows its old open left (on
@@ -553,7 +602,7 @@ class NodeLocal:
         self._txn(self._drop_open_rows, open_key)
 
     def _drop_open_rows(self, open_key: str) -> None:
-        for table in ("disconnected", "opens", "locks", "caching"):
+        for table in ("disconnected", "keeping", "opens", "locks", "caching"):
             self._db.execute(f"DELETE FROM {table} WHERE open_key = ?", (open_key,))
 
     # -- PreviousSessionId across workers ------------------------------------

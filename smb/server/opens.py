@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from smb import nowait, vfs
-from smb.durable import new_persistent_id
+from smb.durable import new_persistent_id, refusal_while_disconnected
 from smb.server import create_replay, replay, writetime
 from smb.server.durable_life import disconnected_record, released
 from smb.server.errors import CommandError as CommandError  # handlers import it from here
@@ -121,7 +121,7 @@ async def _release_rows(op: Open, record: "DurableRecord | None") -> int:
     try:
         if record is not None:
             await nowait.run(op.tree.node.keep_disconnected, op.key, op.dev, op.ino,
-                             record.persistent_id, record.resilient)
+                             record.persistent_id, refusal_while_disconnected(record))
         else:
             must_delete = await nowait.run(op.tree.node.close_file, op.key, op.dev, op.ino)
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from smb import vfs
@@ -15,6 +17,9 @@ from smb.server.nodelocal import node_table
 from smb.server.opens import TreeConnect, release_tree
 from smb.wire import tree as wire
 from smb.wire.header import Status, error_body
+
+if TYPE_CHECKING:
+    from hanode.config import ShareConfig
 
 MAX_TREES_PER_SESSION = 128
 
@@ -58,8 +63,17 @@ async def tree_connect(ctx: CommandContext, req: Request) -> Reply:
         tree_id=tree_id, share=share, root=root, read_only=share.read_only,
         encrypt_data=encrypt, maximal_access=maximal, node=node)
     flags = wire.SHAREFLAG_MANUAL_CACHING | (wire.SHAREFLAG_ENCRYPT_DATA if encrypt else 0)
-    body = wire.tree_connect_response(wire.SHARE_TYPE_DISK, flags, 0, maximal)
+    body = wire.tree_connect_response(wire.SHARE_TYPE_DISK, flags, share_capabilities(
+        share, ctx.connection.dialect), maximal)
     return Reply(body=body, tree_id=tree_id)
+
+
+def share_capabilities(share: "ShareConfig", dialect: int) -> int:
+    """A continuously available share says so to 3.x clients only (3.3.5.7): the
+    capability is what makes them ask for persistent handles, which 2.x cannot."""
+    if share.continuous_availability and dialect >= 0x0300:
+        return wire.SHARE_CAP_CONTINUOUS_AVAILABILITY
+    return 0
 
 
 def _new_tree_id(session: SessionInfo) -> int:

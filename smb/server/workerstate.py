@@ -66,6 +66,10 @@ class Hooks:
     purged: Callable[["WorkerState", int], Awaitable[None]]
     # Each owner poll: let go of disconnected opens reclaimed elsewhere.
     forget_reclaimed: Callable[["WorkerState"], Awaitable[None]]
+    # The caching of these opens changed (a break, acknowledged or not, or a
+    # disconnected persistent open's caching given up at once): their records
+    # may have to say so.
+    caching_changed: Callable[["WorkerState", list[Any]], Awaitable[None]]
 
 
 class WorkerState:
@@ -122,6 +126,9 @@ class WorkerState:
             rss = 0
         return {"pid": os.getpid(), "rss": rss, "connections": self.connections,
                 "open_handles": self.open_handles, "durable_handles": len(self.durable),
+                # Of those, the persistent ones (CA shares): kept whatever they cache.
+                "persistent_handles": sum(1 for op in self.durable.values()
+                                          if op.durable is not None and op.durable.persistent),
                 "orphaned_durable": len(self.orphans),
                 "started": self.started, "identity": self.identity}
 
@@ -268,6 +275,7 @@ class WorkerState:
                                 for i in self._inode_opens.get((op.dev, op.ino), ())})
 
     async def _mirror(self, opens: dict[int, tuple[Any, tuple[bytes, bytes] | None]]) -> None:
+        changed = []
         async with self._mirroring:
             changes = []
             for open_id, (op, lease_id) in opens.items():
@@ -275,8 +283,11 @@ class WorkerState:
                 if self._mirrored.get(open_id, 0) != state:
                     self._mirrored[open_id] = state
                     changes.append((op.key, op.dev, op.ino, state))
+                    changed.append(op)
             if changes:
                 await nowait.run(self.node.set_caching, changes)
+        if changed:
+            await self.hooks.caching_changed(self, changed)
 
     async def _liveness(self) -> None:
         period = max(0.25, self.cfg.cluster.lease_ttl / 4)

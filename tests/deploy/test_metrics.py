@@ -71,6 +71,7 @@ async def test_agent_and_worker_series_are_served(tmp_path):
         m.observe_etcd(0.003)
         m.observe_etcd(0.01)
         m.set_durable_handles(5)
+        m.set_node_handles(durable=4, persistent=1)
         m.set_workers({"w0": worker.pid})
 
         async with trio.open_nursery() as nursery:
@@ -88,6 +89,8 @@ async def test_agent_and_worker_series_are_served(tmp_path):
             assert s[("hanode_etcd_request_duration_seconds_bucket", (("le", "0.005"),))] == 1
             assert s[("hanode_etcd_request_duration_seconds_sum", ())] >= 0.013
             assert s[("hanode_durable_handles", ())] == 5
+            assert s[("hanode_node_durable_handles", (("kind", "durable"),))] == 3
+            assert s[("hanode_node_durable_handles", (("kind", "persistent"),))] == 1
             assert s[("hanode_workers", ())] == 1
             assert s[("hanode_worker_rss_bytes", (("worker", "w0"),))] > 1_000_000
             # from the worker process, through the multiprocess files

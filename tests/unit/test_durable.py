@@ -12,14 +12,15 @@ from smb import durable
 from smb.durable import (
     RECLAIM_ATTEMPTS, DurableRecord, DurableWriter, LockRange, MemoryDurableStore,
     ReconnectRequest, RecordError, Stored, adopt, adopt_record, check_reconnect,
-    grant_durability, is_disconnected, new_persistent_id, plan_scavenge, scavenge,
+    grant_durability, is_disconnected, new_persistent_id, plan_scavenge, refusal_while_disconnected,
+    scavenge,
 )
 from smb.oplocks import (
     LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_II, OPLOCK_LEASE,
     OPLOCK_NONE, Lease, NodeOplocks, OpenRequest,
 )
 from smb.wire.create_contexts import (
-    CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
+    DHANDLE_FLAG_PERSISTENT, CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
     FileId, LeaseContext,
 )
 from smb.wire.header import Status
@@ -551,3 +552,63 @@ def test_orphan_index_lists_only_records_of_dead_workers_by_folded_name():
     assert index.at("test", "dir/file.txt") == [] and len(index) == 1
     index.load([alive], {WORKER})  # a refill replaces, never adds
     assert len(index) == 0
+
+
+# -- persistent handles (continuously available shares) --------------------------
+
+PERSISTENT_V2 = DurableV2Request(0, DHANDLE_FLAG_PERSISTENT, CREATE_GUID)
+
+
+def test_persistent_granted_whatever_the_caching_only_on_a_ca_share():
+    for level, lease_state in ((OPLOCK_NONE, None), (OPLOCK_II, None), (OPLOCK_LEASE, LEASE_READ),
+                               (OPLOCK_BATCH, None)):
+        grant = grant_durability(PERSISTENT_V2, is_directory=False, oplock_level=level,
+                                 lease_state=lease_state, continuously_available=True)
+        assert grant == durable.Grant(2, 60_000, persistent=True)
+        assert grant.response_context().data[4:8] == DHANDLE_FLAG_PERSISTENT.to_bytes(4, "little")
+        # Elsewhere (not CA, or below 3.0): at most durable, the flag not echoed.
+        plain = grant_durability(PERSISTENT_V2, is_directory=False, oplock_level=level,
+                                 lease_state=lease_state)
+        assert plain == (durable.Grant(2, 60_000) if level == OPLOCK_BATCH else None)
+    assert grant_durability(PERSISTENT_V2, is_directory=True, oplock_level=OPLOCK_NONE,
+                            lease_state=None, continuously_available=True) is None
+    assert grant_durability(PERSISTENT_V2, is_directory=False, oplock_level=OPLOCK_NONE,
+                            lease_state=None, continuously_available=True,
+                            store_available=False) is None
+
+
+def test_persistent_reconnect_needs_its_flag_client_guid_create_guid_and_user():
+    r = record(oplock_level=OPLOCK_NONE, persistent=True)
+    flagged = DurableV2Reconnect(FileId(0x1234, 5), CREATE_GUID, DHANDLE_FLAG_PERSISTENT)
+    ok = v2req(reconnect=flagged)
+    assert check_reconnect(r, ok, disconnected=True) == Status.SUCCESS
+    refused = {
+        "no flag": v2req(),
+        "another client": v2req(reconnect=flagged, client_guid=b"\xee" * 16),
+        "wrong create guid": v2req(reconnect=DurableV2Reconnect(
+            FileId(0x1234, 5), bytes(16), DHANDLE_FLAG_PERSISTENT)),
+        "v1": v2req(reconnect=DurableV1Reconnect(FileId(0x1234, 5))),
+    }
+    for why, req in refused.items():
+        assert check_reconnect(r, req, disconnected=True) == Status.OBJECT_NAME_NOT_FOUND, why
+    assert check_reconnect(r, v2req(reconnect=flagged, user="mallory"),
+                           disconnected=True) == Status.ACCESS_DENIED
+    assert check_reconnect(r, ok, disconnected=False) == Status.OBJECT_NAME_NOT_FOUND
+    # A durable (not persistent) oplock open keeps the spec's rules: any client GUID.
+    assert check_reconnect(record(), v2req(client_guid=b"\xee" * 16),
+                           disconnected=True) == Status.SUCCESS
+
+
+def test_what_a_disconnected_open_answers_a_conflicting_open():
+    assert refusal_while_disconnected(record()) is None  # durable: purged
+    assert refusal_while_disconnected(record(persistent=True)) == Status.FILE_NOT_AVAILABLE
+    assert refusal_while_disconnected(record(resilient=True)) == Status.SHARING_VIOLATION
+
+
+def test_persistent_record_json_roundtrip_and_older_records():
+    r = record(persistent=True, channel_sequence=7, locks=(LockRange(0, 10, True),),
+               lock_sequences=((1, 3),))
+    assert DurableRecord.from_json(r.to_json()) == r
+    old = record().to_json()
+    del old["persistent"], old["channel_sequence"]
+    assert DurableRecord.from_json(old) == record()

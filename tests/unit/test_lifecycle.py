@@ -98,6 +98,10 @@ def test_sequences_of_facts(events):
             assert Action.FORGET in d.actions or life.phase is Phase.RECLAIMED
         if Action.DISCARD_RECORD in d.actions or Action.DELETE_RECORD in d.actions:
             assert before.durable
+        if life.keeps_file and before.phase is Phase.DISCONNECTED:
+            assert d.ending is not Phase.PURGED  # refuses conflicting opens instead
+        if Action.DETACH_KEEPING in d.actions:
+            assert life.keeps_file and Action.DETACH not in d.actions
 
 
 def _run_ending(cause, owner, claimed, deleted):
@@ -147,3 +151,19 @@ def test_an_orphans_file_goes_only_with_its_record():
     assert orphan_purged(True) == (Action.DELETE_ON_CLOSE,)
     assert orphan_purged(False) == ()   # a reconnect adopted it meanwhile
     assert orphan_purged(None) == ()    # etcd unreachable: the scavenger decides later
+
+
+KEEPING = Life(Phase.ATTACHED, durable=True, keeps_file=True)
+
+
+def test_a_persistent_or_resilient_open_keeps_its_file_while_disconnected():
+    assert decide(Life(), Event.GRANTED_KEEPING).life == KEEPING
+    assert decide(DURABLE, Event.GRANTED_KEEPING).life == KEEPING  # made resilient later
+    d = decide(KEEPING, Event.CONNECTION_LOST)
+    assert d.life == Life(Phase.DISCONNECTED, durable=True, keeps_file=True)
+    assert d.actions == (Action.DETACH_KEEPING, Action.STORE_RECORD, Action.ARM_EXPIRY)
+    # A conflicting open is refused, so a purge reaching it changes nothing;
+    # its timeout still ends it, a reclaim still takes it.
+    assert decide(d.life, Event.PURGE) == Decision(d.life)
+    assert decide(d.life, Event.TIMED_OUT).ending is Phase.EXPIRED
+    assert decide(d.life, Event.RECLAIMED_HERE).life.phase is Phase.RECLAIMED

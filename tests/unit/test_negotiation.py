@@ -133,3 +133,19 @@ def test_only_a_first_multichannel_3x_negotiate_may_be_handed_off():
     no_guid = Offer(negotiate.NegotiateRequest(
         offer.request.dialects, 1, negotiate.Capabilities.MULTI_CHANNEL, bytes(16)), offer.choice)
     assert not _fresh(multichannel=True).may_hand_off(no_guid, first_message=True)
+
+
+@pytest.mark.parametrize("fixture, ca_share, advertised", [
+    ("smbclient_smb311_signed.json", True, True),
+    ("smbclient_smb300_signed.json", True, True),
+    ("smbclient_smb202_signed.json", True, False),   # no persistent handles below 3.0
+    ("smbclient_smb311_signed.json", False, False),  # no CA share: as before
+])
+def test_persistent_handles_advertised_to_3x_when_a_share_is_ca(fixture, ca_share, advertised):
+    state = Negotiation(ConnectionInfo(server_guid=b"g" * 16), False, persistent_handles=ca_share)
+    message = _recorded(fixture)
+    offer = state.offer(message, message[HEADER_SIZE:])
+    response = SMB2NegotiateResponse()
+    response.unpack(state.accept(offer, now=NOW, salt=SALT))
+    caps = response["capabilities"].get_value()
+    assert bool(caps & negotiate.Capabilities.PERSISTENT_HANDLES) is advertised

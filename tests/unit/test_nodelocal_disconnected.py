@@ -38,9 +38,12 @@ def test_a_resilient_disconnected_open_keeps_its_locks_until_taken_over_or_ended
     holder(f"""
         t.open_file('res', {DEV}, {INO}, 0x3, 0x7)
         t.lock('res', {DEV}, {INO}, [Range(0, 10, True)])
-        t.keep_disconnected('res', {DEV}, {INO}, {PID}, keep_locks=True)
+        t.keep_disconnected('res', {DEV}, {INO}, {PID}, refuse={int(Status.SHARING_VIOLATION)})
     """)
     assert table.open_file("w", DEV, INO, FILE_WRITE_DATA, 0x7) == Status.SUCCESS
+    # Its share mode shares everything: nothing to refuse, nothing to purge.
+    assert table.kept_in_way(DEV, INO, FILE_WRITE_DATA, 0x7) is None
+    assert not table.disconnected_in_way(DEV, INO, FILE_WRITE_DATA, 0x7)
     assert not table.io_allowed("w", DEV, INO, 0, 10, True)  # still its lock
     assert table.lock("w", DEV, INO, [Range(0, 10, True)]) == Status.LOCK_NOT_GRANTED
     table.take_over_disconnected(PID)  # a reconnect: the reopen takes its locks again
@@ -105,3 +108,20 @@ def test_caching_and_disconnected_opens_are_read_while_another_process_writes(
     assert table.others_caching(DEV, INO) == 0
     assert not table.disconnected_in_way(DEV, INO, FILE_WRITE_DATA, 0x7)
     assert table.open_file("w", DEV, INO, FILE_WRITE_DATA, 0x7) == Status.SUCCESS
+
+
+def test_a_persistent_disconnected_open_refuses_conflicting_opens_instead_of_being_purged(
+        holder, table):
+    holder(f"""
+        t.open_file('per', {DEV}, {INO}, 0x3, 0x1)
+        t.lock('per', {DEV}, {INO}, [Range(0, 10, True)])
+        t.keep_disconnected('per', {DEV}, {INO}, {PID}, refuse={int(Status.FILE_NOT_AVAILABLE)})
+    """)
+    # A writer conflicts with its share mode (read only): refused, never a purge request.
+    assert table.kept_in_way(DEV, INO, FILE_WRITE_DATA, 0x7) == Status.FILE_NOT_AVAILABLE
+    assert not table.disconnected_in_way(DEV, INO, FILE_WRITE_DATA, 0x7)
+    assert table.kept_in_way(DEV, INO, FILE_READ_DATA, 0x7) is None
+    assert table.open_file("r", DEV, INO, FILE_READ_DATA, 0x7) == Status.SUCCESS
+    assert table.lock("r", DEV, INO, [Range(0, 10, True)]) == Status.LOCK_NOT_GRANTED
+    table.take_over_disconnected(PID)
+    assert table.kept_in_way(DEV, INO, FILE_WRITE_DATA, 0x7) is None

@@ -537,6 +537,30 @@ def test_disconnected_durable_lease_survives_a_stat_open_and_its_own_reconnect(n
     assert node.lease_state(C1, K1)[0] == R | W | H
 
 
+def test_disconnected_persistent_open_refuses_a_share_conflict_and_is_never_purged(node):
+    node.open(F, oplock(1, OPLOCK_NONE, share=SHARE_READ))
+    node.set_disconnected(1, True, refuse=Status.FILE_NOT_AVAILABLE)
+    d = node.open(F, oplock(2, OPLOCK_NONE, client=C2))
+    assert (d.outcome, d.status, d.refused_by, d.purged) == (
+        Outcome.REFUSE, Status.FILE_NOT_AVAILABLE, 1, ())
+    reader = oplock(3, OPLOCK_NONE, client=C2, access=FILE_READ_DATA)
+    assert node.open(F, reader).outcome is Outcome.GRANT  # shares reading with it
+    node.set_disconnected(1, False)  # reclaimed: an ordinary open again
+    assert node.open(F, oplock(4, OPLOCK_NONE, client=C2)).status == Status.SHARING_VIOLATION
+
+
+def test_disconnected_persistent_caching_is_broken_at_once_not_purged_nor_waited_for(node):
+    node.open(F, leased(1, K1, R | W | H))
+    node.set_disconnected(1, True, refuse=Status.FILE_NOT_AVAILABLE)
+    d = node.open(F, leased(2, K2, R | H, client=C2))
+    assert d.outcome is Outcome.GRANT and d.breaks == () and d.purged == ()
+    assert node.lease_state(C1, K1)[0] == R | H  # lost only its write caching
+    node.restore(("dev", 2), 5, C1, RW_ACCESS, SHARE_ALL, OPLOCK_BATCH, None,
+                 refuse=Status.SHARING_VIOLATION)  # a dead worker's resilient open
+    d = node.open(("dev", 2), oplock(6, OPLOCK_NONE, client=C2, access=FILE_READ_DATA))
+    assert d.outcome is Outcome.GRANT and d.purged == () and d.breaks == ()
+
+
 def test_restored_durable_open_is_purged_or_reattached_like_a_local_one(node):
     node.restore(F, 7, C1, RW_ACCESS, SHARE_ALL, OPLOCK_BATCH, None)
     d = node.open(F, oplock(8, OPLOCK_BATCH, client=C2))

@@ -15,13 +15,15 @@ NOW = 1_800_000_000.0
 ETCD = ("http://10.0.0.11:2379", "http://10.0.0.12:2379")
 
 
-def record(name: str, state: str, vips=(), connections=0, durable=0, workers=2) -> dict:
+def record(name: str, state: str, vips=(), connections=0, durable=0, workers=2,
+           persistent=0) -> dict:
     return {"name": name, "state": state, "term": 42 if state == "leader" else None,
             "since": NOW - 120, "updated": NOW - 1, "lease_id": 7, "lease_ttl": 2,
             "vips": list(vips),
             "workers": [{"pid": 100 + i, "rss": 1 << 20, "connections": 0, "open_handles": 0}
                         for i in range(workers)],
-            "connections": connections, "durable_handles": durable, "version": "0.1.0"}
+            "connections": connections, "durable_handles": durable,
+            "persistent_handles": persistent, "version": "0.1.0"}
 
 
 def node(name: str, rec: dict | None, ttl: int | None = 2, last_seen: float = NOW - 1) -> NodeSeen:
@@ -33,7 +35,8 @@ def healthy(**changes) -> Snapshot:
     base = dict(
         cluster="prod", endpoints=ETCD, etcd_health={url: True for url in ETCD},
         leader={"node": "node1", "since": NOW - 120}, term=42,
-        nodes=(node("node1", record("node1", "leader", ["10.0.0.50"], connections=3, durable=1)),
+        nodes=(node("node1", record("node1", "leader", ["10.0.0.50"], connections=3, durable=1,
+                                    persistent=1)),
                node("node2", record("node2", "standby")),
                node("node3", record("node3", "standby"))),
         vips=("10.0.0.50",), connections={"10.0.0.50": 3}, durable_handles=1)
@@ -51,6 +54,7 @@ def test_healthy_report_fields():
         ("node1", "leader"), ("node2", "standby"), ("node3", "standby")]
     first = rep["nodes"][0]
     assert first["connections"] == 3 and first["durable_handles"] == 1
+    assert first["persistent_handles"] == 1  # of the durable ones, on CA shares
     assert len(first["workers"]) == 2 and first["lease_ttl_left"] == 2
     assert first["last_seen"] == NOW - 1
     assert rep["etcd"] == {"endpoints": list(ETCD), "healthy": True, "error": None,
@@ -142,10 +146,12 @@ def test_table_is_aligned_and_ends_with_the_verdict():
     assert lines[2] == "leader   node1 (term 42) since 2027-01-15 07:58:00Z (2m ago)"
     header = next(i for i, line in enumerate(lines) if line.startswith("NODE"))
     rows = lines[header:header + 4]
-    for column in ("STATE", "LEASE", "WORKERS", "CONNECTIONS", "DURABLE", "LAST SEEN"):
+    for column in ("STATE", "LEASE", "WORKERS", "CONNECTIONS", "DURABLE", "PERSISTENT",
+                   "LAST SEEN"):
         at = rows[0].index(column)
         assert all(row[at - 2:at] == "  " and row[at] != " " for row in rows[1:]), column
-    assert rows[1].split() == ["node1", "leader", "unknown", "2s", "2", "3", "1", "1s", "ago"]
+    assert rows[1].split() == ["node1", "leader", "unknown", "2s", "2", "3", "1", "1", "1s",
+                               "ago"]
     assert lines[-1] == "healthy"
 
 
