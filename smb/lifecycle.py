@@ -24,7 +24,7 @@ record, claim its node-table rows, delete the record unless a reconnect adopted
 it meanwhile); :func:`ending` says, from the facts gathered so far, which step
 comes next or how the open ended.  Whoever applies these decisions
 (smb.server.durable_opens) only gathers facts and applies actions, the way
-hanode.election's driver applies :func:`hanode.election.decide`.
+hanode.election applies :func:`hanode.leadership.decide`.
 
 Nothing here does I/O, reads a clock or imports anything that does.
 """
