@@ -5,7 +5,9 @@ It is the test client of ``hanode demo``, not part of the server, and is built
 on smbprotocol's low-level Connection/Session/TreeConnect/Open objects:
 
 - CREATE with a durable v2 handle request (DH2Q, a create GUID of its own)
-  and a batch oplock;
+  and a batch oplock; or, with ``--persistent``, DH2Q with the persistent
+  flag and no oplock and no lease, as Windows opens files on a continuously
+  available share (the DH2C then carries the flag too);
 - WRITEs pipelined, several in flight;
 - when the connection breaks (reset, closed, no answer): a new TCP
   connection, NEGOTIATE with the same client GUID, SESSION_SETUP carrying
@@ -37,7 +39,7 @@ from typing import Any
 
 from smbprotocol.connection import Connection
 from smbprotocol.create_contexts import (
-    CreateContextName, SMB2CreateContextRequest, SMB2CreateDurableHandleReconnectV2,
+    CreateContextName, DurableHandleFlags, SMB2CreateContextRequest, SMB2CreateDurableHandleReconnectV2,
     SMB2CreateDurableHandleRequestV2, SMB2CreateDurableHandleResponseV2,
 )
 from smbprotocol.exceptions import SMBResponseException
@@ -109,8 +111,9 @@ def _context(name: bytes, data: Any) -> SMB2CreateContextRequest:
 
 class Copier:
     def __init__(self, target: Target, size: int, seed: int, chunk: int = CHUNK,
-                 pace: float = 0.0, kernel_reconnect: bool = False):
+                 pace: float = 0.0, kernel_reconnect: bool = False, persistent: bool = False):
         self.target = target
+        self.persistent = persistent
         self.kernel_reconnect = kernel_reconnect
         self.size = size
         self.seed = seed
@@ -123,6 +126,9 @@ class Copier:
         self.open: Open | None = None
         self.file_id = b""
         self.durable = False
+        self.handle_flags = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT if persistent else 0
+        self.oplock = RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE if persistent else \
+            RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH
 
     # -- connecting ---------------------------------------------------------------
 
@@ -151,7 +157,7 @@ class Copier:
             FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE,
             FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ, disposition,
             CreateOptions.FILE_NON_DIRECTORY_FILE, create_contexts=contexts,
-            oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
+            oplock_level=self.oplock)
         self.file_id = self.open.file_id
         return responses or []
 
@@ -159,12 +165,16 @@ class Copier:
         request = SMB2CreateDurableHandleRequestV2()
         request["timeout"] = DURABLE_TIMEOUT_MS
         request["create_guid"] = self.create_guid
+        request["flags"] = self.handle_flags
         responses = self._create(
             [_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)],
             CreateDisposition.FILE_OVERWRITE_IF)
         assert self.open is not None
-        self.durable = any(isinstance(r, SMB2CreateDurableHandleResponseV2) for r in responses)
+        granted = [r for r in responses if isinstance(r, SMB2CreateDurableHandleResponseV2)]
+        self.durable = bool(granted)
         emit("open", durable=self.durable,
+             persistent=any(r["flags"].get_value() & DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
+                            for r in granted),
              oplock=int(self.open.oplock_level) == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
 
     def _connect_retrying(self, previous_session_id: int) -> int:
@@ -193,6 +203,7 @@ class Copier:
         reconnect = SMB2CreateDurableHandleReconnectV2()
         reconnect["file_id"] = old_file_id
         reconnect["create_guid"] = self.create_guid
+        reconnect["flags"] = self.handle_flags
         try:
             self._create(
                 [_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, reconnect)],
@@ -345,11 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reconnect", choices=["eager", "kernel"], default="eager",
                    help="eager: connect attempts from 50 ms up; kernel: one at a time, "
                         "with the kernel's SYN retransmission")
+    p.add_argument("--persistent", action="store_true",
+                   help="ask for a persistent handle (no oplock, no lease): a CA share's open")
     args = p.parse_args(argv)
     password = sys.stdin.readline().rstrip("\n")
     copier = Copier(Target(args.server, args.port, args.share, args.user, password, args.name),
                     args.size, args.seed, args.chunk, args.pace,
-                    kernel_reconnect=args.reconnect == "kernel")
+                    kernel_reconnect=args.reconnect == "kernel", persistent=args.persistent)
     try:
         copier.run()
     except Exception as exc:  # the edge: one event line for the demo, no traceback

@@ -69,12 +69,14 @@ def smb_put(lab: Lab, local: Path, name: str, timeout: float = 3.0) -> bool:
 COPY_SIZE = 8 << 20
 
 
-def start_copy(lab: Lab, name: str, size: int, seconds: float) -> subprocess.Popen:
-    """The demo's durable-handle client copying `size` bytes to the VIP over `seconds`."""
+def start_copy(lab: Lab, name: str, size: int, seconds: float,
+               *options: str) -> subprocess.Popen:
+    """The demo's durable-handle client copying `size` bytes to the VIP over `seconds`
+    (options: more of its command line, e.g. --persistent)."""
     proc = subprocess.Popen(
         ["ip", "netns", "exec", lab.client_ns, sys.executable, "-u", "-m", "hanode.democlient",
          "--server", lab.vip_ip, "--user", USER, "--name", name, "--size", str(size),
-         "--chunk", str(256 << 10), "--pace", str(size / seconds)],
+         "--chunk", str(256 << 10), "--pace", str(size / seconds), *options],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdin is not None
     proc.stdin.write(PASSWORD + "\n")
