@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from hanode.democlient import chunk_at
 from hanode.lab import Lab, wait_for
 from tests.cluster.test_failover import Watch
-from tests.cluster.test_health_failover import start, start_copy
+from tests.cluster.test_health_failover import PASSWORD, USER, start, start_copy
 
 pytestmark = pytest.mark.cluster
 
@@ -36,6 +40,19 @@ SEED = 1  # democlient's default: the stream is chunk_at(SEED, offset, length)
 # storage probe may wait behind the copy's writes longer than the default 1 s,
 # and a node that turns unhealthy hands the VIP over in the middle of the copy.
 PATIENT_STORAGE_CHECK = "\n[health.storage]\ninterval = 3\ntimeout = 3\nfall = 2\n"
+
+
+LOCK_CLIENT = Path(__file__).with_name("lock_client.py")
+FILE_NOT_AVAILABLE = 0xC0000467
+SHARING_VIOLATION = 0xC0000043
+LOCK_NOT_GRANTED = 0xC0000055
+FILE_LOCK_CONFLICT = 0xC0000054
+# What the persistent open refuses another client: a read/write open sharing only
+# reads, a LOCK and a READ of its locked range; the open is refused as for any
+# open while its handle is connected, as 3.3.5.9.7 says while it is not.
+CONNECTED = {"open": SHARING_VIOLATION, "lock": LOCK_NOT_GRANTED, "read": FILE_LOCK_CONFLICT}
+DISCONNECTED = {**CONNECTED, "open": FILE_NOT_AVAILABLE}
+UNGUARDED = {"open": 0, "read": 0, "lock": 0}  # nothing refused
 
 
 def expected() -> bytes:
@@ -131,3 +148,80 @@ def test_persistent_copy_across_a_hard_kill(tmp_path):
         assert done["bytes"] == SIZE and done["sha256"] == hashlib.sha256(want).hexdigest()
         assert (lab.share_path(lab.nodes[new]) / "copy.bin").read_bytes() == want
         assert (lab.share_dir / "copy.bin").read_bytes() == want
+
+
+class LockClients:
+    """tests/cluster/lock_client.py in the client namespace: one command, one answer."""
+
+    def __init__(self, lab: Lab, name: str):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.client_ns, sys.executable, "-u", str(LOCK_CLIENT),
+             lab.vip_ip, USER, "test", name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.send(PASSWORD)
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, command: str) -> dict:
+        self.send(command)
+        assert self.proc.stdout is not None
+        return json.loads(self.proc.stdout.readline())
+
+    def probe(self, timeout: float) -> dict:
+        """The other client's attempt, retried while no node answers it yet."""
+        deadline = time.monotonic() + timeout
+        while "error" in (answer := self.ask("probe")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return answer
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_persistent_lock_holds_across_a_hard_kill(tmp_path):
+    """A byte-range lock and share mode held through a persistent handle keep
+    refusing another client on the node that took over until the owner
+    reclaims; after the reclaim the owner still holds the lock; only its CLOSE
+    lets the other client have it.
+
+    Not yet from the new node's first request: its worker learns of the dead
+    node's opens only once it sees the dead worker's liveness key gone (the new
+    leader deletes it on takeover; the worker looks every OWNER_POLL).  Until
+    then it refuses nothing (no conflicting open, LOCK or READ): the probes of
+    that gap are allowed here, but once a probe was refused every later one
+    must be, until the reclaim."""
+    with Lab(3, workdir=tmp_path, workers=1,
+             extra_config="continuous_availability = true\n") as lab:
+        start(lab)
+        clients = LockClients(lab, "locked.bin")
+        try:
+            assert clients.ask("hold") == {"persistent": 2}  # SMB2_DHANDLE_FLAG_PERSISTENT
+            assert clients.probe(5) == CONNECTED  # on the live node, as ever
+            leader = lab.sole_holder()
+            assert leader is not None
+            watch = Watch(lab, [n for n in lab.nodes if n != leader])
+            lab.kill_node(leader)
+            moved = watch.until(lambda h: len(h) == 1, 15)
+            # Probes back to back from the first the new node answers until the
+            # first refusal, then on for longer than the dead worker's liveness
+            # key can live (2 s) and a scavenger round.
+            seen: list[tuple[float, dict]] = []
+            refused_at = None
+            while refused_at is None or time.monotonic() - refused_at < 3:
+                assert time.monotonic() - moved < 15, seen[-3:]
+                seen.append((time.monotonic() - moved, clients.probe(10)))
+                if refused_at is None and seen[-1][1] == DISCONNECTED:
+                    refused_at = time.monotonic()
+            first = next(i for i, (_, r) in enumerate(seen) if r == DISCONNECTED)
+            assert all(r == UNGUARDED for _, r in seen[:first]), seen[:first]
+            assert all(r == DISCONNECTED for _, r in seen[first:]), seen[first:]
+            assert clients.ask("reclaim") == {"reclaim": 0, "data": True}
+            assert clients.probe(5) == CONNECTED  # the reclaimed open's lock
+            assert clients.ask("release") == {"closed": True}
+            assert clients.probe(5) == UNGUARDED
+        finally:
+            clients.close()
