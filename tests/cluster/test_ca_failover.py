@@ -13,6 +13,11 @@ writes that were in flight, as clients do; the serving node is killed hard
 - Plain share: what the dead node had acknowledged but not synced is gone; the
   copy "succeeds" (every write was acknowledged) and the file has zeros where
   the dead node's writes were.  This is what a plain share promises.
+- CA share, a persistent handle with no oplock and no lease (what Windows asks
+  on such a share): reclaimed with DH2C on the new node, byte-identical.
+- A byte-range lock and share mode held through a persistent handle keep
+  refusing another client on the new node until the owner reclaims (see that
+  test for the moment right after the takeover where they do not yet).
 """
 
 from __future__ import annotations
@@ -141,9 +146,11 @@ def test_persistent_copy_across_a_hard_kill(tmp_path):
         assert (opened["durable"], opened["persistent"], opened["oplock"]) == (True, True, False)
         done = next((e for e in events if e["ev"] == "done"), None)
         assert done is not None, events[-3:]
-        # Lost once, reclaimed at the first reconnect: never reopened.
+        # Every loss (one, unless a health check also moved the VIP on a loaded
+        # machine) reclaimed at the first reconnect: never reopened.
         came_back = [e["ev"] for e in events if e["ev"] in ("lost", "reclaimed", "reopened")]
-        assert came_back == ["lost", "reclaimed"], [e for e in events if e["ev"] != "progress"]
+        assert came_back and came_back == ["lost", "reclaimed"] * (len(came_back) // 2), \
+            [e for e in events if e["ev"] != "progress"]
         want = expected()
         assert done["bytes"] == SIZE and done["sha256"] == hashlib.sha256(want).hexdigest()
         assert (lab.share_path(lab.nodes[new]) / "copy.bin").read_bytes() == want
