@@ -81,7 +81,7 @@ def test_hard_death_moves_vip_resets_client_and_updates_arp(lab):
         record = nodes[f"nodes/{new}"]
         assert set(record) == {"name", "state", "term", "since", "updated", "lease_id",
                                "lease_ttl", "vips", "workers", "connections",
-                               "durable_handles", "version", "health"}
+                               "durable_handles", "persistent_handles", "version", "health"}
         assert record["state"] == "leader" and isinstance(record["term"], int)
         assert record["vips"] == [lab.vip_ip] and record["lease_ttl"] == TTL
         assert lab.read_etcd("leader")["leader"]["node"] == new
