@@ -224,6 +224,9 @@ def mount_options(target: harness.Target, extra: str = "") -> str:
     return f"{opts},{extra}" if extra else opts
 
 
+CA_SHARE = "ca"
+
+
 class KernelLab:
     """Namespace, bridge, etcd, ``hanode smb``, a private smbd and the guest;
     a context manager that always cleans up."""
@@ -265,9 +268,15 @@ class KernelLab:
             _run("ip", "-n", self.ns, "addr", "add", f"{ip}/{PREFIX}", "dev", "br0")
         _run("ip", "-n", self.ns, "link", "set", "br0", "up")
         self._start_etcd()
-        self.hanode = harness.start_hanode(self.etcd_url, self.workdir / "hanode",
-                                           workers=self.workers, listen=HANODE_IP, port=445,
-                                           wrap=self.wrap)
+        # Beside the plain share `test`, a continuously available share for the
+        # persistent-handle mount (issue 14).
+        self.ca_share = self.workdir / "ca"
+        self.ca_share.mkdir(parents=True)
+        self.hanode = harness.start_hanode(
+            self.etcd_url, self.workdir / "hanode", workers=self.workers, listen=HANODE_IP,
+            port=445, wrap=self.wrap,
+            extra_shares=(f'[[share]]\nname = "{CA_SHARE}"\npath = "{self.ca_share}"\n'
+                          "continuous_availability = true\n"))
         self.smbd = harness.start_smbd(self.workdir / "smbd", listen=SMBD_IP, port=445,
                                        wrap=self.wrap)
         self.guest = Guest(self.ns, "br0", self.workdir, memory_mb=self.memory_mb)

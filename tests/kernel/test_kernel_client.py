@@ -390,3 +390,47 @@ def test_resilienthandles_mount_survives_reset(lab):
     assert outputs["smbd"][0] == ["0", "1"]    # refused: the client drops the option
     # hanode reclaims the open durably (one CREATE in the reopen).
     assert len(re.findall(r"smb2pdu.c: create/open", outputs["hanode"][1])) == 1
+
+
+# `-o persistenthandles` (issue 14): cifs.ko refuses the mount unless the
+# server advertises persistent handles ("persistent handles not supported by
+# server", -95, what it said of hanode before continuously available shares and
+# still says of smbd 4.17); on hanode's continuously available share it keeps
+# the option (/proc/mounts shows it), asks for a persistent handle at every
+# open and takes the open back after a connection reset with one CREATE.
+PERSISTENT_MOUNT = """
+    mkdir -p {path}
+    mount -t cifs {unc} {path} -o {options} 2>&1; echo "mount rc $?"
+    grep ' {path} ' /proc/mounts | tr , '\\n' | grep -c '^persistenthandles$'
+    true
+"""
+
+
+def test_persistenthandles_mount_on_a_ca_share_survives_reset(lab):
+    smbd = lab.targets["smbd"]
+    refused = lab.guest.run(PERSISTENT_MOUNT.format(
+        path="/mnt/psmbd", unc=smbd.unc,
+        options=guestlab.mount_options(smbd, "vers=3.1.1,persistenthandles,nosharesock")),
+        timeout=60).check()
+    print(f"--- smbd: {refused}")
+    assert "mount rc 0" not in refused, refused
+
+    hanode = lab.targets["hanode"]
+    path = "/mnt/phanode"
+    mounted = lab.guest.run(PERSISTENT_MOUNT.format(
+        path=path, unc=f"//{hanode.host}/{guestlab.CA_SHARE}",
+        options=guestlab.mount_options(hanode, "vers=3.1.1,persistenthandles,nosharesock")),
+        timeout=60).check()
+    print(f"--- hanode: {mounted}")
+    assert "mount rc 0" in mounted and mounted.split()[-1] == "1", mounted
+    lab.guest.run(RESET_WRITER.format(path=path), timeout=60).check()
+    killed = subprocess.run(["ip", "netns", "exec", lab.ns, "ss", "-K", "src",
+                             hanode.host, "dst", guestlab.GUEST_IP],
+                            capture_output=True, text=True)
+    assert guestlab.GUEST_IP in killed.stdout, killed
+    out = lab.guest.run(RESET_CHECK.format(path=path), timeout=60).check()
+    lab.guest.run(f"umount {path}", timeout=60)
+    print(out)
+    assert "second write rc 0" in out and "closed rc 0" in out and "file intact" in out, out
+    assert len(re.findall(r"smb2pdu.c: create/open", out)) == 1, out
+    assert (lab.ca_share / "reset.dat").stat().st_size == 2 * 1048576
