@@ -159,7 +159,7 @@ all:
     hanode_vips:
       - {{address: 192.0.2.50/24, interface: hn0test}}
     hanode_shares:
-      - {{name: projects, path: /srv/hanode/projects, comment: 'Project "files"'}}
+      - {{name: projects, path: /srv/hanode/projects, comment: 'Project "files"', continuous_availability: true}}
       - {{name: scans, path: /srv/hanode/scans, users: [alice], read_only: true}}
     hanode_smb_users:
       - {{name: alice, password: only-used-where-systemd-runs}}
@@ -224,6 +224,8 @@ def test_rendered_config_passes_config_check(install):
     assert cfg.smb.workers == 3
     assert cfg.vips[0].interface == "hn0test"
     assert cfg.share("projects").comment == 'Project "files"'
+    assert cfg.share("projects").continuous_availability
+    assert not cfg.share("scans").continuous_availability
     assert cfg.share("scans").path == f"{install.root}/srv/hanode/scans"
     assert cfg.share("scans").read_only and cfg.share("scans").users == ("alice",)
     assert cfg.health.hold_down == 20
