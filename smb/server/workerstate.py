@@ -227,11 +227,11 @@ class WorkerState:
                 await trio.sleep(CROSS_WORKER_POLL)
 
     async def _watch_owners(self) -> None:
-        """Refill the orphan index at start and whenever a worker's liveness key vanishes;
+        """Refill the orphan index at start and whenever the set of live workers changes;
         let go of this worker's disconnected opens reclaimed elsewhere.
 
         One prefix read of the (few) liveness keys per period; the durable
-        records are read only when an owner died, so the cost does not grow
+        records are read only when a worker started or died, so the cost does not grow
         with the number of open handles.  This worker's disconnected opens
         (few, and only after connections dropped) cost one more read.
         """
@@ -239,7 +239,10 @@ class WorkerState:
             await self.hooks.forget_reclaimed(self)
             try:
                 live = await self.durable_store.live_workers()
-                if self._live_workers is None or self._live_workers - live:
+                # Any change, not only a departure: an incarnation that started
+                # and died between two looks (its open granted meanwhile) is
+                # only seen as a new incarnation of its key.
+                if live != self._live_workers:
                     self.orphans.load(await self.durable_store.list(), live)
                     self._drop_stale_foreign()
                     log.info("worker %d: %d durable handle(s) of dead workers known",
