@@ -19,13 +19,15 @@ agent's end) and :func:`serve` (the worker's) are the thin trio ends.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from functools import partial
 from typing import AsyncIterator, Iterable, Iterator, Protocol
 
 import trio
+
+from smb import worker_channels
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,7 @@ MAX_HOLD = 5.0
 
 def address(state_dir: str, index: int) -> bytes:
     """The abstract socket address of worker ``index``'s drain channel at ``state_dir``."""
-    node = hashlib.sha256(state_dir.encode()).hexdigest()[:24]
-    return f"\0hanode-drain-{node}-w{index}".encode()
+    return worker_channels.address(worker_channels.DRAIN, state_dir, index)
 
 
 def request(bound: float, ips: Iterable[str]) -> bytes:
@@ -171,15 +172,8 @@ class Drains:
 async def serve(at: bytes, drains: Drains, *,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Answer the agent's drain requests on the abstract socket ``at``."""
-    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with listener:
-        await listener.bind(at)
-        listener.listen(8)
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            while True:
-                sock, _ = await listener.accept()
-                nursery.start_soon(_answer, sock, drains)
+    await worker_channels.serve(at, socket.SOCK_SEQPACKET, 8, partial(_answer, drains=drains),
+                                task_status=task_status)
 
 
 async def _answer(sock: trio.socket.SocketType, drains: Drains) -> None:

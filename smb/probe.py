@@ -14,7 +14,6 @@ The request and reply are built and read here without I/O (``request``,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import struct
@@ -22,6 +21,8 @@ import uuid
 from typing import Awaitable, Callable
 
 import trio
+
+from smb import worker_channels
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,7 @@ PEER = ("probe", 0)
 
 def address(state_dir: str, index: int) -> bytes:
     """The abstract socket address of worker ``index``'s probe at ``state_dir``."""
-    node = hashlib.sha256(state_dir.encode()).hexdigest()[:24]
-    return f"\0hanode-probe-{node}-w{index}".encode()
+    return worker_channels.address(worker_channels.PROBE, state_dir, index)
 
 
 def request() -> bytes:
@@ -103,12 +103,7 @@ async def ask(at: bytes) -> str | None:
 async def serve(at: bytes, handle: Callable[[trio.SocketStream], Awaitable[None]], *,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve probes on ``at`` with the worker's connection code (``handle``)."""
-    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with listener:
-        await listener.bind(at)
-        listener.listen(16)
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            while True:
-                sock, _ = await listener.accept()
-                nursery.start_soon(handle, trio.SocketStream(sock))
+    async def one(sock: trio.socket.SocketType) -> None:
+        await handle(trio.SocketStream(sock))
+
+    await worker_channels.serve(at, socket.SOCK_STREAM, 16, one, task_status=task_status)

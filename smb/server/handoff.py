@@ -15,13 +15,15 @@ for the node's state directory and the worker's index.
 from __future__ import annotations
 
 import array
-import hashlib
 import logging
 import os
 import socket
+from functools import partial
 from typing import Awaitable, Callable
 
 import trio
+
+from smb import worker_channels
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,7 @@ _FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
 
 def address(state_dir: str, index: int) -> bytes:
     """The abstract socket address of worker ``index`` of the node at ``state_dir``."""
-    node = hashlib.sha256(state_dir.encode()).hexdigest()[:24]
-    return f"\0hanode-smb-{node}-w{index}".encode()
+    return worker_channels.address(worker_channels.HAND_OFF, state_dir, index)
 
 
 async def send(to: bytes, sock: trio.socket.SocketType, received: bytes) -> None:
@@ -62,15 +63,8 @@ Accept = Callable[[trio.SocketStream, bytes], Awaitable[None]]
 async def serve(at: bytes, accept: Accept, *,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Take connections handed to this worker and serve each with ``accept``."""
-    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with listener:
-        await listener.bind(at)
-        listener.listen(64)
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            while True:
-                unix, _ = await listener.accept()
-                nursery.start_soon(_take, unix, accept)
+    await worker_channels.serve(at, socket.SOCK_SEQPACKET, 64, partial(_take, accept=accept),
+                                task_status=task_status)
 
 
 async def _take(unix: trio.socket.SocketType, accept: Accept) -> None:
