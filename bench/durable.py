@@ -119,12 +119,10 @@ def print_cell(cell: dict) -> None:
               f"{ratios}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """The options of an open-rate bench (this one and bench/persistent.py)."""
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--clients", default="1,8,64", help="comma-separated connection counts")
-    parser.add_argument("--kinds", default=",".join(KINDS),
-                        help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--depth", type=int, default=1,
                         help="CREATE+CLOSE pairs outstanding per connection")
     parser.add_argument("--dialect", choices=sorted(DIALECTS), default="3.1.1")
@@ -137,16 +135,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmpdir", default=default_tmpdir(),
                         help="where the shares live (default /dev/shm)")
     parser.add_argument("--json", action="store_true", help="one JSON line instead of a table")
-    args = parser.parse_args(argv)
+
+
+def load_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """The connection counts asked for, once the options are checked (else exit 2)."""
     try:
         counts = [int(c) for c in args.clients.split(",")]
     except ValueError:
         parser.error("--clients: comma-separated integers expected")
+    if min(counts) < 1 or args.depth < 1 or args.runs < 1 or args.seconds <= 0:
+        parser.error("--clients, --depth, --runs and --seconds must be positive")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_load_options(parser)
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"comma-separated, of {', '.join(KINDS)}")
+    args = parser.parse_args(argv)
+    counts = load_counts(parser, args)
     kinds = args.kinds.split(",")
     if any(k not in KINDS for k in kinds):
         parser.error(f"--kinds: each of {', '.join(KINDS)}")
-    if min(counts) < 1 or args.depth < 1 or args.runs < 1 or args.seconds <= 0:
-        parser.error("--clients, --depth, --runs and --seconds must be positive")
 
     if not args.json:
         print_header(args, counts)

@@ -25,9 +25,9 @@ from dataclasses import replace
 
 import psutil
 
-from durable import measure
-from openload import DIALECTS, PERSISTENT
-from smbpair import Pair, bench_main, default_tmpdir
+from durable import add_load_options, load_counts, measure
+from openload import PERSISTENT
+from smbpair import Pair, bench_main
 
 CA_SHARE = "ca"
 # The CA share: the same directory as the plain share ``test``.
@@ -74,25 +74,9 @@ def print_cell(cell: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--clients", default="1,8,64", help="comma-separated connection counts")
-    parser.add_argument("--depth", type=int, default=1,
-                        help="CREATE+CLOSE pairs outstanding per connection")
-    parser.add_argument("--dialect", choices=sorted(DIALECTS), default="3.1.1")
-    parser.add_argument("--sign", action="store_true", help="sessions that require signing")
-    parser.add_argument("--runs", type=int, default=1, help="runs per cell, order swapped each run")
-    parser.add_argument("--workers", type=int, default=2, help="hanode smb workers")
-    parser.add_argument("--etcd", help="etcd endpoint for hanode (default: an embedded etcd)")
-    parser.add_argument("--tmpdir", default=default_tmpdir(),
-                        help="where the shares live (default /dev/shm)")
-    parser.add_argument("--json", action="store_true", help="one JSON line instead of a table")
+    add_load_options(parser)
     args = parser.parse_args(argv)
-    try:
-        counts = [int(c) for c in args.clients.split(",")]
-    except ValueError:
-        parser.error("--clients: comma-separated integers expected")
-    if min(counts) < 1 or args.depth < 1 or args.runs < 1 or args.seconds <= 0:
-        parser.error("--clients, --depth, --runs and --seconds must be positive")
+    counts = load_counts(parser, args)
     if not args.json:
         print(f"op = CREATE + CLOSE on a file per connection; SMB {args.dialect}; "
               f"{args.seconds:g} s x {args.runs} run(s); hanode {args.workers} workers; "
