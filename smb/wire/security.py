@@ -186,7 +186,8 @@ def decode_acl(data: bytes | memoryview, offset: int) -> Acl:
     if offset + 8 > len(data):
         raise SecurityError("ACL header out of bounds")
     revision, _, size, count, _ = _ACL_HEADER.unpack_from(data, offset)
-    if revision not in (2, 4) or size < 8 or offset + size > len(data):
+    # Windows takes revisions 2 to 4 (MIN_ACL_REVISION..MAX_ACL_REVISION); Samba sends 3.
+    if not 2 <= revision <= 4 or size < 8 or offset + size > len(data):
         raise SecurityError("bad ACL revision or size")
     aces = []
     pos, end = offset + 8, offset + size
@@ -313,25 +314,26 @@ def granted(sd: SecurityDescriptor, token: frozenset[Sid]) -> int:
 # -- inheritance ---------------------------------------------------------------------
 
 
-def _inherited_aces(ace: Ace, is_dir: bool, owner: Sid, group: Sid) -> list[Ace]:
-    """What one ACE of the parent's DACL becomes on a new child (2.5.3.4.2)."""
+def _inherited_aces(ace: Ace, is_dir: bool, owner: Sid, group: Sid, mark: int) -> list[Ace]:
+    """What one ACE of the parent's DACL becomes on a new child (2.5.3.4.2);
+    ``mark`` is INHERITED_ACE, or 0 where the parent is not auto-inherited."""
     if not is_dir:
         if not ace.flags & OBJECT_INHERIT_ACE:
             return []
-        return [_effective(ace, owner, group, INHERITED_ACE)]
+        return [_effective(ace, owner, group, mark)]
     propagates = not ace.flags & NO_PROPAGATE_INHERIT_ACE
     if ace.flags & CONTAINER_INHERIT_ACE:
         if not propagates:
-            return [_effective(ace, owner, group, INHERITED_ACE)]
+            return [_effective(ace, owner, group, mark)]
         if ace.sid in (CREATOR_OWNER, CREATOR_GROUP):
             # The substituted ACE applies to the child; the original passes on.
-            return [_effective(ace, owner, group, INHERITED_ACE),
-                    replace(ace, flags=ace.flags | INHERIT_ONLY_ACE | INHERITED_ACE)]
-        return [replace(ace, flags=(ace.flags & ~INHERIT_ONLY_ACE) | INHERITED_ACE,
+            return [_effective(ace, owner, group, mark),
+                    replace(ace, flags=ace.flags | INHERIT_ONLY_ACE | mark)]
+        return [replace(ace, flags=(ace.flags & ~INHERIT_ONLY_ACE) | mark,
                         mask=map_generic(ace.mask) if ace.sid is not None else ace.mask)]
     if ace.flags & OBJECT_INHERIT_ACE and propagates:
         # Only for files below: kept on the directory, inherit-only.
-        return [replace(ace, flags=ace.flags | INHERIT_ONLY_ACE | INHERITED_ACE)]
+        return [replace(ace, flags=ace.flags | INHERIT_ONLY_ACE | mark)]
     return []
 
 
@@ -344,10 +346,16 @@ def _effective(ace: Ace, owner: Sid, group: Sid, flags: int) -> Ace:
 
 def inherit(parent: SecurityDescriptor, is_dir: bool, owner: Sid, group: Sid) -> Acl | None:
     """The DACL a new file or directory inherits from its parent's descriptor,
-    or None when the parent passes nothing on (the creator's default then applies)."""
+    or None when the parent passes nothing on (the creator's default then applies).
+
+    The inherited ACEs are marked INHERITED_ACE only below a DACL marked
+    auto-inherited, as Samba does: a DACL set without the mark (smbcacls -S)
+    passes its ACEs on as if set on each child."""
     if parent.dacl is None:
         return None
-    aces = [a for ace in parent.dacl.aces for a in _inherited_aces(ace, is_dir, owner, group)]
+    mark = INHERITED_ACE if parent.control & SE_DACL_AUTO_INHERITED else 0
+    aces = [a for ace in parent.dacl.aces
+            for a in _inherited_aces(ace, is_dir, owner, group, mark)]
     return Acl(tuple(aces)) if aces else None
 
 
@@ -415,7 +423,8 @@ def for_new_file(parent: SecurityDescriptor | None, given: SecurityDescriptor | 
         return SecurityDescriptor(owner, group, given.dacl, None, control)
     dacl = inherit(parent, is_dir, owner, group) if parent is not None else None
     if dacl is not None:
-        control = SE_SELF_RELATIVE | SE_DACL_PRESENT | SE_DACL_AUTO_INHERITED
+        assert parent is not None
+        control = SE_SELF_RELATIVE | SE_DACL_PRESENT | (parent.control & SE_DACL_AUTO_INHERITED)
         return SecurityDescriptor(owner, group, dacl, None, control)
     if given is None:
         return None

@@ -109,9 +109,9 @@ OTHER = sec.Sid.parse("S-1-5-21-1-2-3-1001")
 TOKEN = frozenset({ME, sec.EVERYONE, sec.AUTHENTICATED_USERS})
 
 
-def _sd(*aces, owner=OTHER):
+def _sd(*aces, owner=OTHER, auto=sec.SE_DACL_AUTO_INHERITED):
     return sec.SecurityDescriptor(owner, None, sec.Acl(tuple(aces)),
-                                  control=sec.SE_SELF_RELATIVE | sec.SE_DACL_PRESENT)
+                                  control=sec.SE_SELF_RELATIVE | sec.SE_DACL_PRESENT | auto)
 
 
 def allow(sid, mask, flags=0):
@@ -176,6 +176,9 @@ INH = sec.INHERITED_ACE
 def test_files_get_object_inherit_aces_without_inheritance_flags():
     parent = _sd(allow(ME, NO_DELETE, OI), allow(OTHER, 1, CI), allow(sec.EVERYONE, 2))
     assert sec.inherit(parent, False, ME, GROUP) == sec.Acl((allow(ME, NO_DELETE, INH),))
+    # Below a DACL not marked auto-inherited the ACEs come unmarked (Samba's way).
+    unmarked = _sd(allow(ME, NO_DELETE, OI), auto=0)
+    assert sec.inherit(unmarked, False, ME, GROUP) == sec.Acl((allow(ME, NO_DELETE),))
 
 
 def test_directories_pass_on_what_propagates():
