@@ -307,7 +307,8 @@ def _descriptor_allows(tree: TreeConnect, where: vfs.Lookup, fd: int, c: wire.Cr
 def _response_contexts(c: wire.CreateRequest, op: Open) -> list[tuple[str, bytes]]:
     out = []
     if "MxAc" in c.contexts:
-        out.append(("MxAc", struct.pack("<II", Status.SUCCESS, op.tree.maximal_access)))
+        mxac = op.tree.maximal_access if op.maximal_access is None else op.maximal_access
+        out.append(("MxAc", struct.pack("<II", Status.SUCCESS, mxac)))
     if "QFid" in c.contexts:
         out.append(("QFid", struct.pack("<QQQQ", op.ino, 0, op.dev, 0)))
     return out
@@ -353,6 +354,8 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
     op.create_action = action
     if action == wire.CreateAction.CREATED:
         op.initial_allocation = _initial_allocation(c)
+    if "MxAc" in c.contexts:
+        op.maximal_access = await nowait.run(security.maximal_access, op, asker.token)
     tree.opens[file_id] = op
     contexts = _response_contexts(c, op)
     level = 0

@@ -92,6 +92,25 @@ def check_open(fd: int, parent_fd: int, token: Token, share_access: int, desired
     return allowed
 
 
+def maximal_access(op: Open, token: Token) -> int:
+    """What the open file's descriptor (and its parent's FILE_DELETE_CHILD)
+    would grant this caller: the MxAc create context's answer.  A file with
+    no descriptor of its own grants what the share grants; only one with a
+    descriptor costs a walk to its parent."""
+    share_access = op.tree.maximal_access
+    own = stored(op.fd)
+    if own is None:
+        return share_access
+    parent = None
+    try:
+        if op.parts:
+            with op.tree.root.lookup(op.parts) as where:
+                parent = of_file(where.parent_fd, token, share_access)
+    except vfs.VfsError:
+        pass  # renamed away meanwhile: the file's own descriptor still answers
+    return sec.open_access(own, parent, token.sids, share_access, sec.MAXIMUM_ALLOWED) or 0
+
+
 def check_create(parent_fd: int, token: Token, share_access: int, is_dir: bool) -> None:
     """CREATE of a new name: the parent must let this caller add it."""
     parent = stored(parent_fd)

@@ -29,6 +29,8 @@ SE_DACL_PRESENT = 0x0004
 SE_DACL_DEFAULTED = 0x0008
 SE_SACL_PRESENT = 0x0010
 SE_SACL_DEFAULTED = 0x0020
+SE_DACL_AUTO_INHERIT_REQ = 0x0100
+SE_SACL_AUTO_INHERIT_REQ = 0x0200
 SE_DACL_AUTO_INHERITED = 0x0400
 SE_SACL_AUTO_INHERITED = 0x0800
 SE_DACL_PROTECTED = 0x1000
@@ -52,7 +54,7 @@ NO_PROPAGATE_INHERIT_ACE = 0x04
 INHERIT_ONLY_ACE = 0x08
 INHERITED_ACE = 0x10
 _INHERIT_FLAGS = OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE | NO_PROPAGATE_INHERIT_ACE \
-    | INHERIT_ONLY_ACE
+    | INHERIT_ONLY_ACE | INHERITED_ACE
 
 ACL_REVISION = 2
 _HEADER = struct.Struct("<BBHIIII")  # revision, Sbz1, control, owner, group, sacl, dacl
@@ -130,6 +132,7 @@ def decode_sid(data: bytes | memoryview, offset: int = 0) -> tuple[Sid, int]:
 EVERYONE = Sid(1, (0,))
 CREATOR_OWNER = Sid(3, (0,))
 CREATOR_GROUP = Sid(3, (1,))
+OWNER_RIGHTS = Sid(3, (4,))
 AUTHENTICATED_USERS = Sid(5, (11,))
 SYSTEM = Sid(5, (18,))
 
@@ -251,12 +254,27 @@ class SecurityDescriptor:
         if which & GROUP_SECURITY_INFORMATION and new.group is not None:
             sd = replace(sd, group=new.group)
         if which & DACL_SECURITY_INFORMATION:
-            control = (control & ~_DACL_BITS) | (new.control & _DACL_BITS)
+            control = (control & ~_DACL_BITS) | _kept_bits(
+                new.control, SE_DACL_PRESENT, SE_DACL_DEFAULTED | SE_DACL_PROTECTED,
+                SE_DACL_AUTO_INHERITED, SE_DACL_AUTO_INHERIT_REQ)
             sd = replace(sd, dacl=new.dacl)
         if which & SACL_SECURITY_INFORMATION:
-            control = (control & ~_SACL_BITS) | (new.control & _SACL_BITS)
+            control = (control & ~_SACL_BITS) | _kept_bits(
+                new.control, SE_SACL_PRESENT, SE_SACL_DEFAULTED | SE_SACL_PROTECTED,
+                SE_SACL_AUTO_INHERITED, SE_SACL_AUTO_INHERIT_REQ)
             sd = replace(sd, sacl=new.sacl)
         return replace(sd, control=control)
+
+
+def _kept_bits(control: int, present: int, as_given: int, auto: int, request: int) -> int:
+    """The control bits of one ACL a SET_INFO keeps: presence, defaulted and
+    protected as given, AUTO_INHERITED only when the client also asked for
+    auto-inheritance (AUTO_INHERIT_REQ, itself never stored), as Windows and
+    smbd do (smbtorture's smb2.acls.INHERITFLAGS)."""
+    kept = control & (present | as_given)
+    if control & auto and control & request:
+        kept |= auto
+    return kept
 
 
 def decode(data: bytes | memoryview) -> SecurityDescriptor:
@@ -294,12 +312,17 @@ def map_generic(mask: int) -> int:
 def granted(sd: SecurityDescriptor, token: frozenset[Sid]) -> int:
     """The rights ``sd`` grants a caller holding ``token``: the maximal access of
     MS-DTYP 2.5.3.2, in ACE order, a right denied before it is allowed staying
-    denied.  The owner holds READ_CONTROL and WRITE_DAC whatever the DACL says;
-    a descriptor without a DACL (the NULL DACL) grants everything."""
+    denied.  The owner holds READ_CONTROL and WRITE_DAC whatever the DACL says,
+    unless OWNER RIGHTS ACEs say otherwise; a descriptor without a DACL (the
+    NULL DACL) grants everything."""
     if not sd.dacl_present or sd.dacl is None:
         return FILE_ALL_ACCESS
-    allowed = READ_CONTROL | WRITE_DAC if sd.owner is not None and sd.owner in token else 0
-    denied = 0
+    allowed = denied = 0
+    if sd.owner is not None and sd.owner in token:
+        # OWNER RIGHTS ACEs, where there are any, say what the owner gets instead.
+        token = token | {OWNER_RIGHTS}
+        if not any(ace.sid == OWNER_RIGHTS and not ace.inherit_only for ace in sd.dacl.aces):
+            allowed = READ_CONTROL | WRITE_DAC
     for ace in sd.dacl.aces:
         if ace.inherit_only or ace.sid not in token:
             continue
@@ -328,12 +351,12 @@ def _inherited_aces(ace: Ace, is_dir: bool, owner: Sid, group: Sid, mark: int) -
         if ace.sid in (CREATOR_OWNER, CREATOR_GROUP):
             # The substituted ACE applies to the child; the original passes on.
             return [_effective(ace, owner, group, mark),
-                    replace(ace, flags=ace.flags | INHERIT_ONLY_ACE | mark)]
-        return [replace(ace, flags=(ace.flags & ~INHERIT_ONLY_ACE) | mark,
+                    replace(ace, flags=(ace.flags & ~INHERITED_ACE) | INHERIT_ONLY_ACE | mark)]
+        return [replace(ace, flags=(ace.flags & ~(INHERIT_ONLY_ACE | INHERITED_ACE)) | mark,
                         mask=map_generic(ace.mask) if ace.sid is not None else ace.mask)]
     if ace.flags & OBJECT_INHERIT_ACE and propagates:
         # Only for files below: kept on the directory, inherit-only.
-        return [replace(ace, flags=ace.flags | INHERIT_ONLY_ACE | mark)]
+        return [replace(ace, flags=(ace.flags & ~INHERITED_ACE) | INHERIT_ONLY_ACE | mark)]
     return []
 
 

@@ -149,3 +149,25 @@ def test_owner_can_only_be_set_to_oneself(hanode_server):
     assert refused.returncode != 0
     assert "NT_STATUS_INVALID_OWNER" in refused.stdout + refused.stderr
     assert owner(target, "own.txt") == me
+
+
+# smb2.acls subtests hanode passes though the acl_xattr smbd (its user root
+# holds every privilege, which the tests do not expect) does not.
+BEYOND_SMBD = ("DENY1", "DYNAMIC", "INHERITANCE", "MXAC-NOT-GRANTED", "OWNER", "OWNER-RIGHTS",
+               "OWNER-RIGHTS-DENY", "OWNER-RIGHTS-DENY1")
+
+
+@pytest.mark.smbtorture
+def test_smbtorture_acls_parity(etcd_server, tmp_path):
+    """smbtorture's smb2.acls: every subtest the smbd keeping NT ACLs passes
+    (INHERITFLAGS, SDFLAGSVSCHOWN) passes here, and those listed above too."""
+    smbd = harness.start_smbd(tmp_path / "smbd", share_extra=SMBD_ACLS)
+    try:
+        theirs = harness.run_smbtorture(smbd, "smb2.acls", timeout=300)
+    finally:
+        harness.stop(smbd)
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode") as target:
+        ours = harness.run_smbtorture(target, "smb2.acls", timeout=300)
+    harness.assert_parity(ours, theirs)
+    missing = [t for t in BEYOND_SMBD if ours.results.get(t) != "success"]
+    assert not missing, f"{missing}\n{ours.output[-4000:]}"

@@ -138,6 +138,26 @@ def test_owner_keeps_read_control_and_write_dac_and_a_null_dacl_grants_all():
     assert sec.granted(sec.SecurityDescriptor(OTHER), TOKEN) == sec.FILE_ALL_ACCESS
 
 
+def test_owner_rights_aces_replace_the_owners_implicit_rights():
+    sd = _sd(allow(sec.OWNER_RIGHTS, sec.FILE_GENERIC_READ), owner=ME)
+    assert sec.granted(sd, TOKEN) == sec.FILE_GENERIC_READ
+    assert sec.granted(_sd(allow(sec.OWNER_RIGHTS, 0x1F01FF)), TOKEN) == 0  # not the owner
+
+
+def test_set_keeps_auto_inherited_only_when_asked_to_inherit():
+    old = _sd(allow(ME, 1), auto=0)
+    for asked, kept in ((sec.SE_DACL_AUTO_INHERITED, 0),
+                        (sec.SE_DACL_AUTO_INHERITED | sec.SE_DACL_AUTO_INHERIT_REQ,
+                         sec.SE_DACL_AUTO_INHERITED),
+                        (sec.SE_DACL_PROTECTED, sec.SE_DACL_PROTECTED)):
+        new = _sd(allow(OTHER, 2), auto=asked)
+        merged = old.merged(new, sec.DACL_SECURITY_INFORMATION)
+        assert merged.control == sec.SE_SELF_RELATIVE | sec.SE_DACL_PRESENT | kept
+        assert merged.dacl == new.dacl and merged.owner == old.owner
+    owned = old.merged(sec.SecurityDescriptor(ME), sec.OWNER_SECURITY_INFORMATION)
+    assert (owned.owner, owned.control, owned.dacl) == (ME, old.control, old.dacl)
+
+
 NO_DELETE = 0x1E01BF  # smbtorture's delete-on-close-perms directory: all but DELETE(_CHILD)
 
 
@@ -177,8 +197,9 @@ def test_files_get_object_inherit_aces_without_inheritance_flags():
     parent = _sd(allow(ME, NO_DELETE, OI), allow(OTHER, 1, CI), allow(sec.EVERYONE, 2))
     assert sec.inherit(parent, False, ME, GROUP) == sec.Acl((allow(ME, NO_DELETE, INH),))
     # Below a DACL not marked auto-inherited the ACEs come unmarked (Samba's way).
-    unmarked = _sd(allow(ME, NO_DELETE, OI), auto=0)
+    unmarked = _sd(allow(ME, NO_DELETE, OI | INH), auto=0)
     assert sec.inherit(unmarked, False, ME, GROUP) == sec.Acl((allow(ME, NO_DELETE),))
+    assert sec.inherit(unmarked, True, ME, GROUP) == sec.Acl((allow(ME, NO_DELETE, OI | IO),))
 
 
 def test_directories_pass_on_what_propagates():
