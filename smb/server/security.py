@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smb import vfs
 from smb.rpc.interface import machine_sid
@@ -143,6 +143,7 @@ def set_descriptor(op: Open, token: Token, which: int, data: memoryview) -> None
     if which & sec.DACL_SECURITY_INFORMATION and not op.access & sec.WRITE_DAC:
         raise CommandError(Status.ACCESS_DENIED)
     new = sec.decode(data)
+    new = replace(new, dacl=sec.with_generic_mapped(new.dacl))
     current = of_file(op.fd, token, op.tree.maximal_access)
     if (which & sec.OWNER_SECURITY_INFORMATION and new.owner is not None
             and new.owner != current.owner and new.owner not in token.sids):

@@ -277,6 +277,17 @@ def _kept_bits(control: int, present: int, as_given: int, auto: int, request: in
     return kept
 
 
+def with_generic_mapped(acl: Acl | None) -> Acl | None:
+    """The ACL as a SET_INFO stores it: GENERIC_* bits of the ACEs that apply
+    to the file itself turned into file rights; inherit-only ACEs keep theirs
+    for the children they will be mapped on (as Windows and smbd store them)."""
+    if acl is None:
+        return None
+    return replace(acl, aces=tuple(
+        a if a.inherit_only or a.sid is None else replace(a, mask=map_generic(a.mask))
+        for a in acl.aces))
+
+
 def decode(data: bytes | memoryview) -> SecurityDescriptor:
     """A self-relative descriptor (2.4.6); SecurityError if it does not fit its bytes."""
     if len(data) < _HEADER.size:

@@ -153,7 +153,8 @@ def test_owner_can_only_be_set_to_oneself(hanode_server):
 
 # smb2.acls subtests hanode passes though the acl_xattr smbd (its user root
 # holds every privilege, which the tests do not expect) does not.
-BEYOND_SMBD = ("DENY1", "DYNAMIC", "INHERITANCE", "MXAC-NOT-GRANTED", "OWNER", "OWNER-RIGHTS",
+BEYOND_SMBD = ("CREATOR", "DENY1", "DYNAMIC", "GENERIC", "INHERITANCE", "MXAC-NOT-GRANTED", "OWNER",
+               "OWNER-RIGHTS",
                "OWNER-RIGHTS-DENY", "OWNER-RIGHTS-DENY1")
 
 

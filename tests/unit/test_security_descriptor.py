@@ -180,6 +180,13 @@ def test_maximum_allowed_is_what_the_descriptor_allows():
     assert sec.open_access(f, None, TOKEN, 0x1F01FF, 0x1, implied=0x2) is None
 
 
+def test_set_maps_generic_rights_of_effective_aces_only():
+    acl = sec.Acl((allow(ME, sec.GENERIC_READ | 0x1F0000),
+                   allow(ME, sec.GENERIC_ALL, OI | IO)))
+    assert sec.with_generic_mapped(acl) == sec.Acl((
+        allow(ME, sec.FILE_GENERIC_READ | 0x1F0000), allow(ME, sec.GENERIC_ALL, OI | IO)))
+
+
 def test_parent_must_allow_adding():
     assert not sec.may_create(_sd(allow(ME, sec.FILE_ADD_SUBDIRECTORY)), TOKEN, 0x1F01FF, False)
     assert sec.may_create(_sd(allow(ME, sec.FILE_ADD_SUBDIRECTORY)), TOKEN, 0x1F01FF, True)
