@@ -152,6 +152,8 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         if c.options & CreateOptions.NON_DIRECTORY_FILE:
             raise CommandError(Status.FILE_IS_A_DIRECTORY)
         fd, action, is_dir = tree.root.open_root(), wire.CreateAction.OPENED, True
+        if asker is not None:
+            granted = _descriptor_allows(tree, None, fd, c, asker, granted)
     else:
         parts, fd, action, is_dir, truncate, granted = _lookup_and_open(tree, parts, c,
                                                                         granted, asker)
@@ -251,7 +253,7 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
             raise nowait.WouldBlock()  # freeing a large file's blocks takes a while
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
         if asker is not None:
-            granted = _descriptor_allows(tree, where, fd, c, asker, granted)
+            granted = _descriptor_allows(tree, where.parent_fd, fd, c, asker, granted)
         if not is_dir and not reopen and (want_write or truncate) and (
                 vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
             os.close(fd)
@@ -289,14 +291,15 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
     return fd, wire.CreateAction.CREATED, is_dir, False, granted
 
 
-def _descriptor_allows(tree: TreeConnect, where: vfs.Lookup, fd: int, c: wire.CreateRequest,
-                       asker: Asker, granted: int) -> int:
+def _descriptor_allows(tree: TreeConnect, parent_fd: int | None, fd: int,
+                       c: wire.CreateRequest, asker: Asker, granted: int) -> int:
     """The access the file's descriptor leaves of ``granted`` (MAXIMUM_ALLOWED
-    narrowed to what it allows); closes ``fd`` and raises when it denies."""
+    narrowed to what it allows); closes ``fd`` and raises when it denies.
+    ``parent_fd`` is None for the share's root."""
     implied = {Disposition.SUPERSEDE: acc.DELETE, Disposition.OVERWRITE: acc.FILE_WRITE_DATA,
                Disposition.OVERWRITE_IF: acc.FILE_WRITE_DATA}.get(c.disposition, 0)
     try:
-        allowed = security.check_open(fd, where.parent_fd, asker.token, tree.maximal_access,
+        allowed = security.check_open(fd, parent_fd, asker.token, tree.maximal_access,
                                       c.desired_access, implied)
     except BaseException:
         os.close(fd)

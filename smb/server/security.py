@@ -77,15 +77,16 @@ def of_file(fd: int, token: Token, share_access: int,
     return sec.default_descriptor(token.user, _unix_group(st or os.fstat(fd)), share_access)
 
 
-def check_open(fd: int, parent_fd: int, token: Token, share_access: int, desired: int,
+def check_open(fd: int, parent_fd: int | None, token: Token, share_access: int, desired: int,
                implied: int) -> int | None:
-    """The access an open of the existing file ``fd`` (in ``parent_fd``) gets;
-    ACCESS_DENIED when its descriptor (or the parent's) does not allow it.
-    None when neither has a descriptor: the share's grant stands, as before."""
-    if stored(fd) is None and stored(parent_fd) is None:
+    """The access an open of the existing file ``fd`` (in ``parent_fd``; None
+    for the share's root) gets; ACCESS_DENIED when its descriptor (or the
+    parent's) does not allow it.  None when neither has a descriptor: the
+    share's grant stands, as before."""
+    if stored(fd) is None and (parent_fd is None or stored(parent_fd) is None):
         return None
-    allowed = sec.open_access(of_file(fd, token, share_access),
-                              of_file(parent_fd, token, share_access),
+    parent = None if parent_fd is None else of_file(parent_fd, token, share_access)
+    allowed = sec.open_access(of_file(fd, token, share_access), parent,
                               token.sids, share_access, desired, implied)
     if allowed is None:
         raise CommandError(Status.ACCESS_DENIED)

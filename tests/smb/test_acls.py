@@ -172,3 +172,19 @@ def test_smbtorture_acls_parity(etcd_server, tmp_path):
     harness.assert_parity(ours, theirs)
     missing = [t for t in BEYOND_SMBD if ours.results.get(t) != "success"]
     assert not missing, f"{missing}\n{ours.output[-4000:]}"
+
+
+def test_share_root_is_checked_against_its_descriptor(hanode_server):
+    target = hanode_server
+    assert smbcacls(target, "\\", "-S", f"ACL:S-1-1-0:0/0x0/{READ}").returncode == 0
+    assert aces(target, "\\") == [f"ACL:S-1-1-0:0/0x0/{READ}"]
+    refused = put(target, "new.txt")  # writing the root needs FILE_ADD_FILE
+    assert "NT_STATUS_ACCESS_DENIED" in refused.stdout + refused.stderr
+    assert smbcacls(target, "\\", "-S", f"ACL:S-1-1-0:0/0x0/{FULL}").returncode == 0
+    assert put(target, "new.txt").returncode == 0
+    # Opening the root itself: listing it needs more than the owner's implicit
+    # READ_CONTROL and WRITE_DAC, which still let smbcacls read the DACL.
+    assert smbcacls(target, "\\", "-S", "ACL:S-1-5-7:0/0x0/0x1").returncode == 0
+    listed = smbclient(target, "ls")
+    assert "NT_STATUS_ACCESS_DENIED" in listed.stdout + listed.stderr
+    assert aces(target, "\\") == ["ACL:S-1-5-7:0/0x0/0x00000001"]
