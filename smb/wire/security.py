@@ -254,7 +254,9 @@ class SecurityDescriptor:
         if which & GROUP_SECURITY_INFORMATION and new.group is not None:
             sd = replace(sd, group=new.group)
         if which & DACL_SECURITY_INFORMATION:
-            control = (control & ~_DACL_BITS) | _kept_bits(
+            # A DACL set without SE_DACL_PRESENT is stored as the NULL DACL
+            # (present, no ACL: everything granted), as Windows and smbd store it.
+            control = (control & ~_DACL_BITS) | SE_DACL_PRESENT | _kept_bits(
                 new.control, SE_DACL_PRESENT, SE_DACL_DEFAULTED | SE_DACL_PROTECTED,
                 SE_DACL_AUTO_INHERITED, SE_DACL_AUTO_INHERIT_REQ)
             sd = replace(sd, dacl=new.dacl)

@@ -154,6 +154,9 @@ def test_set_keeps_auto_inherited_only_when_asked_to_inherit():
         merged = old.merged(new, sec.DACL_SECURITY_INFORMATION)
         assert merged.control == sec.SE_SELF_RELATIVE | sec.SE_DACL_PRESENT | kept
         assert merged.dacl == new.dacl and merged.owner == old.owner
+    null = old.merged(sec.SecurityDescriptor(), sec.DACL_SECURITY_INFORMATION)
+    assert null.dacl is None and null.dacl_present  # the NULL DACL
+    assert sec.granted(null, TOKEN) == sec.FILE_ALL_ACCESS
     owned = old.merged(sec.SecurityDescriptor(ME), sec.OWNER_SECURITY_INFORMATION)
     assert (owned.owner, owned.control, owned.dacl) == (ME, old.control, old.dacl)
 
