@@ -39,6 +39,9 @@ _MAX_COMPONENT_BYTES = 255
 _DOS_XATTR = "user.hanode.dos"
 # The file's SMB extended attributes, as one FILE_FULL_EA_INFORMATION list.
 _EA_XATTR = "user.hanode.eas"
+# The file's NT security descriptor, self-relative (smb.wire.security), when
+# a client set one or the file inherited one; absent means the default.
+_SD_XATTR = "user.hanode.sd"
 # DOS attributes (4) and creation time as a FILETIME (8).
 _DOS_FORMAT = struct.Struct("<IQ")
 
@@ -495,6 +498,26 @@ def set_dos_info(fd: int, st: os.stat_result, attrs: int | None = None,
     except OSError as exc:
         if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
             raise _os_error(exc, final=True) from None
+
+
+def get_sd(fd: int) -> bytes | None:
+    """The stored security descriptor's bytes, or None (none stored, or xattrs off)."""
+    try:
+        return os.getxattr(fd, _SD_XATTR)
+    except OSError:
+        return None
+
+
+def set_sd(fd: int, raw: bytes) -> None:
+    """Store a security descriptor; unlike DOS attributes it is not silently
+    dropped where xattrs are off (a client must not believe a file protected)."""
+    try:
+        os.setxattr(fd, _SD_XATTR, raw)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise VfsError(Status.NOT_SUPPORTED, "the share keeps no extended attributes") \
+                from None
+        raise _os_error(exc, final=True) from None
 
 
 def get_eas(fd: int) -> list[ea_wire.Ea]:

@@ -58,10 +58,14 @@ class Facts:
 
     @property
     def machine_sid(self) -> bytes:
-        """S-1-5-21-a-b-c, derived from the NetBIOS name: the same on every node."""
-        digest = hashlib.sha256(b"hanode-machine-sid:" + self.netbios_name.upper().encode())
-        subs = struct.unpack("<III", digest.digest()[:12])
-        return sid_bytes(5, (21, *subs))
+        return machine_sid(self.netbios_name)
+
+
+def machine_sid(netbios_name: str) -> bytes:
+    """S-1-5-21-a-b-c, derived from the NetBIOS name: the same on every node."""
+    digest = hashlib.sha256(b"hanode-machine-sid:" + netbios_name.upper().encode())
+    subs = struct.unpack("<III", digest.digest()[:12])
+    return sid_bytes(5, (21, *subs))
 
 
 def sid_bytes(authority: int, subs: tuple[int, ...]) -> bytes:

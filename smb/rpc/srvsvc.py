@@ -12,7 +12,7 @@ from typing import Callable
 
 from smb.rpc.interface import Call, Facts, Interface, ShareFacts, uuid_syntax
 from smb.rpc.ndr import NdrError, Reader, Writer
-from smb.wire.info import DACL_SECURITY_INFORMATION, security_descriptor
+from smb.wire import security as sec
 
 WERR_OK = 0
 WERR_INVALID_NAME = 0x0000007B
@@ -25,7 +25,6 @@ VERSION = (6, 1)
 SERVER_TYPE = 0x00000001 | 0x00000002 | 0x00000800 | 0x00001000 | 0x00008000
 _FULL_ACCESS = 0x001F01FF
 _READ_ACCESS = 0x001200A9
-_EVERYONE = "S-1-1-0"
 
 _ENUM_LEVELS = (0, 1, 2, 501, 502)
 _INFO_LEVELS = (0, 1, 2, 501, 502, 1004, 1005, 1006, 1501)
@@ -38,7 +37,8 @@ def _server_name(r: Reader) -> None:
 
 def share_sd(share: ShareFacts) -> bytes:
     mask = _READ_ACCESS if share.read_only else _FULL_ACCESS
-    return security_descriptor("", "", [(_EVERYONE, mask)], DACL_SECURITY_INFORMATION)
+    dacl = sec.Acl((sec.Ace(sec.ACCESS_ALLOWED_ACE_TYPE, 0, mask, sec.EVERYONE),))
+    return sec.SecurityDescriptor(dacl=dacl).encode()
 
 
 def _sd_buf(w: Writer, sd: bytes) -> None:

@@ -13,7 +13,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.server import access as acc
-from smb.server import create_replay, crossbreaks, stable, writetime
+from smb.server import create_replay, crossbreaks, security, stable, writetime
 from smb.server import durable_opens as dur
 from smb.server.handler import CommandContext, Reply, Request
 from smb.server.opens import (
@@ -23,6 +23,7 @@ from smb.server.opens import (
 from smb.wire import create as wire
 from smb.wire import ea as ea_wire
 from smb.wire import io as io_wire
+from smb.wire import security as sec_wire
 from smb.wire.create import CreateOptions, Disposition
 from smb.wire.create_contexts import DurabilityIntent
 from smb.wire.header import Status
@@ -89,6 +90,21 @@ def _is_quota_file(c: wire.CreateRequest) -> bool:
     return c.name.casefold() == _QUOTA_FAKE_FILE
 
 
+@dataclasses.dataclass(frozen=True)
+class Asker:
+    """Who opens, for the security descriptor checks: the session's token and
+    the descriptor its SMB2_CREATE_SD_BUFFER ("SecD") gives a new file."""
+
+    token: security.Token
+    given: sec_wire.SecurityDescriptor | None
+
+    @classmethod
+    def of(cls, ctx: CommandContext, c: wire.CreateRequest) -> "Asker":
+        assert ctx.session is not None
+        given = sec_wire.decode(c.contexts["SecD"]) if "SecD" in c.contexts else None
+        return cls(security.token_of(ctx.config.cluster.server_name, ctx.session), given)
+
+
 def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
     """Validate the request; returns the access mask to grant."""
     if c.impersonation_level > wire.IMPERSONATION_DELEGATE:
@@ -116,7 +132,7 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes, reopen: bool = False) -> tuple[Open, int, bool]:
+                   file_id: bytes, asker: Asker | None) -> tuple[Open, int, bool]:
     """Look up, open or create, then register the share mode.
 
     (open, action, others): ``others`` says whether another worker had the
@@ -136,9 +152,11 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         if c.options & CreateOptions.NON_DIRECTORY_FILE:
             raise CommandError(Status.FILE_IS_A_DIRECTORY)
         fd, action, is_dir = tree.root.open_root(), wire.CreateAction.OPENED, True
+        if asker is not None:
+            granted = _descriptor_allows(tree, None, fd, c, asker, granted)
     else:
-        parts, fd, action, is_dir, truncate = _lookup_and_open(tree, parts, c, granted,
-                                                               reopen)
+        parts, fd, action, is_dir, truncate, granted = _lookup_and_open(tree, parts, c,
+                                                                        granted, asker)
     delete_on_close = bool(c.options & CreateOptions.DELETE_ON_CLOSE)
     # Steps after the registration that may still fail, and delete-on-close
     # that must then be refused, keep their order; otherwise delete-on-close
@@ -186,8 +204,9 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
 
 
 def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRequest,
-                     granted: int, reopen: bool) -> tuple[tuple[str, ...], int, int, bool, bool]:
-    """(real parts, fd, action, is_dir, must_truncate).
+                     granted: int, asker: Asker | None
+                     ) -> tuple[tuple[str, ...], int, int, bool, bool, int]:
+    """(real parts, fd, action, is_dir, must_truncate, granted access).
 
     Another worker may create the name between our lookup and our create;
     for the dispositions that also open, the second look then opens what it
@@ -195,23 +214,25 @@ def _lookup_and_open(tree: TreeConnect, parts: tuple[str, ...], c: wire.CreateRe
     """
     with tree.root.lookup(parts) as where:
         try:
-            return (where.parts, *_open_or_create(tree, where, c, granted, reopen))
+            return (where.parts, *_open_or_create(tree, where, c, granted, asker))
         except vfs.VfsError as exc:
             raced = (where.st is None and exc.status == Status.OBJECT_NAME_COLLISION
                      and c.disposition != Disposition.CREATE)
             if not raced:
                 raise
     with tree.root.lookup(parts) as where:  # it exists now: open what the other made
-        return (where.parts, *_open_or_create(tree, where, c, granted, reopen))
+        return (where.parts, *_open_or_create(tree, where, c, granted, asker))
 
 
 def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
-                    granted: int, reopen: bool = False) -> tuple[int, int, bool, bool]:
-    """(fd, action, is_dir, must_truncate) for one looked-up name.
+                    granted: int, asker: Asker | None) -> tuple[int, int, bool, bool, int]:
+    """(fd, action, is_dir, must_truncate, granted access) for one looked-up name.
 
-    reopen: a durable reconnect takes back an open that was already allowed,
-    so a read-only attribute set since does not refuse it.
+    asker None: a durable reconnect takes back an open that was already
+    allowed, so neither a read-only attribute nor a descriptor set since
+    refuses it.
     """
+    reopen = asker is None
     want_write = bool(granted & _DATA_WRITE)
     if where.st is not None:
         is_dir = stat_mod.S_ISDIR(where.st.st_mode)
@@ -231,6 +252,8 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         if truncate and nowait.active() and where.st.st_blocks * 512 > INLINE_FREE_BYTES:
             raise nowait.WouldBlock()  # freeing a large file's blocks takes a while
         fd = tree.root.open(where, write=want_write or truncate, directory=is_dir)
+        if asker is not None:
+            granted = _descriptor_allows(tree, where.parent_fd, fd, c, asker, granted)
         if not is_dir and not reopen and (want_write or truncate) and (
                 vfs.dos_info(fd, where.st)[0] & vfs.FILE_ATTRIBUTE_READONLY):
             os.close(fd)
@@ -239,7 +262,7 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
                   Disposition.OVERWRITE: wire.CreateAction.OVERWRITTEN,
                   Disposition.OVERWRITE_IF: wire.CreateAction.OVERWRITTEN,
                   }.get(c.disposition, wire.CreateAction.OPENED)
-        return fd, action, is_dir, truncate
+        return fd, action, is_dir, truncate, granted
     if c.disposition in (Disposition.OPEN, Disposition.OVERWRITE):
         raise CommandError(Status.OBJECT_NAME_NOT_FOUND)
     if tree.read_only:
@@ -248,6 +271,8 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
     if (not is_dir and c.options & CreateOptions.DELETE_ON_CLOSE
             and c.file_attributes & vfs.FILE_ATTRIBUTE_READONLY):
         raise CommandError(Status.CANNOT_DELETE)  # refused before the file exists
+    if asker is not None:
+        security.check_create(where.parent_fd, asker.token, tree.maximal_access, is_dir)
     fd = tree.root.open(where, write=not is_dir, create=True, directory=is_dir)
     # New files get ARCHIVE ("changed since the last backup"), as on Windows.
     attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
@@ -257,16 +282,36 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         # by the deferred rules reads as the creation time).
         st = os.fstat(fd)
         vfs.set_dos_info(fd, st, attrs=attrs, created=vfs.filetime(st.st_mtime_ns))
+        if asker is not None:
+            security.label_new(fd, where.parent_fd, asker.given, asker.token,
+                               tree.maximal_access, is_dir)
     except BaseException:
         os.close(fd)
         raise
-    return fd, wire.CreateAction.CREATED, is_dir, False
+    return fd, wire.CreateAction.CREATED, is_dir, False, granted
+
+
+def _descriptor_allows(tree: TreeConnect, parent_fd: int | None, fd: int,
+                       c: wire.CreateRequest, asker: Asker, granted: int) -> int:
+    """The access the file's descriptor leaves of ``granted`` (MAXIMUM_ALLOWED
+    narrowed to what it allows); closes ``fd`` and raises when it denies.
+    ``parent_fd`` is None for the share's root."""
+    implied = {Disposition.SUPERSEDE: acc.DELETE, Disposition.OVERWRITE: acc.FILE_WRITE_DATA,
+               Disposition.OVERWRITE_IF: acc.FILE_WRITE_DATA}.get(c.disposition, 0)
+    try:
+        allowed = security.check_open(fd, parent_fd, asker.token, tree.maximal_access,
+                                      c.desired_access, implied)
+    except BaseException:
+        os.close(fd)
+        raise
+    return granted if allowed is None else allowed
 
 
 def _response_contexts(c: wire.CreateRequest, op: Open) -> list[tuple[str, bytes]]:
     out = []
     if "MxAc" in c.contexts:
-        out.append(("MxAc", struct.pack("<II", Status.SUCCESS, op.tree.maximal_access)))
+        mxac = op.tree.maximal_access if op.maximal_access is None else op.maximal_access
+        out.append(("MxAc", struct.pack("<II", Status.SUCCESS, mxac)))
     if "QFid" in c.contexts:
         out.append(("QFid", struct.pack("<QQQQ", op.ino, 0, op.dev, 0)))
     return out
@@ -292,6 +337,7 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
                     intent: DurabilityIntent) -> tuple[Open, list[tuple[str, bytes]], int]:
     """A CREATE that is not a reconnect or a replay: (open, response contexts, oplock level)."""
     granted = _check_create(c, tree)
+    asker = Asker.of(ctx, c)
     if open_count(ctx.session) >= MAX_OPENS_PER_SESSION:
         raise CommandError(Status.INSUFFICIENT_RESOURCES)
     file_id = new_file_id(ctx.session)
@@ -301,7 +347,7 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
     decision = await dur.decide(ctx, tree, oreq, parts)
     try:
         op, action, others = await _open(ctx, tree, c, granted, functools.partial(
-            _open_blocking, tree, c, granted, file_id))
+            _open_blocking, tree, c, granted, file_id, asker))
     except BaseException:
         if decision is not None:
             dur.abandon(open_id)
@@ -311,6 +357,8 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
     op.create_action = action
     if action == wire.CreateAction.CREATED:
         op.initial_allocation = _initial_allocation(c)
+    if "MxAc" in c.contexts:
+        op.maximal_access = await nowait.run(security.maximal_access, op, asker.token)
     tree.opens[file_id] = op
     contexts = _response_contexts(c, op)
     level = 0
@@ -363,7 +411,7 @@ async def _reconnect(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReque
     reopen = dur.reopen_request(record)
     try:
         op, _, _ = await trio.to_thread.run_sync(_open_blocking, tree, reopen,
-                                              record.desired_access, file_id, True)
+                                              record.desired_access, file_id, None)
         await dur.relock(op, record)
     except CommandError:
         await dur.give_up(record)

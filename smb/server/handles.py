@@ -55,6 +55,8 @@ class Open:
     share_access: int = 0
     initial_allocation: int = 0  # AlSi at create; reported while larger than the file
     create_action: int = 1  # what CREATE answered (OPENED unless it made the file)
+    # What its security descriptor allows the opener (MxAc), when it was asked.
+    maximal_access: int | None = None
     # (ClientGuid, CreateGuid) of a DH2Q CREATE, for its replays (smb.server.create_replay).
     replay_key: tuple[bytes, bytes] | None = None
     # Open.IsReplayEligible: a replayed CREATE may be answered with this open

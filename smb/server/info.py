@@ -10,7 +10,7 @@ import trio
 
 from smb import nowait, vfs
 from smb.server import access as acc
-from smb.server import crossbreaks, durable_opens, stable, workerstate
+from smb.server import crossbreaks, durable_opens, security, stable, workerstate
 from smb.server import writetime
 from smb.server.files import file_times, write_time_kept
 from smb.server.handler import CommandContext, Reply, Request
@@ -23,7 +23,6 @@ from smb.wire.info import FileClass, FsClass, InfoType
 # Times in FileBasicInformation: 0 leaves a time alone, -1 and -2 switch
 # automatic updates off and on again, which a POSIX file cannot do.
 _KEEP_TIMES = (0, -1, -2)
-_WORLD = "S-1-1-0"
 # MS-FSA 2.1.5.11: the classes that show attributes need FILE_READ_ATTRIBUTES.
 _NEEDS_READ_ATTRIBUTES = frozenset({FileClass.BASIC, FileClass.ALL, FileClass.NETWORK_OPEN,
                                     FileClass.ATTRIBUTE_TAG})
@@ -54,13 +53,6 @@ def _volume_facts(op: Open) -> wire.VolumeFacts:
         object_id=struct.pack("<QQ", root.st_dev, root.st_ino))
 
 
-def _security(op: Open, which: int) -> bytes:
-    st = os.fstat(op.fd)
-    owner, group = f"S-1-22-1-{st.st_uid}", f"S-1-22-2-{st.st_gid}"
-    aces = [(owner, wire.FILE_ALL_ACCESS), (_WORLD, op.tree.maximal_access)]
-    return wire.security_descriptor(owner, group, aces, which)
-
-
 def _full_eas(op: Open, q: wire.QueryInfoRequest) -> tuple[int, bytes]:
     """FileFullEaInformation: all EAs, or those the input buffer names."""
     if not op.access & acc.FILE_READ_EA:
@@ -78,7 +70,8 @@ def _full_eas(op: Open, q: wire.QueryInfoRequest) -> tuple[int, bytes]:
     return Status.SUCCESS, data
 
 
-def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int) -> tuple[int, bytes]:
+def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int,
+                    token: security.Token) -> tuple[int, bytes]:
     if q.info_type == InfoType.FILE and q.info_class == FileClass.FULL_EA:
         return _full_eas(op, q)
     if q.info_type == InfoType.FILE:
@@ -100,7 +93,7 @@ def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int) -> tuple[i
     elif q.info_type == InfoType.SECURITY:
         if not op.access & acc.READ_CONTROL:
             return Status.ACCESS_DENIED, b""
-        data, minimum = _security(op, q.additional_information), 0
+        data, minimum = security.query(op, token, q.additional_information), 0
         if len(data) > q.output_length:
             # MS-SMB2 3.3.5.20.3: tell the client how big a buffer it needs.
             return Status.BUFFER_TOO_SMALL, len(data).to_bytes(4, "little")
@@ -119,12 +112,18 @@ async def query_info(ctx: CommandContext, req: Request) -> Reply:
     op = open_of(ctx, req, q.file_id)
     if q.output_length > ctx.connection.max_transact_size:
         raise CommandError(Status.INVALID_PARAMETER)
-    status, data = await nowait.run(_query_blocking, op, q, ctx.connection.dialect)
+    status, data = await nowait.run(_query_blocking, op, q, ctx.connection.dialect,
+                                    _token(ctx))
     if status == Status.BUFFER_TOO_SMALL:
         return Reply(status=status, body=error_body(data))
     if status not in (Status.SUCCESS, Status.BUFFER_OVERFLOW):
         raise CommandError(status)
     return Reply(status=status, body=wire.query_info_response(data))
+
+
+def _token(ctx: CommandContext) -> security.Token:
+    assert ctx.session is not None
+    return security.token_of(ctx.config.cluster.server_name, ctx.session)
 
 
 def _need(op: Open, mask: int) -> None:
@@ -300,8 +299,14 @@ async def set_info(ctx: CommandContext, req: Request) -> Reply:
     op = open_of(ctx, req, s.file_id)
     if s.info_type == InfoType.FILESYSTEM and s.info_class != FsClass.CONTROL:
         raise CommandError(Status.INVALID_INFO_CLASS)  # volume labels and the like: smbd's answer
+    if s.info_type == InfoType.SECURITY:
+        if op.tree.read_only:
+            raise CommandError(Status.ACCESS_DENIED)
+        await nowait.run(security.set_descriptor, op, _token(ctx), s.additional_information,
+                         s.buffer)
+        return Reply(body=wire.set_info_response())
     if s.info_type != InfoType.FILE:
-        raise CommandError(Status.NOT_SUPPORTED)  # quotas, security descriptors
+        raise CommandError(Status.NOT_SUPPORTED)  # quotas
     if s.info_class in _KNOWN_NOT_SUPPORTED:
         raise CommandError(Status.NOT_SUPPORTED)
     setter = _SETTERS.get(s.info_class)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from typing import Callable
 from dataclasses import dataclass
 
 from smb.wire.body import MalformedRequest, buffer_at, unpack_fixed, utf16
@@ -271,58 +270,6 @@ def fit_output(data: bytes, minimum: int, output_length: int) -> tuple[str, byte
     if len(data) > output_length:
         return "overflow", data[:output_length]
     return "ok", data
-
-
-# -- security descriptor ---------------------------------------------------------
-
-OWNER_SECURITY_INFORMATION = 0x1
-GROUP_SECURITY_INFORMATION = 0x2
-DACL_SECURITY_INFORMATION = 0x4
-SACL_SECURITY_INFORMATION = 0x8
-_SE_DACL_PRESENT = 0x0004
-_SE_SELF_RELATIVE = 0x8000
-FILE_ALL_ACCESS = 0x001F01FF
-
-
-def encode_sid(sid: str) -> bytes:
-    """``S-1-<authority>-<sub>...`` as the binary SID (MS-DTYP 2.4.2.2)."""
-    parts = sid.split("-")
-    if parts[:2] != ["S", "1"] or len(parts) < 3:
-        raise ValueError(f"not a SID: {sid}")
-    subs = [int(p) for p in parts[3:]]
-    return (struct.pack("<BB", 1, len(subs)) + int(parts[2]).to_bytes(6, "big")
-            + b"".join(struct.pack("<I", s) for s in subs))
-
-
-def _acl(aces: list[tuple[str, int]]) -> bytes:
-    body = b""
-    for sid, mask in aces:
-        raw = encode_sid(sid)
-        # ACCESS_ALLOWED_ACE: type 0, flags 0, size, mask, SID.
-        body += struct.pack("<BBHI", 0, 0, 8 + len(raw), mask) + raw
-    return struct.pack("<BBHHH", 2, 0, 8 + len(body), len(aces), 0) + body
-
-
-def security_descriptor(owner: str, group: str, aces: list[tuple[str, int]],
-                        which: int) -> bytes:
-    """A self-relative descriptor holding the parts ``which`` asks for."""
-    parts: list[bytes] = []
-    offsets = [0, 0, 0, 0]  # owner, group, sacl, dacl
-    pos = 20
-    control = _SE_SELF_RELATIVE
-    slots: tuple[tuple[int, int, Callable[[], bytes]], ...] = (
-        (0, OWNER_SECURITY_INFORMATION, lambda: encode_sid(owner)),
-        (1, GROUP_SECURITY_INFORMATION, lambda: encode_sid(group)),
-        (3, DACL_SECURITY_INFORMATION, lambda: _acl(aces)))
-    for slot, flag, blob in slots:
-        if which & flag:
-            raw = blob()
-            offsets[slot] = pos
-            parts.append(raw)
-            pos += len(raw)
-            if flag == DACL_SECURITY_INFORMATION:
-                control |= _SE_DACL_PRESENT
-    return struct.pack("<BBHIIII", 1, 0, control, *offsets) + b"".join(parts)
 
 
 # -- SET_INFO payloads -----------------------------------------------------------

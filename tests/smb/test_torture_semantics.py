@@ -1,7 +1,7 @@
 """smbtorture parity for Windows file semantics (issue 17): timestamps and
 delete-on-close permissions, hanode against a private smbd.  Every subtest
 smbd passes must pass here, except the gaps below, each with its reason.
-(Hard links, delete-on-close without NT ACLs, and the write-time rules
+(Hard links, delete-on-close beyond what the suite checks, and the write-time rules
 smbtorture 4.17 has no test for are checked in test_link_parity.py,
 test_delete_on_close.py and test_timestamps.py.)"""
 
@@ -15,10 +15,6 @@ _CHANGE_TIME = ("smbtorture 4.17 asserts that the change time equals the write t
                 "just set (Samba 4.17 reports mtime as change time); MS-FSA keeps the "
                 "change time the file system's, as hanode does (test_timestamps.py), "
                 "and later smbtorture no longer asserts it")
-_NO_ACLS = ("the suite's helper sets a security descriptor, which hanode refuses "
-            "(no NT ACLs; SET_INFO security is NOT_SUPPORTED), returns without "
-            "closing its directory handle, and the directory then stays "
-            "delete-pending for the test's CREATE")
 
 SEMANTICS_GAPS: dict[str, str] = {
     **{f"smb2.timestamps.{t}": _CHANGE_TIME for t in (
@@ -27,8 +23,6 @@ SEMANTICS_GAPS: dict[str, str] = {
     "smb2.timestamps.test_close_not_attrib": (
         "the test names its file with '/' as separator; hanode refuses '/' in a "
         "name (OBJECT_NAME_INVALID), as Windows does"),
-    **{f"smb2.delete-on-close-perms.{t}": _NO_ACLS for t in (
-        "OVERWRITE_IF", "CREATE", "CREATE Existing", "CREATE_IF", "FIND_and_set_DOC")},
 }
 
 # smb2.sharemode: the share-mode rules delete-on-close and links are checked against.

@@ -14,6 +14,7 @@ from smbprotocol import file_info as sp_info
 from smbprotocol import tree as sp_tree
 
 from smb.wire import create, directory, info, io, ioctl, lock, tree
+from smb.wire import security as sec
 from smb.wire.body import MalformedRequest
 from smb.wire.header import Command, parse_header
 
@@ -247,14 +248,15 @@ def test_fs_classes_read_by_smbprotocol():
 
 def test_security_descriptor_read_by_smbprotocol():
     from smbprotocol.security_descriptor import SMB2CreateSDBuffer
-    raw = info.security_descriptor("S-1-22-1-0", "S-1-22-2-0", [("S-1-1-0", 0x1F01FF)], 0x7)
+    raw = sec.default_descriptor(sec.Sid.parse("S-1-22-1-0"), sec.Sid.parse("S-1-22-2-0"),
+                                 0x1F01FF).encode()
     sd = SMB2CreateSDBuffer()
     sd.unpack(raw)
     assert str(sd.get_owner()) == "S-1-22-1-0"
     assert str(sd.get_group()) == "S-1-22-2-0"
     aces = sd.get_dacl()["aces"].get_value()
-    assert str(aces[0]["sid"].get_value()) == "S-1-1-0"
-    assert aces[0]["mask"].get_value() == 0x1F01FF
+    assert str(aces[1]["sid"].get_value()) == "S-1-1-0"
+    assert aces[1]["mask"].get_value() == 0x1F01FF
 
 
 def test_ioctl_responses_read_by_smbprotocol():
