@@ -120,6 +120,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     if ws is None:
         return None
     file = file_key(tree, parts)
+    await ws.owners_known()  # a worker that just died: its opens first
     await _restore_orphans(ws, tree, file, parts)
     if parts and ws.breaks.oplocks.has_opens(file):
         # Refused before any holder is broken (or a share mode is weighed): the
