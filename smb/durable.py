@@ -717,6 +717,9 @@ class OrphanIndex:
         found = self._by_name.get(name_key(share, path))
         return list(found.values()) if found else []
 
+    def all(self) -> list[Stored]:
+        return [s for found in self._by_name.values() for s in found.values()]
+
     def drop(self, record: DurableRecord) -> None:
         key = name_key(record.share, record.path)
         found = self._by_name.get(key)

@@ -73,6 +73,9 @@ class Hooks:
     # disconnected persistent open's caching given up at once): their records
     # may have to say so.
     caching_changed: Callable[["WorkerState", list[Any]], Awaitable[None]]
+    # The orphan index was just loaded: hold the dead workers' opens it lists
+    # (and let go of those it no longer does).
+    orphans_loaded: Callable[["WorkerState"], Awaitable[None]]
 
 
 class WorkerState:
@@ -273,8 +276,8 @@ class WorkerState:
         if live == self._live_workers:
             return
         self.orphans.load(await self.durable_store.list(), live)
-        self._drop_stale_foreign()
         self._live_workers = live
+        await self.hooks.orphans_loaded(self)
         log.info("worker %d: %d durable handle(s) of dead workers known",
                  self.index, len(self.orphans))
         if self._lease is not None:  # tell the agent at once, not at the next refresh
@@ -326,13 +329,6 @@ class WorkerState:
         if not self.owners_loaded.is_set():
             with trio.move_on_after(OWNER_LOAD_WAIT):
                 await self.owners_loaded.wait()
-
-    def _drop_stale_foreign(self) -> None:
-        """Forget restored orphans the fresh index no longer lists (reclaimed or gone)."""
-        for pid, stored in list(self.foreign.items()):
-            if not any(s.record.persistent_id == pid
-                       for s in self.orphans.at(stored.record.share, stored.record.path)):
-                self.forget_foreign(pid)
 
     def forget_foreign(self, pid: int) -> None:
         if self.foreign.pop(pid, None) is not None:
