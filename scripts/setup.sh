@@ -11,6 +11,7 @@ APT_PACKAGES+=(podman debootstrap runc iptables)  # issue 16: the container imag
 APT_PACKAGES+=(bindfs)  # issue 11: a FUSE passthrough whose daemon a test stops (hung storage)
 APT_PACKAGES+=(qemu-system-x86 busybox-static)  # issue 17: the kernel-client lab (tests/kernel)
 APT_PACKAGES+=(fuse3 libfuse2)  # issue 14: hanode.volatile_fs (mfusepy loads libfuse2), the lab storage that loses unsynced writes
+APT_PACKAGES+=(strace)  # issue 14: tests/smb/test_durable_names.py watches the worker fsync a CA share's directory
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -248,6 +248,9 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
     if (not is_dir and c.options & CreateOptions.DELETE_ON_CLOSE
             and c.file_attributes & vfs.FILE_ATTRIBUTE_READONLY):
         raise CommandError(Status.CANNOT_DELETE)  # refused before the file exists
+    durable_name = stable.names_through(tree.share)
+    if durable_name and nowait.active():
+        raise nowait.WouldBlock()  # the directory's sync waits for the disk
     fd = tree.root.open(where, write=not is_dir, create=True, directory=is_dir)
     # New files get ARCHIVE ("changed since the last backup"), as on Windows.
     attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
@@ -257,6 +260,8 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         # by the deferred rules reads as the creation time).
         st = os.fstat(fd)
         vfs.set_dos_info(fd, st, attrs=attrs, created=vfs.filetime(st.st_mtime_ns))
+        if durable_name:  # the new name, with its attributes, before the answer
+            vfs.sync_dir(where.parent_fd)
     except BaseException:
         os.close(fd)
         raise
