@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -41,6 +41,9 @@ os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
 import etcd3  # noqa: E402
 import etcd3.exceptions  # noqa: E402
+import etcd3.utils  # noqa: E402
+from etcd3 import etcdrpc  # noqa: E402
+from etcd3.etcdrpc import kv_pb2  # noqa: E402
 import grpc  # noqa: E402
 
 from hanode.config import ClusterConfig  # noqa: E402
@@ -94,6 +97,15 @@ def txn_request(puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes]) -
     ops = [_field(2, _field(2, _field(1, k) + (_field(2, v) if v else b""))) for k, v in puts]
     ops += [_field(2, _field(3, _field(1, k))) for k in deletes]
     return b"".join(ops)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change seen by a watch: a key put (its decoded value) or deleted."""
+
+    key: str
+    value: Any  # decoded JSON; None for a delete
+    deleted: bool
 
 
 class Store:
@@ -291,6 +303,61 @@ class Store:
 
     def delete_prefix(self, prefix: str) -> None:
         self._call("delete_prefix", prefix)
+
+    def watch_prefix(self, prefix: str) -> tuple[Iterator[Change], Callable[[], None]]:
+        """The changes under prefix from the moment this returns (etcd has
+        registered the watch), as a blocking iterator, and the function that
+        ends it quietly (from any thread).  The iterator raises
+        StoreUnavailable when the watch breaks (its endpoint went away, or etcd
+        cancelled it); the caller re-reads what it follows and watches again.
+
+        One gRPC stream of its own, not etcd3's shared watcher thread (which
+        dies with a traceback when its channel is closed under it)."""
+        stop = threading.Event()
+        key = prefix.encode()
+
+        def requests() -> Iterator[Any]:
+            yield etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+                key=key, range_end=etcd3.utils.increment_last_byte(key)))
+            stop.wait()  # the stream stays open until cancelled
+
+        def open_stream(client: etcd3.Etcd3Client) -> Any:
+            stream = etcdrpc.WatchStub(client.channel).Watch(
+                requests(), credentials=client.call_credentials, metadata=client.metadata)
+            created = next(stream)
+            if not created.created or created.canceled:
+                stream.cancel()
+                raise etcd3.exceptions.Etcd3Exception(f"watch of {prefix} not created")
+            return stream
+
+        stream = self._call(open_stream)
+
+        def cancel() -> None:
+            stop.set()
+            stream.cancel()
+
+        def changes() -> Iterator[Change]:
+            try:
+                for response in stream:
+                    if response.canceled:
+                        raise etcd3.exceptions.Etcd3Exception(
+                            f"watch of {prefix} cancelled by etcd: {response.cancel_reason}")
+                    for event in response.events:
+                        deleted = event.type == kv_pb2.Event.DELETE
+                        value = None
+                        if not deleted:
+                            try:
+                                value = json.loads(event.kv.value)
+                            except (ValueError, UnicodeDecodeError):
+                                pass
+                        yield Change(event.kv.key.decode(), value, deleted)
+            except _TRANSIENT as exc:
+                if not stop.is_set():
+                    raise _translate(exc) from None
+            if not stop.is_set():  # the stream ended without our cancel
+                raise StoreUnavailable(f"watch of {prefix} ended")
+
+        return changes(), cancel
 
     def create(self, key: str, value: Any, lease: int | None = None) -> tuple[bool, int]:
         """Create key only if absent; returns (created, create revision of the key now)."""

@@ -20,7 +20,8 @@ from hanode.config import Config, VipConfig
 from hanode.conns import Client, ConnList
 from hanode.net import NetError, announce, farreset, tickle
 from hanode.net import vip as netvip
-from hanode.store import StoreUnavailable
+from hanode.store import Entry, StoreUnavailable
+from smb.durable import live_of, owners_digest
 from smb import drainctl
 
 log = logging.getLogger("hanode.takeover")
@@ -33,6 +34,13 @@ ROUND_INTERVAL = 1.0
 RESET_BUDGET = 0.25
 # How often a leader handing over reads the leader key for its successor's claim.
 CLAIM_POLL = 0.02
+# How long a new leader waits, before it adds the VIP, for its workers to have
+# loaded the opens of the workers that died (so that the first request the VIP
+# brings already meets the persistent opens of a dead node), and how often it
+# looks.  Past the bound it claims anyway (a hung worker must not keep the VIP
+# away); the workers then still hold requests until their load is done.
+OWNERS_WAIT = 2.0
+OWNERS_POLL = 0.02
 
 
 class VipOwner:
@@ -94,6 +102,11 @@ class VipOwner:
         the fencing deadline even if etcd stalls while the list is read.
         """
         self._rounds.cancel()
+        with trio.move_on_after(OWNERS_WAIT) as waiting:
+            await self._hand_over_opens_of_gone_nodes()
+        if waiting.cancelled_caught:
+            log.warning("%s: workers did not load the dead workers' opens within %.1f s; "
+                        "claiming the VIP anyway", self.me, OWNERS_WAIT)
         self._held = [vip for vip in self.vips
                       if await self._net(f"adding {vip.address} to {vip.interface}",
                                          netvip.add_vip, vip) is not None]
@@ -140,8 +153,6 @@ class VipOwner:
                 except StoreUnavailable as exc:
                     log.warning("%s: cannot read the connection list of %s: %s",
                                 self.me, vip.ip, exc)
-            await self._release_opens_of_gone_nodes(
-                {node for entries in clients.values() for _, _, node in entries if node})
             tickled = await self._tickle(clients)
             ips = ", ".join(v.ip for v in self._held) or "(none)"
             log.info("%s: leader (term %d), VIP %s claimed, %d announcement frames "
@@ -161,31 +172,45 @@ class VipOwner:
                 await trio.sleep(self.refresh)
                 await self._announce_all()
 
-    async def _release_opens_of_gone_nodes(self, nodes: set[str]) -> None:
-        """Let the clients about to be tickled reclaim their durable opens here at once.
+    async def _hand_over_opens_of_gone_nodes(self) -> None:
+        """Before the VIP comes here: mark the opens of the nodes that died
+        disconnected, and wait until this node's workers know them.
 
-        A node whose agent lease has expired (no node record) is dead or cut
+        A node without a node record (its agent lease expired) is dead or cut
         off from etcd, and by the fencing rule it let go of the VIP and reset
-        its clients there before this node could claim it.  Its workers'
-        liveness keys would still linger until their own leases run out (up to
-        a TTL later), and until then every reclaim of their opens is refused
-        as "still attached".  Deleting those keys marks the opens disconnected
-        now.  A node that handed over cleanly (switchover) keeps its record,
-        and its workers mark their opens themselves.
+        its clients before this node could claim it.  Its workers' liveness
+        keys would linger until their own leases run out (up to a TTL later):
+        until then every reclaim of their opens is refused as "still
+        attached", and this node's workers do not count their persistent
+        opens, so a conflicting open from another client would be granted.
+        Deleting the keys marks the opens disconnected now; each worker here
+        sees that through its watch, loads them, and publishes the set of
+        live workers it loaded from (``owners``), which is what is waited
+        for.  A node that hands over cleanly (switchover) keeps its record,
+        and its workers mark their opens themselves.  The caller bounds this.
         """
         store = self.conns.store
-        for node in sorted(nodes):
-            try:
+        prefix = store.key("workers") + "/"
+        try:
+            entries = await trio.to_thread.run_sync(store.get_prefix, prefix,
+                                                    abandon_on_cancel=True)
+            for node in sorted({e.key[len(prefix):].split("/", 1)[0] for e in entries}
+                               - {self.me}):
                 if await trio.to_thread.run_sync(store.get, store.node_key(node),
                                                  abandon_on_cancel=True) is not None:
                     continue
-                await trio.to_thread.run_sync(store.delete_prefix,
-                                              store.key("workers", node) + "/",
+                await trio.to_thread.run_sync(store.delete_prefix, f"{prefix}{node}/",
                                               abandon_on_cancel=True)
-            except StoreUnavailable as exc:
-                log.warning("%s: cannot release the durable opens of %s: %s", self.me, node, exc)
-                continue
-            log.info("%s: %s is gone; its workers' opens are now disconnected", self.me, node)
+                log.info("%s: %s is gone; its workers' opens are now disconnected",
+                         self.me, node)
+            while not workers_loaded(
+                    await trio.to_thread.run_sync(store.get_prefix, prefix,
+                                                  abandon_on_cancel=True),
+                    f"{prefix}{self.me}/"):
+                await trio.sleep(OWNERS_POLL)
+        except StoreUnavailable as exc:
+            log.warning("%s: cannot hand the opens of gone nodes to the workers: %s",
+                        self.me, exc)
 
     async def release(self, urgent: bool) -> int:
         """Let go of every VIP and reset our clients on it; returns how many were reset.
@@ -319,3 +344,13 @@ class VipOwner:
 
     async def _remove(self, vip: VipConfig) -> None:
         await self._net(f"removing {vip.address} from {vip.interface}", netvip.remove_vip, vip)
+
+
+def workers_loaded(entries: list[Entry], mine: str) -> bool:
+    """Whether every worker whose liveness key (of ``entries``, every worker's)
+    starts with ``mine`` has loaded the dead workers' opens from the set of
+    live workers these keys name.  A worker that publishes no ``owners``
+    (an older version) is not waited for."""
+    digest = owners_digest(live_of(entries))
+    return all(e.value["owners"] == digest for e in entries
+               if e.key.startswith(mine) and isinstance(e.value, dict) and "owners" in e.value)

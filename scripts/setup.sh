@@ -12,6 +12,7 @@ APT_PACKAGES+=(bindfs)  # issue 11: a FUSE passthrough whose daemon a test stops
 APT_PACKAGES+=(qemu-system-x86 busybox-static)  # issue 17: the kernel-client lab (tests/kernel)
 APT_PACKAGES+=(fuse3 libfuse2)  # issue 14: hanode.volatile_fs (mfusepy loads libfuse2), the lab storage that loses unsynced writes
 APT_PACKAGES+=(samba-vfs-modules)  # issue 17: acl_xattr, so the smbd beside hanode in tests/smb/test_acls.py keeps NT ACLs as set
+APT_PACKAGES+=(strace)  # issue 14: tests/smb/test_durable_names.py watches the worker fsync a CA share's directory
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

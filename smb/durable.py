@@ -31,16 +31,17 @@ How CREATE uses this (smb.wire.create_contexts parses, smb.oplocks decides):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import trio
 import trio.testing
 
-from hanode.store import Store, StoreUnavailable
+from hanode.store import Entry, Store, StoreUnavailable
 from smb.oplocks import LEASE_HANDLE, OPLOCK_BATCH, Lease
 from smb.wire.create_contexts import (
     DHANDLE_FLAG_PERSISTENT, CreateContext, DurableV1Reconnect, DurableV1Request, DurableV2Reconnect, DurableV2Request,
@@ -500,12 +501,24 @@ class EtcdDurableStore:
         A worker restarted under the same key is a new incarnation: records
         name the incarnation, so the old one's opens read as disconnected.
         """
-        entries = await trio.to_thread.run_sync(self.store.get_prefix,
-                                                self.store.key("workers") + "/")
-        live = {e.key for e in entries}
-        live.update(e.value["identity"] for e in entries if isinstance(e.value, dict)
-                    and isinstance(e.value.get("identity"), str))
-        return frozenset(live)
+        return live_of(await trio.to_thread.run_sync(self.store.get_prefix,
+                                                     self.store.key("workers") + "/"))
+
+
+def live_of(entries: Iterable[Entry]) -> frozenset[str]:
+    """The live workers the liveness keys ``entries`` name: each key, and the
+    incarnation its value carries."""
+    live = {e.key for e in entries}
+    live.update(e.value["identity"] for e in entries if isinstance(e.value, dict)
+                and isinstance(e.value.get("identity"), str))
+    return frozenset(live)
+
+
+def owners_digest(live: frozenset[str]) -> str:
+    """A short name for one set of live workers: a worker publishes the one its
+    index of dead workers' opens was loaded from, and the agent that takes the
+    VIP over waits until its workers' match the set it sees (hanode.takeover)."""
+    return hashlib.sha256("\n".join(sorted(live)).encode()).hexdigest()[:16]
 
 
 # -- the batched writer --------------------------------------------------------
@@ -703,6 +716,9 @@ class OrphanIndex:
     def at(self, share: str, path: str) -> list[Stored]:
         found = self._by_name.get(name_key(share, path))
         return list(found.values()) if found else []
+
+    def all(self) -> list[Stored]:
+        return [s for found in self._by_name.values() for s in found.values()]
 
     def drop(self, record: DurableRecord) -> None:
         key = name_key(record.share, record.path)

@@ -298,8 +298,9 @@ class Share:
             raise _os_error(exc, final=True) from None
 
     def rename(self, src: tuple[str, ...], ino: int, dst: tuple[str, ...],
-               replace: bool) -> tuple[str, ...]:
-        """Move the open file at ``src`` (inode ``ino``) to ``dst``; returns its new parts."""
+               replace: bool, sync: bool = False) -> tuple[str, ...]:
+        """Move the open file at ``src`` (inode ``ino``) to ``dst``; returns its new
+        parts.  sync: both directories' entries are on stable storage on return."""
         with self.lookup(src) as old:
             if old.st is None or old.st.st_ino != ino:
                 raise VfsError(Status.OBJECT_NAME_NOT_FOUND, "source moved away")
@@ -317,6 +318,10 @@ class Share:
                               dst_dir_fd=new.parent_fd)
                 except OSError as exc:
                     raise _os_error(exc, final=True) from None
+                if sync:
+                    sync_dir(new.parent_fd)
+                    if old.parts[:-1] != new.parts[:-1]:
+                        sync_dir(old.parent_fd)
                 return new.parts[:-1] + (target,)
 
     def link(self, src: tuple[str, ...], ino: int, dst: tuple[str, ...],
@@ -660,6 +665,16 @@ def fdatasync(fd: int) -> None:
         os.fdatasync(fd)
     except OSError as exc:
         if exc.errno != errno.EINVAL:  # directories on some filesystems
+            raise _os_error(exc, final=True) from None
+
+
+def sync_dir(fd: int) -> None:
+    """Make the names in directory ``fd`` durable (a file created, or moved in or
+    out): its entries are on stable storage, not only in the page cache."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # a filesystem that cannot sync directories
             raise _os_error(exc, final=True) from None
 
 

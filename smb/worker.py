@@ -27,7 +27,7 @@ from smb import drainctl, probe
 from smb.server import handoff
 from smb.server.connection import Connection, Limits
 from smb.server.durable_life import forget_reclaimed, purged
-from smb.server.durable_opens import keep_caching
+from smb.server.durable_opens import hold_orphans, keep_caching
 from smb.server.userdb import EtcdUsers
 from smb.server.workerstate import Hooks, WorkerState
 
@@ -59,7 +59,8 @@ async def serve(cfg: Config, index: int, *, task_status=trio.TASK_STATUS_IGNORED
     users = EtcdUsers(store)
     guid = server_guid(cfg)
     state = WorkerState(cfg, index, store, Hooks(purged=purged, forget_reclaimed=forget_reclaimed,
-                                                 caching_changed=keep_caching))
+                                                 caching_changed=keep_caching,
+                                                 orphans_loaded=hold_orphans))
     metrics = WorkerMetrics()
     drains = drainctl.Drains()
     limits = Limits(max_credits=cfg.smb.max_credits)

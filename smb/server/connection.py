@@ -561,7 +561,10 @@ class Connection:
 
     async def _invoke(self, handler: Handler, call: _Call, request: Request) -> Reply:
         try:
-            return await handler(_Context(self, call), request)
+            reply = await handler(_Context(self, call), request)
+            if request.admission is not None and request.admission.keep is not None:
+                await request.admission.keep()  # the persistent record, before the answer
+            return reply
         except Exception:  # a handler bug must not take the worker down
             # The traceback goes to the log, for whoever fixes the bug; the
             # client learns only that its request failed.

@@ -180,6 +180,28 @@ async def released(op: "Open", record: DurableRecord | None) -> None:
                  record=record)
 
 
+async def keep_channel(op: "Open") -> None:
+    """A request raised a persistent open's ChannelSequence (its client moved to
+    another channel): it is answered only once the record carries the new
+    value, as a LOCK's sequences are (smb.server.durable_opens.keep_locks), so
+    that a reclaim after the node's death does not take an older value back
+    and admit a WRITE the client sent on the channel it left.  If etcd cannot
+    take it the answer goes anyway (logged): only the node's death loses it."""
+    ws = current()
+    record = op.durable
+    if ws is None or record is None or not record.persistent \
+            or record.channel_sequence == op.channel.sequence:
+        return
+    # Set before the write: a connection lost meanwhile stores its disconnected
+    # record (evolved from this one) after it, with the same value.
+    op.durable = record = record.evolve(channel_sequence=op.channel.sequence)
+    try:
+        await ws.writer.put(record)
+    except StoreUnavailable as exc:
+        log.warning("persistent record %016x: channel sequence not stored: %s",
+                    record.persistent_id, exc)
+
+
 async def _expire(ws: WorkerState, op: "Open", record: DurableRecord) -> None:
     """A disconnected open that nobody reclaims ends with its timeout (3.3.2.2)."""
     await trio.sleep(record.timeout_ms / 1000)

@@ -54,7 +54,7 @@ from smb.server.durable_life import abandon as abandon, give_up as give_up
 from smb.server.durable_life import delete_on_close as delete_on_close
 from smb.server.errors import CommandError
 from smb.server.handler import CommandContext, Reply, Request
-from smb.server.nodelocal import Range
+from smb.server.nodelocal import NodeLocal, Range
 from smb.server.opens import open_of
 from smb.server.replay import LockSequences
 from smb.wire import create as wire
@@ -120,6 +120,7 @@ async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,
     if ws is None:
         return None
     file = file_key(tree, parts)
+    await ws.owners_known()  # a worker that just died: its opens first
     await _restore_orphans(ws, tree, file, parts)
     if parts and ws.breaks.oplocks.has_opens(file):
         # Refused before any holder is broken (or a share mode is weighed): the
@@ -160,6 +161,14 @@ def without_caching(tree: "TreeConnect", req: OpenRequest, parts: tuple[str, ...
     plain = OpenRequest(req.open_id, req.client_guid, req.desired_access, req.share_access,
                         req.disposition)
     return ws.breaks.oplocks.open(file_key(tree, parts), plain)
+
+
+async def owners_known() -> None:
+    """Wait (bounded) while this worker loads the opens of a worker that just
+    died (smb.server.workerstate.WorkerState.owners_known)."""
+    ws = workerstate.current()
+    if ws is not None:
+        await ws.owners_known()
 
 
 def contend_write(op: "Open") -> None:
@@ -317,18 +326,50 @@ async def _restore_orphans(ws: "WorkerState", tree: "TreeConnect", file: Hashabl
             continue
         if fresh is None or fresh.record.worker in live:
             ws.orphans.drop(listed.record)
-            ws.forget_foreign(pid)
-            await trio.to_thread.run_sync(tree.node.forget_disconnected, _stand_in_key(pid))
+            await _let_go(ws, pid)
             continue
         if pid not in ws.foreign:
-            r = fresh.record
-            refuse = refusal_while_disconnected(r)
-            ws.breaks.oplocks.restore(file, pid, r.client_guid, r.desired_access,
-                                      r.share_access, r.oplock_level, r.lease,
-                                      disconnected=True, refuse=refuse)
-            if refuse is not None:
-                await trio.to_thread.run_sync(_stand_in, tree, parts, r, refuse)
+            await _hold(ws, tree.root, file, parts, fresh.record)
         ws.foreign[pid] = fresh
+
+
+async def hold_orphans(ws: "WorkerState") -> None:
+    """The orphan index was just loaded (a worker died, or one started): every
+    dead worker's open that keeps its file (persistent, resilient) is held here
+    at once, not at the next CREATE of its name, so that a LOCK, READ or WRITE
+    through a handle already open on the file meets its byte-range locks; and
+    the held opens the index no longer lists (reclaimed on another node, or
+    ended) let go of their rows.  The records were read just now: no re-read."""
+    listed = {s.record.persistent_id: s for s in ws.orphans.all()}
+    for pid in [p for p in ws.foreign if p not in listed]:
+        await _let_go(ws, pid)
+    kept = [s for pid, s in listed.items()
+            if pid not in ws.foreign and refusal_while_disconnected(s.record) is not None]
+    for share in ws.cfg.shares:
+        mine = [s for s in kept if s.record.share.casefold() == share.name.casefold()]
+        if not mine:
+            continue
+        try:
+            root = await trio.to_thread.run_sync(vfs.Share, share.path)
+        except vfs.VfsError as exc:
+            log.info("orphaned opens of share %s not held: %s", share.name, exc)
+            continue
+        try:
+            for stored in mine:
+                parts = vfs.parse_name(stored.record.path)
+                if not parts:
+                    continue
+                file = (root.root, "/".join(p.casefold() for p in parts))  # as file_key
+                await _hold(ws, root, file, parts, stored.record)
+                ws.foreign[stored.record.persistent_id] = stored
+        finally:
+            root.close()
+
+
+async def _let_go(ws: "WorkerState", pid: int) -> None:
+    """A dead worker's open held here is not in the way any more."""
+    ws.forget_foreign(pid)
+    await trio.to_thread.run_sync(ws.node.forget_disconnected, _stand_in_key(pid))
 
 
 def _stand_in_key(persistent_id: int) -> str:
@@ -337,24 +378,37 @@ def _stand_in_key(persistent_id: int) -> str:
     return f"kept-{persistent_id:016x}"
 
 
-def _stand_in(tree: "TreeConnect", parts: tuple[str, ...], record: DurableRecord,
+async def _hold(ws: "WorkerState", root: vfs.Share, file: Hashable, parts: tuple[str, ...],
+                record: DurableRecord) -> None:
+    """Put a dead worker's disconnected open into this worker's NodeOplocks, so
+    that a conflicting open meets (or purges) it; one that keeps its file
+    (persistent, resilient) also gets node-table rows (:func:`_stand_in`)."""
+    refuse = refusal_while_disconnected(record)
+    ws.breaks.oplocks.restore(file, record.persistent_id, record.client_guid,
+                              record.desired_access, record.share_access,
+                              record.oplock_level, record.lease, disconnected=True,
+                              refuse=refuse)
+    if refuse is not None:
+        await trio.to_thread.run_sync(_stand_in, ws.node, root, parts, record, refuse)
+
+
+def _stand_in(node: NodeLocal, root: vfs.Share, parts: tuple[str, ...], record: DurableRecord,
               refuse: int) -> None:
-    """A dead worker's disconnected open that keeps its file (persistent,
-    resilient) gets node-table rows here, so that the node's other workers'
-    opens meet its share mode and every open's LOCK, READ and WRITE meet its
-    byte-range locks, as they did while its worker lived.  Only the file it
-    was granted on: one created since under its name is not its file."""
+    """Node-table rows for a dead worker's open that keeps its file: the node's
+    other workers' opens meet its share mode and every open's LOCK, READ and
+    WRITE meet its byte-range locks, as they did while its worker lived.  Only
+    on the file it was granted on: one created since under its name is not its
+    file."""
     try:
-        with tree.root.lookup(parts) as where:
+        with root.lookup(parts) as where:
             st = where.st
     except vfs.VfsError:
         return
     if st is None or (record.inode and st.st_ino != record.inode):
         return
-    tree.node.stand_in(_stand_in_key(record.persistent_id), st.st_dev, st.st_ino,
-                       record.desired_access, record.share_access, record.persistent_id,
-                       [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks],
-                       refuse)
+    node.stand_in(_stand_in_key(record.persistent_id), st.st_dev, st.st_ino,
+                  record.desired_access, record.share_access, record.persistent_id,
+                  [Range(lk.offset, lk.length, lk.exclusive) for lk in record.locks], refuse)
 
 
 async def keep_locks(op: "Open") -> None:

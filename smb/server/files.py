@@ -273,6 +273,9 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         raise CommandError(Status.CANNOT_DELETE)  # refused before the file exists
     if asker is not None:
         security.check_create(where.parent_fd, asker.token, tree.maximal_access, is_dir)
+    durable_name = stable.names_through(tree.share)
+    if durable_name and nowait.active():
+        raise nowait.WouldBlock()  # the directory's sync waits for the disk
     fd = tree.root.open(where, write=not is_dir, create=True, directory=is_dir)
     # New files get ARCHIVE ("changed since the last backup"), as on Windows.
     attrs = c.file_attributes | (0 if is_dir else vfs.FILE_ATTRIBUTE_ARCHIVE)
@@ -285,6 +288,8 @@ def _open_or_create(tree: TreeConnect, where: vfs.Lookup, c: wire.CreateRequest,
         if asker is not None:
             security.label_new(fd, where.parent_fd, asker.given, asker.token,
                                tree.maximal_access, is_dir)
+        if durable_name:  # the new name, with its attributes, before the answer
+            vfs.sync_dir(where.parent_fd)
     except BaseException:
         os.close(fd)
         raise

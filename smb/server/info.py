@@ -175,7 +175,8 @@ def _set_rename(op: Open, data: memoryview) -> None:
         raise CommandError(Status.SHARING_VIOLATION)
     ws = trio.from_thread.run_sync(workerstate.current)  # a RunVar of the trio run
     old_key = durable_opens.file_key(op.tree, op.parts)
-    op.parts = op.tree.root.rename(op.parts, op.ino, target, r.replace)
+    op.parts = op.tree.root.rename(op.parts, op.ino, target, r.replace,
+                                   sync=stable.names_through(op.tree.share))
     node.set_path(op.key, op.node_path)
     if ws is not None:
         # Runs in a worker thread: the oplock state lives in the trio thread.

@@ -78,6 +78,7 @@ async def lock(ctx: CommandContext, req: Request) -> Reply:
         if status == Status.SUCCESS and invalid:
             status = Status.INVALID_PARAMETER
     else:
+        await durable_opens.owners_known()  # a worker that just died: its locks first
         status = await _try(op, ranges)
         if status == Status.LOCK_NOT_GRANTED and not fail_now:
             await ctx.go_async()

@@ -7,6 +7,7 @@ handle, and a FileId never repeats after a close.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -17,7 +18,7 @@ import trio
 from smb import nowait, vfs
 from smb.durable import new_persistent_id, refusal_while_disconnected
 from smb.server import create_replay, replay, writetime
-from smb.server.durable_life import disconnected_record, released
+from smb.server.durable_life import disconnected_record, keep_channel, released
 from smb.server.errors import CommandError as CommandError  # handlers import it from here
 from smb.server.handler import CommandContext, Request, SessionInfo
 # The open and tree-connect records themselves; handlers import them from here.
@@ -76,6 +77,9 @@ def open_of(ctx: CommandContext, req: Request, file_id: bytes) -> Open:
                                          req.header.flags, req.header.status)
         except replay.StaleChannel:
             raise CommandError(Status.FILE_NOT_AVAILABLE) from None
+        if req.admission is not None and req.admission.advanced \
+                and op.durable is not None and op.durable.persistent:
+            req.admission.keep = functools.partial(keep_channel, op)
     return op
 
 

@@ -18,7 +18,7 @@ its open, drive them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Awaitable, Callable, Iterable
 
 from smb.wire.crypto import Dialect
 from smb.wire.header import Command, Flags
@@ -148,6 +148,11 @@ class Admission:
 
     channel: ChannelSequence
     sequence: int
+    # This request raised the open's ChannelSequence: what a persistent open's
+    # record carries must follow before the answer (smb.server.durable_life.keep_channel).
+    advanced: bool = False
+    # What the request's answer waits for then (set by whoever knows the open).
+    keep: Callable[[], Awaitable[None]] | None = None
 
     def done(self) -> None:
         self.channel.done(self.sequence)
@@ -161,8 +166,9 @@ def admit(channel: ChannelSequence, dialect: int, command: int, flags: int,
     if dialect < Dialect.SMB_3_0:
         return None
     sequence = channel_sequence_of(status_field)
+    before = channel.sequence
     if channel.admit(sequence, is_replay(flags)):
-        return Admission(channel, sequence)
+        return Admission(channel, sequence, advanced=channel.sequence != before)
     if refuses_stale(dialect, command):
         raise StaleChannel()
     return None

@@ -30,16 +30,16 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable, Iterator
 
 import psutil
 import trio
 from trio.lowlevel import RunVar
 
-from hanode.store import Store, StoreUnavailable
+from hanode.store import Change, Store, StoreUnavailable
 from hanode.worker_names import worker_name
 from smb import nowait
-from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored
+from smb.durable import DurableWriter, EtcdDurableStore, OrphanIndex, Stored, owners_digest
 from smb.server.affinity import ClientAffinity
 from smb.server.background import Background
 from smb.server.breaks import Breaks
@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 STATS_INTERVAL = 2.0
 CROSS_WORKER_POLL = 0.05  # how often break requests and caching changes are looked at
 LOGOFF_WAIT = 2.0  # how long a SESSION_SETUP waits for other workers to drop a previous session
-OWNER_POLL = 1.0  # how often the set of live workers (cluster-wide) is looked at
+OWNER_POLL = 1.0  # how often the set of live workers (cluster-wide) is looked at anyway
+# How long a CREATE or LOCK waits for the dead workers' opens being loaded
+# (after a liveness key went) before it is decided on what is known.
+OWNER_LOAD_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class Hooks:
     # disconnected persistent open's caching given up at once): their records
     # may have to say so.
     caching_changed: Callable[["WorkerState", list[Any]], Awaitable[None]]
+    # The orphan index was just loaded: hold the dead workers' opens it lists
+    # (and let go of those it no longer does).
+    orphans_loaded: Callable[["WorkerState"], Awaitable[None]]
 
 
 class WorkerState:
@@ -102,6 +108,12 @@ class WorkerState:
         self.orphans = OrphanIndex()
         self.foreign: dict[int, Stored] = {}
         self._live_workers: frozenset[str] | None = None
+        # Set while the orphan index matches the live workers as last seen;
+        # cleared the moment a watch shows a liveness key gone or a new
+        # incarnation (each change bumps the generation), set again once loaded.
+        self.owners_loaded = trio.Event()
+        self._owners_generation = 0
+        self._owners_moved = trio.Event()  # wakes the owner loop before its poll
         # Opens whose caching is mirrored to the node table for other workers:
         # open id -> (Open, lease id or None); what was last written; and the
         # NodeOplocks file name of each (dev, inode) a tracked open holds.
@@ -130,6 +142,10 @@ class WorkerState:
                 "persistent_handles": sum(1 for op in self.durable.values()
                                           if op.durable is not None and op.durable.persistent),
                 "orphaned_durable": len(self.orphans),
+                # The live workers the orphan index was loaded from (hanode.takeover
+                # claims the VIP once its workers' match what it sees).
+                "owners": None if self._live_workers is None
+                else owners_digest(self._live_workers),
                 "started": self.started, "identity": self.identity}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -144,6 +160,7 @@ class WorkerState:
             token = _current.set(self)
             nursery.start_soon(self._cross_worker)
             nursery.start_soon(self._watch_owners)
+            nursery.start_soon(self._follow_owners)
             task_status.started()
             try:
                 await self._liveness()
@@ -230,34 +247,88 @@ class WorkerState:
         """Refill the orphan index at start and whenever the set of live workers changes;
         let go of this worker's disconnected opens reclaimed elsewhere.
 
-        One prefix read of the (few) liveness keys per period; the durable
-        records are read only when a worker started or died, so the cost does not grow
-        with the number of open handles.  This worker's disconnected opens
-        (few, and only after connections dropped) cost one more read.
+        Woken at once by :meth:`_follow_owners` when a liveness key goes or
+        a worker starts, and every OWNER_POLL anyway (a broken watch, an
+        incarnation that came and went between two looks).  One prefix read
+        of the (few) liveness keys per round; the durable records are read
+        only when the set changed, so the cost does not grow with the number
+        of open handles.  This worker's disconnected opens (few, and only
+        after connections dropped) cost one more read.
         """
         while True:
             await self.hooks.forget_reclaimed(self)
+            generation = self._owners_generation
             try:
-                live = await self.durable_store.live_workers()
-                # Any change, not only a departure: an incarnation that started
-                # and died between two looks (its open granted meanwhile) is
-                # only seen as a new incarnation of its key.
-                if live != self._live_workers:
-                    self.orphans.load(await self.durable_store.list(), live)
-                    self._drop_stale_foreign()
-                    log.info("worker %d: %d durable handle(s) of dead workers known",
-                             self.index, len(self.orphans))
-                self._live_workers = live
+                await self._load_owners()
             except StoreUnavailable as exc:
                 log.debug("worker %d: live workers not read: %s", self.index, exc)
-            await trio.sleep(OWNER_POLL)
+            if generation == self._owners_generation:  # no change seen meanwhile
+                self.owners_loaded.set()
+            with trio.move_on_after(OWNER_POLL):
+                await self._owners_moved.wait()
+            self._owners_moved = trio.Event()
 
-    def _drop_stale_foreign(self) -> None:
-        """Forget restored orphans the fresh index no longer lists (reclaimed or gone)."""
-        for pid, stored in list(self.foreign.items()):
-            if not any(s.record.persistent_id == pid
-                       for s in self.orphans.at(stored.record.share, stored.record.path)):
-                self.forget_foreign(pid)
+    async def _load_owners(self) -> None:
+        live = await self.durable_store.live_workers()
+        # Any change, not only a departure: an incarnation that started
+        # and died between two looks (its open granted meanwhile) is
+        # only seen as a new incarnation of its key.
+        if live == self._live_workers:
+            return
+        self.orphans.load(await self.durable_store.list(), live)
+        self._live_workers = live
+        await self.hooks.orphans_loaded(self)
+        log.info("worker %d: %d durable handle(s) of dead workers known",
+                 self.index, len(self.orphans))
+        if self._lease is not None:  # tell the agent at once, not at the next refresh
+            await trio.to_thread.run_sync(self.store.put, self.key, self.value(), self._lease)
+
+    async def _follow_owners(self) -> None:
+        """Watch the liveness keys: a key gone or a new incarnation closes the
+        :attr:`owners_loaded` gate at once and wakes the owner loop, so that no
+        CREATE or LOCK is decided on the old set while the new one is loaded."""
+        prefix = self.store.key("workers") + "/"
+        limiter = trio.CapacityLimiter(1)  # the watch's thread, apart from the request path's
+        while True:
+            try:
+                changes, cancel = await trio.to_thread.run_sync(
+                    self.store.watch_prefix, prefix, limiter=limiter, abandon_on_cancel=True)
+            except StoreUnavailable as exc:
+                log.debug("worker %d: liveness keys not watched: %s", self.index, exc)
+                await trio.sleep(OWNER_POLL)
+                continue
+            self._owners_changed()  # what changed while nobody watched is looked at now
+            try:
+                await trio.to_thread.run_sync(self._follow, changes, limiter=limiter,
+                                              abandon_on_cancel=True)
+            except StoreUnavailable as exc:
+                log.debug("worker %d: watch of liveness keys broke: %s", self.index, exc)
+            finally:
+                cancel()
+
+    def _follow(self, changes: Iterator[Change]) -> None:
+        """The watch's thread: each change that may change the set of live workers."""
+        incarnations: dict[str, object] = {}
+        for change in changes:
+            identity = None if change.deleted or not isinstance(change.value, dict) \
+                else change.value.get("identity")
+            if change.deleted or incarnations.get(change.key) != identity:
+                incarnations[change.key] = identity
+                trio.from_thread.run_sync(self._owners_changed)
+
+    def _owners_changed(self) -> None:
+        self._owners_generation += 1
+        if self.owners_loaded.is_set():
+            self.owners_loaded = trio.Event()
+        self._owners_moved.set()
+
+    async def owners_known(self) -> None:
+        """Wait while the dead workers' opens are being loaded (a liveness key
+        just went): an open or lock decided now would not meet them.  Bounded:
+        past OWNER_LOAD_WAIT (etcd slow or away) it is decided on what is known."""
+        if not self.owners_loaded.is_set():
+            with trio.move_on_after(OWNER_LOAD_WAIT):
+                await self.owners_loaded.wait()
 
     def forget_foreign(self, pid: int) -> None:
         if self.foreign.pop(pid, None) is not None:

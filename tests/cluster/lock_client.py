@@ -11,6 +11,10 @@ refuse.  Answers one JSON line per command:
 - ``probe``: another client tries a read/write open sharing only reads
   ({"open": status}), then opens for reading sharing all and tries an exclusive
   LOCK of [0, LOCKED) ({"lock": status}) and a READ in it ({"read": status})
+- ``rapid``: another client, on one connection made as soon as the VIP answers
+  (retried from the moment the command comes), tries the conflicting open
+  RAPID times back to back, closing any it was wrongly granted;
+  {"opens": [status, ...], "waited": seconds until the VIP answered}
 - ``reclaim``: the owner on a new connection (same client GUID) sends DH2C with
   the persistent flag; {"reclaim": status, "data": whether it reads DATA back}
 - ``release``: the owner closes its handle; {"closed": true}
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -40,6 +45,7 @@ from test_persistent import dh2c, persistent_open  # noqa: E402
 
 DATA = b"held through the failover"
 LOCKED = 4096
+RAPID = 20
 EXCLUSIVE_NOW = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
 
 
@@ -59,8 +65,9 @@ class Clients:
         self.owner: dc.Mount | None = None
         self.handle: Open | None = None
 
-    def _mount(self, client_guid: uuid.UUID) -> dc.Mount:
-        return dc.mount(445, self.user, self.password, self.share, client_guid, self.server)
+    def _mount(self, client_guid: uuid.UUID, connect_timeout: float = 5) -> dc.Mount:
+        return dc.mount(445, self.user, self.password, self.share, client_guid, self.server,
+                        connect_timeout)
 
     def hold(self) -> dict:
         self.owner = self._mount(self.client_guid)
@@ -82,6 +89,32 @@ class Clients:
             answer["lock"] = status_of(
                 lambda: reader.lock([dc.lock_element(0, LOCKED, EXCLUSIVE_NOW)]))
             return answer
+        finally:
+            other.conn.disconnect()
+
+    def rapid(self) -> dict:
+        began = time.monotonic()
+        while True:
+            try:
+                other = self._mount(uuid.uuid4(), connect_timeout=0.3)
+                break
+            except Exception:  # nobody answers on the VIP yet (or the dead node did)
+                if time.monotonic() - began > 20:
+                    raise
+                time.sleep(0.02)
+        waited = time.monotonic() - began
+        try:
+            opens = []
+            for _ in range(RAPID):
+                attempt = Open(other.tree, self.name)
+                opens.append(status_of(lambda: attempt.create(
+                    ImpersonationLevel.Impersonation, dc.ACCESS,
+                    FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
+                    CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+                    RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)))
+                if opens[-1] == 0:  # wrongly granted: let the next attempt meet only the owner
+                    attempt.close()
+            return {"opens": opens, "waited": round(waited, 3)}
         finally:
             other.conn.disconnect()
 

@@ -1,5 +1,7 @@
 """Store against a real etcd: the key layout and the leader transaction."""
 
+import time
+
 import pytest
 
 from hanode.store import Store, StoreUnavailable
@@ -62,3 +64,35 @@ def test_count_prefix(store):
     store.put(store.conn_key("10.0.0.51", "10.0.0.9", 1), {"node": "n1"})
     assert store.count_prefix(store.conn_prefix("10.0.0.50")) == 3
     assert store.count_prefix(store.key("conns") + "/") == 4
+
+
+def test_watch_prefix_sees_puts_and_deletes_until_cancelled(store):
+    """What a worker follows the liveness keys with: puts (decoded) and deletes,
+    a lease running out included, under the prefix only; cancel ends it."""
+    import threading
+
+    prefix = store.key("workers") + "/"
+    changes, cancel = store.watch_prefix(prefix)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(changes))
+    reader.start()
+    try:
+        lease = store.grant_lease(2)
+        store.put(store.worker_key("n1", "w0"), {"identity": "a"}, lease=lease)
+        store.put(store.node_key("n1"), {"x": 1})  # outside the prefix
+        store.put(store.worker_key("n2", "w0"), {"identity": "b"})
+        store.delete_prefix(store.key("workers", "n2") + "/")
+        store.revoke_lease(lease)
+        deadline = time.monotonic() + 5
+        while len(seen) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        cancel()
+        reader.join(5)
+    assert not reader.is_alive()
+    assert [(c.key, c.value, c.deleted) for c in seen] == [
+        (store.worker_key("n1", "w0"), {"identity": "a"}, False),
+        (store.worker_key("n2", "w0"), {"identity": "b"}, False),
+        (store.worker_key("n2", "w0"), None, True),
+        (store.worker_key("n1", "w0"), None, True),
+    ]

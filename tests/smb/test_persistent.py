@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+import smbprotocol.connection
 from smbprotocol.connection import Capabilities, Connection, Dialects
 from smbprotocol.create_contexts import (
     CreateContextName, DurableHandleFlags, LeaseState, SMB2CreateDurableHandleReconnectV2,
@@ -23,6 +24,7 @@ from smbprotocol.create_contexts import (
     SMB2CreateRequestLeaseV2, SMB2CreateResponseLeaseV2,
 )
 from smbprotocol.exceptions import SMBException, SMBResponseException
+from smbprotocol.header import SMB2HeaderRequest
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, FilePipePrinterAccessMask,
     ImpersonationLevel, LockFlags, Open,
@@ -468,3 +470,100 @@ def test_a_killed_workers_persistent_open_still_refuses_others_until_reclaimed(c
         reader.close()
     finally:
         other.conn.disconnect()
+
+
+def _lock_then_unlock(op: Open, offset: int, length: int) -> int:
+    """The status of an exclusive LOCK; one granted is released again."""
+    status = lock_status(op, offset, length)
+    if status == 0:
+        op.lock([dc.lock_element(offset, length, LockFlags.SMB2_LOCKFLAG_UNLOCK)])
+    return status
+
+
+def test_a_killed_workers_locks_hold_for_a_handle_opened_before_it_died(ca_server, etcd_server):
+    """Another client's handle opened on the other worker while the persistent
+    open's worker lived (no CREATE of the file after the death): once the dead
+    worker's liveness key is gone its lock refuses that handle's LOCK and READ
+    at once, without waiting for a CREATE of the file to bring the record in;
+    after the owner's reclaim too; after its CLOSE no longer."""
+    t = ca_server
+    client, create_guid = uuid.uuid4(), uuid.uuid4()
+    first = dc.mount(t.port, t.user, t.password, t.share_name, client)
+    shared = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
+    op, _ = persistent_open(first.tree, "b.bin", create_guid, share=shared)
+    op.write(b"locked by a dead worker", 0)
+    assert lock_status(op, 0, 10) == 0
+    killed = dc.serving_pid(t.port, first.local_port())
+    other = _mount_until(t, uuid.uuid4(), 10)
+    while dc.serving_pid(t.port, other.local_port()) == killed:  # the other worker
+        other.conn.disconnect()
+        other = _mount_until(t, uuid.uuid4(), 10)
+    try:
+        theirs = Open(other.tree, "b.bin")
+        theirs.create(ImpersonationLevel.Impersonation, dc.ACCESS,
+                      FileAttributes.FILE_ATTRIBUTE_NORMAL, shared,
+                      CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                      None, RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+        assert _lock_then_unlock(theirs, 0, 10) == LOCK_NOT_GRANTED  # the live owner's
+        os.kill(killed, signal.SIGKILL)
+        first.drop()
+        wait_for(lambda: all(w.get("pid") != killed
+                             for w in records(etcd_server.url, t, "workers")),
+                 20, "the killed worker's liveness key gone")
+        # Its rows died with it; the record's come back without any CREATE of b.bin.
+        wait_for(lambda: _lock_then_unlock(theirs, 0, 10) == LOCK_NOT_GRANTED, 3,
+                 "the dead worker's lock refusing a handle already open")
+        assert _read_status(theirs, 0, 10) == FILE_LOCK_CONFLICT
+        mine, again = _reclaim_until(t, client, op.file_id, create_guid, 30)
+        try:
+            assert _lock_then_unlock(theirs, 0, 10) == LOCK_NOT_GRANTED  # the reclaimed open's
+            mine.close()
+        finally:
+            again.conn.disconnect()
+        assert _lock_then_unlock(theirs, 0, 10) == 0
+        theirs.close()
+    finally:
+        other.conn.disconnect()
+
+
+def _read_status(op: Open, offset: int, length: int) -> int:
+    try:
+        op.read(offset, length)
+    except SMBResponseException as exc:
+        return exc.status
+    return 0
+
+
+class _ChannelOne(SMB2HeaderRequest):
+    """A request header with ChannelSequence 1: what a client sends once it moved
+    its opens to another channel (smbprotocol always sends 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["channel_sequence"] = 1
+
+
+def test_a_raised_channel_sequence_is_in_the_record_before_the_answer(
+        ca_server, etcd_server, monkeypatch):
+    """A WRITE that raises a persistent open's ChannelSequence is answered once the
+    record carries it (a node death after the answer would otherwise give the
+    reclaim the old value); one that does not raise it writes nothing more."""
+    t = ca_server
+    m = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+    try:
+        op, _ = persistent_open(m.tree, "chan.bin", uuid.uuid4())
+        pid = f"{int.from_bytes(op.file_id[:8], 'little'):016x}"
+
+        def stored() -> int:
+            return next(r["channel_sequence"] for r in records(etcd_server.url, t)
+                        if r["persistent_id"] == pid)
+
+        op.write(b"on the first channel", 0)
+        assert stored() == 0
+        monkeypatch.setattr(smbprotocol.connection, "SMB2HeaderRequest", _ChannelOne)
+        op.write(b"on the second channel", 0)
+        assert stored() == 1  # read right after the answer: no wait
+        monkeypatch.undo()
+        op.close()
+    finally:
+        m.conn.disconnect()
