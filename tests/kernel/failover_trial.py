@@ -175,7 +175,7 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
             data = target.read_bytes() if target.exists() else b""
             result.matched = hashlib.sha256(data).hexdigest() == source
     except guestlab.GuestError as exc:
-        result.error = str(exc)[-3000:]
+        result.error = guestlab.clip(str(exc))
     return result
 
 
@@ -240,5 +240,5 @@ def run_read_trial(mode: str, mb: int, workdir: Path, *, timeout: float = 600) -
             result.dd_error = "\n".join(report.splitlines()[1:2])
             result.matched = f"read {hashlib.sha256(data).hexdigest()}" in report
     except guestlab.GuestError as exc:
-        result.error = str(exc)[-3000:]
+        result.error = guestlab.clip(str(exc))
     return result

@@ -56,18 +56,15 @@ def test_copy_across_hard_kill(tmp_path):
             f"file matches: {result.matched}\n{result.guest_report}")
 
 
-# A credit cap low enough, and a drain bound long enough, for this emulated
-# guest (a few MB/s) to be drained before the cut; see the README.
-DRAINED = "max_credits = 128\ndrain_timeout = 4"
-
-
-def test_copy_across_switchover_with_drain_is_intact(tmp_path):
-    """A switchover drains the connection first (no credits granted, what is in
-    flight answered): cifs.ko runs out of credits with nothing half sent, the
-    cut finds it waiting, and it resends what had no answer on the new node, so
-    the copy comes through byte for byte (without the drain it ended in the
-    client's abort, see the README)."""
-    result = failover_trial.run_trial("switchover", COPY_MB, tmp_path, smb_config=DRAINED)
+def test_copy_across_switchover_is_intact(tmp_path):
+    """A switchover drains the connection first, with the defaults: no credits
+    granted; cifs.ko still holds hundreds, so after a moment the server takes
+    no more of its requests, answers those it took and shuts its side (FIN),
+    reading on.  The client finishes sending its WRITE, closes, reconnects,
+    reclaims its open and resends what had no answer: the copy comes through
+    byte for byte (with a plain cut it ended in the client's abort, see the
+    README)."""
+    result = failover_trial.run_trial("switchover", COPY_MB, tmp_path)
     print(f"dd rc {result.dd_rc}, matched {result.matched}, stall {result.stall_seconds}s\n"
           f"{result.guest_report}")
     assert not result.error, result.error
