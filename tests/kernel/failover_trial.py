@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,6 +143,36 @@ def _wait_done(guest: guestlab.Guest, marker: str, timeout: float,
     return None
 
 
+def _copy_across(result: TrialResult, guest: guestlab.Guest, target: Path,
+                 move: Callable[[], str], copy_timeout: float) -> None:
+    """The guest's copy to ``target`` (as the server's disk has it), ``move``
+    called once a quarter of it is there; fills in ``result``."""
+    mb = result.mb
+    guest.run(COPY.format(mb=mb), 300).check()
+    samples: list[tuple[float, int]] = []
+
+    def sample() -> int:
+        now = target.stat().st_size if target.exists() else 0
+        samples.append((time.monotonic(), now))
+        return now
+
+    wait_for(lambda: sample() >= (mb << 20) // 4, copy_timeout, "a quarter of the copy",
+             interval=0.05)
+    moved_at = time.monotonic()
+    result.error = move()
+    result.dd_rc = _wait_done(guest, "/tmp/dd.done", copy_timeout, sample)
+    result.samples = samples
+    result.stall_seconds = _stall(samples, moved_at)
+    report = guest.run(COLLECT, 60).output
+    result.guest_report = report
+    result.dd_error = "\n".join(line for line in report.splitlines()[1:3]
+                                if not line.startswith("source"))
+    source = next((line.split()[1] for line in report.splitlines()
+                   if line.startswith("source ")), "")
+    data = target.read_bytes() if target.exists() else b""
+    result.matched = hashlib.sha256(data).hexdigest() == source
+
+
 def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
               smb_config: str = "") -> TrialResult:
     """One copy trial in a fresh cluster and a fresh guest; never raises for
@@ -150,30 +181,31 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
     try:
         with _cluster_and_guest(workdir, max(1024, 3 * mb + 512), smb_config) as \
                 (lab, leader, guest):
-            guest.run(COPY.format(mb=mb), 300).check()
-            target = lab.share_dir / "big"
-            samples: list[tuple[float, int]] = []
+            _copy_across(result, guest, lab.share_dir / "big",
+                         lambda: _move(lab, leader, mode), copy_timeout)
+    except guestlab.GuestError as exc:
+        result.error = guestlab.clip(str(exc))
+    return result
 
-            def sample() -> int:
-                now = target.stat().st_size if target.exists() else 0
-                samples.append((time.monotonic(), now))
-                return now
 
-            wait_for(lambda: sample() >= (mb << 20) // 4, copy_timeout, "a quarter of the copy",
-                     interval=0.05)
-            moved_at = time.monotonic()
-            result.error = _move(lab, leader, mode)
-            result.dd_rc = _wait_done(guest, "/tmp/dd.done", copy_timeout, sample)
-            result.samples = samples
-            result.stall_seconds = _stall(samples, moved_at)
-            report = guest.run(COLLECT, 60).output
-            result.guest_report = report
-            result.dd_error = "\n".join(line for line in report.splitlines()[1:3]
-                                        if not line.startswith("source"))
-            source = next((line.split()[1] for line in report.splitlines()
-                           if line.startswith("source ")), "")
-            data = target.read_bytes() if target.exists() else b""
-            result.matched = hashlib.sha256(data).hexdigest() == source
+def run_reset_trial(server: str, mb: int, *, copy_timeout: float = 600) -> TrialResult:
+    """The same copy to one server of the kernel-client lab (``hanode``, one
+    node, or ``smbd``), its side of the connection destroyed (``ss -K``: a
+    RST to the client) when a quarter is on its disk: the reference for what
+    the client does with a reset no move prepared."""
+    result = TrialResult(f"reset-{server}", mb)
+    try:
+        with guestlab.KernelLab(memory_mb=max(1024, 3 * mb + 512)) as lab:
+            target = lab.targets[server]
+            lab.guest.run(f"mkdir -p /mnt/v && mount -t cifs {target.unc} /mnt/v "
+                          f"-o {guestlab.mount_options(target, 'vers=3.1.1')}", 120).check()
+
+            def reset() -> str:
+                killed = subprocess.run([*lab.wrap, "ss", "-K", "src", target.host,
+                                         "dst", lab.guest.ip], capture_output=True, text=True)
+                return "" if lab.guest.ip in killed.stdout else f"ss -K: {killed}"
+
+            _copy_across(result, lab.guest, target.share / "big", reset, copy_timeout)
     except guestlab.GuestError as exc:
         result.error = guestlab.clip(str(exc))
     return result
