@@ -68,7 +68,7 @@ def main() -> int:
             if args.verbose:
                 r = results[-1]
                 print(f"# {mode}: dd rc {r.dd_rc}, intact {r.matched}, stall {r.stall_seconds}"
-                      f"\n{r.error}{r.guest_report}", flush=True)
+                      f"\n{r.error}{r.guest_report}\n{r.moves}", flush=True)
         stalls = [r.stall_seconds for r in results if r.stall_seconds is not None]
         errors = [r.error or r.dd_error for r in results if not r.ok]
         p50 = f"{statistics.median(stalls):6.2f}s" if stalls else "     -"

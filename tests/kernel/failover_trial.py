@@ -59,14 +59,21 @@ COPY = """
     echo started
 """
 
+# cifs.ko's lines about reconnecting and reopening.  busybox's dmesg reads only
+# the newest 16 KiB of the kernel's log unless told a size, which a busy copy
+# outgrows: the reopen's lines were then missing from the report.
+KERNEL_LINES = """
+    dmesg -s 4194304 > /tmp/kernel.log
+    echo "kernel: ($(wc -l < /tmp/kernel.log) lines, $(wc -c < /tmp/kernel.log) bytes)"
+    grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' /tmp/kernel.log | tail -n 40
+"""
+
 COLLECT = """
     kill $(cat /tmp/progress.pid)
     cat /tmp/dd.done; tail -n 2 /tmp/dd.err
     echo "source $(cat /tmp/src.sha)"
     echo "progress:"; cat /tmp/progress
-    echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
-"""
+""" + KERNEL_LINES
 
 
 @dataclass
@@ -78,6 +85,7 @@ class TrialResult:
     matched: bool = False
     stall_seconds: float | None = None
     guest_report: str = ""
+    moves: str = ""  # the nodes' log lines about the VIP, drains and fences
     error: str = ""
     samples: list[tuple[float, int]] = field(default_factory=list)
 
@@ -173,6 +181,20 @@ def _copy_across(result: TrialResult, guest: guestlab.Guest, target: Path,
     result.matched = hashlib.sha256(data).hexdigest() == source
 
 
+# What the nodes logged about moving the service: a copy that failed because
+# a node was fenced (its etcd keepalive missed under load) says so here.
+MOVE_WORDS = ("VIP released", "fenced", "claimed", "drained", "not drained")
+
+
+def _moves(lab: Lab) -> str:
+    lines = []
+    for node in lab.nodes.values():
+        if node.log.exists():
+            lines += [line for line in node.log.read_text(errors="replace").splitlines()
+                      if any(word in line for word in MOVE_WORDS)]
+    return "\n".join(sorted(lines))
+
+
 def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
               smb_config: str = "") -> TrialResult:
     """One copy trial in a fresh cluster and a fresh guest; never raises for
@@ -181,8 +203,11 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
     try:
         with _cluster_and_guest(workdir, max(1024, 3 * mb + 512), smb_config) as \
                 (lab, leader, guest):
-            _copy_across(result, guest, lab.share_dir / "big",
-                         lambda: _move(lab, leader, mode), copy_timeout)
+            try:
+                _copy_across(result, guest, lab.share_dir / "big",
+                             lambda: _move(lab, leader, mode), copy_timeout)
+            finally:
+                result.moves = _moves(lab)
     except guestlab.GuestError as exc:
         result.error = guestlab.clip(str(exc))
     return result
@@ -234,9 +259,7 @@ READ_REPORT = """
     cat /tmp/read.done; cat /tmp/read.err
     echo "read $(cut -d' ' -f1 /tmp/read.sha)"
     echo "progress:"; cat /tmp/progress
-    echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
-"""
+""" + KERNEL_LINES
 # The read gets this head start before the move, so the move comes mid-read.
 READ_HEAD_START = 1.5
 

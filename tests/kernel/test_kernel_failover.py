@@ -45,7 +45,7 @@ def test_copy_across_hard_kill(tmp_path):
     with another error."""
     result = failover_trial.run_trial("hard", COPY_MB, tmp_path)
     print(f"dd rc {result.dd_rc}, matched {result.matched}, stall {result.stall_seconds}s\n"
-          f"{result.guest_report}")
+          f"{result.guest_report}\n{result.moves}")
     assert not result.error, result.error
     assert result.dd_rc is not None, "the copy did not end"
     assert result.stall_seconds is not None, "the copy never grew after the kill"
@@ -66,9 +66,9 @@ def test_copy_across_switchover_is_intact(tmp_path):
     README)."""
     result = failover_trial.run_trial("switchover", COPY_MB, tmp_path)
     print(f"dd rc {result.dd_rc}, matched {result.matched}, stall {result.stall_seconds}s\n"
-          f"{result.guest_report}")
+          f"{result.guest_report}\n{result.moves}")
     assert not result.error, result.error
-    assert result.dd_rc == 0 and result.matched, result.guest_report
+    assert result.dd_rc == 0 and result.matched, f"{result.guest_report}\n{result.moves}"
 
 
 def test_read_across_hard_kill(tmp_path):
