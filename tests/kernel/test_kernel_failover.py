@@ -28,13 +28,22 @@ COPY_MB = int(os.environ.get("HANODE_LAB_COPY_MB", "64"))
 CLIENT_ABORT = "Software caused connection abort"
 
 
+# What cifs_reopen_file returns when another task reopened the handle while
+# it waited for it (its rc starts as -EACCES and it returns early, sending
+# nothing): seen when writeback and the writer both find the handle invalid.
+ALREADY_REOPENED = "-13"
+
+
 def assert_reclaimed(report: str) -> None:
-    """cifs.ko reopened its file once, successfully, with one CREATE: the
-    server took its DHnC (+ RqLs + QFid) as a durable reclaim."""
-    assert re.findall(r"leaving cifs_reopen_file \(xid = \d+\) rc = (-?\d+)",
-                      report) == ["0"], report
-    reopen = report.split("in cifs_reopen_file", 1)[1].split("leaving cifs_reopen_file", 1)[0]
-    assert reopen.count("create/open") == 1, f"not a durable reclaim:\n{reopen}"
+    """cifs.ko got its open back by durable reclaims: each reopen that sent a
+    CREATE succeeded with that one CREATE (the server took its DHnC + RqLs +
+    QFid; a refused reclaim would show a second CREATE, by path), and any
+    other reopen found the handle reopened already.  (Under load a node can
+    be fenced after the move, so there may be more than one round.)"""
+    codes = re.findall(r"leaving cifs_reopen_file \(xid = \d+\) rc = (-?\d+)", report)
+    assert "0" in codes and set(codes) <= {"0", ALREADY_REOPENED}, report
+    reopens = report.split("in cifs_reopen_file", 1)[1]
+    assert reopens.count("create/open") == codes.count("0"), f"not a durable reclaim:\n{report}"
 
 
 def test_copy_across_hard_kill(tmp_path):
