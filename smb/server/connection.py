@@ -210,8 +210,12 @@ class Connection:
                 frame = await self._next_frame()
                 if frame is None:
                     break
-                if self._finishing:
-                    continue  # read and dropped: see drain
+                if self._finishing or (self.draining and not self._negotiation.negotiated):
+                    # Read and dropped: see drain.  A connection that came in on
+                    # an address being drained is not answered at all: granted no
+                    # credit at NEGOTIATE, cifs.ko would wait 60 s for one even
+                    # after the cut; unanswered, it reconnects at the cut.
+                    continue
                 self._working += 1
                 try:
                     await self._handle_frame(frame)

@@ -259,3 +259,21 @@ async def test_drain_finishes_a_client_that_still_holds_credits():
         await client.aclose()
     assert drained == [True]
     assert called == [0]
+
+
+async def test_a_connection_that_comes_in_on_a_draining_address_is_not_answered():
+    """Its client would get no credit at NEGOTIATE (cifs.ko then waits 60 s for
+    one, also after the cut): it gets nothing, and reconnects at the cut."""
+    client, server = trio.testing.memory_stream_pair()
+    conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1))
+    conn.draining = True
+    negotiate = struct.pack("<HHHHI16sQ", 36, 1, 1, 0, 0x7F, b"c" * 16, 0) + struct.pack(
+        "<H", 0x0311)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.serve)
+        await client.send_all(_message((Command.NEGOTIATE, 0, negotiate)))
+        with trio.move_on_after(0.3) as waited:
+            await client.receive_some(65536)
+        assert waited.cancelled_caught  # no answer, and the connection is still there
+        await client.aclose()
+    assert conn.ended
