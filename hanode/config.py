@@ -105,7 +105,7 @@ class SmbConfig:
     # lower value lets the drain finish sooner (smb.server.drain).
     max_credits: int = 8192
     # How long a planned move waits for the connections to drain (0: no drain).
-    drain_timeout: float = 0.5
+    drain_timeout: float = 2.0
 
 
 @dataclass(frozen=True)

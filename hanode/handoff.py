@@ -49,9 +49,9 @@ CLAIM_BOUND = 0.5
 # to its tickles (a round trip on the LAN).
 RESET_WAIT = 0.1
 # How long the workers may take to drain their connections (smb.drain_timeout's
-# default).  A client keeps being served meanwhile (until its credits run out),
-# so this delays the move more than it stalls the client.
-DRAIN_BOUND = 0.5
+# default).  A drain ends as soon as its clients have stopped or closed (see
+# smb.server.drain), so this bounds only a client that does neither.
+DRAIN_BOUND = 2.0
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ class Connection:
         self._claimed: bytes | None = None  # the multichannel client GUID this one counts for
         self._working = 0  # frames the receivers are handling (see drain)
         self.draining = False  # no more credits: a planned move is about to cut it
+        self._finishing = False  # requests that come in are dropped (see drain)
         self.ended = False
 
     # -- the connection's life -------------------------------------------------------
@@ -209,6 +210,12 @@ class Connection:
                 frame = await self._next_frame()
                 if frame is None:
                     break
+                if self._finishing or (self.draining and not self._negotiation.negotiated):
+                    # Read and dropped: see drain.  A connection that came in on
+                    # an address being drained is not answered at all: granted no
+                    # credit at NEGOTIATE, cifs.ko would wait 60 s for one even
+                    # after the cut; unanswered, it reconnects at the cut.
+                    continue
                 self._working += 1
                 try:
                     await self._handle_frame(frame)
@@ -225,29 +232,37 @@ class Connection:
 
     async def drain(self, deadline: float) -> bool:
         """Before a planned move cuts this connection: grant no more credits and
-        answer what is in flight, until smb.server.drain says it is drained.
-        Returns whether it got quiet before ``deadline``.  It stays draining
-        (no credits) until the cut."""
+        answer what is in flight, or finish the connection (see
+        smb.server.drain), until it is drained.  Returns whether it got there
+        before ``deadline``.  It stays draining (no credits) until the cut."""
         self.draining = True
-        while not self.ended:
+        started = trio.current_time()
+        while True:
             facts = drain.DrainFacts(
-                now=trio.current_time(), deadline=deadline,
+                now=trio.current_time(), started=started, deadline=deadline,
                 # A request answered with an interim response waits without
                 # the client sending anything for it.
                 in_flight=self._working + self._beside - len(self._async_calls),
                 partial=self._transport.partial, credits_held=self._credits.available,
-                last_received=self._transport.last_received)
+                finishing=self._finishing, finished=self._transport.shut, ended=self.ended)
             step = drain.next_step(facts)
-            if isinstance(step, drain.Drained):
+            if isinstance(step, drain.StopTaking):
+                self._finishing = True
+            elif isinstance(step, drain.Shut):
+                await self._transport.shut_sending()
+            elif isinstance(step, drain.Drained):
                 if not step.quiet:
                     log.info("%s not drained in time: %d requests in flight, %s, "
-                             "%d credits held, last bytes %.3f s ago",
+                             "%d credits held, %s, last bytes %.3f s ago",
                              self.info.client_address[0], facts.in_flight,
                              "a request partly in" if facts.partial else "nothing partly in",
-                             facts.credits_held, facts.now - facts.last_received)
+                             facts.credits_held,
+                             "shut, the client has not closed" if facts.finished else
+                             "taking no requests" if facts.finishing else "still taking requests",
+                             facts.now - self._transport.last_received)
                 return step.quiet
-            await trio.sleep_until(step.until)
-        return True
+            else:
+                await trio.sleep_until(step.until)
 
     @property
     def local_ip(self) -> str:

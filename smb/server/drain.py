@@ -1,18 +1,25 @@
 """When a connection is drained for a planned move: a pure decision.
 
 The Linux kernel client (cifs.ko 6.1) fails a WRITE whose bytes it is still
-sending when its socket errors, instead of sending it again after it
-reconnects; a request it has sent in full and waits an answer for is sent
-again.  A planned move cuts the connection, so before the cut the server
-makes the client stop in a state where nothing is half sent:
+sending when its socket errors (the move's reset), instead of sending it
+again after it reconnects; a request it has sent in full and waits an answer
+for is sent again.  So before the move cuts the connection, the client must
+be made to stop where nothing is half sent:
 
-- it grants no more credits, so the client can start only as many requests
-  as it still holds credits for,
-- it keeps reading and answering, so the requests already on the wire finish
-  and their replies go out while the address still routes them,
-- it calls the connection drained once nothing is in flight and no request
-  is partly in, and the client either holds no credit at all (it cannot send
-  anything more) or has been quiet for a moment (an idle client),
+- the server grants no more credits, and keeps reading and answering, so the
+  requests already on the wire finish and their replies go out while the
+  address still routes them;
+- a client that runs out of credits with nothing in flight is drained: it
+  waits for credits and can send nothing more, the cut finds it idle;
+- a client that still holds credits after a moment (``SPEND``) would go on
+  sending as long as they last: cifs.ko holds hundreds (a few 4 MiB WRITEs),
+  which under a slow link takes longer than any bound.  It is *finished*
+  instead: the server stops taking requests (what comes in from then on is
+  read and dropped, never answered), lets the requests it took end and
+  answer, then shuts its sending side (FIN) and goes on reading.  The client
+  sees the end of the stream, completes the request it may be sending (the
+  server still reads), closes its side and resends after reconnecting what
+  had no answer.  The connection is drained when the client has closed;
 - or when the deadline comes first: a move must not wait on a client.
 
 :func:`next_step` is that rule over facts the connection gathers
@@ -23,9 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# How long an idle client that still holds credits must have sent nothing: longer
-# than the pause a client makes between two requests it sends one after the other.
-QUIET = 0.1
+# How long a client holding credits may take to spend them before it is
+# finished: a client writing one request at a time with a few credits runs
+# dry within it; one that streams with hundreds does not.
+SPEND = 0.2
 # How often the driver looks again.
 POLL = 0.005
 
@@ -33,11 +41,14 @@ POLL = 0.005
 @dataclass(frozen=True)
 class DrainFacts:
     now: float
+    started: float         # when the drain began
     deadline: float
-    in_flight: int         # requests read or being read and not answered (an interim answer counts)
+    in_flight: int         # requests taken and not answered (an interim answer counts)
     partial: bool          # bytes of a request are in that were not processed yet
     credits_held: int      # credits the client holds and has not spent
-    last_received: float   # when bytes last came in
+    finishing: bool        # requests coming in are dropped (see the module docstring)
+    finished: bool         # the server's sending side is shut (FIN sent)
+    ended: bool            # the client closed (or the connection is gone)
 
 
 @dataclass(frozen=True)
@@ -46,18 +57,33 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class StopTaking:
+    """Read on, but drop what comes in (never answered: the client resends it)."""
+
+
+@dataclass(frozen=True)
+class Shut:
+    """Shut the sending side (FIN): everything taken is answered."""
+
+
+@dataclass(frozen=True)
 class Drained:
-    quiet: bool  # False: the deadline came with requests still in flight
+    quiet: bool  # False: the deadline came first
 
 
-DrainStep = Wait | Drained
+DrainStep = Wait | StopTaking | Shut | Drained
 
 
-def next_step(f: DrainFacts, quiet: float = QUIET, poll: float = POLL) -> DrainStep:
-    """Whether the connection is drained, and if not, until when to wait."""
-    if f.in_flight == 0 and not f.partial and (
-            f.credits_held == 0 or f.now >= f.last_received + quiet):
+def next_step(f: DrainFacts, spend: float = SPEND, poll: float = POLL) -> DrainStep:
+    """Whether the connection is drained, and if not, what to do or until when to wait."""
+    if f.ended:
+        return Drained(quiet=True)
+    if not f.finishing and f.in_flight == 0 and not f.partial and f.credits_held == 0:
         return Drained(quiet=True)
     if f.now >= f.deadline:
         return Drained(quiet=False)
+    if not f.finishing and f.now >= f.started + spend:
+        return StopTaking()
+    if f.finishing and not f.finished and f.in_flight == 0:
+        return Shut()
     return Wait(min(f.deadline, f.now + poll))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 from dataclasses import replace
 from typing import Callable, Iterable
 
@@ -101,6 +102,9 @@ class Transport:
         # a large frame is partly read into its buffer.
         self.last_received = float("-inf")
         self.reading_frame = False
+        # The sending side is shut (a drain finished the connection): replies
+        # are dropped, the client reconnects and asks again.
+        self.shut = False
 
     async def _fill(self) -> bool:
         chunk = await self.stream.receive_some(RECEIVE_CHUNK)
@@ -167,6 +171,8 @@ class Transport:
         lent = [READ_BUFFERS.take(len(out.payload)) for out in outs
                 if isinstance(out.payload, vfs.FileSlice) and out.payload is not direct]
         try:
+            if self.shut:
+                return
             frame = functools.partial(_frame, outs, direct, lent, seal)
             crypto_size = sum(HEADER_SIZE + len(o.body) + len(o.payload) for o in outs
                               if seal is not None or o.sign_with is not None)
@@ -207,6 +213,19 @@ class Transport:
                     out.payload.close()
             for buf in lent:
                 READ_BUFFERS.give(buf)
+
+    async def shut_sending(self) -> None:
+        """Send the end of the stream (FIN) once no reply is being sent, and
+        send nothing more; the receiving side stays open."""
+        async with self._send_lock:
+            self.shut = True
+            try:
+                if self.sock is not None:
+                    self.sock.shutdown(socket.SHUT_WR)
+                elif isinstance(self.stream, trio.abc.HalfCloseableStream):
+                    await self.stream.send_eof()
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # already gone: nothing left to finish
 
     def _write_now(self, pieces: list[crypto.Buffer]) -> list[crypto.Buffer]:
         """Hand a reply to the kernel at once, without a trip through trio's

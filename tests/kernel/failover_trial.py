@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,14 +59,18 @@ COPY = """
     echo started
 """
 
+# cifs.ko's lines about reconnecting and reopening.
+KERNEL_LINES = """
+    echo "kernel:"
+    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
+"""
+
 COLLECT = """
     kill $(cat /tmp/progress.pid)
     cat /tmp/dd.done; tail -n 2 /tmp/dd.err
     echo "source $(cat /tmp/src.sha)"
     echo "progress:"; cat /tmp/progress
-    echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
-"""
+""" + KERNEL_LINES
 
 
 @dataclass
@@ -77,6 +82,7 @@ class TrialResult:
     matched: bool = False
     stall_seconds: float | None = None
     guest_report: str = ""
+    moves: str = ""  # the nodes' log lines about the VIP, drains and fences
     error: str = ""
     samples: list[tuple[float, int]] = field(default_factory=list)
 
@@ -142,6 +148,50 @@ def _wait_done(guest: guestlab.Guest, marker: str, timeout: float,
     return None
 
 
+def _copy_across(result: TrialResult, guest: guestlab.Guest, target: Path,
+                 move: Callable[[], str], copy_timeout: float) -> None:
+    """The guest's copy to ``target`` (as the server's disk has it), ``move``
+    called once a quarter of it is there; fills in ``result``."""
+    mb = result.mb
+    guest.run(COPY.format(mb=mb), 300).check()
+    samples: list[tuple[float, int]] = []
+
+    def sample() -> int:
+        now = target.stat().st_size if target.exists() else 0
+        samples.append((time.monotonic(), now))
+        return now
+
+    wait_for(lambda: sample() >= (mb << 20) // 4, copy_timeout, "a quarter of the copy",
+             interval=0.05)
+    moved_at = time.monotonic()
+    result.error = move()
+    result.dd_rc = _wait_done(guest, "/tmp/dd.done", copy_timeout, sample)
+    result.samples = samples
+    result.stall_seconds = _stall(samples, moved_at)
+    report = guest.run(COLLECT, 60).output
+    result.guest_report = report
+    result.dd_error = "\n".join(line for line in report.splitlines()[1:3]
+                                if not line.startswith("source"))
+    source = next((line.split()[1] for line in report.splitlines()
+                   if line.startswith("source ")), "")
+    data = target.read_bytes() if target.exists() else b""
+    result.matched = hashlib.sha256(data).hexdigest() == source
+
+
+# What the nodes logged about moving the service: a copy that failed because
+# a node was fenced (its etcd keepalive missed under load) says so here.
+MOVE_WORDS = ("VIP released", "fenced", "claimed", "drained", "not drained")
+
+
+def _moves(lab: Lab) -> str:
+    lines = []
+    for node in lab.nodes.values():
+        if node.log.exists():
+            lines += [line for line in node.log.read_text(errors="replace").splitlines()
+                      if any(word in line for word in MOVE_WORDS)]
+    return "\n".join(sorted(lines))
+
+
 def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
               smb_config: str = "") -> TrialResult:
     """One copy trial in a fresh cluster and a fresh guest; never raises for
@@ -150,32 +200,36 @@ def run_trial(mode: str, mb: int, workdir: Path, *, copy_timeout: float = 600,
     try:
         with _cluster_and_guest(workdir, max(1024, 3 * mb + 512), smb_config) as \
                 (lab, leader, guest):
-            guest.run(COPY.format(mb=mb), 300).check()
-            target = lab.share_dir / "big"
-            samples: list[tuple[float, int]] = []
-
-            def sample() -> int:
-                now = target.stat().st_size if target.exists() else 0
-                samples.append((time.monotonic(), now))
-                return now
-
-            wait_for(lambda: sample() >= (mb << 20) // 4, copy_timeout, "a quarter of the copy",
-                     interval=0.05)
-            moved_at = time.monotonic()
-            result.error = _move(lab, leader, mode)
-            result.dd_rc = _wait_done(guest, "/tmp/dd.done", copy_timeout, sample)
-            result.samples = samples
-            result.stall_seconds = _stall(samples, moved_at)
-            report = guest.run(COLLECT, 60).output
-            result.guest_report = report
-            result.dd_error = "\n".join(line for line in report.splitlines()[1:3]
-                                        if not line.startswith("source"))
-            source = next((line.split()[1] for line in report.splitlines()
-                           if line.startswith("source ")), "")
-            data = target.read_bytes() if target.exists() else b""
-            result.matched = hashlib.sha256(data).hexdigest() == source
+            try:
+                _copy_across(result, guest, lab.share_dir / "big",
+                             lambda: _move(lab, leader, mode), copy_timeout)
+            finally:
+                result.moves = _moves(lab)
     except guestlab.GuestError as exc:
-        result.error = str(exc)[-3000:]
+        result.error = guestlab.clip(str(exc))
+    return result
+
+
+def run_reset_trial(server: str, mb: int, *, copy_timeout: float = 600) -> TrialResult:
+    """The same copy to one server of the kernel-client lab (``hanode``, one
+    node, or ``smbd``), its side of the connection destroyed (``ss -K``: a
+    RST to the client) when a quarter is on its disk: the reference for what
+    the client does with a reset no move prepared."""
+    result = TrialResult(f"reset-{server}", mb)
+    try:
+        with guestlab.KernelLab(memory_mb=max(1024, 3 * mb + 512)) as lab:
+            target = lab.targets[server]
+            lab.guest.run(f"mkdir -p /mnt/v && mount -t cifs {target.unc} /mnt/v "
+                          f"-o {guestlab.mount_options(target, 'vers=3.1.1')}", 120).check()
+
+            def reset() -> str:
+                killed = subprocess.run([*lab.wrap, "ss", "-K", "src", target.host,
+                                         "dst", lab.guest.ip], capture_output=True, text=True)
+                return "" if lab.guest.ip in killed.stdout else f"ss -K: {killed}"
+
+            _copy_across(result, lab.guest, target.share / "big", reset, copy_timeout)
+    except guestlab.GuestError as exc:
+        result.error = guestlab.clip(str(exc))
     return result
 
 
@@ -202,9 +256,7 @@ READ_REPORT = """
     cat /tmp/read.done; cat /tmp/read.err
     echo "read $(cut -d' ' -f1 /tmp/read.sha)"
     echo "progress:"; cat /tmp/progress
-    echo "kernel:"
-    dmesg | grep -iE 'reconnect|reopen|create/open|CIFS: VFS|status code' | tail -n 40
-"""
+""" + KERNEL_LINES
 # The read gets this head start before the move, so the move comes mid-read.
 READ_HEAD_START = 1.5
 
@@ -240,5 +292,5 @@ def run_read_trial(mode: str, mb: int, workdir: Path, *, timeout: float = 600) -
             result.dd_error = "\n".join(report.splitlines()[1:2])
             result.matched = f"read {hashlib.sha256(data).hexdigest()}" in report
     except guestlab.GuestError as exc:
-        result.error = str(exc)[-3000:]
+        result.error = guestlab.clip(str(exc))
     return result

@@ -62,8 +62,16 @@ class Result:
 
     def check(self) -> str:
         if self.rc != 0:
-            raise GuestError(f"guest script failed (rc {self.rc}):\n{self.output[-4000:]}")
+            raise GuestError(f"guest script failed (rc {self.rc}):\n{clip(self.output)}")
         return self.output
+
+
+def clip(text: str, head: int = 2000, tail: int = 6000) -> str:
+    """``text`` with its middle left out when long: a failure needs its
+    beginning (what failed) as much as its end (the guest's last lines)."""
+    if len(text) <= head + tail:
+        return text
+    return f"{text[:head]}\n[... {len(text) - head - tail} characters left out ...]\n{text[-tail:]}"
 
 
 def _run(*argv: str) -> str:
@@ -214,8 +222,8 @@ class Guest:
     def console(self) -> str:
         return self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
 
-    def console_tail(self, chars: int = 3000) -> str:
-        return "--- guest console ---\n" + self.console()[-chars:]
+    def console_tail(self) -> str:
+        return "--- guest console ---\n" + clip(self.console(), head=0)
 
 
 def mount_options(target: harness.Target, extra: str = "") -> str:

@@ -120,7 +120,7 @@ def test_continuous_availability_is_off_unless_asked():
 
 def test_credit_cap_and_drain_timeout_default_and_set():
     plain = parse({"node": {"name": "n1"}}, "t.toml")
-    assert (plain.smb.max_credits, plain.smb.drain_timeout) == (8192, 0.5)
+    assert (plain.smb.max_credits, plain.smb.drain_timeout) == (8192, 2.0)
     tuned = parse({"node": {"name": "n1"}, "smb": {"max_credits": 128, "drain_timeout": 2}},
                   "t.toml")
     assert (tuned.smb.max_credits, tuned.smb.drain_timeout) == (128, 2)

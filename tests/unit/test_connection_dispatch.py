@@ -19,6 +19,7 @@ import trio.testing
 
 from hanode.config import parse
 from smb.server.connection import Connection
+from smb.server.drain import SPEND
 from smb.server.handler import Reply, SessionInfo
 from smb.server.sessions import Session
 from smb.wire.header import Command, Flags, Header, Status, error_body, parse_header
@@ -209,3 +210,70 @@ async def test_every_waiting_request_lets_the_next_ones_in_and_order_holds_other
     assert statuses[:4] == [(0, Status.PENDING), (1, Status.SUCCESS), (2, Status.PENDING),
                             (3, Status.SUCCESS)]
     assert sorted(statuses[4:]) == [(0, Status.SUCCESS), (2, Status.SUCCESS)]
+
+
+async def test_drain_finishes_a_client_that_still_holds_credits():
+    """smb.server.drain: a client holding credits a moment into the drain is
+    finished.  The request it is being served answers (granting nothing),
+    the ones it sends from then on are read and dropped, the server's side
+    is shut once nothing taken is unanswered, and the drain ends, in time,
+    when the client closes."""
+    release = trio.Event()
+    called: list[int] = []
+
+    async def flush(ctx, request):
+        called.append(request.header.message_id)
+        if request.header.message_id == 0:
+            await release.wait()
+        return Reply(body=struct.pack("<HH", 4, 0))
+
+    def flush_request(message_id: int) -> bytes:
+        return _message((Command.FLUSH, message_id, struct.pack("<HHI16s", 24, 0, 0, FILE_ID)))
+
+    client, server = trio.testing.memory_stream_pair()
+    conn = _logged_on(server, {Command.FLUSH: flush})
+    drained: list[bool] = []
+
+    async def drain():
+        drained.append(await conn.drain(trio.current_time() + 3))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.serve)
+        await client.send_all(flush_request(0))
+        with trio.fail_after(2):
+            while not called:
+                await trio.sleep(0.01)
+        nursery.start_soon(drain)
+        await trio.sleep(SPEND + 0.1)
+        await client.send_all(flush_request(1))  # no longer taken
+        await trio.sleep(0.05)
+        assert not drained and called == [0]  # FLUSH 0 unanswered: not shut yet
+        release.set()
+        [[(header, _)]] = await _frames(client, 1)
+        assert (header.message_id, header.status, header.credits) == (0, Status.SUCCESS, 0)
+        with trio.fail_after(2):
+            assert await client.receive_some(65536) == b""  # the server's side is shut
+        await client.send_all(flush_request(2))  # still read, and dropped
+        await trio.sleep(0.05)
+        assert not drained  # not before the client has closed
+        await client.aclose()
+    assert drained == [True]
+    assert called == [0]
+
+
+async def test_a_connection_that_comes_in_on_a_draining_address_is_not_answered():
+    """Its client would get no credit at NEGOTIATE (cifs.ko then waits 60 s for
+    one, also after the cut): it gets nothing, and reconnects at the cut."""
+    client, server = trio.testing.memory_stream_pair()
+    conn = Connection(server, CONFIG, NoUsers(), b"g" * 16, ("127.0.0.1", 1))
+    conn.draining = True
+    negotiate = struct.pack("<HHHHI16sQ", 36, 1, 1, 0, 0x7F, b"c" * 16, 0) + struct.pack(
+        "<H", 0x0311)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.serve)
+        await client.send_all(_message((Command.NEGOTIATE, 0, negotiate)))
+        with trio.move_on_after(0.3) as waited:
+            await client.receive_some(65536)
+        assert waited.cancelled_caught  # no answer, and the connection is still there
+        await client.aclose()
+    assert conn.ended
