@@ -112,8 +112,8 @@ def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
 
 def print_table(result: dict) -> None:
     print(f"size {result['size']} bytes, {result['runs']} runs, hanode workers "
-          f"{result['workers']}, hanode [smb] {result['smb'] or 'defaults'}, load average before {result['load_before']}, "
-          f"after {result['load_after']}, {result['seconds']:.0f} s")
+          f"{result['workers']}, hanode [smb] {result['smb'] or 'defaults'}, "
+          f"load average before {result['load_before']}, after {result['load_after']}, {result['seconds']:.0f} s")
     print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | "
           f"{'ratio (lowest-highest)':<22} | CPU s/GB hanode (lowest-highest), smbd (same)")
     for row in result["rows"]:
