@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "kernel"))
 
 import failover_trial  # noqa: E402
+from smbpair import smb_lines  # noqa: E402
 
 # The reference modes: one server, its connection destroyed under the copy.
 RESETS = ("reset-hanode", "reset-smbd")
@@ -43,11 +44,10 @@ def main() -> int:
                    help="a key of the nodes' [smb] table, e.g. max_credits=128 or "
                         "drain_timeout=4 (repeatable; cluster copy trials only)")
     args = p.parse_args()
-    for kv in args.smb:
-        if "=" not in kv:
-            p.error(f"--smb {kv!r}: expected KEY=VALUE")
-    smb_config = "\n".join(f"{k.strip()} = {v.strip()}"
-                           for k, v in (kv.split("=", 1) for kv in args.smb))
+    try:
+        smb_config = smb_lines(args.smb)
+    except ValueError as exc:
+        p.error(str(exc))
     modes = args.modes.split(",")
     for mode in modes:
         if mode not in failover_trial.MODES + RESETS or (args.read and mode in RESETS):

@@ -166,6 +166,15 @@ def compare(ours: list[float], theirs: list[float]) -> dict:
             "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
+def smb_lines(pairs: list[str]) -> str:
+    """``--smb KEY=VALUE`` options as lines of hanode's [smb] table; ValueError
+    names the first one that is not KEY=VALUE."""
+    for kv in pairs:
+        if "=" not in kv:
+            raise ValueError(f"--smb {kv!r}: expected KEY=VALUE")
+    return "\n".join(f"{k.strip()} = {v.strip()}" for k, v in (kv.split("=", 1) for kv in pairs))
+
+
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
     return [round(x, 2) for x in os.getloadavg()]
@@ -174,12 +183,14 @@ def load_average() -> list[float]:
 def bench_main(tmpdir: str | None, workers: int, as_json: bool,
                measure_pair: Callable[[Pair], dict], facts: dict,
                print_table: Callable[[dict], None], etcd: str | None = None,
-               extra_shares: str = "") -> int:
+               extra_shares: str = "", smb_extra: str = "") -> int:
     """Start both servers, measure, and print the result with the run's facts
-    (parameters, load before and after, wall time) as a table or one JSON line."""
+    (parameters, load before and after, wall time) as a table or one JSON line.
+    ``smb_extra``: more lines of hanode's [smb] table (``max_credits = 64``)."""
     def body() -> int:
         started, load_before = time.monotonic(), load_average()
-        with servers(tmpdir, workers, etcd, {"extra_shares": extra_shares}) as pair:
+        with servers(tmpdir, workers, etcd,
+                     {"extra_shares": extra_shares, "smb_extra": smb_extra}) as pair:
             result = measure_pair(pair)
         result.update(facts, workers=workers, load_before=load_before,
                       load_after=load_average(), seconds=time.monotonic() - started)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py                    # 512 MiB, 5 runs
     .venv/bin/python bench/throughput.py --size 64M --runs 5 --json
+    .venv/bin/python bench/throughput.py --smb max_credits=64   # hanode's [smb] keys
 
 Starts its own etcd, ``hanode smb`` and a private smbd on 127.0.0.1 (share
 options as in the tests: kernel oplocks, posix locking and kernel share modes
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from smbpair import (
     MODES, BenchError, Pair, bench_main, compare, cpu_seconds, default_tmpdir, process_count,
-    smbclient,
+    smb_lines, smbclient,
 )
 
 # smbclient reports KiB/s: "putting file a as \b (1234.5 kb/s) ..." and
@@ -111,8 +112,8 @@ def measure(pair: Pair, size: int, runs: int, modes: list[str]) -> dict:
 
 def print_table(result: dict) -> None:
     print(f"size {result['size']} bytes, {result['runs']} runs, hanode workers "
-          f"{result['workers']}, load average before {result['load_before']}, "
-          f"after {result['load_after']}, {result['seconds']:.0f} s")
+          f"{result['workers']}, hanode [smb] {result['smb'] or 'defaults'}, "
+          f"load average before {result['load_before']}, after {result['load_after']}, {result['seconds']:.0f} s")
     print(f"{'mode':<10} {'dir':<4} | {'hanode MB/s':>11} | {'smbd MB/s':>9} | "
           f"{'ratio (lowest-highest)':<22} | CPU s/GB hanode (lowest-highest), smbd (same)")
     for row in result["rows"]:
@@ -134,15 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="hanode smb worker processes")
     parser.add_argument("--tmpdir", default=default_tmpdir(),
                         help="where the shares and files go (default: /dev/shm if present)")
+    parser.add_argument("--smb", action="append", default=[], metavar="KEY=VALUE",
+                        help="a key of hanode's [smb] table, e.g. max_credits=64 (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     if any(m not in MODES for m in modes) or args.runs < 1:
         parser.error(f"--modes: a subset of {','.join(MODES)}; --runs: at least 1")
+    try:
+        smb_extra = smb_lines(args.smb)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     return bench_main(args.tmpdir, args.workers, args.json,
                       lambda pair: measure(pair, args.size, args.runs, modes),
-                      dict(size=args.size, runs=args.runs), print_table)
+                      dict(size=args.size, runs=args.runs, smb=args.smb), print_table,
+                      smb_extra=smb_extra)
 
 
 if __name__ == "__main__":
