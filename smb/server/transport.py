@@ -25,6 +25,8 @@ from smb.wire import crypto
 from smb.wire.header import HEADER_SIZE, error_body
 
 RECEIVE_CHUNK = 64 * 1024
+# Reads in a row that found bytes at once before the receiver yields to others.
+READS_PER_CHECKPOINT = 4
 # Messages from this size on are encrypted, decrypted and signed in a worker thread.
 OFFLOAD_CRYPTO = 256 * 1024
 # The most pieces one writev(2) takes (Linux's UIO_MAXIOV).
@@ -101,16 +103,19 @@ class Transport:
         # a large frame is partly read into its buffer.
         self.last_received = float("-inf")
         self.reading_frame = False
+        self._ready_reads = 0  # reads in a row that found bytes without waiting
 
     async def _fill(self) -> bool:
         """Read what the socket holds; False at the end of the stream.
 
-        One trip through trio's scheduler per read: a read(2) that finds
-        bytes is followed by one checkpoint (fairness: other connections run
-        between two messages of a busy one), one that finds none waits for
-        the socket to be readable and reads then.  trio's own receive_some
-        pays a failed recv(2) and two trips for a request that was not there
-        yet, which is the usual case of a client waiting for each reply.
+        A read(2) that finds nothing waits for the socket to be readable and
+        reads then: one trip through trio's scheduler (trio's own
+        receive_some paid a failed recv(2) and two trips for a request that
+        was not there yet, the usual case of a client waiting for each
+        reply).  Reads that find bytes at once (a client that pipelines)
+        checkpoint every READS_PER_CHECKPOINT-th time in a row, so a busy
+        connection lets the others run after at most that many reads' worth
+        of messages (one read may hold many already), without a trip per read.
         """
         sock = self.sock
         if sock is None:
@@ -124,7 +129,9 @@ class Transport:
                 chunk = self._read_now(sock)
         self.last_received = trio.current_time()
         self.frames.receive_data(chunk)
-        if not waited:
+        self._ready_reads = 0 if waited else self._ready_reads + 1
+        if self._ready_reads >= READS_PER_CHECKPOINT:
+            self._ready_reads = 0
             await trio.lowlevel.checkpoint()  # kept in the frame buffer if cancelled here
         return bool(chunk)
 
