@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from smb.server import affinity, commands, drain, handoff, workerstate
+from smb.server import acceptance, affinity, commands, drain, handoff, workerstate
 from smb.server.affinity import ClientAffinity
 from smb.server.channels import Channel
 from smb.server.compound import Chain, elements, request_file_id, resolve
-from smb.server.credits import CreditWindow, expected_payload, required_charge
+from smb.server.credits import CreditWindow, charge_refused
 from smb.server.framing import frame_prefix
 from smb.server.handler import ConnectionInfo, Handler, Reply, Request
 from smb.server.negotiation import PRE_NEGOTIATE_MAX_FRAME, Negotiation, Refusal
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RELATED_ID = 0xFFFFFFFFFFFFFFFF
-# Commands that may arrive unsigned on a session that must sign (a
-# re-authentication, a SESSION_SETUP on a valid session, is no such command).
-_UNSIGNED_OK = {Command.NEGOTIATE, Command.CANCEL}
 # Messages starting with these may run beside each other (see _dispatch).
 _SIDE_BY_SIDE = {Command.READ, Command.WRITE}
 # Response flags as plain ints (IntFlag arithmetic per reply is measurably slow).
@@ -344,7 +341,12 @@ class Connection:
         """
         command = msg[12] if len(msg) >= HEADER_SIZE else -1
         if command in _SIDE_BY_SIDE:
-            await self._inflight.acquire()
+            # Without a checkpoint while there is room (a trio Semaphore's
+            # acquire always yields): the receiver yields at its next read.
+            if self._inflight.value:
+                self._inflight.acquire_nowait()
+            else:
+                await self._inflight.acquire()
             self._beside += 1
             assert self._nursery is not None
             self._nursery.start_soon(self._process_beside, msg, encrypted)
@@ -419,9 +421,7 @@ class Connection:
             await self._setup.setup(element, header, body, encrypted, outs)
             return next_chain
 
-        if (self.info.dialect >= Dialect.SMB_2_1 and header.credit_charge
-                < required_charge(expected_payload(command, body)) and (
-                    header.credit_charge or expected_payload(command, body) > 65536)):
+        if charge_refused(self.info.dialect, command, header.credit_charge, body):
             return self._fail(outs, header, Status.INVALID_PARAMETER, next_chain)
 
         session = self._sessions.get(header.session_id)
@@ -472,38 +472,18 @@ class Connection:
             if signer is not None:
                 self._stray = (header.message_id, signer)
             return Status.USER_SESSION_DELETED
-        if encrypted is None:
-            channel = self._channels.get(session.id)
-            if header.is_signed:
-                if channel is not None and not crypto.verify(
-                        channel.signing_key, channel.signing_alg, element):
-                    log.info("bad signature on %s from %s", Command(header.command).name,
-                             self.info.client_address[0])
-                    return Status.ACCESS_DENIED
-            elif session.signing_required and channel is not None and \
-                    header.command not in _UNSIGNED_OK:
-                log.info("unsigned %s on a signed session from %s",
-                         Command(header.command).name, self.info.client_address[0])
-                return Status.ACCESS_DENIED
-            elif header.command == Command.TREE_CONNECT and self.info.dialect == Dialect.SMB_3_1_1 \
-                    and not session.info.is_guest:
-                # 3.3.5.7: 3.1.1 signs every user's tree connect, so that nobody
-                # in the middle can turn the client's choice of share (and with
-                # it encryption) into another; refused as smbd refuses it.
-                log.info("unsigned TREE_CONNECT on SMB 3.1.1 from %s",
-                         self.info.client_address[0])
-                return Status.ACCESS_DENIED
-            if session.info.encrypt_data:
-                log.info("unencrypted %s on an encrypted session from %s",
-                         Command(header.command).name, self.info.client_address[0])
-                return Status.ACCESS_DENIED
-            # 3.3.5.2.11: a tree connect of an encrypted share needs encryption
-            # even on a session that does not.
-            tree = session.info.trees.get(header.tree_id)
-            if getattr(tree, "encrypt_data", False) and header.command != Command.TREE_CONNECT:
-                log.info("unencrypted %s on an encrypted share from %s",
-                         Command(header.command).name, self.info.client_address[0])
-                return Status.ACCESS_DENIED
+        channel = self._channels.get(session.id)
+        tree = session.info.trees.get(header.tree_id)
+        rules = acceptance.SessionRules(
+            signing_required=session.signing_required, encrypt_data=session.info.encrypt_data,
+            is_guest=session.info.is_guest, dialect=self.info.dialect,
+            signing_key=channel.signing_key if channel is not None else None,
+            signing_alg=channel.signing_alg if channel is not None else 0,
+            tree_encrypts=getattr(tree, "encrypt_data", False))
+        reason = acceptance.refusal(element, header, rules, encrypted is not None)
+        if reason is not None:
+            log.info("%s from %s", reason, self.info.client_address[0])
+            return Status.ACCESS_DENIED
         return Status.SUCCESS
 
     # -- replies ------------------------------------------------------------------------

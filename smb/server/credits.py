@@ -6,6 +6,8 @@ credits to grant so that it never holds more than a bound nor runs dry.
 
 from __future__ import annotations
 
+from smb.wire.crypto import Dialect
+
 MAX_CREDITS = 8192
 
 
@@ -79,3 +81,15 @@ def expected_payload(command: int, body: bytes | memoryview) -> int:
     if command == 0x0B:  # IOCTL
         return max(_u32(body, 28) + _u32(body, 40), _u32(body, 32) + _u32(body, 44))
     return 0
+
+
+def charge_refused(dialect: int, command: int, credit_charge: int,
+                   body: bytes | memoryview) -> bool:
+    """Whether a request's CreditCharge is too small for the payload it carries
+    or asks for (3.3.5.2.5), which is refused with INVALID_PARAMETER.  SMB
+    2.0.2 has no charges; a charge of 0 (a client that never learnt them)
+    passes for payloads up to 64 KiB, as one credit's worth."""
+    if dialect < Dialect.SMB_2_1:
+        return False
+    payload = expected_payload(command, body)
+    return credit_charge < required_charge(payload) and bool(credit_charge or payload > 65536)

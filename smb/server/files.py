@@ -33,6 +33,8 @@ _TRUNCATING = (Disposition.SUPERSEDE, Disposition.OVERWRITE, Disposition.OVERWRI
 _DATA_WRITE = acc.FILE_WRITE_DATA | acc.FILE_APPEND_DATA
 _DATA_READ = acc.FILE_READ_DATA | acc.FILE_EXECUTE
 _MAX_FILE_OFFSET = (1 << 63) - 1
+# WRITEs up to this size run on the event loop (smb.nowait) when no lock check waits.
+INLINE_WRITE_BYTES = 64 * 1024
 _QUOTA_FAKE_FILE = "$extend\\$quota:$q:$index_allocation"
 # What Windows reports for it: a hidden system directory without times.
 _QUOTA_FILE_TIMES = wire.FileTimes(attributes=vfs.FILE_ATTRIBUTE_HIDDEN
@@ -500,8 +502,11 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
         raise CommandError(Status.INVALID_PARAMETER)
     through = stable.for_open(op, w.flags)
     before = writetime.before_write(op) if w.data else None
-    n = await trio.to_thread.run_sync(_write_blocking, op, w.data, offset, through) \
-        if w.data or through else 0
+    # A small write only copies into the page cache: cheaper here than the
+    # hop to a thread and back (a large one, or one that syncs, goes there).
+    run = nowait.run if len(w.data) <= INLINE_WRITE_BYTES and not through \
+        else trio.to_thread.run_sync
+    n = await run(_write_blocking, op, w.data, offset, through) if w.data or through else 0
     if w.data:
         writetime.after_write(op, before)
     dur.contend_write(op)
@@ -510,7 +515,9 @@ async def write(ctx: CommandContext, req: Request) -> Reply:
 
 
 def _write_blocking(op: Open, data: memoryview, offset: int, through: bool) -> int:
-    """Lock check, write and (write-through) sync in one thread hop: bytes written."""
+    """Lock check, write and (write-through) sync in one thread hop: bytes written.
+    In a no-waiting attempt only the lock check may give up (WouldBlock), before
+    anything is written."""
     if data and not op.tree.node.io_allowed(op.key, op.dev, op.ino, offset, len(data), True):
         raise CommandError(Status.FILE_LOCK_CONFLICT)
     n = vfs.pwrite(op.fd, data, offset) if data else 0

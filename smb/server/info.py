@@ -26,19 +26,26 @@ _KEEP_TIMES = (0, -1, -2)
 # MS-FSA 2.1.5.11: the classes that show attributes need FILE_READ_ATTRIBUTES.
 _NEEDS_READ_ATTRIBUTES = frozenset({FileClass.BASIC, FileClass.ALL, FileClass.NETWORK_OPEN,
                                     FileClass.ATTRIBUTE_TAG})
+# The classes whose encoding (smb.wire.info) shows DeletePending, and EaSize.
+_SHOWS_DELETE_PENDING = frozenset({FileClass.STANDARD, FileClass.ALL})
+_SHOWS_EA_SIZE = frozenset({FileClass.EA, FileClass.ALL})
 
 
-def _file_facts(op: Open) -> wire.FileFacts:
+def _file_facts(op: Open, info_class: int) -> wire.FileFacts:
+    """The facts ``info_class`` reports; the two that cost a lookup of their
+    own (the node table's delete-pending flag, the EA list) are read only for
+    the classes that show them, and are left false and 0 for the others."""
     st = os.fstat(op.fd)
     times = file_times(op.fd, op.name, st)
-    pending = op.tree.node.delete_pending(op.dev, op.ino)
+    pending = info_class in _SHOWS_DELETE_PENDING and op.tree.node.delete_pending(op.dev, op.ino)
+    eas = ea_wire.ea_size(vfs.get_eas(op.fd)) if info_class in _SHOWS_EA_SIZE else 0
     return wire.FileFacts(
         creation=times.creation, last_access=times.last_access, last_write=times.last_write,
         change=times.change, attributes=times.attributes,
         allocation_size=times.allocation_size, end_of_file=times.end_of_file,
         links=st.st_nlink, delete_pending=pending, is_directory=op.is_dir, index=st.st_ino,
         access=op.access, position=op.position, mode=op.mode, name=op.display_name,
-        ea_size=ea_wire.ea_size(vfs.get_eas(op.fd)))
+        ea_size=eas)
 
 
 def _volume_facts(op: Open) -> wire.VolumeFacts:
@@ -83,7 +90,7 @@ def _query_blocking(op: Open, q: wire.QueryInfoRequest, dialect: int,
         if q.info_class in _NEEDS_READ_ATTRIBUTES and not op.access & acc.FILE_READ_ATTRIBUTES:
             return Status.ACCESS_DENIED, b""
         encode, minimum = entry
-        data = encode(_file_facts(op))
+        data = encode(_file_facts(op, q.info_class))
     elif q.info_type == InfoType.FILESYSTEM:
         entry = wire.FS_CLASSES.get(q.info_class)
         if entry is None:

@@ -52,13 +52,16 @@ FILE_SHARE_DELETE = 0x4
 
 _UINT64 = 1 << 64
 _CHECKPOINT_EVERY = 256
+# opens has no index on its owner (older tables had one, dropped here): each
+# open and close would write one more page of it, for the sake of the only
+# lookup by owner, the rare drop of a dead worker's rows, which scans instead.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS opens(
     open_key TEXT PRIMARY KEY, owner TEXT NOT NULL, dev INTEGER NOT NULL,
     ino INTEGER NOT NULL, access INTEGER NOT NULL, share INTEGER NOT NULL,
     delete_on_close INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS opens_file ON opens(dev, ino);
-CREATE INDEX IF NOT EXISTS opens_owner ON opens(owner);
+DROP INDEX IF EXISTS opens_owner;
 CREATE TABLE IF NOT EXISTS delete_pending(
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, owner TEXT NOT NULL, PRIMARY KEY(dev, ino));
 CREATE TABLE IF NOT EXISTS locks(
@@ -311,20 +314,21 @@ class NodeLocal:
         the opens below it.  It stays true because such renames are refused.
         """
         def run() -> Registered:
-            rows = self._db.execute(
+            db = self._db
+            rows = db.execute(
                 "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
                 (dev, ino)).fetchall()
             live = [r for r in rows if self._live(r[0])]
-            pending = self._db.execute(
+            pending = db.execute(
                 "SELECT owner FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino)).fetchone()
             if pending is not None:
                 if live:
                     return Registered(Status.DELETE_PENDING)
-                self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino))
+                db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino))
             for _, other_access, other_share in live:
                 if share_conflict(access, share, other_access, other_share):
                     return Registered(Status.SHARING_VIOLATION)
-            self._db.execute(
+            db.execute(
                 "INSERT INTO opens(open_key, owner, dev, ino, access, share, path,"
                 " delete_on_close) VALUES (?,?,?,?,?,?,?,?)",
                 (open_key, self.owner, dev, ino, access, share, path, int(delete_on_close)))
@@ -406,20 +410,21 @@ class NodeLocal:
     def close_file(self, open_key: str, dev: int, ino: int) -> bool:
         """Forget an open and its locks; True when the caller must now delete the file."""
         def run() -> bool:
-            row = self._db.execute("SELECT delete_on_close FROM opens WHERE open_key = ?",
-                                   (open_key,)).fetchone()
-            self._db.execute("DELETE FROM opens WHERE open_key = ?", (open_key,))
-            self._db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
-            self._db.execute("DELETE FROM caching WHERE open_key = ?", (open_key,))
-            if row is not None and row[0]:
-                self._db.execute("INSERT OR REPLACE INTO delete_pending VALUES (?,?,?)",
-                                 (dev, ino, self.owner))
-            rest = self._db.execute("SELECT owner FROM opens WHERE dev = ? AND ino = ?",
-                                    (dev, ino)).fetchall()
+            db = self._db
+            # fetchall: the statement runs to its end before the next one.
+            deleted = db.execute("DELETE FROM opens WHERE open_key = ? RETURNING delete_on_close",
+                                 (open_key,)).fetchall()
+            db.execute("DELETE FROM locks WHERE open_key = ?", (open_key,))
+            db.execute("DELETE FROM caching WHERE open_key = ?", (open_key,))
+            if deleted and deleted[0][0]:
+                db.execute("INSERT OR REPLACE INTO delete_pending VALUES (?,?,?)",
+                           (dev, ino, self.owner))
+            rest = db.execute("SELECT owner FROM opens WHERE dev = ? AND ino = ?",
+                              (dev, ino)).fetchall()
             if any(self._live(r[0]) for r in rest):
                 return False
-            gone = self._db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?",
-                                    (dev, ino)).rowcount
+            gone = db.execute("DELETE FROM delete_pending WHERE dev = ? AND ino = ?",
+                              (dev, ino)).rowcount
             return gone > 0
         return self._txn(run)
 
@@ -737,12 +742,10 @@ class NodeLocal:
     def io_allowed(self, open_key: str, dev: int, ino: int, start: int, length: int,
                    write: bool) -> bool:
         """Whether a READ/WRITE of the range may pass the locks of the file."""
-        with self._mutex:
-            # Autocommit read: most files have no locks, and then no write
-            # transaction is needed at all.
-            if self._db.execute("SELECT 1 FROM locks WHERE dev = ? AND ino = ? LIMIT 1",
-                                (dev, ino)).fetchone() is None:
-                return True
+        # Autocommit read: most files have no locks, and then no write
+        # transaction is needed at all.
+        if not self._read("SELECT 1 FROM locks WHERE dev = ? AND ino = ? LIMIT 1", (dev, ino)):
+            return True
 
         def run() -> bool:
             for key, have in self._file_locks(dev, ino):

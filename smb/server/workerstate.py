@@ -350,7 +350,14 @@ class WorkerState:
 
     async def _mirror(self, opens: dict[int, tuple[Any, tuple[bytes, bytes] | None]]) -> None:
         changed = []
-        async with self._mirroring:
+        # Taken without a checkpoint when free (a trio Lock's acquire always
+        # yields): every CREATE that gets caching mirrors it, and the trip
+        # through the scheduler cost more than the mirroring.
+        if self._mirroring.locked():
+            await self._mirroring.acquire()
+        else:
+            self._mirroring.acquire_nowait()
+        try:
             changes = []
             for open_id, (op, lease_id) in opens.items():
                 state = self.breaks.caching(open_id, lease_id)
@@ -360,6 +367,8 @@ class WorkerState:
                     changed.append(op)
             if changes:
                 await nowait.run(self.node.set_caching, changes)
+        finally:
+            self._mirroring.release()
         if changed:
             await self.hooks.caching_changed(self, changed)
 

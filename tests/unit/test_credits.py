@@ -1,4 +1,6 @@
-from smb.server.credits import CreditWindow, expected_payload, required_charge
+from smb.server.credits import CreditWindow, charge_refused, expected_payload, required_charge
+from smb.wire.crypto import Dialect
+from smb.wire.header import Command
 
 
 def test_new_connection_has_one_credit():
@@ -38,3 +40,18 @@ def test_charge_rules():
     read = bytes(4) + (1 << 20).to_bytes(4, "little")
     assert expected_payload(0x08, read) == 1 << 20
     assert expected_payload(0x08, b"\x00") == 0  # truncated bodies are the handler's problem
+
+
+def test_charge_refused_on_request_bodies():
+    """READ bodies as a client sends them: Length at offset 4."""
+    def read(length: int) -> bytes:
+        return bytes(4) + length.to_bytes(4, "little") + bytes(41)
+
+    big = read(256 * 1024)  # four credits' worth
+    assert charge_refused(Dialect.SMB_3_1_1, Command.READ, 3, big)
+    assert not charge_refused(Dialect.SMB_3_1_1, Command.READ, 4, big)
+    assert charge_refused(Dialect.SMB_3_1_1, Command.READ, 0, big)  # 0 covers 64 KiB only
+    assert not charge_refused(Dialect.SMB_3_1_1, Command.READ, 0, read(65536))
+    assert not charge_refused(Dialect.SMB_2_0_2, Command.READ, 0, big)  # no charges in 2.0.2
+    assert not charge_refused(Dialect.SMB_2_1, Command.ECHO, 0, bytes(4))
+
