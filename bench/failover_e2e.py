@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 MODES = ("hard", "graceful", "switchover", "partition")
 
@@ -27,16 +30,54 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def trial(kill: str, size: str, nodes: int, lease_ttl: int, reconnect: str) -> dict:
+def trial(kill: str, size: str, nodes: int, lease_ttl: int, reconnect: str,
+          logs: Path | None) -> dict:
+    """One demo run; with logs, its lab's logs are kept there if the trial failed."""
     proc = subprocess.run(
         [sys.executable, "-m", "hanode.cli", "demo", "--json", "--clients", "1",
          "--nodes", str(nodes), "--size", size, "--kill", kill,
-         "--lease-ttl", str(lease_ttl), "--reconnect", reconnect],
+         "--lease-ttl", str(lease_ttl), "--reconnect", reconnect,
+         *(["--logs", str(logs)] if logs else [])],
         capture_output=True, text=True, timeout=300)
     try:
-        return json.loads(proc.stdout)
+        res = json.loads(proc.stdout)
     except ValueError:
-        return {"ok": False, "error": proc.stderr.strip().splitlines()[-1:]}
+        res = {"ok": False, "error": proc.stderr.strip().splitlines()[-1:]}
+    if logs is not None:
+        if res.get("ok"):
+            shutil.rmtree(logs, ignore_errors=True)
+        else:
+            res["logs"] = str(logs)
+    return res
+
+
+def cause(r: dict) -> str:
+    """Why a trial failed, in one line: the step that went wrong and its status."""
+    if r.get("error"):
+        return f"lab: {r['error']}"
+    why = []
+    if not r.get("node_to") or r.get("node_to") == r.get("node_from"):
+        why.append("no other node took the VIP")
+    for c in r.get("clients", []):
+        if c.get("error"):
+            why.append(f"{c['name']} error: {c['error']}")
+        if not c.get("reconnected"):
+            why.append(f"{c['name']} never reconnected")
+        if not c.get("reclaimed"):
+            reopen = next((p for p in r.get("phases", []) if p.get("client") == c["name"]
+                           and "could NOT reclaim" in p["event"]), None)
+            why.append(f"{c['name']} not reclaimed" + (
+                f": reopened at +{reopen['at']} s: {reopen['event']}" if reopen else ""))
+        if not c.get("completed"):
+            why.append(f"{c['name']} copy incomplete")
+        elif not c.get("sha256_match"):
+            why.append(f"{c['name']} copy differs")
+    switch = r.get("switchover")
+    if switch and switch.get("exit"):
+        why.append(f"switchover exit {switch['exit']}: {switch.get('output', '')[-200:]}")
+    timeline = "; ".join(f"+{p['at']} {p['event']}" for p in r.get("phases", []))
+    return "; ".join(why or ["?"]) + (f" | {timeline}" if timeline else "") + (
+        f" | logs {r['logs']}" if r.get("logs") else "")
 
 
 def main() -> int:
@@ -49,13 +90,16 @@ def main() -> int:
     p.add_argument("--reconnect", choices=["eager", "kernel"], default="eager",
                    help="kernel: the client reconnects as the Linux kernel does (one connect, "
                         "the kernel's SYN retransmission) instead of retrying from 50 ms up")
+    p.add_argument("--logs", type=Path,
+                   help="keep the logs of each failed trial under this directory")
     args = p.parse_args()
     print(f"{'MODE':11} {'N':>3} {'P50':>7} {'P95':>7} {'MAX':>7} {'RECLAIMED':>9} "
           f"{'MISMATCH':>8} {'FAILED':>6}", flush=True)
     all_matched = True
     for kill in args.modes.split(","):
-        results = [trial(kill, args.size, args.nodes, args.lease_ttl, args.reconnect)
-                   for _ in range(args.trials)]
+        results = [trial(kill, args.size, args.nodes, args.lease_ttl, args.reconnect,
+                         args.logs / f"{kill}-{int(time.time())}-{i}" if args.logs else None)
+                   for i in range(args.trials)]
         stalls = [r["stall_seconds"] for r in results if r.get("stall_seconds") is not None]
         # A copy that did not finish counts as a mismatch: its bytes are not all there.
         mismatched = sum(1 for r in results if not r.get("sha256_match"))
@@ -67,11 +111,9 @@ def main() -> int:
                    f"{max(stalls):6.3f}s" if stalls else f"{'-':>7} {'-':>7} {'-':>7}")
         print(f"{kill:11} {len(results):3d} {figures} {reclaimed:9d} {mismatched:8d} {failed:6d}",
               flush=True)
-        for r in results:
+        for i, r in enumerate(results):
             if not r.get("ok"):  # why, in one line per trial
-                why = r.get("error") or [c.get("error") for c in r.get("clients", [])] or \
-                    r.get("switchover")
-                print(f"#   {kill} failed: {why}", flush=True)
+                print(f"#   {kill} trial {i + 1} failed: {cause(r)}", flush=True)
     return 0 if all_matched else 1
 
 

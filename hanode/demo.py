@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -402,6 +403,8 @@ def main(args: argparse.Namespace) -> int:
         # A second Ctrl-C must not cut the cleanup short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if args.logs:
+            _save_logs(lab, Path(args.logs))
         if args.keep:
             _print_keep(lab, out)
         else:
@@ -410,6 +413,14 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(res) if args.json else render(res), flush=True)
     return 0 if res["ok"] else 1
+
+
+def _save_logs(lab: Lab, to: Path) -> None:
+    """Copy the lab's logs (agents, listeners, clients, etcd) to a directory that
+    outlives the lab, so a failed trial can be read afterwards."""
+    to.mkdir(parents=True, exist_ok=True)
+    for log in lab.workdir.glob("*.log"):
+        shutil.copyfile(log, to / log.name)
 
 
 def _print_keep(lab: Lab, out: TextIO) -> None:
