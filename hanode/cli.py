@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--size", default="256M", help="bytes each client copies (K/M/G suffixes)")
-    p.add_argument("--kill", choices=["hard", "graceful", "partition", "switchover"], default="hard")
+    p.add_argument("--kill", choices=["hard", "graceful", "partition", "switchover", "rolling"], default="hard")
     p.add_argument("--json", action="store_true")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     p.add_argument("--logs", metavar="DIR",
