@@ -155,6 +155,11 @@ def main() -> int:
                    f"{max(stalls):6.3f}s" if stalls else f"{'-':>7} {'-':>7} {'-':>7}")
         print(f"{kill:11} {len(results):3d} {figures} {reclaimed:9d} {mismatched:8d} {failed:6d}"
               f"   (load average now {loadavg()})", flush=True)
+        before = [r["stall_before_kill_seconds"] for r in results
+                  if r.get("stall_before_kill_seconds") is not None]
+        if before:
+            print(f"#   longest stall before the kill (the load alone): p50 "
+                  f"{percentile(before, 50):.3f} s max {max(before):.3f} s", flush=True)
         if kill == "rolling":
             print_steps([step for r in results for step in r.get("steps", [])])
         for i, r in enumerate(results):

@@ -303,8 +303,8 @@ class Demo:
                 wait_for(functools.partial(self._healthy_standby, name), REJOIN_TIMEOUT,
                          f"{name} to rejoin as a healthy standby", interval=0.5)
                 step["rejoined"] = time.monotonic()
-        except (LabError, subprocess.TimeoutExpired) as exc:
-            self.roll_error = str(exc)
+        except (LabError, subprocess.TimeoutExpired, ValueError) as exc:
+            self.roll_error = str(exc)  # ValueError: etcd's answer was no JSON
 
     def _healthy_standby(self, name: str) -> bool:
         record = self.lab.read_etcd(f"nodes/{name}").get(f"nodes/{name}")
@@ -398,6 +398,12 @@ class Demo:
             "clients": clients,
             "steps": steps,
             "roll_error": self.roll_error,
+            # The longest stall before anything was done to the cluster: what
+            # the machine's load alone costs, to set the figures above against.
+            "stall_before_kill_seconds": max(
+                (e["seconds"] for c in self.clients for e in c.events
+                 if e["ev"] == "stall" and killed is not None and e["since"] < killed),
+                default=0.0),
         }
 
     def _step_figures(self) -> list[dict[str, Any]]:
