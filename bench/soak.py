@@ -4,7 +4,8 @@
 
 A namespace lab (hanode.lab: three agents with SMB workers, etcd in its own
 namespace) runs with ``cluster.lease_ttl = 1``, etcd and the agents at the
-CPU priority their systemd units give them (``--nice``, default -10), while
+CPU priority their systemd units give them (``--sched``, default ``rr:10``:
+SCHED_RR priority 10, and ``--nice``, default -10), while
 other processes at the default priority keep the machine busy: one busy loop per core at normal priority, a writer that
 writes and fsyncs a file on the disk etcd's WAL lives on, and (``--copy``)
 an smbclient copying files through the VIP.  Nothing is supposed to happen:
@@ -159,8 +160,22 @@ def merged(per_node: list[list[tuple[float, float]]]) -> list[tuple[float, float
 
 
 def ordinary() -> None:
-    """In a load process before exec: the default priority, whatever the soak runs at."""
+    """In a load process before exec: the default policy and priority, whatever the
+    soak runs at."""
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
+def policy(text: str) -> tuple[int, int]:
+    """``rr:N``, ``fifo:N`` or ``other``: (policy, priority) for os.sched_setscheduler."""
+    name, _, prio = text.partition(":")
+    policies = {"rr": os.SCHED_RR, "fifo": os.SCHED_FIFO, "other": os.SCHED_OTHER}
+    if name not in policies or (name == "other") != (prio == ""):
+        raise ValueError(f"{text!r}: expected rr:N, fifo:N or other")
+    try:
+        return policies[name], int(prio or 0)
+    except ValueError:
+        raise ValueError(f"{text!r}: the priority is not a number") from None
 
 
 def start_load(lab: Lab, cpu_hogs: int, disk: bool, copy: bool) -> list[subprocess.Popen]:
@@ -196,10 +211,12 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 
 def soak(args: argparse.Namespace) -> dict[str, object]:
-    # The lab's agents and etcd inherit this priority, as systemd gives it to
-    # them (Nice= of deploy/systemd/hanode-agent.service and of the Ansible
-    # etcd drop-in); the agents put their SMB workers back to 0.
+    # The lab's agents and etcd inherit this policy and priority, as systemd
+    # gives them (CPUSchedulingPolicy= and Nice= of
+    # deploy/systemd/hanode-agent.service and of the Ansible etcd drop-in); the
+    # agents put their SMB workers back to the default.
     os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    os.sched_setscheduler(0, args.policy[0], os.sched_param(args.policy[1]))
     with Lab(3, lease_ttl=1, workers=args.workers, workdir=args.workdir) as lab:
         first = lab.start_agents()
         if args.copy:
@@ -238,6 +255,7 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
             "lease_ttl_s": 1,
             "load": {"cpu_hogs": args.cpu_hogs, "disk": args.disk, "copy": args.copy},
             "nice": args.nice,
+            "sched": args.sched,
             "loadavg_1m_mean": round(sum(loads) / len(loads), 2) if loads else None,
             "loadavg_1m_max": max(loads, default=None),
             "first_leader": first,
@@ -278,9 +296,16 @@ def main() -> int:
     p.add_argument("--copy", action="store_true", help="an smbclient copying through the VIP")
     p.add_argument("--nice", type=int, default=-10,
                    help="CPU priority of etcd and the agents (default -10, as the units set it)")
+    p.add_argument("--sched", default="rr:10",
+                   help="CPU policy of etcd and the agents: rr:N, fifo:N or other "
+                        "(default rr:10, as the units set it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--workdir", type=Path, help="keep the lab's files (logs) here")
     args = p.parse_args()
+    try:
+        args.policy = policy(args.sched)
+    except ValueError as exc:
+        p.error(f"--sched: {exc}")
     if args.copy and args.workers < 1:
         p.error("--copy needs --workers 1 or more")
     r = soak(args)
@@ -289,7 +314,7 @@ def main() -> int:
     else:
         ev = r["log_events"]
         print(f"duration {r['duration_s']:.0f} s, {r['nodes']} nodes, lease TTL 1 s, "
-              f"etcd and agents at nice {r['nice']}, "
+              f"etcd and agents at nice {r['nice']} sched {r['sched']}, "
               f"load: {r['load']}; load average (1 min) mean {r['loadavg_1m_mean']}, "
               f"max {r['loadavg_1m_max']}")
         print(f"leader changes {r['leader_changes']} (first leader {r['first_leader']}), "

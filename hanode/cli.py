@@ -127,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--size", default="256M", help="bytes each client copies (K/M/G suffixes)")
-    p.add_argument("--kill", choices=["hard", "graceful", "partition", "switchover"], default="hard")
+    p.add_argument("--kill", choices=["hard", "graceful", "partition", "switchover", "rolling"], default="hard")
     p.add_argument("--json", action="store_true")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    p.add_argument("--logs", metavar="DIR",
+                   help="copy the agents', clients' and etcd's logs into DIR at the end")
     p.add_argument("--lease-ttl", type=int, choices=range(1, 61), default=2, metavar="S",
                    help="cluster.lease_ttl of the lab's nodes (1 to 60; default 2)")
     p.add_argument("--reconnect", choices=["eager", "kernel"], default="eager",

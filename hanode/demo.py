@@ -16,15 +16,18 @@ them are removed at the end, also after Ctrl-C, SIGTERM or an error (unless
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import re
 import secrets
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +35,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hanode.errors import UserError
-from hanode.lab import Lab, LabError
+from hanode.lab import Lab, LabError, wait_for
+from hanode.leadership import healthy_standby
 from hanode.takeover import ANNOUNCE_ROUNDS
 
 KILL_AT = 0.35          # share of every copy done before the serving node dies
@@ -49,7 +53,14 @@ KILLS = {
     "graceful": "stopped gracefully (SIGTERM to its agent)",
     "partition": "cut off from etcd (nftables)",
     "switchover": "handed over with hanode switchover",
+    "rolling": "restarted node by node, as the Ansible handler does",
 }
+# A rolling restart takes each node in turn: about this long per node on a
+# busy 2-core machine (switchover, stop, start, workers up), so the copy is
+# paced to outlast all of them.
+ROLL_STEP_SECONDS = 15.0
+# How long a restarted node may take to rejoin as a healthy standby.
+REJOIN_TIMEOUT = 60.0
 _SIZE_RE = re.compile(r"^(\d+)([KMG]?)(i?B)?$", re.IGNORECASE)
 _CLAIM_RE = re.compile(r"^(\S+ \S+) INFO \S+: leader \(term (\d+)\), VIP .* claimed, "
                        r"(\d+) announcement frames .* (\d+) clients tickled")
@@ -134,6 +145,18 @@ class Demo:
         self.move_seen: float | None = None  # when the watch loop saw another holder
         self.holder_polled = 0.0
         self.switchover: subprocess.Popen | None = None
+        # The rolling restart's driver and what each of its steps did, when.
+        self.roller: threading.Thread | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.roll_error: str | None = None
+
+    @property
+    def copy_seconds(self) -> float:
+        """How long a copy is paced to last: long enough for the kill to land mid-copy,
+        and for a rolling restart, for every node's step after it."""
+        if self.kill == "rolling":
+            return max(MIN_COPY_SECONDS, len(self.lab.nodes) * ROLL_STEP_SECONDS / (1 - KILL_AT))
+        return MIN_COPY_SECONDS
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -155,6 +178,8 @@ class Demo:
                 if client.proc.poll() is None:
                     client.proc.kill()
                 client.proc.wait()
+            if self.roller is not None:
+                self.roller.join()
         res = self.result()
         if self.switchover is not None:
             out, err = self.switchover.communicate(timeout=15)
@@ -169,7 +194,7 @@ class Demo:
                "hanode.democlient", "--server", lab.vip_ip, "--port", str(lab.port),
                "--user", USER, "--name", f"client{i}.bin", "--size", str(self.size),
                "--seed", str(i), "--chunk", str(min(max(self.size // 64, 64 << 10), 1 << 20)),
-               "--pace", str(self.size / MIN_COPY_SECONDS), "--reconnect", self.reconnect]
+               "--pace", str(self.size / self.copy_seconds), "--reconnect", self.reconnect]
         with open(lab.workdir / f"client{i}.log", "ab") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=err, text=True)
@@ -185,7 +210,7 @@ class Demo:
             sel.register(client.proc.stdout, selectors.EVENT_READ, client)
         progress = Progress(sys.stderr)
         # Generous: a copy slower than 2 MB/s on top of a minute is a failure.
-        deadline = time.monotonic() + 60 + self.size * self.n_clients / 2e6
+        deadline = time.monotonic() + 60 + self.copy_seconds + self.size * self.n_clients / 2e6
         open_pipes = len(self.clients)
         try:
             while open_pipes:
@@ -246,8 +271,44 @@ class Demo:
             lab.terminate_agent(node)
         elif self.kill == "partition":
             lab.cut_from_etcd(node)
+        elif self.kill == "rolling":
+            # In a thread of its own: its steps block for seconds, and the
+            # clients' pipes must be read meanwhile.  Joined by run().
+            self.roller = threading.Thread(target=self._roll, name="rolling-restart")
+            self.roller.start()
         else:
             self.switchover = lab.cli_start("switchover")
+
+    def _roll(self) -> None:
+        """The Ansible handler's rolling restart (serial: 1), node by node in
+        inventory order: the node that holds the VIP first hands it over with
+        ``hanode switchover``; then its agent gets SIGTERM, is started again
+        once it has exited, and the next node waits until this one is a
+        healthy standby again."""
+        lab = self.lab
+        try:
+            for name in lab.nodes:
+                step: dict[str, Any] = {"node": name, "started": time.monotonic(),
+                                        "leader": lab.holds_vip(name)}
+                self.steps.append(step)
+                if step["leader"]:
+                    moved = lab.cli("switchover")
+                    step["switchover_exit"] = moved.returncode
+                    if moved.returncode != 0:
+                        raise LabError(f"switchover off {name} failed: "
+                                       f"{(moved.stdout + moved.stderr).strip()[-200:]}")
+                lab.terminate_agent(name).wait(timeout=30)
+                step["stopped"] = time.monotonic()
+                lab.start_agent(name)
+                wait_for(functools.partial(self._healthy_standby, name), REJOIN_TIMEOUT,
+                         f"{name} to rejoin as a healthy standby", interval=0.5)
+                step["rejoined"] = time.monotonic()
+        except (LabError, subprocess.TimeoutExpired, ValueError) as exc:
+            self.roll_error = str(exc)  # ValueError: etcd's answer was no JSON
+
+    def _healthy_standby(self, name: str) -> bool:
+        record = self.lab.read_etcd(f"nodes/{name}").get(f"nodes/{name}")
+        return healthy_standby("", [record]) == name
 
     # -- the report ---------------------------------------------------------------------
 
@@ -307,11 +368,18 @@ class Demo:
                 "sha256_stored": stored_sha,
                 "sha256_match": source_sha is not None and source_sha == stored_sha,
             })
+        steps = self._step_figures()
+        for step in steps:
+            phases.append({"at": step["at"], "event": f"rolling restart: {step['node']}"
+                           + (" (leader: switchover first)" if step["leader"] else "")})
         phases.sort(key=lambda p: p["at"])
         stalls = [c["stall_seconds"] for c in clients if c["stall_seconds"] is not None]
         sha_ok = bool(clients) and all(c["sha256_match"] for c in clients)
         moved = self.node_to is not None and self.node_to != self.node_from
         ok = (sha_ok and moved and all(c["completed"] and c["reclaimed"] for c in clients))
+        if self.kill == "rolling":
+            ok = ok and self.roll_error is None and len(steps) == len(self.lab.nodes) \
+                and all(step["rejoined_after"] is not None for step in steps)
         return {
             "ok": ok,
             "kill": self.kill,
@@ -328,7 +396,34 @@ class Demo:
             "sha256_match": sha_ok,
             "phases": phases,
             "clients": clients,
+            "steps": steps,
+            "roll_error": self.roll_error,
+            # The longest stall before anything was done to the cluster: what
+            # the machine's load alone costs, to set the figures above against.
+            "stall_before_kill_seconds": max(
+                (e["seconds"] for c in self.clients for e in c.events
+                 if e["ev"] == "stall" and killed is not None and e["since"] < killed),
+                default=0.0),
         }
+
+    def _step_figures(self) -> list[dict[str, Any]]:
+        """Per step of a rolling restart: when it began (after the kill), whether
+        the node led, how long until it was a healthy standby again, and the
+        longest stall of any copy that began during the step."""
+        out = []
+        stalls = [e for c in self.clients for e in c.events if e["ev"] == "stall"]
+        for i, step in enumerate(self.steps):
+            end = self.steps[i + 1]["started"] if i + 1 < len(self.steps) else float("inf")
+            during = [e["seconds"] for e in stalls if step["started"] <= e["since"] < end]
+            rejoined = step.get("rejoined")
+            out.append({
+                "node": step["node"],
+                "leader": step["leader"],
+                "at": round(step["started"] - (self.killed_at or step["started"]), 3),
+                "rejoined_after": None if rejoined is None else round(rejoined - step["started"], 3),
+                "stall_seconds": max(during, default=0.0),
+            })
+        return out
 
 
 def _sha256(path: Path) -> str:
@@ -347,6 +442,14 @@ def render(res: dict[str, Any]) -> str:
         lines.append(f"  +{phase['at']:6.3f} s  {phase['event']}")
     if "switchover" in res:
         lines.append(f"  hanode switchover said: {res['switchover']['output']}")
+    for step in res.get("steps", []):
+        back = step["rejoined_after"]
+        lines.append(f"  restart of {step['node']}{' (leader)' if step['leader'] else ''}: "
+                     f"longest stall {step['stall_seconds']:.3f} s, "
+                     + (f"a healthy standby again after {back:.1f} s" if back is not None
+                        else "never a healthy standby again"))
+    if res.get("roll_error"):
+        lines.append(f"  the rolling restart stopped: {res['roll_error']}")
     if res["node_to"]:
         lines.append(f"  {res['node_to']} announced the VIP in {res['announcement_rounds']} "
                      f"rounds ({res['announcement_frames_per_round']} GARP frames each) and "
@@ -402,6 +505,8 @@ def main(args: argparse.Namespace) -> int:
         # A second Ctrl-C must not cut the cleanup short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if args.logs:
+            _save_logs(lab, Path(args.logs))
         if args.keep:
             _print_keep(lab, out)
         else:
@@ -410,6 +515,14 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(res) if args.json else render(res), flush=True)
     return 0 if res["ok"] else 1
+
+
+def _save_logs(lab: Lab, to: Path) -> None:
+    """Copy the lab's logs (agents, listeners, clients, etcd) to a directory that
+    outlives the lab, so a failed trial can be read afterwards."""
+    to.mkdir(parents=True, exist_ok=True)
+    for log in lab.workdir.glob("*.log"):
+        shutil.copyfile(log, to / log.name)
 
 
 def _print_keep(lab: Lab, out: TextIO) -> None:

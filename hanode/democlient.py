@@ -66,6 +66,10 @@ KERNEL_RETRY_PAUSE = 2.0
 RESPONSE_TIMEOUT = 10.0   # a write unanswered this long means the connection is gone
 RECONNECT_FOR = 60.0      # give up after this long without a server
 PROGRESS_EVERY = 0.1
+# A wait for an acknowledgement at least this long is reported on its own (a
+# "stall" event: when it began and how long), so that a run with several
+# moves (a rolling restart) can tell which move cost what.
+STALL_EVERY = 0.05
 
 
 def emit(ev: str, **fields: Any) -> None:
@@ -328,6 +332,8 @@ class Copier:
                 acked += length
                 now = time.monotonic()
                 longest_gap = max(longest_gap, now - waited_from)
+                if now - waited_from >= STALL_EVERY:
+                    emit("stall", since=waited_from, seconds=round(now - waited_from, 4))
                 last_ack = now
                 if now - last_progress >= PROGRESS_EVERY or acked == self.size:
                     emit("progress", acked=acked)

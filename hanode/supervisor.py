@@ -212,12 +212,14 @@ def _describe(code: int) -> str:
 
 def _default_priority(pid: int) -> None:
     """Put a new worker back to the default CPU priority if the agent runs ahead
-    of it (the unit's Nice=-10 is for the agent's lease renewals, not for
-    serving clients); a worker never runs ahead of ordinary processes.  Done
-    right after the start, before the worker has made threads of its own."""
-    nice = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice < 0:
-        try:
+    of it (the unit's real-time policy and Nice=-10 are for the agent's lease
+    renewals, not for serving clients); a worker never runs ahead of ordinary
+    processes.  Done right after the start, before the worker has made threads
+    of its own."""
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        if os.getpriority(os.PRIO_PROCESS, 0) < 0:
             os.setpriority(os.PRIO_PROCESS, pid, 0)
-        except ProcessLookupError:
-            pass  # already gone; its exit is seen by the caller
+    except ProcessLookupError:
+        pass  # already gone; its exit is seen by the caller

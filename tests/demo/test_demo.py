@@ -50,3 +50,22 @@ def test_demo_refuses_a_bad_size_in_one_line():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr == "hanode: demo: --size 'lots' is not a size like 256M, 64K or 1G\n"
+
+
+def test_demo_rolling_restart_moves_the_copy_once_and_loses_nothing():
+    """The Ansible handler's rolling restart (switchover off the leader, then
+    SIGTERM and start of each node in turn, each back as a healthy standby
+    before the next): the copy survives every step and each step's stall is
+    that of a planned move.  Two nodes, to keep it around a minute."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "hanode.cli", "demo", "--nodes", "2", "--clients", "1",
+         "--size", "4M", "--kill", "rolling", "--json"],
+        capture_output=True, text=True, timeout=300)
+    out = json.loads(proc.stdout)
+    assert out["ok"], proc.stderr[-3000:] + json.dumps(out, indent=1)
+    steps = out["steps"]
+    assert [s["node"] for s in steps] == ["n1", "n2"]
+    assert steps[0]["leader"] or steps[1]["leader"]  # the VIP was moved at least once
+    assert all(s["rejoined_after"] is not None for s in steps)
+    assert all(s["stall_seconds"] <= STALL["switchover"] for s in steps), steps
+    assert all(c["reclaimed"] and c["sha256_match"] for c in out["clients"])

@@ -229,6 +229,7 @@ def test_rendered_config_passes_config_check(install):
     assert cfg.share("scans").path == f"{install.root}/srv/hanode/scans"
     assert cfg.share("scans").read_only and cfg.share("scans").users == ("alice",)
     assert cfg.health.hold_down == 20
+    assert cfg.cluster.lease_ttl == 1  # group_vars' default
     assert (cfg.health.worker.timeout, cfg.health.worker.fall) == (2, 3)
     assert [(c.name, c.command, c.interval) for c in cfg.health.checks] == \
         [("always", ("/bin/true",), 3)]
@@ -262,6 +263,9 @@ def test_rendered_etcd_and_hanode_work_together(install, tmp_path):
     assert flags["ETCD_CLIENT_CERT_AUTH"] == "true"
     assert (flags["ETCD_AUTO_COMPACTION_MODE"], flags["ETCD_AUTO_COMPACTION_RETENTION"]) \
         == ("periodic", "1m")
+    # etcd runs real time, as the agent does, so a busy machine does not delay keepalives
+    dropin = (install.units / "etcd.service.d/10-hanode.conf").read_text().splitlines()
+    assert "CPUSchedulingPolicy=rr" in dropin and "CPUSchedulingPriority=10" in dropin
     log = open(tmp_path / "etcd.log", "wb")
     etcd = subprocess.Popen(["etcd"], env={"PATH": "/usr/bin:/bin", **flags},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -298,6 +302,8 @@ def test_rendered_etcd_and_hanode_work_together(install, tmp_path):
 
         store = Store.from_config(cfg.cluster, timeout=3)
         try:
+            # The rendered raft timing lets etcd grant the 1 s lease of hanode_lease_ttl.
+            assert store.grant_lease_ttl(1)[1] == 1
             lease = store.grant_lease(5)
             created, term = store.create(store.leader_key, {"node": "hnlocal"}, lease=lease)
             assert created and term > 0

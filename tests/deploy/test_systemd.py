@@ -68,4 +68,6 @@ def test_agent_unit_has_what_the_issue_asks():
     assert int(keys["LimitNOFILE"][0]) >= 65536
     # ahead of ordinary processes, or a busy machine costs the leader its 1 s lease
     assert int(keys["Nice"][0]) < 0
+    # and real time (the agent puts its SMB workers back to SCHED_OTHER)
+    assert keys["CPUSchedulingPolicy"] == ["rr"] and 1 <= int(keys["CPUSchedulingPriority"][0]) <= 99
     assert "etcd.service" in keys["After"][0] and "network-online.target" in keys["Wants"][0]
