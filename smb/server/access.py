@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from smb.wire import security
+# The rights the descriptor code shares with the rest of the server (MS-DTYP 2.4.3).
+from smb.wire.security import FILE_ALL_ACCESS, FILE_GENERIC_EXECUTE, FILE_GENERIC_READ, WRITE_DAC
+from smb.wire.security import GENERIC_ALL as GENERIC_ALL
+from smb.wire.security import MAXIMUM_ALLOWED as MAXIMUM_ALLOWED
+from smb.wire.security import READ_CONTROL as READ_CONTROL
+
 if TYPE_CHECKING:
     from hanode.config import ShareConfig
     from smb.server.handler import SessionInfo
@@ -18,21 +25,9 @@ FILE_DELETE_CHILD = 0x00000040
 FILE_READ_ATTRIBUTES = 0x00000080
 FILE_WRITE_ATTRIBUTES = 0x00000100
 DELETE = 0x00010000
-READ_CONTROL = 0x00020000
-WRITE_DAC = 0x00040000
 WRITE_OWNER = 0x00080000
 SYNCHRONIZE = 0x00100000
 ACCESS_SYSTEM_SECURITY = 0x01000000
-MAXIMUM_ALLOWED = 0x02000000
-GENERIC_ALL = 0x10000000
-GENERIC_EXECUTE = 0x20000000
-GENERIC_WRITE = 0x40000000
-GENERIC_READ = 0x80000000
-
-FILE_ALL_ACCESS = 0x001F01FF
-FILE_GENERIC_READ = 0x00120089
-FILE_GENERIC_WRITE = 0x00120116
-FILE_GENERIC_EXECUTE = 0x001200A0
 # What a read-only share grants: read, execute, attributes, EAs, security.
 READ_ONLY_ACCESS = FILE_GENERIC_READ | FILE_GENERIC_EXECUTE
 # Everything that changes a file or its name.
@@ -47,17 +42,9 @@ def is_valid(mask: int) -> bool:
 
 def map_generic(mask: int, maximal: int) -> int:
     """Turn GENERIC_* and MAXIMUM_ALLOWED into specific rights."""
-    if mask & GENERIC_READ:
-        mask |= FILE_GENERIC_READ
-    if mask & GENERIC_WRITE:
-        mask |= FILE_GENERIC_WRITE
-    if mask & GENERIC_EXECUTE:
-        mask |= FILE_GENERIC_EXECUTE
-    if mask & GENERIC_ALL:
-        mask |= FILE_ALL_ACCESS
     if mask & MAXIMUM_ALLOWED:
         mask |= maximal
-    return mask & (FILE_ALL_ACCESS | ACCESS_SYSTEM_SECURITY)
+    return security.map_generic(mask) & (FILE_ALL_ACCESS | ACCESS_SYSTEM_SECURITY)
 
 
 def share_maximal_access(read_only: bool) -> int:
