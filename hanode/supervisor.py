@@ -40,6 +40,8 @@ STABLE_AFTER = 10.0
 # On shutdown, how long a worker may take to exit after SIGTERM before SIGKILL;
 # small, because the agent's whole stop must stay under two seconds.
 STOP_GRACE = 0.3
+# How long a dead worker's liveness key may take to delete before its lease is left to.
+FORGET_TIMEOUT = 1.0
 STATS_INTERVAL = 1.0
 # A worker that has not answered its health probe yet is starting, not hung
 # (imports and etcd take seconds on a loaded machine), unless it takes this long.
@@ -118,12 +120,33 @@ class Supervisor:
             ran = trio.current_time() - worker.started
             worker.pid = None
             self._publish_pids()
+            await self._forget_liveness(worker)
             worker.crashes = 1 if ran >= STABLE_AFTER else worker.crashes + 1
             delay = restart_delay(worker.crashes)
             log.warning("%s: worker %d exited with %s after %.1f s; restarting in %.1f s",
                         self.me, worker.index, _describe(code), ran, delay)
             await trio.sleep(delay)
             worker.restarts += 1
+
+    async def _forget_liveness(self, worker: Worker) -> None:
+        """Delete the liveness key of a worker that exited, at once.
+
+        The key is on the worker's own lease, so it would vanish only when that
+        lease ends (up to two seconds); until then the node's other workers
+        count the dead worker's opens as attached, so a persistent open it kept
+        refused nothing and its clients could not reclaim.  Nothing of the
+        worker runs any more (its next incarnation starts after this), so the
+        key can only be a dead one's.  Best effort: without etcd the lease's end
+        does it, as before."""
+        if self.store is None:
+            return
+        key = self.store.worker_key(self.me, worker_name(worker.index))
+        with trio.move_on_after(FORGET_TIMEOUT):
+            try:
+                await trio.to_thread.run_sync(self.store.delete, key, abandon_on_cancel=True)
+            except StoreUnavailable as exc:
+                log.info("%s: worker %d's liveness key left to its lease (%s)",
+                         self.me, worker.index, exc)
 
     def restart_hung(self, index: int, why: str) -> None:
         """Kill worker ``index`` (SIGKILL: a stopped or wedged process ignores SIGTERM);

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -432,6 +433,55 @@ def _mount_until(t: harness.Target, client: uuid.UUID, seconds: float) -> dc.Mou
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _cluster_of(target: harness.Target) -> str:
+    return next(line.split('"')[1] for line in target.config.read_text().splitlines()
+                if line.startswith('name = "t'))
+
+
+def test_a_dead_workers_liveness_key_goes_with_it_not_with_its_lease(etcd_server, tmp_path):
+    """The parent deletes a worker's liveness key when the worker exits, so the
+    node's other workers hold its persistent opens at once rather than when
+    its lease ends or its next incarnation has started (seconds on a loaded
+    machine): etcd sees the killed worker's key deleted before the new
+    incarnation's key appears (with 10 s leases, nothing else deletes it), and
+    its open then refuses a writer."""
+    with harness.running_hanode(etcd_server.url, tmp_path / "hanode", workers=2,
+                                share_extra="continuous_availability = true",
+                                cluster_extra="lease_ttl = 10") as t:
+        wait_for(lambda: harness.listening_workers(t) == 2, 15, "two listening workers")
+        first = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+        op, _ = persistent_open(first.tree, "q.bin", uuid.uuid4())
+        op.write(b"kept", 0)
+        killed = dc.serving_pid(t.port, first.local_port())
+        store = Store([etcd_server.url], _cluster_of(t))
+        key = next(e.key for e in store.get_prefix(store.key("workers") + "/")
+                   if e.value.get("pid") == killed)
+        changes, stop = store.watch_prefix(key)
+        watching = threading.Timer(30, stop)  # the iterator ends then, whatever came
+        watching.start()
+        events = []
+        try:
+            os.kill(killed, signal.SIGKILL)
+            first.drop()
+            for change in changes:
+                if not change.deleted and change.value.get("pid") == killed:
+                    continue  # the dying worker's last refresh
+                events.append("deleted" if change.deleted else "put")
+                if not change.deleted:
+                    break  # the next incarnation's key
+        finally:
+            watching.cancel()
+            stop()
+            store.close()
+        assert events[:1] == ["deleted"], events
+        other = _mount_until(t, uuid.uuid4(), 10)
+        try:
+            wait_for(lambda: _conflicting_open_then_close(other.tree, "q.bin")
+                     == FILE_NOT_AVAILABLE, 10, "the dead worker's open refusing a writer")
+        finally:
+            other.conn.disconnect()
 
 
 def test_a_killed_workers_persistent_open_still_refuses_others_until_reclaimed(ca_server):
