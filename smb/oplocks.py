@@ -178,6 +178,10 @@ class OpenRequest:
     disposition: int = 1  # FILE_OPEN
     oplock_level: int = OPLOCK_NONE
     lease: Lease | None = None
+    # An SMB 3.x open: a disconnected persistent open of the file refuses it
+    # whatever the share modes (MS-SMB2 3.3.5.9), where older dialects meet
+    # only its share mode.
+    smb3: bool = False
 
     @property
     def access(self) -> int:
@@ -472,7 +476,13 @@ class NodeOplocks:
         (returned: that open and its status); one whose caching it only needs
         broken is broken at once to what it needs, without a notification
         nobody could receive or acknowledge (its client learns its state on
-        reclaim), so no open waits out a break timeout on it."""
+        reclaim), so no open waits out a break timeout on it.  A 3.x open is
+        refused by any disconnected persistent open of the file, in its way or
+        not."""
+        if req.smb3:
+            for oid, o in f.opens.items():
+                if o.disconnected and o.refuse == Status.FILE_NOT_AVAILABLE:
+                    return oid, o.refuse
         for oid, o, conflict, to in self._in_way(f, req, lease_id):
             if o.refuse is None:
                 continue

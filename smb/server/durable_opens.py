@@ -106,7 +106,7 @@ def open_request(ctx: CommandContext, c: wire.CreateRequest, intent: DurabilityI
     if c.options & wire.CreateOptions.DIRECTORY_FILE:
         level, lease = OPLOCK_NONE, None
     return OpenRequest(open_id, ctx.connection.client_guid, granted, c.share_access,
-                       c.disposition, level, lease)
+                       c.disposition, level, lease, smb3=ctx.connection.dialect >= 0x0300)
 
 
 async def decide(ctx: CommandContext, tree: "TreeConnect", req: OpenRequest,

@@ -134,7 +134,8 @@ def _check_create(c: wire.CreateRequest, tree: TreeConnect) -> int:
 
 
 def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
-                   file_id: bytes, asker: Asker | None) -> tuple[Open, int, bool]:
+                   file_id: bytes, asker: Asker | None,
+                   smb3: bool = False) -> tuple[Open, int, bool]:
     """Look up, open or create, then register the share mode.
 
     (open, action, others): ``others`` says whether another worker had the
@@ -177,7 +178,7 @@ def _open_blocking(tree: TreeConnect, c: wire.CreateRequest, granted: int,
         op = Open(file_id=file_id, tree=tree, fd=fd, parts=parts, is_dir=is_dir,
                   access=granted, dev=st.st_dev, ino=st.st_ino)
         registered = tree.node.register_open(op.key, op.dev, op.ino, granted, c.share_access,
-                                             op.node_path, with_open)
+                                             op.node_path, with_open, smb3)
         if registered.status != Status.SUCCESS:
             raise CommandError(registered.status)
     except BaseException:
@@ -354,7 +355,7 @@ async def _open_new(ctx: CommandContext, tree: TreeConnect, c: wire.CreateReques
     decision = await dur.decide(ctx, tree, oreq, parts)
     try:
         op, action, others = await _open(ctx, tree, c, granted, functools.partial(
-            _open_blocking, tree, c, granted, file_id, asker))
+            _open_blocking, tree, c, granted, file_id, asker, oreq.smb3))
     except BaseException:
         if decision is not None:
             dur.abandon(open_id)

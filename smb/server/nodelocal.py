@@ -306,9 +306,13 @@ class NodeLocal:
         return self.register_open(open_key, dev, ino, access, share, path).status
 
     def register_open(self, open_key: str, dev: int, ino: int, access: int, share: int,
-                      path: str = "", delete_on_close: bool = False) -> "Registered":
+                      path: str = "", delete_on_close: bool = False,
+                      smb3: bool = False) -> "Registered":
         """open_file, also saying whether another live worker holds the file, and
         recording delete-on-close with the open: a CREATE needs one transaction.
+        An SMB 3.x open (``smb3``) of a file another worker keeps a disconnected
+        persistent open of is refused whatever the share modes (MS-SMB2 3.3.5.9;
+        this worker's own are refused in its oplock decision).
 
         ``path`` (the file's absolute path) lets a rename of a directory see
         the opens below it.  It stays true because such renames are refused.
@@ -319,6 +323,11 @@ class NodeLocal:
                 "SELECT owner, access, share FROM opens WHERE dev = ? AND ino = ?",
                 (dev, ino)).fetchall()
             live = [r for r in rows if self._live(r[0])]
+            if smb3 and live and any(self._live(owner) for owner, in db.execute(
+                    "SELECT d.owner FROM disconnected d JOIN keeping k ON k.open_key = d.open_key"
+                    " WHERE d.dev = ? AND d.ino = ? AND d.owner != ? AND k.status = ?",
+                    (dev, ino, self.owner, Status.FILE_NOT_AVAILABLE))):
+                return Registered(Status.FILE_NOT_AVAILABLE)
             pending = db.execute(
                 "SELECT owner FROM delete_pending WHERE dev = ? AND ino = ?", (dev, ino)).fetchone()
             if pending is not None:

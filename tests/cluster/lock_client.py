@@ -32,6 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
+from smbprotocol.connection import Dialects
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FileAttributes, FilePipePrinterAccessMask,
@@ -65,9 +66,10 @@ class Clients:
         self.owner: dc.Mount | None = None
         self.handle: Open | None = None
 
-    def _mount(self, client_guid: uuid.UUID, connect_timeout: float = 5) -> dc.Mount:
+    def _mount(self, client_guid: uuid.UUID, connect_timeout: float = 5,
+               dialect: int | None = None) -> dc.Mount:
         return dc.mount(445, self.user, self.password, self.share, client_guid, self.server,
-                        connect_timeout)
+                        connect_timeout, dialect)
 
     def hold(self) -> dict:
         self.owner = self._mount(self.client_guid)
@@ -77,10 +79,21 @@ class Clients:
         return {"persistent": granted.get("flags", 0)}
 
     def probe(self) -> dict:
+        """What another 3.x client meets: a writer the owner's share mode excludes
+        ("open") and a reader it allows ("share_reader", refused too while the
+        owner's persistent open is disconnected, MS-SMB2 3.3.5.9); and what a
+        2.1 reader, let in either way, meets at the locked range."""
         other = self._mount(uuid.uuid4())
+        old = self._mount(uuid.uuid4(), dialect=Dialects.SMB_2_1_0)
         try:
             answer = {"open": dc.conflicting_open_status(other.tree, self.name)}
-            reader = Open(other.tree, self.name)
+            sharing = Open(other.tree, self.name)
+            answer["share_reader"] = status_of(lambda: sharing.create(
+                ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.GENERIC_READ,
+                FileAttributes.FILE_ATTRIBUTE_NORMAL, dc.SHARE_ALL, CreateDisposition.FILE_OPEN,
+                CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+                RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE))
+            reader = Open(old.tree, self.name)
             reader.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.GENERIC_READ,
                           FileAttributes.FILE_ATTRIBUTE_NORMAL, dc.SHARE_ALL,
                           CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
@@ -91,6 +104,7 @@ class Clients:
             return answer
         finally:
             other.conn.disconnect()
+            old.conn.disconnect()
 
     def rapid(self) -> dict:
         began = time.monotonic()

@@ -54,10 +54,12 @@ LOCK_NOT_GRANTED = 0xC0000055
 FILE_LOCK_CONFLICT = 0xC0000054
 # What the persistent open refuses another client: a read/write open sharing only
 # reads, a LOCK and a READ of its locked range; the open is refused as for any
-# open while its handle is connected, as 3.3.5.9.7 says while it is not.
-CONNECTED = {"open": SHARING_VIOLATION, "lock": LOCK_NOT_GRANTED, "read": FILE_LOCK_CONFLICT}
-DISCONNECTED = {**CONNECTED, "open": FILE_NOT_AVAILABLE}
-UNGUARDED = {"open": 0, "read": 0, "lock": 0}  # nothing refused
+# open while its handle is connected, as 3.3.5.9.7 says while it is not, and
+# then (3.3.5.9) a 3.x reader its share mode allows is refused as well.
+CONNECTED = {"open": SHARING_VIOLATION, "share_reader": 0, "lock": LOCK_NOT_GRANTED,
+             "read": FILE_LOCK_CONFLICT}
+DISCONNECTED = {**CONNECTED, "open": FILE_NOT_AVAILABLE, "share_reader": FILE_NOT_AVAILABLE}
+UNGUARDED = {"open": 0, "share_reader": 0, "read": 0, "lock": 0}  # nothing refused
 
 
 def expected() -> bytes:

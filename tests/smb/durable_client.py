@@ -84,9 +84,9 @@ def lock_element(offset: int, length: int, flags: int) -> SMB2LockElement:
 
 
 def mount(port: int, user: str, password: str, share: str, client_guid: uuid.UUID,
-          host: str = "127.0.0.1", connect_timeout: float = 5) -> Mount:
+          host: str = "127.0.0.1", connect_timeout: float = 5, dialect: int | None = None) -> Mount:
     conn = Connection(client_guid, host, port)
-    conn.connect(timeout=connect_timeout)
+    conn.connect(dialect, timeout=connect_timeout)
     session = Session(conn, user, password, require_encryption=False)
     session.connect()
     tree = TreeConnect(session, f"\\\\{host}\\{share}")

@@ -207,9 +207,10 @@ def test_disconnected_persistent_open_keeps_share_mode_and_locks_until_reclaimed
     wait_for(lambda: records(etcd_server.url, t)[0]["disconnected_since"] is not None, 5,
              "the persistent open stored as disconnected")
 
-    # Other clients, on either worker: a writer conflicts with its share mode
-    # (reads only) and is refused, not allowed to purge it; a reader is let in
-    # but not through its lock.
+    # Other 3.x clients, on either worker: refused, not allowed to purge it,
+    # a writer its share mode (reads only) excludes as well as a reader it
+    # would let in (MS-SMB2 3.3.5.9); a 2.1 reader is let in but not through
+    # its lock.
     others = [dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())]
     try:
         # Clients on both workers: the open's own (its NodeOplocks refuses)
@@ -219,7 +220,11 @@ def test_disconnected_persistent_open_keeps_share_mode_and_locks_until_reclaimed
             others.append(dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4()))
         for other in others:
             assert dc.conflicting_open_status(other.tree, "k.bin") == FILE_NOT_AVAILABLE
-        reader = Open(others[0].tree, "k.bin")
+            assert _sharing_reader(other.tree, "k.bin") == FILE_NOT_AVAILABLE
+        old = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4(),
+                       dialect=Dialects.SMB_2_1_0)
+        others.append(old)
+        reader = Open(old.tree, "k.bin")
         reader.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.GENERIC_READ,
                       FileAttributes.FILE_ATTRIBUTE_NORMAL,
                       ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE,
@@ -243,6 +248,7 @@ def test_disconnected_persistent_open_keeps_share_mode_and_locks_until_reclaimed
             again.conn.disconnect()
         assert lock_status(reader, 0, 10) == 0
         reader.close()
+        assert _sharing_reader(others[1].tree, "k.bin") == 0
         assert dc.conflicting_open_status(others[1].tree, "k.bin") == 0
     finally:
         for other in others:
@@ -382,7 +388,9 @@ def test_a_disconnected_persistent_lease_is_broken_at_once_and_reclaimed_as_it_s
     first.drop()
     wait_for(lambda: records(etcd_server.url, t)[0]["disconnected_since"] is not None, 5,
              "the persistent open stored as disconnected")
-    other = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4())
+    # A 2.1 client: a 3.x one would be refused outright (MS-SMB2 3.3.5.9).
+    other = dc.mount(t.port, t.user, t.password, t.share_name, uuid.uuid4(),
+                     dialect=Dialects.SMB_2_1_0)
     again = dc.mount(t.port, t.user, t.password, t.share_name, client)
     try:
         started = time.monotonic()
@@ -408,6 +416,22 @@ def test_a_disconnected_persistent_lease_is_broken_at_once_and_reclaimed_as_it_s
         again.conn.disconnect()
 
 
+def _sharing_reader(tree: TreeConnect, name: str) -> int:
+    """A read-only open sharing read and write: its status (0: it got through,
+    and is closed again)."""
+    op = Open(tree, name)
+    try:
+        op.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.GENERIC_READ,
+                  FileAttributes.FILE_ATTRIBUTE_NORMAL,
+                  ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE,
+                  CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE, None,
+                  RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    except SMBResponseException as exc:
+        return exc.status
+    op.close()
+    return 0
+
+
 def _conflicting_open_then_close(tree: TreeConnect, name: str) -> int:
     """A read/write open sharing only reads: its status (0: it got through, and
     is closed again so that it holds nothing)."""
@@ -423,12 +447,13 @@ def _conflicting_open_then_close(tree: TreeConnect, name: str) -> int:
     return 0
 
 
-def _mount_until(t: harness.Target, client: uuid.UUID, seconds: float) -> dc.Mount:
+def _mount_until(t: harness.Target, client: uuid.UUID, seconds: float,
+                 dialect: int | None = None) -> dc.Mount:
     """A new connection, tried again while it meets the killed worker's socket."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            return dc.mount(t.port, t.user, t.password, t.share_name, client)
+            return dc.mount(t.port, t.user, t.password, t.share_name, client, dialect=dialect)
         except (SMBException, OSError, ValueError):
             if time.monotonic() > deadline:
                 raise
@@ -497,12 +522,15 @@ def test_a_killed_workers_persistent_open_still_refuses_others_until_reclaimed(c
     os.kill(dc.serving_pid(t.port, first.local_port()), signal.SIGKILL)
     first.drop()
     other = _mount_until(t, uuid.uuid4(), 10)
+    old = _mount_until(t, uuid.uuid4(), 10, dialect=Dialects.SMB_2_1_0)
     try:
-        # Until its liveness key expires the dead worker's open is unknown (see
-        # the README's gaps); from then on it stands in every worker's way.
+        # Once its parent deleted its liveness key, the dead worker's open
+        # stands in every worker's way: any 3.x open is refused, a 2.1 reader
+        # is let in (its share mode allows it) but not through its lock.
         wait_for(lambda: _conflicting_open_then_close(other.tree, "d.bin")
                  == FILE_NOT_AVAILABLE, 20, "the dead worker's open refusing a writer")
-        reader = Open(other.tree, "d.bin")
+        assert _sharing_reader(other.tree, "d.bin") == FILE_NOT_AVAILABLE
+        reader = Open(old.tree, "d.bin")
         reader.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.GENERIC_READ,
                       FileAttributes.FILE_ATTRIBUTE_NORMAL,
                       ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE,
@@ -520,6 +548,7 @@ def test_a_killed_workers_persistent_open_still_refuses_others_until_reclaimed(c
         reader.close()
     finally:
         other.conn.disconnect()
+        old.conn.disconnect()
 
 
 def _lock_then_unlock(op: Open, offset: int, length: int) -> int:

@@ -121,6 +121,9 @@ def test_a_persistent_disconnected_open_refuses_conflicting_opens_instead_of_bei
     assert table.kept_in_way(DEV, INO, FILE_WRITE_DATA, 0x7) == Status.FILE_NOT_AVAILABLE
     assert not table.disconnected_in_way(DEV, INO, FILE_WRITE_DATA, 0x7)
     assert table.kept_in_way(DEV, INO, FILE_READ_DATA, 0x7) is None
+    # An SMB 3.x reader is refused all the same (MS-SMB2 3.3.5.9).
+    assert table.register_open("r3", DEV, INO, FILE_READ_DATA, 0x7,
+                               smb3=True).status == Status.FILE_NOT_AVAILABLE
     assert table.open_file("r", DEV, INO, FILE_READ_DATA, 0x7) == Status.SUCCESS
     assert table.lock("r", DEV, INO, [Range(0, 10, True)]) == Status.LOCK_NOT_GRANTED
     table.take_over_disconnected(PID)

@@ -1,5 +1,7 @@
 """The node-wide oplock and lease state machine: what a second opener gets, breaks, acks."""
 
+from dataclasses import replace
+
 import pytest
 
 from smb.oplocks import (
@@ -545,7 +547,12 @@ def test_disconnected_persistent_open_refuses_a_share_conflict_and_is_never_purg
         Outcome.REFUSE, Status.FILE_NOT_AVAILABLE, 1, ())
     reader = oplock(3, OPLOCK_NONE, client=C2, access=FILE_READ_DATA)
     assert node.open(F, reader).outcome is Outcome.GRANT  # shares reading with it
+    node.close(3)
+    # An SMB 3.x reader is refused all the same (MS-SMB2 3.3.5.9).
+    d = node.open(F, replace(reader, smb3=True))
+    assert (d.outcome, d.status, d.refused_by) == (Outcome.REFUSE, Status.FILE_NOT_AVAILABLE, 1)
     node.set_disconnected(1, False)  # reclaimed: an ordinary open again
+    assert node.open(F, replace(reader, open_id=5, smb3=True)).outcome is Outcome.GRANT
     assert node.open(F, oplock(4, OPLOCK_NONE, client=C2)).status == Status.SHARING_VIOLATION
 
 
