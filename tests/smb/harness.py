@@ -254,6 +254,21 @@ def start_smbd(base: Path, *, global_extra: str = "", share_extra: str = "",
 
 def stop(target: Target) -> None:
     _stop_group(target.proc)
+    if target.config is not None:
+        _stop_helpers_of(target.config)
+
+
+def _stop_helpers_of(config: Path) -> None:
+    """Kill what a server started outside its process group: smbd 4.17 spawns
+    samba-dcerpcd (and its rpcd_* workers) on the first RPC, in a session of its
+    own, so it outlives smbd's group; they name smbd's config file."""
+    mark = f"--configfile={config}"
+    for proc in psutil.process_iter(["cmdline"]):
+        if mark in (proc.info["cmdline"] or []):
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 # -- smbclient ------------------------------------------------------------------------------
