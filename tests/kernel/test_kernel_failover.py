@@ -21,14 +21,16 @@ pytestmark = pytest.mark.kernel
 COPY_MB = int(os.environ.get("HANODE_LAB_COPY_MB", "64"))
 
 
-# A credit cap the client's socket buffer holds whole: cifs.ko can have at
-# most 1 MiB of WRITEs outstanding, so when the node dies every WRITE it began
-# is already handed to its TCP (none is half sent), and it resends them all
-# after reconnecting.  With the default cap it queues more than the buffer
-# takes, one WRITE's send is stuck halfway towards the dead node, and the
-# reset fails it ("Error -104 sending data on socket", the copy ends in
-# "Software caused connection abort"): see the README.
+# A credit cap that keeps cifs.ko's WRITEs outstanding to 1 MiB: then, when
+# the node dies, the WRITEs it began are usually all handed to its TCP already
+# and it resends them after reconnecting (6 of 7 bench and CI trials intact).
+# With the default cap it queues more than its socket buffer takes, one WRITE's
+# send is stuck halfway towards the dead node, and the reset fails it ("Error
+# -104 sending data on socket"): cifs.ko (6.1) ends the copy with
+# ECONNABORTED instead of sending that WRITE again after reconnecting, which
+# no server can undo (smbd loses it the same way); see the README.
 SMALL_CREDITS = "max_credits = 16"
+CLIENT_ABORT = "Software caused connection abort"
 
 
 # What cifs_reopen_file returns when another task reopened the handle while
@@ -51,15 +53,22 @@ def assert_reclaimed(report: str) -> None:
 
 def test_copy_across_hard_kill_with_a_small_credit_cap(tmp_path):
     """The serving node dies mid-copy (cable pulled, every process killed):
-    the client gets its open back on the new node by a durable reclaim and,
-    held to 16 credits, resends what had no answer: the copy is intact."""
+    the copy pauses and the client gets its open back on the new node by a
+    durable reclaim; held to 16 credits it resends what had no answer and the
+    copy ends intact, or, when a WRITE was still half sent at the death, with
+    the client's own abort (the limit named above), never with another error
+    and never with a wrong file reported as written."""
     result = failover_trial.run_trial("hard", COPY_MB, tmp_path, smb_config=SMALL_CREDITS)
     print(f"dd rc {result.dd_rc}, matched {result.matched}, stall {result.stall_seconds}s\n"
           f"{result.guest_report}\n{result.moves}")
     assert not result.error, result.error
+    assert result.dd_rc is not None, "the copy did not end"
     assert result.stall_seconds is not None, "the copy never grew after the kill"
-    assert result.dd_rc == 0 and result.matched, f"{result.guest_report}\n{result.moves}"
     assert_reclaimed(result.guest_report)
+    if result.dd_rc != 0 or not result.matched:
+        assert result.dd_rc != 0 and CLIENT_ABORT in result.dd_error, (
+            f"copy across a hard kill: dd rc {result.dd_rc} ({result.dd_error!r}), "
+            f"file matches: {result.matched}\n{result.guest_report}\n{result.moves}")
 
 
 def test_copy_across_switchover_is_intact(tmp_path):
